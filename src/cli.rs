@@ -1,0 +1,409 @@
+//! The client verbs: one request to the daemon over its unix socket, the
+//! answer printed for a person (or as JSON), and the exit code
+//! 0 done, 1 error, 2 usage. `logs` reads the log files itself, from the
+//! directory the daemon names, and follows them while the container runs.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nanoserde::SerJson;
+
+use crate::api::{self, Info, Request, Response};
+use crate::config;
+use crate::container::logs::{self, Stream};
+use crate::sys::fd;
+
+/// A failure to report: the message, and the exit code.
+pub struct Failure(pub String, pub i32);
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure(msg.into(), 2)
+}
+
+/// Finds the daemon's socket: --socket, $BERTH_SOCKET, the socket named by
+/// --config, or the default.
+pub fn socket_path(socket: Option<PathBuf>, config_file: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(s) = socket {
+        return Ok(s);
+    }
+    if let Some(s) = std::env::var_os("BERTH_SOCKET").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(s));
+    }
+    if let Some(file) = config_file {
+        return config::read_daemon_file(file).map(|c| c.socket).map_err(|e| Failure(e.to_string(), 1));
+    }
+    Ok(config::default_daemon().socket)
+}
+
+/// Sends one request and reads the one response line.
+pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
+    let mut stream = UnixStream::connect(socket)
+        .map_err(|e| Failure(format!("connect to the daemon at {}: {e}", socket.display()), 1))?;
+    send(&mut stream, req)?;
+    receive(stream)
+}
+
+fn send(stream: &mut UnixStream, req: &Request) -> Result<(), Failure> {
+    let mut line = req.serialize_json();
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(|e| Failure(format!("send request: {e}"), 1))
+}
+
+fn receive(stream: UnixStream) -> Result<Response, Failure> {
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("read response: {e}"), 1))?;
+    if line.is_empty() {
+        return Err(Failure("the daemon closed the connection without answering".into(), 1));
+    }
+    crate::json::decode::<Response>(line.trim_end()).map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))
+}
+
+fn checked(resp: Response) -> Result<Response, Failure> {
+    if resp.ok {
+        Ok(resp)
+    } else {
+        Err(Failure(resp.error.unwrap_or_else(|| "the daemon reported an error".into()), 1))
+    }
+}
+
+/// Flags of a client verb: `--name value` pairs and bare switches.
+struct Args {
+    positional: Vec<String>,
+    flags: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    fn parse(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Args, Failure> {
+        let mut out = Args { positional: Vec::new(), flags: Vec::new() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if let Some(flag) = a.strip_prefix("--") {
+                let (flag, inline) = match flag.split_once('=') {
+                    Some((f, v)) => (f, Some(v.to_string())),
+                    None => (flag, None),
+                };
+                if with_value.contains(&flag) {
+                    let v = match inline {
+                        Some(v) => v,
+                        None => it.next().cloned().ok_or_else(|| usage(format!("--{flag} needs a value")))?,
+                    };
+                    out.flags.push((flag.to_string(), Some(v)));
+                } else if switches.contains(&flag) && inline.is_none() {
+                    out.flags.push((flag.to_string(), None));
+                } else {
+                    return Err(usage(format!("unknown option --{flag}")));
+                }
+            } else if a == "-f" && switches.contains(&"follow") {
+                out.flags.push(("follow".into(), None));
+            } else {
+                out.positional.push(a.clone());
+            }
+        }
+        Ok(out)
+    }
+    fn has(&self, f: &str) -> bool {
+        self.flags.iter().any(|(k, _)| k == f)
+    }
+    fn value(&self, f: &str) -> Option<&str> {
+        self.flags.iter().rev().find(|(k, _)| k == f).and_then(|(_, v)| v.as_deref())
+    }
+    fn one_name(&self, verb: &str) -> Result<String, Failure> {
+        match self.positional.as_slice() {
+            [name] => Ok(name.clone()),
+            [] => Err(usage(format!("{verb}: a container name is needed"))),
+            _ => Err(usage(format!("{verb}: exactly one container name is needed"))),
+        }
+    }
+    fn number(&self, f: &str) -> Result<Option<u64>, Failure> {
+        self.value(f)
+            .map(|v| v.parse::<u64>().map_err(|_| usage(format!("--{f} needs a whole number, not {v:?}"))))
+            .transpose()
+    }
+}
+
+/// Runs a client verb; returns the exit code on success.
+pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
+    let req = |verb: &str, name: String| Request { verb: verb.into(), name, ..Request::default() };
+    match verb {
+        "ps" => {
+            let a = Args::parse(rest, &[], &["json"])?;
+            if !a.positional.is_empty() {
+                return Err(usage("ps takes no names"));
+            }
+            let resp = checked(call(socket, &req("ps", String::new()))?)?;
+            let list = resp.containers.unwrap_or_default();
+            if a.has("json") {
+                println!("{}", list.serialize_json());
+            } else {
+                print_table(&list);
+            }
+            Ok(0)
+        }
+        "start" => {
+            let a = Args::parse(rest, &[], &["wait"])?;
+            let name = a.one_name(verb)?;
+            let wait = a.has("wait");
+            let resp = checked(call(socket, &Request { wait, ..req("start", name) })?)?;
+            Ok(if wait { resp.exit_code.unwrap_or(1) } else { 0 })
+        }
+        "stop" | "restart" => {
+            let a = Args::parse(rest, &["time", "t"], &[])?;
+            let name = a.one_name(verb)?;
+            let time = match a.number("time")? {
+                Some(t) => Some(t),
+                None => a.number("t")?,
+            };
+            checked(call(socket, &Request { time, ..req(verb, name) })?)?;
+            Ok(0)
+        }
+        "kill" => {
+            let a = Args::parse(rest, &["signal", "s"], &[])?;
+            let name = a.one_name(verb)?;
+            let signal = a.value("signal").or(a.value("s")).map(str::to_string);
+            if let Some(s) = &signal {
+                if config::parse_signal(s).is_none() {
+                    return Err(usage(format!("unknown signal: {s}")));
+                }
+            }
+            checked(call(socket, &Request { signal, ..req("kill", name) })?)?;
+            Ok(0)
+        }
+        "wait" => {
+            let a = Args::parse(rest, &[], &[])?;
+            let name = a.one_name(verb)?;
+            let resp = checked(call(socket, &req("wait", name))?)?;
+            match resp.exit_code {
+                Some(code) => println!("{code}"),
+                None => println!("none"),
+            }
+            Ok(0)
+        }
+        "inspect" => {
+            let a = Args::parse(rest, &[], &[])?;
+            let name = a.one_name(verb)?;
+            let resp = checked(call(socket, &req("inspect", name))?)?;
+            let info = resp.container.ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
+            println!("{}", info.serialize_json());
+            Ok(0)
+        }
+        "reload" => {
+            Args::parse(rest, &[], &[])?;
+            let resp = checked(call(socket, &req("reload", String::new()))?)?;
+            for line in resp.actions.unwrap_or_default() {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        "logs" => {
+            let a = Args::parse(rest, &["tail", "n"], &["follow", "timestamps"])?;
+            let name = a.one_name(verb)?;
+            let tail = match a.number("tail")? {
+                Some(t) => Some(t),
+                None => a.number("n")?,
+            };
+            let resp = checked(call(socket, &req("logs", name.clone()))?)?;
+            let info = resp.container.ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
+            print_logs(&info, tail, a.has("timestamps"), a.has("follow"), socket)?;
+            Ok(0)
+        }
+        _ => Err(usage(format!("unknown command: {verb}"))),
+    }
+}
+
+/// `berth version`: this binary's version, and the daemon's if one answers.
+pub fn version(socket: &Path) -> i32 {
+    println!("{}", api::version());
+    if let Ok(resp) = call(socket, &Request { verb: "version".into(), ..Request::default() }) {
+        if let Some(v) = resp.version {
+            println!("daemon: {v}");
+        }
+    }
+    0
+}
+
+fn print_table(list: &[Info]) {
+    println!("{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}", "NAME", "STATUS", "PID", "EXIT", "RESTARTS", "STARTED", "NOTE");
+    for c in list {
+        let exit = c.exit_code.map_or("-".to_string(), |e| e.to_string());
+        let started = c.started_at.as_deref().map_or("-".to_string(), |s| s.chars().take(19).collect());
+        let note = c.warning.as_deref().or(c.error.as_deref()).unwrap_or("");
+        println!(
+            "{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}",
+            c.name, c.status, c.pid, exit, c.restart_count, started, note
+        );
+    }
+}
+
+/// Turns log records back into lines, joining partial records.
+#[derive(Default)]
+struct Assembler {
+    pending: [Option<(String, Vec<u8>)>; 2],
+    /// A file line not yet ended by '\n'.
+    raw: Vec<u8>,
+}
+
+struct Line {
+    time: String,
+    stream: Stream,
+    text: Vec<u8>,
+    newline: bool,
+}
+
+impl Assembler {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
+        self.raw.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.raw[start..].iter().position(|&b| b == b'\n') {
+            let line = self.raw[start..start + nl].to_vec();
+            start += nl + 1;
+            if let Some(rec) = logs::parse_record(&line) {
+                let slot = &mut self.pending[rec.stream as usize];
+                let (time, mut text) = slot.take().unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
+                text.extend_from_slice(rec.content);
+                if rec.full {
+                    out.push(Line { time, stream: rec.stream, text, newline: true });
+                } else {
+                    *slot = Some((time, text));
+                }
+            }
+        }
+        self.raw.drain(..start);
+    }
+
+    /// At the end of the logs: partial lines are printed as they are.
+    fn finish(&mut self, out: &mut Vec<Line>) {
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if let Some((time, text)) = self.pending[i].take() {
+                out.push(Line { time, stream, text, newline: false });
+            }
+        }
+    }
+}
+
+fn emit(lines: &[Line], timestamps: bool) {
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let mut o = stdout.lock();
+    let mut e = stderr.lock();
+    for l in lines {
+        let w: &mut dyn Write = if l.stream == Stream::Stdout { &mut o } else { &mut e };
+        if timestamps {
+            let _ = write!(w, "{} ", l.time);
+        }
+        let _ = w.write_all(&l.text);
+        if l.newline {
+            let _ = w.write_all(b"\n");
+        }
+    }
+    let _ = o.flush();
+    let _ = e.flush();
+}
+
+fn print_logs(info: &Info, tail: Option<u64>, timestamps: bool, follow: bool, socket: &Path) -> Result<(), Failure> {
+    let dir = PathBuf::from(&info.log_dir);
+    // With --follow, ask to be told of the exit before reading, so that an
+    // exit between the read and the request cannot be missed.
+    let waiter = if follow && matches!(info.status.as_str(), "running" | "restarting") {
+        let mut s = UnixStream::connect(socket).map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
+        send(&mut s, &Request { verb: "wait".into(), name: info.name.clone(), ..Request::default() })?;
+        Some(s)
+    } else {
+        None
+    };
+    let mut asm = Assembler::default();
+    let mut lines = Vec::new();
+    let files = logs::files_oldest_first(&dir);
+    let live = logs::file_path(&dir, 0);
+    let mut live_file: Option<File> = None;
+    for path in &files {
+        let Ok(mut f) = File::open(path) else { continue };
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        asm.feed(&buf, &mut lines);
+        if *path == live {
+            live_file = Some(f);
+        }
+    }
+    if waiter.is_none() {
+        asm.finish(&mut lines);
+    }
+    if let Some(n) = tail {
+        let n = n as usize;
+        if lines.len() > n {
+            lines.drain(..lines.len() - n);
+        }
+    }
+    emit(&lines, timestamps);
+    let Some(waiter) = waiter else { return Ok(()) };
+    follow_logs(&dir, live_file, asm, waiter, timestamps)
+}
+
+/// Follows the live log file through rotations until the container exits.
+fn follow_logs(dir: &Path, mut file: Option<File>, mut asm: Assembler, waiter: UnixStream, timestamps: bool) -> Result<(), Failure> {
+    let fail = |what: &str, e: io::Error| Failure(format!("{what}: {e}"), 1);
+    let notify = fd::inotify().map_err(|e| fail("inotify", e))?;
+    let cdir = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| Failure("log dir contains NUL".into(), 1))?;
+    let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM;
+    fd::inotify_watch(&notify, &cdir, mask).map_err(|e| fail("watch log dir", e))?;
+    waiter.set_nonblocking(true).map_err(|e| fail("socket", e))?;
+    let mut poll = Poll::new().map_err(|e| fail("poll", e))?;
+    const NOTIFY: Token = Token(0);
+    const EXIT: Token = Token(1);
+    poll.registry().register(&mut SourceFd(&notify.as_raw_fd()), NOTIFY, Interest::READABLE).map_err(|e| fail("poll", e))?;
+    poll.registry().register(&mut SourceFd(&waiter.as_raw_fd()), EXIT, Interest::READABLE).map_err(|e| fail("poll", e))?;
+    let live = logs::file_path(dir, 0);
+    let mut events = Events::with_capacity(8);
+    let mut exited = false;
+    loop {
+        let mut lines = Vec::new();
+        // Read what the current file has, then move to a new live file if
+        // it was rotated away.
+        loop {
+            if let Some(f) = file.as_mut() {
+                let mut buf = Vec::new();
+                let _ = f.read_to_end(&mut buf);
+                asm.feed(&buf, &mut lines);
+            }
+            let current_ino = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+            let live_ino = std::fs::metadata(&live).ok().map(|m| m.ino());
+            if live_ino.is_some() && live_ino != current_ino {
+                file = File::open(&live).ok();
+                if let Some(f) = file.as_mut() {
+                    let _ = f.seek(SeekFrom::Start(0));
+                }
+                continue;
+            }
+            break;
+        }
+        if exited {
+            asm.finish(&mut lines);
+        }
+        emit(&lines, timestamps);
+        if exited {
+            return Ok(());
+        }
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(fail("poll", e));
+            }
+        }
+        for ev in events.iter() {
+            if ev.token() == NOTIFY {
+                let mut buf = [0u8; 4096];
+                while matches!(fd::read_raw(notify.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+            } else {
+                // The wait answered (or the daemon went away): one last read.
+                exited = true;
+            }
+        }
+    }
+}

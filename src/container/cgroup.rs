@@ -1,0 +1,322 @@
+//! Cgroups for containers, on cgroup v2, v1 or the hybrid of both.
+//!
+//! Hierarchies are found from /proc/self/mountinfo and /proc/self/cgroup
+//! (injected as text, so this is tested against fake files). Each container
+//! gets one directory per hierarchy used: `<parent>/<name>`, where a
+//! relative parent sits below the creating process's own cgroup and an
+//! absolute one below the hierarchy's root. The container's init joins them
+//! itself (it writes "0" to each cgroup.procs) before it unshares its cgroup
+//! namespace, so it sees its own cgroup as "/".
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// v1 controllers berth uses: limits, plus the freezer-free minimum.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where the hierarchy is mounted, e.g. /sys/fs/cgroup/memory.
+    pub mount: PathBuf,
+    /// This process's cgroup within it, relative to `mount`, e.g. "/a/b".
+    pub own: String,
+    /// v1 controllers it carries (empty for cgroup2).
+    pub controllers: Vec<String>,
+}
+
+impl Hierarchy {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+}
+
+/// The hierarchies berth places containers in: the cgroup2 one if mounted,
+/// and the v1 ones carrying memory, pids or cpu.
+pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let (root, mount) = (left[3], unescape(left[4]));
+        let controllers: Vec<String> = match right[0] {
+            "cgroup2" => Vec::new(),
+            "cgroup" => right[2]
+                .split(',')
+                .filter(|o| V1_CONTROLLERS.contains(o) || *o == "cpuacct")
+                .map(str::to_string)
+                .collect(),
+            _ => continue,
+        };
+        if right[0] == "cgroup" && !controllers.iter().any(|c| V1_CONTROLLERS.contains(&c.as_str())) {
+            continue;
+        }
+        let Some(own) = own_path(self_cgroup, &controllers) else {
+            continue;
+        };
+        // The mount shows the cgroup `root`; our path is relative to it.
+        let own = match own.strip_prefix(root) {
+            Some(rest) if root != "/" => format!("/{}", rest.trim_start_matches('/')),
+            _ => own,
+        };
+        if out.iter().any(|h: &Hierarchy| h.controllers == controllers) {
+            continue; // the same hierarchy mounted twice
+        }
+        out.push(Hierarchy {
+            mount: PathBuf::from(mount),
+            own,
+            controllers,
+        });
+    }
+    out
+}
+
+/// This process's path in the hierarchy with `controllers` (none: cgroup2).
+fn own_path(self_cgroup: &str, controllers: &[String]) -> Option<String> {
+    for line in self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let listed: Vec<&str> = ctrl.split(',').filter(|c| !c.is_empty()).collect();
+        let matches = if controllers.is_empty() {
+            listed.is_empty()
+        } else {
+            controllers.iter().all(|c| listed.contains(&c.as_str()))
+        };
+        if matches {
+            return Some(path.to_string());
+        }
+    }
+    None
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads the live mountinfo and cgroup files of this process.
+pub fn discover_live() -> io::Result<Vec<Hierarchy>> {
+    Ok(discover(
+        &fs::read_to_string("/proc/self/mountinfo")?,
+        &fs::read_to_string("/proc/self/cgroup")?,
+    ))
+}
+
+/// The directory for container `name` under `parent` in each hierarchy.
+pub fn container_dirs(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Vec<PathBuf> {
+    hierarchies
+        .iter()
+        .map(|h| {
+            let base = if parent.starts_with('/') {
+                parent.to_string()
+            } else {
+                format!("{}/{}", h.own.trim_end_matches('/'), parent)
+            };
+            let rel = format!("{}/{}", base.trim_matches('/'), name);
+            h.mount.join(rel.trim_start_matches('/'))
+        })
+        .collect()
+}
+
+/// Resource limits, each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus_milli: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct CgroupError {
+    pub path: PathBuf,
+    pub step: &'static str,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.step, self.path.display(), self.err)
+    }
+}
+
+fn write(path: PathBuf, value: &str) -> Result<(), CgroupError> {
+    fs::write(&path, value).map_err(|err| CgroupError {
+        path,
+        step: "write cgroup file",
+        err,
+    })
+}
+
+/// Creates the container's directories and writes its limits. A directory
+/// left over from a run whose processes are gone is reused.
+pub fn create(hierarchies: &[Hierarchy], dirs: &[PathBuf], limits: Limits) -> Result<(), CgroupError> {
+    for (h, dir) in hierarchies.iter().zip(dirs) {
+        fs::create_dir_all(dir).map_err(|err| CgroupError {
+            path: dir.clone(),
+            step: "create cgroup",
+            err,
+        })?;
+        if h.is_v2() {
+            if limits.memory.is_some() || limits.pids.is_some() || limits.cpus_milli.is_some() {
+                enable_v2_controllers(dir)?;
+            }
+            if let Some(m) = limits.memory {
+                write(dir.join("memory.max"), &m.to_string())?;
+            }
+            if let Some(p) = limits.pids {
+                write(dir.join("pids.max"), &p.to_string())?;
+            }
+            if let Some(c) = limits.cpus_milli {
+                write(dir.join("cpu.max"), &format!("{} 100000", u64::from(c) * 100))?;
+            }
+            continue;
+        }
+        let has = |c: &str| h.controllers.iter().any(|x| x == c);
+        if let (true, Some(m)) = (has("memory"), limits.memory) {
+            write(dir.join("memory.limit_in_bytes"), &m.to_string())?;
+        }
+        if let (true, Some(p)) = (has("pids"), limits.pids) {
+            write(dir.join("pids.max"), &p.to_string())?;
+        }
+        if let (true, Some(c)) = (has("cpu"), limits.cpus_milli) {
+            write(dir.join("cpu.cfs_period_us"), "100000")?;
+            write(dir.join("cpu.cfs_quota_us"), &(u64::from(c) * 100).to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// On cgroup2 a limit needs its controller enabled in every ancestor's
+/// cgroup.subtree_control below the root; on the hybrid layout of v1
+/// limits this is never needed.
+fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    let available = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+    for ctrl in ["memory", "pids", "cpu"] {
+        if available.split_whitespace().any(|c| c == ctrl) {
+            write(parent.join("cgroup.subtree_control"), &format!("+{ctrl}"))?;
+        } else {
+            return Err(CgroupError {
+                path: parent.join("cgroup.controllers"),
+                step: "find controller",
+                err: io::Error::other(format!("controller {ctrl} is not available")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the container's directories once its processes are gone,
+/// waiting (up to `deadline`) for exiting tasks to leave them.
+pub fn remove(dirs: &[PathBuf], deadline: Duration) -> Result<(), CgroupError> {
+    let until = Instant::now() + deadline;
+    for dir in dirs {
+        loop {
+            match fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(err) => {
+                    return Err(CgroupError {
+                        path: dir.clone(),
+                        step: "remove cgroup",
+                        err,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_SELF: &str = "\
+9:name=systemd:/
+8:pids:/
+4:memory:/process_api/b535
+1:cpu:/
+0::/t1
+";
+
+    #[test]
+    fn hybrid_layout() {
+        let h = discover(HYBRID_MOUNTINFO, HYBRID_SELF);
+        let mounts: Vec<_> = h.iter().map(|h| (h.mount.to_str().unwrap(), h.own.as_str())).collect();
+        assert_eq!(
+            mounts,
+            vec![
+                ("/sys/fs/cgroup/cpu", "/"),
+                ("/sys/fs/cgroup/memory", "/process_api/b535"),
+                ("/sys/fs/cgroup/pids", "/"),
+                ("/sys/fs/cgroup/unified", "/t1"),
+            ]
+        );
+        let dirs = container_dirs(&h, "berth", "web");
+        assert_eq!(dirs[1], PathBuf::from("/sys/fs/cgroup/memory/process_api/b535/berth/web"));
+        assert_eq!(dirs[3], PathBuf::from("/sys/fs/cgroup/unified/t1/berth/web"));
+        let dirs = container_dirs(&h, "/top/berth", "web");
+        assert_eq!(dirs[1], PathBuf::from("/sys/fs/cgroup/memory/top/berth/web"));
+    }
+
+    #[test]
+    fn pure_v2_with_mount_root() {
+        let mi = "30 1 0:26 /ns /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = discover(mi, "0::/ns/svc/berthd\n");
+        assert_eq!(h.len(), 1);
+        assert!(h[0].is_v2());
+        assert_eq!(h[0].own, "/svc/berthd");
+        assert_eq!(
+            container_dirs(&h, "berth", "a"),
+            vec![PathBuf::from("/sys/fs/cgroup/svc/berthd/berth/a")]
+        );
+    }
+
+    #[test]
+    fn co_mounted_cpu_cpuacct() {
+        let mi = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let h = discover(mi, "3:cpu,cpuacct:/x\n");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].controllers, vec!["cpu".to_string(), "cpuacct".to_string()]);
+        assert_eq!(h[0].own, "/x");
+    }
+
+    #[test]
+    fn escaped_mount_point() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+}

@@ -1,0 +1,302 @@
+//! Container logs: size-capped files written by the monitor, read by the
+//! client.
+//!
+//! One record per line: `<RFC 3339 time> <stdout|stderr> <F|P> <bytes>`,
+//! where P marks a partial line (a long line is cut into records, or the
+//! stream ended without a newline) and F the record that ends a line.
+//! `container.log` is the live file; when a record would take it past the
+//! size cap it becomes `container.log.1`, `.1` becomes `.2` and so on, and
+//! the oldest beyond `max-files` is removed. Writes never wait on anyone:
+//! if the disk refuses one, the bytes are counted as dropped and the
+//! container goes on.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::host;
+
+pub const LOG_FILE: &str = "container.log";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// The path of rotated file `n` (0 is the live file).
+pub fn file_path(dir: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        dir.join(LOG_FILE)
+    } else {
+        dir.join(format!("{LOG_FILE}.{n}"))
+    }
+}
+
+pub struct LogWriter {
+    dir: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
+    /// The unfinished line of each stream.
+    pending: [Vec<u8>; 2],
+    /// Longest piece of a line kept before it is written as a partial.
+    max_line: usize,
+    pub dropped: u64,
+}
+
+impl LogWriter {
+    pub fn open(dir: &Path, max_size: u64, max_files: u32) -> io::Result<LogWriter> {
+        fs::create_dir_all(dir)?;
+        let mut w = LogWriter {
+            dir: dir.to_path_buf(),
+            file: None,
+            size: 0,
+            max_size,
+            max_files: max_files.max(1),
+            pending: [Vec::new(), Vec::new()],
+            max_line: (max_size / 4).clamp(256, 16 * 1024) as usize,
+            dropped: 0,
+        };
+        w.reopen()?;
+        Ok(w)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(file_path(&self.dir, 0))?;
+        self.size = f.metadata()?.len();
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// Takes bytes read from a stream; complete lines are written at once.
+    pub fn write(&mut self, stream: Stream, mut data: &[u8]) {
+        let idx = stream as usize;
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    let mut line = std::mem::take(&mut self.pending[idx]);
+                    line.extend_from_slice(&data[..nl]);
+                    self.emit_line(stream, &line, true);
+                    data = &data[nl + 1..];
+                }
+                None => {
+                    self.pending[idx].extend_from_slice(data);
+                    data = &[];
+                }
+            }
+            while self.pending[idx].len() >= self.max_line {
+                let rest = self.pending[idx].split_off(self.max_line);
+                let piece = std::mem::replace(&mut self.pending[idx], rest);
+                self.emit(stream, &piece, false);
+            }
+        }
+    }
+
+    fn emit_line(&mut self, stream: Stream, line: &[u8], full: bool) {
+        let mut line = line;
+        while line.len() > self.max_line {
+            self.emit(stream, &line[..self.max_line], false);
+            line = &line[self.max_line..];
+        }
+        self.emit(stream, line, full);
+    }
+
+    /// Writes what is left of unfinished lines, as partial records.
+    pub fn finish(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let rest = std::mem::take(&mut self.pending[stream as usize]);
+            if !rest.is_empty() {
+                self.emit(stream, &rest, false);
+            }
+        }
+    }
+
+    fn emit(&mut self, stream: Stream, content: &[u8], full: bool) {
+        let mut rec = Vec::with_capacity(content.len() + 48);
+        rec.extend_from_slice(host::rfc3339(host::now_ns()).as_bytes());
+        rec.push(b' ');
+        rec.extend_from_slice(stream.as_str().as_bytes());
+        rec.extend_from_slice(if full { b" F " } else { b" P " });
+        rec.extend_from_slice(content);
+        rec.push(b'\n');
+        if self.size > 0 && self.size + rec.len() as u64 > self.max_size {
+            self.rotate();
+        }
+        if self.file.is_none() && self.reopen().is_err() {
+            self.dropped += content.len() as u64;
+            return;
+        }
+        let ok = self.file.as_mut().is_some_and(|f| f.write_all(&rec).is_ok());
+        if ok {
+            self.size += rec.len() as u64;
+        } else {
+            self.dropped += content.len() as u64;
+            self.file = None; // try a fresh file next time
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let _ = fs::remove_file(file_path(&self.dir, self.max_files - 1));
+        for n in (1..self.max_files.saturating_sub(1) + 1).rev() {
+            let _ = fs::rename(file_path(&self.dir, n - 1), file_path(&self.dir, n));
+        }
+        if self.max_files == 1 {
+            let _ = fs::remove_file(file_path(&self.dir, 0));
+        }
+        self.size = 0;
+        let _ = self.reopen();
+    }
+}
+
+/// One parsed log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub time: &'a str,
+    pub stream: Stream,
+    pub full: bool,
+    pub content: &'a [u8],
+}
+
+/// Parses one line of a log file (without its newline).
+pub fn parse_record(line: &[u8]) -> Option<Record<'_>> {
+    let sp1 = line.iter().position(|&b| b == b' ')?;
+    let time = std::str::from_utf8(&line[..sp1]).ok()?;
+    let rest = &line[sp1 + 1..];
+    let (stream, rest) = if let Some(r) = rest.strip_prefix(b"stdout ") {
+        (Stream::Stdout, r)
+    } else if let Some(r) = rest.strip_prefix(b"stderr ") {
+        (Stream::Stderr, r)
+    } else {
+        return None;
+    };
+    let (full, content) = if let Some(c) = rest.strip_prefix(b"F ") {
+        (true, c)
+    } else if let Some(c) = rest.strip_prefix(b"P ") {
+        (false, c)
+    } else {
+        return None;
+    };
+    Some(Record {
+        time,
+        stream,
+        full,
+        content,
+    })
+}
+
+/// Every log file of a container, oldest first.
+pub fn files_oldest_first(dir: &Path) -> Vec<PathBuf> {
+    let mut numbered: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = if name == LOG_FILE {
+                0
+            } else {
+                name.strip_prefix(LOG_FILE)?.strip_prefix('.')?.parse().ok()?
+            };
+            Some((n, e.path()))
+        })
+        .collect();
+    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-logs-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in files_oldest_first(dir) {
+            for l in fs::read(&f).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let r = parse_record(l).unwrap();
+                out.push(format!("{:?}:{}:{}", r.stream, r.full, String::from_utf8_lossy(r.content)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_partials_and_streams() {
+        let d = tmpdir("lines");
+        let mut w = LogWriter::open(&d, 1 << 20, 3).unwrap();
+        w.write(Stream::Stdout, b"hello\nwor");
+        w.write(Stream::Stderr, b"oops\n");
+        w.write(Stream::Stdout, b"ld\ntail");
+        w.finish();
+        assert_eq!(
+            lines(&d),
+            ["Stdout:true:hello", "Stderr:true:oops", "Stdout:true:world", "Stdout:false:tail"]
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn rotation_keeps_newest_within_caps() {
+        let d = tmpdir("rot");
+        let mut w = LogWriter::open(&d, 4096, 3).unwrap();
+        for i in 0..2000 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        let files = files_oldest_first(&d);
+        assert_eq!(files.len(), 3);
+        for f in &files {
+            assert!(fs::metadata(f).unwrap().len() <= 4096);
+        }
+        let all = lines(&d);
+        assert_eq!(all.last().unwrap(), "Stdout:true:line 1999");
+        // Contiguous: nothing lost inside the kept window.
+        let first: usize = all[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(all.len(), 2000 - first);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn long_line_is_cut_into_partials() {
+        let d = tmpdir("long");
+        let mut w = LogWriter::open(&d, 1 << 20, 1).unwrap();
+        let big = vec![b'x'; 40_000];
+        w.write(Stream::Stdout, &big);
+        w.write(Stream::Stdout, b"\n");
+        let all = lines(&d);
+        assert!(all.len() >= 3);
+        assert!(all.last().unwrap().starts_with("Stdout:true:"));
+        let total: usize = all.iter().map(|l| l.len() - "Stdout:xxxx:".len() - usize::from(l.contains(":false:"))).sum();
+        assert_eq!(total, 40_000);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn garbage_lines_are_not_records() {
+        assert!(parse_record(b"nonsense").is_none());
+        assert!(parse_record(b"t stdin F x").is_none());
+        assert_eq!(parse_record(b"t stderr P x y").unwrap().content, b"x y");
+    }
+}

@@ -1,0 +1,370 @@
+//! Creating a container's init: the list of steps it runs between clone and
+//! execve, built entirely before clone, and the clone itself.
+//!
+//! After clone the child only walks [`Op`]s, each one system call on
+//! strings prepared here, so it never allocates. If a step fails the child
+//! writes (step index, errno) to a close-on-exec pipe and exits; when execve
+//! succeeds the pipe closes with nothing written. The parent turns an index
+//! back into the step's description, so an error reads
+//! "exec /bin/nope: No such file or directory".
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::config::{ContainerSpec, MountKind, Network};
+use crate::sys::{cap, fd, mount, ns, process, signal};
+
+/// Capabilities a container keeps (the usual container default set); all
+/// others are dropped from the bounding set.
+const KEPT_CAPS: &[u32] = &[
+    0,  // CHOWN
+    1,  // DAC_OVERRIDE
+    3,  // FOWNER
+    4,  // FSETID
+    5,  // KILL
+    6,  // SETGID
+    7,  // SETUID
+    8,  // SETPCAP
+    10, // NET_BIND_SERVICE
+    13, // NET_RAW
+    18, // SYS_CHROOT
+    27, // MKNOD
+    29, // AUDIT_WRITE
+    31, // SETFCAP
+];
+const LAST_CAP: u32 = 63;
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One step of the child. Every string is prepared before clone.
+enum Op {
+    ResetSignals,
+    Setsid,
+    DieWithParent,
+    WriteFile(CString, &'static [u8]),
+    Unshare(libc::c_int),
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    RemountReadonly(CString),
+    Mkdir(CString),
+    Touch(CString),
+    Symlink(CString, CString),
+    Chdir(CString),
+    PivotRoot,
+    UmountDetach(CString),
+    Hostname(CString),
+    LoopbackUp,
+    Dup2(RawFd, RawFd),
+    ClearGroups,
+    SetIds(u32, u32),
+    DropBounding(u32),
+    NoNewPrivs,
+    CloexecFrom(u32),
+    Exec {
+        candidates: Vec<CString>,
+        argv: Vec<*const libc::c_char>,
+        envp: Vec<*const libc::c_char>,
+    },
+}
+
+/// The child's program: steps and a description of each for errors.
+pub struct Plan {
+    ops: Vec<(Op, String)>,
+    /// Owns the strings `Op::Exec` points into.
+    _strings: Vec<CString>,
+}
+
+/// Why building or running the plan failed.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Before clone: a string with a NUL byte, a pipe, clone itself.
+    Setup(String),
+    /// In the child: the step's description and errno.
+    Step(String, i32),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Setup(s) => f.write_str(s),
+            SpawnError::Step(step, errno) => write!(f, "{step}: {}", errno_text(*errno)),
+        }
+    }
+}
+
+/// strerror-like text for an errno, without Rust's " (os error N)".
+pub fn errno_text(errno: i32) -> String {
+    let s = io::Error::from_raw_os_error(errno).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SpawnError> {
+    CString::new(s.as_ref().to_vec())
+        .map_err(|_| SpawnError::Setup("string contains a NUL byte".to_string()))
+}
+
+/// The fds the container's stdio comes from.
+pub struct Stdio {
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+impl Plan {
+    /// Builds the whole sequence for `spec`, joining `cgroup_dirs`.
+    pub fn build(spec: &ContainerSpec, cgroup_dirs: &[std::path::PathBuf], stdio: &Stdio) -> Result<Plan, SpawnError> {
+        let mut b = Builder { ops: Vec::new() };
+        let root = spec.rootfs.as_os_str().as_bytes().to_vec();
+        let at = |p: &str| -> Result<CString, SpawnError> {
+            let mut v = root.clone();
+            v.extend_from_slice(p.as_bytes());
+            cstr(v)
+        };
+
+        b.op(Op::ResetSignals, "reset signals");
+        b.op(Op::Setsid, "setsid");
+        b.op(Op::DieWithParent, "set parent death signal");
+        for dir in cgroup_dirs {
+            let procs = dir.join("cgroup.procs");
+            b.op(Op::WriteFile(cstr(procs.as_os_str().as_bytes())?, b"0"), format!("join cgroup {}", dir.display()));
+        }
+        b.op(Op::Unshare(libc::CLONE_NEWCGROUP), "unshare cgroup namespace");
+
+        // Mounts, all below the rootfs until pivot_root.
+        b.mount(None, cstr("/")?, None, libc::MS_REC | libc::MS_PRIVATE, None, "make mounts private");
+        let rootfs = cstr(&root)?;
+        b.mount(Some(rootfs.clone()), rootfs.clone(), None, libc::MS_BIND | libc::MS_REC, None, format!("bind rootfs {}", spec.rootfs.display()));
+        b.op(Op::Mkdir(at("/proc")?), "create /proc");
+        b.mount(Some(cstr("proc")?), at("/proc")?, Some(cstr("proc")?), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None, "mount proc on /proc");
+        b.op(Op::Mkdir(at("/dev")?), "create /dev");
+        b.mount(Some(cstr("tmpfs")?), at("/dev")?, Some(cstr("tmpfs")?), libc::MS_NOSUID | libc::MS_STRICTATIME, Some(cstr("mode=755,size=1m")?), "mount tmpfs on /dev");
+        for dev in DEVICES {
+            let target = at(&format!("/dev/{dev}"))?;
+            b.op(Op::Touch(target.clone()), format!("create /dev/{dev}"));
+            b.mount(Some(cstr(format!("/dev/{dev}"))?), target, None, libc::MS_BIND, None, format!("bind /dev/{dev}"));
+        }
+        b.op(Op::Mkdir(at("/dev/pts")?), "create /dev/pts");
+        b.mount(Some(cstr("devpts")?), at("/dev/pts")?, Some(cstr("devpts")?), libc::MS_NOSUID | libc::MS_NOEXEC, Some(cstr("newinstance,ptmxmode=0666,mode=0620")?), "mount devpts on /dev/pts");
+        b.op(Op::Symlink(cstr("pts/ptmx")?, at("/dev/ptmx")?), "link /dev/ptmx");
+        b.op(Op::Mkdir(at("/dev/shm")?), "create /dev/shm");
+        b.mount(Some(cstr("shm")?), at("/dev/shm")?, Some(cstr("tmpfs")?), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some(cstr("mode=1777,size=64m")?), "mount tmpfs on /dev/shm");
+        for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            b.op(Op::Symlink(cstr(target)?, at(&format!("/dev/{link}"))?), format!("link /dev/{link}"));
+        }
+        b.op(Op::Mkdir(at("/sys")?), "create /sys");
+        b.mount(Some(cstr("sysfs")?), at("/sys")?, Some(cstr("sysfs")?), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None, "mount sysfs on /sys");
+
+        for m in &spec.mounts {
+            let target = at(&m.target)?;
+            match &m.kind {
+                MountKind::Bind { source } => {
+                    let what = format!("bind {} on {}", source.display(), m.target);
+                    if Path::new(source).is_dir() {
+                        b.op(Op::Mkdir(target.clone()), format!("create mount point {}", m.target));
+                    } else {
+                        b.op(Op::Touch(target.clone()), format!("create mount point {}", m.target));
+                    }
+                    b.mount(Some(cstr(source.as_os_str().as_bytes())?), target.clone(), None, libc::MS_BIND | libc::MS_REC, None, what.clone());
+                    if m.readonly {
+                        b.op(Op::RemountReadonly(target), format!("make {} read-only", m.target));
+                    }
+                }
+                MountKind::Tmpfs { size } => {
+                    b.op(Op::Mkdir(target.clone()), format!("create mount point {}", m.target));
+                    let mut data = "mode=1777".to_string();
+                    if let Some(size) = size {
+                        data.push_str(&format!(",size={size}"));
+                    }
+                    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+                    if m.readonly {
+                        flags |= libc::MS_RDONLY;
+                    }
+                    b.mount(Some(cstr("tmpfs")?), target, Some(cstr("tmpfs")?), flags, Some(cstr(data)?), format!("mount tmpfs on {}", m.target));
+                }
+            }
+        }
+
+        b.op(Op::Chdir(rootfs), format!("enter rootfs {}", spec.rootfs.display()));
+        b.op(Op::PivotRoot, format!("pivot_root into {}", spec.rootfs.display()));
+        b.op(Op::UmountDetach(cstr(".")?), "detach the old root");
+        b.op(Op::Chdir(cstr("/")?), "enter /");
+        if spec.readonly_rootfs {
+            b.op(Op::RemountReadonly(cstr("/")?), "make the rootfs read-only");
+        }
+        b.op(Op::Hostname(cstr(&spec.hostname)?), format!("set hostname {}", spec.hostname));
+        if spec.network == Network::None {
+            b.op(Op::LoopbackUp, "bring up lo");
+        }
+        b.op(Op::Chdir(cstr(&spec.workdir)?), format!("enter workdir {}", spec.workdir));
+        b.op(Op::Dup2(stdio.stdin, 0), "set up stdin");
+        b.op(Op::Dup2(stdio.stdout, 1), "set up stdout");
+        b.op(Op::Dup2(stdio.stderr, 2), "set up stderr");
+        for c in 0..=LAST_CAP {
+            if !KEPT_CAPS.contains(&c) {
+                b.op(Op::DropBounding(c), format!("drop capability {c}"));
+            }
+        }
+        if let Some((uid, gid)) = spec.user {
+            b.op(Op::ClearGroups, "clear supplementary groups");
+            b.op(Op::SetIds(uid, gid), format!("set user {uid}:{gid}"));
+        }
+        b.op(Op::NoNewPrivs, "set no_new_privs");
+        b.op(Op::CloexecFrom(3), "close inherited fds");
+
+        // execve: argv, envp and every PATH candidate, built now.
+        let mut strings = Vec::new();
+        let argv_c: Vec<CString> = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
+        let mut env = spec.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={}", spec.hostname));
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push("HOME=/".to_string());
+        }
+        let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+        let envp_c: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
+        let prog = &spec.command[0];
+        let candidates = if prog.contains('/') {
+            vec![cstr(prog)?]
+        } else {
+            path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstr(format!("{}/{prog}", d.trim_end_matches('/'))))
+                .collect::<Result<_, _>>()?
+        };
+        let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|s| s.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = envp_c.iter().map(|s| s.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        strings.extend(argv_c);
+        strings.extend(envp_c);
+        b.op(Op::Exec { candidates, argv, envp }, format!("exec {prog}"));
+        Ok(Plan { ops: b.ops, _strings: strings })
+    }
+
+    /// Runs the steps in the child; never returns.
+    fn run_in_child(&self, report: RawFd) -> ! {
+        for (index, (op, _)) in self.ops.iter().enumerate() {
+            if let Err(errno) = run_op(op) {
+                let mut msg = [0u8; 8];
+                msg[..4].copy_from_slice(&(index as u32).to_le_bytes());
+                msg[4..].copy_from_slice(&errno.to_le_bytes());
+                let _ = fd::write_all_raw(report, &msg);
+                process::exit_raw(127);
+            }
+        }
+        process::exit_raw(127) // unreachable: the last op is Exec
+    }
+
+    /// Clones the container's init into new namespaces and runs the plan
+    /// in it. Returns once execve succeeded (or with the failed step).
+    pub fn spawn(&self, network: Network) -> Result<(i32, OwnedFd), SpawnError> {
+        let (report_r, report_w) = fd::pipe().map_err(|e| SpawnError::Setup(format!("create pipe: {e}")))?;
+        let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if network == Network::None {
+            flags |= libc::CLONE_NEWNET;
+        }
+        match process::clone_process(flags as u64) {
+            Err(e) => Err(SpawnError::Setup(format!("clone: {}", errno_text(e.raw_os_error().unwrap_or(libc::EIO))))),
+            Ok(process::Forked::Child) => self.run_in_child(report_w.as_raw_fd()),
+            Ok(process::Forked::Parent { pid, pidfd }) => {
+                drop(report_w);
+                let mut msg = [0u8; 8];
+                let mut got = 0;
+                while got < msg.len() {
+                    match fd::read_raw(report_r.as_raw_fd(), &mut msg[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) => return Err(SpawnError::Setup(format!("read from the container's init: {e}"))),
+                    }
+                }
+                if got == 0 {
+                    return Ok((pid, pidfd));
+                }
+                // The child failed and exited: reap it, then say why.
+                let _ = process::waitid_pidfd(&pidfd, true);
+                if got < msg.len() {
+                    return Err(SpawnError::Setup("the container's init died before exec".to_string()));
+                }
+                let index = u32::from_le_bytes(msg[..4].try_into().unwrap_or_default()) as usize;
+                let errno = i32::from_le_bytes(msg[4..].try_into().unwrap_or_default());
+                let step = self.ops.get(index).map_or("unknown step", |(_, d)| d.as_str());
+                Err(SpawnError::Step(step.to_string(), errno))
+            }
+        }
+    }
+}
+
+struct Builder {
+    ops: Vec<(Op, String)>,
+}
+
+impl Builder {
+    fn op(&mut self, op: Op, what: impl Into<String>) {
+        self.ops.push((op, what.into()));
+    }
+
+    fn mount(&mut self, source: Option<CString>, target: CString, fstype: Option<CString>, flags: libc::c_ulong, data: Option<CString>, what: impl Into<String>) {
+        self.op(Op::Mount { source, target, fstype, flags, data }, what);
+    }
+}
+
+/// One step in the child: system calls only.
+fn run_op(op: &Op) -> Result<(), i32> {
+    match op {
+        Op::ResetSignals => signal::reset_all_raw(),
+        Op::Setsid => process::setsid_raw(),
+        Op::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
+        Op::WriteFile(path, data) => fd::write_file_raw(path, data),
+        Op::Unshare(flags) => ns::unshare_raw(*flags),
+        Op::Mount { source, target, fstype, flags, data } => {
+            mount::mount_raw(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
+        }
+        Op::RemountReadonly(path) => {
+            let keep = mount::mount_flags_raw(path)?;
+            mount::mount_raw(None, path, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep, None)
+        }
+        Op::Mkdir(path) => mount::mkdir_raw(path, 0o755),
+        Op::Touch(path) => mount::touch_raw(path),
+        Op::Symlink(target, link) => mount::symlink_raw(target, link),
+        Op::Chdir(path) => process::chdir_raw(path),
+        Op::PivotRoot => mount::pivot_root_raw(c".", c"."),
+        Op::UmountDetach(path) => mount::umount_detach_raw(path),
+        Op::Hostname(name) => ns::sethostname_raw(name),
+        Op::LoopbackUp => ns::loopback_up_raw(),
+        Op::Dup2(from, to) => fd::dup2_raw(*from, *to),
+        Op::ClearGroups => cap::setgroups_empty_raw(),
+        Op::SetIds(uid, gid) => cap::set_ids_raw(*uid, *gid),
+        Op::DropBounding(c) => cap::drop_bounding_raw(*c),
+        Op::NoNewPrivs => cap::no_new_privs_raw(),
+        Op::CloexecFrom(first) => fd::cloexec_from_raw(*first),
+        Op::Exec { candidates, argv, envp } => {
+            // Like execvp: ENOENT moves on to the next PATH entry; any other
+            // error is remembered and wins over ENOENT.
+            let mut err = libc::ENOENT;
+            for path in candidates {
+                let e = process::execve_raw(path, argv, envp);
+                if e != libc::ENOENT && e != libc::ENOTDIR {
+                    err = e;
+                }
+            }
+            Err(err)
+        }
+    }
+}

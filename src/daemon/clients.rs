@@ -1,0 +1,388 @@
+//! The API socket: accepting clients, reading one size-capped request
+//! each, answering it now or when the container gets there (start, stop,
+//! wait), writing without ever blocking the loop.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::net::UnixStream;
+use mio::{Interest, Token};
+
+use super::lifecycle::{AfterExit, Status, StopReason};
+use super::{Daemon, Source};
+use crate::api::{self, Request, Response, MAX_REQUEST};
+use crate::config;
+
+/// A client must send its whole request within this time.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// More concurrent clients than this are turned away.
+const MAX_CLIENTS: usize = 256;
+
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// The request is answered (or being answered); close once written.
+    answered: bool,
+    /// Waiting for a container event; no deadline then.
+    waiting: bool,
+    pub deadline: Option<Instant>,
+}
+
+/// A client waiting for a container.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiter {
+    pub token: Token,
+    pub kind: WaitKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// `start`: answer once exec'd or failed.
+    Started,
+    /// `start --wait`: answer once exec'd-and-exited, with the code.
+    StartedThenExit,
+    /// `wait`, `stop`: answer when the run ends.
+    Exit,
+}
+
+impl Daemon {
+    pub(super) fn accept_clients(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let clients = self.sources.slots.iter().filter(|s| matches!(s.source, Some(Source::Client(_)))).count();
+                    if clients >= MAX_CLIENTS {
+                        let _ = stream.write(&Response::error("too many clients").to_line());
+                        continue;
+                    }
+                    let client = Client {
+                        stream,
+                        inbuf: Vec::new(),
+                        outbuf: Vec::new(),
+                        answered: false,
+                        waiting: false,
+                        deadline: Some(Instant::now() + REQUEST_DEADLINE),
+                    };
+                    let token = self.sources.insert(Source::Client(client));
+                    if let Some(Source::Client(c)) = self.sources.get_mut(token) {
+                        if let Err(e) = self.poll.registry().register(&mut c.stream, token, Interest::READABLE) {
+                            debug!("register client: {e}");
+                            self.sources.remove(token);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("accept: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn client_event(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
+        let mut request = None;
+        let mut drop_client = false;
+        if let Some(Source::Client(c)) = self.sources.get_mut(token) {
+            if readable && !c.answered && !c.waiting {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match c.stream.read(&mut chunk) {
+                        Ok(0) => {
+                            drop_client = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            c.inbuf.extend_from_slice(&chunk[..n]);
+                            if let Some(i) = c.inbuf.iter().position(|&b| b == b'\n') {
+                                request = Some(c.inbuf[..i].to_vec());
+                                break;
+                            }
+                            if c.inbuf.len() > MAX_REQUEST {
+                                request = Some(Vec::new());
+                                c.inbuf.clear();
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            drop_client = true;
+                            break;
+                        }
+                    }
+                }
+                if c.inbuf.len() > MAX_REQUEST && request.is_none() {
+                    request = Some(Vec::new());
+                }
+            } else if closed && (c.waiting || !c.answered) && c.outbuf.is_empty() {
+                // A waiting client went away.
+                let mut probe = [0u8; 1];
+                if matches!(c.stream.read(&mut probe), Ok(0)) {
+                    drop_client = true;
+                }
+            }
+            if writable && !c.outbuf.is_empty() {
+                drop_client |= flush(c);
+            }
+        }
+        if let Some(bytes) = request {
+            let response = if bytes.is_empty() {
+                Some(Response::error(format!("request larger than {MAX_REQUEST} bytes")))
+            } else {
+                match std::str::from_utf8(&bytes).ok().and_then(|s| crate::json::decode::<Request>(s).ok()) {
+                    Some(req) => self.handle(token, req),
+                    None => Some(Response::error("malformed request: expected one JSON object and a newline")),
+                }
+            };
+            match response {
+                Some(r) => self.answer(token, r),
+                None => {
+                    if let Some(Source::Client(c)) = self.sources.get_mut(token) {
+                        c.waiting = true;
+                        c.deadline = None;
+                    }
+                }
+            }
+            return;
+        }
+        if drop_client {
+            self.close_client(token);
+        }
+    }
+
+    /// Queues a response; the client is closed once it is written.
+    pub(super) fn answer(&mut self, token: Token, response: Response) {
+        let Some(Source::Client(c)) = self.sources.get_mut(token) else { return };
+        c.outbuf.extend_from_slice(&response.to_line());
+        c.answered = true;
+        c.waiting = false;
+        c.deadline = Some(Instant::now() + REQUEST_DEADLINE);
+        let done = flush(c);
+        if done {
+            self.close_client(token);
+        } else if let Some(Source::Client(c)) = self.sources.get_mut(token) {
+            let _ = self.poll.registry().reregister(&mut c.stream, token, Interest::READABLE | Interest::WRITABLE);
+        }
+    }
+
+    fn close_client(&mut self, token: Token) {
+        if let Some(Source::Client(mut c)) = self.sources.remove(token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// Closes clients that did not finish their request (or did not read
+    /// their answer) in time.
+    pub(super) fn expire_clients(&mut self, now: Instant) {
+        let expired: Vec<Token> = self
+            .sources
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.source {
+                Some(Source::Client(c)) if c.deadline.is_some_and(|d| now >= d) => {
+                    Some(Token(((s.generation as usize) << 32) | i))
+                }
+                _ => None,
+            })
+            .collect();
+        for token in expired {
+            debug!("closing a client that stalled");
+            self.close_client(token);
+        }
+    }
+
+    /// Answers a request now (`Some`) or registers the client as waiting.
+    fn handle(&mut self, token: Token, req: Request) -> Option<Response> {
+        let name = req.name.as_str();
+        let needs_name = !matches!(req.verb.as_str(), "ps" | "reload" | "version");
+        if needs_name {
+            if let Err(e) = config::validate_name(name) {
+                return Some(Response::error(e));
+            }
+            if !self.containers.contains_key(name) {
+                return Some(Response::error(format!("no such container: {name}")));
+            }
+        }
+        match req.verb.as_str() {
+            "version" => Some(Response { version: Some(api::version()), ..Response::ok() }),
+            "ps" => {
+                let list = self.containers.values().map(|c| c.info(&self.cfg.log_dir)).collect();
+                Some(Response { containers: Some(list), ..Response::ok() })
+            }
+            "inspect" | "logs" => {
+                let info = self.containers[name].info(&self.cfg.log_dir);
+                Some(Response { container: Some(info), ..Response::ok() })
+            }
+            "reload" => Some(match self.reload() {
+                Ok(actions) => Response { actions: Some(actions), ..Response::ok() },
+                Err(e) => {
+                    log::error!("reload refused, nothing changed: {e}");
+                    Response::error(e)
+                }
+            }),
+            "start" => self.request_start(token, name, req.wait),
+            "restart" => {
+                let c = &self.containers[name];
+                if c.is_active() {
+                    let grace = c.spec.as_ref().map_or(10, |s| s.stop_timeout);
+                    let grace = Duration::from_secs(req.time.unwrap_or(grace));
+                    self.user_started(name);
+                    self.stop_container(name, StopReason::Reconcile, grace, AfterExit::Start);
+                    self.add_waiter(name, token, WaitKind::Started);
+                    None
+                } else {
+                    self.request_start(token, name, false)
+                }
+            }
+            "stop" => {
+                if self.shutdown.is_some() {
+                    return Some(Response::error("the daemon is shutting down"));
+                }
+                let c = &self.containers[name];
+                let grace = c.spec.as_ref().map_or(10, |s| s.stop_timeout);
+                let grace = Duration::from_secs(req.time.unwrap_or(grace));
+                let active = c.is_active();
+                self.stop_container(name, StopReason::User, grace, AfterExit::Nothing);
+                info!("{name}: stop requested by a client");
+                if active {
+                    self.add_waiter(name, token, WaitKind::Exit);
+                    None
+                } else {
+                    Some(Response::ok())
+                }
+            }
+            "kill" => {
+                let sig = match req.signal.as_deref() {
+                    None => libc::SIGKILL,
+                    Some(s) => match config::parse_signal(s) {
+                        Some(sig) => sig,
+                        None => return Some(Response::error(format!("unknown signal: {s}"))),
+                    },
+                };
+                Some(match self.signal_container(name, sig) {
+                    Ok(()) => Response::ok(),
+                    Err(e) => Response::error(e),
+                })
+            }
+            "wait" => {
+                let c = &self.containers[name];
+                if c.is_active() || c.status == Status::Restarting {
+                    self.add_waiter(name, token, WaitKind::Exit);
+                    None
+                } else {
+                    Some(Response { exit_code: c.exit_code, ..Response::ok() })
+                }
+            }
+            other => Some(Response::error(format!("unknown verb: {other}"))),
+        }
+    }
+
+    /// A start asked for by a user: clears a previous user stop and the
+    /// restart count.
+    fn user_started(&mut self, name: &str) {
+        let Some(c) = self.containers.get_mut(name) else { return };
+        let changed = c.persist.stopped_by_user || c.persist.restart_count != 0;
+        c.persist.stopped_by_user = false;
+        c.persist.restart_count = 0;
+        c.consecutive_failures = 0;
+        if changed {
+            self.save_persist(name);
+        }
+    }
+
+    fn request_start(&mut self, token: Token, name: &str, wait: bool) -> Option<Response> {
+        if self.shutdown.is_some() {
+            return Some(Response::error("the daemon is shutting down"));
+        }
+        let already = self.containers[name].is_active();
+        let starting = self.containers[name].run.as_ref().is_some_and(|r| r.channel.is_some());
+        self.user_started(name);
+        if let Err(e) = self.start_container(name) {
+            return Some(Response::error(e));
+        }
+        let kind = if wait { WaitKind::StartedThenExit } else { WaitKind::Started };
+        if already && !starting && !wait {
+            return Some(Response::ok());
+        }
+        if already && !starting && wait {
+            self.add_waiter(name, token, WaitKind::Exit);
+            return None;
+        }
+        self.add_waiter(name, token, kind);
+        None
+    }
+
+    fn add_waiter(&mut self, name: &str, token: Token, kind: WaitKind) {
+        if let Some(c) = self.containers.get_mut(name) {
+            c.waiters.push(Waiter { token, kind });
+        }
+    }
+
+    /// The start of `name` succeeded or failed: answer who waited for it.
+    pub(super) fn answer_start_waiters(&mut self, name: &str, result: Result<(), String>) {
+        let Some(c) = self.containers.get_mut(name) else { return };
+        let mut answer = Vec::new();
+        c.waiters.retain_mut(|w| match (w.kind, &result) {
+            (WaitKind::Started, _) => {
+                answer.push(w.token);
+                false
+            }
+            (WaitKind::StartedThenExit, Ok(())) => {
+                w.kind = WaitKind::Exit;
+                true
+            }
+            (WaitKind::StartedThenExit, Err(_)) => {
+                answer.push(w.token);
+                false
+            }
+            (WaitKind::Exit, _) => true,
+        });
+        for token in answer {
+            let r = match &result {
+                Ok(()) => Response::ok(),
+                Err(e) => Response::error(format!("start {name}: {e}")),
+            };
+            self.answer(token, r);
+        }
+    }
+
+    /// The run of `name` ended with `code`: answer `wait`, `stop`,
+    /// `start --wait`.
+    pub(super) fn answer_exit_waiters(&mut self, name: &str, code: Option<i32>) {
+        let Some(c) = self.containers.get_mut(name) else { return };
+        let mut answer = Vec::new();
+        c.waiters.retain(|w| {
+            if w.kind == WaitKind::Exit {
+                answer.push(w.token);
+                false
+            } else {
+                true
+            }
+        });
+        for token in answer {
+            self.answer(token, Response { exit_code: code, ..Response::ok() });
+        }
+    }
+}
+
+/// Writes what it can; true when the client is done (all written, or gone).
+fn flush(c: &mut Client) -> bool {
+    while !c.outbuf.is_empty() {
+        match c.stream.write(&c.outbuf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                c.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    c.answered
+}

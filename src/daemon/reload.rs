@@ -1,0 +1,186 @@
+//! Reload (SIGHUP or `berth reload`): parse, validate, plan, apply.
+//!
+//! daemon.json and every container file are read and validated first; any
+//! error refuses the whole reload and changes nothing. Then `plan` says
+//! what differs and the actions go through the same paths as start-up.
+//! Unchanged containers are not touched.
+
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::lifecycle::{AfterExit, Ctr, Status, StopReason};
+use super::Daemon;
+use crate::config::{self, DaemonConfig};
+use crate::plan::{self, Action, Current, Desired};
+
+impl Daemon {
+    /// Returns one line per action taken, or why nothing was.
+    pub(super) fn reload(&mut self) -> Result<Vec<String>, String> {
+        if self.shutdown.is_some() {
+            return Err("the daemon is shutting down".to_string());
+        }
+        let new_cfg = config::read_daemon_file(&self.opts.config).map_err(|e| e.to_string())?;
+        let entries = config::read_containers_dir(&new_cfg.containers_dir).map_err(|e| e.to_string())?;
+        let mut specs = Vec::new();
+        let mut errors = Vec::new();
+        for (_, result) in entries {
+            match result {
+                Ok(spec) => specs.push(spec),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+
+        let mut report = self.apply_options(new_cfg);
+        let current: Vec<Current> = self
+            .containers
+            .values()
+            .map(|c| Current {
+                name: c.name.clone(),
+                hash: c.spec.as_ref().map(|s| s.hash),
+                active: c.is_active(),
+                stopped_by_user: c.persist.stopped_by_user,
+            })
+            .collect();
+        let desired: Vec<Desired> =
+            specs.iter().map(|s| Desired { name: s.name.clone(), hash: s.hash, autostart: s.autostart }).collect();
+        for action in plan::plan(&current, &desired) {
+            report.push(self.apply(action, &specs));
+        }
+        for line in &report {
+            info!("reload: {line}");
+        }
+        Ok(report)
+    }
+
+    /// Takes the reloadable options; names those that need a restart.
+    fn apply_options(&mut self, new: DaemonConfig) -> Vec<String> {
+        let mut report = Vec::new();
+        let old = &self.cfg;
+        let mut keep = Vec::new();
+        if new.socket != old.socket {
+            keep.push("socket");
+        }
+        if new.run_dir != old.run_dir {
+            keep.push("run-dir");
+        }
+        if new.state_dir != old.state_dir {
+            keep.push("state-dir");
+        }
+        if !keep.is_empty() {
+            let msg = format!("{} changed but need a daemon restart; keeping the old values", keep.join(", "));
+            warn!("reload: {msg}");
+            report.push(msg);
+        }
+        let mut next = new;
+        next.socket = old.socket.clone();
+        next.run_dir = old.run_dir.clone();
+        next.state_dir = old.state_dir.clone();
+        if self.opts.live_restore {
+            next.live_restore = true; // the command line wins
+        }
+        if next.live_restore != old.live_restore {
+            report.push(format!("live-restore {}", if next.live_restore { "on" } else { "off" }));
+        }
+        let level = self.opts.log_level.unwrap_or(next.log_level);
+        if level != log::max_level() {
+            report.push(format!("log-level {}", level.as_str().to_lowercase()));
+            log::set_max_level(level);
+        }
+        for (what, changed) in [
+            ("log-max-size", next.log_max_size != old.log_max_size),
+            ("log-max-files", next.log_max_files != old.log_max_files),
+            ("log-dir", next.log_dir != old.log_dir),
+            ("cgroup-parent", next.cgroup_parent != old.cgroup_parent),
+            ("shutdown-timeout", next.shutdown_timeout != old.shutdown_timeout),
+            ("containers-dir", next.containers_dir != old.containers_dir),
+        ] {
+            if changed {
+                report.push(format!("{what} changed (applies to containers started from now on)"));
+            }
+        }
+        self.cfg = next;
+        report
+    }
+
+    fn apply(&mut self, action: Action, specs: &[config::ContainerSpec]) -> String {
+        let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
+        match action {
+            Action::Add { name, start } => {
+                let mut c = Ctr::new(&name);
+                c.spec = spec_of(&name);
+                self.containers.insert(name.clone(), c);
+                self.load_persist_for_reload(&name);
+                if start && !self.containers[&name].persist.stopped_by_user {
+                    self.start_or_report(&name);
+                    format!("{name}: added and started")
+                } else {
+                    format!("{name}: added")
+                }
+            }
+            Action::Remove { name } => {
+                let active = self.containers.get(&name).is_some_and(|c| c.is_active());
+                if active {
+                    let grace = self.grace_of(&name);
+                    self.stop_container(&name, StopReason::Reconcile, grace, AfterExit::Forget);
+                    format!("{name}: removed, stopping")
+                } else {
+                    self.forget(&name);
+                    format!("{name}: removed")
+                }
+            }
+            Action::Replace { name, stop, start } => {
+                let grace = self.grace_of(&name);
+                let new_spec = spec_of(&name);
+                let c = self.containers.get_mut(&name).expect("plan names known containers");
+                c.spec = new_spec;
+                c.invalid = None;
+                c.warning = None;
+                if stop {
+                    let after = if start { AfterExit::Start } else { AfterExit::Nothing };
+                    self.stop_container(&name, StopReason::Reconcile, grace, after);
+                    format!("{name}: changed, recreating")
+                } else {
+                    if c.status == Status::Restarting || (c.status == Status::Failed && !start) {
+                        c.restart_at = None;
+                        c.status = Status::Stopped;
+                    }
+                    if start {
+                        self.start_or_report(&name);
+                        format!("{name}: changed, started")
+                    } else {
+                        format!("{name}: changed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The stop grace of the definition the container runs now.
+    fn grace_of(&self, name: &str) -> Duration {
+        let secs = self.containers.get(name).and_then(|c| c.spec.as_ref()).map_or(10, |s| s.stop_timeout);
+        Duration::from_secs(secs)
+    }
+
+    fn start_or_report(&mut self, name: &str) {
+        if let Err(e) = self.start_container(name) {
+            self.note(name, log::Level::Error, &format!("start failed: {e}"));
+            if let Some(c) = self.containers.get_mut(name) {
+                c.status = Status::Failed;
+                c.error = Some(e);
+            }
+        }
+    }
+
+    fn load_persist_for_reload(&mut self, name: &str) {
+        if let crate::state::Loaded::Ok(p) = crate::state::load(&self.paths(name).state()) {
+            if let Some(c) = self.containers.get_mut(name) {
+                c.persist = p;
+                c.persist.version = crate::state::FORMAT_VERSION;
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Records on disk: versioned, written atomically, read defensively.
+//!
+//! Per container, a directory in run-dir (facts about the running
+//! processes, gone at reboot) and one in state-dir (what must survive a
+//! reboot). Every write is temp file, fsync, rename, fsync of the directory,
+//! so a power cut leaves the old record or the new one, never a torn one.
+//! Every record carries `version`; fields added later are defaulted, so a
+//! newer berth reads every older record, and a record newer than this
+//! binary is reported, never guessed at.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nanoserde::{DeJson, SerJson};
+
+/// The record format this binary writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Runtime records are small; anything larger is not one of ours.
+const MAX_RECORD: u64 = 64 * 1024;
+
+/// run-dir/NAME/runtime.json: who runs the container now, written by the
+/// monitor once the container's command was exec'd.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct RuntimeRecord {
+    pub version: u32,
+    pub name: String,
+    #[nserde(rename = "run-id")]
+    pub run_id: String,
+    #[nserde(rename = "boot-id")]
+    pub boot_id: String,
+    #[nserde(rename = "monitor-pid")]
+    pub monitor_pid: i32,
+    #[nserde(rename = "monitor-start")]
+    pub monitor_start: u64,
+    #[nserde(rename = "init-pid")]
+    pub init_pid: i32,
+    #[nserde(rename = "init-start")]
+    pub init_start: u64,
+    /// Nanoseconds since the epoch.
+    #[nserde(rename = "started-at")]
+    pub started_at: u64,
+    /// The definition's hash, hex.
+    #[nserde(rename = "config-hash")]
+    pub config_hash: String,
+    /// The daemon options the container was started with.
+    #[nserde(default)]
+    pub options: StartOptions,
+    /// The berth version that ran the monitor.
+    #[nserde(default)]
+    pub berth: String,
+}
+
+/// Daemon options that shape a running container; a daemon that finds them
+/// changed says so and applies the new values at the next start.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct StartOptions {
+    #[nserde(rename = "log-dir")]
+    pub log_dir: String,
+    #[nserde(rename = "log-max-size")]
+    pub log_max_size: u64,
+    #[nserde(rename = "log-max-files")]
+    pub log_max_files: u32,
+    #[nserde(rename = "cgroup-parent")]
+    pub cgroup_parent: String,
+    /// The cgroup directories made for the container.
+    #[nserde(default)]
+    pub cgroups: Vec<String>,
+}
+
+/// state-dir/NAME/exit.json: how the last run ended, written by the monitor.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct ExitRecord {
+    pub version: u32,
+    #[nserde(rename = "run-id")]
+    pub run_id: String,
+    /// The code, or 128+N when killed by signal N; absent if it never ran.
+    #[nserde(rename = "exit-code")]
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    #[nserde(rename = "started-at")]
+    pub started_at: u64,
+    #[nserde(rename = "finished-at")]
+    pub finished_at: u64,
+    /// Why it could not start, if it could not.
+    pub error: Option<String>,
+}
+
+/// state-dir/NAME/state.json: decisions that outlive the daemon, written
+/// by the daemon only when they change.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct ContainerState {
+    pub version: u32,
+    #[nserde(rename = "restart-count")]
+    pub restart_count: u32,
+    #[nserde(rename = "stopped-by-user")]
+    pub stopped_by_user: bool,
+}
+
+#[derive(DeJson)]
+struct VersionOnly {
+    version: u32,
+}
+
+/// What reading a record found.
+#[derive(Debug, PartialEq)]
+pub enum Loaded<T> {
+    Missing,
+    Ok(T),
+    /// Written by a newer berth, in format `version`.
+    Newer(u32),
+    /// Torn, truncated or not ours: the reason.
+    Corrupt(String),
+}
+
+/// Reads and parses a record, checking its format version first.
+pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
+    let text = match read_capped(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
+        Err(e) => return Loaded::Corrupt(e.to_string()),
+    };
+    let version = match crate::json::decode::<VersionOnly>(&text) {
+        Ok(v) => v.version,
+        Err(e) => return Loaded::Corrupt(format!("unreadable record: {e}")),
+    };
+    if version > FORMAT_VERSION {
+        return Loaded::Newer(version);
+    }
+    if version == 0 {
+        return Loaded::Corrupt("record has no format version".to_string());
+    }
+    match crate::json::decode::<T>(&text) {
+        Ok(r) => Loaded::Ok(r),
+        Err(e) => Loaded::Corrupt(format!("unreadable record: {e}")),
+    }
+}
+
+fn read_capped(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    if meta.len() > MAX_RECORD {
+        return Err(io::Error::other(format!("record is larger than {MAX_RECORD} bytes")));
+    }
+    let bytes = fs::read(path)?;
+    String::from_utf8(bytes).map_err(|_| io::Error::other("record is not UTF-8"))
+}
+
+/// Writes `data` to `path` atomically: temp file in the same directory,
+/// fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Serialises and writes a record atomically.
+pub fn save<T: SerJson>(path: &Path, record: &T) -> io::Result<()> {
+    let mut text = record.serialize_json();
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Where a container's records live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub run: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Paths {
+    pub fn new(run_dir: &Path, state_dir: &Path, name: &str) -> Paths {
+        Paths {
+            run: run_dir.join("containers").join(name),
+            state: state_dir.join("containers").join(name),
+        }
+    }
+    pub fn runtime(&self) -> PathBuf {
+        self.run.join("runtime.json")
+    }
+    pub fn exit(&self) -> PathBuf {
+        self.state.join("exit.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.state.join("state.json")
+    }
+}
+
+/// Names of the containers that have a directory in `dir` (run-dir or
+/// state-dir `containers/`), sorted.
+pub fn list_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn round_trip_and_atomic_replace() {
+        let d = tmpdir("rt");
+        let p = d.join("exit.json");
+        let mut r = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: "a1".into(),
+            exit_code: Some(42),
+            ..Default::default()
+        };
+        save(&p, &r).unwrap();
+        assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(r.clone()));
+        r.exit_code = Some(143);
+        save(&p, &r).unwrap();
+        assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(r));
+        // No temp file is left behind.
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn torn_newer_and_missing() {
+        let d = tmpdir("bad");
+        let p = d.join("runtime.json");
+        assert_eq!(load::<RuntimeRecord>(&p), Loaded::Missing);
+        fs::write(&p, "{\"version\":1,\"name\":\"a\",\"run-id\":").unwrap();
+        assert!(matches!(load::<RuntimeRecord>(&p), Loaded::Corrupt(_)));
+        fs::write(&p, "{\"version\":99,\"whatever\":[1,2]}").unwrap();
+        assert_eq!(load::<RuntimeRecord>(&p), Loaded::Newer(99));
+        fs::write(&p, "{}").unwrap();
+        assert!(matches!(load::<RuntimeRecord>(&p), Loaded::Corrupt(_)));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,230 @@
+//! Processes: clone3 (with a fork-like fallback), pidfds, reaping, exec.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::cvt;
+
+/// The kernel's `struct clone_args` (clone3), version 2 (with cgroup).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What `clone_process` returned.
+pub enum Forked {
+    /// In the parent: the child's pid and a pidfd for it.
+    Parent { pid: i32, pidfd: OwnedFd },
+    /// In the child.
+    Child,
+}
+
+/// Creates a child process like fork(2), in new namespaces given by
+/// `ns_flags` (CLONE_NEW*), with a pidfd for the parent and SIGCHLD as exit
+/// signal. Uses clone3; on kernels without it (ENOSYS) falls back to clone
+/// with CLONE_PIDFD, which needs no stack for a fork-like child.
+pub fn clone_process(ns_flags: u64) -> io::Result<Forked> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: ns_flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; with no stack
+    // the child runs on a copy of this stack, like fork. The child only
+    // makes system calls until it execs or exits (the callers' contract).
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == -1 && super::errno() == libc::ENOSYS {
+        // SAFETY: raw clone with a null stack behaves like fork; on x86_64
+        // and aarch64 the argument order is (flags, stack, parent_tid,
+        // child_tid, tls), and CLONE_PIDFD stores the fd at parent_tid.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (ns_flags as libc::c_ulong)
+                    | libc::CLONE_PIDFD as libc::c_ulong
+                    | libc::SIGCHLD as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                &mut pidfd as *mut libc::c_int,
+                std::ptr::null_mut::<libc::c_int>(),
+                0usize,
+            )
+        };
+    }
+    let pid = cvt(ret)?;
+    if pid == 0 {
+        return Ok(Forked::Child);
+    }
+    // SAFETY: CLONE_PIDFD made the kernel store a new fd we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Forked::Parent {
+        pid: pid as i32,
+        pidfd,
+    })
+}
+
+/// A pidfd for an existing process (not necessarily a child).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the fd is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `sig` to the process behind the pidfd: never to a reused pid.
+pub fn pidfd_send_signal(pidfd: &impl AsRawFd, sig: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo means "as kill(2) would"; no memory is passed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has exited: `Ok(None)` while it
+/// runs (WNOHANG), ECHILD if it is not our child.
+pub fn waitid_pidfd(pidfd: &impl AsRawFd, block: bool) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: an all-zero siginfo_t is a valid value to be filled in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `info` is valid for writes; P_PIDFD takes the fd as id.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        break;
+    }
+    // SAFETY: waitid filled `info` for a CLD_* event (or left pid 0).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if info.si_code == libc::CLD_EXITED {
+        ExitStatus::Exited(status)
+    } else {
+        ExitStatus::Signaled(status)
+    }))
+}
+
+/// Reaps any exited child without blocking; `None` when there is none.
+pub fn reap_any() -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int to write to.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some(pid)
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail and touches no memory.
+    unsafe { libc::getpid() }
+}
+
+/// A random u64 from the kernel (getrandom).
+pub fn random_u64() -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = cvt(unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+    if n != 8 {
+        return Err(io::Error::other("short read from getrandom"));
+    }
+    Ok(u64::from_ne_bytes(buf))
+}
+
+// ---- for the code between clone and exec: no allocation, raw errno ----
+
+pub fn setsid_raw() -> Result<(), i32> {
+    // SAFETY: setsid takes no arguments.
+    if unsafe { libc::setsid() } == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
+
+/// Has the kernel send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal_raw(sig: i32) -> Result<(), i32> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
+
+/// `execve`; returns only on failure, with errno.
+pub fn execve_raw(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to
+    // NUL-terminated strings that outlive this call (the caller builds them
+    // before clone and keeps them alive).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    super::errno()
+}
+
+/// Ends the process at once, without running any Rust or libc exit code.
+pub fn exit_raw(code: i32) -> ! {
+    // SAFETY: _exit never returns and needs no cleanup from us.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn chdir_raw(path: &CStr) -> Result<(), i32> {
+    // SAFETY: `path` is a valid NUL-terminated string.
+    if unsafe { libc::chdir(path.as_ptr()) } == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
