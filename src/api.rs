@@ -75,11 +75,18 @@ pub struct Response {
 
 impl Response {
     pub fn ok() -> Response {
-        Response { ok: true, ..Response::default() }
+        Response {
+            ok: true,
+            ..Response::default()
+        }
     }
 
     pub fn error(msg: impl Into<String>) -> Response {
-        Response { ok: false, error: Some(msg.into()), ..Response::default() }
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            ..Response::default()
+        }
     }
 
     pub fn to_line(&self) -> Vec<u8> {
@@ -91,5 +98,9 @@ impl Response {
 
 /// The version string: package version and git revision.
 pub fn version() -> String {
-    format!("berth {} ({})", env!("CARGO_PKG_VERSION"), env!("BERTH_GIT_REV"))
+    format!(
+        "berth {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("BERTH_GIT_REV")
+    )
 }

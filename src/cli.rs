@@ -29,7 +29,10 @@ fn usage(msg: impl Into<String>) -> Failure {
 
 /// Finds the daemon's socket: --socket, $BERTH_SOCKET, the socket named by
 /// --config, or the default.
-pub fn socket_path(socket: Option<PathBuf>, config_file: Option<&Path>) -> Result<PathBuf, Failure> {
+pub fn socket_path(
+    socket: Option<PathBuf>,
+    config_file: Option<&Path>,
+) -> Result<PathBuf, Failure> {
     if let Some(s) = socket {
         return Ok(s);
     }
@@ -37,15 +40,21 @@ pub fn socket_path(socket: Option<PathBuf>, config_file: Option<&Path>) -> Resul
         return Ok(PathBuf::from(s));
     }
     if let Some(file) = config_file {
-        return config::read_daemon_file(file).map(|c| c.socket).map_err(|e| Failure(e.to_string(), 1));
+        return config::read_daemon_file(file)
+            .map(|c| c.socket)
+            .map_err(|e| Failure(e.to_string(), 1));
     }
     Ok(config::default_daemon().socket)
 }
 
 /// Sends one request and reads the one response line.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
-    let mut stream = UnixStream::connect(socket)
-        .map_err(|e| Failure(format!("connect to the daemon at {}: {e}", socket.display()), 1))?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        Failure(
+            format!("connect to the daemon at {}: {e}", socket.display()),
+            1,
+        )
+    })?;
     send(&mut stream, req)?;
     receive(stream)
 }
@@ -53,7 +62,9 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
 fn send(stream: &mut UnixStream, req: &Request) -> Result<(), Failure> {
     let mut line = req.serialize_json();
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(|e| Failure(format!("send request: {e}"), 1))
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| Failure(format!("send request: {e}"), 1))
 }
 
 fn receive(stream: UnixStream) -> Result<Response, Failure> {
@@ -62,16 +73,24 @@ fn receive(stream: UnixStream) -> Result<Response, Failure> {
         .read_line(&mut line)
         .map_err(|e| Failure(format!("read response: {e}"), 1))?;
     if line.is_empty() {
-        return Err(Failure("the daemon closed the connection without answering".into(), 1));
+        return Err(Failure(
+            "the daemon closed the connection without answering".into(),
+            1,
+        ));
     }
-    crate::json::decode::<Response>(line.trim_end()).map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))
+    crate::json::decode::<Response>(line.trim_end())
+        .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))
 }
 
 fn checked(resp: Response) -> Result<Response, Failure> {
     if resp.ok {
         Ok(resp)
     } else {
-        Err(Failure(resp.error.unwrap_or_else(|| "the daemon reported an error".into()), 1))
+        Err(Failure(
+            resp.error
+                .unwrap_or_else(|| "the daemon reported an error".into()),
+            1,
+        ))
     }
 }
 
@@ -83,7 +102,10 @@ struct Args {
 
 impl Args {
     fn parse(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Args, Failure> {
-        let mut out = Args { positional: Vec::new(), flags: Vec::new() };
+        let mut out = Args {
+            positional: Vec::new(),
+            flags: Vec::new(),
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             if let Some(flag) = a.strip_prefix("--") {
@@ -94,7 +116,10 @@ impl Args {
                 if with_value.contains(&flag) {
                     let v = match inline {
                         Some(v) => v,
-                        None => it.next().cloned().ok_or_else(|| usage(format!("--{flag} needs a value")))?,
+                        None => it
+                            .next()
+                            .cloned()
+                            .ok_or_else(|| usage(format!("--{flag} needs a value")))?,
                     };
                     out.flags.push((flag.to_string(), Some(v)));
                 } else if switches.contains(&flag) && inline.is_none() {
@@ -114,25 +139,38 @@ impl Args {
         self.flags.iter().any(|(k, _)| k == f)
     }
     fn value(&self, f: &str) -> Option<&str> {
-        self.flags.iter().rev().find(|(k, _)| k == f).and_then(|(_, v)| v.as_deref())
+        self.flags
+            .iter()
+            .rev()
+            .find(|(k, _)| k == f)
+            .and_then(|(_, v)| v.as_deref())
     }
     fn one_name(&self, verb: &str) -> Result<String, Failure> {
         match self.positional.as_slice() {
             [name] => Ok(name.clone()),
             [] => Err(usage(format!("{verb}: a container name is needed"))),
-            _ => Err(usage(format!("{verb}: exactly one container name is needed"))),
+            _ => Err(usage(format!(
+                "{verb}: exactly one container name is needed"
+            ))),
         }
     }
     fn number(&self, f: &str) -> Result<Option<u64>, Failure> {
         self.value(f)
-            .map(|v| v.parse::<u64>().map_err(|_| usage(format!("--{f} needs a whole number, not {v:?}"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| usage(format!("--{f} needs a whole number, not {v:?}")))
+            })
             .transpose()
     }
 }
 
 /// Runs a client verb; returns the exit code on success.
 pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
-    let req = |verb: &str, name: String| Request { verb: verb.into(), name, ..Request::default() };
+    let req = |verb: &str, name: String| Request {
+        verb: verb.into(),
+        name,
+        ..Request::default()
+    };
     match verb {
         "ps" => {
             let a = Args::parse(rest, &[], &["json"])?;
@@ -152,7 +190,13 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             let a = Args::parse(rest, &[], &["wait"])?;
             let name = a.one_name(verb)?;
             let wait = a.has("wait");
-            let resp = checked(call(socket, &Request { wait, ..req("start", name) })?)?;
+            let resp = checked(call(
+                socket,
+                &Request {
+                    wait,
+                    ..req("start", name)
+                },
+            )?)?;
             Ok(if wait { resp.exit_code.unwrap_or(1) } else { 0 })
         }
         "stop" | "restart" => {
@@ -162,7 +206,13 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                 Some(t) => Some(t),
                 None => a.number("t")?,
             };
-            checked(call(socket, &Request { time, ..req(verb, name) })?)?;
+            checked(call(
+                socket,
+                &Request {
+                    time,
+                    ..req(verb, name)
+                },
+            )?)?;
             Ok(0)
         }
         "kill" => {
@@ -174,7 +224,13 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                     return Err(usage(format!("unknown signal: {s}")));
                 }
             }
-            checked(call(socket, &Request { signal, ..req("kill", name) })?)?;
+            checked(call(
+                socket,
+                &Request {
+                    signal,
+                    ..req("kill", name)
+                },
+            )?)?;
             Ok(0)
         }
         "wait" => {
@@ -191,7 +247,9 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             let a = Args::parse(rest, &[], &[])?;
             let name = a.one_name(verb)?;
             let resp = checked(call(socket, &req("inspect", name))?)?;
-            let info = resp.container.ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
+            let info = resp
+                .container
+                .ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
             println!("{}", info.serialize_json());
             Ok(0)
         }
@@ -211,7 +269,9 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                 None => a.number("n")?,
             };
             let resp = checked(call(socket, &req("logs", name.clone()))?)?;
-            let info = resp.container.ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
+            let info = resp
+                .container
+                .ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
             print_logs(&info, tail, a.has("timestamps"), a.has("follow"), socket)?;
             Ok(0)
         }
@@ -222,7 +282,13 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
 /// `berth version`: this binary's version, and the daemon's if one answers.
 pub fn version(socket: &Path) -> i32 {
     println!("{}", api::version());
-    if let Ok(resp) = call(socket, &Request { verb: "version".into(), ..Request::default() }) {
+    if let Ok(resp) = call(
+        socket,
+        &Request {
+            verb: "version".into(),
+            ..Request::default()
+        },
+    ) {
         if let Some(v) = resp.version {
             println!("daemon: {v}");
         }
@@ -231,10 +297,16 @@ pub fn version(socket: &Path) -> i32 {
 }
 
 fn print_table(list: &[Info]) {
-    println!("{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}", "NAME", "STATUS", "PID", "EXIT", "RESTARTS", "STARTED", "NOTE");
+    println!(
+        "{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} NOTE",
+        "NAME", "STATUS", "PID", "EXIT", "RESTARTS", "STARTED"
+    );
     for c in list {
         let exit = c.exit_code.map_or("-".to_string(), |e| e.to_string());
-        let started = c.started_at.as_deref().map_or("-".to_string(), |s| s.chars().take(19).collect());
+        let started = c
+            .started_at
+            .as_deref()
+            .map_or("-".to_string(), |s| s.chars().take(19).collect());
         let note = c.warning.as_deref().or(c.error.as_deref()).unwrap_or("");
         println!(
             "{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}",
@@ -267,10 +339,17 @@ impl Assembler {
             start += nl + 1;
             if let Some(rec) = logs::parse_record(&line) {
                 let slot = &mut self.pending[rec.stream as usize];
-                let (time, mut text) = slot.take().unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
+                let (time, mut text) = slot
+                    .take()
+                    .unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
                 text.extend_from_slice(rec.content);
                 if rec.full {
-                    out.push(Line { time, stream: rec.stream, text, newline: true });
+                    out.push(Line {
+                        time,
+                        stream: rec.stream,
+                        text,
+                        newline: true,
+                    });
                 } else {
                     *slot = Some((time, text));
                 }
@@ -283,7 +362,12 @@ impl Assembler {
     fn finish(&mut self, out: &mut Vec<Line>) {
         for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
             if let Some((time, text)) = self.pending[i].take() {
-                out.push(Line { time, stream, text, newline: false });
+                out.push(Line {
+                    time,
+                    stream,
+                    text,
+                    newline: false,
+                });
             }
         }
     }
@@ -295,7 +379,11 @@ fn emit(lines: &[Line], timestamps: bool) {
     let mut o = stdout.lock();
     let mut e = stderr.lock();
     for l in lines {
-        let w: &mut dyn Write = if l.stream == Stream::Stdout { &mut o } else { &mut e };
+        let w: &mut dyn Write = if l.stream == Stream::Stdout {
+            &mut o
+        } else {
+            &mut e
+        };
         if timestamps {
             let _ = write!(w, "{} ", l.time);
         }
@@ -308,13 +396,27 @@ fn emit(lines: &[Line], timestamps: bool) {
     let _ = e.flush();
 }
 
-fn print_logs(info: &Info, tail: Option<u64>, timestamps: bool, follow: bool, socket: &Path) -> Result<(), Failure> {
+fn print_logs(
+    info: &Info,
+    tail: Option<u64>,
+    timestamps: bool,
+    follow: bool,
+    socket: &Path,
+) -> Result<(), Failure> {
     let dir = PathBuf::from(&info.log_dir);
     // With --follow, ask to be told of the exit before reading, so that an
     // exit between the read and the request cannot be missed.
     let waiter = if follow && matches!(info.status.as_str(), "running" | "restarting") {
-        let mut s = UnixStream::connect(socket).map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
-        send(&mut s, &Request { verb: "wait".into(), name: info.name.clone(), ..Request::default() })?;
+        let mut s = UnixStream::connect(socket)
+            .map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
+        send(
+            &mut s,
+            &Request {
+                verb: "wait".into(),
+                name: info.name.clone(),
+                ..Request::default()
+            },
+        )?;
         Some(s)
     } else {
         None
@@ -325,7 +427,9 @@ fn print_logs(info: &Info, tail: Option<u64>, timestamps: bool, follow: bool, so
     let live = logs::file_path(&dir, 0);
     let mut live_file: Option<File> = None;
     for path in &files {
-        let Ok(mut f) = File::open(path) else { continue };
+        let Ok(mut f) = File::open(path) else {
+            continue;
+        };
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);
         asm.feed(&buf, &mut lines);
@@ -348,18 +452,35 @@ fn print_logs(info: &Info, tail: Option<u64>, timestamps: bool, follow: bool, so
 }
 
 /// Follows the live log file through rotations until the container exits.
-fn follow_logs(dir: &Path, mut file: Option<File>, mut asm: Assembler, waiter: UnixStream, timestamps: bool) -> Result<(), Failure> {
+fn follow_logs(
+    dir: &Path,
+    mut file: Option<File>,
+    mut asm: Assembler,
+    waiter: UnixStream,
+    timestamps: bool,
+) -> Result<(), Failure> {
     let fail = |what: &str, e: io::Error| Failure(format!("{what}: {e}"), 1);
     let notify = fd::inotify().map_err(|e| fail("inotify", e))?;
-    let cdir = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| Failure("log dir contains NUL".into(), 1))?;
+    let cdir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| Failure("log dir contains NUL".into(), 1))?;
     let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM;
     fd::inotify_watch(&notify, &cdir, mask).map_err(|e| fail("watch log dir", e))?;
-    waiter.set_nonblocking(true).map_err(|e| fail("socket", e))?;
+    waiter
+        .set_nonblocking(true)
+        .map_err(|e| fail("socket", e))?;
     let mut poll = Poll::new().map_err(|e| fail("poll", e))?;
     const NOTIFY: Token = Token(0);
     const EXIT: Token = Token(1);
-    poll.registry().register(&mut SourceFd(&notify.as_raw_fd()), NOTIFY, Interest::READABLE).map_err(|e| fail("poll", e))?;
-    poll.registry().register(&mut SourceFd(&waiter.as_raw_fd()), EXIT, Interest::READABLE).map_err(|e| fail("poll", e))?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&notify.as_raw_fd()),
+            NOTIFY,
+            Interest::READABLE,
+        )
+        .map_err(|e| fail("poll", e))?;
+    poll.registry()
+        .register(&mut SourceFd(&waiter.as_raw_fd()), EXIT, Interest::READABLE)
+        .map_err(|e| fail("poll", e))?;
     let live = logs::file_path(dir, 0);
     let mut events = Events::with_capacity(8);
     let mut exited = false;
@@ -373,7 +494,10 @@ fn follow_logs(dir: &Path, mut file: Option<File>, mut asm: Assembler, waiter: U
                 let _ = f.read_to_end(&mut buf);
                 asm.feed(&buf, &mut lines);
             }
-            let current_ino = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+            let current_ino = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
             let live_ino = std::fs::metadata(&live).ok().map(|m| m.ino());
             if live_ino.is_some() && live_ino != current_ino {
                 file = File::open(&live).ok();

@@ -6,6 +6,8 @@
 //! verbs that talk to the daemon over its socket.
 
 #![deny(unsafe_code)]
+// nanoserde's derives expand to `match` blocks clippy would write with `?`.
+#![allow(clippy::question_mark)]
 
 mod api;
 mod cli;
@@ -67,14 +69,22 @@ fn fail(code: i32, msg: &str) -> i32 {
 }
 
 fn run_daemon(args: &[String]) -> i32 {
-    let mut opts = daemon::Options { config: PathBuf::from(DEFAULT_CONFIG), ..Default::default() };
+    let mut opts = daemon::Options {
+        config: PathBuf::from(DEFAULT_CONFIG),
+        ..Default::default()
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{name} needs a value"))
+        };
         let result = match flag {
             "--config" => value("--config").map(|v| opts.config = PathBuf::from(v)),
             "--pidfile" => value("--pidfile").map(|v| opts.pidfile = Some(PathBuf::from(v))),
@@ -85,7 +95,9 @@ fn run_daemon(args: &[String]) -> i32 {
             "--log-level" => value("--log-level").and_then(|v| {
                 config::parse_log_level(&v)
                     .map(|l| opts.log_level = Some(l))
-                    .ok_or(format!("--log-level must be off, error, warn, info, debug or trace, not {v:?}"))
+                    .ok_or(format!(
+                        "--log-level must be off, error, warn, info, debug or trace, not {v:?}"
+                    ))
             }),
             other => Err(format!("daemon: unknown option {other}")),
         };

@@ -33,13 +33,19 @@ pub enum Action {
     Remove { name: String },
     /// The definition changed: stop the container if active, take the new
     /// definition, start it if it says so.
-    Replace { name: String, stop: bool, start: bool },
+    Replace {
+        name: String,
+        stop: bool,
+        start: bool,
+    },
 }
 
 impl Action {
     pub fn name(&self) -> &str {
         match self {
-            Action::Add { name, .. } | Action::Remove { name } | Action::Replace { name, .. } => name,
+            Action::Add { name, .. } | Action::Remove { name } | Action::Replace { name, .. } => {
+                name
+            }
         }
     }
 }
@@ -49,7 +55,10 @@ pub fn plan(current: &[Current], desired: &[Desired]) -> Vec<Action> {
     let mut actions = Vec::new();
     for d in desired {
         match current.iter().find(|c| c.name == d.name) {
-            None => actions.push(Action::Add { name: d.name.clone(), start: d.autostart }),
+            None => actions.push(Action::Add {
+                name: d.name.clone(),
+                start: d.autostart,
+            }),
             Some(c) if c.hash == Some(d.hash) => {}
             Some(c) => actions.push(Action::Replace {
                 name: d.name.clone(),
@@ -60,7 +69,9 @@ pub fn plan(current: &[Current], desired: &[Desired]) -> Vec<Action> {
     }
     for c in current {
         if !desired.iter().any(|d| d.name == c.name) {
-            actions.push(Action::Remove { name: c.name.clone() });
+            actions.push(Action::Remove {
+                name: c.name.clone(),
+            });
         }
     }
     actions.sort_by(|a, b| a.name().cmp(b.name()));
@@ -72,10 +83,19 @@ mod tests {
     use super::*;
 
     fn cur(name: &str, hash: Option<u64>, active: bool) -> Current {
-        Current { name: name.into(), hash, active, stopped_by_user: false }
+        Current {
+            name: name.into(),
+            hash,
+            active,
+            stopped_by_user: false,
+        }
     }
     fn want(name: &str, hash: u64, autostart: bool) -> Desired {
-        Desired { name: name.into(), hash, autostart }
+        Desired {
+            name: name.into(),
+            hash,
+            autostart,
+        }
     }
 
     #[test]
@@ -88,30 +108,54 @@ mod tests {
     fn added_started_only_with_autostart() {
         assert_eq!(
             plan(&[], &[want("b", 2, true), want("a", 1, false)]),
-            vec![Action::Add { name: "a".into(), start: false }, Action::Add { name: "b".into(), start: true }]
+            vec![
+                Action::Add {
+                    name: "a".into(),
+                    start: false
+                },
+                Action::Add {
+                    name: "b".into(),
+                    start: true
+                }
+            ]
         );
     }
 
     #[test]
     fn removed_is_stopped_and_forgotten() {
-        assert_eq!(plan(&[cur("a", Some(1), true)], &[]), vec![Action::Remove { name: "a".into() }]);
+        assert_eq!(
+            plan(&[cur("a", Some(1), true)], &[]),
+            vec![Action::Remove { name: "a".into() }]
+        );
     }
 
     #[test]
     fn changed_is_replaced() {
         assert_eq!(
             plan(&[cur("a", Some(1), true)], &[want("a", 9, true)]),
-            vec![Action::Replace { name: "a".into(), stop: true, start: true }]
+            vec![Action::Replace {
+                name: "a".into(),
+                stop: true,
+                start: true
+            }]
         );
         // Not running: nothing to stop.
         assert_eq!(
             plan(&[cur("a", Some(1), false)], &[want("a", 9, false)]),
-            vec![Action::Replace { name: "a".into(), stop: false, start: false }]
+            vec![Action::Replace {
+                name: "a".into(),
+                stop: false,
+                start: false
+            }]
         );
         // A definition that was invalid before and is valid now.
         assert_eq!(
             plan(&[cur("a", None, false)], &[want("a", 9, true)]),
-            vec![Action::Replace { name: "a".into(), stop: false, start: true }]
+            vec![Action::Replace {
+                name: "a".into(),
+                stop: false,
+                start: true
+            }]
         );
     }
 
@@ -121,20 +165,41 @@ mod tests {
         c.stopped_by_user = true;
         assert_eq!(
             plan(&[c], &[want("a", 2, true)]),
-            vec![Action::Replace { name: "a".into(), stop: false, start: false }]
+            vec![Action::Replace {
+                name: "a".into(),
+                stop: false,
+                start: false
+            }]
         );
     }
 
     #[test]
     fn mixed() {
-        let current = [cur("keep", Some(1), true), cur("change", Some(2), true), cur("drop", Some(3), false)];
-        let desired = [want("keep", 1, true), want("change", 20, true), want("new", 4, true)];
+        let current = [
+            cur("keep", Some(1), true),
+            cur("change", Some(2), true),
+            cur("drop", Some(3), false),
+        ];
+        let desired = [
+            want("keep", 1, true),
+            want("change", 20, true),
+            want("new", 4, true),
+        ];
         assert_eq!(
             plan(&current, &desired),
             vec![
-                Action::Replace { name: "change".into(), stop: true, start: true },
-                Action::Remove { name: "drop".into() },
-                Action::Add { name: "new".into(), start: true },
+                Action::Replace {
+                    name: "change".into(),
+                    stop: true,
+                    start: true
+                },
+                Action::Remove {
+                    name: "drop".into()
+                },
+                Action::Add {
+                    name: "new".into(),
+                    start: true
+                },
             ]
         );
     }

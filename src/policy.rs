@@ -42,7 +42,11 @@ pub fn should_restart(policy: RestartPolicy, ending: Ending) -> bool {
 /// The delay before the next restart, given the consecutive quick
 /// failures so far (0 for the first), and the new count of those.
 pub fn backoff(consecutive: u32, last_run: Duration) -> (Duration, u32) {
-    let consecutive = if last_run >= RESET_AFTER { 0 } else { consecutive };
+    let consecutive = if last_run >= RESET_AFTER {
+        0
+    } else {
+        consecutive
+    };
     let delay = BACKOFF_START
         .checked_mul(1u32 << consecutive.min(16))
         .unwrap_or(BACKOFF_MAX)
@@ -55,27 +59,48 @@ mod tests {
     use super::*;
 
     fn end(code: Option<i32>, count: u32) -> Ending {
-        Ending { code, stopped_by_user: false, restart_count: count }
+        Ending {
+            code,
+            stopped_by_user: false,
+            restart_count: count,
+        }
     }
 
     #[test]
     fn policies() {
         assert!(!should_restart(RestartPolicy::No, end(Some(1), 0)));
         assert!(should_restart(RestartPolicy::Always, end(Some(0), 100)));
-        assert!(should_restart(RestartPolicy::UnlessStopped, end(Some(0), 0)));
+        assert!(should_restart(
+            RestartPolicy::UnlessStopped,
+            end(Some(0), 0)
+        ));
         let of2 = RestartPolicy::OnFailure { max: Some(2) };
         assert!(!should_restart(of2, end(Some(0), 0)));
         assert!(should_restart(of2, end(Some(1), 0)));
         assert!(should_restart(of2, end(Some(137), 1)));
         assert!(!should_restart(of2, end(Some(1), 2)));
-        assert!(should_restart(of2, end(None, 0)), "a lost exit code counts as a failure");
-        assert!(should_restart(RestartPolicy::OnFailure { max: None }, end(Some(3), 1000)));
+        assert!(
+            should_restart(of2, end(None, 0)),
+            "a lost exit code counts as a failure"
+        );
+        assert!(should_restart(
+            RestartPolicy::OnFailure { max: None },
+            end(Some(3), 1000)
+        ));
     }
 
     #[test]
     fn a_user_stop_wins_over_every_policy() {
-        let e = Ending { code: Some(143), stopped_by_user: true, restart_count: 0 };
-        for p in [RestartPolicy::Always, RestartPolicy::UnlessStopped, RestartPolicy::OnFailure { max: None }] {
+        let e = Ending {
+            code: Some(143),
+            stopped_by_user: true,
+            restart_count: 0,
+        };
+        for p in [
+            RestartPolicy::Always,
+            RestartPolicy::UnlessStopped,
+            RestartPolicy::OnFailure { max: None },
+        ] {
             assert!(!should_restart(p, e));
         }
     }
@@ -90,6 +115,9 @@ mod tests {
         let (d2, _) = backoff(c, quick);
         assert_eq!(d2, Duration::from_millis(400));
         assert_eq!(backoff(40, quick).0, BACKOFF_MAX);
-        assert_eq!(backoff(9, Duration::from_secs(11)), (Duration::from_millis(100), 1));
+        assert_eq!(
+            backoff(9, Duration::from_secs(11)),
+            (Duration::from_millis(100), 1)
+        );
     }
 }

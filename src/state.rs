@@ -7,6 +7,13 @@
 //! Every record carries `version`; fields added later are defaulted, so a
 //! newer berth reads every older record, and a record newer than this
 //! binary is reported, never guessed at.
+//!
+//! Formats:
+//! - 1: runtime record without `options` and `berth`.
+//! - 2: the runtime record names the berth version that ran the monitor and
+//!   the daemon options the container started with (`options`), so a later
+//!   daemon can say which of them changed. Format 1 records load with those
+//!   empty, which means "unknown, nothing to compare".
 
 use std::fs;
 use std::io::{self, Write};
@@ -16,7 +23,7 @@ use std::path::{Path, PathBuf};
 use nanoserde::{DeJson, SerJson};
 
 /// The record format this binary writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Runtime records are small; anything larger is not one of ours.
 const MAX_RECORD: u64 = 64 * 1024;
 
@@ -140,7 +147,9 @@ pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
 fn read_capped(path: &Path) -> io::Result<String> {
     let meta = fs::metadata(path)?;
     if meta.len() > MAX_RECORD {
-        return Err(io::Error::other(format!("record is larger than {MAX_RECORD} bytes")));
+        return Err(io::Error::other(format!(
+            "record is larger than {MAX_RECORD} bytes"
+        )));
     }
     let bytes = fs::read(path)?;
     String::from_utf8(bytes).map_err(|_| io::Error::other("record is not UTF-8"))
@@ -150,7 +159,10 @@ fn read_capped(path: &Path) -> io::Result<String> {
 /// fsync, rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("record");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -243,6 +255,23 @@ mod tests {
         assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(r));
         // No temp file is left behind.
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn format_1_runtime_record_loads_with_empty_options() {
+        let d = tmpdir("v1");
+        let p = d.join("runtime.json");
+        fs::write(&p, include_str!("../tests/fixtures/runtime-v1.json")).unwrap();
+        let Loaded::Ok(r) = load::<RuntimeRecord>(&p) else {
+            panic!("format 1 must load")
+        };
+        assert_eq!(
+            (r.version, r.monitor_pid, r.init_pid, r.init_start),
+            (1, 4242, 4243, 123_460)
+        );
+        assert_eq!(r.options, StartOptions::default());
+        assert_eq!(r.berth, "");
         fs::remove_dir_all(&d).unwrap();
     }
 

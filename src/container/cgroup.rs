@@ -55,7 +55,11 @@ pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
                 .collect(),
             _ => continue,
         };
-        if right[0] == "cgroup" && !controllers.iter().any(|c| V1_CONTROLLERS.contains(&c.as_str())) {
+        if right[0] == "cgroup"
+            && !controllers
+                .iter()
+                .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        {
             continue;
         }
         let Some(own) = own_path(self_cgroup, &controllers) else {
@@ -102,7 +106,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -168,7 +175,11 @@ fn write(path: PathBuf, value: &str) -> Result<(), CgroupError> {
 
 /// Creates the container's directories and writes its limits. A directory
 /// left over from a run whose processes are gone is reused.
-pub fn create(hierarchies: &[Hierarchy], dirs: &[PathBuf], limits: Limits) -> Result<(), CgroupError> {
+pub fn create(
+    hierarchies: &[Hierarchy],
+    dirs: &[PathBuf],
+    limits: Limits,
+) -> Result<(), CgroupError> {
     for (h, dir) in hierarchies.iter().zip(dirs) {
         fs::create_dir_all(dir).map_err(|err| CgroupError {
             path: dir.clone(),
@@ -186,7 +197,10 @@ pub fn create(hierarchies: &[Hierarchy], dirs: &[PathBuf], limits: Limits) -> Re
                 write(dir.join("pids.max"), &p.to_string())?;
             }
             if let Some(c) = limits.cpus_milli {
-                write(dir.join("cpu.max"), &format!("{} 100000", u64::from(c) * 100))?;
+                write(
+                    dir.join("cpu.max"),
+                    &format!("{} 100000", u64::from(c) * 100),
+                )?;
             }
             continue;
         }
@@ -199,7 +213,10 @@ pub fn create(hierarchies: &[Hierarchy], dirs: &[PathBuf], limits: Limits) -> Re
         }
         if let (true, Some(c)) = (has("cpu"), limits.cpus_milli) {
             write(dir.join("cpu.cfs_period_us"), "100000")?;
-            write(dir.join("cpu.cfs_quota_us"), &(u64::from(c) * 100).to_string())?;
+            write(
+                dir.join("cpu.cfs_quota_us"),
+                &(u64::from(c) * 100).to_string(),
+            )?;
         }
     }
     Ok(())
@@ -276,7 +293,10 @@ mod tests {
     #[test]
     fn hybrid_layout() {
         let h = discover(HYBRID_MOUNTINFO, HYBRID_SELF);
-        let mounts: Vec<_> = h.iter().map(|h| (h.mount.to_str().unwrap(), h.own.as_str())).collect();
+        let mounts: Vec<_> = h
+            .iter()
+            .map(|h| (h.mount.to_str().unwrap(), h.own.as_str()))
+            .collect();
         assert_eq!(
             mounts,
             vec![
@@ -287,10 +307,19 @@ mod tests {
             ]
         );
         let dirs = container_dirs(&h, "berth", "web");
-        assert_eq!(dirs[1], PathBuf::from("/sys/fs/cgroup/memory/process_api/b535/berth/web"));
-        assert_eq!(dirs[3], PathBuf::from("/sys/fs/cgroup/unified/t1/berth/web"));
+        assert_eq!(
+            dirs[1],
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/b535/berth/web")
+        );
+        assert_eq!(
+            dirs[3],
+            PathBuf::from("/sys/fs/cgroup/unified/t1/berth/web")
+        );
         let dirs = container_dirs(&h, "/top/berth", "web");
-        assert_eq!(dirs[1], PathBuf::from("/sys/fs/cgroup/memory/top/berth/web"));
+        assert_eq!(
+            dirs[1],
+            PathBuf::from("/sys/fs/cgroup/memory/top/berth/web")
+        );
     }
 
     #[test]
@@ -311,7 +340,10 @@ mod tests {
         let mi = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
         let h = discover(mi, "3:cpu,cpuacct:/x\n");
         assert_eq!(h.len(), 1);
-        assert_eq!(h[0].controllers, vec!["cpu".to_string(), "cpuacct".to_string()]);
+        assert_eq!(
+            h[0].controllers,
+            vec!["cpu".to_string(), "cpuacct".to_string()]
+        );
         assert_eq!(h[0].own, "/x");
     }
 

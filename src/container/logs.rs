@@ -143,7 +143,10 @@ impl LogWriter {
             self.dropped += content.len() as u64;
             return;
         }
-        let ok = self.file.as_mut().is_some_and(|f| f.write_all(&rec).is_ok());
+        let ok = self
+            .file
+            .as_mut()
+            .is_some_and(|f| f.write_all(&rec).is_ok());
         if ok {
             self.size += rec.len() as u64;
         } else {
@@ -213,12 +216,15 @@ pub fn files_oldest_first(dir: &Path) -> Vec<PathBuf> {
             let n = if name == LOG_FILE {
                 0
             } else {
-                name.strip_prefix(LOG_FILE)?.strip_prefix('.')?.parse().ok()?
+                name.strip_prefix(LOG_FILE)?
+                    .strip_prefix('.')?
+                    .parse()
+                    .ok()?
             };
             Some((n, e.path()))
         })
         .collect();
-    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     numbered.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -235,9 +241,18 @@ mod tests {
     fn lines(dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
         for f in files_oldest_first(dir) {
-            for l in fs::read(&f).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            for l in fs::read(&f)
+                .unwrap()
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
                 let r = parse_record(l).unwrap();
-                out.push(format!("{:?}:{}:{}", r.stream, r.full, String::from_utf8_lossy(r.content)));
+                out.push(format!(
+                    "{:?}:{}:{}",
+                    r.stream,
+                    r.full,
+                    String::from_utf8_lossy(r.content)
+                ));
             }
         }
         out
@@ -253,7 +268,12 @@ mod tests {
         w.finish();
         assert_eq!(
             lines(&d),
-            ["Stdout:true:hello", "Stderr:true:oops", "Stdout:true:world", "Stdout:false:tail"]
+            [
+                "Stdout:true:hello",
+                "Stderr:true:oops",
+                "Stdout:true:world",
+                "Stdout:false:tail"
+            ]
         );
         fs::remove_dir_all(&d).unwrap();
     }
@@ -288,7 +308,10 @@ mod tests {
         let all = lines(&d);
         assert!(all.len() >= 3);
         assert!(all.last().unwrap().starts_with("Stdout:true:"));
-        let total: usize = all.iter().map(|l| l.len() - "Stdout:xxxx:".len() - usize::from(l.contains(":false:"))).sum();
+        let total: usize = all
+            .iter()
+            .map(|l| l.len() - "Stdout:xxxx:".len() - usize::from(l.contains(":false:")))
+            .sum();
         assert_eq!(total, 40_000);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -27,7 +27,7 @@ use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ContainerSpec};
 use crate::host;
-use crate::state::{self, ExitRecord, RuntimeRecord, StartOptions, FORMAT_VERSION};
+use crate::state::{self, ExitRecord, FORMAT_VERSION, RuntimeRecord, StartOptions};
 use crate::sys::{fd, process, signal};
 
 /// The fd on which a monitor finds its socket to the daemon.
@@ -113,7 +113,12 @@ pub fn main(name: &str) -> i32 {
     let mut channel = channel;
     let job = match read_job(&mut channel) {
         Ok(job) if job.name == name => job,
-        Ok(job) => return fail_early(&mut channel, &format!("job is for {}, not {name}", job.name)),
+        Ok(job) => {
+            return fail_early(
+                &mut channel,
+                &format!("job is for {}, not {name}", job.name),
+            );
+        }
         Err(e) => return fail_early(&mut channel, &format!("read job: {e}")),
     };
     let origin = PathBuf::from(format!("{}.json", job.name));
@@ -139,9 +144,13 @@ fn read_job(channel: &mut UnixStream) -> io::Result<Job> {
     }
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let text = std::str::from_utf8(line).map_err(|_| io::Error::other("job is not UTF-8"))?;
-    let job: Job = crate::json::decode(text).map_err(|e| io::Error::other(format!("bad job: {e}")))?;
+    let job: Job =
+        crate::json::decode(text).map_err(|e| io::Error::other(format!("bad job: {e}")))?;
     if job.version != FORMAT_VERSION {
-        return Err(io::Error::other(format!("job format {} is not {FORMAT_VERSION}", job.version)));
+        return Err(io::Error::other(format!(
+            "job format {} is not {FORMAT_VERSION}",
+            job.version
+        )));
     }
     Ok(job)
 }
@@ -154,7 +163,13 @@ fn send_reply(channel: &mut UnixStream, reply: &Reply) {
 }
 
 fn fail_early(channel: &mut UnixStream, error: &str) -> i32 {
-    send_reply(channel, &Reply { error: Some(error.to_string()), ..Reply::default() });
+    send_reply(
+        channel,
+        &Reply {
+            error: Some(error.to_string()),
+            ..Reply::default()
+        },
+    );
     1
 }
 
@@ -171,8 +186,17 @@ const INIT: Token = Token(2);
 
 impl Monitor {
     fn new(job: Job, spec: ContainerSpec) -> Monitor {
-        let paths = state::Paths::new(Path::new(&job.run_dir), Path::new(&job.state_dir), &job.name);
-        Monitor { job, spec, paths, cgroups: Vec::new() }
+        let paths = state::Paths::new(
+            Path::new(&job.run_dir),
+            Path::new(&job.state_dir),
+            &job.name,
+        );
+        Monitor {
+            job,
+            spec,
+            paths,
+            cgroups: Vec::new(),
+        }
     }
 
     fn run(mut self, mut channel: UnixStream) -> i32 {
@@ -196,7 +220,16 @@ impl Monitor {
             let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
             return fail_early(&mut channel, &error);
         }
-        send_reply(&mut channel, &Reply { ok: true, pid: init_pid, init_start, started_at, error: None });
+        send_reply(
+            &mut channel,
+            &Reply {
+                ok: true,
+                pid: init_pid,
+                init_start,
+                started_at,
+                error: None,
+            },
+        );
         drop(channel);
 
         let status = pump(&pidfd, out_r, err_r, &mut logs);
@@ -220,9 +253,15 @@ impl Monitor {
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
         let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)
             .map_err(|e| format!("open log {}: {e}", log_dir.display()))?;
-        let hierarchies = cgroup::discover_live().map_err(|e| format!("find cgroup hierarchies: {e}"))?;
-        self.cgroups = cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
-        let limits = Limits { memory: self.spec.memory, pids: self.spec.pids, cpus_milli: self.spec.cpus_milli };
+        let hierarchies =
+            cgroup::discover_live().map_err(|e| format!("find cgroup hierarchies: {e}"))?;
+        self.cgroups =
+            cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
+        let limits = Limits {
+            memory: self.spec.memory,
+            pids: self.spec.pids,
+            cpus_milli: self.spec.cpus_milli,
+        };
         cgroup::create(&hierarchies, &self.cgroups, limits).map_err(|e| e.to_string())?;
 
         let (out_r, out_w) = fd::pipe().map_err(|e| format!("create pipe: {e}"))?;
@@ -230,10 +269,17 @@ impl Monitor {
         // Bigger pipes absorb bursts; the monitor drains them either way.
         let _ = fd::set_pipe_size(&out_r, 256 * 1024);
         let _ = fd::set_pipe_size(&err_r, 256 * 1024);
-        let devnull = fd::open(c"/dev/null", libc::O_RDONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
-        let stdio = Stdio { stdin: devnull.as_raw_fd(), stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() };
+        let devnull = fd::open(c"/dev/null", libc::O_RDONLY, 0)
+            .map_err(|e| format!("open /dev/null: {e}"))?;
+        let stdio = Stdio {
+            stdin: devnull.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+        };
         let plan = Plan::build(&self.spec, &self.cgroups, &stdio).map_err(|e| e.to_string())?;
-        let (pid, pidfd) = plan.spawn(self.spec.network).map_err(|e: SpawnError| e.to_string())?;
+        let (pid, pidfd) = plan
+            .spawn(self.spec.network)
+            .map_err(|e: SpawnError| e.to_string())?;
         Ok((pid, pidfd, out_r, err_r, logs))
     }
 
@@ -255,7 +301,11 @@ impl Monitor {
                 log_max_size: self.job.log_max_size,
                 log_max_files: self.job.log_max_files,
                 cgroup_parent: self.job.cgroup_parent.clone(),
-                cgroups: self.cgroups.iter().map(|p| p.display().to_string()).collect(),
+                cgroups: self
+                    .cgroups
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
             },
             berth: env!("CARGO_PKG_VERSION").to_string(),
         };
@@ -280,13 +330,26 @@ impl Monitor {
 
 /// Copies the container's output into the logs until its init has exited
 /// and the pipes are drained; returns how the init ended.
-fn pump(pidfd: &OwnedFd, out_r: OwnedFd, err_r: OwnedFd, logs: &mut LogWriter) -> io::Result<process::ExitStatus> {
+fn pump(
+    pidfd: &OwnedFd,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    logs: &mut LogWriter,
+) -> io::Result<process::ExitStatus> {
     fd::set_nonblocking(&out_r, true)?;
     fd::set_nonblocking(&err_r, true)?;
     let mut poll = Poll::new()?;
     let registry = poll.registry();
-    registry.register(&mut SourceFd(&out_r.as_raw_fd()), STDOUT, Interest::READABLE)?;
-    registry.register(&mut SourceFd(&err_r.as_raw_fd()), STDERR, Interest::READABLE)?;
+    registry.register(
+        &mut SourceFd(&out_r.as_raw_fd()),
+        STDOUT,
+        Interest::READABLE,
+    )?;
+    registry.register(
+        &mut SourceFd(&err_r.as_raw_fd()),
+        STDERR,
+        Interest::READABLE,
+    )?;
     registry.register(&mut SourceFd(&pidfd.as_raw_fd()), INIT, Interest::READABLE)?;
     let mut events = Events::with_capacity(8);
     let mut open = [true, true];
@@ -314,12 +377,18 @@ fn pump(pidfd: &OwnedFd, out_r: OwnedFd, err_r: OwnedFd, logs: &mut LogWriter) -
                         if let Some(s) = process::waitid_pidfd(pidfd, false)? {
                             status = Some(s);
                             drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
-                            let _ = poll.registry().deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+                            let _ = poll
+                                .registry()
+                                .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
                         }
                     }
                 }
                 t => {
-                    let (fd, stream) = if t == STDOUT { (&out_r, Stream::Stdout) } else { (&err_r, Stream::Stderr) };
+                    let (fd, stream) = if t == STDOUT {
+                        (&out_r, Stream::Stdout)
+                    } else {
+                        (&err_r, Stream::Stderr)
+                    };
                     if open[t.0] && !drain(fd, stream, logs, &mut buf) {
                         open[t.0] = false;
                         let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
@@ -337,7 +406,9 @@ fn pump(pidfd: &OwnedFd, out_r: OwnedFd, err_r: OwnedFd, logs: &mut LogWriter) -
     }
     match status {
         Some(s) => Ok(s),
-        None => process::waitid_pidfd(pidfd, true)?.ok_or_else(|| io::Error::other("init vanished")),
+        None => {
+            process::waitid_pidfd(pidfd, true)?.ok_or_else(|| io::Error::other("init vanished"))
+        }
     }
 }
 

@@ -124,7 +124,11 @@ pub struct Stdio {
 
 impl Plan {
     /// Builds the whole sequence for `spec`, joining `cgroup_dirs`.
-    pub fn build(spec: &ContainerSpec, cgroup_dirs: &[std::path::PathBuf], stdio: &Stdio) -> Result<Plan, SpawnError> {
+    pub fn build(
+        spec: &ContainerSpec,
+        cgroup_dirs: &[std::path::PathBuf],
+        stdio: &Stdio,
+    ) -> Result<Plan, SpawnError> {
         let mut b = Builder { ops: Vec::new() };
         let root = spec.rootfs.as_os_str().as_bytes().to_vec();
         let at = |p: &str| -> Result<CString, SpawnError> {
@@ -138,33 +142,106 @@ impl Plan {
         b.op(Op::DieWithParent, "set parent death signal");
         for dir in cgroup_dirs {
             let procs = dir.join("cgroup.procs");
-            b.op(Op::WriteFile(cstr(procs.as_os_str().as_bytes())?, b"0"), format!("join cgroup {}", dir.display()));
+            b.op(
+                Op::WriteFile(cstr(procs.as_os_str().as_bytes())?, b"0"),
+                format!("join cgroup {}", dir.display()),
+            );
         }
-        b.op(Op::Unshare(libc::CLONE_NEWCGROUP), "unshare cgroup namespace");
+        b.op(
+            Op::Unshare(libc::CLONE_NEWCGROUP),
+            "unshare cgroup namespace",
+        );
 
         // Mounts, all below the rootfs until pivot_root.
-        b.mount(None, cstr("/")?, None, libc::MS_REC | libc::MS_PRIVATE, None, "make mounts private");
+        b.mount(
+            None,
+            cstr("/")?,
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+            "make mounts private",
+        );
         let rootfs = cstr(&root)?;
-        b.mount(Some(rootfs.clone()), rootfs.clone(), None, libc::MS_BIND | libc::MS_REC, None, format!("bind rootfs {}", spec.rootfs.display()));
+        b.mount(
+            Some(rootfs.clone()),
+            rootfs.clone(),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+            format!("bind rootfs {}", spec.rootfs.display()),
+        );
         b.op(Op::Mkdir(at("/proc")?), "create /proc");
-        b.mount(Some(cstr("proc")?), at("/proc")?, Some(cstr("proc")?), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None, "mount proc on /proc");
+        b.mount(
+            Some(cstr("proc")?),
+            at("/proc")?,
+            Some(cstr("proc")?),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+            "mount proc on /proc",
+        );
         b.op(Op::Mkdir(at("/dev")?), "create /dev");
-        b.mount(Some(cstr("tmpfs")?), at("/dev")?, Some(cstr("tmpfs")?), libc::MS_NOSUID | libc::MS_STRICTATIME, Some(cstr("mode=755,size=1m")?), "mount tmpfs on /dev");
+        b.mount(
+            Some(cstr("tmpfs")?),
+            at("/dev")?,
+            Some(cstr("tmpfs")?),
+            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            Some(cstr("mode=755,size=1m")?),
+            "mount tmpfs on /dev",
+        );
         for dev in DEVICES {
             let target = at(&format!("/dev/{dev}"))?;
             b.op(Op::Touch(target.clone()), format!("create /dev/{dev}"));
-            b.mount(Some(cstr(format!("/dev/{dev}"))?), target, None, libc::MS_BIND, None, format!("bind /dev/{dev}"));
+            b.mount(
+                Some(cstr(format!("/dev/{dev}"))?),
+                target,
+                None,
+                libc::MS_BIND,
+                None,
+                format!("bind /dev/{dev}"),
+            );
         }
         b.op(Op::Mkdir(at("/dev/pts")?), "create /dev/pts");
-        b.mount(Some(cstr("devpts")?), at("/dev/pts")?, Some(cstr("devpts")?), libc::MS_NOSUID | libc::MS_NOEXEC, Some(cstr("newinstance,ptmxmode=0666,mode=0620")?), "mount devpts on /dev/pts");
-        b.op(Op::Symlink(cstr("pts/ptmx")?, at("/dev/ptmx")?), "link /dev/ptmx");
+        b.mount(
+            Some(cstr("devpts")?),
+            at("/dev/pts")?,
+            Some(cstr("devpts")?),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(cstr("newinstance,ptmxmode=0666,mode=0620")?),
+            "mount devpts on /dev/pts",
+        );
+        b.op(
+            Op::Symlink(cstr("pts/ptmx")?, at("/dev/ptmx")?),
+            "link /dev/ptmx",
+        );
         b.op(Op::Mkdir(at("/dev/shm")?), "create /dev/shm");
-        b.mount(Some(cstr("shm")?), at("/dev/shm")?, Some(cstr("tmpfs")?), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some(cstr("mode=1777,size=64m")?), "mount tmpfs on /dev/shm");
-        for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-            b.op(Op::Symlink(cstr(target)?, at(&format!("/dev/{link}"))?), format!("link /dev/{link}"));
+        b.mount(
+            Some(cstr("shm")?),
+            at("/dev/shm")?,
+            Some(cstr("tmpfs")?),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some(cstr("mode=1777,size=64m")?),
+            "mount tmpfs on /dev/shm",
+        );
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            b.op(
+                Op::Symlink(cstr(target)?, at(&format!("/dev/{link}"))?),
+                format!("link /dev/{link}"),
+            );
         }
         b.op(Op::Mkdir(at("/sys")?), "create /sys");
-        b.mount(Some(cstr("sysfs")?), at("/sys")?, Some(cstr("sysfs")?), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None, "mount sysfs on /sys");
+        b.mount(
+            Some(cstr("sysfs")?),
+            at("/sys")?,
+            Some(cstr("sysfs")?),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+            "mount sysfs on /sys",
+        );
 
         for m in &spec.mounts {
             let target = at(&m.target)?;
@@ -172,17 +249,36 @@ impl Plan {
                 MountKind::Bind { source } => {
                     let what = format!("bind {} on {}", source.display(), m.target);
                     if Path::new(source).is_dir() {
-                        b.op(Op::Mkdir(target.clone()), format!("create mount point {}", m.target));
+                        b.op(
+                            Op::Mkdir(target.clone()),
+                            format!("create mount point {}", m.target),
+                        );
                     } else {
-                        b.op(Op::Touch(target.clone()), format!("create mount point {}", m.target));
+                        b.op(
+                            Op::Touch(target.clone()),
+                            format!("create mount point {}", m.target),
+                        );
                     }
-                    b.mount(Some(cstr(source.as_os_str().as_bytes())?), target.clone(), None, libc::MS_BIND | libc::MS_REC, None, what.clone());
+                    b.mount(
+                        Some(cstr(source.as_os_str().as_bytes())?),
+                        target.clone(),
+                        None,
+                        libc::MS_BIND | libc::MS_REC,
+                        None,
+                        what.clone(),
+                    );
                     if m.readonly {
-                        b.op(Op::RemountReadonly(target), format!("make {} read-only", m.target));
+                        b.op(
+                            Op::RemountReadonly(target),
+                            format!("make {} read-only", m.target),
+                        );
                     }
                 }
                 MountKind::Tmpfs { size } => {
-                    b.op(Op::Mkdir(target.clone()), format!("create mount point {}", m.target));
+                    b.op(
+                        Op::Mkdir(target.clone()),
+                        format!("create mount point {}", m.target),
+                    );
                     let mut data = "mode=1777".to_string();
                     if let Some(size) = size {
                         data.push_str(&format!(",size={size}"));
@@ -191,23 +287,42 @@ impl Plan {
                     if m.readonly {
                         flags |= libc::MS_RDONLY;
                     }
-                    b.mount(Some(cstr("tmpfs")?), target, Some(cstr("tmpfs")?), flags, Some(cstr(data)?), format!("mount tmpfs on {}", m.target));
+                    b.mount(
+                        Some(cstr("tmpfs")?),
+                        target,
+                        Some(cstr("tmpfs")?),
+                        flags,
+                        Some(cstr(data)?),
+                        format!("mount tmpfs on {}", m.target),
+                    );
                 }
             }
         }
 
-        b.op(Op::Chdir(rootfs), format!("enter rootfs {}", spec.rootfs.display()));
-        b.op(Op::PivotRoot, format!("pivot_root into {}", spec.rootfs.display()));
+        b.op(
+            Op::Chdir(rootfs),
+            format!("enter rootfs {}", spec.rootfs.display()),
+        );
+        b.op(
+            Op::PivotRoot,
+            format!("pivot_root into {}", spec.rootfs.display()),
+        );
         b.op(Op::UmountDetach(cstr(".")?), "detach the old root");
         b.op(Op::Chdir(cstr("/")?), "enter /");
         if spec.readonly_rootfs {
             b.op(Op::RemountReadonly(cstr("/")?), "make the rootfs read-only");
         }
-        b.op(Op::Hostname(cstr(&spec.hostname)?), format!("set hostname {}", spec.hostname));
+        b.op(
+            Op::Hostname(cstr(&spec.hostname)?),
+            format!("set hostname {}", spec.hostname),
+        );
         if spec.network == Network::None {
             b.op(Op::LoopbackUp, "bring up lo");
         }
-        b.op(Op::Chdir(cstr(&spec.workdir)?), format!("enter workdir {}", spec.workdir));
+        b.op(
+            Op::Chdir(cstr(&spec.workdir)?),
+            format!("enter workdir {}", spec.workdir),
+        );
         b.op(Op::Dup2(stdio.stdin, 0), "set up stdin");
         b.op(Op::Dup2(stdio.stdout, 1), "set up stdout");
         b.op(Op::Dup2(stdio.stderr, 2), "set up stderr");
@@ -236,7 +351,11 @@ impl Plan {
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push("HOME=/".to_string());
         }
-        let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+        let path_var = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
         let envp_c: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
         let prog = &spec.command[0];
         let candidates = if prog.contains('/') {
@@ -254,8 +373,18 @@ impl Plan {
         envp.push(std::ptr::null());
         strings.extend(argv_c);
         strings.extend(envp_c);
-        b.op(Op::Exec { candidates, argv, envp }, format!("exec {prog}"));
-        Ok(Plan { ops: b.ops, _strings: strings })
+        b.op(
+            Op::Exec {
+                candidates,
+                argv,
+                envp,
+            },
+            format!("exec {prog}"),
+        );
+        Ok(Plan {
+            ops: b.ops,
+            _strings: strings,
+        })
     }
 
     /// Runs the steps in the child; never returns.
@@ -275,13 +404,18 @@ impl Plan {
     /// Clones the container's init into new namespaces and runs the plan
     /// in it. Returns once execve succeeded (or with the failed step).
     pub fn spawn(&self, network: Network) -> Result<(i32, OwnedFd), SpawnError> {
-        let (report_r, report_w) = fd::pipe().map_err(|e| SpawnError::Setup(format!("create pipe: {e}")))?;
-        let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        let (report_r, report_w) =
+            fd::pipe().map_err(|e| SpawnError::Setup(format!("create pipe: {e}")))?;
+        let mut flags =
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
         if network == Network::None {
             flags |= libc::CLONE_NEWNET;
         }
         match process::clone_process(flags as u64) {
-            Err(e) => Err(SpawnError::Setup(format!("clone: {}", errno_text(e.raw_os_error().unwrap_or(libc::EIO))))),
+            Err(e) => Err(SpawnError::Setup(format!(
+                "clone: {}",
+                errno_text(e.raw_os_error().unwrap_or(libc::EIO))
+            ))),
             Ok(process::Forked::Child) => self.run_in_child(report_w.as_raw_fd()),
             Ok(process::Forked::Parent { pid, pidfd }) => {
                 drop(report_w);
@@ -291,7 +425,11 @@ impl Plan {
                     match fd::read_raw(report_r.as_raw_fd(), &mut msg[got..]) {
                         Ok(0) => break,
                         Ok(n) => got += n,
-                        Err(e) => return Err(SpawnError::Setup(format!("read from the container's init: {e}"))),
+                        Err(e) => {
+                            return Err(SpawnError::Setup(format!(
+                                "read from the container's init: {e}"
+                            )));
+                        }
                     }
                 }
                 if got == 0 {
@@ -300,11 +438,16 @@ impl Plan {
                 // The child failed and exited: reap it, then say why.
                 let _ = process::waitid_pidfd(&pidfd, true);
                 if got < msg.len() {
-                    return Err(SpawnError::Setup("the container's init died before exec".to_string()));
+                    return Err(SpawnError::Setup(
+                        "the container's init died before exec".to_string(),
+                    ));
                 }
                 let index = u32::from_le_bytes(msg[..4].try_into().unwrap_or_default()) as usize;
                 let errno = i32::from_le_bytes(msg[4..].try_into().unwrap_or_default());
-                let step = self.ops.get(index).map_or("unknown step", |(_, d)| d.as_str());
+                let step = self
+                    .ops
+                    .get(index)
+                    .map_or("unknown step", |(_, d)| d.as_str());
                 Err(SpawnError::Step(step.to_string(), errno))
             }
         }
@@ -320,8 +463,25 @@ impl Builder {
         self.ops.push((op, what.into()));
     }
 
-    fn mount(&mut self, source: Option<CString>, target: CString, fstype: Option<CString>, flags: libc::c_ulong, data: Option<CString>, what: impl Into<String>) {
-        self.op(Op::Mount { source, target, fstype, flags, data }, what);
+    fn mount(
+        &mut self,
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+        what: impl Into<String>,
+    ) {
+        self.op(
+            Op::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            },
+            what,
+        );
     }
 }
 
@@ -333,12 +493,28 @@ fn run_op(op: &Op) -> Result<(), i32> {
         Op::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
         Op::WriteFile(path, data) => fd::write_file_raw(path, data),
         Op::Unshare(flags) => ns::unshare_raw(*flags),
-        Op::Mount { source, target, fstype, flags, data } => {
-            mount::mount_raw(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
-        }
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => mount::mount_raw(
+            source.as_deref(),
+            target,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ),
         Op::RemountReadonly(path) => {
             let keep = mount::mount_flags_raw(path)?;
-            mount::mount_raw(None, path, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep, None)
+            mount::mount_raw(
+                None,
+                path,
+                None,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+                None,
+            )
         }
         Op::Mkdir(path) => mount::mkdir_raw(path, 0o755),
         Op::Touch(path) => mount::touch_raw(path),
@@ -354,7 +530,11 @@ fn run_op(op: &Op) -> Result<(), i32> {
         Op::DropBounding(c) => cap::drop_bounding_raw(*c),
         Op::NoNewPrivs => cap::no_new_privs_raw(),
         Op::CloexecFrom(first) => fd::cloexec_from_raw(*first),
-        Op::Exec { candidates, argv, envp } => {
+        Op::Exec {
+            candidates,
+            argv,
+            envp,
+        } => {
             // Like execvp: ENOENT moves on to the next PATH entry; any other
             // error is remembered and wins over ENOENT.
             let mut err = libc::ENOENT;

@@ -11,7 +11,7 @@ use mio::{Interest, Token};
 
 use super::lifecycle::{AfterExit, Status, StopReason};
 use super::{Daemon, Source};
-use crate::api::{self, Request, Response, MAX_REQUEST};
+use crate::api::{self, MAX_REQUEST, Request, Response};
 use crate::config;
 
 /// A client must send its whole request within this time.
@@ -53,7 +53,12 @@ impl Daemon {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    let clients = self.sources.slots.iter().filter(|s| matches!(s.source, Some(Source::Client(_)))).count();
+                    let clients = self
+                        .sources
+                        .slots
+                        .iter()
+                        .filter(|s| matches!(s.source, Some(Source::Client(_))))
+                        .count();
                     if clients >= MAX_CLIENTS {
                         let _ = stream.write(&Response::error("too many clients").to_line());
                         continue;
@@ -68,7 +73,11 @@ impl Daemon {
                     };
                     let token = self.sources.insert(Source::Client(client));
                     if let Some(Source::Client(c)) = self.sources.get_mut(token) {
-                        if let Err(e) = self.poll.registry().register(&mut c.stream, token, Interest::READABLE) {
+                        if let Err(e) =
+                            self.poll
+                                .registry()
+                                .register(&mut c.stream, token, Interest::READABLE)
+                        {
                             debug!("register client: {e}");
                             self.sources.remove(token);
                         }
@@ -84,7 +93,13 @@ impl Daemon {
         }
     }
 
-    pub(super) fn client_event(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
+    pub(super) fn client_event(
+        &mut self,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        closed: bool,
+    ) {
         let mut request = None;
         let mut drop_client = false;
         if let Some(Source::Client(c)) = self.sources.get_mut(token) {
@@ -132,11 +147,18 @@ impl Daemon {
         }
         if let Some(bytes) = request {
             let response = if bytes.is_empty() {
-                Some(Response::error(format!("request larger than {MAX_REQUEST} bytes")))
+                Some(Response::error(format!(
+                    "request larger than {MAX_REQUEST} bytes"
+                )))
             } else {
-                match std::str::from_utf8(&bytes).ok().and_then(|s| crate::json::decode::<Request>(s).ok()) {
+                match std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| crate::json::decode::<Request>(s).ok())
+                {
                     Some(req) => self.handle(token, req),
-                    None => Some(Response::error("malformed request: expected one JSON object and a newline")),
+                    None => Some(Response::error(
+                        "malformed request: expected one JSON object and a newline",
+                    )),
                 }
             };
             match response {
@@ -157,7 +179,9 @@ impl Daemon {
 
     /// Queues a response; the client is closed once it is written.
     pub(super) fn answer(&mut self, token: Token, response: Response) {
-        let Some(Source::Client(c)) = self.sources.get_mut(token) else { return };
+        let Some(Source::Client(c)) = self.sources.get_mut(token) else {
+            return;
+        };
         c.outbuf.extend_from_slice(&response.to_line());
         c.answered = true;
         c.waiting = false;
@@ -166,7 +190,11 @@ impl Daemon {
         if done {
             self.close_client(token);
         } else if let Some(Source::Client(c)) = self.sources.get_mut(token) {
-            let _ = self.poll.registry().reregister(&mut c.stream, token, Interest::READABLE | Interest::WRITABLE);
+            let _ = self.poll.registry().reregister(
+                &mut c.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            );
         }
     }
 
@@ -210,17 +238,33 @@ impl Daemon {
             }
         }
         match req.verb.as_str() {
-            "version" => Some(Response { version: Some(api::version()), ..Response::ok() }),
+            "version" => Some(Response {
+                version: Some(api::version()),
+                ..Response::ok()
+            }),
             "ps" => {
-                let list = self.containers.values().map(|c| c.info(&self.cfg.log_dir)).collect();
-                Some(Response { containers: Some(list), ..Response::ok() })
+                let list = self
+                    .containers
+                    .values()
+                    .map(|c| c.info(&self.cfg.log_dir))
+                    .collect();
+                Some(Response {
+                    containers: Some(list),
+                    ..Response::ok()
+                })
             }
             "inspect" | "logs" => {
                 let info = self.containers[name].info(&self.cfg.log_dir);
-                Some(Response { container: Some(info), ..Response::ok() })
+                Some(Response {
+                    container: Some(info),
+                    ..Response::ok()
+                })
             }
             "reload" => Some(match self.reload() {
-                Ok(actions) => Response { actions: Some(actions), ..Response::ok() },
+                Ok(actions) => Response {
+                    actions: Some(actions),
+                    ..Response::ok()
+                },
                 Err(e) => {
                     log::error!("reload refused, nothing changed: {e}");
                     Response::error(e)
@@ -276,7 +320,10 @@ impl Daemon {
                     self.add_waiter(name, token, WaitKind::Exit);
                     None
                 } else {
-                    Some(Response { exit_code: c.exit_code, ..Response::ok() })
+                    Some(Response {
+                        exit_code: c.exit_code,
+                        ..Response::ok()
+                    })
                 }
             }
             other => Some(Response::error(format!("unknown verb: {other}"))),
@@ -286,7 +333,9 @@ impl Daemon {
     /// A start asked for by a user: clears a previous user stop and the
     /// restart count.
     fn user_started(&mut self, name: &str) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         let changed = c.persist.stopped_by_user || c.persist.restart_count != 0;
         c.persist.stopped_by_user = false;
         c.persist.restart_count = 0;
@@ -301,12 +350,19 @@ impl Daemon {
             return Some(Response::error("the daemon is shutting down"));
         }
         let already = self.containers[name].is_active();
-        let starting = self.containers[name].run.as_ref().is_some_and(|r| r.channel.is_some());
+        let starting = self.containers[name]
+            .run
+            .as_ref()
+            .is_some_and(|r| r.channel.is_some());
         self.user_started(name);
         if let Err(e) = self.start_container(name) {
             return Some(Response::error(e));
         }
-        let kind = if wait { WaitKind::StartedThenExit } else { WaitKind::Started };
+        let kind = if wait {
+            WaitKind::StartedThenExit
+        } else {
+            WaitKind::Started
+        };
         if already && !starting && !wait {
             return Some(Response::ok());
         }
@@ -326,7 +382,9 @@ impl Daemon {
 
     /// The start of `name` succeeded or failed: answer who waited for it.
     pub(super) fn answer_start_waiters(&mut self, name: &str, result: Result<(), String>) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         let mut answer = Vec::new();
         c.waiters.retain_mut(|w| match (w.kind, &result) {
             (WaitKind::Started, _) => {
@@ -355,7 +413,9 @@ impl Daemon {
     /// The run of `name` ended with `code`: answer `wait`, `stop`,
     /// `start --wait`.
     pub(super) fn answer_exit_waiters(&mut self, name: &str, code: Option<i32>) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         let mut answer = Vec::new();
         c.waiters.retain(|w| {
             if w.kind == WaitKind::Exit {
@@ -366,7 +426,13 @@ impl Daemon {
             }
         });
         for token in answer {
-            self.answer(token, Response { exit_code: code, ..Response::ok() });
+            self.answer(
+                token,
+                Response {
+                    exit_code: code,
+                    ..Response::ok()
+                },
+            );
         }
     }
 }

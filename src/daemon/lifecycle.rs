@@ -29,7 +29,9 @@ use crate::config::{self, ContainerSpec};
 use crate::container::monitor::{self, Job, Reply};
 use crate::host;
 use crate::policy::{self, Ending};
-use crate::state::{self, ContainerState, ExitRecord, Loaded, Paths, RuntimeRecord, StartOptions, FORMAT_VERSION};
+use crate::state::{
+    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
+};
 use crate::sys::{fd, process};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +166,10 @@ impl Ctr {
             finished_at: None,
             error: None,
             warning: None,
-            persist: ContainerState { version: FORMAT_VERSION, ..ContainerState::default() },
+            persist: ContainerState {
+                version: FORMAT_VERSION,
+                ..ContainerState::default()
+            },
             stopping: None,
             after_exit: AfterExit::Policy,
             restart_at: None,
@@ -193,16 +198,30 @@ impl Ctr {
             name: self.name.clone(),
             status: self.status.as_str().to_string(),
             pid: run.map_or(0, |r| r.init_pid),
-            exit_code: if self.status == Status::Running { None } else { self.exit_code },
+            exit_code: if self.status == Status::Running {
+                None
+            } else {
+                self.exit_code
+            },
             restart_count: self.persist.restart_count,
             started_at: self.started_at.map(host::rfc3339),
-            finished_at: if self.status == Status::Running { None } else { self.finished_at.map(host::rfc3339) },
+            finished_at: if self.status == Status::Running {
+                None
+            } else {
+                self.finished_at.map(host::rfc3339)
+            },
             error: self.error.clone().or_else(|| self.invalid.clone()),
             monitor_pid: run.map_or(0, |r| r.monitor_pid),
-            restart: self.spec.as_ref().map_or(String::new(), |s| s.restart.to_string()),
+            restart: self
+                .spec
+                .as_ref()
+                .map_or(String::new(), |s| s.restart.to_string()),
             autostart: self.spec.as_ref().is_some_and(|s| s.autostart),
             stopped_by_user: self.persist.stopped_by_user,
-            rootfs: self.spec.as_ref().map_or(String::new(), |s| s.rootfs.display().to_string()),
+            rootfs: self
+                .spec
+                .as_ref()
+                .map_or(String::new(), |s| s.rootfs.display().to_string()),
             command: self.spec.as_ref().map_or(Vec::new(), |s| s.command.clone()),
             config_hash: match (run, &self.spec) {
                 (Some(r), _) => format!("{:016x}", r.hash),
@@ -210,7 +229,10 @@ impl Ctr {
                 (None, None) => String::new(),
             },
             log_dir: match run {
-                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir).join(&self.name).display().to_string(),
+                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
+                    .join(&self.name)
+                    .display()
+                    .to_string(),
                 _ => cfg_log_dir.join(&self.name).display().to_string(),
             },
             warning: self.warning.clone(),
@@ -239,9 +261,12 @@ impl Daemon {
     }
 
     pub(super) fn save_persist(&mut self, name: &str) {
-        let Some(c) = self.containers.get(name) else { return };
+        let Some(c) = self.containers.get(name) else {
+            return;
+        };
         let paths = self.paths(name);
-        let result = fs::create_dir_all(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
+        let result =
+            fs::create_dir_all(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
         if let Err(e) = result {
             error!("{name}: write {}: {e}", paths.state().display());
         }
@@ -251,11 +276,16 @@ impl Daemon {
     /// outcome arrives on the channel (`channel_readable`).
     pub(super) fn start_container(&mut self, name: &str) -> Result<(), String> {
         let (spec, paths) = {
-            let c = self.containers.get(name).ok_or_else(|| format!("no such container: {name}"))?;
+            let c = self
+                .containers
+                .get(name)
+                .ok_or_else(|| format!("no such container: {name}"))?;
             if c.status == Status::Unknown {
                 return Err(format!(
                     "{name}: {}; not touching it",
-                    c.warning.as_deref().unwrap_or("its records cannot be trusted")
+                    c.warning
+                        .as_deref()
+                        .unwrap_or("its records cannot be trusted")
                 ));
             }
             if c.is_active() {
@@ -268,7 +298,10 @@ impl Daemon {
             };
             (spec, self.paths(name))
         };
-        if let Err(e) = config::check_container_host(&spec, &self.cfg.containers_dir.join(format!("{name}.json"))) {
+        if let Err(e) = config::check_container_host(
+            &spec,
+            &self.cfg.containers_dir.join(format!("{name}.json")),
+        ) {
             let msg = e.to_string();
             if let Some(c) = self.containers.get_mut(name) {
                 c.status = Status::Failed;
@@ -276,7 +309,10 @@ impl Daemon {
             }
             return Err(msg);
         }
-        let run_id = format!("{:016x}", process::random_u64().map_err(|e| format!("getrandom: {e}"))?);
+        let run_id = format!(
+            "{:016x}",
+            process::random_u64().map_err(|e| format!("getrandom: {e}"))?
+        );
         let job = Job {
             version: FORMAT_VERSION,
             name: name.to_string(),
@@ -296,9 +332,11 @@ impl Daemon {
             cgroup_parent: job.cgroup_parent.clone(),
             cgroups: Vec::new(),
         };
-        fs::create_dir_all(&paths.run).map_err(|e| format!("create {}: {e}", paths.run.display()))?;
+        fs::create_dir_all(&paths.run)
+            .map_err(|e| format!("create {}: {e}", paths.run.display()))?;
         let (ours, theirs) = fd::socketpair().map_err(|e| format!("create socketpair: {e}"))?;
-        let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(|e| format!("spawn monitor: {e}"))?;
+        let (pid, pidfd) =
+            monitor::spawn(name, &theirs).map_err(|e| format!("spawn monitor: {e}"))?;
         drop(theirs);
         let mut line = job.serialize_json();
         line.push('\n');
@@ -313,7 +351,11 @@ impl Daemon {
         let monitor_token = self.sources.insert(Source::Monitor(name.to_string()));
         let channel_token = self.sources.insert(Source::Channel(name.to_string()));
         let reg = self.poll.registry();
-        let r1 = reg.register(&mut SourceFd(&pidfd.as_raw_fd()), monitor_token, Interest::READABLE);
+        let r1 = reg.register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            monitor_token,
+            Interest::READABLE,
+        );
         let r2 = reg.register(&mut stream, channel_token, Interest::READABLE);
         if let Err(e) = r1.and(r2) {
             error!("{name}: register monitor fds: {e}");
@@ -345,9 +387,13 @@ impl Daemon {
 
     /// The monitor's reply: exec'd (with the init's pid) or the error.
     pub(super) fn channel_readable(&mut self, name: &str, token: Token) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         let Some(run) = c.run.as_mut() else { return };
-        let Some((stream, chan_token, buf)) = run.channel.as_mut() else { return };
+        let Some((stream, chan_token, buf)) = run.channel.as_mut() else {
+            return;
+        };
         if *chan_token != token {
             return;
         }
@@ -368,7 +414,10 @@ impl Daemon {
                 }
             }
         }
-        let line = buf.iter().position(|&b| b == b'\n').map(|i| buf[..i].to_vec());
+        let line = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| buf[..i].to_vec());
         if line.is_none() && !eof && buf.len() < 64 * 1024 {
             return; // more to come
         }
@@ -420,7 +469,9 @@ impl Daemon {
 
     /// The monitor's pidfd fired: the run is over.
     pub(super) fn monitor_exited(&mut self, name: &str, token: Token) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         let Some(run) = c.run.as_ref() else { return };
         if run.monitor_token != token {
             return;
@@ -435,7 +486,9 @@ impl Daemon {
                 "monitor (pid {}) ended without an exit record; exit code lost",
                 run.monitor_pid
             )),
-            Loaded::Newer(v) => Err(format!("exit record is in format {v}, newer than this berth")),
+            Loaded::Newer(v) => Err(format!(
+                "exit record is in format {v}, newer than this berth"
+            )),
             Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", paths.exit().display())),
         };
         let mut ended = Ended::from(run);
@@ -490,7 +543,8 @@ impl Daemon {
         }
         c.exit_code = code;
         c.error = error.clone();
-        let ran_for = Duration::from_nanos(c.finished_at.unwrap_or(0).saturating_sub(run.started_at));
+        let ran_for =
+            Duration::from_nanos(c.finished_at.unwrap_or(0).saturating_sub(run.started_at));
         c.status = match (stop_reason, &error) {
             (Some(StopReason::User), _) => Status::StoppedByUser,
             (Some(_), _) => Status::Stopped,
@@ -499,15 +553,24 @@ impl Daemon {
         };
         let msg = match (code, &error) {
             (_, Some(e)) => format!("failed: {e}"),
-            (Some(code), None) => format!("exited with code {code} after {:.1}s", ran_for.as_secs_f64()),
+            (Some(code), None) => format!(
+                "exited with code {code} after {:.1}s",
+                ran_for.as_secs_f64()
+            ),
             (None, None) => "exited".to_string(),
         };
-        let level = if error.is_some() { log::Level::Warn } else { log::Level::Info };
+        let level = if error.is_some() {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
         self.note(name, level, &msg);
         if run.init_pid == 0 {
             // It never got as far as exec: whoever waits for the start
             // gets the reason.
-            let why = error.clone().unwrap_or_else(|| "the monitor exited before the container started".to_string());
+            let why = error
+                .clone()
+                .unwrap_or_else(|| "the monitor exited before the container started".to_string());
             self.answer_start_waiters(name, Err(why));
         }
         self.answer_exit_waiters(name, code);
@@ -544,7 +607,11 @@ impl Daemon {
     pub(super) fn apply_policy(&mut self, name: &str, code: Option<i32>, ran_for: Duration) {
         let c = self.containers.get_mut(name).expect("caller checked");
         let Some(spec) = &c.spec else { return };
-        let ending = Ending { code, stopped_by_user: c.persist.stopped_by_user, restart_count: c.persist.restart_count };
+        let ending = Ending {
+            code,
+            stopped_by_user: c.persist.stopped_by_user,
+            restart_count: c.persist.restart_count,
+        };
         if !policy::should_restart(spec.restart, ending) {
             return;
         }
@@ -553,7 +620,11 @@ impl Daemon {
         c.restart_at = Some(Instant::now() + delay);
         c.status = Status::Restarting;
         let count = c.persist.restart_count + 1;
-        self.note(name, log::Level::Info, &format!("restarting in {} ms (restart {count})", delay.as_millis()));
+        self.note(
+            name,
+            log::Level::Info,
+            &format!("restarting in {} ms (restart {count})", delay.as_millis()),
+        );
     }
 
     fn start_or_fail(&mut self, name: &str) {
@@ -570,8 +641,14 @@ impl Daemon {
 
     /// Timers of one container: SIGKILL after the stop grace, restarts.
     pub(super) fn container_timers(&mut self, name: &str, now: Instant) {
-        let Some(c) = self.containers.get_mut(name) else { return };
-        if c.stopping.as_ref().and_then(|s| s.kill_at).is_some_and(|t| now >= t) {
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
+        if c.stopping
+            .as_ref()
+            .and_then(|s| s.kill_at)
+            .is_some_and(|t| now >= t)
+        {
             if let Some(s) = c.stopping.as_mut() {
                 s.kill_at = None;
             }
@@ -588,15 +665,16 @@ impl Daemon {
 
     /// Sends SIGKILL to the container's init.
     pub(super) fn kill_now(&mut self, name: &str, why: &str) {
-        let Some(c) = self.containers.get(name) else { return };
+        let Some(c) = self.containers.get(name) else {
+            return;
+        };
         let Some(run) = &c.run else { return };
         match &run.init_pidfd {
-            Some(fd) => {
-                if process::pidfd_send_signal(fd, libc::SIGKILL).is_ok() {
-                    let msg = format!("{why}: sent SIGKILL");
-                    self.note(name, log::Level::Warn, &msg);
-                }
+            Some(fd) if process::pidfd_send_signal(fd, libc::SIGKILL).is_ok() => {
+                let msg = format!("{why}: sent SIGKILL");
+                self.note(name, log::Level::Warn, &msg);
             }
+            Some(_) => {}
             None if run.channel.is_some() => {
                 // Still starting: try again once the pid is known.
                 if let Some(c) = self.containers.get_mut(name) {
@@ -611,21 +689,42 @@ impl Daemon {
 
     /// Sends `sig` to the container's init through its pidfd.
     pub(super) fn signal_container(&mut self, name: &str, sig: i32) -> Result<(), String> {
-        let c = self.containers.get(name).ok_or_else(|| format!("no such container: {name}"))?;
-        let run = c.run.as_ref().filter(|r| r.init_pidfd.is_some()).ok_or_else(|| format!("{name} is not running"))?;
+        let c = self
+            .containers
+            .get(name)
+            .ok_or_else(|| format!("no such container: {name}"))?;
+        let run = c
+            .run
+            .as_ref()
+            .filter(|r| r.init_pidfd.is_some())
+            .ok_or_else(|| format!("{name} is not running"))?;
         let fd = run.init_pidfd.as_ref().expect("filtered");
-        process::pidfd_send_signal(fd, sig).map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
+        process::pidfd_send_signal(fd, sig)
+            .map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
     }
 
     /// Begins a stop: the stop signal now, SIGKILL after `grace`.
-    pub(super) fn stop_container(&mut self, name: &str, reason: StopReason, grace: Duration, after: AfterExit) {
-        let Some(c) = self.containers.get_mut(name) else { return };
+    pub(super) fn stop_container(
+        &mut self,
+        name: &str,
+        reason: StopReason,
+        grace: Duration,
+        after: AfterExit,
+    ) {
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         c.restart_at = None;
         if reason == StopReason::User {
             c.persist.stopped_by_user = true;
         }
         if !c.is_active() {
-            if reason == StopReason::User && matches!(c.status, Status::Restarting | Status::Exited | Status::Failed) {
+            if reason == StopReason::User
+                && matches!(
+                    c.status,
+                    Status::Restarting | Status::Exited | Status::Failed
+                )
+            {
                 c.status = Status::StoppedByUser;
             }
             if reason == StopReason::User {
@@ -637,7 +736,10 @@ impl Daemon {
         let sig = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
         let already = c.stopping.is_some();
         if !already || reason == StopReason::User {
-            c.stopping = Some(Stopping { reason, kill_at: Some(Instant::now() + grace) });
+            c.stopping = Some(Stopping {
+                reason,
+                kill_at: Some(Instant::now() + grace),
+            });
         }
         let started = c.run.as_ref().is_some_and(|r| r.init_pidfd.is_some());
         if reason == StopReason::User {
@@ -651,15 +753,27 @@ impl Daemon {
             // Still starting: the monitor has not reported the pid yet, so
             // there is nothing to signal; SIGKILL follows at the deadline
             // once the pid is known, or the start reply arrives first.
-            if let Some(s) = self.containers.get_mut(name).and_then(|c| c.stopping.as_mut()) {
+            if let Some(s) = self
+                .containers
+                .get_mut(name)
+                .and_then(|c| c.stopping.as_mut())
+            {
                 s.kill_at = Some(Instant::now() + grace.min(Duration::from_millis(50)));
             }
         }
     }
 
     pub(super) fn stop_for_shutdown(&mut self, name: &str, total: Duration) {
-        let Some(c) = self.containers.get(name) else { return };
-        let grace = c.spec.as_ref().map_or(Duration::from_secs(10), |s| Duration::from_secs(s.stop_timeout)).min(total);
+        let Some(c) = self.containers.get(name) else {
+            return;
+        };
+        let grace = c
+            .spec
+            .as_ref()
+            .map_or(Duration::from_secs(10), |s| {
+                Duration::from_secs(s.stop_timeout)
+            })
+            .min(total);
         self.stop_container(name, StopReason::Shutdown, grace, AfterExit::Nothing);
     }
 
@@ -670,7 +784,10 @@ impl Daemon {
         let _ = fs::remove_dir_all(&paths.state);
         if let Some(c) = self.containers.remove(name) {
             for w in c.waiters {
-                self.answer(w.token, crate::api::Response::error(format!("{name} was removed")));
+                self.answer(
+                    w.token,
+                    crate::api::Response::error(format!("{name} was removed")),
+                );
             }
         }
         info!("{name}: removed");

@@ -77,7 +77,10 @@ impl Sources {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, source: None });
+                self.slots.push(Slot {
+                    generation: 0,
+                    source: None,
+                });
                 self.slots.len() - 1
             }
         };
@@ -150,7 +153,9 @@ pub fn main(opts: Options) -> i32 {
         }
     };
     let level = opts.log_level.unwrap_or(cfg.log_level);
-    let _ = simple_logger::SimpleLogger::new().with_level(log::LevelFilter::Trace).init();
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Trace)
+        .init();
     log::set_max_level(level);
     let mut daemon = match Daemon::new(opts, cfg) {
         Ok(d) => d,
@@ -178,20 +183,30 @@ impl Daemon {
             .open(&lock_path)
             .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
         fd::try_lock(&lock).map_err(|e| {
-            format!("lock {}: {e} (is another berth daemon using run-dir {}?)", lock_path.display(), cfg.run_dir.display())
+            format!(
+                "lock {}: {e} (is another berth daemon using run-dir {}?)",
+                lock_path.display(),
+                cfg.run_dir.display()
+            )
         })?;
         let boot_id = host::boot_id().map_err(|e| format!("read boot id: {e}"))?;
         let poll = Poll::new().map_err(|e| format!("create poll: {e}"))?;
-        let signals = signal::signalfd(SIGNALS_HANDLED).map_err(|e| format!("create signalfd: {e}"))?;
+        let signals =
+            signal::signalfd(SIGNALS_HANDLED).map_err(|e| format!("create signalfd: {e}"))?;
         poll.registry()
-            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNALS, Interest::READABLE)
+            .register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNALS,
+                Interest::READABLE,
+            )
             .map_err(|e| format!("register signalfd: {e}"))?;
         if let Some(parent) = cfg.socket.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
         }
         // We hold the lock, so a socket file left here is a dead daemon's.
         let _ = fs::remove_file(&cfg.socket);
-        let mut listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
+        let mut listener = UnixListener::bind(&cfg.socket)
+            .map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| format!("register listener: {e}"))?;
@@ -230,7 +245,9 @@ impl Daemon {
             if self.exit_now {
                 break;
             }
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -242,7 +259,12 @@ impl Daemon {
                 match ev.token() {
                     LISTENER => self.accept_clients(),
                     SIGNALS => self.read_signals(),
-                    token => self.dispatch(token, ev.is_readable(), ev.is_writable(), ev.is_read_closed() || ev.is_write_closed()),
+                    token => self.dispatch(
+                        token,
+                        ev.is_readable(),
+                        ev.is_writable(),
+                        ev.is_read_closed() || ev.is_write_closed(),
+                    ),
                 }
             }
             self.fire_timers(Instant::now());
@@ -305,7 +327,11 @@ impl Daemon {
             }
         }
         if let Some(s) = &self.shutdown {
-            consider(if s.killed { Some(s.give_up_at) } else { Some(s.kill_at) });
+            consider(if s.killed {
+                Some(s.give_up_at)
+            } else {
+                Some(s.kill_at)
+            });
         }
         next
     }
@@ -346,9 +372,16 @@ impl Daemon {
             return;
         }
         let timeout = Duration::from_secs(self.cfg.shutdown_timeout);
-        info!("{why}: stopping every container (shutdown-timeout {}s)", self.cfg.shutdown_timeout);
+        info!(
+            "{why}: stopping every container (shutdown-timeout {}s)",
+            self.cfg.shutdown_timeout
+        );
         let now = Instant::now();
-        self.shutdown = Some(Shutdown { kill_at: now + timeout, give_up_at: now + timeout + Duration::from_secs(10), killed: false });
+        self.shutdown = Some(Shutdown {
+            kill_at: now + timeout,
+            give_up_at: now + timeout + Duration::from_secs(10),
+            killed: false,
+        });
         let names: Vec<String> = self.containers.keys().cloned().collect();
         for name in names {
             self.stop_for_shutdown(&name, timeout);

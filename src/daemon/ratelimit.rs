@@ -27,16 +27,26 @@ pub enum Verdict {
 
 impl RateLimit {
     pub const fn new() -> RateLimit {
-        RateLimit { window_start: None, count: 0, suppressed: 0 }
+        RateLimit {
+            window_start: None,
+            count: 0,
+            suppressed: 0,
+        }
     }
 
     pub fn check(&mut self, now: Instant) -> Verdict {
-        let fresh = self.window_start.is_none_or(|s| now.duration_since(s) >= WINDOW);
+        let fresh = self
+            .window_start
+            .is_none_or(|s| now.duration_since(s) >= WINDOW);
         if fresh {
             self.window_start = Some(now);
             self.count = 1;
             let dropped = std::mem::take(&mut self.suppressed);
-            return if dropped > 0 { Verdict::LogAfterDropped(dropped) } else { Verdict::Log };
+            return if dropped > 0 {
+                Verdict::LogAfterDropped(dropped)
+            } else {
+                Verdict::Log
+            };
         }
         if self.count < BURST {
             self.count += 1;

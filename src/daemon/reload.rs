@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use super::lifecycle::{AfterExit, Ctr, Status, StopReason};
 use super::Daemon;
+use super::lifecycle::{AfterExit, Ctr, Status, StopReason};
 use crate::config::{self, DaemonConfig};
 use crate::plan::{self, Action, Current, Desired};
 
@@ -21,7 +21,8 @@ impl Daemon {
             return Err("the daemon is shutting down".to_string());
         }
         let new_cfg = config::read_daemon_file(&self.opts.config).map_err(|e| e.to_string())?;
-        let entries = config::read_containers_dir(&new_cfg.containers_dir).map_err(|e| e.to_string())?;
+        let entries =
+            config::read_containers_dir(&new_cfg.containers_dir).map_err(|e| e.to_string())?;
         let mut specs = Vec::new();
         let mut errors = Vec::new();
         for (_, result) in entries {
@@ -45,8 +46,14 @@ impl Daemon {
                 stopped_by_user: c.persist.stopped_by_user,
             })
             .collect();
-        let desired: Vec<Desired> =
-            specs.iter().map(|s| Desired { name: s.name.clone(), hash: s.hash, autostart: s.autostart }).collect();
+        let desired: Vec<Desired> = specs
+            .iter()
+            .map(|s| Desired {
+                name: s.name.clone(),
+                hash: s.hash,
+                autostart: s.autostart,
+            })
+            .collect();
         for action in plan::plan(&current, &desired) {
             report.push(self.apply(action, &specs));
         }
@@ -71,7 +78,10 @@ impl Daemon {
             keep.push("state-dir");
         }
         if !keep.is_empty() {
-            let msg = format!("{} changed but need a daemon restart; keeping the old values", keep.join(", "));
+            let msg = format!(
+                "{} changed but need a daemon restart; keeping the old values",
+                keep.join(", ")
+            );
             warn!("reload: {msg}");
             report.push(msg);
         }
@@ -83,7 +93,10 @@ impl Daemon {
             next.live_restore = true; // the command line wins
         }
         if next.live_restore != old.live_restore {
-            report.push(format!("live-restore {}", if next.live_restore { "on" } else { "off" }));
+            report.push(format!(
+                "live-restore {}",
+                if next.live_restore { "on" } else { "off" }
+            ));
         }
         let level = self.opts.log_level.unwrap_or(next.log_level);
         if level != log::max_level() {
@@ -95,11 +108,16 @@ impl Daemon {
             ("log-max-files", next.log_max_files != old.log_max_files),
             ("log-dir", next.log_dir != old.log_dir),
             ("cgroup-parent", next.cgroup_parent != old.cgroup_parent),
-            ("shutdown-timeout", next.shutdown_timeout != old.shutdown_timeout),
+            (
+                "shutdown-timeout",
+                next.shutdown_timeout != old.shutdown_timeout,
+            ),
             ("containers-dir", next.containers_dir != old.containers_dir),
         ] {
             if changed {
-                report.push(format!("{what} changed (applies to containers started from now on)"));
+                report.push(format!(
+                    "{what} changed (applies to containers started from now on)"
+                ));
             }
         }
         self.cfg = next;
@@ -135,12 +153,19 @@ impl Daemon {
             Action::Replace { name, stop, start } => {
                 let grace = self.grace_of(&name);
                 let new_spec = spec_of(&name);
-                let c = self.containers.get_mut(&name).expect("plan names known containers");
+                let c = self
+                    .containers
+                    .get_mut(&name)
+                    .expect("plan names known containers");
                 c.spec = new_spec;
                 c.invalid = None;
                 c.warning = None;
                 if stop {
-                    let after = if start { AfterExit::Start } else { AfterExit::Nothing };
+                    let after = if start {
+                        AfterExit::Start
+                    } else {
+                        AfterExit::Nothing
+                    };
                     self.stop_container(&name, StopReason::Reconcile, grace, after);
                     format!("{name}: changed, recreating")
                 } else {
@@ -161,7 +186,11 @@ impl Daemon {
 
     /// The stop grace of the definition the container runs now.
     fn grace_of(&self, name: &str) -> Duration {
-        let secs = self.containers.get(name).and_then(|c| c.spec.as_ref()).map_or(10, |s| s.stop_timeout);
+        let secs = self
+            .containers
+            .get(name)
+            .and_then(|c| c.spec.as_ref())
+            .map_or(10, |s| s.stop_timeout);
         Duration::from_secs(secs)
     }
 

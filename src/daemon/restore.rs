@@ -9,18 +9,18 @@
 //! on blindly.
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use mio::unix::SourceFd;
 use mio::Interest;
+use mio::unix::SourceFd;
 
 use super::lifecycle::{AfterExit, Ctr, Ended, Run, Status, StopReason};
 use super::{Daemon, Source};
 use crate::config;
 use crate::host;
-use crate::state::{self, ContainerState, ExitRecord, Loaded, RuntimeRecord, FORMAT_VERSION};
+use crate::state::{self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, RuntimeRecord};
 use crate::sys::process;
 
 impl Daemon {
@@ -57,7 +57,9 @@ impl Daemon {
             self.restore_one(name);
         }
         for name in &names {
-            let Some(c) = self.containers.get(name) else { continue };
+            let Some(c) = self.containers.get(name) else {
+                continue;
+            };
             let fresh = c.status == Status::Stopped && c.run.is_none();
             let wanted = c.spec.as_ref().is_some_and(|s| s.autostart) && !c.persist.stopped_by_user;
             if fresh && wanted {
@@ -79,13 +81,21 @@ impl Daemon {
     fn load_persist(&mut self, name: &str) {
         let path = self.paths(name).state();
         let loaded = state::load::<ContainerState>(&path);
-        let Some(c) = self.containers.get_mut(name) else { return };
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
         match loaded {
             Loaded::Ok(p) => c.persist = p,
             Loaded::Missing => {}
             Loaded::Newer(v) => {
-                warn!("{name}: {} is in format {v}, newer than this berth ({FORMAT_VERSION}); using defaults", path.display());
-                c.persist = ContainerState { version: FORMAT_VERSION, ..ContainerState::default() };
+                warn!(
+                    "{name}: {} is in format {v}, newer than this berth ({FORMAT_VERSION}); using defaults",
+                    path.display()
+                );
+                c.persist = ContainerState {
+                    version: FORMAT_VERSION,
+                    ..ContainerState::default()
+                };
             }
             Loaded::Corrupt(why) => {
                 warn!("{name}: {}: {why}; using defaults", path.display());
@@ -101,7 +111,11 @@ impl Daemon {
         let path = self.paths(name).runtime();
         let rec = match self.runtime_record(name) {
             Loaded::Missing => {
-                if self.containers.get(name).is_some_and(|c| c.spec.is_none() && c.invalid.is_none()) {
+                if self
+                    .containers
+                    .get(name)
+                    .is_some_and(|c| c.spec.is_none() && c.invalid.is_none())
+                {
                     self.forget(name);
                 }
                 return;
@@ -115,7 +129,10 @@ impl Daemon {
                 return;
             }
             Loaded::Corrupt(why) => {
-                let msg = format!("runtime record {} cannot be trusted ({why}): left untouched", path.display());
+                let msg = format!(
+                    "runtime record {} cannot be trusted ({why}): left untouched",
+                    path.display()
+                );
                 self.mark_unknown(name, msg);
                 return;
             }
@@ -124,7 +141,11 @@ impl Daemon {
         if rec.boot_id != self.boot_id {
             info!("{name}: runtime record is from an earlier boot; ignoring it");
             let _ = std::fs::remove_file(&path);
-            if self.containers.get(name).is_some_and(|c| c.spec.is_none() && c.invalid.is_none()) {
+            if self
+                .containers
+                .get(name)
+                .is_some_and(|c| c.spec.is_none() && c.invalid.is_none())
+            {
                 self.forget(name);
             }
             return;
@@ -154,12 +175,19 @@ impl Daemon {
             .ok()
             .filter(|_| host::same_process(rec.init_pid, rec.init_start));
         let monitor_token = self.sources.insert(Source::Monitor(name.to_string()));
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&monitor_pidfd.as_raw_fd()), monitor_token, Interest::READABLE) {
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&monitor_pidfd.as_raw_fd()),
+            monitor_token,
+            Interest::READABLE,
+        ) {
             error!("{name}: register monitor pidfd: {e}");
         }
         let hash = u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0);
         let changed = self.changed_options(&rec);
-        let c = self.containers.get_mut(name).expect("restore iterates known names");
+        let c = self
+            .containers
+            .get_mut(name)
+            .expect("restore iterates known names");
         c.run = Some(Run {
             run_id: rec.run_id.clone(),
             monitor_pid: rec.monitor_pid,
@@ -175,13 +203,21 @@ impl Daemon {
         });
         c.status = Status::Running;
         c.started_at = Some(rec.started_at);
-        info!("{name}: re-attached to running container, pid {} (monitor {})", rec.init_pid, rec.monitor_pid);
+        info!(
+            "{name}: re-attached to running container, pid {} (monitor {})",
+            rec.init_pid, rec.monitor_pid
+        );
         if !changed.is_empty() {
-            let msg = format!("started with other daemon options ({}); the new values apply at its next start", changed.join(", "));
+            let msg = format!(
+                "started with other daemon options ({}); the new values apply at its next start",
+                changed.join(", ")
+            );
             self.warn_once(name, msg);
         }
         let c = &self.containers[name];
-        let grace = c.spec.as_ref().map_or(Duration::from_secs(10), |s| Duration::from_secs(s.stop_timeout));
+        let grace = c.spec.as_ref().map_or(Duration::from_secs(10), |s| {
+            Duration::from_secs(s.stop_timeout)
+        });
         match &c.spec {
             None if c.invalid.is_none() => {
                 info!("{name}: its definition is gone: stopping it");
@@ -189,11 +225,17 @@ impl Daemon {
             }
             Some(spec) if spec.hash != hash => {
                 info!("{name}: its definition changed while no daemon ran: recreating it");
-                let after = if spec.autostart && !c.persist.stopped_by_user { AfterExit::Start } else { AfterExit::Nothing };
+                let after = if spec.autostart && !c.persist.stopped_by_user {
+                    AfterExit::Start
+                } else {
+                    AfterExit::Nothing
+                };
                 self.stop_container(name, StopReason::Reconcile, grace, after);
             }
             _ if !self.cfg.live_restore => {
-                info!("{name}: live restore is off and the previous daemon did not stop it: restarting it");
+                info!(
+                    "{name}: live restore is off and the previous daemon did not stop it: restarting it"
+                );
                 self.stop_container(name, StopReason::Reconcile, grace, AfterExit::Autostart);
             }
             _ => {}
@@ -204,17 +246,30 @@ impl Daemon {
     fn changed_options(&self, rec: &RuntimeRecord) -> Vec<String> {
         let o = &rec.options;
         let mut changed = Vec::new();
-        if !o.log_dir.is_empty() && PathBuf::from(&o.log_dir) != self.cfg.log_dir {
-            changed.push(format!("log-dir {} -> {}", o.log_dir, self.cfg.log_dir.display()));
+        if !o.log_dir.is_empty() && Path::new(&o.log_dir) != self.cfg.log_dir {
+            changed.push(format!(
+                "log-dir {} -> {}",
+                o.log_dir,
+                self.cfg.log_dir.display()
+            ));
         }
         if o.log_max_size != 0 && o.log_max_size != self.cfg.log_max_size {
-            changed.push(format!("log-max-size {} -> {}", o.log_max_size, self.cfg.log_max_size));
+            changed.push(format!(
+                "log-max-size {} -> {}",
+                o.log_max_size, self.cfg.log_max_size
+            ));
         }
         if o.log_max_files != 0 && o.log_max_files != self.cfg.log_max_files {
-            changed.push(format!("log-max-files {} -> {}", o.log_max_files, self.cfg.log_max_files));
+            changed.push(format!(
+                "log-max-files {} -> {}",
+                o.log_max_files, self.cfg.log_max_files
+            ));
         }
         if !o.cgroup_parent.is_empty() && o.cgroup_parent != self.cfg.cgroup_parent {
-            changed.push(format!("cgroup-parent {} -> {}", o.cgroup_parent, self.cfg.cgroup_parent));
+            changed.push(format!(
+                "cgroup-parent {} -> {}",
+                o.cgroup_parent, self.cfg.cgroup_parent
+            ));
         }
         changed
     }
@@ -228,7 +283,9 @@ impl Daemon {
                 "monitor (pid {}) is gone and left no exit record: the container was killed with it",
                 rec.monitor_pid
             )),
-            Loaded::Newer(v) => Err(format!("exit record is in format {v}, newer than this berth")),
+            Loaded::Newer(v) => Err(format!(
+                "exit record is in format {v}, newer than this berth"
+            )),
             Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", exit_path.display())),
         };
         if let Err(why) = &ending {
@@ -244,8 +301,14 @@ impl Daemon {
             cgroups: rec.options.cgroups.clone(),
         };
         let code = ending.as_ref().ok().and_then(|e| e.exit_code);
-        info!("{name}: ended while no daemon ran (exit code {})", code.map_or("unknown".to_string(), |c| c.to_string()));
-        let keep_spec = self.containers.get(name).is_some_and(|c| c.spec.is_some() || c.invalid.is_some());
+        info!(
+            "{name}: ended while no daemon ran (exit code {})",
+            code.map_or("unknown".to_string(), |c| c.to_string())
+        );
+        let keep_spec = self
+            .containers
+            .get(name)
+            .is_some_and(|c| c.spec.is_some() || c.invalid.is_some());
         if !keep_spec {
             self.forget(name);
             return;
@@ -253,4 +316,3 @@ impl Daemon {
         self.run_ended(name, ended, ending);
     }
 }
-

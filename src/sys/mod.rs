@@ -28,5 +28,7 @@ pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
 /// The raw `errno` of the last failed call, for code that runs between
 /// clone and exec and must not allocate.
 pub fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }

@@ -40,7 +40,11 @@ pub fn loopback_up_raw() -> Result<(), i32> {
         // SAFETY: `req` is valid; SIOCSIFFLAGS reads it.
         ret = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) };
     }
-    let err = if ret == -1 { Some(super::errno()) } else { None };
+    let err = if ret == -1 {
+        Some(super::errno())
+    } else {
+        None
+    };
     // SAFETY: `sock` was opened above and is not used again.
     unsafe { libc::close(sock) };
     err.map_or(Ok(()), Err)

@@ -203,11 +203,7 @@ pub fn set_parent_death_signal_raw(sig: i32) -> Result<(), i32> {
 }
 
 /// `execve`; returns only on failure, with errno.
-pub fn execve_raw(
-    path: &CStr,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> i32 {
+pub fn execve_raw(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
     // SAFETY: argv and envp are NULL-terminated arrays of pointers to
     // NUL-terminated strings that outlive this call (the caller builds them
     // before clone and keeps them alive).
