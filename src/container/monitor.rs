@@ -276,7 +276,11 @@ impl Monitor {
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
         };
-        let plan = Plan::build(&self.spec, &self.cgroups, &stdio).map_err(|e| e.to_string())?;
+        let mount_point = self.paths.run.join("rootfs");
+        fs::create_dir_all(&mount_point)
+            .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
+        let plan = Plan::build(&self.spec, &mount_point, &self.cgroups, &stdio)
+            .map_err(|e| e.to_string())?;
         let (pid, pidfd) = plan
             .spawn(self.spec.network)
             .map_err(|e: SpawnError| e.to_string())?;

@@ -123,14 +123,19 @@ pub struct Stdio {
 }
 
 impl Plan {
-    /// Builds the whole sequence for `spec`, joining `cgroup_dirs`.
+    /// Builds the whole sequence for `spec`, joining `cgroup_dirs`. The
+    /// rootfs is bound onto `mount_point` (an empty directory of berth's
+    /// own, in run-dir) and assembled there: pivot_root needs the new root
+    /// to be a mount reached by a path, which a rootfs of "/" bound onto
+    /// itself is not.
     pub fn build(
         spec: &ContainerSpec,
+        mount_point: &Path,
         cgroup_dirs: &[std::path::PathBuf],
         stdio: &Stdio,
     ) -> Result<Plan, SpawnError> {
         let mut b = Builder { ops: Vec::new() };
-        let root = spec.rootfs.as_os_str().as_bytes().to_vec();
+        let root = mount_point.as_os_str().as_bytes().to_vec();
         let at = |p: &str| -> Result<CString, SpawnError> {
             let mut v = root.clone();
             v.extend_from_slice(p.as_bytes());
@@ -163,7 +168,7 @@ impl Plan {
         );
         let rootfs = cstr(&root)?;
         b.mount(
-            Some(rootfs.clone()),
+            Some(cstr(spec.rootfs.as_os_str().as_bytes())?),
             rootfs.clone(),
             None,
             libc::MS_BIND | libc::MS_REC,

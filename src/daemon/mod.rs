@@ -182,12 +182,13 @@ impl Daemon {
             .write(true)
             .open(&lock_path)
             .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
-        fd::try_lock(&lock).map_err(|e| {
-            format!(
-                "lock {}: {e} (is another berth daemon using run-dir {}?)",
-                lock_path.display(),
-                cfg.run_dir.display()
-            )
+        fd::try_lock(&lock).map_err(|e| match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => format!(
+                "another berth daemon is using run-dir {} (it holds {})",
+                cfg.run_dir.display(),
+                lock_path.display()
+            ),
+            _ => format!("lock {}: {e}", lock_path.display()),
         })?;
         let boot_id = host::boot_id().map_err(|e| format!("read boot id: {e}"))?;
         let poll = Poll::new().map_err(|e| format!("create poll: {e}"))?;
