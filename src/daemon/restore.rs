@@ -18,7 +18,7 @@ use mio::unix::SourceFd;
 
 use super::lifecycle::{AfterExit, Ctr, Ended, Run, Status, StopReason};
 use super::{Daemon, Source};
-use crate::config;
+use crate::config::{self, RestartPolicy};
 use crate::host;
 use crate::state::{self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, RuntimeRecord};
 use crate::sys::process;
@@ -61,7 +61,11 @@ impl Daemon {
                 continue;
             };
             let fresh = c.status == Status::Stopped && c.run.is_none();
-            let wanted = c.spec.as_ref().is_some_and(|s| s.autostart) && !c.persist.stopped_by_user;
+            // A user's stop holds across daemon restarts, except under
+            // "always", which (as in Docker) starts again with the daemon.
+            let wanted = c.spec.as_ref().is_some_and(|s| {
+                s.autostart && (!c.persist.stopped_by_user || s.restart == RestartPolicy::Always)
+            });
             if fresh && wanted {
                 self.start_fresh(name);
             }
