@@ -29,9 +29,20 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Is the process `pid` alive and the one that started at `start`?
+/// Is the process `pid` alive and the one that started at `start`? A
+/// zombie has ended: it only waits for a parent (or an init that may never
+/// reap it) to collect its status.
 pub fn same_process(pid: i32, start: u64) -> bool {
-    pid > 0 && start_time(pid) == Some(start)
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X")) && parse_start_time(&stat) == Some(start)
 }
 
 /// Nanoseconds since the Unix epoch.

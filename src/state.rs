@@ -205,6 +205,12 @@ impl Paths {
     pub fn runtime(&self) -> PathBuf {
         self.run.join("runtime.json")
     }
+    /// The runtime record of a run whose end the daemon has handled:
+    /// `runtime.json` renamed, so this boot's history stays but is never
+    /// mistaken for a run still to account for.
+    pub fn last_run(&self) -> PathBuf {
+        self.run.join("last-run.json")
+    }
     pub fn exit(&self) -> PathBuf {
         self.state.join("exit.json")
     }

@@ -575,11 +575,19 @@ impl Daemon {
         }
         self.answer_exit_waiters(name, code);
 
+        let paths = self.paths(name);
         if shutting_down {
             // A daemon stop without live restore: the next daemon starts
             // from the definitions, not from this boot's history.
-            let _ = fs::remove_file(self.paths(name).runtime());
+            let _ = fs::remove_file(paths.runtime());
+            let _ = fs::remove_file(paths.last_run());
             return;
+        }
+        // This end is handled: keep the record as history only.
+        if paths.runtime().exists() {
+            if let Err(e) = fs::rename(paths.runtime(), paths.last_run()) {
+                error!("{name}: rename {}: {e}", paths.runtime().display());
+            }
         }
         let c = self.containers.get_mut(name).expect("caller checked");
         let after = std::mem::replace(&mut c.after_exit, AfterExit::Policy);
@@ -588,7 +596,7 @@ impl Daemon {
             AfterExit::Nothing => {}
             AfterExit::Start => self.start_or_fail(name),
             AfterExit::Autostart => {
-                let _ = fs::remove_file(self.paths(name).runtime());
+                let _ = fs::remove_file(paths.last_run());
                 let c = self.containers.get(name).expect("present");
                 if c.spec.as_ref().is_some_and(|s| s.autostart) && !c.persist.stopped_by_user {
                     self.start_or_fail(name);

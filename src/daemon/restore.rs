@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::Interest;
 use mio::unix::SourceFd;
 
@@ -115,6 +115,13 @@ impl Daemon {
         let path = self.paths(name).runtime();
         let rec = match self.runtime_record(name) {
             Loaded::Missing => {
+                if let Loaded::Ok(rec) = state::load::<RuntimeRecord>(&self.paths(name).last_run())
+                {
+                    if rec.boot_id == self.boot_id {
+                        self.ended_while_away(name, rec, true);
+                        return;
+                    }
+                }
                 if self
                     .containers
                     .get(name)
@@ -161,7 +168,7 @@ impl Daemon {
             .filter(|_| host::same_process(rec.monitor_pid, rec.monitor_start));
         match monitor {
             Some(pidfd) => self.attach(name, rec, pidfd),
-            None => self.ended_while_away(name, rec),
+            None => self.ended_while_away(name, rec, false),
         }
     }
 
@@ -279,7 +286,11 @@ impl Daemon {
     }
 
     /// The monitor is gone: the container ended while no daemon watched.
-    fn ended_while_away(&mut self, name: &str, rec: RuntimeRecord) {
+    /// The run in `rec` is over: it ended while no daemon ran, or (`seen`)
+    /// a previous daemon already handled its end. Either way its status
+    /// comes from the exit record and the restart policy is applied again;
+    /// a restart only happens once, as it writes a new runtime record.
+    fn ended_while_away(&mut self, name: &str, rec: RuntimeRecord, seen: bool) {
         let exit_path = self.paths(name).exit();
         let ending = match state::load::<ExitRecord>(&exit_path) {
             Loaded::Ok(ex) if ex.run_id == rec.run_id => Ok(ex),
@@ -292,7 +303,7 @@ impl Daemon {
             )),
             Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", exit_path.display())),
         };
-        if let Err(why) = &ending {
+        if let (Err(why), false) = (&ending, seen) {
             warn!("{name}: {why}");
         }
         let ended = Ended {
@@ -305,10 +316,12 @@ impl Daemon {
             cgroups: rec.options.cgroups.clone(),
         };
         let code = ending.as_ref().ok().and_then(|e| e.exit_code);
-        info!(
-            "{name}: ended while no daemon ran (exit code {})",
-            code.map_or("unknown".to_string(), |c| c.to_string())
-        );
+        let code_text = code.map_or("unknown".to_string(), |c| c.to_string());
+        if seen {
+            debug!("{name}: last run ended with exit code {code_text}");
+        } else {
+            info!("{name}: ended while no daemon ran (exit code {code_text})");
+        }
         let keep_spec = self
             .containers
             .get(name)
@@ -317,6 +330,28 @@ impl Daemon {
             self.forget(name);
             return;
         }
+        if seen {
+            // Its end was logged by the daemon that saw it.
+            if let Some(c) = self.containers.get_mut(name) {
+                c.limiter.mute_next();
+            }
+        }
         self.run_ended(name, ended, ending);
+        let Some(c) = self.containers.get_mut(name) else {
+            return;
+        };
+        if c.persist.stopped_by_user && !c.is_active() {
+            let always = c
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.restart == RestartPolicy::Always);
+            if always && c.spec.as_ref().is_some_and(|s| s.autostart) {
+                // As in Docker, "always" starts again with the daemon even
+                // after a user's stop.
+                self.start_fresh(name);
+            } else {
+                c.status = Status::StoppedByUser;
+            }
+        }
     }
 }
