@@ -349,7 +349,11 @@ fn a_newer_format_record_leaves_its_container_untouched() {
     let daemon = w.start_daemon(&[]);
     daemon.wait_for_log_line(&["app", "format 99", "left untouched"]);
     let app = w.inspect("app");
-    assert_eq!(app.status, "unknown");
+    assert_eq!(
+        (app.status.as_str(), app.pid as i32),
+        ("running", rec.init_pid),
+        "shown as it is seen"
+    );
     let table = w.berth_ok(&["ps"]);
     assert!(table.contains("format 99"), "ps must say why: {table}");
     let out = w.berth(&["stop", "app"]);

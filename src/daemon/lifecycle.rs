@@ -46,7 +46,9 @@ pub enum Status {
     /// Waiting for the restart back-off.
     Restarting,
     Failed,
-    /// Its records cannot be trusted (newer format, torn): hands off.
+    /// Its records cannot be trusted (newer format, torn): hands off. It
+    /// shows as "running" while the process the record seems to name is
+    /// alive, else as "failed"; either way with the reason as a warning.
     Unknown,
 }
 
@@ -58,7 +60,7 @@ impl Status {
             Status::Exited => "exited",
             Status::Restarting => "restarting",
             Status::Failed => "failed",
-            Status::Unknown => "unknown",
+            Status::Unknown => "failed",
         }
     }
 }
@@ -151,6 +153,9 @@ pub struct Ctr {
     pub consecutive_failures: u32,
     pub waiters: Vec<Waiter>,
     pub limiter: RateLimit,
+    /// For a record that cannot be trusted: the (pid, start time) of the
+    /// container's init as far as the record can be read, for display only.
+    pub untouched: Option<(i32, u64)>,
 }
 
 impl Ctr {
@@ -176,6 +181,7 @@ impl Ctr {
             consecutive_failures: 0,
             waiters: Vec::new(),
             limiter: RateLimit::new(),
+            untouched: None,
         }
     }
 
@@ -194,10 +200,21 @@ impl Ctr {
 
     pub fn info(&self, cfg_log_dir: &Path) -> Info {
         let run = self.run.as_ref();
+        let untouched_pid = self
+            .untouched
+            .filter(|&(pid, start)| {
+                self.status == Status::Unknown && host::same_process(pid, start)
+            })
+            .map(|(pid, _)| pid);
         Info {
             name: self.name.clone(),
-            status: self.status.as_str().to_string(),
-            pid: run.map_or(0, |r| r.init_pid),
+            status: if untouched_pid.is_some() {
+                "running"
+            } else {
+                self.status.as_str()
+            }
+            .to_string(),
+            pid: run.map_or(untouched_pid.unwrap_or(0), |r| r.init_pid),
             exit_code: if self.status == Status::Running {
                 None
             } else {

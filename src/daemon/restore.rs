@@ -174,7 +174,12 @@ impl Daemon {
 
     fn mark_unknown(&mut self, name: &str, msg: String) {
         warn!("{name}: {msg}");
+        // Read what can be read, to show whether it still runs; never to
+        // act on it.
+        let text = std::fs::read_to_string(self.paths(name).runtime()).unwrap_or_default();
+        let seen = crate::json::decode::<RuntimeRecord>(&text).ok();
         if let Some(c) = self.containers.get_mut(name) {
+            c.untouched = seen.map(|r| (r.init_pid, r.init_start));
             c.status = Status::Unknown;
             c.warning = Some(msg);
         }
