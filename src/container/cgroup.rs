@@ -173,75 +173,93 @@ fn write(path: PathBuf, value: &str) -> Result<(), CgroupError> {
     })
 }
 
-/// Creates the container's directories and writes its limits. A directory
-/// left over from a run whose processes are gone is reused.
+/// Creates the container's directories and writes its limits. Each limit
+/// goes to the hierarchy that carries its controller: a v1 one if there is
+/// one (the hybrid layout), else cgroup2. A directory left over from a run
+/// whose processes are gone is reused.
 pub fn create(
     hierarchies: &[Hierarchy],
     dirs: &[PathBuf],
     limits: Limits,
 ) -> Result<(), CgroupError> {
-    for (h, dir) in hierarchies.iter().zip(dirs) {
+    for dir in dirs {
         fs::create_dir_all(dir).map_err(|err| CgroupError {
             path: dir.clone(),
             step: "create cgroup",
             err,
         })?;
-        if h.is_v2() {
-            if limits.memory.is_some() || limits.pids.is_some() || limits.cpus_milli.is_some() {
-                enable_v2_controllers(dir)?;
-            }
-            if let Some(m) = limits.memory {
-                write(dir.join("memory.max"), &m.to_string())?;
-            }
-            if let Some(p) = limits.pids {
-                write(dir.join("pids.max"), &p.to_string())?;
-            }
-            if let Some(c) = limits.cpus_milli {
-                write(
-                    dir.join("cpu.max"),
-                    &format!("{} 100000", u64::from(c) * 100),
-                )?;
-            }
-            continue;
+    }
+    let wanted = [
+        ("memory", limits.memory.is_some()),
+        ("pids", limits.pids.is_some()),
+        ("cpu", limits.cpus_milli.is_some()),
+    ];
+    for (controller, _) in wanted.iter().filter(|(_, on)| *on) {
+        let v1 = hierarchies
+            .iter()
+            .position(|h| h.controllers.iter().any(|c| c == controller));
+        let (index, v2) = match v1 {
+            Some(i) => (i, false),
+            None => match hierarchies.iter().position(Hierarchy::is_v2) {
+                Some(i) => (i, true),
+                None => {
+                    return Err(CgroupError {
+                        path: PathBuf::from("/proc/self/mountinfo"),
+                        step: "find a cgroup hierarchy with the controller",
+                        err: io::Error::other(format!("no {controller} controller is mounted")),
+                    });
+                }
+            },
+        };
+        let dir = &dirs[index];
+        if v2 {
+            enable_v2_controller(dir, controller)?;
         }
-        let has = |c: &str| h.controllers.iter().any(|x| x == c);
-        if let (true, Some(m)) = (has("memory"), limits.memory) {
-            write(dir.join("memory.limit_in_bytes"), &m.to_string())?;
-        }
-        if let (true, Some(p)) = (has("pids"), limits.pids) {
-            write(dir.join("pids.max"), &p.to_string())?;
-        }
-        if let (true, Some(c)) = (has("cpu"), limits.cpus_milli) {
-            write(dir.join("cpu.cfs_period_us"), "100000")?;
-            write(
-                dir.join("cpu.cfs_quota_us"),
-                &(u64::from(c) * 100).to_string(),
-            )?;
+        match (*controller, v2) {
+            ("memory", false) => write(
+                dir.join("memory.limit_in_bytes"),
+                &limits.memory.unwrap_or_default().to_string(),
+            )?,
+            ("memory", true) => write(
+                dir.join("memory.max"),
+                &limits.memory.unwrap_or_default().to_string(),
+            )?,
+            ("pids", _) => write(
+                dir.join("pids.max"),
+                &limits.pids.unwrap_or_default().to_string(),
+            )?,
+            (_, false) => {
+                let quota = u64::from(limits.cpus_milli.unwrap_or_default()) * 100;
+                write(dir.join("cpu.cfs_period_us"), "100000")?;
+                write(dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+            (_, true) => {
+                let quota = u64::from(limits.cpus_milli.unwrap_or_default()) * 100;
+                write(dir.join("cpu.max"), &format!("{quota} 100000"))?;
+            }
         }
     }
     Ok(())
 }
 
-/// On cgroup2 a limit needs its controller enabled in every ancestor's
-/// cgroup.subtree_control below the root; on the hybrid layout of v1
-/// limits this is never needed.
-fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
+/// On cgroup2 a limit needs its controller enabled in the parent's
+/// cgroup.subtree_control, which needs it available there first.
+fn enable_v2_controller(dir: &Path, controller: &str) -> Result<(), CgroupError> {
     let Some(parent) = dir.parent() else {
         return Ok(());
     };
     let available = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-    for ctrl in ["memory", "pids", "cpu"] {
-        if available.split_whitespace().any(|c| c == ctrl) {
-            write(parent.join("cgroup.subtree_control"), &format!("+{ctrl}"))?;
-        } else {
-            return Err(CgroupError {
-                path: parent.join("cgroup.controllers"),
-                step: "find controller",
-                err: io::Error::other(format!("controller {ctrl} is not available")),
-            });
-        }
+    if !available.split_whitespace().any(|c| c == controller) {
+        return Err(CgroupError {
+            path: parent.join("cgroup.controllers"),
+            step: "find controller in",
+            err: io::Error::other(format!("controller {controller} is not available")),
+        });
     }
-    Ok(())
+    write(
+        parent.join("cgroup.subtree_control"),
+        &format!("+{controller}"),
+    )
 }
 
 /// Removes the container's directories once its processes are gone,

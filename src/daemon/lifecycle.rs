@@ -391,13 +391,11 @@ impl Daemon {
             hash: spec.hash,
             options,
         });
-        c.status = Status::Running;
+        // The status stays what it was (stopped, exited, restarting...)
+        // until the monitor reports the exec: "running" always has a pid.
         c.restart_at = None;
         c.stopping = None;
         c.after_exit = AfterExit::Policy;
-        c.error = None;
-        c.exit_code = None;
-        c.finished_at = None;
         debug!("{name}: monitor {pid} started");
         Ok(())
     }
@@ -473,6 +471,10 @@ impl Daemon {
             _ => debug!("{name}: init {} already gone", reply.pid),
         }
         c.started_at = Some(reply.started_at);
+        c.status = Status::Running;
+        c.error = None;
+        c.exit_code = None;
+        c.finished_at = None;
         let stop_signal = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
         let stop_pending = c.stopping.is_some();
         let pid = reply.pid;

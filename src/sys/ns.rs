@@ -33,12 +33,12 @@ pub fn loopback_up_raw() -> Result<(), i32> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: `req` is a valid ifreq naming "lo"; SIOCGIFFLAGS fills flags.
-    let mut ret = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) };
+    let mut ret = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) };
     if ret != -1 {
         // SAFETY: the union member ifru_flags was just filled by the kernel.
         unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
         // SAFETY: `req` is valid; SIOCSIFFLAGS reads it.
-        ret = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) };
+        ret = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) };
     }
     let err = if ret == -1 {
         Some(super::errno())
