@@ -95,6 +95,9 @@ pub fn symlink_raw(target: &CStr, link: &CStr) -> Result<(), i32> {
     Ok(())
 }
 
+/// statvfs's "relatime" bit (the libc crate names it for glibc only).
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 /// The mount flags of the file system at `path` (statvfs f_flag), so a
 /// read-only remount can keep nosuid/nodev/noexec as they are.
 pub fn mount_flags_raw(path: &CStr) -> Result<libc::c_ulong, i32> {
@@ -111,7 +114,7 @@ pub fn mount_flags_raw(path: &CStr) -> Result<libc::c_ulong, i32> {
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ] {
         if st.f_flag & st_flag != 0 {
             flags |= ms_flag;
