@@ -78,7 +78,7 @@ pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
     argv.push(std::ptr::null());
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let devnull = fd::open(c"/dev/null", libc::O_RDWR, 0)?;
-    match process::clone_process(0)? {
+    match process::clone_process(0, None::<&OwnedFd>)? {
         process::Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
         process::Forked::Child => {
             // Only system calls from here on; any failure ends the child
@@ -279,10 +279,26 @@ impl Monitor {
         let mount_point = self.paths.run.join("rootfs");
         fs::create_dir_all(&mount_point)
             .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
-        let plan = Plan::build(&self.spec, &mount_point, &self.cgroups, &stdio)
-            .map_err(|e| e.to_string())?;
+        // The cgroup2 directory, if there is one: the init is created in it.
+        let v2_dir = hierarchies
+            .iter()
+            .zip(&self.cgroups)
+            .find(|(h, _)| h.is_v2())
+            .map(|(_, d)| d.clone());
+        let v2_fd = v2_dir.as_ref().and_then(|d| {
+            let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok()?;
+            fd::open(&c, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()
+        });
+        let plan = Plan::build(
+            &self.spec,
+            &mount_point,
+            &self.cgroups,
+            v2_dir.as_deref(),
+            &stdio,
+        )
+        .map_err(|e| e.to_string())?;
         let (pid, pidfd) = plan
-            .spawn(self.spec.network)
+            .spawn(self.spec.network, v2_fd.as_ref())
             .map_err(|e: SpawnError| e.to_string())?;
         Ok((pid, pidfd, out_r, err_r, logs))
     }

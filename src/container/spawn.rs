@@ -45,7 +45,9 @@ enum Op {
     ResetSignals,
     Setsid,
     DieWithParent,
-    WriteFile(CString, &'static [u8]),
+    /// Write "0" to this cgroup.procs, unless (true) it is the cgroup2
+    /// directory the child was already created in.
+    JoinCgroup(CString, bool),
     Unshare(libc::c_int),
     Mount {
         source: Option<CString>,
@@ -127,11 +129,13 @@ impl Plan {
     /// rootfs is bound onto `mount_point` (an empty directory of berth's
     /// own, in run-dir) and assembled there: pivot_root needs the new root
     /// to be a mount reached by a path, which a rootfs of "/" bound onto
-    /// itself is not.
+    /// itself is not. `born_in` is the cgroup2 directory of `cgroup_dirs`,
+    /// if any, which `spawn` tries to create the child in.
     pub fn build(
         spec: &ContainerSpec,
         mount_point: &Path,
         cgroup_dirs: &[std::path::PathBuf],
+        born_in: Option<&Path>,
         stdio: &Stdio,
     ) -> Result<Plan, SpawnError> {
         let mut b = Builder { ops: Vec::new() };
@@ -147,8 +151,9 @@ impl Plan {
         b.op(Op::DieWithParent, "set parent death signal");
         for dir in cgroup_dirs {
             let procs = dir.join("cgroup.procs");
+            let born_here = born_in.is_some_and(|b| b == dir.as_path());
             b.op(
-                Op::WriteFile(cstr(procs.as_os_str().as_bytes())?, b"0"),
+                Op::JoinCgroup(cstr(procs.as_os_str().as_bytes())?, born_here),
                 format!("join cgroup {}", dir.display()),
             );
         }
@@ -393,8 +398,11 @@ impl Plan {
     }
 
     /// Runs the steps in the child; never returns.
-    fn run_in_child(&self, report: RawFd) -> ! {
+    fn run_in_child(&self, report: RawFd, born_in_cgroup: bool) -> ! {
         for (index, (op, _)) in self.ops.iter().enumerate() {
+            if born_in_cgroup && matches!(op, Op::JoinCgroup(_, true)) {
+                continue;
+            }
             if let Err(errno) = run_op(op) {
                 let mut msg = [0u8; 8];
                 msg[..4].copy_from_slice(&(index as u32).to_le_bytes());
@@ -408,7 +416,14 @@ impl Plan {
 
     /// Clones the container's init into new namespaces and runs the plan
     /// in it. Returns once execve succeeded (or with the failed step).
-    pub fn spawn(&self, network: Network) -> Result<(i32, OwnedFd), SpawnError> {
+    /// `cgroup` is an fd of the cgroup2 directory given to `build` as
+    /// `born_in`: the child is created in it (CLONE_INTO_CGROUP) when the
+    /// kernel allows, else it joins by writing cgroup.procs like the others.
+    pub fn spawn(
+        &self,
+        network: Network,
+        cgroup: Option<&OwnedFd>,
+    ) -> Result<(i32, OwnedFd), SpawnError> {
         let (report_r, report_w) =
             fd::pipe().map_err(|e| SpawnError::Setup(format!("create pipe: {e}")))?;
         let mut flags =
@@ -416,12 +431,19 @@ impl Plan {
         if network == Network::None {
             flags |= libc::CLONE_NEWNET;
         }
-        match process::clone_process(flags as u64) {
+        let mut forked = process::clone_process(flags as u64, cgroup);
+        let born_in_cgroup = cgroup.is_some() && forked.is_ok();
+        if cgroup.is_some() && forked.is_err() {
+            // An older kernel, or a cgroup2 directory that cannot take the
+            // child this way: create it outside; it joins by itself.
+            forked = process::clone_process(flags as u64, None::<&OwnedFd>);
+        }
+        match forked {
             Err(e) => Err(SpawnError::Setup(format!(
                 "clone: {}",
                 errno_text(e.raw_os_error().unwrap_or(libc::EIO))
             ))),
-            Ok(process::Forked::Child) => self.run_in_child(report_w.as_raw_fd()),
+            Ok(process::Forked::Child) => self.run_in_child(report_w.as_raw_fd(), born_in_cgroup),
             Ok(process::Forked::Parent { pid, pidfd }) => {
                 drop(report_w);
                 let mut msg = [0u8; 8];
@@ -496,7 +518,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
         Op::ResetSignals => signal::reset_all_raw(),
         Op::Setsid => process::setsid_raw(),
         Op::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
-        Op::WriteFile(path, data) => fd::write_file_raw(path, data),
+        Op::JoinCgroup(procs, _) => fd::write_file_raw(procs, b"0"),
         Op::Unshare(flags) => ns::unshare_raw(*flags),
         Op::Mount {
             source,
