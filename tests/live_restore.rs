@@ -440,3 +440,28 @@ fn a_monitor_killed_while_the_daemon_runs_is_noticed() {
         "the container to die with its monitor",
     );
 }
+
+#[test]
+fn daemon_options_changed_while_a_container_ran_are_named() {
+    let w = live_world();
+    w.add_container("app", POLITE, "{}");
+    let mut daemon = w.start_daemon(&[]);
+    let before = w.wait_running("app");
+    daemon.kill_9();
+    w.write_daemon_json(r#"{"live-restore": true, "log-max-size": "64k", "log-max-files": 5}"#);
+    let daemon = w.start_daemon(&[]);
+    daemon.wait_for_log_line(&[
+        "app",
+        "log-max-size 1048576 -> 65536",
+        "log-max-files 3 -> 5",
+    ]);
+    let out = w.berth_ok(&["inspect", "app"]);
+    assert!(
+        out.contains("log-max-size 1048576 -> 65536"),
+        "inspect names the change: {out}"
+    );
+    // Still managed: same pid, and stop works.
+    assert_eq!(w.inspect("app").pid, before.pid);
+    w.berth_ok(&["stop", "app"]);
+    assert_eq!(w.inspect("app").status, "stopped");
+}

@@ -316,3 +316,34 @@ fn unless_stopped_stays_stopped_across_a_daemon_restart() {
     w.berth_ok(&["start", "us"]);
     w.wait_running("us");
 }
+
+#[test]
+fn a_crash_loop_is_rate_limited_in_the_log() {
+    let w = World::new();
+    w.add_container(
+        "loop",
+        &["/bin/sh", "-c", "exit 1"],
+        r#"{"restart": "always"}"#,
+    );
+    let daemon = w.start_daemon(&[]);
+    // Five quick failures take about 3 s of back-off and would log three
+    // lines each (exited, restarting, started).
+    wait_for(LONG, "five restarts", || {
+        w.inspect("loop").restart_count >= 5
+    });
+    let lines = daemon
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("loop:"))
+        .count();
+    assert!(
+        lines <= 10,
+        "at most 10 lines a minute for one container, saw {lines}:\n{}",
+        daemon.stderr()
+    );
+    assert!(
+        lines >= 5,
+        "the first messages are logged: {}",
+        daemon.stderr()
+    );
+}

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nanoserde::SerJson;
@@ -264,6 +264,9 @@ impl Daemon {
 
     /// Logs a message about one container, rate-limited per container.
     pub(super) fn note(&mut self, name: &str, level: log::Level, msg: &str) {
+        if level > log::max_level() {
+            return; // filtered out anyway: spend none of the budget on it
+        }
         let verdict = match self.containers.get_mut(name) {
             Some(c) => c.limiter.check(Instant::now()),
             None => Verdict::Log,
@@ -285,7 +288,8 @@ impl Daemon {
         let result =
             fs::create_dir_all(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
         if let Err(e) = result {
-            error!("{name}: write {}: {e}", paths.state().display());
+            let msg = format!("write {}: {e}", paths.state().display());
+            self.note(name, log::Level::Error, &msg);
         }
     }
 
@@ -375,7 +379,11 @@ impl Daemon {
         );
         let r2 = reg.register(&mut stream, channel_token, Interest::READABLE);
         if let Err(e) = r1.and(r2) {
-            error!("{name}: register monitor fds: {e}");
+            self.note(
+                name,
+                log::Level::Error,
+                &format!("register monitor fds: {e}"),
+            );
         }
         let c = self.containers.get_mut(name).expect("checked above");
         c.run = Some(Run {
@@ -396,7 +404,7 @@ impl Daemon {
         c.restart_at = None;
         c.stopping = None;
         c.after_exit = AfterExit::Policy;
-        debug!("{name}: monitor {pid} started");
+        self.note(name, log::Level::Debug, &format!("monitor {pid} started"));
         Ok(())
     }
 
@@ -466,9 +474,10 @@ impl Daemon {
         run.started_at = reply.started_at;
         // A pidfd for the init, checked against its start time so that a
         // pid reused in between is never signalled.
+        let mut gone = false;
         match process::pidfd_open(reply.pid) {
             Ok(fd) if host::same_process(reply.pid, reply.init_start) => run.init_pidfd = Some(fd),
-            _ => debug!("{name}: init {} already gone", reply.pid),
+            _ => gone = true,
         }
         c.started_at = Some(reply.started_at);
         c.status = Status::Running;
@@ -479,6 +488,9 @@ impl Daemon {
         let stop_pending = c.stopping.is_some();
         let pid = reply.pid;
         self.note(name, log::Level::Info, &format!("started, pid {pid}"));
+        if gone {
+            self.note(name, log::Level::Debug, &format!("init {pid} already gone"));
+        }
         self.answer_start_waiters(name, Ok(()));
         if stop_pending {
             // A stop came in while it was starting: deliver it now.
@@ -605,7 +617,8 @@ impl Daemon {
         // This end is handled: keep the record as history only.
         if paths.runtime().exists() {
             if let Err(e) = fs::rename(paths.runtime(), paths.last_run()) {
-                error!("{name}: rename {}: {e}", paths.runtime().display());
+                let msg = format!("rename {}: {e}", paths.runtime().display());
+                self.note(name, log::Level::Error, &msg);
             }
         }
         let c = self.containers.get_mut(name).expect("caller checked");
