@@ -823,13 +823,15 @@ fn get_cpus(node: &Node) -> Result<u32, String> {
         return Err(wrong_type("a number", node));
     };
     let cpus = n.as_f64();
-    if !(cpus > 0.0 && cpus <= 1024.0) {
+    // The kernel takes a CFS quota of 1 ms at the least, 1% of the 100 ms
+    // period berth uses.
+    if !(0.01..=1024.0).contains(&cpus) {
         return Err(format!(
-            "must be more than 0 and at most 1024, found {}",
+            "must be at least 0.01 and at most 1024, found {}",
             number_text(n)
         ));
     }
-    Ok(((cpus * 1000.0).round() as u32).max(1))
+    Ok((cpus * 1000.0).round() as u32)
 }
 
 fn get_signal(node: &Node) -> Result<i32, String> {
@@ -1586,7 +1588,7 @@ mod tests {
         assert_eq!(spec(&with(r#","pids": 4194304"#)).pids, Some(4_194_304));
         assert_eq!(spec(&with(r#","cpus": 2"#)).cpus_milli, Some(2000));
         assert_eq!(spec(&with(r#","cpus": 1024"#)).cpus_milli, Some(1_024_000));
-        assert_eq!(spec(&with(r#","cpus": 0.0001"#)).cpus_milli, Some(1));
+        assert_eq!(spec(&with(r#","cpus": 0.01"#)).cpus_milli, Some(10));
         assert_eq!(spec(&with(r#","cpus": 1.2345"#)).cpus_milli, Some(1235));
         assert_eq!(
             spec(&with(r#","stop-signal": 9"#)).stop_signal,
@@ -1730,17 +1732,22 @@ mod tests {
             (
                 r#","cpus": 0"#,
                 "cpus",
-                "must be more than 0 and at most 1024, found 0",
+                "must be at least 0.01 and at most 1024, found 0",
             ),
             (
                 r#","cpus": -1"#,
                 "cpus",
-                "must be more than 0 and at most 1024, found -1",
+                "must be at least 0.01 and at most 1024, found -1",
+            ),
+            (
+                r#","cpus": 0.005"#,
+                "cpus",
+                "must be at least 0.01 and at most 1024, found 0.005",
             ),
             (
                 r#","cpus": 1024.5"#,
                 "cpus",
-                "must be more than 0 and at most 1024, found 1024.5",
+                "must be at least 0.01 and at most 1024, found 1024.5",
             ),
             (
                 r#","cpus": "0.5""#,

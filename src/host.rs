@@ -16,17 +16,21 @@ pub fn boot_id() -> io::Result<String> {
 /// Field 22 of /proc/PID/stat: the start time in clock ticks after boot.
 /// `None` when the process does not exist.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
+    parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?).map(|(_, start)| start)
 }
 
-/// Parses field 22 out of a /proc/PID/stat line. The command name (field 2)
-/// may contain spaces and parentheses, so fields are counted after the
-/// last ')'.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After ')' come field 3 (state) onwards: field 22 is the 20th.
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// (state, start time) from a /proc/PID/stat line. The command name (field
+/// 2) may contain spaces, parentheses and bytes that are not UTF-8 (a
+/// process can name itself anything), so fields are counted from the last
+/// ')' and only the bytes after it are decoded.
+pub fn parse_stat(stat: &[u8]) -> Option<(char, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3), field 22 is the 19th.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 /// Is the process `pid` alive and the one that started at `start`? A
@@ -36,13 +40,14 @@ pub fn same_process(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X")) && parse_start_time(&stat) == Some(start)
+    match fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .as_deref()
+        .and_then(parse_stat)
+    {
+        Some((state, started)) => state != 'Z' && state != 'X' && started == start,
+        None => false,
+    }
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -90,9 +95,13 @@ mod tests {
 
     #[test]
     fn start_time_skips_odd_command_names() {
-        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_start_time(stat), Some(987_654));
-        assert_eq!(parse_start_time("garbage"), None);
+        let stat = b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(stat), Some(('S', 987_654)));
+        let mut odd =
+            b"7 (\xff\xfe) Z 1 7 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 55 1000 10".to_vec();
+        odd[3] = 0xff;
+        assert_eq!(parse_stat(&odd), Some(('Z', 55)));
+        assert_eq!(parse_stat(b"garbage"), None);
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct ExitRecord {
     pub finished_at: u64,
     /// Why it could not start, if it could not.
     pub error: Option<String>,
+    /// Bytes of output the log could not take (disk full): counted, so
+    /// that what was lost is known.
+    #[nserde(default, rename = "log-dropped")]
+    pub log_dropped: u64,
 }
 
 /// state-dir/NAME/state.json: decisions that outlive the daemon, written

@@ -151,7 +151,12 @@ impl LogWriter {
             self.size += rec.len() as u64;
         } else {
             self.dropped += content.len() as u64;
-            self.file = None; // try a fresh file next time
+            // Cut off what part of the record got in, so the next record
+            // starts on a line of its own; then try a fresh file next time.
+            if let Some(f) = &self.file {
+                let _ = f.set_len(self.size);
+            }
+            self.file = None;
         }
     }
 

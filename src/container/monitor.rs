@@ -204,7 +204,7 @@ impl Monitor {
         let (init_pid, pidfd, out_r, err_r, mut logs) = match self.start() {
             Ok(v) => v,
             Err(error) => {
-                self.record_exit(None, started_at, Some(error.clone()));
+                self.record_exit(None, started_at, Some(error.clone()), 0);
                 let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
                 return fail_early(&mut channel, &error);
             }
@@ -216,7 +216,7 @@ impl Monitor {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
             let _ = process::waitid_pidfd(&pidfd, true);
             let error = format!("write {}: {e}", self.paths.runtime().display());
-            self.record_exit(None, started_at, Some(error.clone()));
+            self.record_exit(None, started_at, Some(error.clone()), 0);
             let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
             return fail_early(&mut channel, &error);
         }
@@ -238,8 +238,8 @@ impl Monitor {
             Ok(_) => None,
             Err(ref e) => Some(format!("monitor: {e}")),
         };
-        let code = status.ok().map(process::ExitStatus::code);
-        self.record_exit(code, started_at, error);
+        let dropped = logs.dropped;
+        self.record_exit(status.ok(), started_at, error, dropped);
         let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
         0
     }
@@ -332,15 +332,25 @@ impl Monitor {
         state::save(&self.paths.runtime(), &record)
     }
 
-    fn record_exit(&self, code: Option<i32>, started_at: u64, error: Option<String>) {
+    fn record_exit(
+        &self,
+        status: Option<process::ExitStatus>,
+        started_at: u64,
+        error: Option<String>,
+        log_dropped: u64,
+    ) {
         let record = ExitRecord {
             version: FORMAT_VERSION,
             run_id: self.job.run_id.clone(),
-            exit_code: code,
-            signal: code.filter(|c| *c > 128).map(|c| c - 128),
+            exit_code: status.map(process::ExitStatus::code),
+            signal: match status {
+                Some(process::ExitStatus::Signaled(sig)) => Some(sig),
+                _ => None,
+            },
             started_at,
             finished_at: host::now_ns(),
             error,
+            log_dropped,
         };
         // Nobody to tell if this fails: the daemon then reports the monitor
         // gone without a record, which is the truth.
@@ -348,8 +358,26 @@ impl Monitor {
     }
 }
 
+/// At most this much is read from one stream before the other gets its
+/// turn: a container flooding stdout must not starve (and so block) its
+/// stderr.
+const TURN: usize = 256 * 1024;
+
+/// What one turn of reading a pipe found.
+#[derive(PartialEq)]
+enum Drained {
+    /// Read until the pipe was empty.
+    Empty,
+    /// Stopped at the turn's limit: more may be waiting.
+    More,
+    /// The writers are all gone.
+    Eof,
+}
+
 /// Copies the container's output into the logs until its init has exited
-/// and the pipes are drained; returns how the init ended.
+/// and the pipes are drained; returns how the init ended. Readiness is edge
+/// triggered, so a stream cut off at its turn's limit is read again
+/// without waiting for a new event.
 fn pump(
     pidfd: &OwnedFd,
     out_r: OwnedFd,
@@ -371,19 +399,27 @@ fn pump(
         Interest::READABLE,
     )?;
     registry.register(&mut SourceFd(&pidfd.as_raw_fd()), INIT, Interest::READABLE)?;
+    let pipes = [(&out_r, Stream::Stdout), (&err_r, Stream::Stderr)];
     let mut events = Events::with_capacity(8);
     let mut open = [true, true];
+    // Start by reading both: output may predate the registration.
+    let mut pending = [true, true];
     let mut status = None;
-    let mut drain_until = None;
+    let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
         }
-        let timeout = drain_until.map(|d: Instant| d.saturating_duration_since(Instant::now()));
-        if timeout == Some(Duration::ZERO) {
+        let past_deadline = drain_until.is_some_and(|d| Instant::now() >= d);
+        if past_deadline {
             break;
         }
+        let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) {
+            Some(Duration::ZERO)
+        } else {
+            drain_until.map(|d| d.saturating_duration_since(Instant::now()))
+        };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -392,37 +428,33 @@ fn pump(
         }
         for ev in events.iter() {
             match ev.token() {
-                INIT => {
-                    if status.is_none() {
-                        if let Some(s) = process::waitid_pidfd(pidfd, false)? {
-                            status = Some(s);
-                            drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
-                            let _ = poll
-                                .registry()
-                                .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
-                        }
+                INIT if status.is_none() => {
+                    if let Some(s) = process::waitid_pidfd(pidfd, false)? {
+                        status = Some(s);
+                        drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                        let _ = poll
+                            .registry()
+                            .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
                     }
                 }
-                t => {
-                    let (fd, stream) = if t == STDOUT {
-                        (&out_r, Stream::Stdout)
-                    } else {
-                        (&err_r, Stream::Stderr)
-                    };
-                    if open[t.0] && !drain(fd, stream, logs, &mut buf) {
-                        open[t.0] = false;
-                        let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
-                    }
+                INIT => {}
+                t => pending[t.0] = true,
+            }
+        }
+        for (i, (fd, stream)) in pipes.iter().enumerate() {
+            if !(open[i] && pending[i]) {
+                continue;
+            }
+            match drain(fd, *stream, logs, &mut buf, TURN) {
+                Drained::More => {}
+                Drained::Empty => pending[i] = false,
+                Drained::Eof => {
+                    open[i] = false;
+                    pending[i] = false;
+                    let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
                 }
             }
         }
-    }
-    // A last pass for anything written just before the deadline.
-    if open[0] {
-        drain(&out_r, Stream::Stdout, logs, &mut buf);
-    }
-    if open[1] {
-        drain(&err_r, Stream::Stderr, logs, &mut buf);
     }
     match status {
         Some(s) => Ok(s),
@@ -432,14 +464,25 @@ fn pump(
     }
 }
 
-/// Reads until the pipe is empty; false at end of file.
-fn drain(fd: &OwnedFd, stream: Stream, logs: &mut LogWriter, buf: &mut [u8]) -> bool {
-    loop {
+/// Reads until the pipe is empty, at its end, or `limit` bytes were read.
+fn drain(
+    fd: &OwnedFd,
+    stream: Stream,
+    logs: &mut LogWriter,
+    buf: &mut [u8],
+    limit: usize,
+) -> Drained {
+    let mut total = 0;
+    while total < limit {
         match fd::read_raw(fd.as_raw_fd(), buf) {
-            Ok(0) => return false,
-            Ok(n) => logs.write(stream, &buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
+            Ok(0) => return Drained::Eof,
+            Ok(n) => {
+                logs.write(stream, &buf[..n]);
+                total += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+            Err(_) => return Drained::Eof,
         }
     }
+    Drained::More
 }

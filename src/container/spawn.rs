@@ -31,11 +31,15 @@ const KEPT_CAPS: &[u32] = &[
     10, // NET_BIND_SERVICE
     13, // NET_RAW
     18, // SYS_CHROOT
-    27, // MKNOD
     29, // AUDIT_WRITE
     31, // SETFCAP
 ];
 const LAST_CAP: u32 = 63;
+
+/// /proc paths bound read-only over themselves.
+const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs", "sysrq-trigger"];
+/// /proc files hidden under /dev/null.
+const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "kallsyms"];
 
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -44,7 +48,13 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 enum Op {
     ResetSignals,
     Setsid,
+    /// Have the kernel SIGKILL this process when the monitor dies, then
+    /// make sure the monitor had not already died (a closed report pipe).
     DieWithParent,
+    /// Bind a /proc path onto itself read-only, if it exists.
+    ReadonlyOptional(CString),
+    /// Bind /dev/null over a /proc file, if it exists.
+    MaskOptional(CString),
     /// Write "0" to this cgroup.procs, unless (true) it is the cgroup2
     /// directory the child was already created in.
     JoinCgroup(CString, bool),
@@ -56,6 +66,7 @@ enum Op {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
+    /// Make a mount and every mount below it read-only.
     RemountReadonly(CString),
     Mkdir(CString),
     Touch(CString),
@@ -148,7 +159,6 @@ impl Plan {
 
         b.op(Op::ResetSignals, "reset signals");
         b.op(Op::Setsid, "setsid");
-        b.op(Op::DieWithParent, "set parent death signal");
         for dir in cgroup_dirs {
             let procs = dir.join("cgroup.procs");
             let born_here = born_in.is_some_and(|b| b == dir.as_path());
@@ -180,6 +190,30 @@ impl Plan {
             None,
             format!("bind rootfs {}", spec.rootfs.display()),
         );
+        if spec.readonly_rootfs {
+            // Every mount point first, then the rootfs (with whatever is
+            // mounted below it, e.g. a host's /run when the rootfs is /)
+            // read-only; the mounts made after this keep their own flags.
+            for dir in ["/proc", "/dev", "/sys"] {
+                b.op(Op::Mkdir(at(dir)?), format!("create {dir}"));
+            }
+            for m in &spec.mounts {
+                let is_dir = match &m.kind {
+                    MountKind::Bind { source } => Path::new(source).is_dir(),
+                    MountKind::Tmpfs { .. } => true,
+                };
+                let what = format!("create mount point {}", m.target);
+                if is_dir {
+                    b.op(Op::Mkdir(at(&m.target)?), what);
+                } else {
+                    b.op(Op::Touch(at(&m.target)?), what);
+                }
+            }
+            b.op(
+                Op::RemountReadonly(rootfs.clone()),
+                "make the rootfs read-only",
+            );
+        }
         b.op(Op::Mkdir(at("/proc")?), "create /proc");
         b.mount(
             Some(cstr("proc")?),
@@ -189,12 +223,29 @@ impl Plan {
             None,
             "mount proc on /proc",
         );
+        // What a container's root must not write or read in /proc: kernel
+        // tunables (core_pattern runs a program as host root), and files
+        // that expose kernel memory or other tenants' keys.
+        for p in PROC_READONLY {
+            b.op(
+                Op::ReadonlyOptional(at(&format!("/proc/{p}"))?),
+                format!("make /proc/{p} read-only"),
+            );
+        }
+        for p in PROC_MASKED {
+            b.op(
+                Op::MaskOptional(at(&format!("/proc/{p}"))?),
+                format!("mask /proc/{p}"),
+            );
+        }
         b.op(Op::Mkdir(at("/dev")?), "create /dev");
         b.mount(
             Some(cstr("tmpfs")?),
             at("/dev")?,
             Some(cstr("tmpfs")?),
-            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            // nodev: no device node made or put here works; the allowed
+            // devices are bind mounts of their own.
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
             Some(cstr("mode=755,size=1m")?),
             "mount tmpfs on /dev",
         );
@@ -319,9 +370,6 @@ impl Plan {
         );
         b.op(Op::UmountDetach(cstr(".")?), "detach the old root");
         b.op(Op::Chdir(cstr("/")?), "enter /");
-        if spec.readonly_rootfs {
-            b.op(Op::RemountReadonly(cstr("/")?), "make the rootfs read-only");
-        }
         b.op(
             Op::Hostname(cstr(&spec.hostname)?),
             format!("set hostname {}", spec.hostname),
@@ -346,6 +394,8 @@ impl Plan {
             b.op(Op::SetIds(uid, gid), format!("set user {uid}:{gid}"));
         }
         b.op(Op::NoNewPrivs, "set no_new_privs");
+        // After the uid change, which would clear it.
+        b.op(Op::DieWithParent, "set parent death signal");
         b.op(Op::CloexecFrom(3), "close inherited fds");
 
         // execve: argv, envp and every PATH candidate, built now.
@@ -403,7 +453,12 @@ impl Plan {
             if born_in_cgroup && matches!(op, Op::JoinCgroup(_, true)) {
                 continue;
             }
-            if let Err(errno) = run_op(op) {
+            let result = run_op(op);
+            if matches!(op, Op::DieWithParent) && result.is_ok() && fd::reader_gone_raw(report) {
+                // The monitor died before the signal was armed.
+                process::exit_raw(127);
+            }
+            if let Err(errno) = result {
                 let mut msg = [0u8; 8];
                 msg[..4].copy_from_slice(&(index as u32).to_le_bytes());
                 msg[4..].copy_from_slice(&errno.to_le_bytes());
@@ -517,7 +572,21 @@ fn run_op(op: &Op) -> Result<(), i32> {
     match op {
         Op::ResetSignals => signal::reset_all_raw(),
         Op::Setsid => process::setsid_raw(),
+        // Handled in `run_in_child`, which knows the report pipe.
         Op::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
+        Op::ReadonlyOptional(path) => {
+            match mount::mount_raw(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
+                Err(libc::ENOENT) => Ok(()),
+                Err(e) => Err(e),
+                Ok(()) => mount::readonly_recursive_raw(path),
+            }
+        }
+        Op::MaskOptional(path) => {
+            match mount::mount_raw(Some(c"/dev/null"), path, None, libc::MS_BIND, None) {
+                Err(libc::ENOENT) => Ok(()),
+                other => other,
+            }
+        }
         Op::JoinCgroup(procs, _) => fd::write_file_raw(procs, b"0"),
         Op::Unshare(flags) => ns::unshare_raw(*flags),
         Op::Mount {
@@ -533,16 +602,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
             *flags,
             data.as_deref(),
         ),
-        Op::RemountReadonly(path) => {
-            let keep = mount::mount_flags_raw(path)?;
-            mount::mount_raw(
-                None,
-                path,
-                None,
-                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
-                None,
-            )
-        }
+        Op::RemountReadonly(path) => mount::readonly_recursive_raw(path),
         Op::Mkdir(path) => mount::mkdir_raw(path, 0o755),
         Op::Touch(path) => mount::touch_raw(path),
         Op::Symlink(target, link) => mount::symlink_raw(target, link),

@@ -716,12 +716,12 @@ impl Daemon {
             }
             Some(_) => {}
             None if run.channel.is_some() => {
-                // Still starting: try again once the pid is known.
-                if let Some(c) = self.containers.get_mut(name) {
-                    if let Some(s) = c.stopping.as_mut() {
-                        s.kill_at = Some(Instant::now() + Duration::from_millis(20));
-                    }
-                }
+                // Still starting, with no pid to signal: the child may be
+                // stuck before exec (say, on a FIFO in its rootfs). Killing
+                // its monitor kills it too (parent-death signal).
+                let _ = process::pidfd_send_signal(&run.monitor_pidfd, libc::SIGKILL);
+                let msg = format!("{why}: not started yet, sent SIGKILL to its monitor");
+                self.note(name, log::Level::Warn, &msg);
             }
             None => {}
         }

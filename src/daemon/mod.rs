@@ -145,6 +145,8 @@ pub fn main(opts: Options) -> i32 {
         return 1;
     }
     let _ = signal::ignore(libc::SIGPIPE);
+    // Whatever fds the daemon inherited stay out of everything it starts.
+    let _ = fd::cloexec_from_raw(3);
     let cfg = match config::read_daemon_file(&opts.config) {
         Ok(cfg) => cfg,
         Err(e) => {

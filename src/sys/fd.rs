@@ -86,6 +86,10 @@ pub fn dup2_raw(old: RawFd, new: RawFd) -> Result<(), i32> {
     Ok(())
 }
 
+/// Fds above this are not looked at by the fallbacks below (kernels before
+/// 5.11 have no CLOSE_RANGE_CLOEXEC).
+const FALLBACK_MAX_FD: i32 = 65_536;
+
 /// Marks every fd from `first` upwards close-on-exec, so nothing the parent
 /// held leaks into the exec'd program.
 pub fn cloexec_from_raw(first: u32) -> Result<(), i32> {
@@ -98,8 +102,12 @@ pub fn cloexec_from_raw(first: u32) -> Result<(), i32> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if ret == -1 {
-        return Err(super::errno());
+    if ret == 0 {
+        return Ok(());
+    }
+    for fd in first as i32..FALLBACK_MAX_FD {
+        // SAFETY: F_SETFD only sets a flag; EBADF for closed fds is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }
@@ -109,10 +117,28 @@ pub fn close_from_raw(first: u32) -> Result<(), i32> {
     // SAFETY: close_range only manipulates the fd table; the caller owns
     // every fd in the range and uses none of them afterwards.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
-    if ret == -1 {
-        return Err(super::errno());
+    if ret == 0 {
+        return Ok(());
+    }
+    for fd in first as i32..FALLBACK_MAX_FD {
+        // SAFETY: as above; EBADF for fds that are not open is fine.
+        unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+/// Whether the reading end of the pipe whose writing end is `fd` has been
+/// closed by everyone (poll reports POLLERR): the process that held it is
+/// gone.
+pub fn reader_gone_raw(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLERR != 0
 }
 
 /// Writes all of `buf`, retrying on EINTR; used with small messages.

@@ -61,27 +61,93 @@ pub fn mkdir_raw(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
     Ok(())
 }
 
-/// Creates an empty file to bind a file onto; an existing path is fine.
+/// Creates an empty file to bind a file onto; an existing path of any
+/// kind is fine. The existing path is only looked at (O_PATH), never
+/// opened for writing: a FIFO or a device node there must not block or
+/// wake anything.
 pub fn touch_raw(path: &CStr) -> Result<(), i32> {
     // SAFETY: `path` is a valid NUL-terminated string.
     let fd = unsafe {
         libc::open(
             path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: `fd` was opened above and is not used again.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    if super::errno() != libc::ENOENT {
+        return Err(super::errno());
+    }
+    // SAFETY: `path` is a valid NUL-terminated string.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_WRONLY
+                | libc::O_NOFOLLOW
+                | libc::O_NONBLOCK
+                | libc::O_CLOEXEC,
             0o644,
         )
     };
     if fd == -1 {
-        let e = super::errno();
-        // An existing directory or device node is also a fine bind target.
-        if e == libc::EISDIR || e == libc::EEXIST || e == libc::ENXIO {
-            return Ok(());
-        }
-        return Err(e);
+        return Err(super::errno());
     }
     // SAFETY: `fd` was opened above and is not used again.
     unsafe { libc::close(fd) };
     Ok(())
+}
+
+/// The kernel's `struct mount_attr` for mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes the mount at `path` and every mount below it read-only
+/// (mount_setattr with AT_RECURSIVE, Linux 5.12). On older kernels only
+/// the top mount is remounted read-only, keeping its other flags.
+pub fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is valid; `attr` is a mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    if super::errno() != libc::ENOSYS {
+        return Err(super::errno());
+    }
+    let keep = mount_flags_raw(path)?;
+    mount_raw(
+        None,
+        path,
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+        None,
+    )
 }
 
 pub fn symlink_raw(target: &CStr, link: &CStr) -> Result<(), i32> {

@@ -64,9 +64,11 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<&impl AsRawFd>) -> io::Result
         )
     };
     if ret == -1 && super::errno() == libc::ENOSYS && cgroup.is_none() {
-        // SAFETY: raw clone with a null stack behaves like fork; on x86_64
-        // and aarch64 the argument order is (flags, stack, parent_tid,
-        // child_tid, tls), and CLONE_PIDFD stores the fd at parent_tid.
+        // SAFETY: raw clone with a null stack behaves like fork. x86_64
+        // takes (flags, stack, parent_tid, child_tid, tls) and aarch64
+        // (flags, stack, parent_tid, tls, child_tid); the last two are zero
+        // here, so one call fits both. CLONE_PIDFD stores the fd at
+        // parent_tid.
         ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,

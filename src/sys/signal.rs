@@ -75,26 +75,57 @@ pub fn ignore(sig: i32) -> io::Result<()> {
 
 // ---- for the code between clone and exec: no allocation, raw errno ----
 
-/// Unblocks every signal and resets every disposition to its default, so
-/// the exec'd program starts as if from a clean init: a container that
-/// inherited the daemon's mask would ignore SIGTERM.
+/// The kernel's `struct sigaction` (x86_64 and aarch64 alike: handler,
+/// flags, restorer, mask).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Unblocks every signal and resets every disposition, 1 to 64, to its
+/// default, so the exec'd program starts as if from a clean init: a
+/// container that inherited the daemon's mask would ignore SIGTERM. Raw
+/// rt_sigaction reaches the real-time signals the C library keeps for
+/// itself, which its `signal()` refuses.
 pub fn reset_all_raw() -> Result<(), i32> {
-    for sig in 1..libc::SIGRTMAX() {
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL is always a valid disposition. Numbers the C
-        // library reserves fail with EINVAL, which is fine to ignore.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: `default` is a kernel sigaction of the size the kernel
+        // expects with an 8-byte mask; no handler code is installed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
-    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset fills it.
-    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `empty` is valid for writes.
-    unsafe { libc::sigemptyset(&mut empty) };
-    // SAFETY: `empty` is a valid sigset.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
-    if ret != 0 {
-        return Err(ret);
+    let empty: u64 = 0;
+    // SAFETY: an 8-byte empty mask; the old mask is not wanted.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if ret == -1 {
+        return Err(super::errno());
     }
     Ok(())
 }
