@@ -55,7 +55,11 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
             1,
         )
     })?;
-    send(&mut stream, req)?;
+    if let Err(failure) = send(&mut stream, req) {
+        // The daemon may have answered (say, "too many clients") and
+        // closed before reading: its answer says more than EPIPE.
+        return receive(stream).map_err(|_| failure);
+    }
     receive(stream)
 }
 
@@ -197,7 +201,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                     ..req("start", name)
                 },
             )?)?;
-            Ok(if wait { resp.exit_code.unwrap_or(1) } else { 0 })
+            if wait { exit_code_of(resp) } else { Ok(0) }
         }
         "stop" | "restart" => {
             let a = Args::parse(rest, &["time", "t"], &[])?;
@@ -237,10 +241,8 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             let a = Args::parse(rest, &[], &[])?;
             let name = a.one_name(verb)?;
             let resp = checked(call(socket, &req("wait", name))?)?;
-            match resp.exit_code {
-                Some(code) => println!("{code}"),
-                None => println!("none"),
-            }
+            let code = exit_code_of(resp)?;
+            println!("{code}");
             Ok(0)
         }
         "inspect" => {
@@ -276,6 +278,16 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             Ok(0)
         }
         _ => Err(usage(format!("unknown command: {verb}"))),
+    }
+}
+
+/// The exit code in a response to `wait` or `start --wait`, or why there
+/// is none.
+fn exit_code_of(resp: Response) -> Result<i32, Failure> {
+    match (resp.exit_code, resp.error) {
+        (Some(code), _) => Ok(code),
+        (None, Some(why)) => Err(Failure(format!("no exit code: {why}"), 1)),
+        (None, None) => Err(Failure("it has not run yet: no exit code".into(), 1)),
     }
 }
 

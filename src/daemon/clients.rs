@@ -98,7 +98,7 @@ impl Daemon {
         token: Token,
         readable: bool,
         writable: bool,
-        closed: bool,
+        hung_up: bool,
     ) {
         let mut request = None;
         let mut drop_client = false;
@@ -134,12 +134,10 @@ impl Daemon {
                 if c.inbuf.len() > MAX_REQUEST && request.is_none() {
                     request = Some(Vec::new());
                 }
-            } else if closed && (c.waiting || !c.answered) && c.outbuf.is_empty() {
-                // A waiting client went away.
-                let mut probe = [0u8; 1];
-                if matches!(c.stream.read(&mut probe), Ok(0)) {
-                    drop_client = true;
-                }
+            } else if hung_up && c.outbuf.is_empty() {
+                // A waiting client went away (a client that only shut down
+                // its writing side still gets its answer).
+                drop_client = true;
             }
             if writable && !c.outbuf.is_empty() {
                 drop_client |= flush(c);
@@ -167,6 +165,11 @@ impl Daemon {
                     if let Some(Source::Client(c)) = self.sources.get_mut(token) {
                         c.waiting = true;
                         c.deadline = None;
+                    }
+                    // Edge-triggered: a hang-up that came with the request
+                    // is not reported again.
+                    if hung_up {
+                        self.close_client(token);
                     }
                 }
             }
@@ -201,6 +204,11 @@ impl Daemon {
     fn close_client(&mut self, token: Token) {
         if let Some(Source::Client(mut c)) = self.sources.remove(token) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            if c.waiting {
+                for ctr in self.containers.values_mut() {
+                    ctr.waiters.retain(|w| w.token != token);
+                }
+            }
         }
     }
 
@@ -214,7 +222,7 @@ impl Daemon {
             .enumerate()
             .filter_map(|(i, s)| match &s.source {
                 Some(Source::Client(c)) if c.deadline.is_some_and(|d| now >= d) => {
-                    Some(Token(((s.generation as usize) << 32) | i))
+                    Some(super::token_of(i, s.generation))
                 }
                 _ => None,
             })
@@ -236,6 +244,15 @@ impl Daemon {
             if !self.containers.contains_key(name) {
                 return Some(Response::error(format!("no such container: {name}")));
             }
+        }
+        let being_removed = self
+            .containers
+            .get(name)
+            .is_some_and(|c| c.after_exit == AfterExit::Forget);
+        if being_removed && matches!(req.verb.as_str(), "start" | "restart") {
+            return Some(Response::error(format!(
+                "{name} is being removed: its definition is gone"
+            )));
         }
         match req.verb.as_str() {
             "version" => Some(Response {
@@ -349,29 +366,38 @@ impl Daemon {
         if self.shutdown.is_some() {
             return Some(Response::error("the daemon is shutting down"));
         }
-        let already = self.containers[name].is_active();
-        let starting = self.containers[name]
-            .run
-            .as_ref()
-            .is_some_and(|r| r.channel.is_some());
+        let c = &self.containers[name];
+        let active = c.is_active();
+        let starting = c.run.as_ref().is_some_and(|r| r.channel.is_some());
+        let stopping = c.stopping.is_some();
         self.user_started(name);
-        if let Err(e) = self.start_container(name) {
-            return Some(Response::error(e));
-        }
         let kind = if wait {
             WaitKind::StartedThenExit
         } else {
             WaitKind::Started
         };
-        if already && !starting && !wait {
-            return Some(Response::ok());
-        }
-        if already && !starting && wait {
-            self.add_waiter(name, token, WaitKind::Exit);
+        if active && stopping {
+            // Start again once the stop in progress is done.
+            if let Some(c) = self.containers.get_mut(name) {
+                c.after_exit = AfterExit::Start;
+            }
+            self.add_waiter(name, token, kind);
             return None;
         }
-        self.add_waiter(name, token, kind);
-        None
+        if let Err(e) = self.start_container(name) {
+            return Some(Response::error(e));
+        }
+        match (active && !starting, wait) {
+            (true, false) => Some(Response::ok()), // already running
+            (true, true) => {
+                self.add_waiter(name, token, WaitKind::Exit);
+                None
+            }
+            (false, _) => {
+                self.add_waiter(name, token, kind);
+                None
+            }
+        }
     }
 
     fn add_waiter(&mut self, name: &str, token: Token, kind: WaitKind) {
@@ -412,7 +438,12 @@ impl Daemon {
 
     /// The run of `name` ended with `code`: answer `wait`, `stop`,
     /// `start --wait`.
-    pub(super) fn answer_exit_waiters(&mut self, name: &str, code: Option<i32>) {
+    pub(super) fn answer_exit_waiters(
+        &mut self,
+        name: &str,
+        code: Option<i32>,
+        error: Option<String>,
+    ) {
         let Some(c) = self.containers.get_mut(name) else {
             return;
         };
@@ -426,13 +457,12 @@ impl Daemon {
             }
         });
         for token in answer {
-            self.answer(
-                token,
-                Response {
-                    exit_code: code,
-                    ..Response::ok()
-                },
-            );
+            let r = Response {
+                exit_code: code,
+                error: error.clone(),
+                ..Response::ok()
+            };
+            self.answer(token, r);
         }
     }
 }

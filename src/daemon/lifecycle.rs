@@ -25,7 +25,7 @@ use super::clients::Waiter;
 use super::ratelimit::{RateLimit, Verdict};
 use super::{Daemon, Source};
 use crate::api::Info;
-use crate::config::{self, ContainerSpec};
+use crate::config::{self, ContainerSpec, RestartPolicy};
 use crate::container::monitor::{self, Job, Reply};
 use crate::host;
 use crate::policy::{self, Ending};
@@ -570,7 +570,9 @@ impl Daemon {
                 }
             }
             let dirs: Vec<_> = run.cgroups.iter().map(std::path::PathBuf::from).collect();
-            let _ = crate::container::cgroup::remove(&dirs, Duration::from_millis(500));
+            // One try, no waiting in the event loop: a directory still busy
+            // is reused by the next start.
+            let _ = crate::container::cgroup::remove(&dirs, Duration::ZERO);
         }
         c.exit_code = code;
         c.error = error.clone();
@@ -604,7 +606,7 @@ impl Daemon {
                 .unwrap_or_else(|| "the monitor exited before the container started".to_string());
             self.answer_start_waiters(name, Err(why));
         }
-        self.answer_exit_waiters(name, code);
+        self.answer_exit_waiters(name, code, error.clone().filter(|_| code.is_none()));
 
         let paths = self.paths(name);
         if shutting_down {
@@ -628,9 +630,18 @@ impl Daemon {
             AfterExit::Nothing => {}
             AfterExit::Start => self.start_or_fail(name),
             AfterExit::Autostart => {
+                // Found running with live restore off, now stopped: start
+                // it again if its definition or its policy would have.
                 let _ = fs::remove_file(paths.last_run());
                 let c = self.containers.get(name).expect("present");
-                if c.spec.as_ref().is_some_and(|s| s.autostart) && !c.persist.stopped_by_user {
+                let wanted = c.spec.as_ref().is_some_and(|s| {
+                    s.autostart
+                        || matches!(
+                            s.restart,
+                            RestartPolicy::Always | RestartPolicy::UnlessStopped
+                        )
+                });
+                if wanted && !c.persist.stopped_by_user {
                     self.start_or_fail(name);
                 }
             }
@@ -670,6 +681,7 @@ impl Daemon {
     fn start_or_fail(&mut self, name: &str) {
         if let Err(e) = self.start_container(name) {
             self.note(name, log::Level::Error, &format!("start failed: {e}"));
+            self.answer_start_waiters(name, Err(e.clone()));
             if let Some(c) = self.containers.get_mut(name) {
                 if !c.is_active() && c.status != Status::Unknown {
                     c.status = Status::Failed;
@@ -767,12 +779,16 @@ impl Daemon {
             {
                 c.status = Status::StoppedByUser;
             }
+            let code = c.exit_code;
             if reason == StopReason::User {
                 self.save_persist(name);
             }
+            // A restart that will not come: whoever waits for an exit has
+            // seen the last one.
+            self.answer_exit_waiters(name, code, None);
             return;
         }
-        c.after_exit = after;
+        let previous_after = std::mem::replace(&mut c.after_exit, after);
         let sig = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
         let already = c.stopping.is_some();
         if !already || reason == StopReason::User {
@@ -781,25 +797,21 @@ impl Daemon {
                 kill_at: Some(Instant::now() + grace),
             });
         }
+        // Still starting: no pid to signal yet. The stop signal goes out
+        // when the monitor reports the exec (`container_started`), SIGKILL
+        // at the deadline either way.
         let started = c.run.as_ref().is_some_and(|r| r.init_pidfd.is_some());
         if reason == StopReason::User {
             self.save_persist(name);
+        }
+        if previous_after == AfterExit::Start && after != AfterExit::Start {
+            let msg = format!("{name} was stopped before it could start again");
+            self.answer_start_waiters(name, Err(msg));
         }
         if grace.is_zero() {
             self.kill_now(name, "stop with no grace");
         } else if started && !already {
             let _ = self.signal_container(name, sig);
-        } else if !started {
-            // Still starting: the monitor has not reported the pid yet, so
-            // there is nothing to signal; SIGKILL follows at the deadline
-            // once the pid is known, or the start reply arrives first.
-            if let Some(s) = self
-                .containers
-                .get_mut(name)
-                .and_then(|c| c.stopping.as_mut())
-            {
-                s.kill_at = Some(Instant::now() + grace.min(Duration::from_millis(50)));
-            }
         }
     }
 

@@ -65,6 +65,18 @@ struct Slot {
     source: Option<Source>,
 }
 
+/// A token is (generation << TOKEN_SHIFT) | slot index: half the bits
+/// each (32-bit targets: 65536 slots, 16-bit generations). The top values
+/// are the listener's and the signalfd's.
+const TOKEN_SHIFT: u32 = usize::BITS / 2;
+const INDEX_MASK: usize = (1 << TOKEN_SHIFT) - 1;
+/// Generations wrap below the bits left for them.
+const GENERATION_MASK: u32 = ((1u64 << (usize::BITS - TOKEN_SHIFT - 1)) - 1) as u32;
+
+fn token_of(index: usize, generation: u32) -> Token {
+    Token(((generation as usize) << TOKEN_SHIFT) | index)
+}
+
 /// Sources by token: a slab with generations.
 #[derive(Default)]
 struct Sources {
@@ -85,13 +97,13 @@ impl Sources {
             }
         };
         let slot = &mut self.slots[index];
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.generation = slot.generation.wrapping_add(1) & GENERATION_MASK;
         slot.source = Some(source);
-        Token(((slot.generation as usize) << 32) | index)
+        token_of(index, slot.generation)
     }
 
     fn split(token: Token) -> (usize, u32) {
-        (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
+        (token.0 & INDEX_MASK, (token.0 >> TOKEN_SHIFT) as u32)
     }
 
     fn get_mut(&mut self, token: Token) -> Option<&mut Source> {
@@ -266,7 +278,7 @@ impl Daemon {
                         token,
                         ev.is_readable(),
                         ev.is_writable(),
-                        ev.is_read_closed() || ev.is_write_closed(),
+                        ev.is_write_closed(),
                     ),
                 }
             }

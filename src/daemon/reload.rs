@@ -126,6 +126,18 @@ impl Daemon {
 
     fn apply(&mut self, action: Action, specs: &[config::ContainerSpec]) -> String {
         let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
+        let untouchable = self
+            .containers
+            .get(action.name())
+            .is_some_and(|c| c.status == Status::Unknown);
+        if untouchable {
+            // Its records cannot be trusted: no start, stop or forgetting
+            // on a guess.
+            return format!(
+                "{}: left untouched (its records cannot be trusted)",
+                action.name()
+            );
+        }
         match action {
             Action::Add { name, start } => {
                 let mut c = Ctr::new(&name);
@@ -133,8 +145,10 @@ impl Daemon {
                 self.containers.insert(name.clone(), c);
                 self.load_persist_for_reload(&name);
                 if start && !self.containers[&name].persist.stopped_by_user {
-                    self.start_or_report(&name);
-                    format!("{name}: added and started")
+                    self.start_or_report(&name).map_or_else(
+                        |e| format!("{name}: added, start failed: {e}"),
+                        |_| format!("{name}: added and started"),
+                    )
                 } else {
                     format!("{name}: added")
                 }
@@ -144,6 +158,11 @@ impl Daemon {
                 if active {
                     let grace = self.grace_of(&name);
                     self.stop_container(&name, StopReason::Reconcile, grace, AfterExit::Forget);
+                    // No definition any more: one that comes back before the
+                    // stop is done is a new one, not "unchanged".
+                    if let Some(c) = self.containers.get_mut(&name) {
+                        c.spec = None;
+                    }
                     format!("{name}: removed, stopping")
                 } else {
                     self.forget(&name);
@@ -151,8 +170,18 @@ impl Daemon {
                 }
             }
             Action::Replace { name, stop, start } => {
-                let grace = self.grace_of(&name);
                 let new_spec = spec_of(&name);
+                if stop {
+                    // Stopped as its running definition says (its stop
+                    // signal and timeout), then started from the new one.
+                    let grace = self.grace_of(&name);
+                    let after = if start {
+                        AfterExit::Start
+                    } else {
+                        AfterExit::Nothing
+                    };
+                    self.stop_container(&name, StopReason::Reconcile, grace, after);
+                }
                 let c = self
                     .containers
                     .get_mut(&name)
@@ -161,24 +190,23 @@ impl Daemon {
                 c.invalid = None;
                 c.warning = None;
                 if stop {
-                    let after = if start {
-                        AfterExit::Start
-                    } else {
-                        AfterExit::Nothing
-                    };
-                    self.stop_container(&name, StopReason::Reconcile, grace, after);
-                    format!("{name}: changed, recreating")
-                } else {
-                    if c.status == Status::Restarting || (c.status == Status::Failed && !start) {
-                        c.restart_at = None;
-                        c.status = Status::Stopped;
-                    }
-                    if start {
-                        self.start_or_report(&name);
-                        format!("{name}: changed, started")
-                    } else {
-                        format!("{name}: changed")
-                    }
+                    return format!("{name}: changed, recreating");
+                }
+                let was_restarting = c.status == Status::Restarting;
+                if was_restarting || (c.status == Status::Failed && !start) {
+                    c.restart_at = None;
+                    c.status = Status::Stopped;
+                }
+                if was_restarting {
+                    let code = c.exit_code;
+                    self.answer_exit_waiters(&name, code, None);
+                }
+                if !start {
+                    return format!("{name}: changed");
+                }
+                match self.start_or_report(&name) {
+                    Ok(()) => format!("{name}: changed, started"),
+                    Err(e) => format!("{name}: changed, start failed: {e}"),
                 }
             }
         }
@@ -194,14 +222,14 @@ impl Daemon {
         Duration::from_secs(secs)
     }
 
-    fn start_or_report(&mut self, name: &str) {
-        if let Err(e) = self.start_container(name) {
+    fn start_or_report(&mut self, name: &str) -> Result<(), String> {
+        self.start_container(name).inspect_err(|e| {
             self.note(name, log::Level::Error, &format!("start failed: {e}"));
             if let Some(c) = self.containers.get_mut(name) {
                 c.status = Status::Failed;
-                c.error = Some(e);
+                c.error = Some(e.clone());
             }
-        }
+        })
     }
 
     fn load_persist_for_reload(&mut self, name: &str) {

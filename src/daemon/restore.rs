@@ -248,6 +248,11 @@ impl Daemon {
                 };
                 self.stop_container(name, StopReason::Reconcile, grace, after);
             }
+            Some(spec) if c.persist.stopped_by_user && spec.restart != RestartPolicy::Always => {
+                // A user's stop was under way when the last daemon died.
+                info!("{name}: finishing the stop a user asked for");
+                self.stop_container(name, StopReason::User, grace, AfterExit::Nothing);
+            }
             _ if !self.cfg.live_restore => {
                 info!(
                     "{name}: live restore is off and the previous daemon did not stop it: restarting it"
@@ -299,6 +304,10 @@ impl Daemon {
         let exit_path = self.paths(name).exit();
         let ending = match state::load::<ExitRecord>(&exit_path) {
             Loaded::Ok(ex) if ex.run_id == rec.run_id => Ok(ex),
+            // A handled run followed by a start that failed before exec
+            // (no runtime record of its own): the exit record is the newer
+            // truth.
+            Loaded::Ok(ex) if seen && ex.started_at >= rec.started_at => Ok(ex),
             Loaded::Ok(_) | Loaded::Missing => Err(format!(
                 "monitor (pid {}) is gone and left no exit record: the container was killed with it",
                 rec.monitor_pid
