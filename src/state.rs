@@ -168,21 +168,37 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("record");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
+    let written = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    if let Err(e) = fs::rename(&tmp, path) {
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
     fs::File::open(dir)?.sync_all()
+}
+
+/// Creates a record directory (and its parents) and makes the new entry
+/// durable in its parent, so a record written into it survives a power
+/// cut together with the directory.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) => fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Serialises and writes a record atomically.

@@ -66,8 +66,8 @@ pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
             continue;
         };
         // The mount shows the cgroup `root`; our path is relative to it.
-        let own = match own.strip_prefix(root) {
-            Some(rest) if root != "/" => format!("/{}", rest.trim_start_matches('/')),
+        let own = match Path::new(&own).strip_prefix(root) {
+            Ok(rest) if root != "/" => format!("/{}", rest.display()),
             _ => own,
         };
         if out.iter().any(|h: &Hierarchy| h.controllers == controllers) {
@@ -144,6 +144,17 @@ pub fn container_dirs(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Ve
         .collect()
 }
 
+/// Whether `dir` lies below the mount point of one of `hierarchies`: a
+/// path read from a record is only removed if it is a cgroup berth could
+/// have made.
+pub fn is_below_a_hierarchy(dir: &Path, hierarchies: &[Hierarchy]) -> bool {
+    !dir.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        && hierarchies
+            .iter()
+            .any(|h| dir.starts_with(&h.mount) && dir != h.mount)
+}
+
 /// Resource limits, each optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -183,6 +194,9 @@ pub fn create(
     limits: Limits,
 ) -> Result<(), CgroupError> {
     for dir in dirs {
+        // A directory left by an earlier run (the daemon could not remove
+        // it while its last tasks exited) would keep that run's limits.
+        let _ = fs::remove_dir(dir);
         fs::create_dir_all(dir).map_err(|err| CgroupError {
             path: dir.clone(),
             step: "create cgroup",
@@ -351,6 +365,14 @@ mod tests {
             container_dirs(&h, "berth", "a"),
             vec![PathBuf::from("/sys/fs/cgroup/svc/berthd/berth/a")]
         );
+    }
+
+    #[test]
+    fn mount_root_is_matched_by_path_components() {
+        let mi = "30 1 0:26 /ns /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        // "/nsx" is not below "/ns": the path stays as it is.
+        let h = discover(mi, "0::/nsx/a\n");
+        assert_eq!(h[0].own, "/nsx/a");
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Monitor {
     #[allow(clippy::type_complexity)]
     fn start(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd, LogWriter), String> {
         for dir in [&self.paths.run, &self.paths.state] {
-            fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            state::ensure_dir(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         }
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
         let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)

@@ -286,7 +286,7 @@ impl Daemon {
         };
         let paths = self.paths(name);
         let result =
-            fs::create_dir_all(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
+            state::ensure_dir(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
         if let Err(e) = result {
             let msg = format!("write {}: {e}", paths.state().display());
             self.note(name, log::Level::Error, &msg);
@@ -569,7 +569,13 @@ impl Daemon {
                     let _ = process::pidfd_send_signal(fd, libc::SIGKILL);
                 }
             }
-            let dirs: Vec<_> = run.cgroups.iter().map(std::path::PathBuf::from).collect();
+            let hierarchies = crate::container::cgroup::discover_live().unwrap_or_default();
+            let dirs: Vec<_> = run
+                .cgroups
+                .iter()
+                .map(std::path::PathBuf::from)
+                .filter(|d| crate::container::cgroup::is_below_a_hierarchy(d, &hierarchies))
+                .collect();
             // One try, no waiting in the event loop: a directory still busy
             // is reused by the next start.
             let _ = crate::container::cgroup::remove(&dirs, Duration::ZERO);
