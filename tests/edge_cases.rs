@@ -14,9 +14,9 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::records::{Runtime, runtime, runtime_path};
 use common::*;
 use nanoserde::DeJson;
 
@@ -61,33 +61,6 @@ struct Answer {
     error: Option<String>,
     #[nserde(rename = "exit-code")]
     exit_code: Option<i64>,
-}
-
-/// The fields of a runtime record these tests look at.
-#[derive(DeJson, Debug)]
-struct Runtime {
-    #[nserde(rename = "monitor-pid")]
-    monitor_pid: i32,
-    #[nserde(rename = "monitor-start")]
-    monitor_start: u64,
-    #[nserde(rename = "init-pid")]
-    init_pid: i32,
-    #[nserde(rename = "init-start")]
-    init_start: u64,
-}
-
-fn runtime_path(w: &World, name: &str) -> PathBuf {
-    w.run_dir()
-        .join("containers")
-        .join(name)
-        .join("runtime.json")
-}
-
-fn runtime(w: &World, name: &str) -> (String, Runtime) {
-    let path = runtime_path(w, name);
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let rec = Runtime::deserialize_json(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
-    (text, rec)
 }
 
 /// SIGKILLs the process a runtime record names as the monitor, through a

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::records::runtime;
 use common::*;
-use nanoserde::DeJson;
 
 /// Members for a container that only runs when a test starts it.
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
@@ -33,29 +33,6 @@ const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
 const KEPT_CAPS: u64 = 0x0000_0000_a004_25fb;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_MKNOD: u32 = 27;
-
-/// The fields of a runtime record these tests look at.
-#[derive(DeJson, Debug)]
-struct Runtime {
-    #[nserde(rename = "monitor-pid")]
-    monitor_pid: i32,
-    #[nserde(rename = "monitor-start")]
-    monitor_start: u64,
-    #[nserde(rename = "init-pid")]
-    init_pid: i32,
-    #[nserde(rename = "init-start")]
-    init_start: u64,
-}
-
-fn runtime(w: &World, name: &str) -> Runtime {
-    let path = w
-        .run_dir()
-        .join("containers")
-        .join(name)
-        .join("runtime.json");
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    Runtime::deserialize_json(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// The value of `key:` in /proc/PID/status text.
 fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
@@ -359,7 +336,7 @@ fn a_container_running_as_a_user_dies_with_its_monitor() {
     w.add_container("user", &["/bin/sleep", "1000"], r#"{"user": "1000:1000"}"#);
     let mut daemon = w.start_daemon(&[]);
     let running = w.wait_running("user");
-    let rec = runtime(&w, "user");
+    let (_, rec) = runtime(&w, "user");
     assert_eq!(rec.init_pid, running.pid as i32);
     let status = fs::read_to_string(format!("/proc/{}/status", rec.init_pid)).unwrap();
     assert_eq!(

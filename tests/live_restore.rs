@@ -6,37 +6,9 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 
+use common::records::{runtime, runtime_path};
 use common::*;
-use nanoserde::DeJson;
-
-/// The fields of a runtime record these tests look at.
-#[derive(DeJson, Debug)]
-struct Runtime {
-    #[nserde(rename = "monitor-pid")]
-    monitor_pid: i32,
-    #[nserde(rename = "monitor-start")]
-    monitor_start: u64,
-    #[nserde(rename = "init-pid")]
-    init_pid: i32,
-    #[nserde(rename = "init-start")]
-    init_start: u64,
-}
-
-fn runtime_path(w: &World, name: &str) -> PathBuf {
-    w.run_dir()
-        .join("containers")
-        .join(name)
-        .join("runtime.json")
-}
-
-fn runtime(w: &World, name: &str) -> (String, Runtime) {
-    let path = runtime_path(w, name);
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let rec = Runtime::deserialize_json(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
-    (text, rec)
-}
 
 /// A container that exits 0 on SIGTERM and otherwise runs forever.
 const POLITE: &[&str] = &[

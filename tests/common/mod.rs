@@ -18,6 +18,7 @@
 pub mod cgroups;
 pub mod inspect;
 pub mod json;
+pub mod records;
 pub mod rootfs;
 pub mod sys;
 
