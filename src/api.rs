@@ -45,6 +45,10 @@ pub struct Info {
     pub error: Option<String>,
     #[nserde(rename = "monitor-pid")]
     pub monitor_pid: i32,
+    /// The monitor's start time (/proc/PID/stat field 22), so a client can
+    /// take a pidfd on it and know it is the same process.
+    #[nserde(default, rename = "monitor-start")]
+    pub monitor_start: u64,
     pub restart: String,
     pub autostart: bool,
     #[nserde(rename = "stopped-by-user")]

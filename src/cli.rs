@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -18,7 +18,8 @@ use nanoserde::SerJson;
 use crate::api::{self, Info, Request, Response};
 use crate::config;
 use crate::container::logs::{self, Stream};
-use crate::sys::fd;
+use crate::host;
+use crate::sys::{fd, process};
 
 /// A failure to report: the message, and the exit code.
 pub struct Failure(pub String, pub i32);
@@ -416,22 +417,32 @@ fn print_logs(
     socket: &Path,
 ) -> Result<(), Failure> {
     let dir = PathBuf::from(&info.log_dir);
-    // With --follow, ask to be told of the exit before reading, so that an
-    // exit between the read and the request cannot be missed.
-    let waiter = if follow && matches!(info.status.as_str(), "running" | "restarting") {
-        let mut s = UnixStream::connect(socket)
-            .map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
-        send(
-            &mut s,
-            &Request {
-                verb: "wait".into(),
-                name: info.name.clone(),
-                ..Request::default()
-            },
-        )?;
-        Some(s)
-    } else {
-        None
+    // With --follow, get hold of what tells the end before reading, so
+    // that an exit between the read and that cannot be missed: a pidfd on
+    // the container's monitor (it exits when the container has and its
+    // output is in the files; no daemon needed, so following survives a
+    // daemon restart), or, while it waits to restart, the daemon's `wait`.
+    let end: Option<OwnedFd> = match (follow, info.status.as_str()) {
+        (true, "running") if info.monitor_pid > 0 && info.monitor_start > 0 => {
+            match process::pidfd_open(info.monitor_pid) {
+                Ok(fd) if host::same_process(info.monitor_pid, info.monitor_start) => Some(fd),
+                _ => None, // already over
+            }
+        }
+        (true, "running" | "restarting") => {
+            let mut s = UnixStream::connect(socket)
+                .map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
+            send(
+                &mut s,
+                &Request {
+                    verb: "wait".into(),
+                    name: info.name.clone(),
+                    ..Request::default()
+                },
+            )?;
+            Some(OwnedFd::from(s))
+        }
+        _ => None,
     };
     let mut asm = Assembler::default();
     let mut lines = Vec::new();
@@ -449,7 +460,7 @@ fn print_logs(
             live_file = Some(f);
         }
     }
-    if waiter.is_none() {
+    if end.is_none() {
         asm.finish(&mut lines);
     }
     if let Some(n) = tail {
@@ -459,8 +470,8 @@ fn print_logs(
         }
     }
     emit(&lines, timestamps);
-    let Some(waiter) = waiter else { return Ok(()) };
-    follow_logs(&dir, live_file, asm, waiter, timestamps)
+    let Some(end) = end else { return Ok(()) };
+    follow_logs(&dir, live_file, asm, end, timestamps)
 }
 
 /// Follows the live log file through rotations until the container exits.
@@ -468,7 +479,7 @@ fn follow_logs(
     dir: &Path,
     mut file: Option<File>,
     mut asm: Assembler,
-    waiter: UnixStream,
+    end: OwnedFd,
     timestamps: bool,
 ) -> Result<(), Failure> {
     let fail = |what: &str, e: io::Error| Failure(format!("{what}: {e}"), 1);
@@ -477,9 +488,6 @@ fn follow_logs(
         .map_err(|_| Failure("log dir contains NUL".into(), 1))?;
     let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM;
     fd::inotify_watch(&notify, &cdir, mask).map_err(|e| fail("watch log dir", e))?;
-    waiter
-        .set_nonblocking(true)
-        .map_err(|e| fail("socket", e))?;
     let mut poll = Poll::new().map_err(|e| fail("poll", e))?;
     const NOTIFY: Token = Token(0);
     const EXIT: Token = Token(1);
@@ -491,7 +499,7 @@ fn follow_logs(
         )
         .map_err(|e| fail("poll", e))?;
     poll.registry()
-        .register(&mut SourceFd(&waiter.as_raw_fd()), EXIT, Interest::READABLE)
+        .register(&mut SourceFd(&end.as_raw_fd()), EXIT, Interest::READABLE)
         .map_err(|e| fail("poll", e))?;
     let live = logs::file_path(dir, 0);
     let mut events = Events::with_capacity(8);
@@ -537,7 +545,8 @@ fn follow_logs(
                 let mut buf = [0u8; 4096];
                 while matches!(fd::read_raw(notify.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
             } else {
-                // The wait answered (or the daemon went away): one last read.
+                // The monitor exited, or the daemon answered the wait (or
+                // went away): one last read.
                 exited = true;
             }
         }

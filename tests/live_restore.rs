@@ -437,3 +437,39 @@ fn daemon_options_changed_while_a_container_ran_are_named() {
     w.berth_ok(&["stop", "app"]);
     assert_eq!(w.inspect("app").status, "stopped");
 }
+
+#[test]
+fn logs_follow_outlives_the_daemon() {
+    let w = live_world();
+    let mount = format!(r#"{{"mounts": [{}]}}"#, w.data_mount());
+    w.add_container(
+        "talker",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo before; while [ ! -e /data/go ]; do sleep 0.02; done; echo after-the-daemon-died; exit 7",
+        ],
+        &mount,
+    );
+    let mut daemon = w.start_daemon(&[]);
+    w.wait_running("talker");
+    wait_for(SHORT, "the first line", || {
+        fs::read_to_string(w.container_log("talker"))
+            .unwrap_or_default()
+            .contains("before")
+    });
+    let follower = w.spawn_berth(&["logs", "talker", "--follow"]);
+    wait_for(SHORT, "the follower to print the first line", || {
+        fs::read_to_string(&follower.stdout_path)
+            .unwrap_or_default()
+            .contains("before")
+    });
+    daemon.kill_9();
+    fs::write(w.host_dir().join("go"), "").unwrap();
+    let out = follower.finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "before\nafter-the-daemon-died\n"
+    );
+}

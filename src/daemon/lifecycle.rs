@@ -100,6 +100,7 @@ pub struct Stopping {
 pub struct Run {
     pub run_id: String,
     pub monitor_pid: i32,
+    pub monitor_start: u64,
     pub monitor_pidfd: OwnedFd,
     pub monitor_token: Token,
     pub channel: Option<(mio::net::UnixStream, Token, Vec<u8>)>,
@@ -229,6 +230,7 @@ impl Ctr {
             },
             error: self.error.clone().or_else(|| self.invalid.clone()),
             monitor_pid: run.map_or(0, |r| r.monitor_pid),
+            monitor_start: run.map_or(0, |r| r.monitor_start),
             restart: self
                 .spec
                 .as_ref()
@@ -389,6 +391,7 @@ impl Daemon {
         c.run = Some(Run {
             run_id,
             monitor_pid: pid,
+            monitor_start: host::start_time(pid).unwrap_or(0),
             monitor_pidfd: pidfd,
             monitor_token,
             channel: Some((stream, channel_token, Vec::new())),

@@ -207,6 +207,7 @@ impl Daemon {
         c.run = Some(Run {
             run_id: rec.run_id.clone(),
             monitor_pid: rec.monitor_pid,
+            monitor_start: rec.monitor_start,
             monitor_pidfd,
             monitor_token,
             channel: None,

@@ -44,7 +44,9 @@ fn mem(pid: u32) -> String {
 fn api_call(w: &World, request: &str) -> String {
     use std::io::{BufRead, BufReader, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(w.socket()).expect("connect");
-    stream.write_all(format!("{request}\n").as_bytes()).expect("send");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("send");
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).expect("answer");
     line
