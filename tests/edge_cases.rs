@@ -659,3 +659,107 @@ fn a_start_during_a_user_stop_starts_it_again_once_stopped() {
         i.is_running() && i.pid == now.pid
     });
 }
+
+#[test]
+fn a_huge_stop_time_is_refused_not_a_crash() {
+    let w = World::new();
+    w.add_container("v", POLITE, "{}");
+    let mut daemon = w.start_daemon(&[]);
+    let v = w.wait_running("v");
+    for verb in ["stop", "restart"] {
+        let out = w.berth(&[verb, "v", "--time", "9223372036854775807"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(
+            stderr_of(&out).contains("at most 3600"),
+            "{}",
+            describe(&out)
+        );
+    }
+    assert!(daemon.try_status().is_none(), "the daemon is alive");
+    assert_eq!(w.inspect("v").pid, v.pid);
+}
+
+#[test]
+fn a_stop_with_no_grace_during_a_start_leaves_no_orphan() {
+    let w = World::new();
+    w.add_container("v", POLITE, r#"{"autostart": false}"#);
+    let mut daemon = w.start_daemon(&[]);
+    let container_cgroup = w.cgroup2_dir().join(&w.cgroup_parent).join("v");
+    for round in 0..8 {
+        // Queue a start and an immediate SIGKILL-stop while the daemon is
+        // stopped, so the stop lands while the start is under way.
+        daemon.signal(libc::SIGSTOP);
+        let start = w.spawn_berth(&["start", "v"]);
+        wait_for(SHORT, "berth start to send its request", || {
+            waits_for_answer(start.child.id())
+        });
+        let stop = w.spawn_berth(&["stop", "v", "--time", "0"]);
+        wait_for(SHORT, "berth stop to send its request", || {
+            waits_for_answer(stop.child.id())
+        });
+        daemon.signal(libc::SIGCONT);
+        stop.finish(LONG);
+        start.finish(LONG);
+        // Whatever the start got to, nothing of the container may be left
+        // running once its monitor is gone.
+        wait_for(SHORT, &format!("round {round}: v to be down"), || {
+            w.try_inspect("v")
+                .is_some_and(|i| i.pid == 0 && i.status != "running")
+        });
+        wait_for(
+            SHORT,
+            &format!("round {round}: no process left in v's cgroup"),
+            || common::cgroups::procs(&container_cgroup).is_empty(),
+        );
+    }
+}
+
+#[test]
+fn a_socket_path_naming_a_file_is_refused_and_the_file_kept() {
+    let w = World::new();
+    let victim = w.root.join("victim.txt");
+    fs::write(&victim, "keep me").unwrap();
+    w.write_daemon_json(&format!(
+        r#"{{"socket": {}}}"#,
+        json::string(victim.to_str().unwrap())
+    ));
+    let mut daemon = w.spawn_daemon(&[]);
+    let status = daemon.wait_exit(SHORT);
+    assert!(!status.success());
+    assert!(
+        daemon.stderr().contains("is not a socket"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+}
+
+#[test]
+fn a_stop_during_a_removal_does_not_cancel_it() {
+    let w = World::new();
+    w.add_container(
+        "n",
+        &["/bin/sh", "-c", "while :; do sleep 0.05; done"],
+        r#"{"stop-timeout": 2}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("n");
+    fs::remove_file(w.containers_dir().join("n.json")).unwrap();
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("n: removed, stopping"), "{out}");
+    w.berth_ok(&["stop", "n"]);
+    wait_for(LONG, "n to be forgotten", || {
+        !w.berth(&["inspect", "n"]).status.success()
+    });
+}
+
+#[test]
+fn an_unknown_verb_is_named() {
+    let w = World::new();
+    let _daemon = w.start_daemon(&[]);
+    let mut s = UnixStream::connect(w.socket()).unwrap();
+    s.write_all(b"{\"verb\":\"nope\"}\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("unknown verb: nope"), "{answer}");
+}

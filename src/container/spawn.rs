@@ -498,7 +498,13 @@ impl Plan {
                 "clone: {}",
                 errno_text(e.raw_os_error().unwrap_or(libc::EIO))
             ))),
-            Ok(process::Forked::Child) => self.run_in_child(report_w.as_raw_fd(), born_in_cgroup),
+            Ok(process::Forked::Child) => {
+                // The child's copy of the reading end must go at once: with
+                // it open, the monitor's death could not be seen as a
+                // closed pipe (see DieWithParent).
+                fd::close_raw(report_r.as_raw_fd());
+                self.run_in_child(report_w.as_raw_fd(), born_in_cgroup)
+            }
             Ok(process::Forked::Parent { pid, pidfd }) => {
                 drop(report_w);
                 let mut msg = [0u8; 8];

@@ -16,8 +16,11 @@ use crate::config;
 
 /// A client must send its whole request within this time.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// More concurrent clients than this are turned away.
+/// More clients than this still sending their request are turned away.
 const MAX_CLIENTS: usize = 256;
+/// More clients than this waiting for a container are refused, so that
+/// they cannot take every fd (1024 is a common limit).
+const MAX_WAITING: usize = 512;
 
 #[derive(Debug)]
 pub struct Client {
@@ -53,11 +56,12 @@ impl Daemon {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    // Waiting clients have their own cap (see `handle`).
                     let clients = self
                         .sources
                         .slots
                         .iter()
-                        .filter(|s| matches!(s.source, Some(Source::Client(_))))
+                        .filter(|s| matches!(&s.source, Some(Source::Client(c)) if !c.waiting))
                         .count();
                     if clients >= MAX_CLIENTS {
                         let _ = stream.write(&Response::error("too many clients").to_line());
@@ -236,6 +240,32 @@ impl Daemon {
     /// Answers a request now (`Some`) or registers the client as waiting.
     fn handle(&mut self, token: Token, req: Request) -> Option<Response> {
         let name = req.name.as_str();
+        const VERBS: &[&str] = &[
+            "ps", "reload", "version", "start", "stop", "restart", "kill", "wait", "logs",
+            "inspect",
+        ];
+        if !VERBS.contains(&req.verb.as_str()) {
+            return Some(Response::error(format!("unknown verb: {}", req.verb)));
+        }
+        if let Some(t) = req.time.filter(|t| *t > config::MAX_TIMEOUT) {
+            return Some(Response::error(format!(
+                "time must be at most {} seconds, not {t}",
+                config::MAX_TIMEOUT
+            )));
+        }
+        if matches!(req.verb.as_str(), "start" | "stop" | "restart" | "wait") {
+            let waiting = self
+                .sources
+                .slots
+                .iter()
+                .filter(|s| matches!(&s.source, Some(Source::Client(c)) if c.waiting))
+                .count();
+            if waiting >= MAX_WAITING {
+                return Some(Response::error(format!(
+                    "too many clients waiting ({MAX_WAITING}); try again later"
+                )));
+            }
+        }
         let needs_name = !matches!(req.verb.as_str(), "ps" | "reload" | "version");
         if needs_name {
             if let Err(e) = config::validate_name(name) {

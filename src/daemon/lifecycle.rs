@@ -797,6 +797,13 @@ impl Daemon {
             self.answer_exit_waiters(name, code, None);
             return;
         }
+        // A removal under way stays one when a user's stop comes on top
+        // (a reload that brings the definition back may still cancel it).
+        let after = if c.after_exit == AfterExit::Forget && reason == StopReason::User {
+            AfterExit::Forget
+        } else {
+            after
+        };
         let previous_after = std::mem::replace(&mut c.after_exit, after);
         let sig = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
         let already = c.stopping.is_some();

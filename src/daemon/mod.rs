@@ -218,8 +218,20 @@ impl Daemon {
         if let Some(parent) = cfg.socket.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
         }
-        // We hold the lock, so a socket file left here is a dead daemon's.
-        let _ = fs::remove_file(&cfg.socket);
+        // We hold the lock, so a socket left here is a dead daemon's; but
+        // only ever remove a socket, never a file a wrong path names.
+        match fs::symlink_metadata(&cfg.socket) {
+            Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                let _ = fs::remove_file(&cfg.socket);
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "socket {}: exists and is not a socket",
+                    cfg.socket.display()
+                ));
+            }
+            Err(_) => {}
+        }
         let mut listener = UnixListener::bind(&cfg.socket)
             .map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
         poll.registry()

@@ -141,6 +141,13 @@ pub fn reader_gone_raw(fd: RawFd) -> bool {
     n == 1 && p.revents & libc::POLLERR != 0
 }
 
+/// Closes a raw fd this process owns and will not use again (between clone
+/// and exec, where the owner's copy lives on in the parent).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: the caller owns `fd` in this process and never uses it again.
+    unsafe { libc::close(fd) };
+}
+
 /// Writes all of `buf`, retrying on EINTR; used with small messages.
 pub fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
     while !buf.is_empty() {
