@@ -223,6 +223,16 @@ fn crash_without_live_restore_stops_and_restarts_containers() {
     daemon.wait_for_log_line(&["app", "live restore is off"]);
 }
 
+/// Whether exec of `path` fails with ETXTBSY right now: some process (a
+/// child forked by another test thread, not yet exec'd) still has it open
+/// for writing. Checked by running `berth version` from it.
+fn text_file_busy(path: &std::path::Path) -> bool {
+    matches!(
+        std::process::Command::new(path).arg("version").output(),
+        Err(e) if e.raw_os_error() == Some(libc::ETXTBSY)
+    )
+}
+
 #[test]
 fn a_binary_replaced_on_disk_changes_nothing() {
     let w = live_world();
@@ -231,6 +241,13 @@ fn a_binary_replaced_on_disk_changes_nothing() {
     let installed = bin_dir.join("berth");
     fs::copy(BERTH, &installed).unwrap();
     let spawn = |w: &World| {
+        // A file just written can be briefly "busy" for exec: a process
+        // forked by another test thread while the copy was open holds its
+        // write fd until it execs. Once one exec works, none can be left
+        // (the fd is closed here, so no later fork inherits it).
+        wait_for(SHORT, "the copied binary to be executable", || {
+            !text_file_busy(&installed)
+        });
         let mut cmd = std::process::Command::new(&installed);
         cmd.arg("daemon")
             .arg("--config")
