@@ -763,3 +763,27 @@ fn an_unknown_verb_is_named() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("unknown verb: nope"), "{answer}");
 }
+
+#[test]
+fn a_missing_containers_dir_is_named_with_its_key() {
+    let w = World::new();
+    let missing = w.root.join("no-such-dir");
+    w.write_daemon_json(&format!(
+        r#"{{"containers-dir": {}}}"#,
+        json::string(missing.to_str().unwrap())
+    ));
+    let daemon = w.start_daemon(&[]);
+    let config = w.config_path();
+    daemon.wait_for_log_line(&[
+        missing.to_str().unwrap(),
+        "containers-dir in",
+        config.to_str().unwrap(),
+    ]);
+    let out = w.berth(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr_of(&out).contains("containers-dir in"),
+        "{}",
+        describe(&out)
+    );
+}

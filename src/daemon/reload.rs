@@ -21,8 +21,8 @@ impl Daemon {
             return Err("the daemon is shutting down".to_string());
         }
         let new_cfg = config::read_daemon_file(&self.opts.config).map_err(|e| e.to_string())?;
-        let entries =
-            config::read_containers_dir(&new_cfg.containers_dir).map_err(|e| e.to_string())?;
+        let entries = config::read_containers_dir(&new_cfg.containers_dir)
+            .map_err(|e| format!("{e} (containers-dir in {})", self.opts.config.display()))?;
         let mut specs = Vec::new();
         let mut errors = Vec::new();
         for (_, result) in entries {

@@ -28,7 +28,11 @@ impl Daemon {
         let specs = match config::read_containers_dir(&self.cfg.containers_dir) {
             Ok(list) => list,
             Err(e) => {
-                error!("{e}");
+                error!(
+                    "{} (containers-dir in {}); starting with no containers",
+                    e,
+                    self.opts.config.display()
+                );
                 Vec::new()
             }
         };
