@@ -20,12 +20,6 @@ use common::records::{Runtime, runtime, runtime_path};
 use common::*;
 use nanoserde::DeJson;
 
-/// Exits 0 at once on SIGTERM.
-const POLITE: &[&str] = &[
-    "/bin/sh",
-    "-c",
-    "trap 'exit 0' TERM; while :; do sleep 0.05; done",
-];
 /// A shell as pid 1 without a trap: SIGTERM does nothing, only the
 /// SIGKILL at the end of the stop timeout ends it.
 const DEAF: &[&str] = &["/bin/sh", "-c", "while :; do sleep 0.1; done"];
@@ -72,16 +66,6 @@ fn kill_monitor(rec: &Runtime) {
         "the monitor is already gone"
     );
     common::sys::pidfd_send_signal(&pidfd, libc::SIGKILL).expect("kill the monitor");
-}
-
-/// Asserts `cond` holds every time it is checked for `span` (a negative
-/// check: nothing may happen in that window).
-fn holds_for(span: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + span;
-    while Instant::now() < end {
-        assert!(cond(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Whether the process `pid` is blocked reading a socket, as a client

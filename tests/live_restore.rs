@@ -10,13 +10,6 @@ use std::fs;
 use common::records::{runtime, runtime_path};
 use common::*;
 
-/// A container that exits 0 on SIGTERM and otherwise runs forever.
-const POLITE: &[&str] = &[
-    "/bin/sh",
-    "-c",
-    "trap 'exit 0' TERM; while :; do sleep 0.05; done",
-];
-
 fn live_world() -> World {
     let w = World::new();
     w.write_daemon_json(r#"{"live-restore": true}"#);

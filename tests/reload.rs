@@ -10,22 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const POLITE: &[&str] = &[
-    "/bin/sh",
-    "-c",
-    "trap 'exit 0' TERM; while :; do sleep 0.05; done",
-];
-
-/// Asserts `cond` holds every time it is checked for `span` (a negative
-/// check: nothing may happen in that window).
-fn holds_for(span: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + span;
-    while Instant::now() < end {
-        assert!(cond(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn reload_reconciles_added_removed_changed_and_unchanged() {
     let w = World::new();

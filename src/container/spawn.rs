@@ -198,16 +198,7 @@ impl Plan {
                 b.op(Op::Mkdir(at(dir)?), format!("create {dir}"));
             }
             for m in &spec.mounts {
-                let is_dir = match &m.kind {
-                    MountKind::Bind { source } => Path::new(source).is_dir(),
-                    MountKind::Tmpfs { .. } => true,
-                };
-                let what = format!("create mount point {}", m.target);
-                if is_dir {
-                    b.op(Op::Mkdir(at(&m.target)?), what);
-                } else {
-                    b.op(Op::Touch(at(&m.target)?), what);
-                }
+                b.mount_point(m, at(&m.target)?);
             }
             b.op(
                 Op::RemountReadonly(rootfs.clone()),
@@ -309,17 +300,7 @@ impl Plan {
             match &m.kind {
                 MountKind::Bind { source } => {
                     let what = format!("bind {} on {}", source.display(), m.target);
-                    if Path::new(source).is_dir() {
-                        b.op(
-                            Op::Mkdir(target.clone()),
-                            format!("create mount point {}", m.target),
-                        );
-                    } else {
-                        b.op(
-                            Op::Touch(target.clone()),
-                            format!("create mount point {}", m.target),
-                        );
-                    }
+                    b.mount_point(m, target.clone());
                     b.mount(
                         Some(cstr(source.as_os_str().as_bytes())?),
                         target.clone(),
@@ -336,10 +317,7 @@ impl Plan {
                     }
                 }
                 MountKind::Tmpfs { size } => {
-                    b.op(
-                        Op::Mkdir(target.clone()),
-                        format!("create mount point {}", m.target),
-                    );
+                    b.mount_point(m, target.clone());
                     let mut data = "mode=1777".to_string();
                     if let Some(size) = size {
                         data.push_str(&format!(",size={size}"));
@@ -549,6 +527,21 @@ struct Builder {
 impl Builder {
     fn op(&mut self, op: Op, what: impl Into<String>) {
         self.ops.push((op, what.into()));
+    }
+
+    /// Creates what mount `m` goes on (at `target`): a directory, or an
+    /// empty file for a bind of a file.
+    fn mount_point(&mut self, m: &crate::config::Mount, target: CString) {
+        let is_dir = match &m.kind {
+            MountKind::Bind { source } => Path::new(source).is_dir(),
+            MountKind::Tmpfs { .. } => true,
+        };
+        let what = format!("create mount point {}", m.target);
+        if is_dir {
+            self.op(Op::Mkdir(target), what);
+        } else {
+            self.op(Op::Touch(target), what);
+        }
     }
 
     fn mount(

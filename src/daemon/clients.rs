@@ -321,8 +321,7 @@ impl Daemon {
             "restart" => {
                 let c = &self.containers[name];
                 if c.is_active() {
-                    let grace = c.spec.as_ref().map_or(10, |s| s.stop_timeout);
-                    let grace = Duration::from_secs(req.time.unwrap_or(grace));
+                    let grace = req.time.map_or(c.grace(), Duration::from_secs);
                     self.user_started(name);
                     self.stop_container(name, StopReason::Reconcile, grace, AfterExit::Start);
                     self.add_waiter(name, token, WaitKind::Started);
@@ -336,8 +335,7 @@ impl Daemon {
                     return Some(Response::error("the daemon is shutting down"));
                 }
                 let c = &self.containers[name];
-                let grace = c.spec.as_ref().map_or(10, |s| s.stop_timeout);
-                let grace = Duration::from_secs(req.time.unwrap_or(grace));
+                let grace = req.time.map_or(c.grace(), Duration::from_secs);
                 let active = c.is_active();
                 self.stop_container(name, StopReason::User, grace, AfterExit::Nothing);
                 info!("{name}: stop requested by a client");

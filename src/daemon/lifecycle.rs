@@ -186,6 +186,11 @@ impl Ctr {
         }
     }
 
+    /// The stop grace of the definition it runs now (10 s without one).
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.spec.as_ref().map_or(10, |s| s.stop_timeout))
+    }
+
     /// A monitor exists for it.
     pub fn is_active(&self) -> bool {
         self.run.is_some()
@@ -532,7 +537,7 @@ impl Daemon {
                 ended.cgroups = rec.options.cgroups;
             }
         }
-        self.run_ended(name, ended, ending);
+        self.run_ended(name, ended, ending, true);
     }
 
     /// Deregisters and returns the container's run.
@@ -551,7 +556,14 @@ impl Daemon {
 
     /// Bookkeeping for a finished run, live or found at start-up, then
     /// whatever comes next: forget, start again, or the restart policy.
-    pub(super) fn run_ended(&mut self, name: &str, run: Ended, ending: Result<ExitRecord, String>) {
+    /// `announce`: log the end (false when a previous daemon already did).
+    pub(super) fn run_ended(
+        &mut self,
+        name: &str,
+        run: Ended,
+        ending: Result<ExitRecord, String>,
+        announce: bool,
+    ) {
         let shutting_down = self.shutdown.is_some();
         let c = self.containers.get_mut(name).expect("caller checked");
         let stop_reason = c.stopping.take().map(|s| s.reason);
@@ -606,7 +618,9 @@ impl Daemon {
         } else {
             log::Level::Info
         };
-        self.note(name, level, &msg);
+        if announce {
+            self.note(name, level, &msg);
+        }
         if run.init_pid == 0 {
             // It never got as far as exec: whoever waits for the start
             // gets the reason.
@@ -637,7 +651,9 @@ impl Daemon {
         match after {
             AfterExit::Forget => self.forget(name),
             AfterExit::Nothing => {}
-            AfterExit::Start => self.start_or_fail(name),
+            AfterExit::Start => {
+                let _ = self.start_or_fail(name);
+            }
             AfterExit::Autostart => {
                 // Found running with live restore off, now stopped: start
                 // it again if its definition or its policy would have.
@@ -651,7 +667,7 @@ impl Daemon {
                         )
                 });
                 if wanted && !c.persist.stopped_by_user {
-                    self.start_or_fail(name);
+                    let _ = self.start_or_fail(name);
                 }
             }
             AfterExit::Policy => {
@@ -687,17 +703,22 @@ impl Daemon {
         );
     }
 
-    fn start_or_fail(&mut self, name: &str) {
-        if let Err(e) = self.start_container(name) {
+    /// Starts the container; if that fails at once, logs why, answers who
+    /// waits for the start and marks it failed (one that cannot be trusted
+    /// keeps its status).
+    pub(super) fn start_or_fail(&mut self, name: &str) -> Result<(), String> {
+        let result = self.start_container(name);
+        if let Err(e) = &result {
             self.note(name, log::Level::Error, &format!("start failed: {e}"));
             self.answer_start_waiters(name, Err(e.clone()));
             if let Some(c) = self.containers.get_mut(name) {
                 if !c.is_active() && c.status != Status::Unknown {
                     c.status = Status::Failed;
-                    c.error = Some(e);
+                    c.error = Some(e.clone());
                 }
             }
         }
+        result
     }
 
     /// Timers of one container: SIGKILL after the stop grace, restarts.
@@ -720,7 +741,7 @@ impl Daemon {
             c.restart_at = None;
             c.persist.restart_count += 1;
             self.save_persist(name);
-            self.start_or_fail(name);
+            let _ = self.start_or_fail(name);
         }
     }
 
@@ -835,13 +856,7 @@ impl Daemon {
         let Some(c) = self.containers.get(name) else {
             return;
         };
-        let grace = c
-            .spec
-            .as_ref()
-            .map_or(Duration::from_secs(10), |s| {
-                Duration::from_secs(s.stop_timeout)
-            })
-            .min(total);
+        let grace = c.grace().min(total);
         self.stop_container(name, StopReason::Shutdown, grace, AfterExit::Nothing);
     }
 

@@ -365,8 +365,13 @@ impl Daemon {
 
     fn fire_timers(&mut self, now: Instant) {
         self.expire_clients(now);
-        let names: Vec<String> = self.containers.keys().cloned().collect();
-        for name in names {
+        let due: Vec<String> = self
+            .containers
+            .values()
+            .filter(|c| c.deadline().is_some_and(|d| d <= now))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in due {
             self.container_timers(&name, now);
         }
         if let Some(s) = &mut self.shutdown {

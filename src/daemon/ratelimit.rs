@@ -12,8 +12,6 @@ pub struct RateLimit {
     window_start: Option<Instant>,
     count: u32,
     suppressed: u32,
-    /// Drop the next message: it repeats one already logged.
-    mute_next: bool,
 }
 
 /// What the caller may do with one message.
@@ -33,20 +31,10 @@ impl RateLimit {
             window_start: None,
             count: 0,
             suppressed: 0,
-            mute_next: false,
         }
-    }
-
-    /// Drops the next message only, uncounted (it repeats one already
-    /// logged, e.g. by a previous daemon).
-    pub fn mute_next(&mut self) {
-        self.mute_next = true;
     }
 
     pub fn check(&mut self, now: Instant) -> Verdict {
-        if std::mem::take(&mut self.mute_next) {
-            return Verdict::Drop;
-        }
         let fresh = self
             .window_start
             .is_none_or(|s| now.duration_since(s) >= WINDOW);

@@ -143,9 +143,9 @@ impl Daemon {
                 let mut c = Ctr::new(&name);
                 c.spec = spec_of(&name);
                 self.containers.insert(name.clone(), c);
-                self.load_persist_for_reload(&name);
+                self.load_persist(&name);
                 if start && !self.containers[&name].persist.stopped_by_user {
-                    self.start_or_report(&name).map_or_else(
+                    self.start_or_fail(&name).map_or_else(
                         |e| format!("{name}: added, start failed: {e}"),
                         |_| format!("{name}: added and started"),
                     )
@@ -156,7 +156,10 @@ impl Daemon {
             Action::Remove { name } => {
                 let active = self.containers.get(&name).is_some_and(|c| c.is_active());
                 if active {
-                    let grace = self.grace_of(&name);
+                    let grace = self
+                        .containers
+                        .get(&name)
+                        .map_or(Duration::from_secs(10), Ctr::grace);
                     self.stop_container(&name, StopReason::Reconcile, grace, AfterExit::Forget);
                     // No definition any more: one that comes back before the
                     // stop is done is a new one, not "unchanged".
@@ -174,7 +177,10 @@ impl Daemon {
                 if stop {
                     // Stopped as its running definition says (its stop
                     // signal and timeout), then started from the new one.
-                    let grace = self.grace_of(&name);
+                    let grace = self
+                        .containers
+                        .get(&name)
+                        .map_or(Duration::from_secs(10), Ctr::grace);
                     let after = if start {
                         AfterExit::Start
                     } else {
@@ -204,39 +210,10 @@ impl Daemon {
                 if !start {
                     return format!("{name}: changed");
                 }
-                match self.start_or_report(&name) {
+                match self.start_or_fail(&name) {
                     Ok(()) => format!("{name}: changed, started"),
                     Err(e) => format!("{name}: changed, start failed: {e}"),
                 }
-            }
-        }
-    }
-
-    /// The stop grace of the definition the container runs now.
-    fn grace_of(&self, name: &str) -> Duration {
-        let secs = self
-            .containers
-            .get(name)
-            .and_then(|c| c.spec.as_ref())
-            .map_or(10, |s| s.stop_timeout);
-        Duration::from_secs(secs)
-    }
-
-    fn start_or_report(&mut self, name: &str) -> Result<(), String> {
-        self.start_container(name).inspect_err(|e| {
-            self.note(name, log::Level::Error, &format!("start failed: {e}"));
-            if let Some(c) = self.containers.get_mut(name) {
-                c.status = Status::Failed;
-                c.error = Some(e.clone());
-            }
-        })
-    }
-
-    fn load_persist_for_reload(&mut self, name: &str) {
-        if let crate::state::Loaded::Ok(p) = crate::state::load(&self.paths(name).state()) {
-            if let Some(c) = self.containers.get_mut(name) {
-                c.persist = p;
-                c.persist.version = crate::state::FORMAT_VERSION;
             }
         }
     }

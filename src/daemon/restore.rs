@@ -10,7 +10,6 @@
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::time::Duration;
 
 use log::{debug, error, info, warn};
 use mio::Interest;
@@ -71,22 +70,14 @@ impl Daemon {
                 s.autostart && (!c.persist.stopped_by_user || s.restart == RestartPolicy::Always)
             });
             if fresh && wanted {
-                self.start_fresh(name);
+                let _ = self.start_or_fail(name);
             }
         }
     }
 
-    fn start_fresh(&mut self, name: &str) {
-        if let Err(e) = self.start_container(name) {
-            self.note(name, log::Level::Error, &format!("start failed: {e}"));
-            if let Some(c) = self.containers.get_mut(name) {
-                c.status = Status::Failed;
-                c.error = Some(e);
-            }
-        }
-    }
-
-    fn load_persist(&mut self, name: &str) {
+    /// Reads state.json (restart count, user stop); an unreadable or
+    /// newer one is named and replaced by defaults.
+    pub(super) fn load_persist(&mut self, name: &str) {
         let path = self.paths(name).state();
         let loaded = state::load::<ContainerState>(&path);
         let Some(c) = self.containers.get_mut(name) else {
@@ -236,9 +227,7 @@ impl Daemon {
             self.warn_once(name, msg);
         }
         let c = &self.containers[name];
-        let grace = c.spec.as_ref().map_or(Duration::from_secs(10), |s| {
-            Duration::from_secs(s.stop_timeout)
-        });
+        let grace = c.grace();
         match &c.spec {
             None if c.invalid.is_none() => {
                 info!("{name}: its definition is gone: stopping it");
@@ -349,13 +338,8 @@ impl Daemon {
             self.forget(name);
             return;
         }
-        if seen {
-            // Its end was logged by the daemon that saw it.
-            if let Some(c) = self.containers.get_mut(name) {
-                c.limiter.mute_next();
-            }
-        }
-        self.run_ended(name, ended, ending);
+        // A handled end was logged by the daemon that saw it.
+        self.run_ended(name, ended, ending, !seen);
         let Some(c) = self.containers.get_mut(name) else {
             return;
         };
@@ -367,7 +351,7 @@ impl Daemon {
             if always && c.spec.as_ref().is_some_and(|s| s.autostart) {
                 // As in Docker, "always" starts again with the daemon even
                 // after a user's stop.
-                self.start_fresh(name);
+                let _ = self.start_or_fail(name);
             } else {
                 c.status = Status::StoppedByUser;
             }

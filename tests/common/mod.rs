@@ -46,6 +46,24 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// Numbers the worlds of this test binary.
 static WORLDS: AtomicUsize = AtomicUsize::new(0);
 
+/// A container command that exits 0 at once on SIGTERM and otherwise
+/// runs until stopped.
+pub const POLITE: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+];
+
+/// Asserts `cond` holds every time it is checked for `span` (a negative
+/// check: nothing may happen in that window).
+pub fn holds_for(span: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        assert!(cond(), "{what} stopped holding");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `cond` every 10 ms until it holds; panics naming `what` when
 /// `deadline` has passed first.
 pub fn wait_for(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
