@@ -7,6 +7,8 @@
 
 use nanoserde::{DeJson, SerJson};
 
+use crate::{config, wire};
+
 /// Largest request line the daemon reads.
 pub const MAX_REQUEST: usize = 16 * 1024;
 
@@ -77,26 +79,201 @@ pub struct Response {
     pub actions: Option<Vec<String>>,
 }
 
-impl Response {
-    pub fn ok() -> Response {
-        Response {
+/// The verbs the daemon answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Ps,
+    Start,
+    Stop,
+    Restart,
+    Kill,
+    Wait,
+    Logs,
+    Inspect,
+    Reload,
+    Version,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 10] = [
+        Verb::Ps,
+        Verb::Start,
+        Verb::Stop,
+        Verb::Restart,
+        Verb::Kill,
+        Verb::Wait,
+        Verb::Logs,
+        Verb::Inspect,
+        Verb::Reload,
+        Verb::Version,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Ps => "ps",
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+            Verb::Kill => "kill",
+            Verb::Wait => "wait",
+            Verb::Logs => "logs",
+            Verb::Inspect => "inspect",
+            Verb::Reload => "reload",
+            Verb::Version => "version",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Verbs about one container.
+    pub fn takes_name(self) -> bool {
+        !matches!(self, Verb::Ps | Verb::Reload | Verb::Version)
+    }
+}
+
+/// A request, checked and typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Ps,
+    Reload,
+    Version,
+    Start { name: String, wait: bool },
+    Stop { name: String, time: Option<u64> },
+    Restart { name: String, time: Option<u64> },
+    Kill { name: String, signal: i32 },
+    Wait { name: String },
+    Logs { name: String },
+    Inspect { name: String },
+}
+
+impl Call {
+    /// Checks a request: a known verb, a valid name where one is needed,
+    /// a time within bounds, a known signal.
+    pub fn from_request(req: Request) -> Result<Call, String> {
+        let verb = Verb::parse(&req.verb).ok_or(format!("unknown verb: {}", req.verb))?;
+        if let Some(t) = req.time.filter(|t| *t > config::MAX_TIMEOUT) {
+            return Err(format!(
+                "time must be at most {} seconds, not {t}",
+                config::MAX_TIMEOUT
+            ));
+        }
+        if verb.takes_name() {
+            config::validate_name(&req.name)?;
+        }
+        let name = req.name;
+        Ok(match verb {
+            Verb::Ps => Call::Ps,
+            Verb::Reload => Call::Reload,
+            Verb::Version => Call::Version,
+            Verb::Start => Call::Start {
+                name,
+                wait: req.wait,
+            },
+            Verb::Stop => Call::Stop {
+                name,
+                time: req.time,
+            },
+            Verb::Restart => Call::Restart {
+                name,
+                time: req.time,
+            },
+            Verb::Kill => {
+                let signal = match req.signal.as_deref() {
+                    None => libc::SIGKILL,
+                    Some(s) => config::parse_signal(s).ok_or(format!("unknown signal: {s}"))?,
+                };
+                Call::Kill { name, signal }
+            }
+            Verb::Wait => Call::Wait { name },
+            Verb::Logs => Call::Logs { name },
+            Verb::Inspect => Call::Inspect { name },
+        })
+    }
+
+    /// The container it is about, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Call::Ps | Call::Reload | Call::Version => None,
+            Call::Start { name, .. }
+            | Call::Stop { name, .. }
+            | Call::Restart { name, .. }
+            | Call::Kill { name, .. }
+            | Call::Wait { name }
+            | Call::Logs { name }
+            | Call::Inspect { name } => Some(name),
+        }
+    }
+
+    /// Calls that may wait for a container.
+    pub fn may_wait(&self) -> bool {
+        matches!(
+            self,
+            Call::Start { .. } | Call::Stop { .. } | Call::Restart { .. } | Call::Wait { .. }
+        )
+    }
+}
+
+/// An answer, typed; on the wire it is a [`Response`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok,
+    Error(String),
+    /// A run ended: its exit code, or why there is none.
+    Exit {
+        code: Option<i32>,
+        error: Option<String>,
+    },
+    Containers(Vec<Info>),
+    Container(Box<Info>),
+    Version(String),
+    /// reload: one line per action taken.
+    Reloaded(Vec<String>),
+}
+
+impl From<Reply> for Response {
+    fn from(reply: Reply) -> Response {
+        let ok = Response {
             ok: true,
             ..Response::default()
+        };
+        match reply {
+            Reply::Ok => ok,
+            Reply::Error(e) => Response {
+                ok: false,
+                error: Some(e),
+                ..Response::default()
+            },
+            Reply::Exit { code, error } => Response {
+                exit_code: code,
+                error,
+                ..ok
+            },
+            Reply::Containers(list) => Response {
+                containers: Some(list),
+                ..ok
+            },
+            Reply::Container(info) => Response {
+                container: Some(*info),
+                ..ok
+            },
+            Reply::Version(v) => Response {
+                version: Some(v),
+                ..ok
+            },
+            Reply::Reloaded(actions) => Response {
+                actions: Some(actions),
+                ..ok
+            },
         }
     }
+}
 
-    pub fn error(msg: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            error: Some(msg.into()),
-            ..Response::default()
-        }
-    }
-
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut s = self.serialize_json();
-        s.push('\n');
-        s.into_bytes()
+impl Reply {
+    /// The line that carries it.
+    pub fn into_line(self) -> Vec<u8> {
+        wire::encode(&Response::from(self))
     }
 }
 
@@ -107,4 +284,73 @@ pub fn version() -> String {
         env!("CARGO_PKG_VERSION"),
         env!("BERTH_GIT_REV")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(verb: &str, name: &str) -> Request {
+        Request {
+            verb: verb.into(),
+            name: name.into(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn every_verb_parses_back() {
+        for v in Verb::ALL {
+            assert_eq!(Verb::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Verb::parse("nope"), None);
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        assert_eq!(
+            Call::from_request(req("nope", "")),
+            Err("unknown verb: nope".into())
+        );
+        assert_eq!(Call::from_request(req("ps", "")), Ok(Call::Ps));
+        assert!(Call::from_request(req("start", "")).is_err());
+        assert!(Call::from_request(req("start", "../x")).is_err());
+        let mut r = req("stop", "a");
+        r.time = Some(config::MAX_TIMEOUT + 1);
+        assert!(Call::from_request(r).unwrap_err().contains("at most"));
+        let mut r = req("kill", "a");
+        r.signal = Some("SIGNOPE".into());
+        assert_eq!(Call::from_request(r), Err("unknown signal: SIGNOPE".into()));
+        let mut r = req("kill", "a");
+        r.signal = Some("HUP".into());
+        assert_eq!(
+            Call::from_request(r),
+            Ok(Call::Kill {
+                name: "a".into(),
+                signal: libc::SIGHUP
+            })
+        );
+        assert_eq!(
+            Call::from_request(req("kill", "a")),
+            Ok(Call::Kill {
+                name: "a".into(),
+                signal: libc::SIGKILL
+            })
+        );
+    }
+
+    #[test]
+    fn replies_keep_their_wire_shape() {
+        let line = Reply::Exit {
+            code: Some(42),
+            error: None,
+        }
+        .into_line();
+        let r: Response = wire::decode(&line[..line.len() - 1]).unwrap();
+        assert!(r.ok);
+        assert_eq!(r.exit_code, Some(42));
+        let r = Response::from(Reply::Error("no".into()));
+        assert!(!r.ok);
+        assert_eq!(r.error.as_deref(), Some("no"));
+    }
 }

@@ -4,7 +4,7 @@
 //! directory the daemon names, and follows them while the container runs.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -20,6 +20,7 @@ use crate::config;
 use crate::container::logs::{self, Stream};
 use crate::host;
 use crate::sys::{fd, process};
+use crate::wire;
 
 /// A failure to report: the message, and the exit code.
 pub struct Failure(pub String, pub i32);
@@ -48,6 +49,9 @@ pub fn socket_path(
     Ok(config::default_daemon().socket)
 }
 
+/// The largest response read: `ps --json` of many containers.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
 /// Sends one request and reads the one response line.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
@@ -65,26 +69,22 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
 }
 
 fn send(stream: &mut UnixStream, req: &Request) -> Result<(), Failure> {
-    let mut line = req.serialize_json();
-    line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| Failure(format!("send request: {e}"), 1))
+    wire::send(stream, req).map_err(|e| Failure(format!("send request: {e}"), 1))
 }
 
-fn receive(stream: UnixStream) -> Result<Response, Failure> {
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| Failure(format!("read response: {e}"), 1))?;
-    if line.is_empty() {
-        return Err(Failure(
+fn receive(mut stream: UnixStream) -> Result<Response, Failure> {
+    match wire::receive::<Response>(&mut stream, MAX_RESPONSE) {
+        Ok(Some(resp)) => Ok(resp),
+        Ok(None) => Err(Failure(
             "the daemon closed the connection without answering".into(),
             1,
-        ));
+        )),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Failure(
+            format!("malformed response from the daemon: {e}"),
+            1,
+        )),
+        Err(e) => Err(Failure(format!("read response: {e}"), 1)),
     }
-    crate::json::decode::<Response>(line.trim_end())
-        .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))
 }
 
 fn checked(resp: Response) -> Result<Response, Failure> {

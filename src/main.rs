@@ -20,6 +20,7 @@ mod plan;
 mod policy;
 mod state;
 mod sys;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

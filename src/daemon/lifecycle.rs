@@ -1,890 +1,1966 @@
-//! A container as the daemon sees it, and everything that moves it
-//! between states: start, the monitor's reply, stop (signal, grace,
-//! SIGKILL), the end of a run, and the restart policy.
+//! A container's lifecycle: one phase per container, and one pure
+//! function, [`on`], from (state, event) to (new state, effects). The
+//! daemon's loop turns everything that happens to a container (a client's
+//! request, the monitor's report, its exit, a timer, a reload, what restore
+//! found on disk) into an [`Event`], and executes the [`Effect`]s that come
+//! back (spawn, signal, persist, answer, log, forget). Nothing else assigns
+//! a phase: the field is private to this module.
 //!
-//! Status is a small state machine:
+//! The transitions, by phase kind (a unit test derives this list from [`on`]
+//! itself, for every phase against every event, and fails if it differs):
 //!
 //! ```text
-//! stopped/exited/failed --start--> running --exit--> exited | failed
-//!        running --stop--> (stop signal, grace, SIGKILL) --exit--> stopped
-//!        exited/failed --policy--> restarting --timer--> running
+//! idle        --start-->        idle         spawn asked; `spawned` follows
+//! idle        --spawned-->      starting
+//! idle        --spawn-failed--> idle         failed, with the reason
+//! idle        --ended-->        idle         a run found ended at start-up
+//! idle        --ended-->        backing-off  ... and its policy restarts it
+//! idle        --ended-->        removed      ... and its definition is gone
+//! idle        --attached-->     running      a live monitor found at start-up
+//! idle        --attached-->     stopping     ... to be stopped or recreated
+//! idle        --distrusted-->   untrusted    its records cannot be trusted
+//! idle        --undefined-->    removed
+//! backing-off --start-->        backing-off  spawn asked
+//! backing-off --spawned-->      starting
+//! backing-off --spawn-failed--> idle
+//! backing-off --stop-->         idle
+//! backing-off --tick-->         backing-off  back-off over: spawn asked
+//! backing-off --redefined-->    idle
+//! backing-off --undefined-->    removed
+//! starting    --stop-->         stopping
+//! starting    --restart-->      stopping
+//! starting    --execed-->       running
+//! starting    --exec-failed-->  starting     shown failed until the monitor ends
+//! starting    --ended-->        idle
+//! starting    --ended-->        backing-off
+//! running     --stop-->         stopping
+//! running     --restart-->      stopping
+//! running     --ended-->        idle
+//! running     --ended-->        backing-off
+//! stopping    --execed-->       stopping     the stop signal goes out now
+//! stopping    --exec-failed-->  stopping
+//! stopping    --tick-->         stopping     grace over: SIGKILL
+//! stopping    --ended-->        idle
+//! stopping    --ended-->        removed      its definition is gone
+//! untrusted   --undefined-->    removed
 //! ```
+//!
+//! Every other (phase, event) pair keeps the phase kind: it may answer a
+//! client, log, or change the phase's data (a stop's deadline, what follows
+//! it), but it does not move the container elsewhere.
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
-use nanoserde::SerJson;
+use crate::config::RestartPolicy;
+use crate::policy;
+use crate::state::{ContainerState, FORMAT_VERSION, StartOptions};
 
-use super::clients::Waiter;
-use super::ratelimit::{RateLimit, Verdict};
-use super::{Daemon, Source};
-use crate::api::Info;
-use crate::config::{self, ContainerSpec, RestartPolicy};
-use crate::container::monitor::{self, Job, Reply};
-use crate::host;
-use crate::policy::{self, Ending};
-use crate::state::{
-    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
-};
-use crate::sys::{fd, process};
+/// A client of the API socket, as the loop names it (its token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub usize);
 
+/// How a container at rest got there (for `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum Rest {
     /// Never started in this boot, or stopped by the daemon.
     Stopped,
-    /// Stopped by the user (`berth stop`).
+    /// Stopped by a user's `berth stop`.
     StoppedByUser,
-    /// The monitor runs; `Run::init_pid` is 0 until it has replied.
+    Exited,
+    Failed,
+}
+
+/// What `status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Stopped,
     Running,
     Exited,
-    /// Waiting for the restart back-off.
     Restarting,
     Failed,
-    /// Its records cannot be trusted (newer format, torn): hands off. It
-    /// shows as "running" while the process the record seems to name is
-    /// alive, else as "failed"; either way with the reason as a warning.
-    Unknown,
 }
 
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Stopped | Status::StoppedByUser => "stopped",
+            Status::Stopped => "stopped",
             Status::Running => "running",
             Status::Exited => "exited",
             Status::Restarting => "restarting",
             Status::Failed => "failed",
-            Status::Unknown => "failed",
         }
     }
 }
 
-/// Why a stop was asked for, which decides what happens after the exit.
+/// Whether the container's command was exec'd in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exec {
+    /// The monitor has not reported yet.
+    Pending,
+    /// The monitor reported that the start failed; it ends soon.
+    Failed,
+    /// Exec'd: the init's pid is known.
+    Done,
+}
+
+/// One run of a container: its monitor and, once exec'd, its init.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFacts {
+    pub run_id: String,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub init_pid: i32,
+    pub init_start: u64,
+    /// Nanoseconds since the epoch.
+    pub started_at: u64,
+    /// Hash of the definition it was started from.
+    pub hash: u64,
+    pub options: StartOptions,
+    pub exec: Exec,
+}
+
+/// Why a stop was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     User,
     Shutdown,
-    /// Reload or restore replaces or removes it; `after` says which.
+    /// Reload, restart or restore replaces or removes it.
     Reconcile,
 }
 
-/// What to do once the current run has ended.
+/// What follows the end of a stopped run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterExit {
-    /// Apply the restart policy.
-    Policy,
-    /// Start it again (restart, a replaced definition, crash recovery).
-    Start,
-    /// Start it again only if its definition says autostart.
-    Autostart,
-    /// Forget it: the definition is gone.
-    Forget,
-    /// Nothing (a stop by the user or the shutdown).
+pub enum Then {
     Nothing,
+    /// Start it again (restart, a replaced definition).
+    Start,
+    /// Start it again if its definition or policy would have (it was found
+    /// running with live restore off).
+    Autostart,
+    /// Forget it and its records: its definition is gone.
+    Forget,
 }
 
-#[derive(Debug)]
-pub struct Stopping {
-    pub reason: StopReason,
-    pub kill_at: Option<Instant>,
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// No monitor.
+    Idle(Rest),
+    /// Waiting for the restart back-off.
+    BackingOff {
+        until: Instant,
+    },
+    /// A monitor runs; the start is not reported, or it failed and the
+    /// monitor is about to end. Shows as `shown` until exec'd ("running"
+    /// always has a pid).
+    Starting {
+        run: RunFacts,
+        shown: Status,
+    },
+    Running {
+        run: RunFacts,
+    },
+    /// A stop is under way: the stop signal went out (or goes out at exec),
+    /// SIGKILL at `kill_at`.
+    Stopping {
+        run: RunFacts,
+        reason: StopReason,
+        kill_at: Option<Instant>,
+        then: Then,
+    },
+    /// Its records cannot be trusted (newer format, torn): hands off.
+    /// `seen` is the init (pid, start time) as far as the record reads,
+    /// for display only.
+    Untrusted {
+        why: String,
+        seen: Option<(i32, u64)>,
+    },
+    /// Its definition is gone and so is its run: the loop drops it.
+    Removed,
 }
 
-/// One run of a container: its monitor and, once exec'd, its init.
-#[derive(Debug)]
-pub struct Run {
-    pub run_id: String,
-    pub monitor_pid: i32,
-    pub monitor_start: u64,
-    pub monitor_pidfd: OwnedFd,
-    pub monitor_token: Token,
-    pub channel: Option<(mio::net::UnixStream, Token, Vec<u8>)>,
-    pub init_pid: i32,
-    pub init_start: u64,
-    pub init_pidfd: Option<OwnedFd>,
-    pub started_at: u64,
-    pub hash: u64,
-    pub options: StartOptions,
+/// The kinds of phase, for the diagram and its test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Idle,
+    BackingOff,
+    Starting,
+    Running,
+    Stopping,
+    Untrusted,
+    Removed,
 }
 
-/// What is left of a run once its monitor is gone.
-#[derive(Debug)]
-pub struct Ended {
-    pub init_pid: i32,
-    pub init_start: u64,
-    pub init_pidfd: Option<OwnedFd>,
-    pub started_at: u64,
-    pub cgroups: Vec<String>,
-}
-
-impl From<Run> for Ended {
-    fn from(run: Run) -> Ended {
-        Ended {
-            init_pid: run.init_pid,
-            init_start: run.init_start,
-            init_pidfd: run.init_pidfd,
-            started_at: run.started_at,
-            cgroups: run.options.cgroups,
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Idle => "idle",
+            Kind::BackingOff => "backing-off",
+            Kind::Starting => "starting",
+            Kind::Running => "running",
+            Kind::Stopping => "stopping",
+            Kind::Untrusted => "untrusted",
+            Kind::Removed => "removed",
         }
     }
 }
 
-#[derive(Debug)]
-pub struct Ctr {
-    pub name: String,
-    pub spec: Option<ContainerSpec>,
-    /// Why the definition is not valid, if it is not.
-    pub invalid: Option<String>,
-    pub status: Status,
-    pub run: Option<Run>,
-    pub exit_code: Option<i32>,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
-    pub error: Option<String>,
-    pub warning: Option<String>,
-    pub persist: ContainerState,
-    pub stopping: Option<Stopping>,
-    pub after_exit: AfterExit,
-    pub restart_at: Option<Instant>,
-    pub consecutive_failures: u32,
-    pub waiters: Vec<Waiter>,
-    pub limiter: RateLimit,
-    /// For a record that cannot be trusted: the (pid, start time) of the
-    /// container's init as far as the record can be read, for display only.
-    pub untouched: Option<(i32, u64)>,
-}
-
-impl Ctr {
-    pub fn new(name: &str) -> Ctr {
-        Ctr {
-            name: name.to_string(),
-            spec: None,
-            invalid: None,
-            status: Status::Stopped,
-            run: None,
-            exit_code: None,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            warning: None,
-            persist: ContainerState {
-                version: FORMAT_VERSION,
-                ..ContainerState::default()
-            },
-            stopping: None,
-            after_exit: AfterExit::Policy,
-            restart_at: None,
-            consecutive_failures: 0,
-            waiters: Vec::new(),
-            limiter: RateLimit::new(),
-            untouched: None,
+impl Phase {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Phase::Idle(_) => Kind::Idle,
+            Phase::BackingOff { .. } => Kind::BackingOff,
+            Phase::Starting { .. } => Kind::Starting,
+            Phase::Running { .. } => Kind::Running,
+            Phase::Stopping { .. } => Kind::Stopping,
+            Phase::Untrusted { .. } => Kind::Untrusted,
+            Phase::Removed => Kind::Removed,
         }
     }
 
-    /// The stop grace of the definition it runs now (10 s without one).
-    pub fn grace(&self) -> Duration {
-        Duration::from_secs(self.spec.as_ref().map_or(10, |s| s.stop_timeout))
+    /// The current run, while a monitor exists.
+    pub fn run(&self) -> Option<&RunFacts> {
+        match self {
+            Phase::Starting { run, .. } | Phase::Running { run } | Phase::Stopping { run, .. } => {
+                Some(run)
+            }
+            _ => None,
+        }
+    }
+
+    fn run_mut(&mut self) -> Option<&mut RunFacts> {
+        match self {
+            Phase::Starting { run, .. } | Phase::Running { run } | Phase::Stopping { run, .. } => {
+                Some(run)
+            }
+            _ => None,
+        }
     }
 
     /// A monitor exists for it.
     pub fn is_active(&self) -> bool {
-        self.run.is_some()
+        self.run().is_some()
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
-        let kill = self.stopping.as_ref().and_then(|s| s.kill_at);
-        match (kill, self.restart_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    pub fn status(&self) -> Status {
+        match self {
+            Phase::Idle(Rest::Stopped | Rest::StoppedByUser) => Status::Stopped,
+            Phase::Idle(Rest::Exited) => Status::Exited,
+            Phase::Idle(Rest::Failed) | Phase::Removed => Status::Failed,
+            Phase::BackingOff { .. } => Status::Restarting,
+            Phase::Starting { run, shown } => match run.exec {
+                Exec::Failed => Status::Failed,
+                _ => *shown,
+            },
+            Phase::Running { .. } => Status::Running,
+            Phase::Stopping { run, .. } => match run.exec {
+                Exec::Done => Status::Running,
+                Exec::Failed => Status::Failed,
+                Exec::Pending => Status::Stopped,
+            },
+            Phase::Untrusted { .. } => Status::Failed,
         }
     }
 
-    pub fn info(&self, cfg_log_dir: &Path) -> Info {
-        let run = self.run.as_ref();
-        let untouched_pid = self
-            .untouched
-            .filter(|&(pid, start)| {
-                self.status == Status::Unknown && host::same_process(pid, start)
-            })
-            .map(|(pid, _)| pid);
-        Info {
-            name: self.name.clone(),
-            status: if untouched_pid.is_some() {
-                "running"
-            } else {
-                self.status.as_str()
-            }
-            .to_string(),
-            pid: run.map_or(untouched_pid.unwrap_or(0), |r| r.init_pid),
-            exit_code: if self.status == Status::Running {
-                None
-            } else {
-                self.exit_code
-            },
-            restart_count: self.persist.restart_count,
-            started_at: self.started_at.map(host::rfc3339),
-            finished_at: if self.status == Status::Running {
-                None
-            } else {
-                self.finished_at.map(host::rfc3339)
-            },
-            error: self.error.clone().or_else(|| self.invalid.clone()),
-            monitor_pid: run.map_or(0, |r| r.monitor_pid),
-            monitor_start: run.map_or(0, |r| r.monitor_start),
-            restart: self
-                .spec
-                .as_ref()
-                .map_or(String::new(), |s| s.restart.to_string()),
-            autostart: self.spec.as_ref().is_some_and(|s| s.autostart),
-            stopped_by_user: self.persist.stopped_by_user,
-            rootfs: self
-                .spec
-                .as_ref()
-                .map_or(String::new(), |s| s.rootfs.display().to_string()),
-            command: self.spec.as_ref().map_or(Vec::new(), |s| s.command.clone()),
-            config_hash: match (run, &self.spec) {
-                (Some(r), _) => format!("{:016x}", r.hash),
-                (None, Some(s)) => format!("{:016x}", s.hash),
-                (None, None) => String::new(),
-            },
-            log_dir: match run {
-                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
-                    .join(&self.name)
-                    .display()
-                    .to_string(),
-                _ => cfg_log_dir.join(&self.name).display().to_string(),
-            },
-            warning: self.warning.clone(),
+    /// When the next timer of this phase is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Phase::BackingOff { until } => Some(*until),
+            Phase::Stopping { kill_at, .. } => *kill_at,
+            _ => None,
         }
     }
 }
 
-impl Daemon {
-    pub(super) fn paths(&self, name: &str) -> Paths {
-        Paths::new(&self.cfg.run_dir, &self.cfg.state_dir, name)
+/// What a waiting client waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// `start`, `restart`: answer once exec'd or failed.
+    Started,
+    /// `start --wait`: answer once exec'd and exited, with the code.
+    StartedThenExit,
+    /// `wait`, `stop`: answer when the run ends.
+    Exit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub client: ClientId,
+    pub kind: WaitKind,
+}
+
+/// An answer to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Ok,
+    Error(String),
+    /// The run ended: its exit code, or why there is none.
+    Exit {
+        code: Option<i32>,
+        error: Option<String>,
+    },
+}
+
+/// How a run ended, from its exit record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub code: Option<i32>,
+    /// Why it could not start, if it could not.
+    pub error: Option<String>,
+    /// 0 if unknown.
+    pub started_at: u64,
+    pub finished_at: u64,
+}
+
+/// Who asks for a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A client: clears a user's stop and the restart count.
+    User,
+    /// The daemon: autostart, reload.
+    Daemon,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Start {
+        cause: Cause,
+        waiter: Option<Waiter>,
+    },
+    /// A user's `restart`: stop (if active), then start.
+    Restart { grace: Duration, waiter: Waiter },
+    Stop {
+        reason: StopReason,
+        grace: Duration,
+        then: Then,
+        /// A client to answer when the run has ended (or now, if none runs).
+        client: Option<ClientId>,
+    },
+    /// `wait`: answer when the run ends, or now with the last code.
+    Wait { client: ClientId },
+    /// The monitor asked for by [`Effect::Spawn`] is up.
+    Spawned(RunFacts),
+    /// No monitor could be started.
+    SpawnFailed(String),
+    /// The monitor reports the exec. `alive`: the init could be opened.
+    Execed {
+        init_pid: i32,
+        init_start: u64,
+        started_at: u64,
+        alive: bool,
+    },
+    /// The monitor reports that the start failed.
+    ExecFailed(String),
+    /// The monitor is gone: how the run ended (or why that is not known).
+    /// `found`: a run that ended while no daemon ran, found at start-up
+    /// (`seen`: a previous daemon had handled its end already).
+    Ended {
+        outcome: Result<Ending, String>,
+        found: Option<(RunFacts, bool)>,
+    },
+    /// Time passed: deadlines up to `Ctx::now` are due.
+    Tick,
+    /// SIGKILL now (the shutdown timeout).
+    Kill { why: &'static str },
+    /// Reload gave it a new definition while no monitor runs.
+    Redefined { start: bool },
+    /// Its definition is gone (reload, or restore found only records).
+    Undefined,
+    /// Start-up found its monitor alive.
+    Attached(RunFacts),
+    /// Start-up found records that cannot be trusted.
+    Distrusted {
+        why: String,
+        seen: Option<(i32, u64)>,
+    },
+    /// Start-up is done: start it if the definition says so.
+    Boot,
+    /// A waiting client went away.
+    ClientGone(ClientId),
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Start { .. } => "start",
+            Event::Restart { .. } => "restart",
+            Event::Stop { .. } => "stop",
+            Event::Wait { .. } => "wait",
+            Event::Spawned(_) => "spawned",
+            Event::SpawnFailed(_) => "spawn-failed",
+            Event::Execed { .. } => "execed",
+            Event::ExecFailed(_) => "exec-failed",
+            Event::Ended { .. } => "ended",
+            Event::Tick => "tick",
+            Event::Kill { .. } => "kill",
+            Event::Redefined { .. } => "redefined",
+            Event::Undefined => "undefined",
+            Event::Attached(_) => "attached",
+            Event::Distrusted { .. } => "distrusted",
+            Event::Boot => "boot",
+            Event::ClientGone(_) => "client-gone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start a monitor; report [`Event::Spawned`] or [`Event::SpawnFailed`].
+    Spawn,
+    /// Send a signal to the container's init.
+    Signal(i32),
+    /// SIGKILL to the monitor (the init dies with it): a start that hangs.
+    KillMonitor,
+    /// Write the persisted state (restart count, user stop).
+    Persist,
+    Answer(ClientId, Answer),
+    Log(log::Level, String),
+    /// The run's end is handled: keep its runtime record as history.
+    Archive,
+    /// Remove its runtime and last-run records (a daemon stop without live
+    /// restore: the next daemon starts from the definitions).
+    DropRecords,
+    /// Remove its last-run record (found running with live restore off).
+    DropLastRun,
+    /// Remove its records and drop it.
+    Forget,
+}
+
+/// What the transition needs to know of the definition in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Def {
+    pub restart: RestartPolicy,
+    pub autostart: bool,
+    pub stop_signal: i32,
+    pub grace: Duration,
+    pub hash: u64,
+}
+
+/// Grace of a container with no definition.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// The world as the transition sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub name: &'a str,
+    pub now: Instant,
+    /// Nanoseconds since the epoch, for records.
+    pub now_ns: u64,
+    /// The definition, or why there is none valid (`None`: it is gone).
+    pub def: Result<Def, Option<&'a str>>,
+    pub live_restore: bool,
+    pub shutting_down: bool,
+}
+
+impl Ctx<'_> {
+    fn def(&self) -> Option<&Def> {
+        self.def.as_ref().ok()
     }
 
-    /// Logs a message about one container, rate-limited per container.
-    pub(super) fn note(&mut self, name: &str, level: log::Level, msg: &str) {
-        if level > log::max_level() {
-            return; // filtered out anyway: spend none of the budget on it
-        }
-        let verdict = match self.containers.get_mut(name) {
-            Some(c) => c.limiter.check(Instant::now()),
-            None => Verdict::Log,
-        };
-        match verdict {
-            Verdict::Drop => {}
-            Verdict::Log => log::log!(level, "{name}: {msg}"),
-            Verdict::LogAfterDropped(n) => {
-                log::log!(level, "{name}: ({n} earlier messages suppressed) {msg}");
-            }
+    fn grace(&self) -> Duration {
+        self.def().map_or(DEFAULT_GRACE, |d| d.grace)
+    }
+
+    fn stop_signal(&self) -> i32 {
+        self.def().map_or(libc::SIGTERM, |d| d.stop_signal)
+    }
+}
+
+/// The last run's outcome, for `inspect`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Last {
+    pub exit_code: Option<i32>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Everything the daemon decides about one container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    phase: Phase,
+    last: Last,
+    persist: ContainerState,
+    /// Consecutive quick failures, for the back-off.
+    quick_failures: u32,
+    waiters: Vec<Waiter>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle::new(ContainerState::default())
+    }
+}
+
+impl Lifecycle {
+    /// A container at rest, with what was persisted of it.
+    pub fn new(mut persist: ContainerState) -> Lifecycle {
+        // Records of an older format are upgraded on the next write.
+        persist.version = FORMAT_VERSION;
+        Lifecycle {
+            phase: Phase::Idle(Rest::Stopped),
+            last: Last::default(),
+            persist,
+            quick_failures: 0,
+            waiters: Vec::new(),
         }
     }
 
-    pub(super) fn save_persist(&mut self, name: &str) {
-        let Some(c) = self.containers.get(name) else {
-            return;
-        };
-        let paths = self.paths(name);
-        let result =
-            state::ensure_dir(&paths.state).and_then(|_| state::save(&paths.state(), &c.persist));
-        if let Err(e) = result {
-            let msg = format!("write {}: {e}", paths.state().display());
-            self.note(name, log::Level::Error, &msg);
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    pub fn last(&self) -> &Last {
+        &self.last
+    }
+
+    pub fn persist(&self) -> &ContainerState {
+        &self.persist
+    }
+
+    pub fn is_waiting(&self, client: ClientId) -> bool {
+        self.waiters.iter().any(|w| w.client == client)
+    }
+}
+
+/// The transition function: what `event` does to `state`.
+pub fn on(state: Lifecycle, event: Event, ctx: &Ctx) -> (Lifecycle, Vec<Effect>) {
+    let mut t = Transition {
+        s: state,
+        fx: Vec::new(),
+        ctx,
+    };
+    t.handle(event);
+    (t.s, t.fx)
+}
+
+struct Transition<'a, 'b> {
+    s: Lifecycle,
+    fx: Vec<Effect>,
+    ctx: &'a Ctx<'b>,
+}
+
+impl Transition<'_, '_> {
+    fn log(&mut self, level: log::Level, msg: String) {
+        self.fx.push(Effect::Log(level, msg));
+    }
+
+    fn answer(&mut self, client: ClientId, answer: Answer) {
+        self.fx.push(Effect::Answer(client, answer));
+    }
+
+    fn wait(&mut self, waiter: Waiter) {
+        self.s.waiters.push(waiter);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Start { cause, waiter } => self.start(cause, waiter),
+            Event::Restart { grace, waiter } => self.restart(grace, waiter),
+            Event::Stop {
+                reason,
+                grace,
+                then,
+                client,
+            } => self.stop(reason, grace, then, client),
+            Event::Wait { client } => self.wait_for_exit(client),
+            Event::Spawned(run) => self.spawned(run),
+            Event::SpawnFailed(why) => self.spawn_failed(why),
+            Event::Execed {
+                init_pid,
+                init_start,
+                started_at,
+                alive,
+            } => self.execed(init_pid, init_start, started_at, alive),
+            Event::ExecFailed(why) => self.exec_failed(why),
+            Event::Ended { outcome, found } => self.ended(outcome, found),
+            Event::Tick => self.tick(),
+            Event::Kill { why } => self.kill(why),
+            Event::Redefined { start } => self.redefined(start),
+            Event::Undefined => self.undefined(),
+            Event::Attached(run) => self.attached(run),
+            Event::Distrusted { why, seen } => self.distrusted(why, seen),
+            Event::Boot => self.boot(),
+            Event::ClientGone(client) => self.s.waiters.retain(|w| w.client != client),
         }
     }
 
-    /// Starts the container: spawns its monitor and sends it the job. The
-    /// outcome arrives on the channel (`channel_readable`).
-    pub(super) fn start_container(&mut self, name: &str) -> Result<(), String> {
-        let (spec, paths) = {
-            let c = self
-                .containers
-                .get(name)
-                .ok_or_else(|| format!("no such container: {name}"))?;
-            if c.status == Status::Unknown {
-                return Err(format!(
-                    "{name}: {}; not touching it",
-                    c.warning
-                        .as_deref()
-                        .unwrap_or("its records cannot be trusted")
-                ));
-            }
-            if c.is_active() {
-                return Ok(());
-            }
-            let spec = match (&c.spec, &c.invalid) {
-                (Some(s), _) => s.clone(),
-                (None, Some(why)) => return Err(why.clone()),
-                (None, None) => return Err(format!("{name}: no definition")),
-            };
-            (spec, self.paths(name))
-        };
-        if let Err(e) = config::check_container_host(
-            &spec,
-            &self.cfg.containers_dir.join(format!("{name}.json")),
-        ) {
-            let msg = e.to_string();
-            if let Some(c) = self.containers.get_mut(name) {
-                c.status = Status::Failed;
-                c.error = Some(msg.clone());
-            }
-            return Err(msg);
+    /// A start asked for by a user clears a user's stop and the restart
+    /// count.
+    fn user_started(&mut self) {
+        let p = &mut self.s.persist;
+        let changed = p.stopped_by_user || p.restart_count != 0;
+        p.stopped_by_user = false;
+        p.restart_count = 0;
+        self.s.quick_failures = 0;
+        if changed {
+            self.fx.push(Effect::Persist);
         }
-        let run_id = format!(
-            "{:016x}",
-            process::random_u64().map_err(|e| format!("getrandom: {e}"))?
-        );
-        let job = Job {
-            version: FORMAT_VERSION,
-            name: name.to_string(),
-            run_id: run_id.clone(),
-            spec: spec.canonical.clone(),
-            run_dir: self.cfg.run_dir.display().to_string(),
-            state_dir: self.cfg.state_dir.display().to_string(),
-            log_dir: self.cfg.log_dir.display().to_string(),
-            log_max_size: self.cfg.log_max_size,
-            log_max_files: self.cfg.log_max_files,
-            cgroup_parent: self.cfg.cgroup_parent.clone(),
-        };
-        let options = StartOptions {
-            log_dir: job.log_dir.clone(),
-            log_max_size: job.log_max_size,
-            log_max_files: job.log_max_files,
-            cgroup_parent: job.cgroup_parent.clone(),
-            cgroups: Vec::new(),
-        };
-        fs::create_dir_all(&paths.run)
-            .map_err(|e| format!("create {}: {e}", paths.run.display()))?;
-        let (ours, theirs) = fd::socketpair().map_err(|e| format!("create socketpair: {e}"))?;
-        let (pid, pidfd) =
-            monitor::spawn(name, &theirs).map_err(|e| format!("spawn monitor: {e}"))?;
-        drop(theirs);
-        let mut line = job.serialize_json();
-        line.push('\n');
-        let mut stream = std::os::unix::net::UnixStream::from(ours);
-        // The job fits in the socket buffer; the monitor reads it at once.
-        if let Err(e) = stream.write_all(line.as_bytes()) {
-            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            return Err(format!("send job to monitor: {e}"));
-        }
-        let _ = stream.set_nonblocking(true);
-        let mut stream = mio::net::UnixStream::from_std(stream);
-        let monitor_token = self.sources.insert(Source::Monitor(name.to_string()));
-        let channel_token = self.sources.insert(Source::Channel(name.to_string()));
-        let reg = self.poll.registry();
-        let r1 = reg.register(
-            &mut SourceFd(&pidfd.as_raw_fd()),
-            monitor_token,
-            Interest::READABLE,
-        );
-        let r2 = reg.register(&mut stream, channel_token, Interest::READABLE);
-        if let Err(e) = r1.and(r2) {
-            self.note(
-                name,
-                log::Level::Error,
-                &format!("register monitor fds: {e}"),
-            );
-        }
-        let c = self.containers.get_mut(name).expect("checked above");
-        c.run = Some(Run {
-            run_id,
-            monitor_pid: pid,
-            monitor_start: host::start_time(pid).unwrap_or(0),
-            monitor_pidfd: pidfd,
-            monitor_token,
-            channel: Some((stream, channel_token, Vec::new())),
-            init_pid: 0,
-            init_start: 0,
-            init_pidfd: None,
-            started_at: host::now_ns(),
-            hash: spec.hash,
-            options,
-        });
-        // The status stays what it was (stopped, exited, restarting...)
-        // until the monitor reports the exec: "running" always has a pid.
-        c.restart_at = None;
-        c.stopping = None;
-        c.after_exit = AfterExit::Policy;
-        self.note(name, log::Level::Debug, &format!("monitor {pid} started"));
-        Ok(())
     }
 
-    /// The monitor's reply: exec'd (with the init's pid) or the error.
-    pub(super) fn channel_readable(&mut self, name: &str, token: Token) {
-        let Some(c) = self.containers.get_mut(name) else {
-            return;
-        };
-        let Some(run) = c.run.as_mut() else { return };
-        let Some((stream, chan_token, buf)) = run.channel.as_mut() else {
-            return;
-        };
-        if *chan_token != token {
+    /// Why it cannot be started, if it cannot.
+    fn refusal(&self) -> Option<String> {
+        let name = self.ctx.name;
+        match &self.s.phase {
+            Phase::Untrusted { why, .. } => return Some(format!("{name}: {why}; not touching it")),
+            Phase::Stopping {
+                then: Then::Forget, ..
+            }
+            | Phase::Removed => {
+                return Some(format!("{name} is being removed: its definition is gone"));
+            }
+            _ => {}
+        }
+        match self.ctx.def {
+            Ok(_) => None,
+            Err(Some(why)) => Some(why.to_string()),
+            Err(None) => Some(format!("{name}: no definition")),
+        }
+    }
+
+    fn start(&mut self, cause: Cause, waiter: Option<Waiter>) {
+        if let Some(why) = self.refusal() {
+            if let Some(w) = waiter {
+                self.answer(w.client, Answer::Error(why));
+            } else {
+                self.log(log::Level::Error, format!("start failed: {why}"));
+            }
             return;
         }
-        let mut chunk = [0u8; 4096];
-        let mut eof = false;
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
+        if cause == Cause::User {
+            self.user_started();
+        }
+        match &mut self.s.phase {
+            Phase::Idle(_) | Phase::BackingOff { .. } => {
+                self.fx.push(Effect::Spawn);
+                if let Some(w) = waiter {
+                    self.wait(w);
                 }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    eof = true;
-                    break;
+            }
+            Phase::Starting { run, .. } if run.exec == Exec::Failed => {
+                if let Some(w) = waiter {
+                    let why = self.s.last.error.clone().unwrap_or_default();
+                    let msg = format!("start {}: {why}", self.ctx.name);
+                    self.answer(w.client, Answer::Error(msg));
                 }
             }
-        }
-        let line = buf
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| buf[..i].to_vec());
-        if line.is_none() && !eof && buf.len() < 64 * 1024 {
-            return; // more to come
-        }
-        let (mut stream, tok, _) = run.channel.take().expect("present above");
-        let _ = self.poll.registry().deregister(&mut stream);
-        self.sources.remove(tok);
-        let reply = line
-            .and_then(|l| String::from_utf8(l).ok())
-            .and_then(|l| crate::json::decode::<Reply>(&l).ok());
-        match reply {
-            Some(r) if r.ok => self.container_started(name, r),
-            Some(r) => {
-                let msg = r.error.unwrap_or_else(|| "monitor failed".to_string());
-                let c = self.containers.get_mut(name).expect("present above");
-                c.status = Status::Failed;
-                c.error = Some(msg.clone());
-                self.note(name, log::Level::Error, &format!("start failed: {msg}"));
-                self.answer_start_waiters(name, Err(msg));
+            Phase::Starting { .. } => {
+                if let Some(w) = waiter {
+                    self.wait(w);
+                }
             }
-            // No reply: the monitor died; its exit is handled when its
-            // pidfd fires.
-            None => {}
+            Phase::Running { .. } => match waiter {
+                Some(Waiter {
+                    client,
+                    kind: WaitKind::Started,
+                }) => self.answer(client, Answer::Ok),
+                Some(Waiter { client, .. }) => self.wait(Waiter {
+                    client,
+                    kind: WaitKind::Exit,
+                }),
+                None => {}
+            },
+            Phase::Stopping { then, .. } => {
+                // Start again once the stop under way is done.
+                *then = Then::Start;
+                if let Some(w) = waiter {
+                    self.wait(w);
+                }
+            }
+            Phase::Untrusted { .. } | Phase::Removed => {}
         }
     }
 
-    fn container_started(&mut self, name: &str, reply: Reply) {
-        let c = self.containers.get_mut(name).expect("caller checked");
-        let Some(run) = c.run.as_mut() else { return };
-        run.init_pid = reply.pid;
-        run.init_start = reply.init_start;
-        run.started_at = reply.started_at;
-        // A pidfd for the init, checked against its start time so that a
-        // pid reused in between is never signalled.
-        let mut gone = false;
-        match process::pidfd_open(reply.pid) {
-            Ok(fd) if host::same_process(reply.pid, reply.init_start) => run.init_pidfd = Some(fd),
-            _ => gone = true,
+    fn restart(&mut self, grace: Duration, waiter: Waiter) {
+        if !self.s.phase.is_active() {
+            return self.start(Cause::User, Some(waiter));
         }
-        c.started_at = Some(reply.started_at);
-        c.status = Status::Running;
-        c.error = None;
-        c.exit_code = None;
-        c.finished_at = None;
-        let stop_signal = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
-        let stop_pending = c.stopping.is_some();
-        let pid = reply.pid;
-        self.note(name, log::Level::Info, &format!("started, pid {pid}"));
-        if gone {
-            self.note(name, log::Level::Debug, &format!("init {pid} already gone"));
+        if let Some(why) = self.refusal() {
+            return self.answer(waiter.client, Answer::Error(why));
         }
-        self.answer_start_waiters(name, Ok(()));
-        if stop_pending {
-            // A stop came in while it was starting: deliver it now.
-            let _ = self.signal_container(name, stop_signal);
+        self.user_started();
+        self.stop(StopReason::Reconcile, grace, Then::Start, None);
+        self.wait(waiter);
+    }
+
+    fn stop(&mut self, reason: StopReason, grace: Duration, then: Then, client: Option<ClientId>) {
+        if reason == StopReason::User {
+            self.s.persist.stopped_by_user = true;
+            self.fx.push(Effect::Persist);
+        }
+        let phase = std::mem::replace(&mut self.s.phase, Phase::Removed);
+        let (run, previous) = match phase {
+            Phase::Starting { run, .. } | Phase::Running { run } => (run, None),
+            Phase::Stopping {
+                run,
+                reason,
+                kill_at,
+                then,
+            } => (run, Some((reason, kill_at, then))),
+            rest => {
+                // No run to stop: a restart that will not come, and whoever
+                // waits for an exit has seen the last one.
+                self.s.phase = match rest {
+                    Phase::BackingOff { .. } | Phase::Idle(Rest::Exited | Rest::Failed)
+                        if reason == StopReason::User =>
+                    {
+                        Phase::Idle(Rest::StoppedByUser)
+                    }
+                    Phase::BackingOff { .. } => Phase::Idle(Rest::Stopped),
+                    other => other,
+                };
+                let code = self.s.last.exit_code;
+                self.answer_exit_waiters(code, None);
+                if let Some(c) = client {
+                    self.answer(c, Answer::Ok);
+                }
+                return;
+            }
+        };
+        let deadline = Some(self.ctx.now + grace);
+        let (reason, kill_at, then, already) = match previous {
+            None => (reason, deadline, then, false),
+            Some((old_reason, old_kill_at, old_then)) => {
+                // A removal under way stays one when a user's stop comes
+                // on top (a reload that brings the definition back may
+                // still cancel it).
+                let then = if old_then == Then::Forget && reason == StopReason::User {
+                    Then::Forget
+                } else {
+                    then
+                };
+                if old_then == Then::Start && then != Then::Start {
+                    let msg = format!("{} was stopped before it could start again", self.ctx.name);
+                    self.fail_start_waiters(&msg);
+                }
+                if reason == StopReason::User {
+                    (reason, deadline, then, true)
+                } else {
+                    (old_reason, old_kill_at, then, true)
+                }
+            }
+        };
+        let exec = run.exec;
+        self.s.phase = Phase::Stopping {
+            run,
+            reason,
+            kill_at,
+            then,
+        };
+        if let Some(c) = client {
+            self.wait(Waiter {
+                client: c,
+                kind: WaitKind::Exit,
+            });
+        }
+        if grace.is_zero() {
+            self.kill("stop with no grace");
+        } else if exec == Exec::Done && !already {
+            self.fx.push(Effect::Signal(self.ctx.stop_signal()));
+        }
+        // Still starting: the stop signal goes out at the exec, SIGKILL at
+        // the deadline either way.
+    }
+
+    fn wait_for_exit(&mut self, client: ClientId) {
+        match self.s.phase {
+            Phase::BackingOff { .. } | Phase::Starting { .. } | Phase::Running { .. } => {
+                self.wait(Waiter {
+                    client,
+                    kind: WaitKind::Exit,
+                })
+            }
+            Phase::Stopping { .. } => self.wait(Waiter {
+                client,
+                kind: WaitKind::Exit,
+            }),
+            _ => {
+                let code = self.s.last.exit_code;
+                self.answer(client, Answer::Exit { code, error: None });
+            }
         }
     }
 
-    /// The monitor's pidfd fired: the run is over.
-    pub(super) fn monitor_exited(&mut self, name: &str, token: Token) {
-        let Some(c) = self.containers.get_mut(name) else {
+    fn spawned(&mut self, run: RunFacts) {
+        let shown = match &self.s.phase {
+            Phase::Idle(_) | Phase::BackingOff { .. } => self.s.phase.status(),
+            // Only a spawn this machine asked for is taken.
+            _ => return,
+        };
+        let pid = run.monitor_pid;
+        self.s.phase = Phase::Starting { run, shown };
+        self.log(log::Level::Debug, format!("monitor {pid} started"));
+    }
+
+    fn spawn_failed(&mut self, why: String) {
+        self.log(log::Level::Error, format!("start failed: {why}"));
+        self.fail_start_waiters(&why);
+        if matches!(self.s.phase, Phase::Idle(_) | Phase::BackingOff { .. }) {
+            self.s.phase = Phase::Idle(Rest::Failed);
+            self.s.last.error = Some(why);
+        }
+    }
+
+    fn execed(&mut self, init_pid: i32, init_start: u64, started_at: u64, alive: bool) {
+        let stopping = matches!(self.s.phase, Phase::Stopping { .. });
+        let Some(run) = self.s.phase.run_mut() else {
             return;
         };
-        let Some(run) = c.run.as_ref() else { return };
-        if run.monitor_token != token {
+        if run.exec != Exec::Pending {
             return;
         }
-        // It is our child unless a previous daemon started it: reap if so.
-        let _ = process::waitid_pidfd(&run.monitor_pidfd, false);
-        let run = self.take_run(name).expect("present above");
-        let paths = self.paths(name);
-        let ending = match state::load::<ExitRecord>(&paths.exit()) {
-            Loaded::Ok(rec) if rec.run_id == run.run_id => Ok(rec),
-            Loaded::Ok(_) | Loaded::Missing => Err(format!(
-                "monitor (pid {}) ended without an exit record; exit code lost",
-                run.monitor_pid
-            )),
-            Loaded::Newer(v) => Err(format!(
-                "exit record is in format {v}, newer than this berth"
-            )),
-            Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", paths.exit().display())),
+        run.init_pid = init_pid;
+        run.init_start = init_start;
+        run.started_at = started_at;
+        run.exec = Exec::Done;
+        if let Phase::Starting { run, .. } = &self.s.phase {
+            self.s.phase = Phase::Running { run: run.clone() };
+        }
+        self.s.last = Last {
+            exit_code: None,
+            started_at: Some(started_at),
+            finished_at: None,
+            error: None,
         };
-        let mut ended = Ended::from(run);
-        if ending.is_err() {
-            // The monitor wrote down the cgroups it made; clean them up.
-            if let Loaded::Ok(rec) = self.runtime_record(name) {
-                ended.cgroups = rec.options.cgroups;
+        self.log(log::Level::Info, format!("started, pid {init_pid}"));
+        if !alive {
+            self.log(log::Level::Debug, format!("init {init_pid} already gone"));
+        }
+        self.answer_start_waiters();
+        if stopping {
+            // A stop came while it was starting: deliver it now.
+            self.fx.push(Effect::Signal(self.ctx.stop_signal()));
+        }
+    }
+
+    fn exec_failed(&mut self, why: String) {
+        let Some(run) = self.s.phase.run_mut() else {
+            return;
+        };
+        if run.exec != Exec::Pending {
+            return;
+        }
+        run.exec = Exec::Failed;
+        self.s.last.error = Some(why.clone());
+        self.log(log::Level::Error, format!("start failed: {why}"));
+        self.fail_start_waiters(&why);
+    }
+
+    fn ended(&mut self, outcome: Result<Ending, String>, found: Option<(RunFacts, bool)>) {
+        let phase = std::mem::replace(&mut self.s.phase, Phase::Removed);
+        let found_at_start = found.is_some();
+        if found_at_start && self.ctx.def == Err(None) && matches!(phase, Phase::Idle(_)) {
+            // Only records are left of it: nothing to account for.
+            self.s.phase = phase;
+            return self.forget();
+        }
+        let (run, stop, seen) = match (phase, found) {
+            (Phase::Starting { run, .. } | Phase::Running { run }, _) => (run, None, false),
+            (
+                Phase::Stopping {
+                    run, reason, then, ..
+                },
+                _,
+            ) => (run, Some((reason, then)), false),
+            (Phase::Idle(rest), Some((run, seen))) => {
+                self.s.phase = Phase::Idle(rest);
+                (run, None, seen)
             }
-        }
-        self.run_ended(name, ended, ending, true);
-    }
-
-    /// Deregisters and returns the container's run.
-    pub(super) fn take_run(&mut self, name: &str) -> Option<Run> {
-        let c = self.containers.get_mut(name)?;
-        let mut run = c.run.take()?;
-        let reg = self.poll.registry();
-        let _ = reg.deregister(&mut SourceFd(&run.monitor_pidfd.as_raw_fd()));
-        self.sources.remove(run.monitor_token);
-        if let Some((mut stream, tok, _)) = run.channel.take() {
-            let _ = reg.deregister(&mut stream);
-            self.sources.remove(tok);
-        }
-        Some(run)
-    }
-
-    /// Bookkeeping for a finished run, live or found at start-up, then
-    /// whatever comes next: forget, start again, or the restart policy.
-    /// `announce`: log the end (false when a previous daemon already did).
-    pub(super) fn run_ended(
-        &mut self,
-        name: &str,
-        run: Ended,
-        ending: Result<ExitRecord, String>,
-        announce: bool,
-    ) {
-        let shutting_down = self.shutdown.is_some();
-        let c = self.containers.get_mut(name).expect("caller checked");
-        let stop_reason = c.stopping.take().map(|s| s.reason);
-        let (code, error) = match &ending {
-            Ok(rec) => (rec.exit_code, rec.error.clone()),
+            (other, _) => {
+                // Not a run this machine knows of.
+                self.s.phase = other;
+                return;
+            }
+        };
+        let (code, error) = match &outcome {
+            Ok(e) => (e.code, e.error.clone()),
             Err(why) => (None, Some(why.clone())),
         };
-        if let Ok(rec) = &ending {
-            if rec.started_at > 0 {
-                c.started_at = Some(rec.started_at);
-            }
-            c.finished_at = Some(rec.finished_at);
-        } else {
-            c.finished_at = Some(host::now_ns());
-            // The monitor is gone; its container must not outlive it.
-            if let Some(fd) = &run.init_pidfd {
-                if host::same_process(run.init_pid, run.init_start) {
-                    let _ = process::pidfd_send_signal(fd, libc::SIGKILL);
+        match &outcome {
+            Ok(e) => {
+                if e.started_at > 0 {
+                    self.s.last.started_at = Some(e.started_at);
                 }
+                self.s.last.finished_at = Some(e.finished_at);
             }
-            let hierarchies = crate::container::cgroup::discover_live().unwrap_or_default();
-            let dirs: Vec<_> = run
-                .cgroups
-                .iter()
-                .map(std::path::PathBuf::from)
-                .filter(|d| crate::container::cgroup::is_below_a_hierarchy(d, &hierarchies))
-                .collect();
-            // One try, no waiting in the event loop: a directory still busy
-            // is reused by the next start.
-            let _ = crate::container::cgroup::remove(&dirs, Duration::ZERO);
+            Err(_) => self.s.last.finished_at = Some(self.ctx.now_ns),
         }
-        c.exit_code = code;
-        c.error = error.clone();
-        let ran_for =
-            Duration::from_nanos(c.finished_at.unwrap_or(0).saturating_sub(run.started_at));
-        c.status = match (stop_reason, &error) {
-            (Some(StopReason::User), _) => Status::StoppedByUser,
-            (Some(_), _) => Status::Stopped,
-            (None, Some(_)) => Status::Failed,
-            (None, None) => Status::Exited,
+        self.s.last.exit_code = code;
+        self.s.last.error = error.clone();
+        let finished = self.s.last.finished_at.unwrap_or(0);
+        let ran_for = Duration::from_nanos(finished.saturating_sub(run.started_at));
+        let rest = match (stop.map(|s| s.0), &error) {
+            (Some(StopReason::User), _) => Rest::StoppedByUser,
+            (Some(_), _) => Rest::Stopped,
+            (None, Some(_)) => Rest::Failed,
+            (None, None) => Rest::Exited,
         };
-        let msg = match (code, &error) {
-            (_, Some(e)) => format!("failed: {e}"),
-            (Some(code), None) => format!(
-                "exited with code {code} after {:.1}s",
-                ran_for.as_secs_f64()
-            ),
-            (None, None) => "exited".to_string(),
-        };
-        let level = if error.is_some() {
-            log::Level::Warn
-        } else {
-            log::Level::Info
-        };
-        if announce {
-            self.note(name, level, &msg);
+        self.s.phase = Phase::Idle(rest);
+        if !seen {
+            let (level, msg) = match (code, &error) {
+                (_, Some(e)) => (log::Level::Warn, format!("failed: {e}")),
+                (Some(code), None) => (
+                    log::Level::Info,
+                    format!(
+                        "exited with code {code} after {:.1}s",
+                        ran_for.as_secs_f64()
+                    ),
+                ),
+                (None, None) => (log::Level::Info, "exited".to_string()),
+            };
+            self.log(level, msg);
         }
-        if run.init_pid == 0 {
+        if run.exec != Exec::Done {
             // It never got as far as exec: whoever waits for the start
             // gets the reason.
             let why = error
                 .clone()
                 .unwrap_or_else(|| "the monitor exited before the container started".to_string());
-            self.answer_start_waiters(name, Err(why));
+            self.fail_start_waiters(&why);
         }
-        self.answer_exit_waiters(name, code, error.clone().filter(|_| code.is_none()));
-
-        let paths = self.paths(name);
-        if shutting_down {
-            // A daemon stop without live restore: the next daemon starts
-            // from the definitions, not from this boot's history.
-            let _ = fs::remove_file(paths.runtime());
-            let _ = fs::remove_file(paths.last_run());
+        self.answer_exit_waiters(code, error.filter(|_| code.is_none()));
+        if self.ctx.shutting_down {
+            self.fx.push(Effect::DropRecords);
             return;
         }
-        // This end is handled: keep the record as history only.
-        if paths.runtime().exists() {
-            if let Err(e) = fs::rename(paths.runtime(), paths.last_run()) {
-                let msg = format!("rename {}: {e}", paths.runtime().display());
-                self.note(name, log::Level::Error, &msg);
-            }
-        }
-        let c = self.containers.get_mut(name).expect("caller checked");
-        let after = std::mem::replace(&mut c.after_exit, AfterExit::Policy);
-        match after {
-            AfterExit::Forget => self.forget(name),
-            AfterExit::Nothing => {}
-            AfterExit::Start => {
-                let _ = self.start_or_fail(name);
-            }
-            AfterExit::Autostart => {
-                // Found running with live restore off, now stopped: start
-                // it again if its definition or its policy would have.
-                let _ = fs::remove_file(paths.last_run());
-                let c = self.containers.get(name).expect("present");
-                let wanted = c.spec.as_ref().is_some_and(|s| {
-                    s.autostart
+        self.fx.push(Effect::Archive);
+        let then = stop.map(|s| s.1);
+        match then {
+            Some(Then::Forget) => self.forget(),
+            Some(Then::Nothing) => {}
+            Some(Then::Start) => self.start(Cause::Daemon, None),
+            Some(Then::Autostart) => {
+                self.fx.push(Effect::DropLastRun);
+                let wanted = self.ctx.def().is_some_and(|d| {
+                    d.autostart
                         || matches!(
-                            s.restart,
+                            d.restart,
                             RestartPolicy::Always | RestartPolicy::UnlessStopped
                         )
                 });
-                if wanted && !c.persist.stopped_by_user {
-                    let _ = self.start_or_fail(name);
+                if wanted && !self.s.persist.stopped_by_user {
+                    self.start(Cause::Daemon, None);
                 }
             }
-            AfterExit::Policy => {
-                if stop_reason.is_some() {
-                    return;
-                }
-                self.apply_policy(name, code, ran_for);
+            None => self.apply_policy(code, ran_for),
+        }
+        if found_at_start && self.s.persist.stopped_by_user && !self.s.phase.is_active() {
+            // Found at start-up after a user's stop. As in Docker,
+            // "always" starts again with the daemon even then.
+            let always = self
+                .ctx
+                .def()
+                .is_some_and(|d| d.restart == RestartPolicy::Always && d.autostart);
+            if always {
+                self.start(Cause::Daemon, None);
+            } else {
+                self.s.phase = Phase::Idle(Rest::StoppedByUser);
             }
         }
     }
 
     /// Decides on a restart after an exit nobody asked for.
-    pub(super) fn apply_policy(&mut self, name: &str, code: Option<i32>, ran_for: Duration) {
-        let c = self.containers.get_mut(name).expect("caller checked");
-        let Some(spec) = &c.spec else { return };
-        let ending = Ending {
-            code,
-            stopped_by_user: c.persist.stopped_by_user,
-            restart_count: c.persist.restart_count,
+    fn apply_policy(&mut self, code: Option<i32>, ran_for: Duration) {
+        let Some(def) = self.ctx.def().copied() else {
+            return;
         };
-        if !policy::should_restart(spec.restart, ending) {
+        let ending = policy::Ending {
+            code,
+            stopped_by_user: self.s.persist.stopped_by_user,
+            restart_count: self.s.persist.restart_count,
+        };
+        if !policy::should_restart(def.restart, ending) {
             return;
         }
-        let (delay, consecutive) = policy::backoff(c.consecutive_failures, ran_for);
-        c.consecutive_failures = consecutive;
-        c.restart_at = Some(Instant::now() + delay);
-        c.status = Status::Restarting;
-        let count = c.persist.restart_count + 1;
-        self.note(
-            name,
+        let (delay, consecutive) = policy::backoff(self.s.quick_failures, ran_for);
+        self.s.quick_failures = consecutive;
+        self.s.phase = Phase::BackingOff {
+            until: self.ctx.now + delay,
+        };
+        let count = self.s.persist.restart_count + 1;
+        self.log(
             log::Level::Info,
-            &format!("restarting in {} ms (restart {count})", delay.as_millis()),
+            format!("restarting in {} ms (restart {count})", delay.as_millis()),
         );
     }
 
-    /// Starts the container; if that fails at once, logs why, answers who
-    /// waits for the start and marks it failed (one that cannot be trusted
-    /// keeps its status).
-    pub(super) fn start_or_fail(&mut self, name: &str) -> Result<(), String> {
-        let result = self.start_container(name);
-        if let Err(e) = &result {
-            self.note(name, log::Level::Error, &format!("start failed: {e}"));
-            self.answer_start_waiters(name, Err(e.clone()));
-            if let Some(c) = self.containers.get_mut(name) {
-                if !c.is_active() && c.status != Status::Unknown {
-                    c.status = Status::Failed;
-                    c.error = Some(e.clone());
+    fn tick(&mut self) {
+        let now = self.ctx.now;
+        match &mut self.s.phase {
+            Phase::Stopping { kill_at, .. } if kill_at.is_some_and(|t| now >= t) => {
+                *kill_at = None;
+                self.kill("stop timeout reached");
+            }
+            Phase::BackingOff { until } if now >= *until => {
+                self.s.persist.restart_count += 1;
+                self.fx.push(Effect::Persist);
+                self.start(Cause::Daemon, None);
+            }
+            _ => {}
+        }
+    }
+
+    fn kill(&mut self, why: &str) {
+        match self.s.phase.run().map(|r| r.exec) {
+            Some(Exec::Done) => {
+                self.fx.push(Effect::Signal(libc::SIGKILL));
+                self.log(log::Level::Warn, format!("{why}: sent SIGKILL"));
+            }
+            Some(Exec::Pending) => {
+                // No pid to signal: the child may be stuck before exec (on
+                // a FIFO in its rootfs, say). Its monitor's death kills it.
+                self.fx.push(Effect::KillMonitor);
+                self.log(
+                    log::Level::Warn,
+                    format!("{why}: not started yet, sent SIGKILL to its monitor"),
+                );
+            }
+            Some(Exec::Failed) | None => {}
+        }
+    }
+
+    fn redefined(&mut self, start: bool) {
+        match self.s.phase {
+            Phase::BackingOff { .. } => {
+                self.s.phase = Phase::Idle(Rest::Stopped);
+                let code = self.s.last.exit_code;
+                self.answer_exit_waiters(code, None);
+            }
+            Phase::Idle(Rest::Failed) if !start => self.s.phase = Phase::Idle(Rest::Stopped),
+            _ => {}
+        }
+        if start {
+            self.start(Cause::Daemon, None);
+        }
+    }
+
+    fn undefined(&mut self) {
+        if self.ctx.def != Err(None) {
+            return; // it has a definition (maybe an invalid one) after all
+        }
+        match self.s.phase {
+            Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Untrusted { .. } => self.forget(),
+            // Active: the caller stops it first, with `Then::Forget`.
+            _ => {}
+        }
+    }
+
+    fn forget(&mut self) {
+        self.s.phase = Phase::Removed;
+        let name = self.ctx.name;
+        for w in std::mem::take(&mut self.s.waiters) {
+            self.answer(w.client, Answer::Error(format!("{name} was removed")));
+        }
+        self.fx.push(Effect::Forget);
+    }
+
+    fn attached(&mut self, run: RunFacts) {
+        if !matches!(self.s.phase, Phase::Idle(_)) {
+            return;
+        }
+        self.s.last.started_at = Some(run.started_at);
+        let (pid, monitor, hash) = (run.init_pid, run.monitor_pid, run.hash);
+        self.s.phase = Phase::Running { run };
+        self.log(
+            log::Level::Info,
+            format!("re-attached to running container, pid {pid} (monitor {monitor})"),
+        );
+        let grace = self.ctx.grace();
+        match self.ctx.def {
+            Err(None) => {
+                self.log(
+                    log::Level::Info,
+                    "its definition is gone: stopping it".into(),
+                );
+                self.stop(StopReason::Reconcile, grace, Then::Forget, None);
+            }
+            Err(Some(_)) => {}
+            Ok(def) if def.hash != hash => {
+                self.log(
+                    log::Level::Info,
+                    "its definition changed while no daemon ran: recreating it".into(),
+                );
+                let then = if def.autostart && !self.s.persist.stopped_by_user {
+                    Then::Start
+                } else {
+                    Then::Nothing
+                };
+                self.stop(StopReason::Reconcile, grace, then, None);
+            }
+            Ok(def) if self.s.persist.stopped_by_user && def.restart != RestartPolicy::Always => {
+                // A user's stop was under way when the last daemon died.
+                self.log(
+                    log::Level::Info,
+                    "finishing the stop a user asked for".into(),
+                );
+                self.stop(StopReason::User, grace, Then::Nothing, None);
+            }
+            Ok(_) if !self.ctx.live_restore => {
+                self.log(
+                    log::Level::Info,
+                    "live restore is off and the previous daemon did not stop it: restarting it"
+                        .into(),
+                );
+                self.stop(StopReason::Reconcile, grace, Then::Autostart, None);
+            }
+            Ok(_) => {}
+        }
+    }
+
+    fn distrusted(&mut self, why: String, seen: Option<(i32, u64)>) {
+        if !matches!(self.s.phase, Phase::Idle(_)) {
+            return;
+        }
+        self.log(log::Level::Warn, why.clone());
+        self.s.phase = Phase::Untrusted { why, seen };
+    }
+
+    fn boot(&mut self) {
+        if let (Phase::Idle(Rest::Stopped), Err(Some(_))) = (&self.s.phase, self.ctx.def) {
+            // Its definition is invalid: that is a failure to show.
+            self.s.phase = Phase::Idle(Rest::Failed);
+            return;
+        }
+        // A user's stop holds across daemon restarts, except under
+        // "always", which (as in Docker) starts again with the daemon.
+        let wanted = self.ctx.def().is_some_and(|d| {
+            d.autostart && (!self.s.persist.stopped_by_user || d.restart == RestartPolicy::Always)
+        });
+        if self.s.phase == Phase::Idle(Rest::Stopped) && wanted {
+            self.start(Cause::Daemon, None);
+        }
+    }
+
+    /// The start succeeded: answer who waited for it.
+    fn answer_start_waiters(&mut self) {
+        let mut answered = Vec::new();
+        self.s.waiters.retain_mut(|w| match w.kind {
+            WaitKind::Started => {
+                answered.push(w.client);
+                false
+            }
+            WaitKind::StartedThenExit => {
+                w.kind = WaitKind::Exit;
+                true
+            }
+            WaitKind::Exit => true,
+        });
+        for client in answered {
+            self.answer(client, Answer::Ok);
+        }
+    }
+
+    /// The start failed: answer who waited for it, with the reason.
+    fn fail_start_waiters(&mut self, why: &str) {
+        let mut answered = Vec::new();
+        self.s.waiters.retain(|w| {
+            let waits_for_start = w.kind != WaitKind::Exit;
+            if waits_for_start {
+                answered.push(w.client);
+            }
+            !waits_for_start
+        });
+        let msg = format!("start {}: {why}", self.ctx.name);
+        for client in answered {
+            self.answer(client, Answer::Error(msg.clone()));
+        }
+    }
+
+    /// The run ended with `code`: answer `wait`, `stop`, `start --wait`.
+    fn answer_exit_waiters(&mut self, code: Option<i32>, error: Option<String>) {
+        let mut answered = Vec::new();
+        self.s.waiters.retain(|w| {
+            let exit = w.kind == WaitKind::Exit;
+            if exit {
+                answered.push(w.client);
+            }
+            !exit
+        });
+        for client in answered {
+            self.answer(
+                client,
+                Answer::Exit {
+                    code,
+                    error: error.clone(),
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const NAME: &str = "app";
+
+    fn def(restart: RestartPolicy, autostart: bool) -> Def {
+        Def {
+            restart,
+            autostart,
+            stop_signal: libc::SIGTERM,
+            grace: Duration::from_secs(10),
+            hash: 7,
+        }
+    }
+
+    fn ctx(now: Instant, def: Result<Def, Option<&'static str>>) -> Ctx<'static> {
+        Ctx {
+            name: NAME,
+            now,
+            now_ns: 5_000_000_000,
+            def,
+            live_restore: true,
+            shutting_down: false,
+        }
+    }
+
+    fn run(exec: Exec) -> RunFacts {
+        RunFacts {
+            run_id: "r1".into(),
+            monitor_pid: 100,
+            monitor_start: 1,
+            init_pid: if exec == Exec::Done { 101 } else { 0 },
+            init_start: if exec == Exec::Done { 2 } else { 0 },
+            started_at: 1_000_000_000,
+            hash: 7,
+            options: StartOptions::default(),
+            exec,
+        }
+    }
+
+    fn with(phase: Phase) -> Lifecycle {
+        Lifecycle {
+            phase,
+            ..Lifecycle::default()
+        }
+    }
+
+    fn waiter(n: usize, kind: WaitKind) -> Waiter {
+        Waiter {
+            client: ClientId(n),
+            kind,
+        }
+    }
+
+    fn ended(code: Option<i32>) -> Event {
+        Event::Ended {
+            outcome: Ok(Ending {
+                code,
+                error: None,
+                started_at: 1_000_000_000,
+                finished_at: 2_000_000_000,
+            }),
+            found: None,
+        }
+    }
+
+    fn step(s: Lifecycle, e: Event, c: &Ctx) -> (Lifecycle, Vec<Effect>) {
+        on(s, e, c)
+    }
+
+    fn answers(fx: &[Effect]) -> Vec<(ClientId, Answer)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Answer(c, a) => Some((*c, a.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Representative phases of every kind, relative to `now`.
+    fn phases(now: Instant) -> Vec<Phase> {
+        let past = now - Duration::from_secs(1);
+        let future = now + Duration::from_secs(60);
+        let mut v = vec![
+            Phase::Idle(Rest::Stopped),
+            Phase::Idle(Rest::StoppedByUser),
+            Phase::Idle(Rest::Exited),
+            Phase::Idle(Rest::Failed),
+            Phase::BackingOff { until: past },
+            Phase::BackingOff { until: future },
+            Phase::Starting {
+                run: run(Exec::Pending),
+                shown: Status::Exited,
+            },
+            Phase::Starting {
+                run: run(Exec::Failed),
+                shown: Status::Stopped,
+            },
+            Phase::Running {
+                run: run(Exec::Done),
+            },
+            Phase::Untrusted {
+                why: "torn".into(),
+                seen: None,
+            },
+            Phase::Removed,
+        ];
+        for exec in [Exec::Pending, Exec::Failed, Exec::Done] {
+            for reason in [
+                StopReason::User,
+                StopReason::Shutdown,
+                StopReason::Reconcile,
+            ] {
+                for then in [Then::Nothing, Then::Start, Then::Autostart, Then::Forget] {
+                    for kill_at in [None, Some(past), Some(future)] {
+                        v.push(Phase::Stopping {
+                            run: run(exec),
+                            reason,
+                            kill_at,
+                            then,
+                        });
+                    }
                 }
             }
         }
-        result
+        v
     }
 
-    /// Timers of one container: SIGKILL after the stop grace, restarts.
-    pub(super) fn container_timers(&mut self, name: &str, now: Instant) {
-        let Some(c) = self.containers.get_mut(name) else {
-            return;
-        };
-        if c.stopping
-            .as_ref()
-            .and_then(|s| s.kill_at)
-            .is_some_and(|t| now >= t)
-        {
-            if let Some(s) = c.stopping.as_mut() {
-                s.kill_at = None;
-            }
-            self.kill_now(name, "stop timeout reached");
-            return;
-        }
-        if c.restart_at.is_some_and(|t| now >= t) {
-            c.restart_at = None;
-            c.persist.restart_count += 1;
-            self.save_persist(name);
-            let _ = self.start_or_fail(name);
-        }
-    }
-
-    /// Sends SIGKILL to the container's init.
-    pub(super) fn kill_now(&mut self, name: &str, why: &str) {
-        let Some(c) = self.containers.get(name) else {
-            return;
-        };
-        let Some(run) = &c.run else { return };
-        match &run.init_pidfd {
-            Some(fd) if process::pidfd_send_signal(fd, libc::SIGKILL).is_ok() => {
-                let msg = format!("{why}: sent SIGKILL");
-                self.note(name, log::Level::Warn, &msg);
-            }
-            Some(_) => {}
-            None if run.channel.is_some() => {
-                // Still starting, with no pid to signal: the child may be
-                // stuck before exec (say, on a FIFO in its rootfs). Killing
-                // its monitor kills it too (parent-death signal).
-                let _ = process::pidfd_send_signal(&run.monitor_pidfd, libc::SIGKILL);
-                let msg = format!("{why}: not started yet, sent SIGKILL to its monitor");
-                self.note(name, log::Level::Warn, &msg);
-            }
-            None => {}
-        }
-    }
-
-    /// Sends `sig` to the container's init through its pidfd.
-    pub(super) fn signal_container(&mut self, name: &str, sig: i32) -> Result<(), String> {
-        let c = self
-            .containers
-            .get(name)
-            .ok_or_else(|| format!("no such container: {name}"))?;
-        let run = c
-            .run
-            .as_ref()
-            .filter(|r| r.init_pidfd.is_some())
-            .ok_or_else(|| format!("{name} is not running"))?;
-        let fd = run.init_pidfd.as_ref().expect("filtered");
-        process::pidfd_send_signal(fd, sig)
-            .map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
-    }
-
-    /// Begins a stop: the stop signal now, SIGKILL after `grace`.
-    pub(super) fn stop_container(
-        &mut self,
-        name: &str,
-        reason: StopReason,
-        grace: Duration,
-        after: AfterExit,
-    ) {
-        let Some(c) = self.containers.get_mut(name) else {
-            return;
-        };
-        c.restart_at = None;
-        if reason == StopReason::User {
-            c.persist.stopped_by_user = true;
-        }
-        if !c.is_active() {
-            if reason == StopReason::User
-                && matches!(
-                    c.status,
-                    Status::Restarting | Status::Exited | Status::Failed
-                )
-            {
-                c.status = Status::StoppedByUser;
-            }
-            let code = c.exit_code;
-            if reason == StopReason::User {
-                self.save_persist(name);
-            }
-            // A restart that will not come: whoever waits for an exit has
-            // seen the last one.
-            self.answer_exit_waiters(name, code, None);
-            return;
-        }
-        // A removal under way stays one when a user's stop comes on top
-        // (a reload that brings the definition back may still cancel it).
-        let after = if c.after_exit == AfterExit::Forget && reason == StopReason::User {
-            AfterExit::Forget
-        } else {
-            after
-        };
-        let previous_after = std::mem::replace(&mut c.after_exit, after);
-        let sig = c.spec.as_ref().map_or(libc::SIGTERM, |s| s.stop_signal);
-        let already = c.stopping.is_some();
-        if !already || reason == StopReason::User {
-            c.stopping = Some(Stopping {
-                reason,
-                kill_at: Some(Instant::now() + grace),
+    fn events() -> Vec<Event> {
+        let mut v = Vec::new();
+        for cause in [Cause::User, Cause::Daemon] {
+            v.push(Event::Start {
+                cause,
+                waiter: Some(waiter(1, WaitKind::Started)),
+            });
+            v.push(Event::Start {
+                cause,
+                waiter: None,
             });
         }
-        // Still starting: no pid to signal yet. The stop signal goes out
-        // when the monitor reports the exec (`container_started`), SIGKILL
-        // at the deadline either way.
-        let started = c.run.as_ref().is_some_and(|r| r.init_pidfd.is_some());
-        if reason == StopReason::User {
-            self.save_persist(name);
-        }
-        if previous_after == AfterExit::Start && after != AfterExit::Start {
-            let msg = format!("{name} was stopped before it could start again");
-            self.answer_start_waiters(name, Err(msg));
-        }
-        if grace.is_zero() {
-            self.kill_now(name, "stop with no grace");
-        } else if started && !already {
-            let _ = self.signal_container(name, sig);
-        }
-    }
-
-    pub(super) fn stop_for_shutdown(&mut self, name: &str, total: Duration) {
-        let Some(c) = self.containers.get(name) else {
-            return;
-        };
-        let grace = c.grace().min(total);
-        self.stop_container(name, StopReason::Shutdown, grace, AfterExit::Nothing);
-    }
-
-    /// Drops a container whose definition is gone, and its records.
-    pub(super) fn forget(&mut self, name: &str) {
-        let paths = self.paths(name);
-        let _ = fs::remove_dir_all(&paths.run);
-        let _ = fs::remove_dir_all(&paths.state);
-        if let Some(c) = self.containers.remove(name) {
-            for w in c.waiters {
-                self.answer(
-                    w.token,
-                    crate::api::Response::error(format!("{name} was removed")),
-                );
+        v.push(Event::Restart {
+            grace: Duration::from_secs(5),
+            waiter: waiter(2, WaitKind::Started),
+        });
+        for reason in [
+            StopReason::User,
+            StopReason::Shutdown,
+            StopReason::Reconcile,
+        ] {
+            for then in [Then::Nothing, Then::Start, Then::Autostart, Then::Forget] {
+                for grace in [Duration::ZERO, Duration::from_secs(3)] {
+                    v.push(Event::Stop {
+                        reason,
+                        grace,
+                        then,
+                        client: Some(ClientId(3)),
+                    });
+                }
             }
         }
-        info!("{name}: removed");
-    }
-
-    /// Whether a running container's records can be acted on.
-    pub(super) fn runtime_record(&self, name: &str) -> Loaded<RuntimeRecord> {
-        state::load(&self.paths(name).runtime())
-    }
-
-    pub(super) fn warn_once(&mut self, name: &str, msg: String) {
-        warn!("{name}: {msg}");
-        if let Some(c) = self.containers.get_mut(name) {
-            c.warning = Some(msg);
+        v.push(Event::Wait {
+            client: ClientId(4),
+        });
+        v.push(Event::Spawned(run(Exec::Pending)));
+        v.push(Event::SpawnFailed("no rootfs".into()));
+        for alive in [true, false] {
+            v.push(Event::Execed {
+                init_pid: 101,
+                init_start: 2,
+                started_at: 1_500_000_000,
+                alive,
+            });
         }
+        v.push(Event::ExecFailed(
+            "exec /bin/nope: No such file or directory".into(),
+        ));
+        for code in [Some(0), Some(1), Some(143), None] {
+            v.push(ended(code));
+        }
+        v.push(Event::Ended {
+            outcome: Err("monitor gone".into()),
+            found: None,
+        });
+        for seen in [false, true] {
+            v.push(Event::Ended {
+                outcome: Ok(Ending {
+                    code: Some(3),
+                    error: None,
+                    started_at: 1,
+                    finished_at: 2,
+                }),
+                found: Some((run(Exec::Done), seen)),
+            });
+        }
+        v.push(Event::Tick);
+        v.push(Event::Kill { why: "shutdown" });
+        v.push(Event::Redefined { start: true });
+        v.push(Event::Redefined { start: false });
+        v.push(Event::Undefined);
+        v.push(Event::Attached(run(Exec::Done)));
+        v.push(Event::Distrusted {
+            why: "format 99".into(),
+            seen: None,
+        });
+        v.push(Event::Boot);
+        v.push(Event::ClientGone(ClientId(1)));
+        v
+    }
+
+    fn contexts(now: Instant) -> Vec<Ctx<'static>> {
+        let mut v = Vec::new();
+        let defs = [
+            Ok(def(RestartPolicy::No, true)),
+            Ok(def(RestartPolicy::No, false)),
+            Ok(def(RestartPolicy::Always, true)),
+            Ok(def(RestartPolicy::OnFailure { max: Some(1) }, false)),
+            Ok(Def {
+                hash: 8,
+                ..def(RestartPolicy::UnlessStopped, true)
+            }),
+            Err(None),
+            Err(Some("app.json: field \"command\": missing")),
+        ];
+        for d in defs {
+            for (live_restore, shutting_down) in [(true, false), (false, false), (true, true)] {
+                v.push(Ctx {
+                    live_restore,
+                    shutting_down,
+                    ..ctx(now, d)
+                });
+            }
+        }
+        v
+    }
+
+    /// Every transition between kinds, as `on` makes them.
+    fn derived_edges() -> BTreeSet<(String, String, String)> {
+        let now = Instant::now();
+        let mut edges = BTreeSet::new();
+        for phase in phases(now) {
+            for stopped_by_user in [false, true] {
+                for c in contexts(now) {
+                    for e in events() {
+                        let mut s = with(phase.clone());
+                        s.persist.stopped_by_user = stopped_by_user;
+                        let from = s.phase.kind();
+                        let kind = e.kind();
+                        let (s, _) = step(s, e, &c);
+                        edges.insert((
+                            from.as_str().to_string(),
+                            kind.to_string(),
+                            s.phase.kind().as_str().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        edges
+    }
+
+    /// The transitions the module doc draws.
+    fn documented_edges() -> BTreeSet<(String, String, String)> {
+        let src = include_str!("lifecycle.rs");
+        let start = src.find("//! ```text").expect("diagram start");
+        let end = start + src[start..].find("//! ```\n").expect("diagram end");
+        src[start..end]
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let l = l.trim_start_matches("//!").trim();
+                let mut words = l.split_whitespace();
+                let from = words.next()?;
+                let event = words.next()?.strip_prefix("--")?.strip_suffix("-->")?;
+                let to = words.next()?;
+                Some((from.to_string(), event.to_string(), to.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_diagram_is_the_transition_function() {
+        let derived = derived_edges();
+        let documented = documented_edges();
+        assert!(documented.len() > 20, "diagram not read: {documented:?}");
+        let moves = |set: &BTreeSet<(String, String, String)>| -> BTreeSet<_> {
+            set.iter().filter(|(a, _, b)| a != b).cloned().collect()
+        };
+        let missing: Vec<_> = moves(&derived).difference(&documented).cloned().collect();
+        let extra: Vec<_> = moves(&documented).difference(&derived).cloned().collect();
+        assert!(
+            missing.is_empty(),
+            "transitions missing from the diagram: {missing:#?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "the diagram draws transitions `on` never makes: {extra:#?}"
+        );
+        // Self-loops drawn for what they do must happen too.
+        for edge in documented.iter().filter(|(a, _, b)| a == b) {
+            assert!(derived.contains(edge), "drawn but never made: {edge:?}");
+        }
+    }
+
+    #[test]
+    fn every_phase_against_every_event_keeps_the_invariants() {
+        let now = Instant::now();
+        for phase in phases(now) {
+            for c in contexts(now) {
+                for e in events() {
+                    let what = format!("{phase:?} + {e:?}");
+                    let (s, fx) = step(with(phase.clone()), e.clone(), &c);
+                    // "running" always has a pid.
+                    if s.phase.status() == Status::Running {
+                        let run = s.phase.run().expect("running has a run");
+                        assert!(run.init_pid > 0, "{what}");
+                    }
+                    // A monitor is spawned only from rest.
+                    if fx.contains(&Effect::Spawn) {
+                        assert!(
+                            matches!(s.phase, Phase::Idle(_) | Phase::BackingOff { .. }),
+                            "{what} -> {:?}",
+                            s.phase
+                        );
+                        assert!(c.def.is_ok(), "{what}: spawn without a definition");
+                    }
+                    // Forget only once no run remains.
+                    if fx.contains(&Effect::Forget) {
+                        assert_eq!(s.phase, Phase::Removed, "{what}");
+                    }
+                    if s.phase == Phase::Removed && phase != Phase::Removed {
+                        assert!(fx.contains(&Effect::Forget), "{what}");
+                    }
+                    // Untrusted containers are never acted on.
+                    if matches!(phase, Phase::Untrusted { .. }) {
+                        assert!(
+                            !fx.iter().any(|f| matches!(
+                                f,
+                                Effect::Spawn | Effect::Signal(_) | Effect::KillMonitor
+                            )),
+                            "{what}"
+                        );
+                    }
+                    // Every request is answered or waits.
+                    for client in [1, 2, 3, 4] {
+                        let id = ClientId(client);
+                        let asked = match &e {
+                            Event::Start {
+                                waiter: Some(w), ..
+                            } => w.client == id,
+                            Event::Restart { waiter, .. } => waiter.client == id,
+                            Event::Stop {
+                                client: Some(c), ..
+                            } => *c == id,
+                            Event::Wait { client } => *client == id,
+                            _ => false,
+                        };
+                        let answered = answers(&fx).iter().any(|(c, _)| *c == id);
+                        if asked {
+                            assert!(
+                                answered || s.is_waiting(id) || s.phase == Phase::Removed,
+                                "{what}: client {client} left hanging"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_spawns_and_answers_at_the_exec() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let start = Event::Start {
+            cause: Cause::User,
+            waiter: Some(waiter(1, WaitKind::Started)),
+        };
+        let (s, fx) = step(Lifecycle::default(), start, &c);
+        assert_eq!(fx, [Effect::Spawn]);
+        assert_eq!(s.phase.status(), Status::Stopped, "no pid yet: not running");
+        let (s, _) = step(s, Event::Spawned(run(Exec::Pending)), &c);
+        assert_eq!(s.phase.kind(), Kind::Starting);
+        let execed = Event::Execed {
+            init_pid: 101,
+            init_start: 2,
+            started_at: 3,
+            alive: true,
+        };
+        let (s, fx) = step(s, execed, &c);
+        assert_eq!(s.phase.status(), Status::Running);
+        assert_eq!(answers(&fx), [(ClientId(1), Answer::Ok)]);
+        assert_eq!(s.last.started_at, Some(3));
+    }
+
+    #[test]
+    fn a_failed_exec_answers_with_the_step_and_shows_failed() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let mut s = with(Phase::Starting {
+            run: run(Exec::Pending),
+            shown: Status::Stopped,
+        });
+        s.waiters.push(waiter(1, WaitKind::StartedThenExit));
+        let (s, fx) = step(
+            s,
+            Event::ExecFailed("exec /bin/nope: No such file".into()),
+            &c,
+        );
+        assert_eq!(
+            answers(&fx),
+            [(
+                ClientId(1),
+                Answer::Error("start app: exec /bin/nope: No such file".into())
+            )]
+        );
+        assert_eq!(s.phase.status(), Status::Failed);
+        // The monitor then ends; nothing restarts under "no".
+        let (s, fx) = step(s, ended(None), &c);
+        assert_eq!(s.phase, Phase::Idle(Rest::Exited));
+        assert!(!fx.contains(&Effect::Spawn));
+    }
+
+    #[test]
+    fn a_monitor_that_dies_before_its_report_fails_the_start() {
+        // The crash window between spawn and exec: the monitor is gone
+        // before it said anything.
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::OnFailure { max: None }, true)));
+        let mut s = with(Phase::Starting {
+            run: run(Exec::Pending),
+            shown: Status::Stopped,
+        });
+        s.waiters.push(waiter(1, WaitKind::Started));
+        s.waiters.push(waiter(2, WaitKind::Exit));
+        let gone = Event::Ended {
+            outcome: Err("monitor (pid 100) ended without an exit record".into()),
+            found: None,
+        };
+        let (s, fx) = step(s, gone, &c);
+        let a = answers(&fx);
+        assert!(
+            matches!(&a[0], (ClientId(1), Answer::Error(e)) if e.contains("without an exit record"))
+        );
+        assert!(matches!(
+            &a[1],
+            (
+                ClientId(2),
+                Answer::Exit {
+                    code: None,
+                    error: Some(_)
+                }
+            )
+        ));
+        assert_eq!(s.phase.kind(), Kind::BackingOff, "on-failure restarts it");
+        assert_eq!(s.waiters, []);
+    }
+
+    #[test]
+    fn a_reload_stop_is_never_a_failure_for_the_policy() {
+        let now = Instant::now();
+        for policy in [
+            RestartPolicy::Always,
+            RestartPolicy::UnlessStopped,
+            RestartPolicy::OnFailure { max: None },
+        ] {
+            let c = ctx(now, Ok(def(policy, false)));
+            let s = with(Phase::Running {
+                run: run(Exec::Done),
+            });
+            let stop = Event::Stop {
+                reason: StopReason::Reconcile,
+                grace: Duration::from_secs(10),
+                then: Then::Nothing,
+                client: None,
+            };
+            let (s, fx) = step(s, stop, &c);
+            assert_eq!(fx, [Effect::Signal(libc::SIGTERM)]);
+            let (s, fx) = step(s, ended(Some(143)), &c);
+            assert_eq!(s.phase, Phase::Idle(Rest::Stopped), "{policy:?}");
+            assert!(!fx.contains(&Effect::Spawn), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_while_starting_is_delivered_at_the_exec_and_killed_at_the_deadline() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let s = with(Phase::Starting {
+            run: run(Exec::Pending),
+            shown: Status::Stopped,
+        });
+        let stop = Event::Stop {
+            reason: StopReason::User,
+            grace: Duration::from_secs(2),
+            then: Then::Nothing,
+            client: Some(ClientId(3)),
+        };
+        let (s, fx) = step(s, stop, &c);
+        assert_eq!(fx, [Effect::Persist], "no pid to signal yet");
+        assert!(s.persist.stopped_by_user);
+        let execed = Event::Execed {
+            init_pid: 101,
+            init_start: 2,
+            started_at: 3,
+            alive: true,
+        };
+        let (s, fx) = step(s.clone(), execed, &c);
+        assert!(fx.contains(&Effect::Signal(libc::SIGTERM)), "{fx:?}");
+        // Had the exec never come, the deadline kills the monitor.
+        let late = ctx(now + Duration::from_secs(3), c.def);
+        let pending = with(Phase::Stopping {
+            run: run(Exec::Pending),
+            reason: StopReason::User,
+            kill_at: Some(now + Duration::from_secs(2)),
+            then: Then::Nothing,
+        });
+        let (_, fx) = step(pending, Event::Tick, &late);
+        assert!(fx.contains(&Effect::KillMonitor), "{fx:?}");
+        // And the running one gets SIGKILL.
+        let (_, fx) = step(s, Event::Tick, &late);
+        assert!(fx.contains(&Effect::Signal(libc::SIGKILL)), "{fx:?}");
+    }
+
+    #[test]
+    fn a_start_during_a_stop_starts_again_after_it() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let s = with(Phase::Stopping {
+            run: run(Exec::Done),
+            reason: StopReason::User,
+            kill_at: Some(now + Duration::from_secs(10)),
+            then: Then::Nothing,
+        });
+        let start = Event::Start {
+            cause: Cause::User,
+            waiter: Some(waiter(1, WaitKind::Started)),
+        };
+        let (s, fx) = step(s, start, &c);
+        assert!(answers(&fx).is_empty(), "answered at the new exec");
+        let (s, fx) = step(s, ended(Some(143)), &c);
+        assert!(fx.contains(&Effect::Spawn), "{fx:?}");
+        assert!(s.is_waiting(ClientId(1)));
+        // A user's stop on top cancels the start, and says so.
+        let s2 = with(Phase::Stopping {
+            run: run(Exec::Done),
+            reason: StopReason::Reconcile,
+            kill_at: Some(now + Duration::from_secs(10)),
+            then: Then::Start,
+        });
+        let mut s2 = s2;
+        s2.waiters.push(waiter(1, WaitKind::Started));
+        let stop = Event::Stop {
+            reason: StopReason::User,
+            grace: Duration::from_secs(10),
+            then: Then::Nothing,
+            client: Some(ClientId(2)),
+        };
+        let (_, fx) = step(s2, stop, &c);
+        assert!(
+            matches!(&answers(&fx)[0], (ClientId(1), Answer::Error(e)) if e.contains("stopped before it could start again"))
+        );
+        let _ = s;
+    }
+
+    #[test]
+    fn policies_and_back_off() {
+        let now = Instant::now();
+        let c = ctx(
+            now,
+            Ok(def(RestartPolicy::OnFailure { max: Some(1) }, true)),
+        );
+        let s = with(Phase::Running {
+            run: run(Exec::Done),
+        });
+        let (s, fx) = step(s, ended(Some(1)), &c);
+        let Phase::BackingOff { until } = s.phase else {
+            panic!("{:?}", s.phase)
+        };
+        assert_eq!(until, now + policy::BACKOFF_START);
+        assert!(
+            fx.iter()
+                .any(|f| matches!(f, Effect::Log(_, m) if m.contains("restart 1")))
+        );
+        // Not due yet: nothing; due: the count goes up and a spawn is asked.
+        let (s, fx) = step(s, Event::Tick, &c);
+        assert!(fx.is_empty());
+        let due = ctx(until, c.def);
+        let (s, fx) = step(s, Event::Tick, &due);
+        assert_eq!(fx, [Effect::Persist, Effect::Spawn]);
+        assert_eq!(s.persist.restart_count, 1);
+        // The second failure is past the maximum.
+        let (s, _) = step(s, Event::Spawned(run(Exec::Pending)), &due);
+        let (s, _) = step(s, ended(Some(1)), &due);
+        assert_eq!(s.phase, Phase::Idle(Rest::Exited));
+        // A clean exit is not a failure.
+        let s = with(Phase::Running {
+            run: run(Exec::Done),
+        });
+        let (s, _) = step(s, ended(Some(0)), &c);
+        assert_eq!(s.phase, Phase::Idle(Rest::Exited));
+    }
+
+    #[test]
+    fn a_user_stop_holds_and_a_user_start_clears_it() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::UnlessStopped, true)));
+        let s = with(Phase::BackingOff {
+            until: now + Duration::from_secs(1),
+        });
+        let stop = Event::Stop {
+            reason: StopReason::User,
+            grace: Duration::from_secs(10),
+            then: Then::Nothing,
+            client: Some(ClientId(3)),
+        };
+        let (s, fx) = step(s, stop, &c);
+        assert_eq!(s.phase, Phase::Idle(Rest::StoppedByUser));
+        assert!(fx.contains(&Effect::Persist));
+        assert!(answers(&fx).contains(&(ClientId(3), Answer::Ok)));
+        // Boot does not start it again; a user's start does.
+        let (s, fx) = step(s, Event::Boot, &c);
+        assert!(fx.is_empty());
+        let start = Event::Start {
+            cause: Cause::User,
+            waiter: None,
+        };
+        let (s, fx) = step(s, start, &c);
+        assert_eq!(fx, [Effect::Persist, Effect::Spawn]);
+        assert!(!s.persist.stopped_by_user);
+    }
+
+    #[test]
+    fn untrusted_records_are_left_alone() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::Always, true)));
+        let s = with(Phase::Untrusted {
+            why: "runtime record is in format 99".into(),
+            seen: Some((5, 6)),
+        });
+        let start = Event::Start {
+            cause: Cause::User,
+            waiter: Some(waiter(1, WaitKind::Started)),
+        };
+        let (s, fx) = step(s, start, &c);
+        assert!(
+            matches!(&answers(&fx)[0], (_, Answer::Error(e)) if e.contains("format 99; not touching it"))
+        );
+        let stop = Event::Stop {
+            reason: StopReason::User,
+            grace: Duration::from_secs(1),
+            then: Then::Nothing,
+            client: Some(ClientId(2)),
+        };
+        let (s, fx) = step(s, stop, &c);
+        assert!(answers(&fx).contains(&(ClientId(2), Answer::Ok)));
+        assert_eq!(s.phase.kind(), Kind::Untrusted);
+    }
+
+    #[test]
+    fn restore_decides_per_record() {
+        let now = Instant::now();
+        // Definition gone: stopped, then forgotten.
+        let c = ctx(now, Err(None));
+        let (s, fx) = step(Lifecycle::default(), Event::Attached(run(Exec::Done)), &c);
+        assert_eq!(s.phase.kind(), Kind::Stopping);
+        assert!(fx.contains(&Effect::Signal(libc::SIGTERM)));
+        let (s, fx) = step(s, ended(Some(143)), &c);
+        assert_eq!(s.phase, Phase::Removed);
+        assert!(fx.contains(&Effect::Forget));
+        // Definition changed: recreated.
+        let changed = ctx(
+            now,
+            Ok(Def {
+                hash: 9,
+                ..def(RestartPolicy::No, true)
+            }),
+        );
+        let (s, _) = step(
+            Lifecycle::default(),
+            Event::Attached(run(Exec::Done)),
+            &changed,
+        );
+        let (_, fx) = step(s, ended(Some(143)), &changed);
+        assert!(fx.contains(&Effect::Spawn));
+        // Live restore off: stopped and started again.
+        let off = Ctx {
+            live_restore: false,
+            ..ctx(now, Ok(def(RestartPolicy::No, true)))
+        };
+        let (s, _) = step(Lifecycle::default(), Event::Attached(run(Exec::Done)), &off);
+        let (_, fx) = step(s, ended(Some(143)), &off);
+        assert!(fx.contains(&Effect::DropLastRun) && fx.contains(&Effect::Spawn));
+        // Same definition, live restore on: left running.
+        let on_ = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let (s, fx) = step(Lifecycle::default(), Event::Attached(run(Exec::Done)), &on_);
+        assert_eq!(s.phase.status(), Status::Running);
+        assert!(!fx.iter().any(|f| matches!(f, Effect::Signal(_))));
+    }
+
+    #[test]
+    fn an_exit_found_at_start_up_after_a_user_stop() {
+        let now = Instant::now();
+        let found = Event::Ended {
+            outcome: Ok(Ending {
+                code: Some(143),
+                error: None,
+                started_at: 1,
+                finished_at: 2,
+            }),
+            found: Some((run(Exec::Done), false)),
+        };
+        for (policy, restarts) in [
+            (RestartPolicy::Always, true),
+            (RestartPolicy::UnlessStopped, false),
+        ] {
+            let c = ctx(now, Ok(def(policy, true)));
+            let mut s = Lifecycle::default();
+            s.persist.stopped_by_user = true;
+            let (s, fx) = step(s, found.clone(), &c);
+            assert_eq!(fx.contains(&Effect::Spawn), restarts, "{policy:?}");
+            if !restarts {
+                assert_eq!(s.phase, Phase::Idle(Rest::StoppedByUser));
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_drops_the_records_and_starts_nothing() {
+        let now = Instant::now();
+        let c = Ctx {
+            shutting_down: true,
+            ..ctx(now, Ok(def(RestartPolicy::Always, true)))
+        };
+        let s = with(Phase::Stopping {
+            run: run(Exec::Done),
+            reason: StopReason::Shutdown,
+            kill_at: None,
+            then: Then::Nothing,
+        });
+        let (s, fx) = step(s, ended(Some(143)), &c);
+        assert!(fx.contains(&Effect::DropRecords));
+        assert!(!fx.contains(&Effect::Spawn) && !fx.contains(&Effect::Archive));
+        assert_eq!(s.phase, Phase::Idle(Rest::Stopped));
+    }
+
+    #[test]
+    fn removal_answers_whoever_waits() {
+        let now = Instant::now();
+        let c = ctx(now, Err(None));
+        let mut s = with(Phase::Stopping {
+            run: run(Exec::Done),
+            reason: StopReason::Reconcile,
+            kill_at: None,
+            then: Then::Forget,
+        });
+        s.waiters.push(waiter(4, WaitKind::Exit));
+        let start = Event::Start {
+            cause: Cause::User,
+            waiter: Some(waiter(1, WaitKind::Started)),
+        };
+        let (s, fx) = step(s, start, &c);
+        assert!(
+            matches!(&answers(&fx)[0], (ClientId(1), Answer::Error(e)) if e.contains("being removed"))
+        );
+        let (s, fx) = step(s, ended(Some(143)), &c);
+        assert_eq!(s.phase, Phase::Removed);
+        assert!(answers(&fx).contains(&(
+            ClientId(4),
+            Answer::Exit {
+                code: Some(143),
+                error: None
+            }
+        )));
     }
 }

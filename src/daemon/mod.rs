@@ -12,12 +12,13 @@
 //! records in run-dir (see `restore`).
 
 mod clients;
+mod containers;
 mod lifecycle;
 mod ratelimit;
 mod reload;
 mod restore;
+mod tokens;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -27,14 +28,17 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use mio::net::UnixListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 
+use crate::api::{self, Call, Reply};
 use crate::config::{self, DaemonConfig};
 use crate::host;
 use crate::state;
 use crate::sys::{fd, process, signal};
-
-pub use lifecycle::Ctr;
+use clients::{Clients, Incoming};
+use containers::{Containers, Env};
+use lifecycle::{Answer, Cause, ClientId, Event, StopReason, Then, WaitKind, Waiter};
+use tokens::Tag;
 
 /// Command-line options of `berth daemon`.
 #[derive(Debug, Clone, Default)]
@@ -45,86 +49,7 @@ pub struct Options {
     pub log_level: Option<log::LevelFilter>,
 }
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
 const SIGNALS_HANDLED: &[i32] = &[libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGCHLD];
-
-/// What a token stands for. Tokens carry a generation, so an event for an
-/// fd that was closed and whose slot was reused is recognised as stale.
-#[derive(Debug)]
-enum Source {
-    Client(clients::Client),
-    /// The monitor of this container exited (pidfd readable).
-    Monitor(String),
-    /// The monitor of this container wrote its reply.
-    Channel(String),
-}
-
-struct Slot {
-    generation: u32,
-    source: Option<Source>,
-}
-
-/// A token is (generation << TOKEN_SHIFT) | slot index: half the bits
-/// each (32-bit targets: 65536 slots, 16-bit generations). The top values
-/// are the listener's and the signalfd's.
-const TOKEN_SHIFT: u32 = usize::BITS / 2;
-const INDEX_MASK: usize = (1 << TOKEN_SHIFT) - 1;
-/// Generations wrap below the bits left for them.
-const GENERATION_MASK: u32 = ((1u64 << (usize::BITS - TOKEN_SHIFT - 1)) - 1) as u32;
-
-fn token_of(index: usize, generation: u32) -> Token {
-    Token(((generation as usize) << TOKEN_SHIFT) | index)
-}
-
-/// Sources by token: a slab with generations.
-#[derive(Default)]
-struct Sources {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-}
-
-impl Sources {
-    fn insert(&mut self, source: Source) -> Token {
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    source: None,
-                });
-                self.slots.len() - 1
-            }
-        };
-        let slot = &mut self.slots[index];
-        slot.generation = slot.generation.wrapping_add(1) & GENERATION_MASK;
-        slot.source = Some(source);
-        token_of(index, slot.generation)
-    }
-
-    fn split(token: Token) -> (usize, u32) {
-        (token.0 & INDEX_MASK, (token.0 >> TOKEN_SHIFT) as u32)
-    }
-
-    fn get_mut(&mut self, token: Token) -> Option<&mut Source> {
-        let (index, generation) = Self::split(token);
-        let slot = self.slots.get_mut(index)?;
-        if slot.generation != generation {
-            return None;
-        }
-        slot.source.as_mut()
-    }
-
-    fn remove(&mut self, token: Token) -> Option<Source> {
-        let (index, generation) = Self::split(token);
-        let slot = self.slots.get_mut(index)?;
-        if slot.generation != generation || slot.source.is_none() {
-            return None;
-        }
-        self.free.push(index);
-        slot.source.take()
-    }
-}
 
 /// A shutdown in progress (live restore off).
 struct Shutdown {
@@ -141,8 +66,8 @@ pub struct Daemon {
     poll: Poll,
     listener: UnixListener,
     signals: OwnedFd,
-    sources: Sources,
-    containers: BTreeMap<String, Ctr>,
+    clients: Clients,
+    containers: Containers,
     boot_id: String,
     shutdown: Option<Shutdown>,
     exit_now: bool,
@@ -211,7 +136,7 @@ impl Daemon {
         poll.registry()
             .register(
                 &mut SourceFd(&signals.as_raw_fd()),
-                SIGNALS,
+                tokens::fixed(Tag::Signals),
                 Interest::READABLE,
             )
             .map_err(|e| format!("register signalfd: {e}"))?;
@@ -235,7 +160,11 @@ impl Daemon {
         let mut listener = UnixListener::bind(&cfg.socket)
             .map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
         poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+            .register(
+                &mut listener,
+                tokens::fixed(Tag::Listener),
+                Interest::READABLE,
+            )
             .map_err(|e| format!("register listener: {e}"))?;
         if let Some(pidfile) = &opts.pidfile {
             state::write_atomic(pidfile, format!("{}\n", process::getpid()).as_bytes())
@@ -247,8 +176,8 @@ impl Daemon {
             poll,
             listener,
             signals,
-            sources: Sources::default(),
-            containers: BTreeMap::new(),
+            clients: Clients::new(),
+            containers: Containers::new(),
             boot_id,
             shutdown: None,
             exit_now: false,
@@ -258,13 +187,18 @@ impl Daemon {
 
     fn run(&mut self) -> i32 {
         let t0 = Instant::now();
-        self.restore();
+        let env = Env {
+            registry: self.poll.registry(),
+            cfg: &self.cfg,
+            shutting_down: false,
+        };
+        restore::restore(&mut self.containers, &env, &self.opts.config, &self.boot_id);
         info!(
             "berth {} ready on {} ({} containers, {} running, restore took {:.1} ms)",
             env!("CARGO_PKG_VERSION"),
             self.cfg.socket.display(),
             self.containers.len(),
-            self.containers.values().filter(|c| c.is_active()).count(),
+            self.containers.active(),
             t0.elapsed().as_secs_f64() * 1000.0
         );
         let mut events = Events::with_capacity(64);
@@ -283,38 +217,206 @@ impl Daemon {
                 return 1;
             }
             for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept_clients(),
-                    SIGNALS => self.read_signals(),
-                    token => self.dispatch(
-                        token,
-                        ev.is_readable(),
-                        ev.is_writable(),
-                        ev.is_write_closed(),
-                    ),
-                }
+                self.route(ev);
             }
             self.fire_timers(Instant::now());
-            if self.shutdown.is_some() && self.shutdown_complete() {
+            if self.shutdown.is_some() && self.containers.active() == 0 {
                 break;
             }
         }
         self.finish()
     }
 
-    fn dispatch(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
-        match self.sources.get_mut(token) {
-            None => {} // stale: the fd behind it is gone
-            Some(Source::Client(_)) => self.client_event(token, readable, writable, closed),
-            Some(Source::Monitor(name)) => {
-                let name = name.clone();
-                self.monitor_exited(&name, token);
+    /// Hands an event to the component its token's tag names.
+    fn route(&mut self, ev: &mio::event::Event) {
+        let token = ev.token();
+        match tokens::tag_of(token) {
+            Some(Tag::Listener) => self.clients.accept(&self.listener, self.poll.registry()),
+            Some(Tag::Signals) => self.read_signals(),
+            Some(Tag::Client) => {
+                let incoming = self.clients.event(
+                    self.poll.registry(),
+                    token,
+                    ev.is_readable(),
+                    ev.is_writable(),
+                    ev.is_write_closed(),
+                );
+                if let Some(incoming) = incoming {
+                    self.incoming(incoming);
+                }
             }
-            Some(Source::Channel(name)) => {
-                let name = name.clone();
-                self.channel_readable(&name, token);
+            Some(Tag::Monitor | Tag::Channel) => {
+                let env = Env {
+                    registry: self.poll.registry(),
+                    cfg: &self.cfg,
+                    shutting_down: self.shutdown.is_some(),
+                };
+                let answers = self.containers.event(&env, token);
+                self.deliver(answers);
+            }
+            None => {}
+        }
+    }
+
+    fn incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request(client, Err(e)) => self.reply(client, Reply::Error(e)),
+            Incoming::Request(client, Ok(req)) => {
+                let reply = match Call::from_request(req) {
+                    Ok(call) => self.call(client, call),
+                    Err(e) => Some(Reply::Error(e)),
+                };
+                match reply {
+                    Some(r) => self.reply(client, r),
+                    None => {
+                        if let Some(gone) = self.clients.wait(self.poll.registry(), client) {
+                            self.incoming(gone);
+                        }
+                    }
+                }
+            }
+            Incoming::Gone(client) => {
+                let env = Env {
+                    registry: self.poll.registry(),
+                    cfg: &self.cfg,
+                    shutting_down: self.shutdown.is_some(),
+                };
+                self.containers.client_gone(&env, client);
             }
         }
+    }
+
+    fn reply(&mut self, client: ClientId, reply: Reply) {
+        self.clients.answer(self.poll.registry(), client, reply);
+    }
+
+    /// Answers the lifecycle gave.
+    fn deliver(&mut self, answers: Vec<(ClientId, Answer)>) {
+        for (client, answer) in answers {
+            let reply = match answer {
+                Answer::Ok => Reply::Ok,
+                Answer::Error(e) => Reply::Error(e),
+                Answer::Exit { code, error } => Reply::Exit { code, error },
+            };
+            self.reply(client, reply);
+        }
+    }
+
+    /// Runs `event` through one container's lifecycle and delivers the
+    /// answers.
+    fn feed(&mut self, name: &str, event: Event) {
+        let env = Env {
+            registry: self.poll.registry(),
+            cfg: &self.cfg,
+            shutting_down: self.shutdown.is_some(),
+        };
+        let answers = self.containers.feed(&env, name, event);
+        self.deliver(answers);
+    }
+
+    /// Answers a call now (`Some`), or leaves the client waiting for a
+    /// container, which answers it.
+    fn call(&mut self, client: ClientId, call: Call) -> Option<Reply> {
+        if call.may_wait() && self.clients.waiting() >= clients::MAX_WAITING {
+            return Some(Reply::Error(format!(
+                "too many clients waiting ({}); try again later",
+                clients::MAX_WAITING
+            )));
+        }
+        if let Some(name) = call.name() {
+            if self.containers.get(name).is_none() {
+                return Some(Reply::Error(format!("no such container: {name}")));
+            }
+        }
+        let grace = |name: &str, time: Option<u64>| {
+            time.map_or_else(
+                || {
+                    self.containers
+                        .get(name)
+                        .map_or(lifecycle::DEFAULT_GRACE, |c| c.grace())
+                },
+                Duration::from_secs,
+            )
+        };
+        let shutting_down = || Some(Reply::Error("the daemon is shutting down".to_string()));
+        let event = match &call {
+            Call::Version => return Some(Reply::Version(api::version())),
+            Call::Ps => {
+                let list = self
+                    .containers
+                    .names()
+                    .iter()
+                    .filter_map(|n| self.containers.info(n, &self.cfg.log_dir))
+                    .collect();
+                return Some(Reply::Containers(list));
+            }
+            Call::Inspect { name } | Call::Logs { name } => {
+                return self
+                    .containers
+                    .info(name, &self.cfg.log_dir)
+                    .map(|i| Reply::Container(Box::new(i)));
+            }
+            Call::Reload => {
+                return Some(match self.reload() {
+                    Ok(actions) => Reply::Reloaded(actions),
+                    Err(e) => {
+                        error!("reload refused, nothing changed: {e}");
+                        Reply::Error(e)
+                    }
+                });
+            }
+            Call::Kill { name, signal } => {
+                return Some(match self.containers.signal(name, *signal) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => Reply::Error(e),
+                });
+            }
+            Call::Start { wait, .. } => {
+                if self.shutdown.is_some() {
+                    return shutting_down();
+                }
+                let kind = if *wait {
+                    WaitKind::StartedThenExit
+                } else {
+                    WaitKind::Started
+                };
+                Event::Start {
+                    cause: Cause::User,
+                    waiter: Some(Waiter { client, kind }),
+                }
+            }
+            Call::Restart { name, time } => {
+                if self.shutdown.is_some() {
+                    return shutting_down();
+                }
+                Event::Restart {
+                    grace: grace(name, *time),
+                    waiter: Waiter {
+                        client,
+                        kind: WaitKind::Started,
+                    },
+                }
+            }
+            Call::Stop { name, time } => {
+                if self.shutdown.is_some() {
+                    return shutting_down();
+                }
+                info!("{name}: stop requested by a client");
+                Event::Stop {
+                    reason: StopReason::User,
+                    grace: grace(name, *time),
+                    then: Then::Nothing,
+                    client: Some(client),
+                }
+            }
+            Call::Wait { .. } => Event::Wait { client },
+        };
+        let name = call
+            .name()
+            .expect("container calls have a name")
+            .to_string();
+        self.feed(&name, event);
+        None
     }
 
     fn read_signals(&mut self) {
@@ -339,47 +441,41 @@ impl Daemon {
 
     /// The nearest moment something must happen, if any.
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n: Instant| n.min(t)));
-            }
-        };
-        for c in self.containers.values() {
-            consider(c.deadline());
-        }
-        for slot in &self.sources.slots {
-            if let Some(Source::Client(c)) = &slot.source {
-                consider(c.deadline);
-            }
-        }
-        if let Some(s) = &self.shutdown {
-            consider(if s.killed {
-                Some(s.give_up_at)
-            } else {
-                Some(s.kill_at)
-            });
-        }
-        next
+        let shutdown = self
+            .shutdown
+            .as_ref()
+            .map(|s| if s.killed { s.give_up_at } else { s.kill_at });
+        [
+            self.containers.deadline(),
+            self.clients.deadline(),
+            shutdown,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        self.expire_clients(now);
-        let due: Vec<String> = self
-            .containers
-            .values()
-            .filter(|c| c.deadline().is_some_and(|d| d <= now))
-            .map(|c| c.name.clone())
-            .collect();
-        for name in due {
-            self.container_timers(&name, now);
+        for gone in self.clients.expire(self.poll.registry(), now) {
+            self.incoming(gone);
         }
+        let env = Env {
+            registry: self.poll.registry(),
+            cfg: &self.cfg,
+            shutting_down: self.shutdown.is_some(),
+        };
+        let answers = self.containers.tick(&env, now);
+        self.deliver(answers);
         if let Some(s) = &mut self.shutdown {
             if !s.killed && now >= s.kill_at {
                 s.killed = true;
-                let names: Vec<String> = self.containers.keys().cloned().collect();
-                for name in names {
-                    self.kill_now(&name, "shutdown-timeout reached");
+                for name in self.containers.names() {
+                    self.feed(
+                        &name,
+                        Event::Kill {
+                            why: "shutdown-timeout reached",
+                        },
+                    );
                 }
             } else if s.killed && now >= s.give_up_at {
                 warn!("containers did not exit after SIGKILL; exiting anyway");
@@ -391,7 +487,7 @@ impl Daemon {
     /// SIGTERM or SIGINT.
     fn begin_shutdown(&mut self, why: &str) {
         if self.cfg.live_restore {
-            let running = self.containers.values().filter(|c| c.is_active()).count();
+            let running = self.containers.active();
             info!("{why}: live restore is on, leaving {running} containers running");
             self.exit_now = true;
             return;
@@ -414,14 +510,19 @@ impl Daemon {
             give_up_at: now + timeout + Duration::from_secs(10),
             killed: false,
         });
-        let names: Vec<String> = self.containers.keys().cloned().collect();
-        for name in names {
-            self.stop_for_shutdown(&name, timeout);
+        for name in self.containers.names() {
+            let grace = self
+                .containers
+                .get(&name)
+                .map_or(timeout, |c| c.grace().min(timeout));
+            let stop = Event::Stop {
+                reason: StopReason::Shutdown,
+                grace,
+                then: Then::Nothing,
+                client: None,
+            };
+            self.feed(&name, stop);
         }
-    }
-
-    fn shutdown_complete(&self) -> bool {
-        self.containers.values().all(|c| !c.is_active())
     }
 
     fn finish(&mut self) -> i32 {

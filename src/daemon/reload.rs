@@ -5,12 +5,10 @@
 //! what differs and the actions go through the same paths as start-up.
 //! Unchanged containers are not touched.
 
-use std::time::Duration;
-
 use log::{info, warn};
 
 use super::Daemon;
-use super::lifecycle::{AfterExit, Ctr, Status, StopReason};
+use super::lifecycle::{Event, Phase, StopReason, Then};
 use crate::config::{self, DaemonConfig};
 use crate::plan::{self, Action, Current, Desired};
 
@@ -38,12 +36,12 @@ impl Daemon {
         let mut report = self.apply_options(new_cfg);
         let current: Vec<Current> = self
             .containers
-            .values()
+            .iter()
             .map(|c| Current {
-                name: c.name.clone(),
-                hash: c.spec.as_ref().map(|s| s.hash),
-                active: c.is_active(),
-                stopped_by_user: c.persist.stopped_by_user,
+                name: c.name().to_string(),
+                hash: c.spec().map(|s| s.hash),
+                active: c.phase().is_active(),
+                stopped_by_user: c.persist().stopped_by_user,
             })
             .collect();
         let desired: Vec<Desired> = specs
@@ -126,95 +124,96 @@ impl Daemon {
 
     fn apply(&mut self, action: Action, specs: &[config::ContainerSpec]) -> String {
         let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
-        let untouchable = self
+        let name = action.name().to_string();
+        let untrusted = self
             .containers
-            .get(action.name())
-            .is_some_and(|c| c.status == Status::Unknown);
-        if untouchable {
+            .get(&name)
+            .is_some_and(|c| matches!(c.phase(), Phase::Untrusted { .. }));
+        if untrusted {
             // Its records cannot be trusted: no start, stop or forgetting
             // on a guess.
-            return format!(
-                "{}: left untouched (its records cannot be trusted)",
-                action.name()
-            );
+            return format!("{name}: left untouched (its records cannot be trusted)");
         }
+        let grace = self.containers.get(&name).map(|c| c.grace());
         match action {
-            Action::Add { name, start } => {
-                let mut c = Ctr::new(&name);
-                c.spec = spec_of(&name);
-                self.containers.insert(name.clone(), c);
-                self.load_persist(&name);
-                if start && !self.containers[&name].persist.stopped_by_user {
-                    self.start_or_fail(&name).map_or_else(
-                        |e| format!("{name}: added, start failed: {e}"),
-                        |_| format!("{name}: added and started"),
-                    )
-                } else {
-                    format!("{name}: added")
+            Action::Add { start, .. } => {
+                self.containers.add(&name, spec_of(&name), None, &self.cfg);
+                let stopped = self
+                    .containers
+                    .get(&name)
+                    .is_some_and(|c| c.persist().stopped_by_user);
+                if !start || stopped {
+                    return format!("{name}: added");
+                }
+                self.feed(
+                    &name,
+                    Event::Start {
+                        cause: super::lifecycle::Cause::Daemon,
+                        waiter: None,
+                    },
+                );
+                match self.start_failure(&name) {
+                    Some(e) => format!("{name}: added, start failed: {e}"),
+                    None => format!("{name}: added and started"),
                 }
             }
-            Action::Remove { name } => {
-                let active = self.containers.get(&name).is_some_and(|c| c.is_active());
+            Action::Remove { .. } => {
+                let active = self
+                    .containers
+                    .get(&name)
+                    .is_some_and(|c| c.phase().is_active());
                 if active {
-                    let grace = self
-                        .containers
-                        .get(&name)
-                        .map_or(Duration::from_secs(10), Ctr::grace);
-                    self.stop_container(&name, StopReason::Reconcile, grace, AfterExit::Forget);
+                    let stop = Event::Stop {
+                        reason: StopReason::Reconcile,
+                        grace: grace.unwrap_or_default(),
+                        then: Then::Forget,
+                        client: None,
+                    };
+                    self.feed(&name, stop);
                     // No definition any more: one that comes back before the
                     // stop is done is a new one, not "unchanged".
-                    if let Some(c) = self.containers.get_mut(&name) {
-                        c.spec = None;
-                    }
+                    self.containers.redefine(&name, None);
                     format!("{name}: removed, stopping")
                 } else {
-                    self.forget(&name);
+                    self.containers.redefine(&name, None);
+                    self.feed(&name, Event::Undefined);
                     format!("{name}: removed")
                 }
             }
-            Action::Replace { name, stop, start } => {
-                let new_spec = spec_of(&name);
+            Action::Replace { stop, start, .. } => {
                 if stop {
                     // Stopped as its running definition says (its stop
                     // signal and timeout), then started from the new one.
-                    let grace = self
-                        .containers
-                        .get(&name)
-                        .map_or(Duration::from_secs(10), Ctr::grace);
-                    let after = if start {
-                        AfterExit::Start
-                    } else {
-                        AfterExit::Nothing
+                    let then = if start { Then::Start } else { Then::Nothing };
+                    let stop = Event::Stop {
+                        reason: StopReason::Reconcile,
+                        grace: grace.unwrap_or_default(),
+                        then,
+                        client: None,
                     };
-                    self.stop_container(&name, StopReason::Reconcile, grace, after);
-                }
-                let c = self
-                    .containers
-                    .get_mut(&name)
-                    .expect("plan names known containers");
-                c.spec = new_spec;
-                c.invalid = None;
-                c.warning = None;
-                if stop {
+                    self.feed(&name, stop);
+                    self.containers.redefine(&name, spec_of(&name));
                     return format!("{name}: changed, recreating");
                 }
-                let was_restarting = c.status == Status::Restarting;
-                if was_restarting || (c.status == Status::Failed && !start) {
-                    c.restart_at = None;
-                    c.status = Status::Stopped;
-                }
-                if was_restarting {
-                    let code = c.exit_code;
-                    self.answer_exit_waiters(&name, code, None);
-                }
+                self.containers.redefine(&name, spec_of(&name));
+                self.feed(&name, Event::Redefined { start });
                 if !start {
                     return format!("{name}: changed");
                 }
-                match self.start_or_fail(&name) {
-                    Ok(()) => format!("{name}: changed, started"),
-                    Err(e) => format!("{name}: changed, start failed: {e}"),
+                match self.start_failure(&name) {
+                    Some(e) => format!("{name}: changed, start failed: {e}"),
+                    None => format!("{name}: changed, started"),
                 }
             }
         }
+    }
+
+    /// Why the start just asked for failed, if it did.
+    fn start_failure(&self, name: &str) -> Option<String> {
+        let c = self.containers.get(name)?;
+        if c.phase().is_active() {
+            return None;
+        }
+        Some(c.error().unwrap_or("not started").to_string())
     }
 }

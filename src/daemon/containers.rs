@@ -1,0 +1,706 @@
+//! The containers component: every container the daemon knows, the fds of
+//! their runs (the monitor's pidfd, the channel on which it reports the
+//! exec, the init's pidfd) and their tokens, and the executor of the
+//! lifecycle's effects. What happens to a container goes in as a
+//! [`lifecycle::Event`] through [`Containers::feed`]; the decisions are
+//! made by [`lifecycle::on`], the system calls here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log::info;
+use mio::net::UnixStream;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::lifecycle::{
+    self, Answer, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, Phase, RunFacts,
+};
+use super::ratelimit::{RateLimit, Verdict};
+use super::tokens::{Slab, Tag};
+use crate::api::Info;
+use crate::config::{self, ContainerSpec, DaemonConfig};
+use crate::container::cgroup;
+use crate::container::monitor::{self, Job, Reply};
+use crate::host;
+use crate::state::{
+    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
+};
+use crate::sys::{fd, process};
+use crate::wire::{self, Got, LineReader};
+
+/// The largest report a monitor sends.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// The fds of a run.
+struct Handles {
+    monitor_pidfd: OwnedFd,
+    monitor_token: Token,
+    /// Until the monitor reported the exec.
+    channel: Option<(UnixStream, Token, LineReader)>,
+    init_pidfd: Option<OwnedFd>,
+}
+
+/// One container.
+pub struct Ctr {
+    name: String,
+    spec: Option<ContainerSpec>,
+    /// Why the definition is not valid, if it is not.
+    invalid: Option<String>,
+    /// Something the user should know (daemon options changed since it
+    /// started).
+    warning: Option<String>,
+    machine: Lifecycle,
+    handles: Option<Handles>,
+    limiter: RateLimit,
+}
+
+impl Ctr {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn phase(&self) -> &Phase {
+        self.machine.phase()
+    }
+
+    pub fn spec(&self) -> Option<&ContainerSpec> {
+        self.spec.as_ref()
+    }
+
+    pub fn persist(&self) -> &ContainerState {
+        self.machine.persist()
+    }
+
+    /// The stop grace of the definition it runs now.
+    pub fn grace(&self) -> Duration {
+        self.spec.as_ref().map_or(lifecycle::DEFAULT_GRACE, |s| {
+            Duration::from_secs(s.stop_timeout)
+        })
+    }
+
+    /// Why a start failed, as the machine last recorded it.
+    pub fn error(&self) -> Option<&str> {
+        self.machine.last().error.as_deref()
+    }
+}
+
+/// What effects need from the rest of the daemon.
+pub struct Env<'a> {
+    pub registry: &'a Registry,
+    pub cfg: &'a DaemonConfig,
+    pub shutting_down: bool,
+}
+
+pub struct Containers {
+    map: BTreeMap<String, Ctr>,
+    /// Monitor pidfds and channels, by token, naming their container.
+    monitors: Slab<String>,
+    channels: Slab<String>,
+}
+
+impl Containers {
+    pub fn new() -> Containers {
+        Containers {
+            map: BTreeMap::new(),
+            monitors: Slab::new(Tag::Monitor),
+            channels: Slab::new(Tag::Channel),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Ctr> {
+        self.map.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Ctr> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn active(&self) -> usize {
+        self.map.values().filter(|c| c.phase().is_active()).count()
+    }
+
+    /// Takes a container in, with what was persisted of it (restore, or a
+    /// reload that adds it).
+    pub fn add(
+        &mut self,
+        name: &str,
+        spec: Option<ContainerSpec>,
+        invalid: Option<String>,
+        cfg: &DaemonConfig,
+    ) {
+        let persist = load_persist(name, cfg);
+        let ctr = Ctr {
+            name: name.to_string(),
+            spec,
+            invalid,
+            warning: None,
+            machine: Lifecycle::new(persist),
+            handles: None,
+            limiter: RateLimit::new(),
+        };
+        self.map.insert(name.to_string(), ctr);
+    }
+
+    /// A new definition (reload); the old one stays in force for a stop
+    /// already under way only through the grace computed before.
+    pub fn redefine(&mut self, name: &str, spec: Option<ContainerSpec>) {
+        if let Some(c) = self.map.get_mut(name) {
+            c.spec = spec;
+            c.invalid = None;
+            c.warning = None;
+        }
+    }
+
+    pub fn set_warning(&mut self, name: &str, msg: String) {
+        log::warn!("{name}: {msg}");
+        if let Some(c) = self.map.get_mut(name) {
+            c.warning = Some(msg);
+        }
+    }
+
+    /// The nearest deadline of any container.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.map.values().filter_map(|c| c.phase().deadline()).min()
+    }
+
+    /// Feeds `Tick` to every container with a deadline due.
+    pub fn tick(&mut self, env: &Env, now: Instant) -> Vec<(ClientId, Answer)> {
+        let due: Vec<String> = self
+            .map
+            .values()
+            .filter(|c| c.phase().deadline().is_some_and(|d| d <= now))
+            .map(|c| c.name.clone())
+            .collect();
+        let mut answers = Vec::new();
+        for name in due {
+            answers.extend(self.feed(env, &name, Event::Tick));
+        }
+        answers
+    }
+
+    /// Tells every container a waiting client went away.
+    pub fn client_gone(&mut self, env: &Env, client: ClientId) {
+        let names: Vec<String> = self
+            .map
+            .values()
+            .filter(|c| c.machine.is_waiting(client))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in names {
+            self.feed(env, &name, Event::ClientGone(client));
+        }
+    }
+
+    /// Runs `event` through the container's lifecycle and executes the
+    /// effects, with the events they cause; returns the answers for
+    /// clients.
+    pub fn feed(&mut self, env: &Env, name: &str, event: Event) -> Vec<(ClientId, Answer)> {
+        let mut answers = Vec::new();
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            let Some(c) = self.map.get_mut(name) else {
+                break;
+            };
+            let def = match (&c.spec, &c.invalid) {
+                (Some(s), _) => Ok(def_of(s)),
+                (None, Some(why)) => Err(Some(why.as_str())),
+                (None, None) => Err(None),
+            };
+            let ctx = Ctx {
+                name,
+                now: Instant::now(),
+                now_ns: host::now_ns(),
+                def,
+                live_restore: env.cfg.live_restore,
+                shutting_down: env.shutting_down,
+            };
+            let machine = std::mem::take(&mut c.machine);
+            let from = machine.phase().kind();
+            let what = event.kind();
+            let (machine, effects) = lifecycle::on(machine, event, &ctx);
+            log::trace!(
+                "{name}: {} --{what}--> {}",
+                from.as_str(),
+                machine.phase().kind().as_str()
+            );
+            c.machine = machine;
+            for effect in effects {
+                match effect {
+                    Effect::Answer(client, a) => answers.push((client, a)),
+                    Effect::Spawn => queue.push(self.spawn(env, name)),
+                    other => self.execute(env, name, other),
+                }
+            }
+        }
+        answers
+    }
+
+    fn execute(&mut self, env: &Env, name: &str, effect: Effect) {
+        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+        match effect {
+            Effect::Spawn | Effect::Answer(..) => unreachable!("handled by feed"),
+            Effect::Signal(sig) => {
+                let _ = self.signal(name, sig);
+            }
+            Effect::KillMonitor => {
+                if let Some(h) = self.map.get(name).and_then(|c| c.handles.as_ref()) {
+                    let _ = process::pidfd_send_signal(&h.monitor_pidfd, libc::SIGKILL);
+                }
+            }
+            Effect::Persist => {
+                let Some(c) = self.map.get(name) else { return };
+                let result = state::ensure_dir(&paths.state)
+                    .and_then(|_| state::save(&paths.state(), c.persist()));
+                if let Err(e) = result {
+                    let msg = format!("write {}: {e}", paths.state().display());
+                    self.note(name, log::Level::Error, &msg);
+                }
+            }
+            Effect::Log(level, msg) => self.note(name, level, &msg),
+            Effect::Archive => {
+                // This end is handled: keep the record as history only.
+                if paths.runtime().exists() {
+                    if let Err(e) = fs::rename(paths.runtime(), paths.last_run()) {
+                        let msg = format!("rename {}: {e}", paths.runtime().display());
+                        self.note(name, log::Level::Error, &msg);
+                    }
+                }
+            }
+            Effect::DropRecords => {
+                let _ = fs::remove_file(paths.runtime());
+                let _ = fs::remove_file(paths.last_run());
+            }
+            Effect::DropLastRun => {
+                let _ = fs::remove_file(paths.last_run());
+            }
+            Effect::Forget => {
+                let _ = fs::remove_dir_all(&paths.run);
+                let _ = fs::remove_dir_all(&paths.state);
+                self.release(env.registry, name);
+                self.map.remove(name);
+                info!("{name}: removed");
+            }
+        }
+    }
+
+    /// Logs a message about one container, rate-limited per container.
+    fn note(&mut self, name: &str, level: log::Level, msg: &str) {
+        if level > log::max_level() {
+            return; // filtered out anyway: spend none of the budget on it
+        }
+        let verdict = match self.map.get_mut(name) {
+            Some(c) => c.limiter.check(Instant::now()),
+            None => Verdict::Log,
+        };
+        match verdict {
+            Verdict::Drop => {}
+            Verdict::Log => log::log!(level, "{name}: {msg}"),
+            Verdict::LogAfterDropped(n) => {
+                log::log!(level, "{name}: ({n} earlier messages suppressed) {msg}");
+            }
+        }
+    }
+
+    /// Sends `sig` to the container's init through its pidfd.
+    pub fn signal(&self, name: &str, sig: i32) -> Result<(), String> {
+        let c = self
+            .map
+            .get(name)
+            .ok_or_else(|| format!("no such container: {name}"))?;
+        let fd = c
+            .handles
+            .as_ref()
+            .and_then(|h| h.init_pidfd.as_ref())
+            .filter(|_| c.phase().run().is_some_and(|r| r.exec == Exec::Done))
+            .ok_or_else(|| format!("{name} is not running"))?;
+        process::pidfd_send_signal(fd, sig)
+            .map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
+    }
+
+    /// Starts the container's monitor and sends it the job; the exec is
+    /// reported on the channel (`channel_readable`).
+    fn spawn(&mut self, env: &Env, name: &str) -> Event {
+        match self.try_spawn(env, name) {
+            Ok(run) => Event::Spawned(run),
+            Err(why) => Event::SpawnFailed(why),
+        }
+    }
+
+    fn try_spawn(&mut self, env: &Env, name: &str) -> Result<RunFacts, String> {
+        let cfg = env.cfg;
+        let spec = self
+            .map
+            .get(name)
+            .and_then(|c| c.spec.clone())
+            .ok_or_else(|| format!("{name}: no definition"))?;
+        config::check_container_host(&spec, &cfg.containers_dir.join(format!("{name}.json")))
+            .map_err(|e| e.to_string())?;
+        let run_id = format!(
+            "{:016x}",
+            process::random_u64().map_err(|e| format!("getrandom: {e}"))?
+        );
+        let job = Job {
+            version: FORMAT_VERSION,
+            name: name.to_string(),
+            run_id: run_id.clone(),
+            spec: spec.canonical.clone(),
+            run_dir: cfg.run_dir.display().to_string(),
+            state_dir: cfg.state_dir.display().to_string(),
+            log_dir: cfg.log_dir.display().to_string(),
+            log_max_size: cfg.log_max_size,
+            log_max_files: cfg.log_max_files,
+            cgroup_parent: cfg.cgroup_parent.clone(),
+        };
+        let options = StartOptions {
+            log_dir: job.log_dir.clone(),
+            log_max_size: job.log_max_size,
+            log_max_files: job.log_max_files,
+            cgroup_parent: job.cgroup_parent.clone(),
+            cgroups: Vec::new(),
+        };
+        let paths = Paths::new(&cfg.run_dir, &cfg.state_dir, name);
+        fs::create_dir_all(&paths.run)
+            .map_err(|e| format!("create {}: {e}", paths.run.display()))?;
+        let (ours, theirs) = fd::socketpair().map_err(|e| format!("create socketpair: {e}"))?;
+        let (pid, pidfd) =
+            monitor::spawn(name, &theirs).map_err(|e| format!("spawn monitor: {e}"))?;
+        drop(theirs);
+        let mut stream = std::os::unix::net::UnixStream::from(ours);
+        // The job fits in the socket buffer; the monitor reads it at once.
+        if let Err(e) = wire::send(&mut stream, &job) {
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err(format!("send job to monitor: {e}"));
+        }
+        let _ = stream.set_nonblocking(true);
+        let mut stream = UnixStream::from_std(stream);
+        let tokens = self
+            .monitors
+            .insert(name.to_string())
+            .zip(self.channels.insert(name.to_string()));
+        let Some((monitor_token, channel_token)) = tokens else {
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err("too many containers for the event loop".to_string());
+        };
+        let r1 = env.registry.register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            monitor_token,
+            Interest::READABLE,
+        );
+        let r2 = env
+            .registry
+            .register(&mut stream, channel_token, Interest::READABLE);
+        if let Err(e) = r1.and(r2) {
+            self.note(
+                name,
+                log::Level::Error,
+                &format!("register monitor fds: {e}"),
+            );
+        }
+        let c = self.map.get_mut(name).expect("checked above");
+        c.handles = Some(Handles {
+            monitor_pidfd: pidfd,
+            monitor_token,
+            channel: Some((stream, channel_token, LineReader::new(MAX_REPLY))),
+            init_pidfd: None,
+        });
+        Ok(RunFacts {
+            run_id,
+            monitor_pid: pid,
+            monitor_start: host::start_time(pid).unwrap_or(0),
+            init_pid: 0,
+            init_start: 0,
+            started_at: host::now_ns(),
+            hash: spec.hash,
+            options,
+            exec: Exec::Pending,
+        })
+    }
+
+    /// Re-attaches to a live monitor found at start-up.
+    pub fn attach(
+        &mut self,
+        env: &Env,
+        name: &str,
+        rec: &RuntimeRecord,
+        monitor_pidfd: OwnedFd,
+    ) -> Vec<(ClientId, Answer)> {
+        let init_pidfd = process::pidfd_open(rec.init_pid)
+            .ok()
+            .filter(|_| host::same_process(rec.init_pid, rec.init_start));
+        let Some(monitor_token) = self.monitors.insert(name.to_string()) else {
+            log::error!("{name}: too many containers for the event loop");
+            return Vec::new();
+        };
+        if let Err(e) = env.registry.register(
+            &mut SourceFd(&monitor_pidfd.as_raw_fd()),
+            monitor_token,
+            Interest::READABLE,
+        ) {
+            log::error!("{name}: register monitor pidfd: {e}");
+        }
+        if let Some(c) = self.map.get_mut(name) {
+            c.handles = Some(Handles {
+                monitor_pidfd,
+                monitor_token,
+                channel: None,
+                init_pidfd,
+            });
+        }
+        let run = RunFacts {
+            run_id: rec.run_id.clone(),
+            monitor_pid: rec.monitor_pid,
+            monitor_start: rec.monitor_start,
+            init_pid: rec.init_pid,
+            init_start: rec.init_start,
+            started_at: rec.started_at,
+            hash: u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0),
+            options: rec.options.clone(),
+            exec: Exec::Done,
+        };
+        self.feed(env, name, Event::Attached(run))
+    }
+
+    /// Deregisters and closes the fds of the container's run.
+    fn release(&mut self, registry: &Registry, name: &str) -> Option<Handles> {
+        let mut h = self.map.get_mut(name)?.handles.take()?;
+        let _ = registry.deregister(&mut SourceFd(&h.monitor_pidfd.as_raw_fd()));
+        self.monitors.remove(h.monitor_token);
+        if let Some((mut stream, token, _)) = h.channel.take() {
+            let _ = registry.deregister(&mut stream);
+            self.channels.remove(token);
+        }
+        Some(h)
+    }
+
+    /// A monitor's pidfd or channel is readable.
+    pub fn event(&mut self, env: &Env, token: Token) -> Vec<(ClientId, Answer)> {
+        if let Some(name) = self.monitors.get(token).cloned() {
+            return self.monitor_exited(env, &name, token);
+        }
+        if let Some(name) = self.channels.get(token).cloned() {
+            return self.channel_readable(env, &name, token);
+        }
+        Vec::new() // stale: the fd behind it is gone
+    }
+
+    /// The monitor's report: exec'd (with the init's pid) or the error.
+    fn channel_readable(&mut self, env: &Env, name: &str, token: Token) -> Vec<(ClientId, Answer)> {
+        let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) else {
+            return Vec::new();
+        };
+        let Some((stream, chan_token, reader)) = h.channel.as_mut() else {
+            return Vec::new();
+        };
+        if *chan_token != token {
+            return Vec::new();
+        }
+        let line = match reader.read_from(stream) {
+            Ok(Got::Partial) => return Vec::new(), // more to come
+            Ok(Got::Line(line)) => Some(line),
+            Ok(Got::Eof | Got::TooLong) | Err(_) => None,
+        };
+        let (mut stream, tok, _) = h.channel.take().expect("present above");
+        let _ = env.registry.deregister(&mut stream);
+        self.channels.remove(tok);
+        match line.and_then(|l| wire::decode::<Reply>(&l).ok()) {
+            Some(r) if r.ok => {
+                // A pidfd for the init, checked against its start time so
+                // that a pid reused in between is never signalled.
+                let init = process::pidfd_open(r.pid)
+                    .ok()
+                    .filter(|_| host::same_process(r.pid, r.init_start));
+                let alive = init.is_some();
+                if let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) {
+                    h.init_pidfd = init;
+                }
+                let event = Event::Execed {
+                    init_pid: r.pid,
+                    init_start: r.init_start,
+                    started_at: r.started_at,
+                    alive,
+                };
+                self.feed(env, name, event)
+            }
+            Some(r) => {
+                let why = r.error.unwrap_or_else(|| "monitor failed".to_string());
+                self.feed(env, name, Event::ExecFailed(why))
+            }
+            // No report: the monitor died; its exit is handled when its
+            // pidfd fires.
+            None => Vec::new(),
+        }
+    }
+
+    /// The monitor's pidfd fired: the run is over.
+    fn monitor_exited(&mut self, env: &Env, name: &str, token: Token) -> Vec<(ClientId, Answer)> {
+        let Some(c) = self.map.get(name) else {
+            return Vec::new();
+        };
+        let Some(h) = c.handles.as_ref().filter(|h| h.monitor_token == token) else {
+            return Vec::new();
+        };
+        // It is our child unless a previous daemon started it: reap if so.
+        let _ = process::waitid_pidfd(&h.monitor_pidfd, false);
+        let Some(run) = c.phase().run().cloned() else {
+            self.release(env.registry, name);
+            return Vec::new();
+        };
+        let handles = self.release(env.registry, name).expect("present above");
+        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+        let outcome = match state::load::<ExitRecord>(&paths.exit()) {
+            Loaded::Ok(rec) if rec.run_id == run.run_id => Ok(ending_of(&rec)),
+            Loaded::Ok(_) | Loaded::Missing => Err(format!(
+                "monitor (pid {}) ended without an exit record; exit code lost",
+                run.monitor_pid
+            )),
+            Loaded::Newer(v) => Err(format!(
+                "exit record is in format {v}, newer than this berth"
+            )),
+            Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", paths.exit().display())),
+        };
+        if outcome.is_err() {
+            // The monitor wrote down the cgroups it made.
+            let cgroups = match state::load::<RuntimeRecord>(&paths.runtime()) {
+                Loaded::Ok(rec) => rec.options.cgroups,
+                _ => run.options.cgroups.clone(),
+            };
+            bury(&run, handles.init_pidfd.as_ref(), &cgroups);
+        }
+        self.feed(
+            env,
+            name,
+            Event::Ended {
+                outcome,
+                found: None,
+            },
+        )
+    }
+
+    /// What `inspect` shows.
+    pub fn info(&self, name: &str, cfg_log_dir: &Path) -> Option<Info> {
+        let c = self.map.get(name)?;
+        let phase = c.phase();
+        let last = c.machine.last();
+        let run = phase.run();
+        let (status, untrusted_pid, warning) = match phase {
+            Phase::Untrusted { why, seen } => {
+                let alive = seen
+                    .filter(|&(pid, start)| host::same_process(pid, start))
+                    .map(|(pid, _)| pid);
+                let status = if alive.is_some() { "running" } else { "failed" };
+                (status, alive, Some(why.clone()))
+            }
+            p => (p.status().as_str(), None, c.warning.clone()),
+        };
+        let running = status == "running";
+        let spec = c.spec.as_ref();
+        Some(Info {
+            name: c.name.clone(),
+            status: status.to_string(),
+            pid: run
+                .filter(|r| r.exec == Exec::Done)
+                .map_or(untrusted_pid.unwrap_or(0), |r| r.init_pid),
+            exit_code: if running { None } else { last.exit_code },
+            restart_count: c.persist().restart_count,
+            started_at: last.started_at.map(host::rfc3339),
+            finished_at: if running {
+                None
+            } else {
+                last.finished_at.map(host::rfc3339)
+            },
+            error: last.error.clone().or_else(|| c.invalid.clone()),
+            monitor_pid: run.map_or(0, |r| r.monitor_pid),
+            monitor_start: run.map_or(0, |r| r.monitor_start),
+            restart: spec.map_or(String::new(), |s| s.restart.to_string()),
+            autostart: spec.is_some_and(|s| s.autostart),
+            stopped_by_user: c.persist().stopped_by_user,
+            rootfs: spec.map_or(String::new(), |s| s.rootfs.display().to_string()),
+            command: spec.map_or(Vec::new(), |s| s.command.clone()),
+            config_hash: match (run, spec) {
+                (Some(r), _) => format!("{:016x}", r.hash),
+                (None, Some(s)) => format!("{:016x}", s.hash),
+                (None, None) => String::new(),
+            },
+            log_dir: match run {
+                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
+                    .join(&c.name)
+                    .display()
+                    .to_string(),
+                _ => cfg_log_dir.join(&c.name).display().to_string(),
+            },
+            warning,
+        })
+    }
+}
+
+/// What the lifecycle needs of a definition.
+fn def_of(spec: &ContainerSpec) -> Def {
+    Def {
+        restart: spec.restart,
+        autostart: spec.autostart,
+        stop_signal: spec.stop_signal,
+        grace: Duration::from_secs(spec.stop_timeout),
+        hash: spec.hash,
+    }
+}
+
+pub fn ending_of(rec: &ExitRecord) -> Ending {
+    Ending {
+        code: rec.exit_code,
+        error: rec.error.clone(),
+        started_at: rec.started_at,
+        finished_at: rec.finished_at,
+    }
+}
+
+/// A run whose monitor is gone without an exit record: its container must
+/// not outlive it, and its cgroups go.
+pub fn bury(run: &RunFacts, init_pidfd: Option<&OwnedFd>, cgroups: &[String]) {
+    if let Some(fd) = init_pidfd {
+        if host::same_process(run.init_pid, run.init_start) {
+            let _ = process::pidfd_send_signal(fd, libc::SIGKILL);
+        }
+    }
+    let hierarchies = cgroup::discover_live().unwrap_or_default();
+    let dirs: Vec<PathBuf> = cgroups
+        .iter()
+        .map(PathBuf::from)
+        .filter(|d| cgroup::is_below_a_hierarchy(d, &hierarchies))
+        .collect();
+    // One try, no waiting in the event loop: a directory still busy is
+    // reused by the next start.
+    let _ = cgroup::remove(&dirs, Duration::ZERO);
+}
+
+/// Reads state.json (restart count, user stop); an unreadable or newer one
+/// is named and replaced by defaults.
+fn load_persist(name: &str, cfg: &DaemonConfig) -> ContainerState {
+    let path = Paths::new(&cfg.run_dir, &cfg.state_dir, name).state();
+    match state::load::<ContainerState>(&path) {
+        Loaded::Ok(p) => p,
+        Loaded::Missing => ContainerState::default(),
+        Loaded::Newer(v) => {
+            log::warn!(
+                "{name}: {} is in format {v}, newer than this berth ({FORMAT_VERSION}); using defaults",
+                path.display()
+            );
+            ContainerState::default()
+        }
+        Loaded::Corrupt(why) => {
+            log::warn!("{name}: {}: {why}; using defaults", path.display());
+            ContainerState::default()
+        }
+    }
+}
