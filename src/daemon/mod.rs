@@ -359,10 +359,7 @@ impl Daemon {
             Call::Reload => {
                 return Some(match self.reload() {
                     Ok(actions) => Reply::Reloaded(actions),
-                    Err(e) => {
-                        error!("reload refused, nothing changed: {e}");
-                        Reply::Error(e)
-                    }
+                    Err(e) => Reply::Error(e),
                 });
             }
             Call::Kill { name, signal } => {
@@ -426,15 +423,42 @@ impl Daemon {
                 Ok(Some(libc::SIGCHLD)) => while process::reap_any().is_some() {},
                 Ok(Some(libc::SIGHUP)) => {
                     info!("SIGHUP: reloading configuration");
-                    if let Err(e) = self.reload() {
-                        error!("reload refused, nothing changed: {e}");
-                    }
+                    let _ = self.reload();
                 }
                 Ok(Some(sig)) => self.begin_shutdown(&config::signal_name(sig)),
                 Err(e) => {
                     error!("read signalfd: {e}");
                     break;
                 }
+            }
+        }
+    }
+
+    /// SIGHUP or `berth reload`: one line per action taken, or why
+    /// nothing changed.
+    fn reload(&mut self) -> Result<Vec<String>, String> {
+        if self.shutdown.is_some() {
+            return Err("the daemon is shutting down".to_string());
+        }
+        let overrides = reload::Overrides {
+            live_restore: self.opts.live_restore,
+            log_level: self.opts.log_level,
+        };
+        let result = reload::reload(
+            &mut self.containers,
+            self.poll.registry(),
+            &mut self.cfg,
+            &self.opts.config,
+            overrides,
+        );
+        match result {
+            Ok((report, answers)) => {
+                self.deliver(answers);
+                Ok(report)
+            }
+            Err(e) => {
+                error!("reload refused, nothing changed: {e}");
+                Err(e)
             }
         }
     }
@@ -532,5 +556,76 @@ impl Daemon {
         }
         info!("berth daemon exiting");
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// The daemon's modules, with their sources.
+    const MODULES: &[(&str, &str)] = &[
+        ("clients", include_str!("clients.rs")),
+        ("containers", include_str!("containers.rs")),
+        ("lifecycle", include_str!("lifecycle.rs")),
+        ("ratelimit", include_str!("ratelimit.rs")),
+        ("reload", include_str!("reload.rs")),
+        ("restore", include_str!("restore.rs")),
+        ("tokens", include_str!("tokens.rs")),
+    ];
+
+    /// The siblings a module names through `super::`.
+    fn uses(src: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, _) in src.match_indices("super::") {
+            let rest = &src[i + "super::".len()..];
+            let names: Vec<&str> = if let Some(list) = rest.strip_prefix('{') {
+                list[..list.find('}').unwrap_or(0)].split(',').collect()
+            } else {
+                vec![rest]
+            };
+            for n in names {
+                let ident: String = n
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !ident.is_empty() {
+                    found.push(ident);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_module_imports_one_that_imports_it_back() {
+        let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (name, src) in MODULES {
+            let body = src.split("#[cfg(test)]").next().unwrap_or(src);
+            for used in uses(body) {
+                assert!(
+                    MODULES.iter().any(|(m, _)| *m == used),
+                    "{name} reaches into the loop (super::{used}): components must not depend on it"
+                );
+                graph.entry(name).or_default().push(used);
+            }
+        }
+        // Depth-first search for a cycle.
+        fn visit<'a>(n: &'a str, graph: &'a BTreeMap<&str, Vec<String>>, path: &mut Vec<&'a str>) {
+            assert!(!path.contains(&n), "import cycle: {path:?} -> {n}");
+            path.push(n);
+            for next in graph.get(n).into_iter().flatten() {
+                visit(next, graph, path);
+            }
+            path.pop();
+        }
+        for (name, _) in MODULES {
+            visit(name, &graph, &mut Vec::new());
+        }
+        assert!(
+            graph.contains_key("containers"),
+            "graph not read: {graph:?}"
+        );
     }
 }

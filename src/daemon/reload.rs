@@ -3,217 +3,236 @@
 //! daemon.json and every container file are read and validated first; any
 //! error refuses the whole reload and changes nothing. Then `plan` says
 //! what differs and the actions go through the same paths as start-up.
-//! Unchanged containers are not touched.
+//! Unchanged containers are not touched. Reload is a function of the
+//! components it changes (the containers and the daemon's options), not
+//! of the loop.
+
+use std::path::Path;
 
 use log::{info, warn};
+use mio::Registry;
 
-use super::Daemon;
-use super::lifecycle::{Event, Phase, StopReason, Then};
-use crate::config::{self, DaemonConfig};
+use super::containers::{Containers, Env};
+use super::lifecycle::{Answer, Cause, ClientId, Event, Phase, StopReason, Then};
+use crate::config::{self, ContainerSpec, DaemonConfig};
 use crate::plan::{self, Action, Current, Desired};
 
-impl Daemon {
-    /// Returns one line per action taken, or why nothing was.
-    pub(super) fn reload(&mut self) -> Result<Vec<String>, String> {
-        if self.shutdown.is_some() {
-            return Err("the daemon is shutting down".to_string());
-        }
-        let new_cfg = config::read_daemon_file(&self.opts.config).map_err(|e| e.to_string())?;
-        let entries = config::read_containers_dir(&new_cfg.containers_dir)
-            .map_err(|e| format!("{e} (containers-dir in {})", self.opts.config.display()))?;
-        let mut specs = Vec::new();
-        let mut errors = Vec::new();
-        for (_, result) in entries {
-            match result {
-                Ok(spec) => specs.push(spec),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors.join("; "));
-        }
+/// What the command line set, which wins over daemon.json.
+#[derive(Debug, Clone, Copy)]
+pub struct Overrides {
+    pub live_restore: bool,
+    pub log_level: Option<log::LevelFilter>,
+}
 
-        let mut report = self.apply_options(new_cfg);
-        let current: Vec<Current> = self
-            .containers
-            .iter()
-            .map(|c| Current {
-                name: c.name().to_string(),
-                hash: c.spec().map(|s| s.hash),
-                active: c.phase().is_active(),
-                stopped_by_user: c.persist().stopped_by_user,
-            })
-            .collect();
-        let desired: Vec<Desired> = specs
-            .iter()
-            .map(|s| Desired {
-                name: s.name.clone(),
-                hash: s.hash,
-                autostart: s.autostart,
-            })
-            .collect();
-        for action in plan::plan(&current, &desired) {
-            report.push(self.apply(action, &specs));
+/// Re-reads `config_file` and the containers directory and applies them.
+/// Returns one line per action taken and the answers for waiting clients,
+/// or why nothing was done.
+pub fn reload(
+    ctrs: &mut Containers,
+    registry: &Registry,
+    cfg: &mut DaemonConfig,
+    config_file: &Path,
+    overrides: Overrides,
+) -> Result<(Vec<String>, Vec<(ClientId, Answer)>), String> {
+    let new_cfg = config::read_daemon_file(config_file).map_err(|e| e.to_string())?;
+    let entries = config::read_containers_dir(&new_cfg.containers_dir)
+        .map_err(|e| format!("{e} (containers-dir in {})", config_file.display()))?;
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for (_, result) in entries {
+        match result {
+            Ok(spec) => specs.push(spec),
+            Err(e) => errors.push(e.to_string()),
         }
-        for line in &report {
-            info!("reload: {line}");
-        }
-        Ok(report)
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
     }
 
-    /// Takes the reloadable options; names those that need a restart.
-    fn apply_options(&mut self, new: DaemonConfig) -> Vec<String> {
-        let mut report = Vec::new();
-        let old = &self.cfg;
-        let mut keep = Vec::new();
-        if new.socket != old.socket {
-            keep.push("socket");
-        }
-        if new.run_dir != old.run_dir {
-            keep.push("run-dir");
-        }
-        if new.state_dir != old.state_dir {
-            keep.push("state-dir");
-        }
-        if !keep.is_empty() {
-            let msg = format!(
-                "{} changed but need a daemon restart; keeping the old values",
-                keep.join(", ")
-            );
-            warn!("reload: {msg}");
-            report.push(msg);
-        }
-        let mut next = new;
-        next.socket = old.socket.clone();
-        next.run_dir = old.run_dir.clone();
-        next.state_dir = old.state_dir.clone();
-        if self.opts.live_restore {
-            next.live_restore = true; // the command line wins
-        }
-        if next.live_restore != old.live_restore {
+    let mut report = apply_options(cfg, new_cfg, overrides);
+    let current: Vec<Current> = ctrs
+        .iter()
+        .map(|c| Current {
+            name: c.name().to_string(),
+            hash: c.spec().map(|s| s.hash),
+            active: c.phase().is_active(),
+            stopped_by_user: c.persist().stopped_by_user,
+        })
+        .collect();
+    let desired: Vec<Desired> = specs
+        .iter()
+        .map(|s| Desired {
+            name: s.name.clone(),
+            hash: s.hash,
+            autostart: s.autostart,
+        })
+        .collect();
+    let env = Env {
+        registry,
+        cfg,
+        shutting_down: false,
+    };
+    let mut answers = Vec::new();
+    for action in plan::plan(&current, &desired) {
+        report.push(apply(ctrs, &env, action, &specs, &mut answers));
+    }
+    for line in &report {
+        info!("reload: {line}");
+    }
+    Ok((report, answers))
+}
+
+/// Takes the reloadable options; names those that need a restart.
+fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides) -> Vec<String> {
+    let mut report = Vec::new();
+    let old = &*cfg;
+    let mut keep = Vec::new();
+    if new.socket != old.socket {
+        keep.push("socket");
+    }
+    if new.run_dir != old.run_dir {
+        keep.push("run-dir");
+    }
+    if new.state_dir != old.state_dir {
+        keep.push("state-dir");
+    }
+    if !keep.is_empty() {
+        let msg = format!(
+            "{} changed but need a daemon restart; keeping the old values",
+            keep.join(", ")
+        );
+        warn!("reload: {msg}");
+        report.push(msg);
+    }
+    let mut next = new;
+    next.socket = old.socket.clone();
+    next.run_dir = old.run_dir.clone();
+    next.state_dir = old.state_dir.clone();
+    if overrides.live_restore {
+        next.live_restore = true; // the command line wins
+    }
+    if next.live_restore != old.live_restore {
+        report.push(format!(
+            "live-restore {}",
+            if next.live_restore { "on" } else { "off" }
+        ));
+    }
+    let level = overrides.log_level.unwrap_or(next.log_level);
+    if level != log::max_level() {
+        report.push(format!("log-level {}", level.as_str().to_lowercase()));
+        log::set_max_level(level);
+    }
+    for (what, changed) in [
+        ("log-max-size", next.log_max_size != old.log_max_size),
+        ("log-max-files", next.log_max_files != old.log_max_files),
+        ("log-dir", next.log_dir != old.log_dir),
+        ("cgroup-parent", next.cgroup_parent != old.cgroup_parent),
+        (
+            "shutdown-timeout",
+            next.shutdown_timeout != old.shutdown_timeout,
+        ),
+        ("containers-dir", next.containers_dir != old.containers_dir),
+    ] {
+        if changed {
             report.push(format!(
-                "live-restore {}",
-                if next.live_restore { "on" } else { "off" }
+                "{what} changed (applies to containers started from now on)"
             ));
         }
-        let level = self.opts.log_level.unwrap_or(next.log_level);
-        if level != log::max_level() {
-            report.push(format!("log-level {}", level.as_str().to_lowercase()));
-            log::set_max_level(level);
-        }
-        for (what, changed) in [
-            ("log-max-size", next.log_max_size != old.log_max_size),
-            ("log-max-files", next.log_max_files != old.log_max_files),
-            ("log-dir", next.log_dir != old.log_dir),
-            ("cgroup-parent", next.cgroup_parent != old.cgroup_parent),
-            (
-                "shutdown-timeout",
-                next.shutdown_timeout != old.shutdown_timeout,
-            ),
-            ("containers-dir", next.containers_dir != old.containers_dir),
-        ] {
-            if changed {
-                report.push(format!(
-                    "{what} changed (applies to containers started from now on)"
-                ));
-            }
-        }
-        self.cfg = next;
-        report
     }
+    *cfg = next;
+    report
+}
 
-    fn apply(&mut self, action: Action, specs: &[config::ContainerSpec]) -> String {
-        let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
-        let name = action.name().to_string();
-        let untrusted = self
-            .containers
-            .get(&name)
-            .is_some_and(|c| matches!(c.phase(), Phase::Untrusted { .. }));
-        if untrusted {
-            // Its records cannot be trusted: no start, stop or forgetting
-            // on a guess.
-            return format!("{name}: left untouched (its records cannot be trusted)");
+/// Applies one action through the containers' lifecycles.
+fn apply(
+    ctrs: &mut Containers,
+    env: &Env,
+    action: Action,
+    specs: &[ContainerSpec],
+    answers: &mut Vec<(ClientId, Answer)>,
+) -> String {
+    let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
+    let name = action.name().to_string();
+    let untrusted = ctrs
+        .get(&name)
+        .is_some_and(|c| matches!(c.phase(), Phase::Untrusted { .. }));
+    if untrusted {
+        // Its records cannot be trusted: no start, stop or forgetting on a
+        // guess.
+        return format!("{name}: left untouched (its records cannot be trusted)");
+    }
+    let grace = ctrs.get(&name).map(|c| c.grace()).unwrap_or_default();
+    // Stopped as its running definition says (its stop signal and
+    // timeout), then started from the new one, if any.
+    let stop = |then| Event::Stop {
+        reason: StopReason::Reconcile,
+        grace,
+        then,
+        client: None,
+    };
+    let start_it = Event::Start {
+        cause: Cause::Daemon,
+        waiter: None,
+    };
+    match action {
+        Action::Add { start: false, .. } => {
+            ctrs.add(&name, spec_of(&name), None, env.cfg);
+            format!("{name}: added")
         }
-        let grace = self.containers.get(&name).map(|c| c.grace());
-        match action {
-            Action::Add { start, .. } => {
-                self.containers.add(&name, spec_of(&name), None, &self.cfg);
-                let stopped = self
-                    .containers
-                    .get(&name)
-                    .is_some_and(|c| c.persist().stopped_by_user);
-                if !start || stopped {
-                    return format!("{name}: added");
-                }
-                self.feed(
-                    &name,
-                    Event::Start {
-                        cause: super::lifecycle::Cause::Daemon,
-                        waiter: None,
-                    },
-                );
-                match self.start_failure(&name) {
-                    Some(e) => format!("{name}: added, start failed: {e}"),
-                    None => format!("{name}: added and started"),
-                }
+        Action::Add { start: true, .. } => {
+            ctrs.add(&name, spec_of(&name), None, env.cfg);
+            if ctrs.get(&name).is_some_and(|c| c.persist().stopped_by_user) {
+                return format!("{name}: added");
             }
-            Action::Remove { .. } => {
-                let active = self
-                    .containers
-                    .get(&name)
-                    .is_some_and(|c| c.phase().is_active());
-                if active {
-                    let stop = Event::Stop {
-                        reason: StopReason::Reconcile,
-                        grace: grace.unwrap_or_default(),
-                        then: Then::Forget,
-                        client: None,
-                    };
-                    self.feed(&name, stop);
-                    // No definition any more: one that comes back before the
-                    // stop is done is a new one, not "unchanged".
-                    self.containers.redefine(&name, None);
-                    format!("{name}: removed, stopping")
-                } else {
-                    self.containers.redefine(&name, None);
-                    self.feed(&name, Event::Undefined);
-                    format!("{name}: removed")
-                }
+            answers.extend(ctrs.feed(env, &name, start_it));
+            match start_failure(ctrs, &name) {
+                Some(e) => format!("{name}: added, start failed: {e}"),
+                None => format!("{name}: added and started"),
             }
-            Action::Replace { stop, start, .. } => {
-                if stop {
-                    // Stopped as its running definition says (its stop
-                    // signal and timeout), then started from the new one.
-                    let then = if start { Then::Start } else { Then::Nothing };
-                    let stop = Event::Stop {
-                        reason: StopReason::Reconcile,
-                        grace: grace.unwrap_or_default(),
-                        then,
-                        client: None,
-                    };
-                    self.feed(&name, stop);
-                    self.containers.redefine(&name, spec_of(&name));
-                    return format!("{name}: changed, recreating");
-                }
-                self.containers.redefine(&name, spec_of(&name));
-                self.feed(&name, Event::Redefined { start });
-                if !start {
-                    return format!("{name}: changed");
-                }
-                match self.start_failure(&name) {
-                    Some(e) => format!("{name}: changed, start failed: {e}"),
-                    None => format!("{name}: changed, started"),
-                }
+        }
+        Action::Remove { .. } => {
+            let active = ctrs.get(&name).is_some_and(|c| c.phase().is_active());
+            if active {
+                answers.extend(ctrs.feed(env, &name, stop(Then::Forget)));
+                // No definition any more: one that comes back before the
+                // stop is done is a new one, not "unchanged".
+                ctrs.redefine(&name, None);
+                format!("{name}: removed, stopping")
+            } else {
+                ctrs.redefine(&name, None);
+                answers.extend(ctrs.feed(env, &name, Event::Undefined));
+                format!("{name}: removed")
+            }
+        }
+        Action::Replace {
+            stop: true, start, ..
+        } => {
+            let then = if start { Then::Start } else { Then::Nothing };
+            answers.extend(ctrs.feed(env, &name, stop(then)));
+            ctrs.redefine(&name, spec_of(&name));
+            format!("{name}: changed, recreating")
+        }
+        Action::Replace {
+            stop: false, start, ..
+        } => {
+            ctrs.redefine(&name, spec_of(&name));
+            answers.extend(ctrs.feed(env, &name, Event::Redefined { start }));
+            if !start {
+                return format!("{name}: changed");
+            }
+            match start_failure(ctrs, &name) {
+                Some(e) => format!("{name}: changed, start failed: {e}"),
+                None => format!("{name}: changed, started"),
             }
         }
     }
+}
 
-    /// Why the start just asked for failed, if it did.
-    fn start_failure(&self, name: &str) -> Option<String> {
-        let c = self.containers.get(name)?;
-        if c.phase().is_active() {
-            return None;
-        }
-        Some(c.error().unwrap_or("not started").to_string())
+/// Why the start just asked for failed, if it did.
+fn start_failure(ctrs: &Containers, name: &str) -> Option<String> {
+    let c = ctrs.get(name)?;
+    if c.phase().is_active() {
+        return None;
     }
+    Some(c.error().unwrap_or("not started").to_string())
 }
