@@ -17,7 +17,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::lifecycle::{
-    self, Answer, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, Phase, RunFacts,
+    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, Phase, RunFacts,
 };
 use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{Slab, Tag};
@@ -176,7 +176,7 @@ impl Containers {
     }
 
     /// Feeds `Tick` to every container with a deadline due.
-    pub fn tick(&mut self, env: &Env, now: Instant) -> Vec<(ClientId, Answer)> {
+    pub fn tick(&mut self, env: &Env, now: Instant) -> Answers {
         let due: Vec<String> = self
             .map
             .values()
@@ -206,7 +206,7 @@ impl Containers {
     /// Runs `event` through the container's lifecycle and executes the
     /// effects, with the events they cause; returns the answers for
     /// clients.
-    pub fn feed(&mut self, env: &Env, name: &str, event: Event) -> Vec<(ClientId, Answer)> {
+    pub fn feed(&mut self, env: &Env, name: &str, event: Event) -> Answers {
         let mut answers = Vec::new();
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
@@ -435,7 +435,7 @@ impl Containers {
         name: &str,
         rec: &RuntimeRecord,
         monitor_pidfd: OwnedFd,
-    ) -> Vec<(ClientId, Answer)> {
+    ) -> Answers {
         let init_pidfd = process::pidfd_open(rec.init_pid)
             .ok()
             .filter(|_| host::same_process(rec.init_pid, rec.init_start));
@@ -485,7 +485,7 @@ impl Containers {
     }
 
     /// A monitor's pidfd or channel is readable.
-    pub fn event(&mut self, env: &Env, token: Token) -> Vec<(ClientId, Answer)> {
+    pub fn event(&mut self, env: &Env, token: Token) -> Answers {
         if let Some(name) = self.monitors.get(token).cloned() {
             return self.monitor_exited(env, &name, token);
         }
@@ -496,7 +496,7 @@ impl Containers {
     }
 
     /// The monitor's report: exec'd (with the init's pid) or the error.
-    fn channel_readable(&mut self, env: &Env, name: &str, token: Token) -> Vec<(ClientId, Answer)> {
+    fn channel_readable(&mut self, env: &Env, name: &str, token: Token) -> Answers {
         let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) else {
             return Vec::new();
         };
@@ -544,7 +544,7 @@ impl Containers {
     }
 
     /// The monitor's pidfd fired: the run is over.
-    fn monitor_exited(&mut self, env: &Env, name: &str, token: Token) -> Vec<(ClientId, Answer)> {
+    fn monitor_exited(&mut self, env: &Env, name: &str, token: Token) -> Answers {
         let Some(c) = self.map.get(name) else {
             return Vec::new();
         };

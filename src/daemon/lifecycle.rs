@@ -300,6 +300,9 @@ pub enum Answer {
     },
 }
 
+/// Answers for clients, as the lifecycle gives them.
+pub type Answers = Vec<(ClientId, Answer)>;
+
 /// How a run ended, from its exit record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ending {

@@ -37,7 +37,7 @@ use crate::state;
 use crate::sys::{fd, process, signal};
 use clients::{Clients, Incoming};
 use containers::{Containers, Env};
-use lifecycle::{Answer, Cause, ClientId, Event, StopReason, Then, WaitKind, Waiter};
+use lifecycle::{Answer, Answers, Cause, ClientId, Event, StopReason, Then, WaitKind, Waiter};
 use tokens::Tag;
 
 /// Command-line options of `berth daemon`.
@@ -291,7 +291,7 @@ impl Daemon {
     }
 
     /// Answers the lifecycle gave.
-    fn deliver(&mut self, answers: Vec<(ClientId, Answer)>) {
+    fn deliver(&mut self, answers: Answers) {
         for (client, answer) in answers {
             let reply = match answer {
                 Answer::Ok => Reply::Ok,

@@ -13,7 +13,7 @@ use log::{info, warn};
 use mio::Registry;
 
 use super::containers::{Containers, Env};
-use super::lifecycle::{Answer, Cause, ClientId, Event, Phase, StopReason, Then};
+use super::lifecycle::{Answers, Cause, Event, Phase, StopReason, Then};
 use crate::config::{self, ContainerSpec, DaemonConfig};
 use crate::plan::{self, Action, Current, Desired};
 
@@ -33,7 +33,7 @@ pub fn reload(
     cfg: &mut DaemonConfig,
     config_file: &Path,
     overrides: Overrides,
-) -> Result<(Vec<String>, Vec<(ClientId, Answer)>), String> {
+) -> Result<(Vec<String>, Answers), String> {
     let new_cfg = config::read_daemon_file(config_file).map_err(|e| e.to_string())?;
     let entries = config::read_containers_dir(&new_cfg.containers_dir)
         .map_err(|e| format!("{e} (containers-dir in {})", config_file.display()))?;
@@ -149,7 +149,7 @@ fn apply(
     env: &Env,
     action: Action,
     specs: &[ContainerSpec],
-    answers: &mut Vec<(ClientId, Answer)>,
+    answers: &mut Answers,
 ) -> String {
     let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
     let name = action.name().to_string();

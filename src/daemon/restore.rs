@@ -15,7 +15,7 @@ use std::path::Path;
 use log::{debug, error, info, warn};
 
 use super::containers::{self, Containers, Env};
-use super::lifecycle::{Answer, ClientId, Event, Exec, RunFacts};
+use super::lifecycle::{Answers, Event, Exec, RunFacts};
 use crate::config::{self, DaemonConfig};
 use crate::host;
 use crate::state::{self, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
@@ -61,7 +61,7 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
 }
 
 /// Nobody waits at start-up.
-fn drop_answers(answers: Vec<(ClientId, Answer)>) {
+fn drop_answers(answers: Answers) {
     debug_assert!(answers.is_empty());
 }
 
