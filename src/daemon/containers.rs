@@ -6,7 +6,9 @@
 //! made by [`lifecycle::on`], the system calls here.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -334,22 +336,22 @@ impl Containers {
     fn spawn(&mut self, env: &Env, name: &str) -> Event {
         match self.try_spawn(env, name) {
             Ok(run) => Event::Spawned(run),
-            Err(why) => Event::SpawnFailed(why),
+            Err(e) => Event::SpawnFailed(e.to_string()),
         }
     }
 
-    fn try_spawn(&mut self, env: &Env, name: &str) -> Result<RunFacts, String> {
+    fn try_spawn(&mut self, env: &Env, name: &str) -> Result<RunFacts, StartError> {
         let cfg = env.cfg;
         let spec = self
             .map
             .get(name)
             .and_then(|c| c.spec.clone())
-            .ok_or_else(|| format!("{name}: no definition"))?;
+            .ok_or_else(|| StartError::NoDefinition(name.to_string()))?;
         config::check_container_host(&spec, &cfg.containers_dir.join(format!("{name}.json")))
-            .map_err(|e| e.to_string())?;
+            .map_err(StartError::Definition)?;
         let run_id = format!(
             "{:016x}",
-            process::random_u64().map_err(|e| format!("getrandom: {e}"))?
+            process::random_u64().map_err(StartError::Random)?
         );
         let job = Job {
             version: FORMAT_VERSION,
@@ -371,17 +373,15 @@ impl Containers {
             cgroups: Vec::new(),
         };
         let paths = Paths::new(&cfg.run_dir, &cfg.state_dir, name);
-        fs::create_dir_all(&paths.run)
-            .map_err(|e| format!("create {}: {e}", paths.run.display()))?;
-        let (ours, theirs) = fd::socketpair().map_err(|e| format!("create socketpair: {e}"))?;
-        let (pid, pidfd) =
-            monitor::spawn(name, &theirs).map_err(|e| format!("spawn monitor: {e}"))?;
+        fs::create_dir_all(&paths.run).map_err(|e| StartError::CreateDir(paths.run.clone(), e))?;
+        let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
+        let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
         let mut stream = std::os::unix::net::UnixStream::from(ours);
         // The job fits in the socket buffer; the monitor reads it at once.
         if let Err(e) = wire::send(&mut stream, &job) {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            return Err(format!("send job to monitor: {e}"));
+            return Err(StartError::SendJob(e));
         }
         let _ = stream.set_nonblocking(true);
         let mut stream = UnixStream::from_std(stream);
@@ -391,7 +391,7 @@ impl Containers {
             .zip(self.channels.insert(name.to_string()));
         let Some((monitor_token, channel_token)) = tokens else {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            return Err("too many containers for the event loop".to_string());
+            return Err(StartError::TooManySources);
         };
         let r1 = env.registry.register(
             &mut SourceFd(&pidfd.as_raw_fd()),
@@ -458,17 +458,7 @@ impl Containers {
                 init_pidfd,
             });
         }
-        let run = RunFacts {
-            run_id: rec.run_id.clone(),
-            monitor_pid: rec.monitor_pid,
-            monitor_start: rec.monitor_start,
-            init_pid: rec.init_pid,
-            init_start: rec.init_start,
-            started_at: rec.started_at,
-            hash: u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0),
-            options: rec.options.clone(),
-            exec: Exec::Done,
-        };
+        let run = run_of(rec);
         self.feed(env, name, Event::Attached(run))
     }
 
@@ -559,17 +549,7 @@ impl Containers {
         };
         let handles = self.release(env.registry, name).expect("present above");
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
-        let outcome = match state::load::<ExitRecord>(&paths.exit()) {
-            Loaded::Ok(rec) if rec.run_id == run.run_id => Ok(ending_of(&rec)),
-            Loaded::Ok(_) | Loaded::Missing => Err(format!(
-                "monitor (pid {}) ended without an exit record; exit code lost",
-                run.monitor_pid
-            )),
-            Loaded::Newer(v) => Err(format!(
-                "exit record is in format {v}, newer than this berth"
-            )),
-            Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", paths.exit().display())),
-        };
+        let outcome = read_ending(&paths, &run, None).map_err(|e| e.to_string());
         if outcome.is_err() {
             // The monitor wrote down the cgroups it made.
             let cgroups = match state::load::<RuntimeRecord>(&paths.runtime()) {
@@ -645,6 +625,110 @@ impl Containers {
     }
 }
 
+/// Why no monitor could be started.
+#[derive(Debug)]
+pub enum StartError {
+    NoDefinition(String),
+    /// The definition does not fit the host (its rootfs is gone, say).
+    Definition(config::ConfigError),
+    Random(io::Error),
+    CreateDir(PathBuf, io::Error),
+    Socketpair(io::Error),
+    SpawnMonitor(io::Error),
+    SendJob(io::Error),
+    TooManySources,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::NoDefinition(name) => write!(f, "{name}: no definition"),
+            StartError::Definition(e) => write!(f, "{e}"),
+            StartError::Random(e) => write!(f, "getrandom: {e}"),
+            StartError::CreateDir(path, e) => write!(f, "create {}: {e}", path.display()),
+            StartError::Socketpair(e) => write!(f, "create socketpair: {e}"),
+            StartError::SpawnMonitor(e) => write!(f, "spawn monitor: {e}"),
+            StartError::SendJob(e) => write!(f, "send job to monitor: {e}"),
+            StartError::TooManySources => f.write_str("too many containers for the event loop"),
+        }
+    }
+}
+
+/// Why the end of a run is not known.
+#[derive(Debug, PartialEq)]
+pub enum ExitUnknown {
+    /// The monitor ended (seen live) or is gone (found at start-up)
+    /// without writing an exit record for the run.
+    NoRecord {
+        monitor_pid: i32,
+        found: bool,
+    },
+    Newer(u32),
+    Corrupt(PathBuf, String),
+}
+
+impl fmt::Display for ExitUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitUnknown::NoRecord {
+                monitor_pid,
+                found: false,
+            } => write!(
+                f,
+                "monitor (pid {monitor_pid}) ended without an exit record; exit code lost"
+            ),
+            ExitUnknown::NoRecord {
+                monitor_pid,
+                found: true,
+            } => write!(
+                f,
+                "monitor (pid {monitor_pid}) is gone and left no exit record: the container was killed with it"
+            ),
+            ExitUnknown::Newer(v) => {
+                write!(f, "exit record is in format {v}, newer than this berth")
+            }
+            ExitUnknown::Corrupt(path, why) => write!(f, "exit record {}: {why}", path.display()),
+        }
+    }
+}
+
+/// How `run` ended, from the exit record. `found`: the run was found at
+/// start-up (`Some(seen)`: a previous daemon handled its end, and then a
+/// start that failed before exec may have written the newer record).
+pub fn read_ending(
+    paths: &Paths,
+    run: &RunFacts,
+    found: Option<bool>,
+) -> Result<Ending, ExitUnknown> {
+    match state::load::<ExitRecord>(&paths.exit()) {
+        Loaded::Ok(rec) if rec.run_id == run.run_id => Ok(ending_of(&rec)),
+        Loaded::Ok(rec) if found == Some(true) && rec.started_at >= run.started_at => {
+            Ok(ending_of(&rec))
+        }
+        Loaded::Ok(_) | Loaded::Missing => Err(ExitUnknown::NoRecord {
+            monitor_pid: run.monitor_pid,
+            found: found.is_some(),
+        }),
+        Loaded::Newer(v) => Err(ExitUnknown::Newer(v)),
+        Loaded::Corrupt(why) => Err(ExitUnknown::Corrupt(paths.exit(), why)),
+    }
+}
+
+/// The run a runtime record describes (its monitor wrote it at the exec).
+pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
+    RunFacts {
+        run_id: rec.run_id.clone(),
+        monitor_pid: rec.monitor_pid,
+        monitor_start: rec.monitor_start,
+        init_pid: rec.init_pid,
+        init_start: rec.init_start,
+        started_at: rec.started_at,
+        hash: u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0),
+        options: rec.options.clone(),
+        exec: Exec::Done,
+    }
+}
+
 /// What the lifecycle needs of a definition.
 fn def_of(spec: &ContainerSpec) -> Def {
     Def {
@@ -656,7 +740,7 @@ fn def_of(spec: &ContainerSpec) -> Def {
     }
 }
 
-pub fn ending_of(rec: &ExitRecord) -> Ending {
+fn ending_of(rec: &ExitRecord) -> Ending {
     Ending {
         code: rec.exit_code,
         error: rec.error.clone(),
@@ -702,5 +786,68 @@ fn load_persist(name: &str, cfg: &DaemonConfig) -> ContainerState {
             log::warn!("{name}: {}: {why}; using defaults", path.display());
             ContainerState::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_paths(tag: &str) -> (PathBuf, Paths) {
+        let root = std::env::temp_dir().join(format!(
+            "berth-unit-{tag}-{}-{}",
+            std::process::id(),
+            host::now_ns()
+        ));
+        let paths = Paths::new(&root.join("run"), &root.join("state"), "app");
+        fs::create_dir_all(&paths.state).unwrap();
+        (root, paths)
+    }
+
+    fn record(run_id: &str, code: Option<i32>, started_at: u64) -> ExitRecord {
+        ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: run_id.into(),
+            exit_code: code,
+            started_at,
+            finished_at: started_at + 1,
+            ..ExitRecord::default()
+        }
+    }
+
+    #[test]
+    fn the_exit_record_of_the_run_says_how_it_ended() {
+        let (root, paths) = temp_paths("ending");
+        let run = run_of(&RuntimeRecord {
+            run_id: "r1".into(),
+            monitor_pid: 77,
+            started_at: 100,
+            config_hash: "00000000000000ff".into(),
+            ..RuntimeRecord::default()
+        });
+        assert_eq!(run.hash, 255);
+        assert_eq!(
+            read_ending(&paths, &run, None),
+            Err(ExitUnknown::NoRecord {
+                monitor_pid: 77,
+                found: false
+            })
+        );
+        state::save(&paths.exit(), &record("r1", Some(42), 100)).unwrap();
+        assert_eq!(read_ending(&paths, &run, None).unwrap().code, Some(42));
+        // Another run's record is not this run's end...
+        state::save(&paths.exit(), &record("r2", Some(1), 200)).unwrap();
+        let lost = read_ending(&paths, &run, Some(false)).unwrap_err();
+        assert!(lost.to_string().contains("killed with it"), "{lost}");
+        // ...unless this run's end was handled and a later start failed.
+        assert_eq!(read_ending(&paths, &run, Some(true)).unwrap().code, Some(1));
+        fs::write(paths.exit(), "{\"version\":99}").unwrap();
+        assert_eq!(read_ending(&paths, &run, None), Err(ExitUnknown::Newer(99)));
+        fs::write(paths.exit(), "{\"version\":2,\"run-id\"").unwrap();
+        assert!(matches!(
+            read_ending(&paths, &run, None),
+            Err(ExitUnknown::Corrupt(..))
+        ));
+        fs::remove_dir_all(root).unwrap();
     }
 }

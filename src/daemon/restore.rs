@@ -15,10 +15,10 @@ use std::path::Path;
 use log::{debug, error, info, warn};
 
 use super::containers::{self, Containers, Env};
-use super::lifecycle::{Answers, Event, Exec, RunFacts};
+use super::lifecycle::{Answers, Event};
 use crate::config::{self, DaemonConfig};
 use crate::host;
-use crate::state::{self, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
+use crate::state::{self, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
 use crate::sys::process;
 
 /// Loads every definition and record into `ctrs`, re-attaching and
@@ -170,35 +170,12 @@ fn changed_options(cfg: &DaemonConfig, rec: &RuntimeRecord) -> Vec<String> {
 /// from the exit record and the restart policy is applied again; a
 /// restart only happens once, as it writes a new runtime record.
 fn ended_while_away(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord, seen: bool) {
-    let exit_path = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name).exit();
-    let outcome = match state::load::<ExitRecord>(&exit_path) {
-        Loaded::Ok(ex) if ex.run_id == rec.run_id => Ok(containers::ending_of(&ex)),
-        // A handled run followed by a start that failed before exec (no
-        // runtime record of its own): the exit record is the newer truth.
-        Loaded::Ok(ex) if seen && ex.started_at >= rec.started_at => Ok(containers::ending_of(&ex)),
-        Loaded::Ok(_) | Loaded::Missing => Err(format!(
-            "monitor (pid {}) is gone and left no exit record: the container was killed with it",
-            rec.monitor_pid
-        )),
-        Loaded::Newer(v) => Err(format!(
-            "exit record is in format {v}, newer than this berth"
-        )),
-        Loaded::Corrupt(why) => Err(format!("exit record {}: {why}", exit_path.display())),
-    };
+    let run = containers::run_of(&rec);
+    let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+    let outcome = containers::read_ending(&paths, &run, Some(seen)).map_err(|e| e.to_string());
     if let (Err(why), false) = (&outcome, seen) {
         warn!("{name}: {why}");
     }
-    let run = RunFacts {
-        run_id: rec.run_id.clone(),
-        monitor_pid: rec.monitor_pid,
-        monitor_start: rec.monitor_start,
-        init_pid: rec.init_pid,
-        init_start: rec.init_start,
-        started_at: rec.started_at,
-        hash: u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0),
-        options: rec.options.clone(),
-        exec: Exec::Done,
-    };
     if outcome.is_err() {
         let init = process::pidfd_open(rec.init_pid)
             .ok()
