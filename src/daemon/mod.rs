@@ -1,11 +1,21 @@
-//! The daemon: one thread, one `mio::Poll`.
+//! The daemon: one thread, one `mio::Poll`, and the loop that routes its
+//! events to the components that own the fds behind them.
 //!
-//! Everything is an fd in one poll: the API listener and its clients, a
-//! signalfd (SIGHUP, SIGTERM, SIGINT, SIGCHLD, blocked before anything
-//! else), and per container the monitor's pidfd and, while it starts, the
-//! channel on which the monitor reports the exec. The poll timeout is the
-//! nearest deadline (stop grace, restart back-off, a slow client), or none:
-//! an idle daemon does not wake up.
+//! - `clients`: the API listener's clients (tag `Client`);
+//! - `containers`: per container the monitor's pidfd and, while it starts,
+//!   the channel on which the monitor reports the exec (tags `Monitor`,
+//!   `Channel`), and the executor of each container's `lifecycle`;
+//! - `signals`: the signalfd (SIGHUP, SIGTERM, SIGINT, SIGCHLD, blocked
+//!   before anything else);
+//! - timers: each component says when it next needs to run; the poll
+//!   timeout is the nearest deadline (stop grace, restart back-off, a slow
+//!   client, the shutdown), or none: an idle daemon does not wake up.
+//!
+//! A token carries its component's tag and a generation (`tokens`), so an
+//! event for a closed fd is dropped. Components do not know each other:
+//! the loop turns a client's request into a lifecycle event and the
+//! lifecycle's answers into replies. `restore` (start-up) and `reload`
+//! (SIGHUP) are functions over the components.
 //!
 //! The daemon holds no container alive. It can die at any instruction:
 //! monitors own the containers, and the next daemon finds them from the
@@ -17,17 +27,16 @@ mod lifecycle;
 mod ratelimit;
 mod reload;
 mod restore;
+mod signals;
 mod tokens;
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::net::UnixListener;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
 use crate::api::{self, Call, Reply};
@@ -49,8 +58,6 @@ pub struct Options {
     pub log_level: Option<log::LevelFilter>,
 }
 
-const SIGNALS_HANDLED: &[i32] = &[libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGCHLD];
-
 /// A shutdown in progress (live restore off).
 struct Shutdown {
     /// When every container still running gets SIGKILL.
@@ -65,7 +72,7 @@ pub struct Daemon {
     cfg: DaemonConfig,
     poll: Poll,
     listener: UnixListener,
-    signals: OwnedFd,
+    signals: signals::Signals,
     clients: Clients,
     containers: Containers,
     boot_id: String,
@@ -77,7 +84,7 @@ pub struct Daemon {
 /// Entry point of `berth daemon`; returns the process exit code.
 pub fn main(opts: Options) -> i32 {
     // Before anything else: these signals are read from a signalfd only.
-    if let Err(e) = signal::block(SIGNALS_HANDLED) {
+    if let Err(e) = signals::block() {
         eprintln!("berth: block signals: {e}");
         return 1;
     }
@@ -131,15 +138,7 @@ impl Daemon {
         })?;
         let boot_id = host::boot_id().map_err(|e| format!("read boot id: {e}"))?;
         let poll = Poll::new().map_err(|e| format!("create poll: {e}"))?;
-        let signals =
-            signal::signalfd(SIGNALS_HANDLED).map_err(|e| format!("create signalfd: {e}"))?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&signals.as_raw_fd()),
-                tokens::fixed(Tag::Signals),
-                Interest::READABLE,
-            )
-            .map_err(|e| format!("register signalfd: {e}"))?;
+        let signals = signals::Signals::new(poll.registry())?;
         if let Some(parent) = cfg.socket.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
         }
@@ -417,19 +416,13 @@ impl Daemon {
     }
 
     fn read_signals(&mut self) {
-        loop {
-            match signal::read_signalfd(&self.signals) {
-                Ok(None) => break,
-                Ok(Some(libc::SIGCHLD)) => while process::reap_any().is_some() {},
-                Ok(Some(libc::SIGHUP)) => {
+        for request in self.signals.drain() {
+            match request {
+                signals::Request::Reload => {
                     info!("SIGHUP: reloading configuration");
                     let _ = self.reload();
                 }
-                Ok(Some(sig)) => self.begin_shutdown(&config::signal_name(sig)),
-                Err(e) => {
-                    error!("read signalfd: {e}");
-                    break;
-                }
+                signals::Request::Shutdown(sig) => self.begin_shutdown(&config::signal_name(sig)),
             }
         }
     }
@@ -571,6 +564,7 @@ mod tests {
         ("ratelimit", include_str!("ratelimit.rs")),
         ("reload", include_str!("reload.rs")),
         ("restore", include_str!("restore.rs")),
+        ("signals", include_str!("signals.rs")),
         ("tokens", include_str!("tokens.rs")),
     ];
 
