@@ -543,7 +543,7 @@ fn follow_logs(
         for ev in events.iter() {
             if ev.token() == NOTIFY {
                 let mut buf = [0u8; 4096];
-                while matches!(fd::read_raw(notify.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+                while matches!(fd::read(&notify, &mut buf), Ok(n) if n > 0) {}
             } else {
                 // The monitor exited, or the daemon answered the wait (or
                 // went away): one last read.

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod container;
 mod daemon;
+mod errors;
 mod host;
 mod json;
 mod plan;

@@ -391,4 +391,211 @@ mod tests {
     fn escaped_mount_point() {
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
+
+    #[test]
+    fn v1_only_layout_and_lines_to_skip() {
+        let mi = "\
+not a mountinfo line
+1 2 3 - cgroup
+20 1 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+21 1 0:21 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+22 1 0:22 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+23 1 0:23 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
+24 1 0:20 / /mnt/memory-again rw - cgroup cgroup rw,memory
+25 1 0:24 / /proc rw - proc proc rw
+";
+        // No pids line in our cgroup file: that hierarchy is not used.
+        let h = discover(mi, "5:memory:/m\n1:name=systemd:/\n");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].mount, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(h[0].own, "/m");
+        assert!(!h[0].is_v2());
+    }
+
+    #[test]
+    fn nothing_found_without_cgroup_mounts() {
+        assert!(discover("", "0::/\n").is_empty());
+        let mi = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        // A cgroup file with only v1 lines: no cgroup2 path for us.
+        assert!(discover(mi, "4:memory:/a\n").is_empty());
+    }
+
+    #[test]
+    fn container_dirs_below_own_or_root() {
+        let h = discover(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/system.slice/berth.service\n",
+        );
+        assert_eq!(
+            container_dirs(&h, "berth", "a"),
+            [PathBuf::from(
+                "/sys/fs/cgroup/system.slice/berth.service/berth/a"
+            )]
+        );
+        assert_eq!(
+            container_dirs(&h, "/", "a"),
+            [PathBuf::from("/sys/fs/cgroup/a")]
+        );
+        assert_eq!(
+            container_dirs(&h, "/edge/berth/", "a"),
+            [PathBuf::from("/sys/fs/cgroup/edge/berth/a")]
+        );
+    }
+
+    #[test]
+    fn only_paths_below_a_mount_are_ours() {
+        let h = discover(HYBRID_MOUNTINFO, HYBRID_SELF);
+        let ours = |p: &str| is_below_a_hierarchy(Path::new(p), &h);
+        assert!(ours("/sys/fs/cgroup/memory/berth/web"));
+        assert!(ours("/sys/fs/cgroup/unified/t1/berth/web"));
+        assert!(!ours("/sys/fs/cgroup/memory"), "a mount itself");
+        assert!(!ours("/sys/fs/cgroup/memory/../../../etc"));
+        assert!(!ours("/etc/berth"));
+        assert!(!ours("/sys/fs/cgroup/memoryx/a"));
+    }
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("berth-cgroup-{tag}-{}", std::process::id()));
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read(path: PathBuf) -> String {
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A fake tree: one hierarchy per (mount directory, v1 controllers).
+    fn fake(root: &Path, layout: &[(&str, &[&str])]) -> Vec<Hierarchy> {
+        layout
+            .iter()
+            .map(|(dir, controllers)| {
+                let mount = root.join(dir);
+                fs::create_dir_all(&mount).unwrap();
+                Hierarchy {
+                    mount,
+                    own: "/".to_string(),
+                    controllers: controllers.iter().map(|c| c.to_string()).collect(),
+                }
+            })
+            .collect()
+    }
+
+    const LIMITS: Limits = Limits {
+        memory: Some(64 << 20),
+        pids: Some(100),
+        cpus_milli: Some(500),
+    };
+
+    #[test]
+    fn v2_limits_and_controllers() {
+        let tmp = TempDir::new("v2");
+        let h = fake(&tmp.0, &[("unified", &[])]);
+        let dirs = container_dirs(&h, "berth", "web");
+        let parent = tmp.0.join("unified/berth");
+        fs::create_dir_all(&parent).unwrap();
+        fs::write(
+            parent.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        create(&h, &dirs, LIMITS).unwrap();
+        assert_eq!(read(dirs[0].join("memory.max")), "67108864");
+        assert_eq!(read(dirs[0].join("pids.max")), "100");
+        assert_eq!(read(dirs[0].join("cpu.max")), "50000 100000");
+        // The last controller enabled (a real cgroup file keeps them all).
+        assert_eq!(read(parent.join("cgroup.subtree_control")), "+cpu");
+    }
+
+    #[test]
+    fn v2_without_the_controller_names_the_file() {
+        let tmp = TempDir::new("v2-missing");
+        let h = fake(&tmp.0, &[("unified", &[])]);
+        let dirs = container_dirs(&h, "berth", "web");
+        let parent = tmp.0.join("unified/berth");
+        fs::create_dir_all(&parent).unwrap();
+        fs::write(parent.join("cgroup.controllers"), "cpu\n").unwrap();
+        let only_memory = Limits {
+            memory: Some(1 << 20),
+            ..Limits::default()
+        };
+        let err = create(&h, &dirs, only_memory).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "find controller in {}: controller memory is not available",
+                parent.join("cgroup.controllers").display()
+            )
+        );
+    }
+
+    #[test]
+    fn hybrid_limits_go_to_v1_first() {
+        let tmp = TempDir::new("hybrid");
+        let h = fake(
+            &tmp.0,
+            &[
+                ("cpu,cpuacct", &["cpu", "cpuacct"]),
+                ("memory", &["memory"]),
+                ("unified", &[]),
+            ],
+        );
+        let dirs = container_dirs(&h, "berth", "web");
+        let parent = tmp.0.join("unified/berth");
+        fs::create_dir_all(&parent).unwrap();
+        fs::write(parent.join("cgroup.controllers"), "pids\n").unwrap();
+        create(&h, &dirs, LIMITS).unwrap();
+        assert_eq!(read(dirs[0].join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read(dirs[0].join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(dirs[1].join("memory.limit_in_bytes")), "67108864");
+        assert_eq!(read(dirs[2].join("pids.max")), "100");
+        assert!(!dirs[2].join("memory.max").exists());
+    }
+
+    #[test]
+    fn a_limit_without_a_hierarchy_is_an_error() {
+        let tmp = TempDir::new("none");
+        let h = fake(&tmp.0, &[("memory", &["memory"])]);
+        let dirs = container_dirs(&h, "berth", "web");
+        let pids = Limits {
+            pids: Some(5),
+            ..Limits::default()
+        };
+        let err = create(&h, &dirs, pids).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "find a cgroup hierarchy with the controller /proc/self/mountinfo: \
+             no pids controller is mounted"
+        );
+        // No limits: the directories alone.
+        create(&h, &dirs, Limits::default()).unwrap();
+        assert!(dirs[0].is_dir());
+    }
+
+    #[test]
+    fn remove_takes_empty_directories_and_ignores_missing_ones() {
+        let tmp = TempDir::new("remove");
+        let a = tmp.0.join("a");
+        let b = tmp.0.join("b");
+        fs::create_dir_all(&a).unwrap();
+        remove(&[a.clone(), b], Duration::ZERO).unwrap();
+        assert!(!a.exists());
+        fs::create_dir_all(a.join("child")).unwrap();
+        let err = remove(std::slice::from_ref(&a), Duration::ZERO).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("remove cgroup {}: ", a.display())),
+            "{err}"
+        );
+    }
 }

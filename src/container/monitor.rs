@@ -11,9 +11,10 @@
 //! cgroup, in a session of its own.
 
 use std::ffi::CString;
+use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,13 +23,15 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nanoserde::{DeJson, SerJson};
 
-use super::cgroup::{self, Limits};
+use super::cgroup::{self, CgroupError, Limits};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
-use crate::config::{self, ContainerSpec};
+use crate::config::{self, ConfigError, ContainerSpec};
 use crate::host;
 use crate::state::{self, ExitRecord, FORMAT_VERSION, RuntimeRecord, StartOptions};
-use crate::sys::{fd, process, signal};
+use crate::sys::child::{self, Step};
+use crate::sys::process::{self, Argv, Envp};
+use crate::sys::{fd, signal};
 
 /// The fd on which a monitor finds its socket to the daemon.
 pub const CHANNEL_FD: i32 = 3;
@@ -63,39 +66,126 @@ pub struct Reply {
     pub error: Option<String>,
 }
 
+/// Why a monitor gave up before it had a container to start.
+#[derive(Debug)]
+pub enum JobError {
+    /// Reading the channel failed.
+    Read(io::Error),
+    /// The daemon closed the channel before a whole line came.
+    Closed,
+    TooLarge,
+    NotUtf8,
+    /// The line is not a job (the JSON decoder's reason).
+    Malformed(String),
+    /// The job's format version is not this binary's.
+    Version(u32),
+    /// The job names another container than the monitor's argument.
+    OtherName {
+        job: String,
+        monitor: String,
+    },
+    /// The definition in the job does not parse.
+    Spec(ConfigError),
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Read(e) => write!(f, "read job: {e}"),
+            JobError::Closed => f.write_str("read job: the daemon closed the channel"),
+            JobError::TooLarge => f.write_str("read job: job is too large"),
+            JobError::NotUtf8 => f.write_str("read job: job is not UTF-8"),
+            JobError::Malformed(e) => write!(f, "read job: bad job: {e}"),
+            JobError::Version(v) => {
+                write!(f, "read job: job format {v} is not {FORMAT_VERSION}")
+            }
+            JobError::OtherName { job, monitor } => write!(f, "job is for {job}, not {monitor}"),
+            JobError::Spec(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Why a monitor could not start its container, by step.
+#[derive(Debug)]
+pub enum StartError {
+    /// Creating a run, state or mount-point directory.
+    CreateDir {
+        path: PathBuf,
+        err: io::Error,
+    },
+    OpenLog {
+        path: PathBuf,
+        err: io::Error,
+    },
+    FindCgroups(io::Error),
+    Cgroup(CgroupError),
+    /// Creating a stdout or stderr pipe.
+    CreatePipe(io::Error),
+    OpenDevNull(io::Error),
+    Spawn(SpawnError),
+    /// Writing the runtime record (the init is killed then).
+    WriteRuntime {
+        path: PathBuf,
+        err: io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::CreateDir { path, err } => write!(f, "create {}: {err}", path.display()),
+            StartError::OpenLog { path, err } => write!(f, "open log {}: {err}", path.display()),
+            StartError::FindCgroups(e) => write!(f, "find cgroup hierarchies: {e}"),
+            StartError::Cgroup(e) => write!(f, "{e}"),
+            StartError::CreatePipe(e) => write!(f, "create pipe: {e}"),
+            StartError::OpenDevNull(e) => write!(f, "open /dev/null: {e}"),
+            StartError::Spawn(e) => write!(f, "{e}"),
+            StartError::WriteRuntime { path, err } => write!(f, "write {}: {err}", path.display()),
+        }
+    }
+}
+
 /// Starts `berth monitor NAME` from this very binary (/proc/self/exe, so a
 /// binary replaced on disk meanwhile changes nothing), in a new session,
 /// with a clean environment and signal state and `channel` as fd 3.
 /// Returns its pid and a pidfd.
 pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
-    let exe = CString::new("/proc/self/exe").map_err(io::Error::other)?;
-    let args = [
-        CString::new("berth").map_err(io::Error::other)?,
-        CString::new("monitor").map_err(io::Error::other)?,
+    let exe = CString::from(c"/proc/self/exe");
+    let argv = Argv::new(vec![
+        CString::from(c"berth"),
+        CString::from(c"monitor"),
         CString::new(name).map_err(io::Error::other)?,
-    ];
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    ]);
     let devnull = fd::open(c"/dev/null", libc::O_RDWR, 0)?;
-    match process::clone_process(0, None::<&OwnedFd>)? {
-        process::Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
-        process::Forked::Child => {
-            // Only system calls from here on; any failure ends the child
-            // and the daemon sees the monitor gone before it replied.
-            let ok = process::setsid_raw().is_ok()
-                && signal::reset_all_raw().is_ok()
-                && fd::dup2_raw(channel.as_raw_fd(), CHANNEL_FD).is_ok()
-                && fd::dup2_raw(devnull.as_raw_fd(), 0).is_ok()
-                && fd::dup2_raw(devnull.as_raw_fd(), 1).is_ok()
-                && fd::dup2_raw(devnull.as_raw_fd(), 2).is_ok()
-                && fd::close_from_raw(CHANNEL_FD as u32 + 1).is_ok();
-            if ok {
-                process::execve_raw(&exe, &argv, &envp);
-            }
-            process::exit_raw(127)
-        }
-    }
+    // Any failure ends the child, and the daemon sees the monitor gone
+    // before it replied.
+    let steps = [
+        Step::Setsid,
+        Step::ResetSignals,
+        Step::Dup2 {
+            from: channel.as_fd(),
+            to: CHANNEL_FD,
+        },
+        Step::Dup2 {
+            from: devnull.as_fd(),
+            to: 0,
+        },
+        Step::Dup2 {
+            from: devnull.as_fd(),
+            to: 1,
+        },
+        Step::Dup2 {
+            from: devnull.as_fd(),
+            to: 2,
+        },
+        Step::CloseFrom(CHANNEL_FD as u32 + 1),
+        Step::Exec {
+            candidates: vec![exe],
+            argv,
+            envp: Envp::new(Vec::new()),
+        },
+    ];
+    child::start_unwatched(&steps).map_err(child::LaunchError::into_io)
 }
 
 /// Entry point of `berth monitor NAME`. Returns the process exit code.
@@ -111,66 +201,77 @@ pub fn main(name: &str) -> i32 {
         }
     };
     let mut channel = channel;
-    let job = match read_job(&mut channel) {
-        Ok(job) if job.name == name => job,
-        Ok(job) => {
-            return fail_early(
-                &mut channel,
-                &format!("job is for {}, not {name}", job.name),
-            );
-        }
-        Err(e) => return fail_early(&mut channel, &format!("read job: {e}")),
-    };
-    let origin = PathBuf::from(format!("{}.json", job.name));
-    let spec = match config::parse_container(&job.name, &job.spec, &origin) {
-        Ok(spec) => spec,
+    let (job, spec) = match read_job(&mut channel).and_then(|job| parse_spec(job, name)) {
+        Ok(v) => v,
         Err(e) => return fail_early(&mut channel, &e.to_string()),
     };
     Monitor::new(job, spec).run(channel)
 }
 
-fn read_job(channel: &mut UnixStream) -> io::Result<Job> {
+/// Reads the one job line from the daemon.
+fn read_job(channel: &mut impl Read) -> Result<Job, JobError> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     while !buf.contains(&b'\n') {
-        let n = channel.read(&mut chunk)?;
+        let n = channel.read(&mut chunk).map_err(JobError::Read)?;
         if n == 0 {
-            return Err(io::Error::other("the daemon closed the channel"));
+            return Err(JobError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > MAX_JOB {
-            return Err(io::Error::other("job is too large"));
+            return Err(JobError::TooLarge);
         }
     }
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let text = std::str::from_utf8(line).map_err(|_| io::Error::other("job is not UTF-8"))?;
-    let job: Job =
-        crate::json::decode(text).map_err(|e| io::Error::other(format!("bad job: {e}")))?;
+    parse_job(line)
+}
+
+/// A job from its line (without the newline).
+fn parse_job(line: &[u8]) -> Result<Job, JobError> {
+    let text = std::str::from_utf8(line).map_err(|_| JobError::NotUtf8)?;
+    let job: Job = crate::json::decode(text).map_err(JobError::Malformed)?;
     if job.version != FORMAT_VERSION {
-        return Err(io::Error::other(format!(
-            "job format {} is not {FORMAT_VERSION}",
-            job.version
-        )));
+        return Err(JobError::Version(job.version));
     }
     Ok(job)
 }
 
-fn send_reply(channel: &mut UnixStream, reply: &Reply) {
+/// The definition a job carries, once the job is known to be for `name`.
+fn parse_spec(job: Job, name: &str) -> Result<(Job, ContainerSpec), JobError> {
+    if job.name != name {
+        return Err(JobError::OtherName {
+            job: job.name,
+            monitor: name.to_string(),
+        });
+    }
+    let origin = PathBuf::from(format!("{}.json", job.name));
+    let spec = config::parse_container(&job.name, &job.spec, &origin).map_err(JobError::Spec)?;
+    Ok((job, spec))
+}
+
+/// A reply as the line sent to the daemon.
+fn reply_line(reply: &Reply) -> String {
     let mut line = reply.serialize_json();
     line.push('\n');
+    line
+}
+
+fn send_reply(channel: &mut UnixStream, reply: &Reply) {
     // The daemon may be gone; the monitor carries on regardless.
-    let _ = channel.write_all(line.as_bytes());
+    let _ = channel.write_all(reply_line(reply).as_bytes());
 }
 
 fn fail_early(channel: &mut UnixStream, error: &str) -> i32 {
-    send_reply(
-        channel,
-        &Reply {
-            error: Some(error.to_string()),
-            ..Reply::default()
-        },
-    );
+    send_reply(channel, &failure_reply(error));
     1
+}
+
+/// The reply for a container that was not started.
+fn failure_reply(error: &str) -> Reply {
+    Reply {
+        error: Some(error.to_string()),
+        ..Reply::default()
+    }
 }
 
 struct Monitor {
@@ -203,22 +304,19 @@ impl Monitor {
         let started_at = host::now_ns();
         let (init_pid, pidfd, out_r, err_r, mut logs) = match self.start() {
             Ok(v) => v,
-            Err(error) => {
-                self.record_exit(None, started_at, Some(error.clone()), 0);
-                let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
-                return fail_early(&mut channel, &error);
-            }
+            Err(e) => return self.fail_start(&mut channel, started_at, &e),
         };
         let init_start = host::start_time(init_pid).unwrap_or(0);
-        if let Err(e) = self.record_runtime(init_pid, init_start, started_at) {
+        if let Err(err) = self.record_runtime(init_pid, init_start, started_at) {
             // Without a runtime record no daemon could find this container
             // again: do not leave it running unmanaged.
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
             let _ = process::waitid_pidfd(&pidfd, true);
-            let error = format!("write {}: {e}", self.paths.runtime().display());
-            self.record_exit(None, started_at, Some(error.clone()), 0);
-            let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
-            return fail_early(&mut channel, &error);
+            let e = StartError::WriteRuntime {
+                path: self.paths.runtime(),
+                err,
+            };
+            return self.fail_start(&mut channel, started_at, &e);
         }
         send_reply(
             &mut channel,
@@ -244,17 +342,31 @@ impl Monitor {
         0
     }
 
+    /// Records a start that failed, removes its cgroups and tells the
+    /// daemon why.
+    fn fail_start(&self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
+        let error = e.to_string();
+        self.record_exit(None, started_at, Some(error.clone()), 0);
+        let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
+        fail_early(channel, &error)
+    }
+
     /// Everything up to a successful exec.
     #[allow(clippy::type_complexity)]
-    fn start(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd, LogWriter), String> {
+    fn start(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd, LogWriter), StartError> {
         for dir in [&self.paths.run, &self.paths.state] {
-            state::ensure_dir(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            state::ensure_dir(dir).map_err(|err| StartError::CreateDir {
+                path: dir.clone(),
+                err,
+            })?;
         }
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
         let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)
-            .map_err(|e| format!("open log {}: {e}", log_dir.display()))?;
-        let hierarchies =
-            cgroup::discover_live().map_err(|e| format!("find cgroup hierarchies: {e}"))?;
+            .map_err(|err| StartError::OpenLog {
+                path: log_dir.clone(),
+                err,
+            })?;
+        let hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         self.cgroups =
             cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
@@ -262,23 +374,24 @@ impl Monitor {
             pids: self.spec.pids,
             cpus_milli: self.spec.cpus_milli,
         };
-        cgroup::create(&hierarchies, &self.cgroups, limits).map_err(|e| e.to_string())?;
+        cgroup::create(&hierarchies, &self.cgroups, limits).map_err(StartError::Cgroup)?;
 
-        let (out_r, out_w) = fd::pipe().map_err(|e| format!("create pipe: {e}"))?;
-        let (err_r, err_w) = fd::pipe().map_err(|e| format!("create pipe: {e}"))?;
+        let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;
+        let (err_r, err_w) = fd::pipe().map_err(StartError::CreatePipe)?;
         // Bigger pipes absorb bursts; the monitor drains them either way.
         let _ = fd::set_pipe_size(&out_r, 256 * 1024);
         let _ = fd::set_pipe_size(&err_r, 256 * 1024);
-        let devnull = fd::open(c"/dev/null", libc::O_RDONLY, 0)
-            .map_err(|e| format!("open /dev/null: {e}"))?;
+        let devnull = fd::open(c"/dev/null", libc::O_RDONLY, 0).map_err(StartError::OpenDevNull)?;
         let stdio = Stdio {
-            stdin: devnull.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
+            stdin: devnull.as_fd(),
+            stdout: out_w.as_fd(),
+            stderr: err_w.as_fd(),
         };
         let mount_point = self.paths.run.join("rootfs");
-        fs::create_dir_all(&mount_point)
-            .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
+        fs::create_dir_all(&mount_point).map_err(|err| StartError::CreateDir {
+            path: mount_point.clone(),
+            err,
+        })?;
         // The cgroup2 directory, if there is one: the init is created in it.
         let v2_dir = hierarchies
             .iter()
@@ -296,10 +409,10 @@ impl Monitor {
             v2_dir.as_deref(),
             &stdio,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(StartError::Spawn)?;
         let (pid, pidfd) = plan
             .spawn(self.spec.network, v2_fd.as_ref())
-            .map_err(|e: SpawnError| e.to_string())?;
+            .map_err(StartError::Spawn)?;
         Ok((pid, pidfd, out_r, err_r, logs))
     }
 
@@ -474,7 +587,7 @@ fn drain(
 ) -> Drained {
     let mut total = 0;
     while total < limit {
-        match fd::read_raw(fd.as_raw_fd(), buf) {
+        match fd::read(fd, buf) {
             Ok(0) => return Drained::Eof,
             Ok(n) => {
                 logs.write(stream, &buf[..n]);
@@ -485,4 +598,238 @@ fn drain(
         }
     }
     Drained::More
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::logs::{self, Record};
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("berth-monitor-{tag}-{}", std::process::id()));
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn job_line(job: &Job) -> String {
+        job.serialize_json()
+    }
+
+    fn a_job() -> Job {
+        Job {
+            version: FORMAT_VERSION,
+            name: "web".to_string(),
+            run_id: "r1".to_string(),
+            spec: r#"{"command":["/bin/app"],"rootfs":"/srv/web"}"#.to_string(),
+            log_max_size: 1 << 20,
+            log_max_files: 2,
+            ..Job::default()
+        }
+    }
+
+    /// Hands out its bytes a few at a time, as a socket may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_job_line_is_read_and_parsed() {
+        let line = format!("{}\nignored", job_line(&a_job()));
+        let job = read_job(&mut Trickle(line.as_bytes(), 7)).unwrap();
+        assert_eq!(job.name, "web");
+        assert_eq!(job.run_id, "r1");
+        let (job, spec) = parse_spec(job, "web").unwrap();
+        assert_eq!(spec.command, ["/bin/app"]);
+        assert_eq!(job.log_max_files, 2);
+    }
+
+    #[test]
+    fn bad_jobs_are_named() {
+        let text = |r: Result<Job, JobError>| r.unwrap_err().to_string();
+        assert_eq!(
+            text(read_job(&mut Trickle(b"{\"version\":", 4))),
+            "read job: the daemon closed the channel"
+        );
+        let huge = vec![b' '; MAX_JOB + 2];
+        assert_eq!(
+            text(read_job(&mut Trickle(&huge, 8192))),
+            "read job: job is too large"
+        );
+        assert_eq!(
+            text(read_job(&mut Trickle(b"\xff\xfe\n", 8))),
+            "read job: job is not UTF-8"
+        );
+        assert!(text(parse_job(b"[1, 2]")).starts_with("read job: bad job: "));
+        let old = Job {
+            version: FORMAT_VERSION + 1,
+            ..a_job()
+        };
+        assert_eq!(
+            text(parse_job(job_line(&old).as_bytes())),
+            format!(
+                "read job: job format {} is not {FORMAT_VERSION}",
+                FORMAT_VERSION + 1
+            )
+        );
+        let err = parse_spec(a_job(), "db").unwrap_err();
+        assert_eq!(err.to_string(), "job is for web, not db");
+        let broken = Job {
+            spec: "{}".to_string(),
+            ..a_job()
+        };
+        assert!(matches!(parse_spec(broken, "web"), Err(JobError::Spec(_))));
+    }
+
+    #[test]
+    fn a_reply_is_one_json_line() {
+        let ok = Reply {
+            ok: true,
+            pid: 42,
+            init_start: 7,
+            started_at: 9,
+            error: None,
+        };
+        let line = reply_line(&ok);
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+        let back: Reply = crate::json::decode(line.trim_end()).unwrap();
+        assert!(back.ok);
+        assert_eq!((back.pid, back.init_start, back.started_at), (42, 7, 9));
+
+        let line = reply_line(&failure_reply("exec /bin/nope: No such file\nor directory"));
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        let back: Reply = crate::json::decode(line.trim_end()).unwrap();
+        assert!(!back.ok);
+        assert_eq!(
+            back.error.as_deref(),
+            Some("exec /bin/nope: No such file\nor directory")
+        );
+    }
+
+    #[test]
+    fn start_errors_name_the_step_and_path() {
+        let err = || io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            StartError::CreateDir {
+                path: PathBuf::from("/run/berth/web"),
+                err: err(),
+            }
+            .to_string(),
+            "create /run/berth/web: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            StartError::OpenLog {
+                path: PathBuf::from("/var/log/berth/web"),
+                err: err(),
+            }
+            .to_string(),
+            "open log /var/log/berth/web: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            StartError::WriteRuntime {
+                path: PathBuf::from("/run/berth/web/runtime.json"),
+                err: err(),
+            }
+            .to_string(),
+            "write /run/berth/web/runtime.json: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            StartError::Spawn(SpawnError::Step {
+                what: "exec /bin/nope".to_string(),
+                errno: libc::ENOENT,
+            })
+            .to_string(),
+            "exec /bin/nope: No such file or directory"
+        );
+    }
+
+    /// Every record in the live log file: (stream, full, content).
+    fn records(dir: &Path) -> Vec<(Stream, bool, String)> {
+        let text = fs::read(logs::file_path(dir, 0)).unwrap();
+        text.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let Record {
+                    stream,
+                    full,
+                    content,
+                    ..
+                } = logs::parse_record(l).unwrap();
+                (stream, full, String::from_utf8_lossy(content).into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drain_stops_at_its_limit_when_empty_and_at_the_end() {
+        let tmp = TempDir::new("drain");
+        let mut logs = LogWriter::open(&tmp.0, 1 << 20, 1).unwrap();
+        let (r, w) = fd::pipe().unwrap();
+        fd::set_nonblocking(&r, true).unwrap();
+        let mut out = fs::File::from(w);
+        out.write_all(b"one\ntwo\n").unwrap();
+        let mut buf = [0u8; 4];
+        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 4) == Drained::More);
+        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 64) == Drained::Empty);
+        out.write_all(b"three").unwrap();
+        drop(out);
+        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 64) == Drained::Eof);
+        logs.finish();
+        assert_eq!(
+            records(&tmp.0),
+            [
+                (Stream::Stdout, true, "one".to_string()),
+                (Stream::Stdout, true, "two".to_string()),
+                (Stream::Stdout, false, "three".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    // `pump` reaps the child through its pidfd.
+    #[allow(clippy::zombie_processes)]
+    fn pump_logs_both_streams_and_returns_the_exit() {
+        let tmp = TempDir::new("pump");
+        let mut logs = LogWriter::open(&tmp.0, 1 << 20, 1).unwrap();
+        let (out_r, out_w) = fd::pipe().unwrap();
+        let (err_r, err_w) = fd::pipe().unwrap();
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .stdin(std::process::Stdio::null())
+            .stdout(out_w)
+            .stderr(err_w)
+            .spawn()
+            .unwrap();
+        let pidfd = process::pidfd_open(child.id() as i32).unwrap();
+        let status = pump(&pidfd, out_r, err_r, &mut logs).unwrap();
+        logs.finish();
+        assert_eq!(status, process::ExitStatus::Exited(3));
+        let mut got = records(&tmp.0);
+        got.sort_by_key(|(s, _, _)| *s == Stream::Stderr);
+        assert_eq!(
+            got,
+            [
+                (Stream::Stdout, true, "out".to_string()),
+                (Stream::Stderr, true, "err".to_string()),
+            ]
+        );
+    }
 }

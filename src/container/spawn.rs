@@ -1,21 +1,24 @@
 //! Creating a container's init: the list of steps it runs between clone and
 //! execve, built entirely before clone, and the clone itself.
 //!
-//! After clone the child only walks [`Op`]s, each one system call on
-//! strings prepared here, so it never allocates. If a step fails the child
-//! writes (step index, errno) to a close-on-exec pipe and exits; when execve
-//! succeeds the pipe closes with nothing written. The parent turns an index
-//! back into the step's description, so an error reads
+//! The steps are `sys::child` [`Step`]s, each with a description for
+//! errors; after clone the child only walks them, so it never allocates.
+//! If a step fails the child reports (step index, errno) and exits; when
+//! execve succeeds its report pipe closes with nothing written. The parent
+//! turns an index back into the step's description, so an error reads
 //! "exec /bin/nope: No such file or directory".
 
 use std::ffi::CString;
+use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::config::{ContainerSpec, MountKind, Network};
-use crate::sys::{cap, fd, mount, ns, process, signal};
+use crate::errors::{errno_text, io_text};
+use crate::sys::child::{self, Failure, InitReport, LaunchError, Step};
+use crate::sys::process::{self, Argv, Envp};
 
 /// Capabilities a container keeps (the usual container default set); all
 /// others are dropped from the bounding set.
@@ -44,98 +47,73 @@ const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "ka
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One step of the child. Every string is prepared before clone.
-enum Op {
-    ResetSignals,
-    Setsid,
-    /// Have the kernel SIGKILL this process when the monitor dies, then
-    /// make sure the monitor had not already died (a closed report pipe).
-    DieWithParent,
-    /// Bind a /proc path onto itself read-only, if it exists.
-    ReadonlyOptional(CString),
-    /// Bind /dev/null over a /proc file, if it exists.
-    MaskOptional(CString),
-    /// Write "0" to this cgroup.procs, unless (true) it is the cgroup2
-    /// directory the child was already created in.
-    JoinCgroup(CString, bool),
-    Unshare(libc::c_int),
-    Mount {
-        source: Option<CString>,
-        target: CString,
-        fstype: Option<CString>,
-        flags: libc::c_ulong,
-        data: Option<CString>,
-    },
-    /// Make a mount and every mount below it read-only.
-    RemountReadonly(CString),
-    Mkdir(CString),
-    Touch(CString),
-    Symlink(CString, CString),
-    Chdir(CString),
-    PivotRoot,
-    UmountDetach(CString),
-    Hostname(CString),
-    LoopbackUp,
-    Dup2(RawFd, RawFd),
-    ClearGroups,
-    SetIds(u32, u32),
-    DropBounding(u32),
-    NoNewPrivs,
-    CloexecFrom(u32),
-    Exec {
-        candidates: Vec<CString>,
-        argv: Vec<*const libc::c_char>,
-        envp: Vec<*const libc::c_char>,
-    },
-}
-
-/// The child's program: steps and a description of each for errors.
-pub struct Plan {
-    ops: Vec<(Op, String)>,
-    /// Owns the strings `Op::Exec` points into.
-    _strings: Vec<CString>,
+/// The child's program: its steps, and a description of each for errors.
+/// It borrows the fds that become the container's stdio.
+pub struct Plan<'fd> {
+    steps: Vec<Step<'fd>>,
+    what: Vec<String>,
 }
 
 /// Why building or running the plan failed.
 #[derive(Debug)]
 pub enum SpawnError {
-    /// Before clone: a string with a NUL byte, a pipe, clone itself.
-    Setup(String),
-    /// In the child: the step's description and errno.
-    Step(String, i32),
+    /// A string for the child (a path, argument, variable) holds a NUL byte.
+    NulByte,
+    /// The definition has no command to run.
+    NoCommand,
+    /// Creating the init's report pipe.
+    CreatePipe(io::Error),
+    /// Copying a stdio fd above the numbers the child moves fds onto.
+    MoveFd(io::Error),
+    Clone(io::Error),
+    /// Reading the init's report.
+    ReadReport(io::Error),
+    /// The init died before it reported or exec'd.
+    DiedBeforeExec,
+    /// Step `what` failed in the init with `errno`.
+    Step {
+        what: String,
+        errno: i32,
+    },
 }
 
-impl std::fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SpawnError::Setup(s) => f.write_str(s),
-            SpawnError::Step(step, errno) => write!(f, "{step}: {}", errno_text(*errno)),
+            SpawnError::NulByte => f.write_str("string contains a NUL byte"),
+            SpawnError::NoCommand => f.write_str("no command to run"),
+            SpawnError::CreatePipe(e) => write!(f, "create pipe: {e}"),
+            SpawnError::MoveFd(e) => write!(f, "move fd for the init: {e}"),
+            SpawnError::Clone(e) => write!(f, "clone: {}", io_text(e)),
+            SpawnError::ReadReport(e) => write!(f, "read from the container's init: {e}"),
+            SpawnError::DiedBeforeExec => f.write_str("the container's init died before exec"),
+            SpawnError::Step { what, errno } => write!(f, "{what}: {}", errno_text(*errno)),
         }
     }
 }
 
-/// strerror-like text for an errno, without Rust's " (os error N)".
-pub fn errno_text(errno: i32) -> String {
-    let s = io::Error::from_raw_os_error(errno).to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
+impl From<LaunchError> for SpawnError {
+    fn from(e: LaunchError) -> SpawnError {
+        match e {
+            LaunchError::Pipe(e) => SpawnError::CreatePipe(e),
+            LaunchError::Dup(e) => SpawnError::MoveFd(e),
+            LaunchError::Clone(e) => SpawnError::Clone(e),
+        }
     }
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SpawnError> {
-    CString::new(s.as_ref().to_vec())
-        .map_err(|_| SpawnError::Setup("string contains a NUL byte".to_string()))
+    CString::new(s.as_ref().to_vec()).map_err(|_| SpawnError::NulByte)
 }
 
 /// The fds the container's stdio comes from.
-pub struct Stdio {
-    pub stdin: RawFd,
-    pub stdout: RawFd,
-    pub stderr: RawFd,
+pub struct Stdio<'fd> {
+    pub stdin: BorrowedFd<'fd>,
+    pub stdout: BorrowedFd<'fd>,
+    pub stderr: BorrowedFd<'fd>,
 }
 
-impl Plan {
+impl<'fd> Plan<'fd> {
     /// Builds the whole sequence for `spec`, joining `cgroup_dirs`. The
     /// rootfs is bound onto `mount_point` (an empty directory of berth's
     /// own, in run-dir) and assembled there: pivot_root needs the new root
@@ -147,9 +125,15 @@ impl Plan {
         mount_point: &Path,
         cgroup_dirs: &[std::path::PathBuf],
         born_in: Option<&Path>,
-        stdio: &Stdio,
-    ) -> Result<Plan, SpawnError> {
-        let mut b = Builder { ops: Vec::new() };
+        stdio: &Stdio<'fd>,
+    ) -> Result<Plan<'fd>, SpawnError> {
+        let Some(prog) = spec.command.first() else {
+            return Err(SpawnError::NoCommand);
+        };
+        let mut b = Builder {
+            steps: Vec::new(),
+            what: Vec::new(),
+        };
         let root = mount_point.as_os_str().as_bytes().to_vec();
         let at = |p: &str| -> Result<CString, SpawnError> {
             let mut v = root.clone();
@@ -157,18 +141,21 @@ impl Plan {
             cstr(v)
         };
 
-        b.op(Op::ResetSignals, "reset signals");
-        b.op(Op::Setsid, "setsid");
+        b.op(Step::ResetSignals, "reset signals");
+        b.op(Step::Setsid, "setsid");
         for dir in cgroup_dirs {
             let procs = dir.join("cgroup.procs");
             let born_here = born_in.is_some_and(|b| b == dir.as_path());
             b.op(
-                Op::JoinCgroup(cstr(procs.as_os_str().as_bytes())?, born_here),
+                Step::JoinCgroup {
+                    procs: cstr(procs.as_os_str().as_bytes())?,
+                    born_here,
+                },
                 format!("join cgroup {}", dir.display()),
             );
         }
         b.op(
-            Op::Unshare(libc::CLONE_NEWCGROUP),
+            Step::Unshare(libc::CLONE_NEWCGROUP),
             "unshare cgroup namespace",
         );
 
@@ -195,17 +182,17 @@ impl Plan {
             // mounted below it, e.g. a host's /run when the rootfs is /)
             // read-only; the mounts made after this keep their own flags.
             for dir in ["/proc", "/dev", "/sys"] {
-                b.op(Op::Mkdir(at(dir)?), format!("create {dir}"));
+                b.op(Step::Mkdir(at(dir)?), format!("create {dir}"));
             }
             for m in &spec.mounts {
                 b.mount_point(m, at(&m.target)?);
             }
             b.op(
-                Op::RemountReadonly(rootfs.clone()),
+                Step::RemountReadonly(rootfs.clone()),
                 "make the rootfs read-only",
             );
         }
-        b.op(Op::Mkdir(at("/proc")?), "create /proc");
+        b.op(Step::Mkdir(at("/proc")?), "create /proc");
         b.mount(
             Some(cstr("proc")?),
             at("/proc")?,
@@ -219,17 +206,17 @@ impl Plan {
         // that expose kernel memory or other tenants' keys.
         for p in PROC_READONLY {
             b.op(
-                Op::ReadonlyOptional(at(&format!("/proc/{p}"))?),
+                Step::ReadonlyOptional(at(&format!("/proc/{p}"))?),
                 format!("make /proc/{p} read-only"),
             );
         }
         for p in PROC_MASKED {
             b.op(
-                Op::MaskOptional(at(&format!("/proc/{p}"))?),
+                Step::MaskOptional(at(&format!("/proc/{p}"))?),
                 format!("mask /proc/{p}"),
             );
         }
-        b.op(Op::Mkdir(at("/dev")?), "create /dev");
+        b.op(Step::Mkdir(at("/dev")?), "create /dev");
         b.mount(
             Some(cstr("tmpfs")?),
             at("/dev")?,
@@ -242,7 +229,7 @@ impl Plan {
         );
         for dev in DEVICES {
             let target = at(&format!("/dev/{dev}"))?;
-            b.op(Op::Touch(target.clone()), format!("create /dev/{dev}"));
+            b.op(Step::Touch(target.clone()), format!("create /dev/{dev}"));
             b.mount(
                 Some(cstr(format!("/dev/{dev}"))?),
                 target,
@@ -252,7 +239,7 @@ impl Plan {
                 format!("bind /dev/{dev}"),
             );
         }
-        b.op(Op::Mkdir(at("/dev/pts")?), "create /dev/pts");
+        b.op(Step::Mkdir(at("/dev/pts")?), "create /dev/pts");
         b.mount(
             Some(cstr("devpts")?),
             at("/dev/pts")?,
@@ -262,10 +249,13 @@ impl Plan {
             "mount devpts on /dev/pts",
         );
         b.op(
-            Op::Symlink(cstr("pts/ptmx")?, at("/dev/ptmx")?),
+            Step::Symlink {
+                target: cstr("pts/ptmx")?,
+                link: at("/dev/ptmx")?,
+            },
             "link /dev/ptmx",
         );
-        b.op(Op::Mkdir(at("/dev/shm")?), "create /dev/shm");
+        b.op(Step::Mkdir(at("/dev/shm")?), "create /dev/shm");
         b.mount(
             Some(cstr("shm")?),
             at("/dev/shm")?,
@@ -281,11 +271,14 @@ impl Plan {
             ("stderr", "/proc/self/fd/2"),
         ] {
             b.op(
-                Op::Symlink(cstr(target)?, at(&format!("/dev/{link}"))?),
+                Step::Symlink {
+                    target: cstr(target)?,
+                    link: at(&format!("/dev/{link}"))?,
+                },
                 format!("link /dev/{link}"),
             );
         }
-        b.op(Op::Mkdir(at("/sys")?), "create /sys");
+        b.op(Step::Mkdir(at("/sys")?), "create /sys");
         b.mount(
             Some(cstr("sysfs")?),
             at("/sys")?,
@@ -311,7 +304,7 @@ impl Plan {
                     );
                     if m.readonly {
                         b.op(
-                            Op::RemountReadonly(target),
+                            Step::RemountReadonly(target),
                             format!("make {} read-only", m.target),
                         );
                     }
@@ -339,46 +332,49 @@ impl Plan {
         }
 
         b.op(
-            Op::Chdir(rootfs),
+            Step::Chdir(rootfs),
             format!("enter rootfs {}", spec.rootfs.display()),
         );
         b.op(
-            Op::PivotRoot,
+            Step::PivotRoot,
             format!("pivot_root into {}", spec.rootfs.display()),
         );
-        b.op(Op::UmountDetach(cstr(".")?), "detach the old root");
-        b.op(Op::Chdir(cstr("/")?), "enter /");
+        b.op(Step::UmountDetach(cstr(".")?), "detach the old root");
+        b.op(Step::Chdir(cstr("/")?), "enter /");
         b.op(
-            Op::Hostname(cstr(&spec.hostname)?),
+            Step::Hostname(cstr(&spec.hostname)?),
             format!("set hostname {}", spec.hostname),
         );
         if spec.network == Network::None {
-            b.op(Op::LoopbackUp, "bring up lo");
+            b.op(Step::LoopbackUp, "bring up lo");
         }
         b.op(
-            Op::Chdir(cstr(&spec.workdir)?),
+            Step::Chdir(cstr(&spec.workdir)?),
             format!("enter workdir {}", spec.workdir),
         );
-        b.op(Op::Dup2(stdio.stdin, 0), "set up stdin");
-        b.op(Op::Dup2(stdio.stdout, 1), "set up stdout");
-        b.op(Op::Dup2(stdio.stderr, 2), "set up stderr");
+        for (from, to, what) in [
+            (stdio.stdin, 0, "set up stdin"),
+            (stdio.stdout, 1, "set up stdout"),
+            (stdio.stderr, 2, "set up stderr"),
+        ] {
+            b.op(Step::Dup2 { from, to }, what);
+        }
         for c in 0..=LAST_CAP {
             if !KEPT_CAPS.contains(&c) {
-                b.op(Op::DropBounding(c), format!("drop capability {c}"));
+                b.op(Step::DropBounding(c), format!("drop capability {c}"));
             }
         }
         if let Some((uid, gid)) = spec.user {
-            b.op(Op::ClearGroups, "clear supplementary groups");
-            b.op(Op::SetIds(uid, gid), format!("set user {uid}:{gid}"));
+            b.op(Step::ClearGroups, "clear supplementary groups");
+            b.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
         }
-        b.op(Op::NoNewPrivs, "set no_new_privs");
+        b.op(Step::NoNewPrivs, "set no_new_privs");
         // After the uid change, which would clear it.
-        b.op(Op::DieWithParent, "set parent death signal");
-        b.op(Op::CloexecFrom(3), "close inherited fds");
+        b.op(Step::DieWithParent, "set parent death signal");
+        b.op(Step::CloexecFrom(3), "close inherited fds");
 
         // execve: argv, envp and every PATH candidate, built now.
-        let mut strings = Vec::new();
-        let argv_c: Vec<CString> = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
+        let argv = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
         let mut env = spec.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, format!("PATH={DEFAULT_PATH}"));
@@ -394,8 +390,7 @@ impl Plan {
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH)
             .to_string();
-        let envp_c: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
-        let prog = &spec.command[0];
+        let envp = env.iter().map(cstr).collect::<Result<_, _>>()?;
         let candidates = if prog.contains('/') {
             vec![cstr(prog)?]
         } else {
@@ -405,46 +400,18 @@ impl Plan {
                 .map(|d| cstr(format!("{}/{prog}", d.trim_end_matches('/'))))
                 .collect::<Result<_, _>>()?
         };
-        let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|s| s.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        let mut envp: Vec<*const libc::c_char> = envp_c.iter().map(|s| s.as_ptr()).collect();
-        envp.push(std::ptr::null());
-        strings.extend(argv_c);
-        strings.extend(envp_c);
         b.op(
-            Op::Exec {
+            Step::Exec {
                 candidates,
-                argv,
-                envp,
+                argv: Argv::new(argv),
+                envp: Envp::new(envp),
             },
             format!("exec {prog}"),
         );
         Ok(Plan {
-            ops: b.ops,
-            _strings: strings,
+            steps: b.steps,
+            what: b.what,
         })
-    }
-
-    /// Runs the steps in the child; never returns.
-    fn run_in_child(&self, report: RawFd, born_in_cgroup: bool) -> ! {
-        for (index, (op, _)) in self.ops.iter().enumerate() {
-            if born_in_cgroup && matches!(op, Op::JoinCgroup(_, true)) {
-                continue;
-            }
-            let result = run_op(op);
-            if matches!(op, Op::DieWithParent) && result.is_ok() && fd::reader_gone_raw(report) {
-                // The monitor died before the signal was armed.
-                process::exit_raw(127);
-            }
-            if let Err(errno) = result {
-                let mut msg = [0u8; 8];
-                msg[..4].copy_from_slice(&(index as u32).to_le_bytes());
-                msg[4..].copy_from_slice(&errno.to_le_bytes());
-                let _ = fd::write_all_raw(report, &msg);
-                process::exit_raw(127);
-            }
-        }
-        process::exit_raw(127) // unreachable: the last op is Exec
     }
 
     /// Clones the container's init into new namespaces and runs the plan
@@ -457,76 +424,47 @@ impl Plan {
         network: Network,
         cgroup: Option<&OwnedFd>,
     ) -> Result<(i32, OwnedFd), SpawnError> {
-        let (report_r, report_w) =
-            fd::pipe().map_err(|e| SpawnError::Setup(format!("create pipe: {e}")))?;
         let mut flags =
             libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
         if network == Network::None {
             flags |= libc::CLONE_NEWNET;
         }
-        let mut forked = process::clone_process(flags as u64, cgroup);
-        let born_in_cgroup = cgroup.is_some() && forked.is_ok();
-        if cgroup.is_some() && forked.is_err() {
-            // An older kernel, or a cgroup2 directory that cannot take the
-            // child this way: create it outside; it joins by itself.
-            forked = process::clone_process(flags as u64, None::<&OwnedFd>);
+        let init = child::start(&self.steps, flags, cgroup.map(AsFd::as_fd))?;
+        let report = init.wait_for_exec().map_err(SpawnError::ReadReport)?;
+        if report == InitReport::Execed {
+            return Ok(init.into_parts());
         }
-        match forked {
-            Err(e) => Err(SpawnError::Setup(format!(
-                "clone: {}",
-                errno_text(e.raw_os_error().unwrap_or(libc::EIO))
-            ))),
-            Ok(process::Forked::Child) => {
-                // The child's copy of the reading end must go at once: with
-                // it open, the monitor's death could not be seen as a
-                // closed pipe (see DieWithParent).
-                fd::close_raw(report_r.as_raw_fd());
-                self.run_in_child(report_w.as_raw_fd(), born_in_cgroup)
-            }
-            Ok(process::Forked::Parent { pid, pidfd }) => {
-                drop(report_w);
-                let mut msg = [0u8; 8];
-                let mut got = 0;
-                while got < msg.len() {
-                    match fd::read_raw(report_r.as_raw_fd(), &mut msg[got..]) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) => {
-                            return Err(SpawnError::Setup(format!(
-                                "read from the container's init: {e}"
-                            )));
-                        }
-                    }
-                }
-                if got == 0 {
-                    return Ok((pid, pidfd));
-                }
-                // The child failed and exited: reap it, then say why.
-                let _ = process::waitid_pidfd(&pidfd, true);
-                if got < msg.len() {
-                    return Err(SpawnError::Setup(
-                        "the container's init died before exec".to_string(),
-                    ));
-                }
-                let index = u32::from_le_bytes(msg[..4].try_into().unwrap_or_default()) as usize;
-                let errno = i32::from_le_bytes(msg[4..].try_into().unwrap_or_default());
-                let step = self
-                    .ops
-                    .get(index)
-                    .map_or("unknown step", |(_, d)| d.as_str());
-                Err(SpawnError::Step(step.to_string(), errno))
-            }
+        // The child failed and exited: reap it, then say why.
+        let _ = process::waitid_pidfd(&init.pidfd, true);
+        Err(self.failure(report))
+    }
+
+    /// What went wrong, from a report other than `Execed`.
+    fn failure(&self, report: InitReport) -> SpawnError {
+        match report {
+            InitReport::Failed(Failure { step, errno }) => SpawnError::Step {
+                what: self.describe(step).unwrap_or("unknown step").to_string(),
+                errno,
+            },
+            InitReport::Execed | InitReport::DiedEarly => SpawnError::DiedBeforeExec,
         }
+    }
+
+    /// The description of step `index`, if there is one.
+    fn describe(&self, index: u32) -> Option<&str> {
+        self.what.get(index as usize).map(String::as_str)
     }
 }
 
-struct Builder {
-    ops: Vec<(Op, String)>,
+struct Builder<'fd> {
+    steps: Vec<Step<'fd>>,
+    what: Vec<String>,
 }
 
-impl Builder {
-    fn op(&mut self, op: Op, what: impl Into<String>) {
-        self.ops.push((op, what.into()));
+impl<'fd> Builder<'fd> {
+    fn op(&mut self, step: Step<'fd>, what: impl Into<String>) {
+        self.steps.push(step);
+        self.what.push(what.into());
     }
 
     /// Creates what mount `m` goes on (at `target`): a directory, or an
@@ -538,9 +476,9 @@ impl Builder {
         };
         let what = format!("create mount point {}", m.target);
         if is_dir {
-            self.op(Op::Mkdir(target), what);
+            self.op(Step::Mkdir(target), what);
         } else {
-            self.op(Op::Touch(target), what);
+            self.op(Step::Touch(target), what);
         }
     }
 
@@ -554,7 +492,7 @@ impl Builder {
         what: impl Into<String>,
     ) {
         self.op(
-            Op::Mount {
+            Step::Mount {
                 source,
                 target,
                 fstype,
@@ -566,71 +504,292 @@ impl Builder {
     }
 }
 
-/// One step in the child: system calls only.
-fn run_op(op: &Op) -> Result<(), i32> {
-    match op {
-        Op::ResetSignals => signal::reset_all_raw(),
-        Op::Setsid => process::setsid_raw(),
-        // Handled in `run_in_child`, which knows the report pipe.
-        Op::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
-        Op::ReadonlyOptional(path) => {
-            match mount::mount_raw(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
-                Err(libc::ENOENT) => Ok(()),
-                Err(e) => Err(e),
-                Ok(()) => mount::readonly_recursive_raw(path),
-            }
-        }
-        Op::MaskOptional(path) => {
-            match mount::mount_raw(Some(c"/dev/null"), path, None, libc::MS_BIND, None) {
-                Err(libc::ENOENT) => Ok(()),
-                other => other,
-            }
-        }
-        Op::JoinCgroup(procs, _) => fd::write_file_raw(procs, b"0"),
-        Op::Unshare(flags) => ns::unshare_raw(*flags),
-        Op::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            data,
-        } => mount::mount_raw(
-            source.as_deref(),
-            target,
-            fstype.as_deref(),
-            *flags,
-            data.as_deref(),
-        ),
-        Op::RemountReadonly(path) => mount::readonly_recursive_raw(path),
-        Op::Mkdir(path) => mount::mkdir_raw(path, 0o755),
-        Op::Touch(path) => mount::touch_raw(path),
-        Op::Symlink(target, link) => mount::symlink_raw(target, link),
-        Op::Chdir(path) => process::chdir_raw(path),
-        Op::PivotRoot => mount::pivot_root_raw(c".", c"."),
-        Op::UmountDetach(path) => mount::umount_detach_raw(path),
-        Op::Hostname(name) => ns::sethostname_raw(name),
-        Op::LoopbackUp => ns::loopback_up_raw(),
-        Op::Dup2(from, to) => fd::dup2_raw(*from, *to),
-        Op::ClearGroups => cap::setgroups_empty_raw(),
-        Op::SetIds(uid, gid) => cap::set_ids_raw(*uid, *gid),
-        Op::DropBounding(c) => cap::drop_bounding_raw(*c),
-        Op::NoNewPrivs => cap::no_new_privs_raw(),
-        Op::CloexecFrom(first) => fd::cloexec_from_raw(*first),
-        Op::Exec {
-            candidates,
-            argv,
-            envp,
-        } => {
-            // Like execvp: ENOENT moves on to the next PATH entry; any other
-            // error is remembered and wins over ENOENT.
-            let mut err = libc::ENOENT;
-            for path in candidates {
-                let e = process::execve_raw(path, argv, envp);
-                if e != libc::ENOENT && e != libc::ENOTDIR {
-                    err = e;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::sys::fd;
+    use std::path::PathBuf;
+
+    fn spec(json: &str) -> ContainerSpec {
+        config::parse_container("web", json, Path::new("web.json")).unwrap()
+    }
+
+    /// A plan for `spec`, with stdio from a pipe that outlives it.
+    fn build(spec: &ContainerSpec, cgroups: &[PathBuf], born_in: Option<&Path>) -> Vec<String> {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let plan = Plan::build(
+            spec,
+            Path::new("/run/berth/web/rootfs"),
+            cgroups,
+            born_in,
+            &stdio,
+        )
+        .unwrap();
+        assert_eq!(plan.steps.len(), plan.what.len());
+        plan.what.clone()
+    }
+
+    fn position(what: &[String], step: &str) -> usize {
+        what.iter()
+            .position(|w| w == step)
+            .unwrap_or_else(|| panic!("no step {step:?} in {what:#?}"))
+    }
+
+    #[test]
+    fn steps_run_in_order() {
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        let what = build(&s, &[PathBuf::from("/sys/fs/cgroup/berth/web")], None);
+        assert_eq!(
+            what[..6],
+            [
+                "reset signals",
+                "setsid",
+                "join cgroup /sys/fs/cgroup/berth/web",
+                "unshare cgroup namespace",
+                "make mounts private",
+                "bind rootfs /srv/web",
+            ]
+        );
+        let order = [
+            "bind rootfs /srv/web",
+            "mount proc on /proc",
+            "make /proc/sys read-only",
+            "mask /proc/kcore",
+            "mount tmpfs on /dev",
+            "bind /dev/null",
+            "mount devpts on /dev/pts",
+            "mount sysfs on /sys",
+            "enter rootfs /srv/web",
+            "pivot_root into /srv/web",
+            "detach the old root",
+            "enter /",
+            "set hostname web",
+            "bring up lo",
+            "enter workdir /",
+            "set up stdin",
+            "set up stdout",
+            "set up stderr",
+            "set no_new_privs",
+            "set parent death signal",
+            "close inherited fds",
+            "exec /bin/app",
+        ];
+        let at: Vec<usize> = order.iter().map(|s| position(&what, s)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{what:#?}");
+        assert_eq!(what.last().map(String::as_str), Some("exec /bin/app"));
+        let dropped = what
+            .iter()
+            .filter(|w| w.starts_with("drop capability"))
+            .count();
+        assert_eq!(dropped, (LAST_CAP + 1) as usize - KEPT_CAPS.len());
+        assert!(
+            !what.iter().any(|w| w.contains("user")),
+            "no user asked for"
+        );
+    }
+
+    #[test]
+    fn options_add_their_steps() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "user": "1000:2000",
+                "network": "host", "readonly-rootfs": true, "workdir": "/data",
+                "mounts": [{"type": "tmpfs", "target": "/tmp", "size": "1m"}]}"#,
+        );
+        let what = build(&s, &[], None);
+        assert!(!what.iter().any(|w| w.starts_with("join cgroup")));
+        assert!(!what.contains(&"bring up lo".to_string()), "host network");
+        // Mount points exist before the rootfs turns read-only.
+        assert!(
+            position(&what, "create mount point /tmp")
+                < position(&what, "make the rootfs read-only")
+        );
+        assert!(
+            position(&what, "make the rootfs read-only") < position(&what, "mount proc on /proc")
+        );
+        assert!(position(&what, "mount sysfs on /sys") < position(&what, "mount tmpfs on /tmp"));
+        assert!(
+            position(&what, "clear supplementary groups") < position(&what, "set user 1000:2000")
+        );
+        // no_new_privs and the death signal after the uid change, which
+        // would clear the latter.
+        assert!(position(&what, "set user 1000:2000") < position(&what, "set parent death signal"));
+        assert!(position(&what, "enter /") < position(&what, "enter workdir /data"));
+        assert_eq!(what.last().map(String::as_str), Some("exec app"));
+    }
+
+    #[test]
+    fn the_cgroup_born_in_is_marked() {
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        let v1 = PathBuf::from("/sys/fs/cgroup/memory/berth/web");
+        let v2 = PathBuf::from("/sys/fs/cgroup/unified/berth/web");
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let plan = Plan::build(
+            &s,
+            Path::new("/m"),
+            &[v1.clone(), v2.clone()],
+            Some(&v2),
+            &stdio,
+        )
+        .unwrap();
+        let joins: Vec<(String, bool)> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::JoinCgroup { procs, born_here } => {
+                    Some((procs.to_str().unwrap().to_string(), *born_here))
                 }
-            }
-            Err(err)
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            joins,
+            [
+                (format!("{}/cgroup.procs", v1.display()), false),
+                (format!("{}/cgroup.procs", v2.display()), true),
+            ]
+        );
+    }
+
+    fn exec_step<'a>(plan: &'a Plan<'_>) -> (&'a [CString], &'a Argv, &'a Envp) {
+        match plan.steps.last() {
+            Some(Step::Exec {
+                candidates,
+                argv,
+                envp,
+            }) => (candidates, argv, envp),
+            _ => panic!("the last step is not exec"),
         }
+    }
+
+    fn texts(strings: &[CString]) -> Vec<&str> {
+        strings.iter().map(|s| s.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn exec_candidates_argv_and_environment() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app", "-v", ""],
+                "env": ["PATH=/opt/bin/::/usr/bin", "A=b"]}"#,
+        );
+        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let (candidates, argv, envp) = exec_step(&plan);
+        assert_eq!(texts(candidates), ["/opt/bin/app", "/usr/bin/app"]);
+        assert_eq!(texts(argv.strings()), ["app", "-v", ""]);
+        assert_eq!(
+            texts(envp.strings()),
+            ["PATH=/opt/bin/::/usr/bin", "A=b", "HOSTNAME=web", "HOME=/"]
+        );
+
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "env": ["HOME=/root"]}"#);
+        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let (candidates, _, envp) = exec_step(&plan);
+        assert_eq!(texts(candidates), ["/bin/app"]);
+        assert_eq!(
+            texts(envp.strings()),
+            [
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOME=/root",
+                "HOSTNAME=web"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_or_no_command_is_refused() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        s.env.push("A=b\0c".to_string());
+        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio)
+            .err()
+            .unwrap();
+        assert!(matches!(err, SpawnError::NulByte));
+        assert_eq!(err.to_string(), "string contains a NUL byte");
+
+        let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        s.rootfs = PathBuf::from("/srv/a\0b");
+        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        assert!(matches!(err, Some(SpawnError::NulByte)));
+
+        let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        s.command.clear();
+        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        assert!(matches!(err, Some(SpawnError::NoCommand)));
+    }
+
+    #[test]
+    fn a_report_names_its_step() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/nope"]}"#);
+        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let last = plan.steps.len() as u32 - 1;
+        let failed = |step, errno| InitReport::Failed(Failure { step, errno });
+        assert_eq!(
+            plan.failure(failed(last, libc::ENOENT)).to_string(),
+            "exec /bin/nope: No such file or directory"
+        );
+        assert_eq!(
+            plan.failure(failed(0, libc::EPERM)).to_string(),
+            "reset signals: Operation not permitted"
+        );
+        assert_eq!(
+            plan.failure(failed(last + 1, libc::ENOENT)).to_string(),
+            "unknown step: No such file or directory"
+        );
+        assert_eq!(
+            plan.failure(failed(u32::MAX, libc::EIO)).to_string(),
+            "unknown step: Input/output error"
+        );
+        assert_eq!(
+            plan.failure(InitReport::DiedEarly).to_string(),
+            "the container's init died before exec"
+        );
+    }
+
+    #[test]
+    fn setup_errors_read_as_before() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert_eq!(
+            SpawnError::Clone(e(libc::EPERM)).to_string(),
+            "clone: Operation not permitted"
+        );
+        assert_eq!(
+            SpawnError::CreatePipe(e(libc::EMFILE)).to_string(),
+            "create pipe: Too many open files (os error 24)"
+        );
+        assert_eq!(
+            SpawnError::ReadReport(e(libc::EIO)).to_string(),
+            "read from the container's init: Input/output error (os error 5)"
+        );
+        assert_eq!(
+            SpawnError::from(LaunchError::Clone(e(libc::ENOSPC))).to_string(),
+            "clone: No space left on device"
+        );
     }
 }

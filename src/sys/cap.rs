@@ -1,9 +1,9 @@
 //! Credentials and capabilities: uid/gid, the bounding set and
-//! no_new_privs. Everything here runs between clone and exec.
+//! no_new_privs. Everything here runs in the cloned child (see `child`).
 
 /// Drops one capability from the bounding set; EINVAL (unknown to this
 /// kernel) is not an error.
-pub fn drop_bounding_raw(cap: u32) -> Result<(), i32> {
+pub(super) fn drop_bounding_raw(cap: u32) -> Result<(), i32> {
     // SAFETY: PR_CAPBSET_DROP takes a capability number.
     if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } == -1 {
         let e = super::errno();
@@ -14,7 +14,7 @@ pub fn drop_bounding_raw(cap: u32) -> Result<(), i32> {
     Ok(())
 }
 
-pub fn no_new_privs_raw() -> Result<(), i32> {
+pub(super) fn no_new_privs_raw() -> Result<(), i32> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes the value 1.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == -1 {
         return Err(super::errno());
@@ -22,7 +22,7 @@ pub fn no_new_privs_raw() -> Result<(), i32> {
     Ok(())
 }
 
-pub fn setgroups_empty_raw() -> Result<(), i32> {
+pub(super) fn setgroups_empty_raw() -> Result<(), i32> {
     // SAFETY: an empty list with a null pointer clears supplementary groups;
     // the raw call avoids the C library's cross-thread synchronisation.
     let ret = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
@@ -34,7 +34,7 @@ pub fn setgroups_empty_raw() -> Result<(), i32> {
 
 /// setresgid then setresuid through raw system calls (the C library's
 /// wrappers would try to synchronise threads this child does not have).
-pub fn set_ids_raw(uid: u32, gid: u32) -> Result<(), i32> {
+pub(super) fn set_ids_raw(uid: u32, gid: u32) -> Result<(), i32> {
     // SAFETY: plain integer arguments.
     if unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } == -1 {
         return Err(super::errno());

@@ -1,9 +1,16 @@
-//! File descriptors: pipes, socket pairs, duplication, close-on-exec and the
-//! few raw reads and writes the code between clone and exec needs.
+//! File descriptors: pipes, socket pairs, flags, and the few reads and
+//! writes made outside std's types.
+//!
+//! Every public function takes the fds it works on as `AsFd` (owned or
+//! borrowed, so open for the whole call), never as a bare number. The two
+//! that overwrite or close fds by number, [`dup2_onto`] and
+//! [`close_from_except`], are `unsafe` and private to `sys`: only the
+//! cloned child calls them, which never uses those numbers' owners again.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use super::cvt;
 
@@ -33,23 +40,24 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sets or clears O_NONBLOCK.
-pub fn set_nonblocking(fd: &impl AsRawFd, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFL on an fd the caller owns has no memory effects.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: F_GETFL on an open fd has no memory effects.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
     let flags = if on {
         flags | libc::O_NONBLOCK
     } else {
         flags & !libc::O_NONBLOCK
     };
     // SAFETY: F_SETFL with plain flags has no memory effects.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) })?;
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) })?;
     Ok(())
 }
 
 /// Grows a pipe's buffer (best effort: the caller decides what failure means).
-pub fn set_pipe_size(fd: &impl AsRawFd, size: i32) -> io::Result<i32> {
+pub fn set_pipe_size(fd: &impl AsFd, size: i32) -> io::Result<i32> {
     // SAFETY: F_SETPIPE_SZ takes an int and has no memory effects.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) })
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, size) })
 }
 
 /// Opens a path with raw flags (O_CLOEXEC is always added).
@@ -62,36 +70,36 @@ pub fn open(path: &CStr, flags: i32, mode: libc::mode_t) -> io::Result<OwnedFd> 
 
 /// Takes an exclusive, non-blocking `flock` on the file; the lock lives as
 /// long as the fd.
-pub fn try_lock(fd: &impl AsRawFd) -> io::Result<()> {
-    // SAFETY: flock on an owned fd has no memory effects.
-    cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })?;
+pub fn try_lock(fd: &impl AsFd) -> io::Result<()> {
+    // SAFETY: flock on an open fd has no memory effects.
+    cvt(unsafe { libc::flock(fd.as_fd().as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })?;
     Ok(())
 }
 
-// ---- for the code between clone and exec: no allocation, raw errno ----
-
-/// Makes `new` a copy of `old` that survives execve. When they are the
-/// same fd, dup2 would do nothing, so close-on-exec is cleared instead.
-pub fn dup2_raw(old: RawFd, new: RawFd) -> Result<(), i32> {
-    let ret = if old == new {
-        // SAFETY: F_SETFD with 0 only clears FD_CLOEXEC.
-        unsafe { libc::fcntl(new, libc::F_SETFD, 0) }
-    } else {
-        // SAFETY: dup2 only manipulates the fd table.
-        unsafe { libc::dup2(old, new) }
-    };
-    if ret == -1 {
-        return Err(super::errno());
+/// Reads into `buf`, retrying on EINTR: the count read, 0 at end of file.
+pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    loop {
+        // SAFETY: `buf` is a valid, writable slice for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
-    Ok(())
 }
 
 /// Fds above this are not looked at by the fallbacks below (kernels before
 /// 5.11 have no CLOSE_RANGE_CLOEXEC).
 const FALLBACK_MAX_FD: i32 = 65_536;
 
-/// Marks every fd from `first` upwards close-on-exec, so nothing the parent
-/// held leaks into the exec'd program.
+/// Marks every fd from `first` upwards close-on-exec, so nothing the
+/// process holds leaks into a program it execs. Safe to call anywhere: the
+/// flag changes no fd's file and closes nothing, it only keeps fds from
+/// surviving execve, and every fd berth opens has it already.
 pub fn cloexec_from_raw(first: u32) -> Result<(), i32> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets fd flags.
     let ret = unsafe {
@@ -112,96 +120,31 @@ pub fn cloexec_from_raw(first: u32) -> Result<(), i32> {
     Ok(())
 }
 
-/// Closes every fd from `first` upwards.
-pub fn close_from_raw(first: u32) -> Result<(), i32> {
-    // SAFETY: close_range only manipulates the fd table; the caller owns
-    // every fd in the range and uses none of them afterwards.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
-    if ret == 0 {
-        return Ok(());
-    }
-    for fd in first as i32..FALLBACK_MAX_FD {
-        // SAFETY: as above; EBADF for fds that are not open is fine.
-        unsafe { libc::close(fd) };
-    }
-    Ok(())
-}
+/// Serialises [`take_inherited`]'s check-then-mark.
+static CLAIMING: Mutex<()> = Mutex::new(());
 
-/// Whether the reading end of the pipe whose writing end is `fd` has been
-/// closed by everyone (poll reports POLLERR): the process that held it is
-/// gone.
-pub fn reader_gone_raw(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no waiting.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n == 1 && p.revents & libc::POLLERR != 0
-}
-
-/// Closes a raw fd this process owns and will not use again (between clone
-/// and exec, where the owner's copy lives on in the parent).
-pub fn close_raw(fd: RawFd) {
-    // SAFETY: the caller owns `fd` in this process and never uses it again.
-    unsafe { libc::close(fd) };
-}
-
-/// Writes all of `buf`, retrying on EINTR; used with small messages.
-pub fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
-    while !buf.is_empty() {
-        // SAFETY: `buf` is a valid slice for its length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n == -1 {
-            let e = super::errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        buf = &buf[n as usize..];
-    }
-    Ok(())
-}
-
-/// Opens `path` for writing and writes `data`, for cgroup and proc files
-/// between clone and exec.
-pub fn write_file_raw(path: &CStr, data: &[u8]) -> Result<(), i32> {
-    // SAFETY: `path` is a valid NUL-terminated string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd == -1 {
-        return Err(super::errno());
-    }
-    let res = write_all_raw(fd, data);
-    // SAFETY: `fd` was opened above and is not used again.
-    unsafe { libc::close(fd) };
-    res
-}
-
-/// Reads into `buf`, retrying on EINTR: the count read, 0 at end of file.
-pub fn read_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is a valid, writable slice for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-/// Takes ownership of an fd this process inherited at a fixed number,
-/// after checking it is open, and marks it close-on-exec.
+/// Takes ownership of an fd this process inherited across execve at a
+/// fixed number (3 and up: 0 to 2 belong to std's stdio), and marks it
+/// close-on-exec.
+///
+/// The claim is checked, not trusted: every fd this program opens itself
+/// is close-on-exec (std, mio and `sys` all ask for it), so an open fd
+/// without the flag can only have come through execve; claiming it sets
+/// the flag, so the same number cannot be claimed twice.
 pub fn take_inherited(num: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_GETFD only checks that the fd is open.
-    cvt(unsafe { libc::fcntl(num, libc::F_GETFD) })?;
+    if num < 3 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    let _claiming = CLAIMING.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: F_GETFD only reads the fd's flags (EBADF if it is not open).
+    let flags = cvt(unsafe { libc::fcntl(num, libc::F_GETFD) })?;
+    if flags & libc::FD_CLOEXEC != 0 {
+        return Err(io::Error::other("not an inherited fd: it is close-on-exec"));
+    }
     // SAFETY: F_SETFD with FD_CLOEXEC only sets a flag.
     cvt(unsafe { libc::fcntl(num, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    // SAFETY: the fd is open and, by the calling convention, ours alone.
+    // SAFETY: the fd is open and came through execve (see above); nothing
+    // else in this process owns it, and the flag now marks it claimed.
     Ok(unsafe { OwnedFd::from_raw_fd(num) })
 }
 
@@ -214,8 +157,174 @@ pub fn inotify() -> io::Result<OwnedFd> {
 }
 
 /// Watches `path` for `mask` events on an inotify fd.
-pub fn inotify_watch(fd: &impl AsRawFd, path: &CStr, mask: u32) -> io::Result<()> {
+pub fn inotify_watch(fd: &impl AsFd, path: &CStr, mask: u32) -> io::Result<()> {
     // SAFETY: `path` is a valid NUL-terminated string.
-    cvt(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) })?;
+    cvt(unsafe { libc::inotify_add_watch(fd.as_fd().as_raw_fd(), path.as_ptr(), mask) })?;
     Ok(())
+}
+
+// ---- for the cloned child (see `child`): no allocation, raw errno ----
+
+/// A close-on-exec copy of `fd` numbered `min` or higher, so that the
+/// child's fd moves onto low numbers cannot overwrite it.
+pub(super) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd returns a new fd.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: the fd is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Makes fd number `new` a copy of `old` that survives execve. When they
+/// are the same fd, dup2 would do nothing, so close-on-exec is cleared
+/// instead.
+///
+/// # Safety
+///
+/// Whatever owns fd number `new` in this process (if anything) must never
+/// use or close it again: dup2 silently replaces its file.
+pub(super) unsafe fn dup2_onto(old: BorrowedFd<'_>, new: RawFd) -> Result<(), i32> {
+    let old = old.as_raw_fd();
+    let ret = if old == new {
+        // SAFETY: F_SETFD with 0 only clears FD_CLOEXEC.
+        unsafe { libc::fcntl(new, libc::F_SETFD, 0) }
+    } else {
+        // SAFETY: `old` is open; the caller gives up whatever owns `new`.
+        unsafe { libc::dup2(old, new) }
+    };
+    if ret == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
+
+/// Closes every fd from `first` upwards, except `keep`.
+///
+/// # Safety
+///
+/// Whatever owns the fds closed (every one from `first` up but `keep`)
+/// must never use or close them again.
+pub(super) unsafe fn close_from_except(
+    first: u32,
+    keep: Option<BorrowedFd<'_>>,
+) -> Result<(), i32> {
+    const NONE: (u32, u32) = (1, 0);
+    // A raw fd is never negative, so these fit in u32 and never overflow.
+    let ranges = match keep.map(|k| k.as_raw_fd() as u32) {
+        Some(k) if k > first => [(first, k - 1), (k + 1, u32::MAX)],
+        Some(k) if k == first => [(k + 1, u32::MAX), NONE],
+        _ => [(first, u32::MAX), NONE],
+    };
+    for (low, high) in ranges {
+        if low > high {
+            continue;
+        }
+        // SAFETY: close_range only changes the fd table; the caller gives
+        // up every fd in the range.
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, low, high, 0) };
+        if ret == 0 {
+            continue;
+        }
+        let end = high.min(FALLBACK_MAX_FD as u32 - 1);
+        for fd in low..=end {
+            // SAFETY: as above; EBADF for fds that are not open is fine.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+    Ok(())
+}
+
+/// Whether the reading end of the pipe whose writing end is `fd` has been
+/// closed by everyone (poll reports POLLERR): the process that held it is
+/// gone.
+pub(super) fn reader_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLERR != 0
+}
+
+/// Writes all of `buf`, retrying on EINTR; used with small messages.
+pub(super) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), i32> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid slice for its length.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n == -1 {
+            let e = super::errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = buf.get(n as usize..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing and writes `data`, for cgroup and proc files.
+pub(super) fn write_file_raw(path: &CStr, data: &[u8]) -> Result<(), i32> {
+    // SAFETY: `path` is a valid NUL-terminated string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd == -1 {
+        return Err(super::errno());
+    }
+    // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    write_all(fd.as_fd(), data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn take_inherited_claims_only_an_fd_without_cloexec_and_only_once() {
+        assert!(take_inherited(0).is_err(), "stdio is std's");
+        let (r, w) = pipe().unwrap();
+        // Everything berth opens is close-on-exec: never claimable.
+        let err = take_inherited(r.as_raw_fd()).unwrap_err();
+        assert!(err.to_string().contains("close-on-exec"), "{err}");
+        // An fd as execve hands it over: no flag, and no owner here.
+        let num = w.into_raw_fd();
+        // SAFETY: `num` is open and owned by this test, which gives it up.
+        assert_eq!(unsafe { libc::fcntl(num, libc::F_SETFD, 0) }, 0);
+        let taken = take_inherited(num).unwrap();
+        assert_eq!(taken.as_raw_fd(), num);
+        assert!(take_inherited(num).is_err(), "claimed twice");
+        drop(taken);
+        drop(r);
+    }
+
+    #[test]
+    fn read_and_write_all_through_borrowed_fds() {
+        let (r, w) = pipe().unwrap();
+        write_all(w.as_fd(), b"hello").unwrap();
+        drop(w);
+        let mut buf = [0u8; 16];
+        assert_eq!(read(&r, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(read(&r, &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn reader_gone_sees_a_closed_reading_end() {
+        let (r, w) = pipe().unwrap();
+        assert!(!reader_gone(w.as_fd()));
+        drop(r);
+        assert!(reader_gone(w.as_fd()));
+    }
+
+    #[test]
+    fn dup_at_least_lands_at_or_above_the_minimum() {
+        let (r, _w) = pipe().unwrap();
+        let copy = dup_at_least(r.as_fd(), 100).unwrap();
+        assert!(copy.as_raw_fd() >= 100);
+        // SAFETY: F_GETFD only reads the flags of an fd we own.
+        let flags = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
 }

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub mod cap;
+pub mod child;
 pub mod fd;
 pub mod mount;
 pub mod ns;
@@ -25,8 +26,8 @@ pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
     }
 }
 
-/// The raw `errno` of the last failed call, for code that runs between
-/// clone and exec and must not allocate.
+/// The raw `errno` of the last failed call, for the cloned child, which
+/// must not allocate.
 pub fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()

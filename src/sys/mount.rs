@@ -1,14 +1,16 @@
 //! Mounts: mount(2), umount2(2), pivot_root(2) and mknod-free device binds.
-//! Everything here runs between clone and exec: no allocation, raw errno.
+//! Everything here runs in the cloned child (see `child`): no allocation,
+//! raw errno.
 
 use std::ffi::CStr;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(std::ptr::null(), CStr::as_ptr)
 }
 
 /// mount(2) with optional source, fs type and data.
-pub fn mount_raw(
+pub(super) fn mount_raw(
     source: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
@@ -31,7 +33,7 @@ pub fn mount_raw(
     Ok(())
 }
 
-pub fn umount_detach_raw(target: &CStr) -> Result<(), i32> {
+pub(super) fn umount_detach_raw(target: &CStr) -> Result<(), i32> {
     // SAFETY: `target` is a valid NUL-terminated string.
     if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } == -1 {
         return Err(super::errno());
@@ -40,7 +42,7 @@ pub fn umount_detach_raw(target: &CStr) -> Result<(), i32> {
 }
 
 /// pivot_root(new_root, put_old); berth calls it as pivot_root(".", ".").
-pub fn pivot_root_raw(new_root: &CStr, put_old: &CStr) -> Result<(), i32> {
+pub(super) fn pivot_root_raw(new_root: &CStr, put_old: &CStr) -> Result<(), i32> {
     // SAFETY: both are valid NUL-terminated strings.
     let ret = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
     if ret == -1 {
@@ -50,7 +52,7 @@ pub fn pivot_root_raw(new_root: &CStr, put_old: &CStr) -> Result<(), i32> {
 }
 
 /// mkdir that treats an existing path as success.
-pub fn mkdir_raw(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
+pub(super) fn mkdir_raw(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
     // SAFETY: `path` is a valid NUL-terminated string.
     if unsafe { libc::mkdir(path.as_ptr(), mode) } == -1 {
         let e = super::errno();
@@ -65,7 +67,7 @@ pub fn mkdir_raw(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
 /// kind is fine. The existing path is only looked at (O_PATH), never
 /// opened for writing: a FIFO or a device node there must not block or
 /// wake anything.
-pub fn touch_raw(path: &CStr) -> Result<(), i32> {
+pub(super) fn touch_raw(path: &CStr) -> Result<(), i32> {
     // SAFETY: `path` is a valid NUL-terminated string.
     let fd = unsafe {
         libc::open(
@@ -74,8 +76,8 @@ pub fn touch_raw(path: &CStr) -> Result<(), i32> {
         )
     };
     if fd >= 0 {
-        // SAFETY: `fd` was opened above and is not used again.
-        unsafe { libc::close(fd) };
+        // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
         return Ok(());
     }
     if super::errno() != libc::ENOENT {
@@ -97,8 +99,8 @@ pub fn touch_raw(path: &CStr) -> Result<(), i32> {
     if fd == -1 {
         return Err(super::errno());
     }
-    // SAFETY: `fd` was opened above and is not used again.
-    unsafe { libc::close(fd) };
+    // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
 }
 
@@ -116,7 +118,7 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 /// Makes the mount at `path` and every mount below it read-only
 /// (mount_setattr with AT_RECURSIVE, Linux 5.12). On older kernels only
 /// the top mount is remounted read-only, keeping its other flags.
-pub fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
+pub(super) fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY,
         attr_clr: 0,
@@ -150,7 +152,7 @@ pub fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
     )
 }
 
-pub fn symlink_raw(target: &CStr, link: &CStr) -> Result<(), i32> {
+pub(super) fn symlink_raw(target: &CStr, link: &CStr) -> Result<(), i32> {
     // SAFETY: both are valid NUL-terminated strings.
     if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } == -1 {
         let e = super::errno();
@@ -166,7 +168,7 @@ const ST_RELATIME: libc::c_ulong = 0x1000;
 
 /// The mount flags of the file system at `path` (statvfs f_flag), so a
 /// read-only remount can keep nosuid/nodev/noexec as they are.
-pub fn mount_flags_raw(path: &CStr) -> Result<libc::c_ulong, i32> {
+pub(super) fn mount_flags_raw(path: &CStr) -> Result<libc::c_ulong, i32> {
     // SAFETY: an all-zero statvfs is valid storage.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is valid; `st` is valid for writes.

@@ -1,8 +1,9 @@
-//! Processes: clone3 (with a fork-like fallback), pidfds, reaping, exec.
+//! Processes: clone3 (with a fork-like fallback), pidfds, reaping, exec,
+//! and the argv and envp arrays execve takes.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::cvt;
 
@@ -23,8 +24,8 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// What `clone_process` returned.
-pub enum Forked {
+/// What [`clone_raw`] returned.
+pub(super) enum Forked {
     /// In the parent: the child's pid and a pidfd for it.
     Parent { pid: i32, pidfd: OwnedFd },
     /// In the child.
@@ -41,7 +42,21 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// spares the costly move of a running task. Uses clone3; on kernels
 /// without it (ENOSYS) and no `cgroup` asked for, falls back to clone with
 /// CLONE_PIDFD, which needs no stack for a fork-like child.
-pub fn clone_process(ns_flags: u64, cgroup: Option<&impl AsRawFd>) -> io::Result<Forked> {
+///
+/// # Safety
+///
+/// `ns_flags` may hold CLONE_NEW* flags only: a flag that shares memory or
+/// the thread group (CLONE_VM, CLONE_THREAD, ...) with a child running on a
+/// copy of this stack would corrupt both. In the child (`Forked::Child`),
+/// the caller may only make async-signal-safe calls (the parent may have
+/// other threads, whose locks the child inherits held): no allocation, no
+/// locks, no destructors that do more than close an fd. The child must end
+/// in execve or `_exit` and never return into code that would go on as the
+/// parent.
+pub(super) unsafe fn clone_raw(
+    ns_flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Forked> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
         flags: ns_flags | libc::CLONE_PIDFD as u64,
@@ -54,8 +69,8 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<&impl AsRawFd>) -> io::Result
         args.cgroup = dir.as_raw_fd() as u64;
     }
     // SAFETY: `args` is a valid clone_args of the size passed; with no stack
-    // the child runs on a copy of this stack, like fork. The child only
-    // makes system calls until it execs or exits (the callers' contract).
+    // the child runs on a copy of this stack, like fork. What the child
+    // may do is the caller's obligation (see above).
     let mut ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -103,12 +118,12 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// Sends `sig` to the process behind the pidfd: never to a reused pid.
-pub fn pidfd_send_signal(pidfd: &impl AsRawFd, sig: i32) -> io::Result<()> {
+pub fn pidfd_send_signal(pidfd: &impl AsFd, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo means "as kill(2) would"; no memory is passed.
     cvt(unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
+            pidfd.as_fd().as_raw_fd(),
             sig,
             std::ptr::null::<libc::siginfo_t>(),
             0,
@@ -136,7 +151,7 @@ impl ExitStatus {
 
 /// Reaps the child behind `pidfd` if it has exited: `Ok(None)` while it
 /// runs (WNOHANG), ECHILD if it is not our child.
-pub fn waitid_pidfd(pidfd: &impl AsRawFd, block: bool) -> io::Result<Option<ExitStatus>> {
+pub fn waitid_pidfd(pidfd: &impl AsFd, block: bool) -> io::Result<Option<ExitStatus>> {
     // SAFETY: an all-zero siginfo_t is a valid value to be filled in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
@@ -145,7 +160,7 @@ pub fn waitid_pidfd(pidfd: &impl AsRawFd, block: bool) -> io::Result<Option<Exit
         let ret = unsafe {
             libc::waitid(
                 libc::P_PIDFD,
-                pidfd.as_raw_fd() as libc::id_t,
+                pidfd.as_fd().as_raw_fd() as libc::id_t,
                 &mut info,
                 flags,
             )
@@ -195,9 +210,56 @@ pub fn random_u64() -> io::Result<u64> {
     Ok(u64::from_ne_bytes(buf))
 }
 
-// ---- for the code between clone and exec: no allocation, raw errno ----
+/// A NULL-terminated array of pointers to C strings it owns, as execve
+/// takes for argv and envp. The pointers stay valid for as long as the
+/// array lives: each string's bytes are on the heap and never change.
+struct CStrArray {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
 
-pub fn setsid_raw() -> Result<(), i32> {
+impl CStrArray {
+    fn new(strings: Vec<CString>) -> CStrArray {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CStrArray {
+            _strings: strings,
+            ptrs,
+        }
+    }
+}
+
+/// A program's arguments, ready for execve.
+pub struct Argv(CStrArray);
+
+impl Argv {
+    pub fn new(args: Vec<CString>) -> Argv {
+        Argv(CStrArray::new(args))
+    }
+
+    #[cfg(test)]
+    pub fn strings(&self) -> &[CString] {
+        &self.0._strings
+    }
+}
+
+/// A program's environment (`KEY=value` strings), ready for execve.
+pub struct Envp(CStrArray);
+
+impl Envp {
+    pub fn new(vars: Vec<CString>) -> Envp {
+        Envp(CStrArray::new(vars))
+    }
+
+    #[cfg(test)]
+    pub fn strings(&self) -> &[CString] {
+        &self.0._strings
+    }
+}
+
+// ---- for the cloned child (see `child`): no allocation, raw errno ----
+
+pub(super) fn setsid_raw() -> Result<(), i32> {
     // SAFETY: setsid takes no arguments.
     if unsafe { libc::setsid() } == -1 {
         return Err(super::errno());
@@ -206,7 +268,7 @@ pub fn setsid_raw() -> Result<(), i32> {
 }
 
 /// Has the kernel send `sig` to this process when its parent dies.
-pub fn set_parent_death_signal_raw(sig: i32) -> Result<(), i32> {
+pub(super) fn set_parent_death_signal_raw(sig: i32) -> Result<(), i32> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } == -1 {
         return Err(super::errno());
@@ -215,24 +277,41 @@ pub fn set_parent_death_signal_raw(sig: i32) -> Result<(), i32> {
 }
 
 /// `execve`; returns only on failure, with errno.
-pub fn execve_raw(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
-    // SAFETY: argv and envp are NULL-terminated arrays of pointers to
-    // NUL-terminated strings that outlive this call (the caller builds them
-    // before clone and keeps them alive).
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+pub(super) fn execve(path: &CStr, argv: &Argv, envp: &Envp) -> i32 {
+    // SAFETY: `path` is a valid NUL-terminated string; argv and envp are
+    // NULL-terminated arrays of pointers to strings they own.
+    unsafe { libc::execve(path.as_ptr(), argv.0.ptrs.as_ptr(), envp.0.ptrs.as_ptr()) };
     super::errno()
 }
 
 /// Ends the process at once, without running any Rust or libc exit code.
-pub fn exit_raw(code: i32) -> ! {
+pub(super) fn exit_raw(code: i32) -> ! {
     // SAFETY: _exit never returns and needs no cleanup from us.
     unsafe { libc::_exit(code) }
 }
 
-pub fn chdir_raw(path: &CStr) -> Result<(), i32> {
+pub(super) fn chdir_raw(path: &CStr) -> Result<(), i32> {
     // SAFETY: `path` is a valid NUL-terminated string.
     if unsafe { libc::chdir(path.as_ptr()) } == -1 {
         return Err(super::errno());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_is_null_terminated_and_points_at_its_strings() {
+        let argv = Argv::new(vec![CString::from(c"sh"), CString::from(c"-c")]);
+        assert_eq!(argv.0.ptrs.len(), 3);
+        assert!(argv.0.ptrs[2].is_null());
+        // Moving the array moves no string bytes.
+        let moved = argv;
+        assert_eq!(moved.0.ptrs[0], moved.strings()[0].as_ptr());
+        assert_eq!(moved.0.ptrs[1], moved.strings()[1].as_ptr());
+        let empty = Envp::new(Vec::new());
+        assert_eq!(empty.0.ptrs, [std::ptr::null()]);
+    }
 }

@@ -1,7 +1,7 @@
 //! Signals: the mask, dispositions, and signalfd.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use super::cvt;
 
@@ -38,14 +38,14 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
 }
 
 /// Reads one pending signal from a signalfd; `None` when none is queued.
-pub fn read_signalfd(fd: &impl AsRawFd) -> io::Result<Option<i32>> {
+pub fn read_signalfd(fd: &impl AsFd) -> io::Result<Option<i32>> {
     // SAFETY: an all-zero signalfd_siginfo is valid storage.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: `info` is valid for writes of `size` bytes.
     let n = unsafe {
         libc::read(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&mut info as *mut libc::signalfd_siginfo).cast(),
             size,
         )
@@ -73,7 +73,7 @@ pub fn ignore(sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-// ---- for the code between clone and exec: no allocation, raw errno ----
+// ---- for the cloned child (see `child`): no allocation, raw errno ----
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 alike: handler,
 /// flags, restorer, mask).
@@ -90,7 +90,7 @@ struct KernelSigaction {
 /// container that inherited the daemon's mask would ignore SIGTERM. Raw
 /// rt_sigaction reaches the real-time signals the C library keeps for
 /// itself, which its `signal()` refuses.
-pub fn reset_all_raw() -> Result<(), i32> {
+pub(super) fn reset_all_raw() -> Result<(), i32> {
     let default = KernelSigaction {
         handler: 0, // SIG_DFL
         flags: 0,
