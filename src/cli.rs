@@ -18,6 +18,7 @@ use nanoserde::SerJson;
 use crate::api::{self, Info, Request, Response};
 use crate::config;
 use crate::container::logs::{self, Stream};
+use crate::errors;
 use crate::host;
 use crate::sys::{fd, process};
 use crate::wire;
@@ -56,7 +57,11 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         Failure(
-            format!("connect to the daemon at {}: {e}", socket.display()),
+            format!(
+                "connect to the daemon at {}: {err}",
+                socket.display(),
+                err = errors::io_text(&e)
+            ),
             1,
         )
     })?;
@@ -69,7 +74,8 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
 }
 
 fn send(stream: &mut UnixStream, req: &Request) -> Result<(), Failure> {
-    wire::send(stream, req).map_err(|e| Failure(format!("send request: {e}"), 1))
+    wire::send(stream, req)
+        .map_err(|e| Failure(format!("send request: {err}", err = errors::io_text(&e)), 1))
 }
 
 fn receive(mut stream: UnixStream) -> Result<Response, Failure> {
@@ -83,7 +89,10 @@ fn receive(mut stream: UnixStream) -> Result<Response, Failure> {
             format!("malformed response from the daemon: {e}"),
             1,
         )),
-        Err(e) => Err(Failure(format!("read response: {e}"), 1)),
+        Err(e) => Err(Failure(
+            format!("read response: {err}", err = errors::io_text(&e)),
+            1,
+        )),
     }
 }
 
@@ -430,8 +439,12 @@ fn print_logs(
             }
         }
         (true, "running" | "restarting") => {
-            let mut s = UnixStream::connect(socket)
-                .map_err(|e| Failure(format!("connect to the daemon: {e}"), 1))?;
+            let mut s = UnixStream::connect(socket).map_err(|e| {
+                Failure(
+                    format!("connect to the daemon: {err}", err = errors::io_text(&e)),
+                    1,
+                )
+            })?;
             send(
                 &mut s,
                 &Request {
@@ -482,7 +495,8 @@ fn follow_logs(
     end: OwnedFd,
     timestamps: bool,
 ) -> Result<(), Failure> {
-    let fail = |what: &str, e: io::Error| Failure(format!("{what}: {e}"), 1);
+    let fail =
+        |what: &str, e: io::Error| Failure(format!("{what}: {err}", err = errors::io_text(&e)), 1);
     let notify = fd::inotify().map_err(|e| fail("inotify", e))?;
     let cdir = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| Failure("log dir contains NUL".into(), 1))?;

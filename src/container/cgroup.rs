@@ -172,7 +172,13 @@ pub struct CgroupError {
 
 impl std::fmt::Display for CgroupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.step, self.path.display(), self.err)
+        write!(
+            f,
+            "{} {}: {}",
+            self.step,
+            self.path.display(),
+            crate::errors::io_text(&self.err)
+        )
     }
 }
 

@@ -27,11 +27,13 @@ use super::cgroup::{self, CgroupError, Limits};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
+use crate::errors;
 use crate::host;
 use crate::state::{self, ExitRecord, FORMAT_VERSION, RuntimeRecord, StartOptions};
 use crate::sys::child::{self, Step};
 use crate::sys::process::{self, Argv, Envp};
 use crate::sys::{fd, signal};
+use crate::wire::{self, Got, LineReader};
 
 /// The fd on which a monitor finds its socket to the daemon.
 pub const CHANNEL_FD: i32 = 3;
@@ -91,7 +93,7 @@ pub enum JobError {
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JobError::Read(e) => write!(f, "read job: {e}"),
+            JobError::Read(e) => write!(f, "read job: {err}", err = errors::io_text(e)),
             JobError::Closed => f.write_str("read job: the daemon closed the channel"),
             JobError::TooLarge => f.write_str("read job: job is too large"),
             JobError::NotUtf8 => f.write_str("read job: job is not UTF-8"),
@@ -133,14 +135,28 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::CreateDir { path, err } => write!(f, "create {}: {err}", path.display()),
-            StartError::OpenLog { path, err } => write!(f, "open log {}: {err}", path.display()),
-            StartError::FindCgroups(e) => write!(f, "find cgroup hierarchies: {e}"),
+            StartError::CreateDir { path, err } => {
+                write!(f, "create {}: {}", path.display(), errors::io_text(err))
+            }
+            StartError::OpenLog { path, err } => {
+                write!(f, "open log {}: {}", path.display(), errors::io_text(err))
+            }
+            StartError::FindCgroups(e) => write!(
+                f,
+                "find cgroup hierarchies: {err}",
+                err = errors::io_text(e)
+            ),
             StartError::Cgroup(e) => write!(f, "{e}"),
-            StartError::CreatePipe(e) => write!(f, "create pipe: {e}"),
-            StartError::OpenDevNull(e) => write!(f, "open /dev/null: {e}"),
+            StartError::CreatePipe(e) => {
+                write!(f, "create pipe: {err}", err = errors::io_text(e))
+            }
+            StartError::OpenDevNull(e) => {
+                write!(f, "open /dev/null: {err}", err = errors::io_text(e))
+            }
             StartError::Spawn(e) => write!(f, "{e}"),
-            StartError::WriteRuntime { path, err } => write!(f, "write {}: {err}", path.display()),
+            StartError::WriteRuntime { path, err } => {
+                write!(f, "write {}: {}", path.display(), errors::io_text(err))
+            }
         }
     }
 }
@@ -196,7 +212,10 @@ pub fn main(name: &str) -> i32 {
     let channel = match fd::take_inherited(CHANNEL_FD) {
         Ok(fd) => UnixStream::from(fd),
         Err(e) => {
-            eprintln!("berth monitor: no channel on fd {CHANNEL_FD}: {e}");
+            eprintln!(
+                "berth monitor: no channel on fd {CHANNEL_FD}: {err}",
+                err = errors::io_text(&e)
+            );
             return 2;
         }
     };
@@ -210,20 +229,15 @@ pub fn main(name: &str) -> i32 {
 
 /// Reads the one job line from the daemon.
 fn read_job(channel: &mut impl Read) -> Result<Job, JobError> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    while !buf.contains(&b'\n') {
-        let n = channel.read(&mut chunk).map_err(JobError::Read)?;
-        if n == 0 {
-            return Err(JobError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_JOB {
-            return Err(JobError::TooLarge);
+    let mut reader = LineReader::new(MAX_JOB);
+    loop {
+        match reader.read_from(channel).map_err(JobError::Read)? {
+            Got::Line(line) => return parse_job(&line),
+            Got::Partial => continue, // the channel blocks: not reached
+            Got::Eof => return Err(JobError::Closed),
+            Got::TooLong => return Err(JobError::TooLarge),
         }
     }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    parse_job(line)
 }
 
 /// A job from its line (without the newline).
@@ -250,15 +264,13 @@ fn parse_spec(job: Job, name: &str) -> Result<(Job, ContainerSpec), JobError> {
 }
 
 /// A reply as the line sent to the daemon.
-fn reply_line(reply: &Reply) -> String {
-    let mut line = reply.serialize_json();
-    line.push('\n');
-    line
+fn reply_line(reply: &Reply) -> Vec<u8> {
+    wire::encode(reply)
 }
 
 fn send_reply(channel: &mut UnixStream, reply: &Reply) {
     // The daemon may be gone; the monitor carries on regardless.
-    let _ = channel.write_all(reply_line(reply).as_bytes());
+    let _ = channel.write_all(&reply_line(reply));
 }
 
 fn fail_early(channel: &mut UnixStream, error: &str) -> i32 {
@@ -707,14 +719,17 @@ mod tests {
             started_at: 9,
             error: None,
         };
-        let line = reply_line(&ok);
+        let line = String::from_utf8(reply_line(&ok)).unwrap();
         assert!(line.ends_with('\n'));
         assert_eq!(line.matches('\n').count(), 1);
         let back: Reply = crate::json::decode(line.trim_end()).unwrap();
         assert!(back.ok);
         assert_eq!((back.pid, back.init_start, back.started_at), (42, 7, 9));
 
-        let line = reply_line(&failure_reply("exec /bin/nope: No such file\nor directory"));
+        let line = String::from_utf8(reply_line(&failure_reply(
+            "exec /bin/nope: No such file\nor directory",
+        )))
+        .unwrap();
         assert_eq!(line.matches('\n').count(), 1, "{line}");
         let back: Reply = crate::json::decode(line.trim_end()).unwrap();
         assert!(!back.ok);
@@ -733,7 +748,7 @@ mod tests {
                 err: err(),
             }
             .to_string(),
-            "create /run/berth/web: Permission denied (os error 13)"
+            "create /run/berth/web: Permission denied"
         );
         assert_eq!(
             StartError::OpenLog {
@@ -741,7 +756,7 @@ mod tests {
                 err: err(),
             }
             .to_string(),
-            "open log /var/log/berth/web: Permission denied (os error 13)"
+            "open log /var/log/berth/web: Permission denied"
         );
         assert_eq!(
             StartError::WriteRuntime {
@@ -749,7 +764,7 @@ mod tests {
                 err: err(),
             }
             .to_string(),
-            "write /run/berth/web/runtime.json: Permission denied (os error 13)"
+            "write /run/berth/web/runtime.json: Permission denied"
         );
         assert_eq!(
             StartError::Spawn(SpawnError::Step {

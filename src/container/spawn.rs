@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::config::{ContainerSpec, MountKind, Network};
+use crate::errors;
 use crate::errors::{errno_text, io_text};
 use crate::sys::child::{self, Failure, InitReport, LaunchError, Step};
 use crate::sys::process::{self, Argv, Envp};
@@ -82,10 +83,18 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NulByte => f.write_str("string contains a NUL byte"),
             SpawnError::NoCommand => f.write_str("no command to run"),
-            SpawnError::CreatePipe(e) => write!(f, "create pipe: {e}"),
-            SpawnError::MoveFd(e) => write!(f, "move fd for the init: {e}"),
+            SpawnError::CreatePipe(e) => {
+                write!(f, "create pipe: {err}", err = errors::io_text(e))
+            }
+            SpawnError::MoveFd(e) => {
+                write!(f, "move fd for the init: {err}", err = errors::io_text(e))
+            }
             SpawnError::Clone(e) => write!(f, "clone: {}", io_text(e)),
-            SpawnError::ReadReport(e) => write!(f, "read from the container's init: {e}"),
+            SpawnError::ReadReport(e) => write!(
+                f,
+                "read from the container's init: {err}",
+                err = errors::io_text(e)
+            ),
             SpawnError::DiedBeforeExec => f.write_str("the container's init died before exec"),
             SpawnError::Step { what, errno } => write!(f, "{what}: {}", errno_text(*errno)),
         }
@@ -781,11 +790,11 @@ mod tests {
         );
         assert_eq!(
             SpawnError::CreatePipe(e(libc::EMFILE)).to_string(),
-            "create pipe: Too many open files (os error 24)"
+            "create pipe: Too many open files"
         );
         assert_eq!(
             SpawnError::ReadReport(e(libc::EIO)).to_string(),
-            "read from the container's init: Input/output error (os error 5)"
+            "read from the container's init: Input/output error"
         );
         assert_eq!(
             SpawnError::from(LaunchError::Clone(e(libc::ENOSPC))).to_string(),

@@ -27,6 +27,7 @@ use crate::api::Info;
 use crate::config::{self, ContainerSpec, DaemonConfig};
 use crate::container::cgroup;
 use crate::container::monitor::{self, Job, Reply};
+use crate::errors;
 use crate::host;
 use crate::state::{
     self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
@@ -266,7 +267,11 @@ impl Containers {
                 let result = state::ensure_dir(&paths.state)
                     .and_then(|_| state::save(&paths.state(), c.persist()));
                 if let Err(e) = result {
-                    let msg = format!("write {}: {e}", paths.state().display());
+                    let msg = format!(
+                        "write {}: {err}",
+                        paths.state().display(),
+                        err = errors::io_text(&e)
+                    );
                     self.note(name, log::Level::Error, &msg);
                 }
             }
@@ -275,7 +280,11 @@ impl Containers {
                 // This end is handled: keep the record as history only.
                 if paths.runtime().exists() {
                     if let Err(e) = fs::rename(paths.runtime(), paths.last_run()) {
-                        let msg = format!("rename {}: {e}", paths.runtime().display());
+                        let msg = format!(
+                            "rename {}: {err}",
+                            paths.runtime().display(),
+                            err = errors::io_text(&e)
+                        );
                         self.note(name, log::Level::Error, &msg);
                     }
                 }
@@ -327,8 +336,13 @@ impl Containers {
             .and_then(|h| h.init_pidfd.as_ref())
             .filter(|_| c.phase().run().is_some_and(|r| r.exec == Exec::Done))
             .ok_or_else(|| format!("{name} is not running"))?;
-        process::pidfd_send_signal(fd, sig)
-            .map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
+        process::pidfd_send_signal(fd, sig).map_err(|e| {
+            format!(
+                "signal {} to {name}: {err}",
+                config::signal_name(sig),
+                err = errors::io_text(&e)
+            )
+        })
     }
 
     /// Starts the container's monitor and sends it the job; the exec is
@@ -405,7 +419,7 @@ impl Containers {
             self.note(
                 name,
                 log::Level::Error,
-                &format!("register monitor fds: {e}"),
+                &format!("register monitor fds: {err}", err = errors::io_text(&e)),
             );
         }
         let c = self.map.get_mut(name).expect("checked above");
@@ -448,7 +462,10 @@ impl Containers {
             monitor_token,
             Interest::READABLE,
         ) {
-            log::error!("{name}: register monitor pidfd: {e}");
+            log::error!(
+                "{name}: register monitor pidfd: {err}",
+                err = errors::io_text(&e)
+            );
         }
         if let Some(c) = self.map.get_mut(name) {
             c.handles = Some(Handles {
@@ -644,11 +661,24 @@ impl fmt::Display for StartError {
         match self {
             StartError::NoDefinition(name) => write!(f, "{name}: no definition"),
             StartError::Definition(e) => write!(f, "{e}"),
-            StartError::Random(e) => write!(f, "getrandom: {e}"),
-            StartError::CreateDir(path, e) => write!(f, "create {}: {e}", path.display()),
-            StartError::Socketpair(e) => write!(f, "create socketpair: {e}"),
-            StartError::SpawnMonitor(e) => write!(f, "spawn monitor: {e}"),
-            StartError::SendJob(e) => write!(f, "send job to monitor: {e}"),
+            StartError::Random(e) => {
+                write!(f, "getrandom: {err}", err = errors::io_text(e))
+            }
+            StartError::CreateDir(path, e) => write!(
+                f,
+                "create {}: {err}",
+                path.display(),
+                err = errors::io_text(e)
+            ),
+            StartError::Socketpair(e) => {
+                write!(f, "create socketpair: {err}", err = errors::io_text(e))
+            }
+            StartError::SpawnMonitor(e) => {
+                write!(f, "spawn monitor: {err}", err = errors::io_text(e))
+            }
+            StartError::SendJob(e) => {
+                write!(f, "send job to monitor: {err}", err = errors::io_text(e))
+            }
             StartError::TooManySources => f.write_str("too many containers for the event loop"),
         }
     }

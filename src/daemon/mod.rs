@@ -41,6 +41,7 @@ use mio::{Events, Interest, Poll};
 
 use crate::api::{self, Call, Reply};
 use crate::config::{self, DaemonConfig};
+use crate::errors;
 use crate::host;
 use crate::state;
 use crate::sys::{fd, process, signal};
@@ -85,7 +86,7 @@ pub struct Daemon {
 pub fn main(opts: Options) -> i32 {
     // Before anything else: these signals are read from a signalfd only.
     if let Err(e) = signals::block() {
-        eprintln!("berth: block signals: {e}");
+        eprintln!("berth: block signals: {err}", err = errors::io_text(&e));
         return 1;
     }
     let _ = signal::ignore(libc::SIGPIPE);
@@ -119,7 +120,9 @@ impl Daemon {
             cfg.live_restore = true;
         }
         for dir in [&cfg.run_dir, &cfg.state_dir, &cfg.log_dir] {
-            fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            fs::create_dir_all(dir).map_err(|e| {
+                format!("create {}: {err}", dir.display(), err = errors::io_text(&e))
+            })?;
         }
         let lock_path = cfg.run_dir.join("berth.lock");
         let lock = fs::OpenOptions::new()
@@ -127,20 +130,38 @@ impl Daemon {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "open {}: {err}",
+                    lock_path.display(),
+                    err = errors::io_text(&e)
+                )
+            })?;
         fd::try_lock(&lock).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => format!(
                 "another berth daemon is using run-dir {} (it holds {})",
                 cfg.run_dir.display(),
                 lock_path.display()
             ),
-            _ => format!("lock {}: {e}", lock_path.display()),
+            _ => format!(
+                "lock {}: {err}",
+                lock_path.display(),
+                err = errors::io_text(&e)
+            ),
         })?;
-        let boot_id = host::boot_id().map_err(|e| format!("read boot id: {e}"))?;
-        let poll = Poll::new().map_err(|e| format!("create poll: {e}"))?;
+        let boot_id = host::boot_id()
+            .map_err(|e| format!("read boot id: {err}", err = errors::io_text(&e)))?;
+        let poll =
+            Poll::new().map_err(|e| format!("create poll: {err}", err = errors::io_text(&e)))?;
         let signals = signals::Signals::new(poll.registry())?;
         if let Some(parent) = cfg.socket.parent() {
-            fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+            fs::create_dir_all(parent).map_err(|e| {
+                format!(
+                    "create {}: {err}",
+                    parent.display(),
+                    err = errors::io_text(&e)
+                )
+            })?;
         }
         // We hold the lock, so a socket left here is a dead daemon's; but
         // only ever remove a socket, never a file a wrong path names.
@@ -156,18 +177,30 @@ impl Daemon {
             }
             Err(_) => {}
         }
-        let mut listener = UnixListener::bind(&cfg.socket)
-            .map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
+        let mut listener = UnixListener::bind(&cfg.socket).map_err(|e| {
+            format!(
+                "listen on {}: {err}",
+                cfg.socket.display(),
+                err = errors::io_text(&e)
+            )
+        })?;
         poll.registry()
             .register(
                 &mut listener,
                 tokens::fixed(Tag::Listener),
                 Interest::READABLE,
             )
-            .map_err(|e| format!("register listener: {e}"))?;
+            .map_err(|e| format!("register listener: {err}", err = errors::io_text(&e)))?;
         if let Some(pidfile) = &opts.pidfile {
-            state::write_atomic(pidfile, format!("{}\n", process::getpid()).as_bytes())
-                .map_err(|e| format!("write pidfile {}: {e}", pidfile.display()))?;
+            state::write_atomic(pidfile, format!("{}\n", process::getpid()).as_bytes()).map_err(
+                |e| {
+                    format!(
+                        "write pidfile {}: {err}",
+                        pidfile.display(),
+                        err = errors::io_text(&e)
+                    )
+                },
+            )?;
         }
         Ok(Daemon {
             opts,
@@ -212,7 +245,7 @@ impl Daemon {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                error!("poll: {e}");
+                error!("poll: {err}", err = errors::io_text(&e));
                 return 1;
             }
             for ev in events.iter() {

@@ -10,6 +10,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
 use super::tokens::{self, Tag};
+use crate::errors;
 use crate::sys::{process, signal};
 
 /// The signals read from the signalfd, blocked for everything else.
@@ -35,14 +36,15 @@ pub fn block() -> io::Result<()> {
 
 impl Signals {
     pub fn new(registry: &Registry) -> Result<Signals, String> {
-        let fd = signal::signalfd(HANDLED).map_err(|e| format!("create signalfd: {e}"))?;
+        let fd = signal::signalfd(HANDLED)
+            .map_err(|e| format!("create signalfd: {err}", err = errors::io_text(&e)))?;
         registry
             .register(
                 &mut SourceFd(&fd.as_raw_fd()),
                 tokens::fixed(Tag::Signals),
                 Interest::READABLE,
             )
-            .map_err(|e| format!("register signalfd: {e}"))?;
+            .map_err(|e| format!("register signalfd: {err}", err = errors::io_text(&e)))?;
         Ok(Signals { fd })
     }
 
@@ -57,7 +59,7 @@ impl Signals {
                 Ok(Some(libc::SIGHUP)) => requests.push(Request::Reload),
                 Ok(Some(sig)) => requests.push(Request::Shutdown(sig)),
                 Err(e) => {
-                    error!("read signalfd: {e}");
+                    error!("read signalfd: {err}", err = errors::io_text(&e));
                     break;
                 }
             }
