@@ -19,6 +19,7 @@ use crate::api::{self, Info, Request, Response};
 use crate::config;
 use crate::container::logs::{self, Stream};
 use crate::host;
+use crate::signals;
 use crate::sys::{fd, process};
 
 /// A failure to report: the message, and the exit code.
@@ -225,7 +226,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             let name = a.one_name(verb)?;
             let signal = a.value("signal").or(a.value("s")).map(str::to_string);
             if let Some(s) = &signal {
-                if config::parse_signal(s).is_none() {
+                if signals::parse_signal(s).is_none() {
                     return Err(usage(format!("unknown signal: {s}")));
                 }
             }

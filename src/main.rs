@@ -18,6 +18,7 @@ mod host;
 mod json;
 mod plan;
 mod policy;
+mod signals;
 mod state;
 mod sys;
 

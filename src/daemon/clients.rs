@@ -13,6 +13,7 @@ use super::lifecycle::{AfterExit, Status, StopReason};
 use super::{Daemon, Source};
 use crate::api::{self, MAX_REQUEST, Request, Response};
 use crate::config;
+use crate::signals;
 
 /// A client must send its whole request within this time.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -349,7 +350,7 @@ impl Daemon {
             "kill" => {
                 let sig = match req.signal.as_deref() {
                     None => libc::SIGKILL,
-                    Some(s) => match config::parse_signal(s) {
+                    Some(s) => match signals::parse_signal(s) {
                         Some(sig) => sig,
                         None => return Some(Response::error(format!("unknown signal: {s}"))),
                     },

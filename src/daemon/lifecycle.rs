@@ -29,6 +29,7 @@ use crate::config::{self, ContainerSpec, RestartPolicy};
 use crate::container::monitor::{self, Job, Reply};
 use crate::host;
 use crate::policy::{self, Ending};
+use crate::signals;
 use crate::state::{
     self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
 };
@@ -782,7 +783,7 @@ impl Daemon {
             .ok_or_else(|| format!("{name} is not running"))?;
         let fd = run.init_pidfd.as_ref().expect("filtered");
         process::pidfd_send_signal(fd, sig)
-            .map_err(|e| format!("signal {} to {name}: {e}", config::signal_name(sig)))
+            .map_err(|e| format!("signal {} to {name}: {e}", signals::signal_name(sig)))
     }
 
     /// Begins a stop: the stop signal now, SIGKILL after `grace`.

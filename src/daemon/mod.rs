@@ -31,6 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{self, DaemonConfig};
 use crate::host;
+use crate::signals;
 use crate::state;
 use crate::sys::{fd, process, signal};
 
@@ -328,7 +329,7 @@ impl Daemon {
                         error!("reload refused, nothing changed: {e}");
                     }
                 }
-                Ok(Some(sig)) => self.begin_shutdown(&config::signal_name(sig)),
+                Ok(Some(sig)) => self.begin_shutdown(&signals::signal_name(sig)),
                 Err(e) => {
                     error!("read signalfd: {e}");
                     break;
