@@ -17,7 +17,7 @@ use nanoserde::SerJson;
 
 use crate::api::{self, Info, Request, Response};
 use crate::config;
-use crate::container::logs::{self, Stream};
+use crate::container::logs::{self, Assembler, Line, Stream};
 use crate::host;
 use crate::signals;
 use crate::sys::{fd, process};
@@ -326,64 +326,6 @@ fn print_table(list: &[Info]) {
             "{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}",
             c.name, c.status, c.pid, exit, c.restart_count, started, note
         );
-    }
-}
-
-/// Turns log records back into lines, joining partial records.
-#[derive(Default)]
-struct Assembler {
-    pending: [Option<(String, Vec<u8>)>; 2],
-    /// A file line not yet ended by '\n'.
-    raw: Vec<u8>,
-}
-
-struct Line {
-    time: String,
-    stream: Stream,
-    text: Vec<u8>,
-    newline: bool,
-}
-
-impl Assembler {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
-        self.raw.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(nl) = self.raw[start..].iter().position(|&b| b == b'\n') {
-            let line = self.raw[start..start + nl].to_vec();
-            start += nl + 1;
-            if let Some(rec) = logs::parse_record(&line) {
-                let slot = &mut self.pending[rec.stream as usize];
-                let (time, mut text) = slot
-                    .take()
-                    .unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
-                text.extend_from_slice(rec.content);
-                if rec.full {
-                    out.push(Line {
-                        time,
-                        stream: rec.stream,
-                        text,
-                        newline: true,
-                    });
-                } else {
-                    *slot = Some((time, text));
-                }
-            }
-        }
-        self.raw.drain(..start);
-    }
-
-    /// At the end of the logs: partial lines are printed as they are.
-    fn finish(&mut self, out: &mut Vec<Line>) {
-        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-            if let Some((time, text)) = self.pending[i].take() {
-                out.push(Line {
-                    time,
-                    stream,
-                    text,
-                    newline: false,
-                });
-            }
-        }
     }
 }
 
