@@ -182,7 +182,9 @@ impl Call {
             Verb::Kill => {
                 let signal = match req.signal.as_deref() {
                     None => libc::SIGKILL,
-                    Some(s) => config::parse_signal(s).ok_or(format!("unknown signal: {s}"))?,
+                    Some(s) => {
+                        crate::signals::parse_signal(s).ok_or(format!("unknown signal: {s}"))?
+                    }
                 };
                 Call::Kill { name, signal }
             }

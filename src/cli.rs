@@ -17,9 +17,10 @@ use nanoserde::SerJson;
 
 use crate::api::{self, Info, Request, Response};
 use crate::config;
-use crate::container::logs::{self, Stream};
+use crate::container::logs::{self, Assembler, Line, Stream};
 use crate::errors;
 use crate::host;
+use crate::signals;
 use crate::sys::{fd, process};
 use crate::wire;
 
@@ -234,7 +235,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             let name = a.one_name(verb)?;
             let signal = a.value("signal").or(a.value("s")).map(str::to_string);
             if let Some(s) = &signal {
-                if config::parse_signal(s).is_none() {
+                if signals::parse_signal(s).is_none() {
                     return Err(usage(format!("unknown signal: {s}")));
                 }
             }
@@ -334,64 +335,6 @@ fn print_table(list: &[Info]) {
             "{:<20} {:<11} {:>7} {:>5} {:>8}  {:<20} {}",
             c.name, c.status, c.pid, exit, c.restart_count, started, note
         );
-    }
-}
-
-/// Turns log records back into lines, joining partial records.
-#[derive(Default)]
-struct Assembler {
-    pending: [Option<(String, Vec<u8>)>; 2],
-    /// A file line not yet ended by '\n'.
-    raw: Vec<u8>,
-}
-
-struct Line {
-    time: String,
-    stream: Stream,
-    text: Vec<u8>,
-    newline: bool,
-}
-
-impl Assembler {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
-        self.raw.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(nl) = self.raw[start..].iter().position(|&b| b == b'\n') {
-            let line = self.raw[start..start + nl].to_vec();
-            start += nl + 1;
-            if let Some(rec) = logs::parse_record(&line) {
-                let slot = &mut self.pending[rec.stream as usize];
-                let (time, mut text) = slot
-                    .take()
-                    .unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
-                text.extend_from_slice(rec.content);
-                if rec.full {
-                    out.push(Line {
-                        time,
-                        stream: rec.stream,
-                        text,
-                        newline: true,
-                    });
-                } else {
-                    *slot = Some((time, text));
-                }
-            }
-        }
-        self.raw.drain(..start);
-    }
-
-    /// At the end of the logs: partial lines are printed as they are.
-    fn finish(&mut self, out: &mut Vec<Line>) {
-        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-            if let Some((time, text)) = self.pending[i].take() {
-                out.push(Line {
-                    time,
-                    stream,
-                    text,
-                    newline: false,
-                });
-            }
-        }
     }
 }
 
@@ -564,5 +507,240 @@ fn follow_logs(
                 exited = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No daemon listens here: a verb that gets past its options fails to
+    /// connect, with exit code 1.
+    const NO_DAEMON: &str = "/nonexistent/berth-test/berth.sock";
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn parse(args: &[&str], with_value: &[&str], switches: &[&str]) -> Args {
+        match Args::parse(&strings(args), with_value, switches) {
+            Ok(a) => a,
+            Err(Failure(msg, code)) => panic!("{args:?}: {msg} ({code})"),
+        }
+    }
+
+    fn parse_err(args: &[&str], with_value: &[&str], switches: &[&str]) -> (String, i32) {
+        match Args::parse(&strings(args), with_value, switches) {
+            Ok(a) => panic!("{args:?} parsed: {:?} {:?}", a.positional, a.flags),
+            Err(Failure(msg, code)) => (msg, code),
+        }
+    }
+
+    fn usage_err(msg: &str) -> (String, i32) {
+        (msg.to_string(), 2)
+    }
+
+    /// What `berth VERB ARGS` fails with when no daemon is there.
+    fn run_err(verb: &str, args: &[&str]) -> (String, i32) {
+        match run(verb, &strings(args), Path::new(NO_DAEMON)) {
+            Ok(code) => panic!("{verb} {args:?} succeeded with {code}"),
+            Err(Failure(msg, code)) => (msg, code),
+        }
+    }
+
+    /// The options were accepted: the verb went on to call the daemon.
+    fn reaches_daemon(verb: &str, args: &[&str]) {
+        let (msg, code) = run_err(verb, args);
+        let expected = format!("connect to the daemon at {NO_DAEMON}: ");
+        assert!(msg.starts_with(&expected), "{verb} {args:?}: {msg}");
+        assert_eq!(code, 1, "{verb} {args:?}");
+    }
+
+    #[test]
+    fn flags_with_values() {
+        for args in [
+            &["app", "--tail", "5"][..],
+            &["--tail", "5", "app"],
+            &["--tail=5", "app"],
+            &["app", "--tail=5"],
+        ] {
+            let a = parse(args, &["tail"], &[]);
+            assert_eq!(a.positional, ["app"], "{args:?}");
+            assert_eq!(a.value("tail"), Some("5"), "{args:?}");
+            assert_eq!(a.number("tail").ok().flatten(), Some(5), "{args:?}");
+        }
+        // Only the first '=' separates, and an empty value is a value.
+        assert_eq!(
+            parse(&["--signal=a=b"], &["signal"], &[]).value("signal"),
+            Some("a=b")
+        );
+        assert_eq!(
+            parse(&["--signal="], &["signal"], &[]).value("signal"),
+            Some("")
+        );
+        // The word after a flag is its value, whatever it looks like.
+        let a = parse(&["--tail", "--follow"], &["tail"], &["follow"]);
+        assert_eq!(a.value("tail"), Some("--follow"));
+        assert!(!a.has("follow"));
+        // The last of a repeated flag counts.
+        let a = parse(&["--tail", "1", "--tail=2"], &["tail"], &[]);
+        assert_eq!(a.value("tail"), Some("2"));
+        assert_eq!(a.value("n"), None);
+        assert!(!a.has("n"));
+        assert_eq!(
+            parse_err(&["app", "--tail"], &["tail"], &[]),
+            usage_err("--tail needs a value")
+        );
+    }
+
+    #[test]
+    fn switches_and_unknown_options() {
+        let a = parse(
+            &["--follow", "app", "--timestamps"],
+            &["tail"],
+            &["follow", "timestamps"],
+        );
+        assert!(a.has("follow") && a.has("timestamps"));
+        assert_eq!(a.positional, ["app"]);
+        assert_eq!(a.value("follow"), None);
+        // -f is short for --follow, where --follow is a switch.
+        assert!(parse(&["-f"], &[], &["follow"]).has("follow"));
+        let a = parse(&["-f"], &[], &["json"]);
+        assert_eq!(
+            (a.positional.as_slice(), a.flags.len()),
+            (&["-f".to_string()][..], 0)
+        );
+        // Other single-dash words are positional.
+        assert_eq!(parse(&["-x"], &[], &[]).positional, ["-x"]);
+        // A switch takes no value.
+        assert_eq!(
+            parse_err(&["--json=1"], &[], &["json"]),
+            usage_err("unknown option --json")
+        );
+        assert_eq!(
+            parse_err(&["app", "--bogus"], &["tail"], &["follow"]),
+            usage_err("unknown option --bogus")
+        );
+        assert_eq!(
+            parse_err(&["--bogus=1"], &[], &[]),
+            usage_err("unknown option --bogus")
+        );
+        assert_eq!(parse_err(&["--"], &[], &[]), usage_err("unknown option --"));
+    }
+
+    #[test]
+    fn names_and_numbers() {
+        let a = parse(&[], &[], &[]);
+        assert!(
+            matches!(a.one_name("stop"), Err(Failure(m, 2)) if m == "stop: a container name is needed")
+        );
+        let a = parse(&["a", "b"], &[], &[]);
+        assert!(
+            matches!(a.one_name("stop"), Err(Failure(m, 2)) if m == "stop: exactly one container name is needed")
+        );
+        assert_eq!(
+            parse(&["a"], &[], &[]).one_name("stop").ok().as_deref(),
+            Some("a")
+        );
+        for bad in ["abc", "-1", "1.5", "", "18446744073709551616"] {
+            let a = parse(&["--time", bad], &["time"], &[]);
+            let Err(Failure(msg, code)) = a.number("time") else {
+                panic!("{bad:?} taken as a number");
+            };
+            assert_eq!(
+                (msg, code),
+                usage_err(&format!("--time needs a whole number, not {bad:?}"))
+            );
+        }
+        assert_eq!(parse(&[], &["time"], &[]).number("time").ok(), Some(None));
+    }
+
+    #[test]
+    fn verbs_reject_bad_options_before_calling_the_daemon() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("ps", &["app"], "ps takes no names"),
+            ("ps", &["--all"], "unknown option --all"),
+            ("ps", &["--json=yes"], "unknown option --json"),
+            ("start", &[], "start: a container name is needed"),
+            (
+                "start",
+                &["a", "b"],
+                "start: exactly one container name is needed",
+            ),
+            ("start", &["app", "--wait=1"], "unknown option --wait"),
+            (
+                "stop",
+                &["app", "--time", "soon"],
+                "--time needs a whole number, not \"soon\"",
+            ),
+            (
+                "stop",
+                &["app", "--t=-1"],
+                "--t needs a whole number, not \"-1\"",
+            ),
+            ("restart", &["app", "--time"], "--time needs a value"),
+            (
+                "restart",
+                &["--signal", "9", "app"],
+                "unknown option --signal",
+            ),
+            (
+                "kill",
+                &["app", "--signal", "SIGFOO"],
+                "unknown signal: SIGFOO",
+            ),
+            ("kill", &["app", "--s=0"], "unknown signal: 0"),
+            ("kill", &["app", "--signal="], "unknown signal: "),
+            ("kill", &["app", "--time", "1"], "unknown option --time"),
+            ("wait", &[], "wait: a container name is needed"),
+            ("wait", &["app", "--time=1"], "unknown option --time"),
+            ("inspect", &["app", "--json"], "unknown option --json"),
+            ("reload", &["--force"], "unknown option --force"),
+            (
+                "logs",
+                &["app", "--tail", "all"],
+                "--tail needs a whole number, not \"all\"",
+            ),
+            ("logs", &["app", "--n"], "--n needs a value"),
+            ("logs", &["app", "--follow=1"], "unknown option --follow"),
+            (
+                "logs",
+                &["app", "-f", "other"],
+                "logs: exactly one container name is needed",
+            ),
+            ("frob", &["app"], "unknown command: frob"),
+            ("", &[], "unknown command: "),
+        ];
+        for &(verb, args, msg) in cases {
+            assert_eq!(run_err(verb, args), usage_err(msg), "{verb} {args:?}");
+        }
+    }
+
+    #[test]
+    fn verbs_accept_their_options() {
+        reaches_daemon("ps", &[]);
+        reaches_daemon("ps", &["--json"]);
+        reaches_daemon("start", &["app", "--wait"]);
+        reaches_daemon("stop", &["app"]);
+        reaches_daemon("stop", &["--time=0", "app"]);
+        reaches_daemon("restart", &["app", "--t", "30"]);
+        reaches_daemon("kill", &["app"]);
+        reaches_daemon("kill", &["app", "--signal", "term"]);
+        reaches_daemon("kill", &["app", "--s=15"]);
+        reaches_daemon("wait", &["app"]);
+        reaches_daemon("inspect", &["app"]);
+        reaches_daemon("reload", &[]);
+        reaches_daemon("logs", &["app", "-f", "--tail=3", "--timestamps"]);
+        reaches_daemon("logs", &["--follow", "--n", "0", "app"]);
+    }
+
+    #[test]
+    fn an_explicit_socket_wins() {
+        // The config file is not read when --socket is given.
+        let s = socket_path(
+            Some("/x/b.sock".into()),
+            Some(Path::new("/nonexistent.json")),
+        );
+        assert_eq!(s.ok(), Some(PathBuf::from("/x/b.sock")));
     }
 }

@@ -537,8 +537,8 @@ impl Parser<'_> {
 
 /// Deserialises a typed value with nanoserde, after the strict parser
 /// here has accepted the text: nanoserde's own reader panics on some
-/// truncated input (a torn record, a hostile request), which must be an
-/// error instead.
+/// truncated input (a torn record, a hostile request) and never returns on
+/// other, which must be an error instead (the tests below pin both).
 pub fn decode<T: nanoserde::DeJson>(text: &str) -> Result<T, String> {
     parse(text).map_err(|e| e.to_string())?;
     T::deserialize_json(text).map_err(|e| format!("{e}"))
@@ -546,6 +546,12 @@ pub fn decode<T: nanoserde::DeJson>(text: &str) -> Result<T, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use nanoserde::DeJson;
+
     use super::*;
 
     fn err(text: &str) -> ParseError {
@@ -757,5 +763,122 @@ mod tests {
             back.value,
             Value::String("a\"b\\c\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}\u{e9}".into())
         );
+    }
+
+    /// A record that knows no key "x": nanoserde skips an unknown key's
+    /// value by counting brackets, which is where both failures below are.
+    #[derive(DeJson)]
+    struct Versioned {
+        version: u32,
+    }
+
+    /// Cut off right after an unknown key: nanoserde 0.2.1 panics
+    /// ("not implemented: Eof").
+    const TRUNCATED: &str = r#"{"x":"#;
+
+    /// Cut off inside an unknown key's array: nanoserde 0.2.1 reads end of
+    /// input again and again, waiting for the ']', and never returns.
+    const UNCLOSED: &str = r#"{"version":1,"x":["b""#;
+
+    /// Set in the child process that runs `nanoserde_unclosed_child`.
+    const CHILD_ENV: &str = "BERTH_TEST_NANOSERDE_CHILD";
+
+    /// What the child prints just before it calls nanoserde.
+    const CHILD_MARKER: &str = "berth-test: calling nanoserde";
+
+    #[test]
+    fn nanoserde_panics_on_a_truncated_unknown_key() {
+        let outcome = std::panic::catch_unwind(|| Versioned::deserialize_json(TRUNCATED));
+        assert!(
+            outcome.is_err(),
+            "nanoserde no longer panics on {TRUNCATED:?}"
+        );
+    }
+
+    /// Runs in a child process only (see `nanoserde_never_returns_...`);
+    /// in the normal test run it does nothing.
+    #[test]
+    fn nanoserde_unclosed_child() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        println!("{CHILD_MARKER}");
+        let _ = Versioned::deserialize_json(UNCLOSED);
+        println!("nanoserde returned");
+    }
+
+    /// Kills and reaps the child however the test ends.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn nanoserde_never_returns_on_an_unclosed_unknown_array() {
+        let exe = std::env::current_exe().unwrap();
+        let child = Command::new(exe)
+            .args([
+                "--exact",
+                "json::tests::nanoserde_unclosed_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = Reaped(child);
+        // Time the call from when the child reaches it, not from its start;
+        // the pipe is read without blocking so that nothing here waits
+        // without a deadline.
+        let mut out = mio::unix::pipe::Receiver::from(child.0.stdout.take().unwrap());
+        out.set_nonblocking(true).unwrap();
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        while !String::from_utf8_lossy(&seen).contains(CHILD_MARKER) {
+            let mut buf = [0u8; 512];
+            match out.read(&mut buf) {
+                Ok(0) => panic!("the child ended before calling nanoserde"),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "the child never called nanoserde"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("read the child's output: {e}"),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("nanoserde returned on {UNCLOSED:?} (child {status})");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(child.0.try_wait().unwrap(), None);
+    }
+
+    #[test]
+    fn decode_rejects_what_nanoserde_mishandles() {
+        let start = Instant::now();
+        let e = decode::<Versioned>(TRUNCATED).err();
+        assert_eq!(
+            e.as_deref(),
+            Some("line 1 column 6: expected a value, found end of input")
+        );
+        let e = decode::<Versioned>(UNCLOSED).err();
+        assert_eq!(e.as_deref(), Some("line 1 column 22: expected ',' or ']'"));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // Whole, the same text is read, the unknown key skipped.
+        let whole = decode::<Versioned>(r#"{"version":1,"x":["b"]}"#);
+        assert_eq!(whole.map(|v| v.version), Ok(1));
     }
 }

@@ -19,6 +19,7 @@ mod host;
 mod json;
 mod plan;
 mod policy;
+mod signals;
 mod state;
 mod sys;
 mod wire;

@@ -1,5 +1,5 @@
-//! Container logs: size-capped files written by the monitor, read by the
-//! client.
+//! Container logs: size-capped files written by the monitor, read back into
+//! lines by the client.
 //!
 //! One record per line: `<RFC 3339 time> <stdout|stderr> <F|P> <bytes>`,
 //! where P marks a partial line (a long line is cut into records, or the
@@ -233,6 +233,72 @@ pub fn files_oldest_first(dir: &Path) -> Vec<PathBuf> {
     numbered.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Turns log records back into lines, joining partial records: what the
+/// client reads, fed in any pieces, oldest file first.
+#[derive(Default)]
+pub struct Assembler {
+    pending: [Option<(String, Vec<u8>)>; 2],
+    /// A file line not yet ended by '\n'.
+    raw: Vec<u8>,
+}
+
+/// One line as it was written to a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The time of the line's first record.
+    pub time: String,
+    pub stream: Stream,
+    /// Without its newline.
+    pub text: Vec<u8>,
+    /// False for a line the stream ended without a newline.
+    pub newline: bool,
+}
+
+impl Assembler {
+    /// Takes bytes read from a log file; each line completed by them is
+    /// pushed to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
+        self.raw.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.raw[start..].iter().position(|&b| b == b'\n') {
+            let line = self.raw[start..start + nl].to_vec();
+            start += nl + 1;
+            if let Some(rec) = parse_record(&line) {
+                let slot = &mut self.pending[rec.stream as usize];
+                let (time, mut text) = slot
+                    .take()
+                    .unwrap_or_else(|| (rec.time.to_string(), Vec::new()));
+                text.extend_from_slice(rec.content);
+                if rec.full {
+                    out.push(Line {
+                        time,
+                        stream: rec.stream,
+                        text,
+                        newline: true,
+                    });
+                } else {
+                    *slot = Some((time, text));
+                }
+            }
+        }
+        self.raw.drain(..start);
+    }
+
+    /// At the end of the logs: partial lines are printed as they are.
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if let Some((time, text)) = self.pending[i].take() {
+                out.push(Line {
+                    time,
+                    stream,
+                    text,
+                    newline: false,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +385,125 @@ mod tests {
             .sum();
         assert_eq!(total, 40_000);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A directory of this test's own, removed when dropped (even when the
+    /// test fails).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d =
+                std::env::temp_dir().join(format!("berth-logs-{tag}-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            TempDir(d)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Reads every file oldest first, as `berth logs` does, handing the
+    /// bytes to the reassembler `chunk` bytes at a time.
+    fn read_back(dir: &Path, chunk: usize) -> Vec<Line> {
+        let mut asm = Assembler::default();
+        let mut out = Vec::new();
+        for path in files_oldest_first(dir) {
+            for piece in fs::read(&path).unwrap().chunks(chunk) {
+                asm.feed(piece, &mut out);
+            }
+        }
+        asm.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn written_lines_read_back_across_partials_and_rotation() {
+        use Stream::{Stderr, Stdout};
+        let tmp = TempDir::new("round-trip");
+        let mut w = LogWriter::open(&tmp.0, 4096, 100).unwrap();
+        let max_line = w.max_line;
+        let mut expected: Vec<(Stream, Vec<u8>, bool)> = Vec::new();
+        let mut want =
+            |stream, text: &[u8], newline| expected.push((stream, text.to_vec(), newline));
+
+        // A stdout line written in two pieces around a whole stderr line.
+        w.write(Stdout, b"first ");
+        w.write(Stderr, b"an error\n");
+        w.write(Stdout, b"and the rest\n");
+        want(Stderr, b"an error", true);
+        want(Stdout, b"first and the rest", true);
+        // Text that looks like record syntax, an empty line, odd bytes.
+        w.write(Stdout, b"x stdout F y P \t z\n\n\xff\xfe raw\n");
+        want(Stdout, b"x stdout F y P \t z", true);
+        want(Stdout, b"", true);
+        want(Stdout, b"\xff\xfe raw", true);
+        // Enough lines of both streams to rotate several times.
+        for i in 0..150 {
+            let (stream, text) = if i % 3 == 2 {
+                (Stderr, format!("warning {i}: something odd"))
+            } else {
+                (Stdout, format!("line {i} of the regular output"))
+            };
+            w.write(stream, format!("{text}\n").as_bytes());
+            want(stream, text.as_bytes(), true);
+        }
+        // A line of more than four partial records' worth, so it cannot fit
+        // in one file, with a stderr line written while it is unfinished.
+        let long: Vec<u8> = (0..4 * max_line + 300)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let (head, rest) = long.split_at(2 * max_line + 10);
+        w.write(Stdout, head);
+        w.write(Stderr, b"in between\n");
+        w.write(Stdout, rest);
+        w.write(Stdout, b"\n");
+        want(Stderr, b"in between", true);
+        want(Stdout, &long, true);
+        // The streams end without a newline.
+        w.write(Stdout, b"no newline at the end");
+        w.write(Stderr, b"nor here");
+        w.finish();
+        want(Stdout, b"no newline at the end", false);
+        want(Stderr, b"nor here", false);
+        assert_eq!(w.dropped, 0);
+        drop(w);
+
+        let files = files_oldest_first(&tmp.0);
+        assert!(files.len() >= 4, "{} files: no rotation", files.len());
+        assert!(files.len() < 100, "the oldest file was rotated away");
+        let mut partials = 0;
+        for f in &files {
+            let bytes = fs::read(f).unwrap();
+            assert!(bytes.len() <= 4096);
+            for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                partials += usize::from(!parse_record(l).unwrap().full);
+            }
+        }
+        // Four pieces of the long line, and the two unfinished ones.
+        assert_eq!(partials, 6);
+
+        let lines = read_back(&tmp.0, usize::MAX);
+        let got: Vec<(Stream, Vec<u8>, bool)> = lines
+            .iter()
+            .map(|l| (l.stream, l.text.clone(), l.newline))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g, e, "line {i}");
+        }
+        for l in &lines {
+            let t = l.time.as_bytes();
+            assert_eq!((t.len(), t[10], t[29]), (30, b'T', b'Z'), "{}", l.time);
+        }
+        // Fed in small pieces that cut records and files anywhere, the
+        // same lines come back.
+        assert_eq!(read_back(&tmp.0, 7), lines);
     }
 
     #[test]

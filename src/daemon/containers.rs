@@ -339,7 +339,7 @@ impl Containers {
         process::pidfd_send_signal(fd, sig).map_err(|e| {
             format!(
                 "signal {} to {name}: {err}",
-                config::signal_name(sig),
+                crate::signals::signal_name(sig),
                 err = errors::io_text(&e)
             )
         })

@@ -455,7 +455,9 @@ impl Daemon {
                     info!("SIGHUP: reloading configuration");
                     let _ = self.reload();
                 }
-                signals::Request::Shutdown(sig) => self.begin_shutdown(&config::signal_name(sig)),
+                signals::Request::Shutdown(sig) => {
+                    self.begin_shutdown(&crate::signals::signal_name(sig))
+                }
             }
         }
     }

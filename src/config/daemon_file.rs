@@ -1,0 +1,401 @@
+//! daemon.json: the defaults, each key read and checked, paths resolved
+//! against the file's directory, and the derived socket and log paths.
+
+use std::path::{Path, PathBuf};
+
+use super::fields::{
+    field_error, get_bool, get_path, get_size, get_str, get_uint, members, parse_top, quoted,
+    unknown_key, validate_name,
+};
+use super::load::read_capped;
+use super::types::{ConfigError, DaemonConfig, GIB, KIB, MAX_SOCKET_PATH, MAX_TIMEOUT, MIB};
+
+/// "off", "error", "warn", "info", "debug" or "trace".
+pub fn parse_log_level(s: &str) -> Option<log::LevelFilter> {
+    Some(match s {
+        "off" => log::LevelFilter::Off,
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+/// The options daemon.json gives when it is `{}` at /etc/berth/daemon.json.
+pub fn default_daemon() -> DaemonConfig {
+    let state_dir = PathBuf::from("/var/lib/berth");
+    let run_dir = PathBuf::from("/run/berth");
+    DaemonConfig {
+        live_restore: false,
+        containers_dir: PathBuf::from("/etc/berth/containers"),
+        socket: run_dir.join("berth.sock"),
+        log_dir: state_dir.join("logs"),
+        state_dir,
+        run_dir,
+        log_level: log::LevelFilter::Info,
+        log_max_size: MIB,
+        log_max_files: 3,
+        cgroup_parent: "berth".to_string(),
+        shutdown_timeout: 10,
+    }
+}
+
+/// Parses daemon.json; `file` names it in errors and relative paths in it
+/// are taken from the directory that holds it.
+pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError> {
+    let root = parse_top(text, file)?;
+    let mut cfg = default_daemon();
+    let mut socket = None;
+    let mut log_dir = None;
+    for (key, node) in members(&root) {
+        let err = |reason: String| field_error(file, key, reason);
+        match key.as_str() {
+            "live-restore" => cfg.live_restore = get_bool(node).map_err(err)?,
+            "containers-dir" => cfg.containers_dir = get_path(node, file).map_err(err)?,
+            "state-dir" => cfg.state_dir = get_path(node, file).map_err(err)?,
+            "run-dir" => cfg.run_dir = get_path(node, file).map_err(err)?,
+            "socket" => socket = Some(get_path(node, file).map_err(err)?),
+            "log-dir" => log_dir = Some(get_path(node, file).map_err(err)?),
+            "log-level" => {
+                let s = get_str(node).map_err(err)?;
+                cfg.log_level = parse_log_level(s).ok_or_else(|| {
+                    err(format!(
+                        "expected one of off, error, warn, info, debug, trace, found {}",
+                        quoted(s)
+                    ))
+                })?;
+            }
+            "log-max-size" => cfg.log_max_size = get_size(node, 4 * KIB, GIB).map_err(err)?,
+            "log-max-files" => cfg.log_max_files = get_uint(node, 1, 100).map_err(err)? as u32,
+            "cgroup-parent" => {
+                let s = get_str(node).map_err(err)?;
+                check_cgroup_parent(s).map_err(err)?;
+                cfg.cgroup_parent = s.to_string();
+            }
+            "shutdown-timeout" => {
+                cfg.shutdown_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?;
+            }
+            _ => return Err(unknown_key(file, "", key)),
+        }
+    }
+    let socket_field = if socket.is_some() {
+        "socket"
+    } else {
+        "run-dir"
+    };
+    cfg.socket = socket.unwrap_or_else(|| cfg.run_dir.join("berth.sock"));
+    cfg.log_dir = log_dir.unwrap_or_else(|| cfg.state_dir.join("logs"));
+    if cfg.socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(field_error(
+            file,
+            socket_field,
+            format!(
+                "socket path {} is longer than {MAX_SOCKET_PATH} bytes",
+                cfg.socket.display()
+            ),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Reads (at most `MAX_FILE_SIZE` bytes) and parses daemon.json.
+pub fn read_daemon_file(path: &Path) -> Result<DaemonConfig, ConfigError> {
+    let text = read_capped(path)?;
+    parse_daemon(&text, path)
+}
+
+/// Each '/'-separated component a valid name; one leading '/' allowed.
+fn check_cgroup_parent(s: &str) -> Result<(), String> {
+    let relative = s.strip_prefix('/').unwrap_or(s);
+    if relative.is_empty() {
+        return Err(format!("must name a cgroup, found {}", quoted(s)));
+    }
+    for component in relative.split('/') {
+        if component.is_empty() {
+            return Err(format!(
+                "{} has an empty component (\"//\" or a trailing '/')",
+                quoted(s)
+            ));
+        }
+        validate_name(component)?;
+    }
+    Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::config::testing::{TempDir, field};
+    use crate::config::types::MAX_FILE_SIZE;
+
+    const DAEMON_FILE: &str = "/etc/berth/daemon.json";
+
+    fn daemon(text: &str) -> DaemonConfig {
+        parse_daemon(text, Path::new(DAEMON_FILE)).unwrap()
+    }
+
+    fn daemon_err(text: &str) -> (Option<String>, String) {
+        let e = parse_daemon(text, Path::new(DAEMON_FILE)).expect_err(text);
+        assert_eq!(e.file, Path::new(DAEMON_FILE));
+        (e.field, e.reason)
+    }
+
+    #[test]
+    fn daemon_defaults() {
+        let cfg = default_daemon();
+        assert_eq!(daemon("{}"), cfg);
+        assert_eq!(daemon("\u{feff} {\n}\n"), cfg);
+        assert!(!cfg.live_restore);
+        assert_eq!(cfg.containers_dir, Path::new("/etc/berth/containers"));
+        assert_eq!(cfg.state_dir, Path::new("/var/lib/berth"));
+        assert_eq!(cfg.run_dir, Path::new("/run/berth"));
+        assert_eq!(cfg.socket, Path::new("/run/berth/berth.sock"));
+        assert_eq!(cfg.log_dir, Path::new("/var/lib/berth/logs"));
+        assert_eq!(cfg.log_level, log::LevelFilter::Info);
+        assert_eq!(cfg.log_max_size, 1_048_576);
+        assert_eq!(cfg.log_max_files, 3);
+        assert_eq!(cfg.cgroup_parent, "berth");
+        assert_eq!(cfg.shutdown_timeout, 10);
+    }
+
+    #[test]
+    fn daemon_every_key() {
+        let cfg = daemon(
+            r#"{
+                "live-restore": true,
+                "containers-dir": "/c",
+                "state-dir": "/s",
+                "run-dir": "/r",
+                "socket": "/x/b.sock",
+                "log-dir": "/l",
+                "log-level": "debug",
+                "log-max-size": "64k",
+                "log-max-files": 7,
+                "cgroup-parent": "/system.slice/berth",
+                "shutdown-timeout": 0
+            }"#,
+        );
+        assert_eq!(
+            cfg,
+            DaemonConfig {
+                live_restore: true,
+                containers_dir: "/c".into(),
+                state_dir: "/s".into(),
+                run_dir: "/r".into(),
+                socket: "/x/b.sock".into(),
+                log_dir: "/l".into(),
+                log_level: log::LevelFilter::Debug,
+                log_max_size: 65536,
+                log_max_files: 7,
+                cgroup_parent: "/system.slice/berth".into(),
+                shutdown_timeout: 0,
+            }
+        );
+        // Derived defaults follow the configured directories.
+        let cfg = daemon(r#"{"run-dir": "/r", "state-dir": "/s"}"#);
+        assert_eq!(cfg.socket, Path::new("/r/berth.sock"));
+        assert_eq!(cfg.log_dir, Path::new("/s/logs"));
+        // Relative paths are taken from the file's directory.
+        let cfg = parse_daemon(
+            r#"{"containers-dir": "containers", "state-dir": "../state", "run-dir": "/abs"}"#,
+            Path::new("/opt/berth/etc/daemon.json"),
+        )
+        .unwrap();
+        assert_eq!(cfg.containers_dir, Path::new("/opt/berth/etc/containers"));
+        assert_eq!(cfg.state_dir, Path::new("/opt/berth/etc/../state"));
+        assert_eq!(cfg.run_dir, Path::new("/abs"));
+        for (level, filter) in [
+            ("off", log::LevelFilter::Off),
+            ("error", log::LevelFilter::Error),
+            ("warn", log::LevelFilter::Warn),
+            ("trace", log::LevelFilter::Trace),
+        ] {
+            let cfg = daemon(&format!(r#"{{"log-level": "{level}"}}"#));
+            assert_eq!(cfg.log_level, filter);
+        }
+        assert_eq!(daemon(r#"{"log-max-size": 4096}"#).log_max_size, 4096);
+        assert_eq!(daemon(r#"{"log-max-size": 1.5e6}"#).log_max_size, 1_500_000);
+        assert_eq!(daemon(r#"{"log-max-size": "1g"}"#).log_max_size, GIB);
+        assert_eq!(daemon(r#"{"log-max-files": 1}"#).log_max_files, 1);
+        assert_eq!(daemon(r#"{"log-max-files": 100}"#).log_max_files, 100);
+        assert_eq!(
+            daemon(r#"{"shutdown-timeout": 3600}"#).shutdown_timeout,
+            3600
+        );
+        assert_eq!(
+            daemon(r#"{"cgroup-parent": "a/b.c/d-e"}"#).cgroup_parent,
+            "a/b.c/d-e"
+        );
+    }
+
+    #[test]
+    fn daemon_bad_values() {
+        assert_eq!(
+            daemon_err(r#"{"live_restore": true}"#),
+            field("live_restore", "unknown key")
+        );
+        assert_eq!(
+            daemon_err(r#"{"socket": "/s", "bogus": 1}"#),
+            field("bogus", "unknown key")
+        );
+        assert_eq!(
+            daemon_err(r#"{"live-restore": "yes"}"#),
+            field("live-restore", "expected a boolean, found a string")
+        );
+        assert_eq!(
+            daemon_err(r#"{"state-dir": 5}"#),
+            field("state-dir", "expected a string, found a number")
+        );
+        assert_eq!(
+            daemon_err(r#"{"run-dir": ""}"#),
+            field("run-dir", "must not be empty")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-dir": null}"#),
+            field("log-dir", "expected a string, found null")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-level": "verbose"}"#),
+            field(
+                "log-level",
+                "expected one of off, error, warn, info, debug, trace, found \"verbose\""
+            )
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-size": "4095"}"#),
+            field("log-max-size", "must be at least 4096 bytes, found 4095")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-size": "2g"}"#),
+            field(
+                "log-max-size",
+                "must be at most 1073741824 bytes, found 2147483648"
+            )
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-size": 4096.5}"#),
+            field(
+                "log-max-size",
+                "expected a whole number of bytes, found 4096.5"
+            )
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-size": true}"#),
+            field(
+                "log-max-size",
+                "expected a size like \"64m\" or a number of bytes, found a boolean"
+            )
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-files": 0}"#),
+            field("log-max-files", "must be from 1 to 100, found 0")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-files": 101}"#),
+            field("log-max-files", "must be from 1 to 100, found 101")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-files": -1}"#),
+            field("log-max-files", "must be from 1 to 100, found -1")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-files": 2.5}"#),
+            field("log-max-files", "expected an integer, found 2.5")
+        );
+        assert_eq!(
+            daemon_err(r#"{"log-max-files": "3"}"#),
+            field("log-max-files", "expected an integer, found a string")
+        );
+        assert_eq!(
+            daemon_err(r#"{"shutdown-timeout": 3601}"#),
+            field("shutdown-timeout", "must be from 0 to 3600, found 3601")
+        );
+        for bad in ["", "/", "a//b", "a/", "../x", "a/.b", "a/b c"] {
+            let (f, _) = daemon_err(&format!(r#"{{"cgroup-parent": "{bad}"}}"#));
+            assert_eq!(f.as_deref(), Some("cgroup-parent"), "{bad}");
+        }
+        assert_eq!(
+            daemon_err(r#"{"cgroup-parent": "a/../b"}"#),
+            field("cgroup-parent", "name \"..\" must not start with '.'")
+        );
+        let long = format!(r#"{{"run-dir": "/{}"}}"#, "r".repeat(100));
+        assert_eq!(daemon_err(&long).0.as_deref(), Some("run-dir"));
+        let long = format!(r#"{{"socket": "/{}"}}"#, "s".repeat(107));
+        assert_eq!(daemon_err(&long).0.as_deref(), Some("socket"));
+    }
+
+    #[test]
+    fn daemon_file_shape() {
+        let at = |text: &str| {
+            let e = parse_daemon(text, Path::new(DAEMON_FILE)).unwrap_err();
+            (e.field, e.position, e.reason)
+        };
+        assert_eq!(at(""), (None, None, "empty file".to_string()));
+        assert_eq!(at(" \n\t\n"), (None, None, "empty file".to_string()));
+        assert_eq!(
+            at("[]"),
+            (
+                None,
+                Some((1, 1)),
+                "expected an object at the top level, found an array".to_string()
+            )
+        );
+        assert_eq!(
+            at("{\n  \"live-restore\": true\n  \"socket\": \"/s\"\n}"),
+            (None, Some((3, 3)), "expected ',' or '}'".to_string())
+        );
+        assert_eq!(
+            at("{\"socket\": \"/a\", \"socket\": \"/b\"}"),
+            (None, Some((1, 18)), "duplicate key \"socket\"".to_string())
+        );
+        assert_eq!(
+            at("{\"live-restore\": yes}"),
+            (
+                None,
+                Some((1, 18)),
+                "expected a value, found 'yes' (strings need double quotes)".to_string()
+            )
+        );
+        let e = parse_daemon("{\n\"a\": [}", Path::new(DAEMON_FILE)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/berth/daemon.json: line 2 column 7: expected a value, found '}'"
+        );
+        let e = parse_daemon("{\"log-max-files\": 0}", Path::new(DAEMON_FILE)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/berth/daemon.json: field \"log-max-files\": must be from 1 to 100, found 0"
+        );
+    }
+
+    #[test]
+    fn daemon_file() {
+        let tmp = TempDir::new("daemon");
+        let path = tmp.0.join("daemon.json");
+        fs::write(&path, r#"{"containers-dir": "c", "log-level": "warn"}"#).unwrap();
+        let cfg = read_daemon_file(&path).unwrap();
+        assert_eq!(cfg.containers_dir, tmp.0.join("c"));
+        assert_eq!(cfg.log_level, log::LevelFilter::Warn);
+
+        fs::write(&path, format!("{{}}{}", " ".repeat(MAX_FILE_SIZE as usize))).unwrap();
+        let e = read_daemon_file(&path).unwrap_err();
+        assert_eq!(e.reason, "file is larger than 65536 bytes");
+        fs::write(&path, "").unwrap();
+        assert_eq!(read_daemon_file(&path).unwrap_err().reason, "empty file");
+        let e = read_daemon_file(&tmp.0.join("missing.json")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}/missing.json: no such file or directory",
+                tmp.0.display()
+            )
+        );
+        assert_eq!(
+            read_daemon_file(&tmp.0).unwrap_err().reason,
+            "not a regular file"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! What looks at the host: every definition in the containers directory,
+//! each file read whole but capped in size, the checks made on the host
+//! before a container starts, and an io::Error turned into the lowercase
+//! reason the messages carry.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::container_file::parse_container;
+use super::fields::{field_error, file_error};
+use super::types::{ConfigError, ContainerSpec, MAX_FILE_SIZE, MountKind};
+
+/// What the daemon checks on the host before it starts a container: the
+/// rootfs is a directory and every bind source exists.
+pub fn check_container_host(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError> {
+    match fs::metadata(&spec.rootfs) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            let reason = format!("{}: is not a directory", spec.rootfs.display());
+            return Err(field_error(file, "rootfs", reason));
+        }
+        Err(e) => {
+            let reason = format!("{}: {}", spec.rootfs.display(), io_reason(&e));
+            return Err(field_error(file, "rootfs", reason));
+        }
+    }
+    for (i, mount) in spec.mounts.iter().enumerate() {
+        if let MountKind::Bind { source } = &mount.kind
+            && let Err(e) = fs::metadata(source)
+        {
+            let reason = format!("{}: {}", source.display(), io_reason(&e));
+            return Err(field_error(file, format!("mounts[{i}].source"), reason));
+        }
+    }
+    Ok(())
+}
+
+/// One definition found by `read_containers_dir`: the name (the file's stem)
+/// and the parsed, host-checked spec or what is wrong with it.
+pub type ContainerEntry = (String, Result<ContainerSpec, ConfigError>);
+
+/// Every definition in `dir`: each regular (or symlinked) `NAME.json`, in
+/// name order, parsed and checked against the host. Hidden files, backups
+/// and anything else are skipped. Only a directory that cannot be listed is
+/// an error of its own; a bad file is an entry with its error.
+pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigError> {
+    let dir_error = |reason: String| ConfigError {
+        file: dir.to_path_buf(),
+        field: None,
+        position: None,
+        reason,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(dir_error("no such directory".to_string()));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(dir_error("not a directory".to_string()));
+        }
+        Err(e) => return Err(dir_error(io_reason(&e))),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| dir_error(io_reason(&e)))?;
+        let file_name = entry.file_name();
+        let bytes = file_name.as_encoded_bytes();
+        if bytes.starts_with(b".") || bytes.ends_with(b"~") {
+            continue;
+        }
+        let Some(stem) = bytes.strip_suffix(b".json") else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(stem).into_owned();
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| dir_error(io_reason(&e)))?;
+        let checked = if file_type.is_symlink() {
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => Ok(()),
+                Ok(_) => continue,
+                Err(e) => Err(file_error(&path, io_reason(&e))),
+            }
+        } else if file_type.is_file() {
+            Ok(())
+        } else {
+            continue;
+        };
+        found.push((file_name, name, path, checked));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found
+        .into_iter()
+        .map(|(_, name, path, checked)| {
+            let spec = checked
+                .and_then(|()| read_capped(&path))
+                .and_then(|text| parse_container(&name, &text, &path))
+                .and_then(|spec| check_container_host(&spec, &path).map(|()| spec));
+            (name, spec)
+        })
+        .collect())
+}
+
+/// The whole of a regular file of at most `MAX_FILE_SIZE` bytes, as UTF-8.
+/// Opened non-blocking so a FIFO in its place cannot hang the caller.
+pub(super) fn read_capped(path: &Path) -> Result<String, ConfigError> {
+    let error = |reason: String| file_error(path, reason);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| error(io_reason(&e)))?;
+    let meta = file.metadata().map_err(|e| error(io_reason(&e)))?;
+    if !meta.is_file() {
+        return Err(error("not a regular file".to_string()));
+    }
+    let too_large = || error(format!("file is larger than {MAX_FILE_SIZE} bytes"));
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(io_reason(&e)))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| error("file is not valid utf-8".to_string()))
+}
+
+/// An io::Error as a lowercase reason without the "(os error N)" tail.
+fn io_reason(e: &io::Error) -> String {
+    // Config errors are lowercase throughout: "no such file or directory".
+    let text = crate::errors::io_text(e);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "i/o error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::TempDir;
+
+    #[test]
+    fn host_checks_and_directory() {
+        let tmp = TempDir::new("dir");
+        let dir = tmp.0.join("containers");
+        let rootfs = tmp.0.join("rootfs");
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&rootfs).unwrap();
+        fs::write(tmp.0.join("plain"), "x").unwrap();
+        let write = |name: &str, text: &str| fs::write(dir.join(name), text).unwrap();
+        let r = rootfs.display();
+        write(
+            "b-ok.json",
+            &format!(r#"{{"rootfs": "{r}", "command": ["/bin/sh"]}}"#),
+        );
+        write(
+            "a-rel.json",
+            r#"{"rootfs": "../rootfs", "command": ["/bin/sh"]}"#,
+        );
+        write(
+            "c-missing.json",
+            r#"{"rootfs": "/nonexistent/berth", "command": ["x"]}"#,
+        );
+        write(
+            "d-file.json",
+            &format!(
+                r#"{{"rootfs": "{}/plain", "command": ["x"]}}"#,
+                tmp.0.display()
+            ),
+        );
+        write(
+            "e-bind.json",
+            &format!(
+                r#"{{"rootfs": "{r}", "command": ["x"], "mounts": [{{"type": "tmpfs", "target": "/t"}}, {{"source": "/nonexistent/b", "target": "/b"}}]}}"#
+            ),
+        );
+        write("f-syntax.json", "{\"rootfs\": }");
+        write("g-big.json", &" ".repeat(MAX_FILE_SIZE as usize + 1));
+        fs::write(dir.join("h-latin1.json"), b"{\"rootfs\": \"\xe9\"}").unwrap();
+        write(".hidden.json", "{}");
+        write("backup.json~", "{}");
+        write("notes.txt", "{}");
+        write("i.bad.json", "{}");
+        fs::create_dir(dir.join("sub.json")).unwrap();
+        std::os::unix::fs::symlink(dir.join("b-ok.json"), dir.join("j-link.json")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/berth", dir.join("k-dangling.json")).unwrap();
+
+        let found = read_containers_dir(&dir).unwrap();
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a-rel",
+                "b-ok",
+                "c-missing",
+                "d-file",
+                "e-bind",
+                "f-syntax",
+                "g-big",
+                "h-latin1",
+                "i.bad",
+                "j-link",
+                "k-dangling"
+            ]
+        );
+        let get = |name: &str| &found.iter().find(|(n, _)| n == name).unwrap().1;
+        let reason = |name: &str| {
+            let e = get(name).as_ref().unwrap_err();
+            (e.field.clone(), e.position, e.reason.clone())
+        };
+        assert_eq!(get("a-rel").as_ref().unwrap().rootfs, dir.join("../rootfs"));
+        assert_eq!(get("b-ok").as_ref().unwrap().rootfs, rootfs);
+        assert_eq!(get("j-link").as_ref().unwrap().rootfs, rootfs);
+        assert_eq!(
+            reason("c-missing"),
+            (
+                Some("rootfs".into()),
+                None,
+                "/nonexistent/berth: no such file or directory".into()
+            )
+        );
+        assert_eq!(
+            reason("d-file"),
+            (
+                Some("rootfs".into()),
+                None,
+                format!("{}/plain: is not a directory", tmp.0.display())
+            )
+        );
+        assert_eq!(
+            reason("e-bind"),
+            (
+                Some("mounts[1].source".into()),
+                None,
+                "/nonexistent/b: no such file or directory".into()
+            )
+        );
+        assert_eq!(
+            reason("f-syntax"),
+            (None, Some((1, 12)), "expected a value, found '}'".into())
+        );
+        assert_eq!(
+            reason("g-big"),
+            (None, None, "file is larger than 65536 bytes".into())
+        );
+        assert_eq!(
+            reason("h-latin1"),
+            (None, None, "file is not valid utf-8".into())
+        );
+        assert_eq!(reason("i.bad").0.as_deref(), Some("rootfs"));
+        assert_eq!(
+            reason("k-dangling"),
+            (None, None, "no such file or directory".into())
+        );
+        let e = get("f-syntax").as_ref().unwrap_err();
+        assert_eq!(e.file, dir.join("f-syntax.json"));
+
+        let e = read_containers_dir(&tmp.0.join("nope")).unwrap_err();
+        assert_eq!((e.field, e.reason.as_str()), (None, "no such directory"));
+        let e = read_containers_dir(&tmp.0.join("plain")).unwrap_err();
+        assert_eq!(e.reason, "not a directory");
+        assert!(read_containers_dir(&rootfs).unwrap().is_empty());
+    }
+}

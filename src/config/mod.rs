@@ -1,0 +1,56 @@
+//! daemon.json and the container definitions: parse and validate, nothing else.
+//!
+//! Pure code: it reads bytes and returns typed values or one error naming the
+//! file, the field (or line and column) and the reason. Every input here is
+//! untrusted. Unknown keys are errors, so a typo never silently falls back to
+//! a default.
+//!
+//! `types` holds what a configuration is, `fields` how one JSON value is read
+//! as a field, `daemon_file` and `container_file` the two kinds of file, and
+//! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
+//! here, the ones the rest of berth needs.
+
+mod container_file;
+mod daemon_file;
+mod fields;
+mod load;
+mod types;
+
+pub use container_file::parse_container;
+pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
+pub use fields::validate_name;
+pub use load::{check_container_host, read_containers_dir};
+pub use types::{
+    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network, RestartPolicy,
+};
+
+/// What the tests of several files here share.
+#[cfg(test)]
+mod testing {
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// The (field, reason) of an error, as tests compare them.
+    pub fn field(f: &str, reason: &str) -> (Option<String>, String) {
+        (Some(f.to_string()), reason.to_string())
+    }
+
+    /// A directory of this test process's own, removed when dropped.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            let path = std::env::temp_dir()
+                .join(format!("berth-config-test-{}-{tag}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! What a configuration is once read: the daemon's options, one container's
+//! definition and its parts, the error that names a file and a field, and
+//! the limits every input is held to. Data and how it prints; the parsers
+//! live beside it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Largest daemon.json or container file accepted.
+pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+/// Longest container name (and cgroup-parent component).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Longest string value accepted anywhere in a file, in bytes.
+pub const MAX_STRING_LEN: usize = 4096;
+
+/// Most entries in `command` and in `env`.
+pub const MAX_LIST_LEN: usize = 1024;
+
+/// Most entries in `mounts`.
+pub const MAX_MOUNTS: usize = 256;
+
+/// Largest stop-timeout and shutdown-timeout, in seconds.
+pub const MAX_TIMEOUT: u64 = 3600;
+
+/// Largest `on-failure:N`.
+pub const MAX_RESTART_RETRIES: u32 = 1_000_000;
+
+/// Largest `pids` (the kernel's PID_MAX_LIMIT).
+pub const MAX_PIDS: u64 = 4_194_304;
+
+/// Longest unix socket path (sun_path less its terminating NUL).
+pub(super) const MAX_SOCKET_PATH: usize = 107;
+
+pub(super) const KIB: u64 = 1024;
+pub(super) const MIB: u64 = 1024 * KIB;
+pub(super) const GIB: u64 = 1024 * MIB;
+
+/// Options of the daemon itself (daemon.json).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub live_restore: bool,
+    pub containers_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    /// Defaults to `<run-dir>/berth.sock`.
+    pub socket: PathBuf,
+    /// Defaults to `<state-dir>/logs`.
+    pub log_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+    /// Bytes per log file before it is rotated.
+    pub log_max_size: u64,
+    /// Files kept per container, the live one included (at least 1).
+    pub log_max_files: u32,
+    /// Relative: below the daemon's own cgroup in each hierarchy;
+    /// absolute: below the hierarchy root.
+    pub cgroup_parent: String,
+    /// Seconds a non-live-restore shutdown waits for containers in total.
+    pub shutdown_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    OnFailure { max: Option<u32> },
+    Always,
+    UnlessStopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// New network namespace with only loopback, up.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// Bind `source` (absolute host path) onto the target.
+    Bind { source: PathBuf },
+    /// A fresh tmpfs, `size` bytes at most if given.
+    Tmpfs { size: Option<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Absolute path inside the container, normalised, never containing `..`.
+    pub target: String,
+    pub readonly: bool,
+}
+
+/// One container definition (containers-dir/NAME.json).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// Absolute host path; must exist and be a directory.
+    pub rootfs: PathBuf,
+    /// Non-empty; command[0] is a path or a name looked up in PATH.
+    pub command: Vec<String>,
+    /// KEY=value strings, KEY non-empty and without '='.
+    pub env: Vec<String>,
+    /// Absolute path inside the container, default "/".
+    pub workdir: String,
+    /// Defaults to the container name (when it is a valid hostname).
+    pub hostname: String,
+    /// Numeric "uid" or "uid:gid"; `None` runs as root.
+    pub user: Option<(u32, u32)>,
+    pub autostart: bool,
+    pub restart: RestartPolicy,
+    pub readonly_rootfs: bool,
+    pub mounts: Vec<Mount>,
+    pub network: Network,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Maximum number of tasks.
+    pub pids: Option<u64>,
+    /// CPU limit in thousandths of a CPU (0.5 -> 500).
+    pub cpus_milli: Option<u32>,
+    pub stop_signal: i32,
+    /// Seconds between the stop signal and SIGKILL.
+    pub stop_timeout: u64,
+    /// FNV-1a 64 of the canonical form of the definition (keys sorted,
+    /// no white space): equal definitions hash equal whatever their layout,
+    /// and a field added with a default in a later version changes nothing.
+    pub hash: u64,
+    /// The canonical JSON text the hash is taken over; parsing it again
+    /// yields the same definition (it is how the monitor receives it).
+    pub canonical: String,
+}
+
+/// One error in one file, printed as
+/// `FILE: field "memory": reason` or `FILE: line 3 column 7: reason`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: Option<String>,
+    pub position: Option<(usize, usize)>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ": line {line} column {col}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field \"{field}\"")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for RestartPolicy {
+    /// The spelling used in container files: "no", "on-failure:5", ...
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::OnFailure { max: None } => f.write_str("on-failure"),
+            RestartPolicy::OnFailure { max: Some(n) } => write!(f, "on-failure:{n}"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Network::None => "none",
+            Network::Host => "host",
+        })
+    }
+}
