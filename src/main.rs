@@ -22,6 +22,8 @@ mod policy;
 mod signals;
 mod state;
 mod sys;
+#[cfg(test)]
+mod testing;
 mod wire;
 
 use std::path::PathBuf;

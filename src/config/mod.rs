@@ -27,30 +27,10 @@ pub use types::{
 /// What the tests of several files here share.
 #[cfg(test)]
 mod testing {
-    use std::fs;
-    use std::path::PathBuf;
-
     /// The (field, reason) of an error, as tests compare them.
     pub fn field(f: &str, reason: &str) -> (Option<String>, String) {
         (Some(f.to_string()), reason.to_string())
     }
 
-    /// A directory of this test process's own, removed when dropped.
-    pub struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub fn new(tag: &str) -> TempDir {
-            let path = std::env::temp_dir()
-                .join(format!("berth-config-test-{}-{tag}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    pub use crate::testing::TempDir;
 }

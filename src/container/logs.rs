@@ -387,26 +387,7 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
-    /// A directory of this test's own, removed when dropped (even when the
-    /// test fails).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let d =
-                std::env::temp_dir().join(format!("berth-logs-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&d);
-            TempDir(d)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     /// Reads every file oldest first, as `berth logs` does, handing the
     /// bytes to the reassembler `chunk` bytes at a time.

@@ -822,14 +822,11 @@ fn load_persist(name: &str, cfg: &DaemonConfig) -> ContainerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
-    fn temp_paths(tag: &str) -> (PathBuf, Paths) {
-        let root = std::env::temp_dir().join(format!(
-            "berth-unit-{tag}-{}-{}",
-            std::process::id(),
-            host::now_ns()
-        ));
-        let paths = Paths::new(&root.join("run"), &root.join("state"), "app");
+    fn temp_paths(tag: &str) -> (TempDir, Paths) {
+        let root = TempDir::new(tag);
+        let paths = Paths::new(&root.path().join("run"), &root.path().join("state"), "app");
         fs::create_dir_all(&paths.state).unwrap();
         (root, paths)
     }
@@ -878,6 +875,6 @@ mod tests {
             read_ending(&paths, &run, None),
             Err(ExitUnknown::Corrupt(..))
         ));
-        fs::remove_dir_all(root).unwrap();
+        drop(root);
     }
 }
