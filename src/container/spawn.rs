@@ -524,8 +524,14 @@ mod tests {
         config::parse_container("web", json, Path::new("web.json")).unwrap()
     }
 
-    /// A plan for `spec`, with stdio from a pipe that outlives it.
-    fn build(spec: &ContainerSpec, cgroups: &[PathBuf], born_in: Option<&Path>) -> Vec<String> {
+    /// Runs `f` on a plan for `spec`, with stdio from a pipe that outlives
+    /// it.
+    fn with_plan<T>(
+        spec: &ContainerSpec,
+        cgroups: &[PathBuf],
+        born_in: Option<&Path>,
+        f: impl FnOnce(&Plan<'_>) -> T,
+    ) -> T {
         let (r, w) = fd::pipe().unwrap();
         let stdio = Stdio {
             stdin: r.as_fd(),
@@ -541,7 +547,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.steps.len(), plan.what.len());
-        plan.what.clone()
+        f(&plan)
+    }
+
+    /// The step descriptions of a plan for `spec`.
+    fn build(spec: &ContainerSpec, cgroups: &[PathBuf], born_in: Option<&Path>) -> Vec<String> {
+        with_plan(spec, cgroups, born_in, |plan| plan.what.clone())
     }
 
     fn position(what: &[String], step: &str) -> usize {
@@ -637,30 +648,18 @@ mod tests {
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         let v1 = PathBuf::from("/sys/fs/cgroup/memory/berth/web");
         let v2 = PathBuf::from("/sys/fs/cgroup/unified/berth/web");
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
-        let plan = Plan::build(
-            &s,
-            Path::new("/m"),
-            &[v1.clone(), v2.clone()],
-            Some(&v2),
-            &stdio,
-        )
-        .unwrap();
-        let joins: Vec<(String, bool)> = plan
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::JoinCgroup { procs, born_here } => {
-                    Some((procs.to_str().unwrap().to_string(), *born_here))
-                }
-                _ => None,
-            })
-            .collect();
+        let joins: Vec<(String, bool)> =
+            with_plan(&s, &[v1.clone(), v2.clone()], Some(&v2), |plan| {
+                plan.steps
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::JoinCgroup { procs, born_here } => {
+                            Some((procs.to_str().unwrap().to_string(), *born_here))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            });
         assert_eq!(
             joins,
             [
