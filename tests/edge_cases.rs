@@ -771,3 +771,33 @@ fn a_missing_containers_dir_is_named_with_its_key() {
         describe(&out)
     );
 }
+
+/// `wait` on a container backing off before a restart that then cannot
+/// start (its rootfs is gone) is answered with the last exit code, not
+/// left waiting for a run that will not come.
+#[test]
+fn a_wait_on_a_restart_that_cannot_start_is_answered() {
+    let w = World::new();
+    w.add_container(
+        "loop",
+        &["/bin/sh", "-c", "exit 3"],
+        r#"{"restart": "always"}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    // Five quick failures: the next back-off is 3.2 s.
+    wait_for(LONG, "a long back-off", || {
+        let i = w.inspect("loop");
+        i.status == "restarting" && i.restart_count >= 5
+    });
+    let mut wait = w.spawn_berth(&["wait", "loop"]);
+    holds_for(Duration::from_millis(300), "wait blocks", || {
+        wait.try_status().is_none()
+    });
+    fs::rename(w.rootfs(), w.root.join("rootfs.moved")).unwrap();
+    let out = wait.finish(LONG);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    w.wait_inspect("loop", "to fail on the missing rootfs", SHORT, |i| {
+        i.status == "failed" && i.error.as_deref().is_some_and(|e| e.contains("rootfs"))
+    });
+}

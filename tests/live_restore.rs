@@ -483,3 +483,29 @@ fn logs_follow_outlives_the_daemon() {
         "before\nafter-the-daemon-died\n"
     );
 }
+
+/// Live restore off, and the container found running has an invalid
+/// definition now: it is stopped like any other (and not started again,
+/// as its definition cannot be run), never left running unmanaged.
+#[test]
+fn found_running_with_an_invalid_definition_is_stopped_without_live_restore() {
+    let w = World::new();
+    w.add_container("app", POLITE, r#"{"autostart": false}"#);
+    let mut daemon = w.start_daemon(&[]);
+    w.berth_ok(&["start", "app"]);
+    w.wait_running("app");
+    let (_, rec) = runtime(&w, "app");
+    daemon.kill_9();
+    w.write_container("app", r#"{"rootfs": 5}"#);
+    let _daemon = w.start_daemon(&[]);
+    let app = w.wait_inspect("app", "to be stopped", LONG, |i| {
+        i.status == "stopped" && i.pid == 0
+    });
+    assert!(
+        app.error.as_deref().is_some_and(|e| e.contains("rootfs")),
+        "the invalid definition is named: {app:?}"
+    );
+    wait_for(SHORT, "the container's init to be gone", || {
+        is_gone(rec.init_pid, rec.init_start)
+    });
+}

@@ -166,6 +166,8 @@ pub enum Phase {
         reason: StopReason,
         kill_at: Option<Instant>,
         then: Then,
+        /// What it shows until exec'd, as `Starting` did.
+        shown: Status,
     },
     /// Its records cannot be trusted (newer format, torn): hands off.
     /// `seen` is the init (pid, start time) as far as the record reads,
@@ -252,10 +254,10 @@ impl Phase {
                 _ => *shown,
             },
             Phase::Running { .. } => Status::Running,
-            Phase::Stopping { run, .. } => match run.exec {
+            Phase::Stopping { run, shown, .. } => match run.exec {
                 Exec::Done => Status::Running,
                 Exec::Failed => Status::Failed,
-                Exec::Pending => Status::Stopped,
+                Exec::Pending => *shown,
             },
             Phase::Untrusted { .. } => Status::Failed,
         }
@@ -691,14 +693,16 @@ impl Transition<'_, '_> {
             self.fx.push(Effect::Persist);
         }
         let phase = std::mem::replace(&mut self.s.phase, Phase::Removed);
-        let (run, previous) = match phase {
-            Phase::Starting { run, .. } | Phase::Running { run } => (run, None),
+        let (run, shown, previous) = match phase {
+            Phase::Starting { run, shown } => (run, shown, None),
+            Phase::Running { run } => (run, Status::Running, None),
             Phase::Stopping {
                 run,
                 reason,
                 kill_at,
                 then,
-            } => (run, Some((reason, kill_at, then))),
+                shown,
+            } => (run, shown, Some((reason, kill_at, then))),
             rest => {
                 // No run to stop: a restart that will not come, and whoever
                 // waits for an exit has seen the last one.
@@ -748,6 +752,7 @@ impl Transition<'_, '_> {
             reason,
             kill_at,
             then,
+            shown,
         };
         if let Some(c) = client {
             self.wait(Waiter {
@@ -800,6 +805,10 @@ impl Transition<'_, '_> {
         if matches!(self.s.phase, Phase::Idle(_) | Phase::BackingOff { .. }) {
             self.s.phase = Phase::Idle(Rest::Failed);
             self.s.last.error = Some(why);
+            // No run is coming: whoever waits for an exit (a `wait` on a
+            // restarting container) has seen the last one.
+            let code = self.s.last.exit_code;
+            self.answer_exit_waiters(code, None);
         }
     }
 
@@ -1076,6 +1085,15 @@ impl Transition<'_, '_> {
                 );
                 self.stop(StopReason::Reconcile, grace, Then::Forget, None);
             }
+            Err(Some(_)) if !self.ctx.live_restore => {
+                // Its definition is invalid, so it is not started again.
+                self.log(
+                    log::Level::Info,
+                    "live restore is off and the previous daemon did not stop it: stopping it"
+                        .into(),
+                );
+                self.stop(StopReason::Reconcile, grace, Then::Autostart, None);
+            }
             Err(Some(_)) => {}
             Ok(def) if def.hash != hash => {
                 self.log(
@@ -1312,6 +1330,7 @@ mod tests {
                             reason,
                             kill_at,
                             then,
+                            shown: Status::Exited,
                         });
                     }
                 }
@@ -1707,6 +1726,7 @@ mod tests {
             reason: StopReason::User,
             kill_at: Some(now + Duration::from_secs(2)),
             then: Then::Nothing,
+            shown: Status::Exited,
         });
         let (_, fx) = step(pending, Event::Tick, &late);
         assert!(fx.contains(&Effect::KillMonitor), "{fx:?}");
@@ -1724,6 +1744,7 @@ mod tests {
             reason: StopReason::User,
             kill_at: Some(now + Duration::from_secs(10)),
             then: Then::Nothing,
+            shown: Status::Exited,
         });
         let start = Event::Start {
             cause: Cause::User,
@@ -1740,6 +1761,7 @@ mod tests {
             reason: StopReason::Reconcile,
             kill_at: Some(now + Duration::from_secs(10)),
             then: Then::Start,
+            shown: Status::Exited,
         });
         let mut s2 = s2;
         s2.waiters.push(waiter(1, WaitKind::Started));
@@ -1930,6 +1952,7 @@ mod tests {
             reason: StopReason::Shutdown,
             kill_at: None,
             then: Then::Nothing,
+            shown: Status::Exited,
         });
         let (s, fx) = step(s, ended(Some(143)), &c);
         assert!(fx.contains(&Effect::DropRecords));
@@ -1946,6 +1969,7 @@ mod tests {
             reason: StopReason::Reconcile,
             kill_at: None,
             then: Then::Forget,
+            shown: Status::Exited,
         });
         s.waiters.push(waiter(4, WaitKind::Exit));
         let start = Event::Start {
@@ -1965,5 +1989,79 @@ mod tests {
                 error: None
             }
         )));
+    }
+
+    #[test]
+    fn found_running_with_an_invalid_definition_and_live_restore_off_is_stopped() {
+        let now = Instant::now();
+        let c = Ctx {
+            live_restore: false,
+            ..ctx(now, Err(Some("app.json: field \"command\": missing")))
+        };
+        let (s, fx) = step(Lifecycle::default(), Event::Attached(run(Exec::Done)), &c);
+        assert_eq!(s.phase.kind(), Kind::Stopping);
+        assert!(fx.contains(&Effect::Signal(libc::SIGTERM)), "{fx:?}");
+        let (s, fx) = step(s, ended(Some(143)), &c);
+        assert!(
+            !fx.contains(&Effect::Spawn),
+            "an invalid definition is not started"
+        );
+        assert_eq!(s.phase, Phase::Idle(Rest::Stopped));
+        // With live restore on it is left running.
+        let on_ = Ctx {
+            live_restore: true,
+            ..c
+        };
+        let (s, fx) = step(Lifecycle::default(), Event::Attached(run(Exec::Done)), &on_);
+        assert_eq!(s.phase.status(), Status::Running);
+        assert!(!fx.iter().any(|f| matches!(f, Effect::Signal(_))));
+    }
+
+    #[test]
+    fn a_stop_during_a_start_shows_what_was_shown_until_the_exec() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::Always, true)));
+        let s = with(Phase::BackingOff { until: now });
+        let (s, _) = step(s, Event::Spawned(run(Exec::Pending)), &c);
+        assert_eq!(s.phase.status(), Status::Restarting);
+        let stop = Event::Stop {
+            reason: StopReason::User,
+            grace: Duration::from_secs(5),
+            then: Then::Nothing,
+            client: None,
+        };
+        let (s, _) = step(s, stop, &c);
+        assert_eq!(s.phase.kind(), Kind::Stopping);
+        assert_eq!(s.phase.status(), Status::Restarting);
+    }
+
+    #[test]
+    fn a_wait_on_a_restart_that_cannot_spawn_is_answered() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::Always, true)));
+        let mut s = with(Phase::BackingOff { until: now });
+        s.last.exit_code = Some(3);
+        let (s, fx) = step(
+            s,
+            Event::Wait {
+                client: ClientId(4),
+            },
+            &c,
+        );
+        assert!(answers(&fx).is_empty(), "it waits for the next run");
+        let (s, fx) = step(s, Event::Tick, &c);
+        assert!(fx.contains(&Effect::Spawn));
+        let (s, fx) = step(s, Event::SpawnFailed("rootfs is gone".into()), &c);
+        assert_eq!(
+            answers(&fx),
+            [(
+                ClientId(4),
+                Answer::Exit {
+                    code: Some(3),
+                    error: None
+                }
+            )]
+        );
+        assert_eq!(s.phase, Phase::Idle(Rest::Failed));
     }
 }
