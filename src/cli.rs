@@ -15,7 +15,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nanoserde::SerJson;
 
-use crate::api::{self, Info, Request, Response};
+use crate::api::{self, Info, Request, Response, Verb};
 use crate::config;
 use crate::container::logs::{self, Assembler, Line, Stream};
 use crate::errors;
@@ -181,18 +181,25 @@ impl Args {
 
 /// Runs a client verb; returns the exit code on success.
 pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
-    let req = |verb: &str, name: String| Request {
-        verb: verb.into(),
+    let req = |verb: Verb, name: String| Request {
+        verb: verb.as_str().into(),
         name,
         ..Request::default()
     };
-    match verb {
-        "ps" => {
+    let Some(typed) = Verb::parse(verb) else {
+        return Err(usage(format!("unknown command: {verb}")));
+    };
+    match typed {
+        Verb::Version => {
+            Args::parse(rest, &[], &[])?;
+            Ok(version(socket))
+        }
+        Verb::Ps => {
             let a = Args::parse(rest, &[], &["json"])?;
             if !a.positional.is_empty() {
                 return Err(usage("ps takes no names"));
             }
-            let resp = checked(call(socket, &req("ps", String::new()))?)?;
+            let resp = checked(call(socket, &req(Verb::Ps, String::new()))?)?;
             let list = resp.containers.unwrap_or_default();
             if a.has("json") {
                 println!("{}", list.serialize_json());
@@ -201,7 +208,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        "start" => {
+        Verb::Start => {
             let a = Args::parse(rest, &[], &["wait"])?;
             let name = a.one_name(verb)?;
             let wait = a.has("wait");
@@ -209,12 +216,12 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                 socket,
                 &Request {
                     wait,
-                    ..req("start", name)
+                    ..req(Verb::Start, name)
                 },
             )?)?;
             if wait { exit_code_of(resp) } else { Ok(0) }
         }
-        "stop" | "restart" => {
+        Verb::Stop | Verb::Restart => {
             let a = Args::parse(rest, &["time", "t"], &[])?;
             let name = a.one_name(verb)?;
             let time = match a.number("time")? {
@@ -225,12 +232,12 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                 socket,
                 &Request {
                     time,
-                    ..req(verb, name)
+                    ..req(typed, name)
                 },
             )?)?;
             Ok(0)
         }
-        "kill" => {
+        Verb::Kill => {
             let a = Args::parse(rest, &["signal", "s"], &[])?;
             let name = a.one_name(verb)?;
             let signal = a.value("signal").or(a.value("s")).map(str::to_string);
@@ -243,52 +250,51 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
                 socket,
                 &Request {
                     signal,
-                    ..req("kill", name)
+                    ..req(Verb::Kill, name)
                 },
             )?)?;
             Ok(0)
         }
-        "wait" => {
+        Verb::Wait => {
             let a = Args::parse(rest, &[], &[])?;
             let name = a.one_name(verb)?;
-            let resp = checked(call(socket, &req("wait", name))?)?;
+            let resp = checked(call(socket, &req(Verb::Wait, name))?)?;
             let code = exit_code_of(resp)?;
             println!("{code}");
             Ok(0)
         }
-        "inspect" => {
+        Verb::Inspect => {
             let a = Args::parse(rest, &[], &[])?;
             let name = a.one_name(verb)?;
-            let resp = checked(call(socket, &req("inspect", name))?)?;
+            let resp = checked(call(socket, &req(Verb::Inspect, name))?)?;
             let info = resp
                 .container
                 .ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
             println!("{}", info.serialize_json());
             Ok(0)
         }
-        "reload" => {
+        Verb::Reload => {
             Args::parse(rest, &[], &[])?;
-            let resp = checked(call(socket, &req("reload", String::new()))?)?;
+            let resp = checked(call(socket, &req(Verb::Reload, String::new()))?)?;
             for line in resp.actions.unwrap_or_default() {
                 println!("{line}");
             }
             Ok(0)
         }
-        "logs" => {
+        Verb::Logs => {
             let a = Args::parse(rest, &["tail", "n"], &["follow", "timestamps"])?;
             let name = a.one_name(verb)?;
             let tail = match a.number("tail")? {
                 Some(t) => Some(t),
                 None => a.number("n")?,
             };
-            let resp = checked(call(socket, &req("logs", name.clone()))?)?;
+            let resp = checked(call(socket, &req(Verb::Logs, name.clone()))?)?;
             let info = resp
                 .container
                 .ok_or_else(|| Failure("the daemon sent no container".into(), 1))?;
             print_logs(&info, tail, a.has("timestamps"), a.has("follow"), socket)?;
             Ok(0)
         }
-        _ => Err(usage(format!("unknown command: {verb}"))),
     }
 }
 
@@ -303,12 +309,12 @@ fn exit_code_of(resp: Response) -> Result<i32, Failure> {
 }
 
 /// `berth version`: this binary's version, and the daemon's if one answers.
-pub fn version(socket: &Path) -> i32 {
+fn version(socket: &Path) -> i32 {
     println!("{}", api::version());
     if let Ok(resp) = call(
         socket,
         &Request {
-            verb: "version".into(),
+            verb: Verb::Version.as_str().into(),
             ..Request::default()
         },
     ) {

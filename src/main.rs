@@ -145,9 +145,6 @@ fn run_client(args: &[String]) -> i32 {
         Ok(s) => s,
         Err(cli::Failure(msg, code)) => return fail(code, &msg),
     };
-    if verb == "version" {
-        return cli::version(&socket);
-    }
     match cli::run(verb, rest, &socket) {
         Ok(code) => code,
         Err(cli::Failure(msg, code)) => {
