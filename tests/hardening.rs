@@ -382,10 +382,12 @@ fn a_flooded_stdout_does_not_starve_stderr() {
     // stdout floods from the start; 512 KiB to stderr (twice its pipe)
     // only get through if stderr is read while stdout floods. The flood is
     // stopped only after that, so what follows cannot rotate the stderr
-    // lines out of the logs.
+    // lines out of the logs. `wait` after the kill: a `yes` blocked on the
+    // full pipe when the signal comes may still finish that write once
+    // the pipe has room, after anything the shell writes meanwhile.
     let script = "yes & y=$!; \
                   head -c 524288 /dev/zero | tr '\\0' e >&2; echo >&2; echo done-stderr >&2; \
-                  kill $y; echo flood-stopped; while :; do sleep 1; done";
+                  kill $y; wait $y 2>/dev/null; echo flood-stopped; while :; do sleep 1; done";
     w.add_container("flood", &["/bin/sh", "-c", script], "{}");
     let _daemon = w.start_daemon(&[]);
     w.wait_running("flood");
