@@ -784,10 +784,12 @@ fn a_wait_on_a_restart_that_cannot_start_is_answered() {
         r#"{"restart": "always"}"#,
     );
     let _daemon = w.start_daemon(&[]);
-    // Five quick failures: the next back-off is 3.2 s.
+    // Five quick failures: the next back-off is 3.2 s. No monitor: it is
+    // backing off, not starting the next run (which shows "restarting"
+    // too until its exec).
     wait_for(LONG, "a long back-off", || {
         let i = w.inspect("loop");
-        i.status == "restarting" && i.restart_count >= 5
+        i.status == "restarting" && i.restart_count >= 5 && i.monitor_pid == 0
     });
     let mut wait = w.spawn_berth(&["wait", "loop"]);
     holds_for(Duration::from_millis(300), "wait blocks", || {

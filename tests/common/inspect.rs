@@ -23,6 +23,9 @@ pub struct Inspect {
     #[nserde(rename = "finished-at")]
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// 0 when no monitor runs (at rest, or backing off before a restart).
+    #[nserde(default, rename = "monitor-pid")]
+    pub monitor_pid: u32,
 }
 
 /// Keys `inspect` must always print, null or not.
