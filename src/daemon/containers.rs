@@ -240,20 +240,25 @@ impl Containers {
             );
             c.machine = machine;
             for effect in effects {
-                match effect {
-                    Effect::Answer(client, a) => answers.push((client, a)),
-                    Effect::Spawn => queue.push(self.spawn(env, name)),
-                    other => self.execute(env, name, other),
-                }
+                queue.extend(self.execute(env, name, effect, &mut answers));
             }
         }
         answers
     }
 
-    fn execute(&mut self, env: &Env, name: &str, effect: Effect) {
+    /// Carries out one effect; returns the event it causes, if any (a
+    /// spawn's outcome).
+    fn execute(
+        &mut self,
+        env: &Env,
+        name: &str,
+        effect: Effect,
+        answers: &mut Answers,
+    ) -> Option<Event> {
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         match effect {
-            Effect::Spawn | Effect::Answer(..) => unreachable!("handled by feed"),
+            Effect::Spawn => return Some(self.spawn(env, name)),
+            Effect::Answer(client, a) => answers.push((client, a)),
             Effect::Signal(sig) => {
                 let _ = self.signal(name, sig);
             }
@@ -263,7 +268,9 @@ impl Containers {
                 }
             }
             Effect::Persist => {
-                let Some(c) = self.map.get(name) else { return };
+                let Some(c) = self.map.get(name) else {
+                    return None;
+                };
                 let result = state::ensure_dir(&paths.state)
                     .and_then(|_| state::save(&paths.state(), c.persist()));
                 if let Err(e) = result {
@@ -304,6 +311,7 @@ impl Containers {
                 info!("{name}: removed");
             }
         }
+        None
     }
 
     /// Logs a message about one container, rate-limited per container.

@@ -771,13 +771,10 @@ impl Transition<'_, '_> {
 
     fn wait_for_exit(&mut self, client: ClientId) {
         match self.s.phase {
-            Phase::BackingOff { .. } | Phase::Starting { .. } | Phase::Running { .. } => {
-                self.wait(Waiter {
-                    client,
-                    kind: WaitKind::Exit,
-                })
-            }
-            Phase::Stopping { .. } => self.wait(Waiter {
+            Phase::BackingOff { .. }
+            | Phase::Starting { .. }
+            | Phase::Running { .. }
+            | Phase::Stopping { .. } => self.wait(Waiter {
                 client,
                 kind: WaitKind::Exit,
             }),
@@ -1756,14 +1753,13 @@ mod tests {
         assert!(fx.contains(&Effect::Spawn), "{fx:?}");
         assert!(s.is_waiting(ClientId(1)));
         // A user's stop on top cancels the start, and says so.
-        let s2 = with(Phase::Stopping {
+        let mut s2 = with(Phase::Stopping {
             run: run(Exec::Done),
             reason: StopReason::Reconcile,
             kill_at: Some(now + Duration::from_secs(10)),
             then: Then::Start,
             shown: Status::Exited,
         });
-        let mut s2 = s2;
         s2.waiters.push(waiter(1, WaitKind::Started));
         let stop = Event::Stop {
             reason: StopReason::User,
@@ -1775,7 +1771,6 @@ mod tests {
         assert!(
             matches!(&answers(&fx)[0], (ClientId(1), Answer::Error(e)) if e.contains("stopped before it could start again"))
         );
-        let _ = s;
     }
 
     #[test]

@@ -82,6 +82,16 @@ pub struct Daemon {
     _lock: fs::File,
 }
 
+/// What the containers' effects need, borrowed from the daemon's fields
+/// (so that the containers themselves can be borrowed mutably meanwhile).
+fn env<'a>(poll: &'a Poll, cfg: &'a DaemonConfig, shutdown: &Option<Shutdown>) -> Env<'a> {
+    Env {
+        registry: poll.registry(),
+        cfg,
+        shutting_down: shutdown.is_some(),
+    }
+}
+
 /// Entry point of `berth daemon`; returns the process exit code.
 pub fn main(opts: Options) -> i32 {
     // Before anything else: these signals are read from a signalfd only.
@@ -219,11 +229,7 @@ impl Daemon {
 
     fn run(&mut self) -> i32 {
         let t0 = Instant::now();
-        let env = Env {
-            registry: self.poll.registry(),
-            cfg: &self.cfg,
-            shutting_down: false,
-        };
+        let env = env(&self.poll, &self.cfg, &self.shutdown);
         restore::restore(&mut self.containers, &env, &self.opts.config, &self.boot_id);
         info!(
             "berth {} ready on {} ({} containers, {} running, restore took {:.1} ms)",
@@ -278,11 +284,7 @@ impl Daemon {
                 }
             }
             Some(Tag::Monitor | Tag::Channel) => {
-                let env = Env {
-                    registry: self.poll.registry(),
-                    cfg: &self.cfg,
-                    shutting_down: self.shutdown.is_some(),
-                };
+                let env = env(&self.poll, &self.cfg, &self.shutdown);
                 let answers = self.containers.event(&env, token);
                 self.deliver(answers);
             }
@@ -308,11 +310,7 @@ impl Daemon {
                 }
             }
             Incoming::Gone(client) => {
-                let env = Env {
-                    registry: self.poll.registry(),
-                    cfg: &self.cfg,
-                    shutting_down: self.shutdown.is_some(),
-                };
+                let env = env(&self.poll, &self.cfg, &self.shutdown);
                 self.containers.client_gone(&env, client);
             }
         }
@@ -337,11 +335,7 @@ impl Daemon {
     /// Runs `event` through one container's lifecycle and delivers the
     /// answers.
     fn feed(&mut self, name: &str, event: Event) {
-        let env = Env {
-            registry: self.poll.registry(),
-            cfg: &self.cfg,
-            shutting_down: self.shutdown.is_some(),
-        };
+        let env = env(&self.poll, &self.cfg, &self.shutdown);
         let answers = self.containers.feed(&env, name, event);
         self.deliver(answers);
     }
@@ -376,9 +370,8 @@ impl Daemon {
             Call::Ps => {
                 let list = self
                     .containers
-                    .names()
                     .iter()
-                    .filter_map(|n| self.containers.info(n, &self.cfg.log_dir))
+                    .filter_map(|c| self.containers.info(c.name(), &self.cfg.log_dir))
                     .collect();
                 return Some(Reply::Containers(list));
             }
@@ -511,11 +504,7 @@ impl Daemon {
         for gone in self.clients.expire(self.poll.registry(), now) {
             self.incoming(gone);
         }
-        let env = Env {
-            registry: self.poll.registry(),
-            cfg: &self.cfg,
-            shutting_down: self.shutdown.is_some(),
-        };
+        let env = env(&self.poll, &self.cfg, &self.shutdown);
         let answers = self.containers.tick(&env, now);
         self.deliver(answers);
         if let Some(s) = &mut self.shutdown {
