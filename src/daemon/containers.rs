@@ -89,6 +89,61 @@ impl Ctr {
     pub fn error(&self) -> Option<&str> {
         self.machine.last().error.as_deref()
     }
+
+    /// What `inspect` shows.
+    pub fn info(&self, cfg_log_dir: &Path) -> Info {
+        let phase = self.phase();
+        let last = self.machine.last();
+        let run = phase.run();
+        let (status, untrusted_pid, warning) = match phase {
+            Phase::Untrusted { why, seen } => {
+                let alive = seen
+                    .filter(|&(pid, start)| host::same_process(pid, start))
+                    .map(|(pid, _)| pid);
+                let status = if alive.is_some() { "running" } else { "failed" };
+                (status, alive, Some(why.clone()))
+            }
+            p => (p.status().as_str(), None, self.warning.clone()),
+        };
+        let running = status == "running";
+        let spec = self.spec.as_ref();
+        Info {
+            name: self.name.clone(),
+            status: status.to_string(),
+            pid: run
+                .filter(|r| r.exec == Exec::Done)
+                .map_or(untrusted_pid.unwrap_or(0), |r| r.init_pid),
+            exit_code: if running { None } else { last.exit_code },
+            restart_count: self.persist().restart_count,
+            started_at: last.started_at.map(host::rfc3339),
+            finished_at: if running {
+                None
+            } else {
+                last.finished_at.map(host::rfc3339)
+            },
+            error: last.error.clone().or_else(|| self.invalid.clone()),
+            monitor_pid: run.map_or(0, |r| r.monitor_pid),
+            monitor_start: run.map_or(0, |r| r.monitor_start),
+            restart: spec.map_or(String::new(), |s| s.restart.to_string()),
+            autostart: spec.is_some_and(|s| s.autostart),
+            stopped_by_user: self.persist().stopped_by_user,
+            rootfs: spec.map_or(String::new(), |s| s.rootfs.display().to_string()),
+            command: spec.map_or(Vec::new(), |s| s.command.clone()),
+            config_hash: match (run, spec) {
+                (Some(r), _) => format!("{:016x}", r.hash),
+                (None, Some(s)) => format!("{:016x}", s.hash),
+                (None, None) => String::new(),
+            },
+            log_dir: match run {
+                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
+                    .join(&self.name)
+                    .display()
+                    .to_string(),
+                _ => cfg_log_dir.join(&self.name).display().to_string(),
+            },
+            warning,
+        }
+    }
 }
 
 /// What effects need from the rest of the daemon.
@@ -593,60 +648,9 @@ impl Containers {
         )
     }
 
-    /// What `inspect` shows.
+    /// What `inspect` shows of `name`.
     pub fn info(&self, name: &str, cfg_log_dir: &Path) -> Option<Info> {
-        let c = self.map.get(name)?;
-        let phase = c.phase();
-        let last = c.machine.last();
-        let run = phase.run();
-        let (status, untrusted_pid, warning) = match phase {
-            Phase::Untrusted { why, seen } => {
-                let alive = seen
-                    .filter(|&(pid, start)| host::same_process(pid, start))
-                    .map(|(pid, _)| pid);
-                let status = if alive.is_some() { "running" } else { "failed" };
-                (status, alive, Some(why.clone()))
-            }
-            p => (p.status().as_str(), None, c.warning.clone()),
-        };
-        let running = status == "running";
-        let spec = c.spec.as_ref();
-        Some(Info {
-            name: c.name.clone(),
-            status: status.to_string(),
-            pid: run
-                .filter(|r| r.exec == Exec::Done)
-                .map_or(untrusted_pid.unwrap_or(0), |r| r.init_pid),
-            exit_code: if running { None } else { last.exit_code },
-            restart_count: c.persist().restart_count,
-            started_at: last.started_at.map(host::rfc3339),
-            finished_at: if running {
-                None
-            } else {
-                last.finished_at.map(host::rfc3339)
-            },
-            error: last.error.clone().or_else(|| c.invalid.clone()),
-            monitor_pid: run.map_or(0, |r| r.monitor_pid),
-            monitor_start: run.map_or(0, |r| r.monitor_start),
-            restart: spec.map_or(String::new(), |s| s.restart.to_string()),
-            autostart: spec.is_some_and(|s| s.autostart),
-            stopped_by_user: c.persist().stopped_by_user,
-            rootfs: spec.map_or(String::new(), |s| s.rootfs.display().to_string()),
-            command: spec.map_or(Vec::new(), |s| s.command.clone()),
-            config_hash: match (run, spec) {
-                (Some(r), _) => format!("{:016x}", r.hash),
-                (None, Some(s)) => format!("{:016x}", s.hash),
-                (None, None) => String::new(),
-            },
-            log_dir: match run {
-                Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
-                    .join(&c.name)
-                    .display()
-                    .to_string(),
-                _ => cfg_log_dir.join(&c.name).display().to_string(),
-            },
-            warning,
-        })
+        self.map.get(name).map(|c| c.info(cfg_log_dir))
     }
 }
 

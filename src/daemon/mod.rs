@@ -371,7 +371,7 @@ impl Daemon {
                 let list = self
                     .containers
                     .iter()
-                    .filter_map(|c| self.containers.info(c.name(), &self.cfg.log_dir))
+                    .map(|c| c.info(&self.cfg.log_dir))
                     .collect();
                 return Some(Reply::Containers(list));
             }
