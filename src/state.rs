@@ -14,21 +14,32 @@
 //!   the daemon options the container started with (`options`), so a later
 //!   daemon can say which of them changed. Format 1 records load with those
 //!   empty, which means "unknown, nothing to compare".
+//! - 3: the daemon writes the runtime record itself, with `init-pid` 0,
+//!   before it lets a new monitor start the container (so no daemon can
+//!   die with a run nobody knows of); the monitor rewrites it once the
+//!   command was exec'd. state.json names the run a stop of berth's own
+//!   was for (`stopped-run`, `after-stop`), so that end is never taken for
+//!   a failure by a later daemon.
+//!
+//! Run-dir records only need to outlive a process (run-dir is gone at
+//! reboot), so they are renamed into place without fsync; state-dir
+//! records are made durable.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nanoserde::{DeJson, SerJson};
 
 /// The record format this binary writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Runtime records are small; anything larger is not one of ours.
 const MAX_RECORD: u64 = 64 * 1024;
 
-/// run-dir/NAME/runtime.json: who runs the container now, written by the
-/// monitor once the container's command was exec'd.
+/// run-dir/NAME/runtime.json: who runs the container now. Written by the
+/// daemon when it has started a monitor (`init-pid` 0: not exec'd yet) and
+/// by the monitor once the container's command was exec'd.
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct RuntimeRecord {
     pub version: u32,
@@ -107,6 +118,13 @@ pub struct ContainerState {
     pub restart_count: u32,
     #[nserde(rename = "stopped-by-user")]
     pub stopped_by_user: bool,
+    /// The run berth last began to stop (user stop, reload, restart): its
+    /// end is berth's doing, whenever a daemon learns of it.
+    #[nserde(default, rename = "stopped-run")]
+    pub stopped_run: String,
+    /// What was to follow that stop: "" (nothing), "start" or "autostart".
+    #[nserde(default, rename = "after-stop")]
+    pub after_stop: String,
 }
 
 #[derive(DeJson)]
@@ -148,20 +166,40 @@ pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
     }
 }
 
-fn read_capped(path: &Path) -> io::Result<String> {
-    let meta = fs::metadata(path)?;
-    if meta.len() > MAX_RECORD {
+/// Reads a record: never through a symlink, never blocking (a FIFO put in
+/// its place), only a regular file, at most `MAX_RECORD` bytes.
+pub fn read_capped(path: &Path) -> io::Result<String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("record is a symlink"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("record is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    io::Read::take(file, MAX_RECORD + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RECORD {
         return Err(io::Error::other(format!(
             "record is larger than {MAX_RECORD} bytes"
         )));
     }
-    let bytes = fs::read(path)?;
     String::from_utf8(bytes).map_err(|_| io::Error::other("record is not UTF-8"))
 }
 
 /// Writes `data` to `path` atomically: temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Temp file, rename over `path`; with `durable`, fsync of both the file
+/// and the directory.
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -177,14 +215,43 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         .open(&tmp)
         .and_then(|mut f| {
             f.write_all(data)?;
-            f.sync_all()
+            if durable { f.sync_all() } else { Ok(()) }
         })
         .and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fs::File::open(dir)?.sync_all()
+    if durable {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Removes the temp files a writer killed mid-write left in `dir`
+/// (`.NAME.tmp.PID`, PID no longer alive: a live monitor may be writing
+/// its own); returns what it removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let writer = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp."))
+            .map(|(_, pid)| pid)
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        let Some(pid) = writer else {
+            continue;
+        };
+        let gone = !Path::new("/proc").join(pid).exists();
+        if gone && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 /// Creates a record directory (and its parents) and makes the new entry
@@ -201,11 +268,19 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Serialises and writes a record atomically.
+/// Serialises and writes a record atomically and durably.
 pub fn save<T: SerJson>(path: &Path, record: &T) -> io::Result<()> {
     let mut text = record.serialize_json();
     text.push('\n');
     write_atomic(path, text.as_bytes())
+}
+
+/// Serialises and writes a run-dir record atomically; it has to outlive
+/// its writer, not a power cut.
+pub fn save_unsynced<T: SerJson>(path: &Path, record: &T) -> io::Result<()> {
+    let mut text = record.serialize_json();
+    text.push('\n');
+    replace(path, text.as_bytes(), false)
 }
 
 /// Where a container's records live.

@@ -76,16 +76,20 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
         let name = String::from_utf8_lossy(stem).into_owned();
         let path = entry.path();
         let file_type = entry.file_type().map_err(|e| dir_error(io_reason(&e)))?;
+        // A definition may be a symlink to a file; anything else by that
+        // name (a directory, a FIFO, a socket) is named, not read.
         let checked = if file_type.is_symlink() {
             match fs::metadata(&path) {
                 Ok(meta) if meta.is_file() => Ok(()),
-                Ok(_) => continue,
+                Ok(meta) => Err(file_error(&path, not_a_file(meta.file_type()))),
                 Err(e) => Err(file_error(&path, io_reason(&e))),
             }
         } else if file_type.is_file() {
             Ok(())
-        } else {
+        } else if file_type.is_dir() {
             continue;
+        } else {
+            Err(file_error(&path, not_a_file(file_type)))
         };
         found.push((file_name, name, path, checked));
     }
@@ -129,6 +133,23 @@ pub(super) fn read_capped(path: &Path) -> Result<String, ConfigError> {
     String::from_utf8(bytes).map_err(|_| error("file is not valid utf-8".to_string()))
 }
 
+/// Why a directory entry is not read as a definition.
+fn not_a_file(t: fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    format!("not a regular file ({what})")
+}
+
 /// An io::Error as a lowercase reason without the "(os error N)" tail.
 fn io_reason(e: &io::Error) -> String {
     // Config errors are lowercase throughout: "no such file or directory".
@@ -147,6 +168,10 @@ mod tests {
 
     #[test]
     fn host_checks_and_directory() {
+        fn get_reason(found: &[ContainerEntry], name: &str) -> String {
+            let entry = &found.iter().find(|(n, _)| n == name).unwrap().1;
+            entry.as_ref().unwrap_err().reason.clone()
+        }
         let tmp = TempDir::new("dir");
         let dir = tmp.0.join("containers");
         let rootfs = tmp.0.join("rootfs");
@@ -188,6 +213,11 @@ mod tests {
         write("notes.txt", "{}");
         write("i.bad.json", "{}");
         fs::create_dir(dir.join("sub.json")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(dir.join("l-fifo.json"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
         std::os::unix::fs::symlink(dir.join("b-ok.json"), dir.join("j-link.json")).unwrap();
         std::os::unix::fs::symlink("/nonexistent/berth", dir.join("k-dangling.json")).unwrap();
 
@@ -206,9 +236,11 @@ mod tests {
                 "h-latin1",
                 "i.bad",
                 "j-link",
-                "k-dangling"
+                "k-dangling",
+                "l-fifo"
             ]
         );
+        assert_eq!(get_reason(&found, "l-fifo"), "not a regular file (a FIFO)");
         let get = |name: &str| &found.iter().find(|(n, _)| n == name).unwrap().1;
         let reason = |name: &str| {
             let e = get(name).as_ref().unwrap_err();

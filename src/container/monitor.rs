@@ -454,7 +454,7 @@ impl Monitor {
             },
             berth: env!("CARGO_PKG_VERSION").to_string(),
         };
-        state::save(&self.paths.runtime(), &record)
+        state::save_unsynced(&self.paths.runtime(), &record)
     }
 
     fn record_exit(

@@ -35,6 +35,8 @@ use crate::state::{
 use crate::sys::{fd, process};
 use crate::wire::{self, Got, LineReader};
 
+/// How often a state.json that could not be written is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
 /// The largest report a monitor sends.
 const MAX_REPLY: usize = 64 * 1024;
 
@@ -59,6 +61,8 @@ pub struct Ctr {
     machine: Lifecycle,
     handles: Option<Handles>,
     limiter: RateLimit,
+    /// state.json could not be written: when to try again.
+    save_retry: Option<Instant>,
 }
 
 impl Ctr {
@@ -207,6 +211,7 @@ impl Containers {
             machine: Lifecycle::new(persist),
             handles: None,
             limiter: RateLimit::new(),
+            save_retry: None,
         };
         self.map.insert(name.to_string(), ctr);
     }
@@ -230,7 +235,11 @@ impl Containers {
 
     /// The nearest deadline of any container.
     pub fn deadline(&self) -> Option<Instant> {
-        self.map.values().filter_map(|c| c.phase().deadline()).min()
+        self.map
+            .values()
+            .flat_map(|c| [c.phase().deadline(), c.save_retry])
+            .flatten()
+            .min()
     }
 
     /// Feeds `Tick` to every container with a deadline due.
@@ -244,6 +253,16 @@ impl Containers {
         let mut answers = Vec::new();
         for name in due {
             answers.extend(self.feed(env, &name, Event::Tick));
+        }
+        let unsaved: Vec<String> = self
+            .map
+            .values()
+            .filter(|c| c.save_retry.is_some_and(|t| t <= now))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in unsaved {
+            let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, &name);
+            self.save_state(&name, &paths);
         }
         answers
     }
@@ -322,21 +341,7 @@ impl Containers {
                     let _ = process::pidfd_send_signal(&h.monitor_pidfd, libc::SIGKILL);
                 }
             }
-            Effect::Persist => {
-                let Some(c) = self.map.get(name) else {
-                    return None;
-                };
-                let result = state::ensure_dir(&paths.state)
-                    .and_then(|_| state::save(&paths.state(), c.persist()));
-                if let Err(e) = result {
-                    let msg = format!(
-                        "write {}: {err}",
-                        paths.state().display(),
-                        err = errors::io_text(&e)
-                    );
-                    self.note(name, log::Level::Error, &msg);
-                }
-            }
+            Effect::Persist => self.save_state(name, &paths),
             Effect::Log(level, msg) => self.note(name, level, &msg),
             Effect::Archive => {
                 // This end is handled: keep the record as history only.
@@ -367,6 +372,37 @@ impl Containers {
             }
         }
         None
+    }
+
+    /// Writes state.json; a write that fails is tried again every
+    /// `SAVE_RETRY` until it works (a full disk), never forgotten.
+    fn save_state(&mut self, name: &str, paths: &Paths) {
+        let Some(c) = self.map.get_mut(name) else {
+            return;
+        };
+        let result =
+            state::ensure_dir(&paths.state).and_then(|_| state::save(&paths.state(), c.persist()));
+        let failed_before = c.save_retry.is_some();
+        match result {
+            Ok(()) => {
+                c.save_retry = None;
+                if failed_before {
+                    info!("{name}: {} written after all", paths.state().display());
+                }
+            }
+            Err(e) => {
+                c.save_retry = Some(Instant::now() + SAVE_RETRY);
+                if !failed_before {
+                    let msg = format!(
+                        "write {}: {err}; trying again every {} s",
+                        paths.state().display(),
+                        SAVE_RETRY.as_secs(),
+                        err = errors::io_text(&e)
+                    );
+                    self.note(name, log::Level::Error, &msg);
+                }
+            }
+        }
     }
 
     /// Logs a message about one container, rate-limited per container.
@@ -454,6 +490,25 @@ impl Containers {
         let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
         let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
+        let run = RunFacts {
+            run_id,
+            monitor_pid: pid,
+            monitor_start: host::start_time(pid).unwrap_or(0),
+            init_pid: 0,
+            init_start: 0,
+            started_at: host::now_ns(),
+            hash: spec.hash,
+            options,
+            exec: Exec::Pending,
+        };
+        // The monitor starts nothing before it has the job, and it exits
+        // when the channel closes first: the record naming it is written
+        // before the job goes out, so a daemon that dies at any instant
+        // leaves either no run or a run the next daemon finds.
+        if let Err(e) = record_intent(&paths, name, &run) {
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err(StartError::Record(paths.runtime(), e));
+        }
         let mut stream = std::os::unix::net::UnixStream::from(ours);
         // The job fits in the socket buffer; the monitor reads it at once.
         if let Err(e) = wire::send(&mut stream, &job) {
@@ -492,17 +547,7 @@ impl Containers {
             channel: Some((stream, channel_token, LineReader::new(MAX_REPLY))),
             init_pidfd: None,
         });
-        Ok(RunFacts {
-            run_id,
-            monitor_pid: pid,
-            monitor_start: host::start_time(pid).unwrap_or(0),
-            init_pid: 0,
-            init_start: 0,
-            started_at: host::now_ns(),
-            hash: spec.hash,
-            options,
-            exec: Exec::Pending,
-        })
+        Ok(run)
     }
 
     /// Re-attaches to a live monitor found at start-up.
@@ -665,6 +710,8 @@ pub enum StartError {
     Socketpair(io::Error),
     SpawnMonitor(io::Error),
     SendJob(io::Error),
+    /// The runtime record naming the new monitor could not be written.
+    Record(PathBuf, io::Error),
     TooManySources,
 }
 
@@ -691,6 +738,12 @@ impl fmt::Display for StartError {
             StartError::SendJob(e) => {
                 write!(f, "send job to monitor: {err}", err = errors::io_text(e))
             }
+            StartError::Record(path, e) => write!(
+                f,
+                "write {}: {err}",
+                path.display(),
+                err = errors::io_text(e)
+            ),
             StartError::TooManySources => f.write_str("too many containers for the event loop"),
         }
     }
@@ -808,6 +861,26 @@ pub fn bury(run: &RunFacts, init_pidfd: Option<&OwnedFd>, cgroups: &[String]) {
     // One try, no waiting in the event loop: a directory still busy is
     // reused by the next start.
     let _ = cgroup::remove(&dirs, Duration::ZERO);
+}
+
+/// Writes the runtime record of a run whose monitor was just started and
+/// has not exec'd the container (`init-pid` 0).
+fn record_intent(paths: &Paths, name: &str, run: &RunFacts) -> io::Result<()> {
+    let record = RuntimeRecord {
+        version: FORMAT_VERSION,
+        name: name.to_string(),
+        run_id: run.run_id.clone(),
+        boot_id: host::boot_id()?,
+        monitor_pid: run.monitor_pid,
+        monitor_start: run.monitor_start,
+        init_pid: 0,
+        init_start: 0,
+        started_at: run.started_at,
+        config_hash: format!("{:016x}", run.hash),
+        options: run.options.clone(),
+        berth: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    state::save_unsynced(&paths.runtime(), &record)
 }
 
 /// Reads state.json (restart count, user stop); an unreadable or newer one

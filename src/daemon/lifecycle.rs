@@ -667,6 +667,7 @@ impl Transition<'_, '_> {
             Phase::Stopping { then, .. } => {
                 // Start again once the stop under way is done.
                 *then = Then::Start;
+                self.mark_stop();
                 if let Some(w) = waiter {
                     self.wait(w);
                 }
@@ -688,9 +689,22 @@ impl Transition<'_, '_> {
     }
 
     fn stop(&mut self, reason: StopReason, grace: Duration, then: Then, client: Option<ClientId>) {
-        if reason == StopReason::User {
+        if let (Phase::Untrusted { why, .. }, Some(c)) = (&self.s.phase, client) {
+            // Nothing here can be verified to be the container: say so
+            // rather than pretend it was stopped.
+            let msg = format!(
+                "{name}: {why}; berth does not signal a process it cannot verify. \
+                 Stop the container's processes by hand if they still run, remove the record, \
+                 then restart the daemon",
+                name = self.ctx.name
+            );
+            return self.answer(c, Answer::Error(msg));
+        }
+        if reason == StopReason::User && !self.s.persist.stopped_by_user {
             self.s.persist.stopped_by_user = true;
-            self.fx.push(Effect::Persist);
+            if !self.s.phase.is_active() {
+                self.fx.push(Effect::Persist);
+            }
         }
         let phase = std::mem::replace(&mut self.s.phase, Phase::Removed);
         let (run, shown, previous) = match phase {
@@ -754,6 +768,7 @@ impl Transition<'_, '_> {
             then,
             shown,
         };
+        self.mark_stop();
         if let Some(c) = client {
             self.wait(Waiter {
                 client: c,
@@ -767,6 +782,45 @@ impl Transition<'_, '_> {
         }
         // Still starting: the stop signal goes out at the exec, SIGKILL at
         // the deadline either way.
+    }
+
+    /// Persists which run berth is stopping and what follows, before the
+    /// signal goes out: a daemon that learns of the end only later (this
+    /// one died meanwhile) then knows it was berth's doing.
+    fn mark_stop(&mut self) {
+        let Phase::Stopping { run, then, .. } = &self.s.phase else {
+            return;
+        };
+        let after = match then {
+            Then::Start => "start",
+            Then::Autostart => "autostart",
+            Then::Nothing | Then::Forget => "",
+        };
+        let p = &mut self.s.persist;
+        p.stopped_run = run.run_id.clone();
+        p.after_stop = after.to_string();
+        if !self.fx.contains(&Effect::Persist) {
+            self.fx.push(Effect::Persist);
+        }
+    }
+
+    /// The stop berth had begun for `run`, as persisted (see `mark_stop`).
+    fn marked_stop(&self, run: &RunFacts) -> Option<(StopReason, Then)> {
+        let p = &self.s.persist;
+        if run.run_id.is_empty() || p.stopped_run != run.run_id {
+            return None;
+        }
+        let reason = if p.stopped_by_user {
+            StopReason::User
+        } else {
+            StopReason::Reconcile
+        };
+        let then = match p.after_stop.as_str() {
+            "start" => Then::Start,
+            "autostart" => Then::Autostart,
+            _ => Then::Nothing,
+        };
+        Some((reason, then))
     }
 
     fn wait_for_exit(&mut self, client: ClientId) {
@@ -872,7 +926,8 @@ impl Transition<'_, '_> {
             ) => (run, Some((reason, then)), false),
             (Phase::Idle(rest), Some((run, seen))) => {
                 self.s.phase = Phase::Idle(rest);
-                (run, None, seen)
+                let stop = self.marked_stop(&run);
+                (run, stop, seen)
             }
             (other, _) => {
                 // Not a run this machine knows of.
@@ -1684,8 +1739,26 @@ mod tests {
                 client: None,
             };
             let (s, fx) = step(s, stop, &c);
-            assert_eq!(fx, [Effect::Signal(libc::SIGTERM)]);
+            // Which run berth is stopping is on disk before the signal.
+            assert_eq!(fx, [Effect::Persist, Effect::Signal(libc::SIGTERM)]);
+            assert_eq!(s.persist.stopped_run, run(Exec::Done).run_id);
+            let found = s.clone();
             let (s, fx) = step(s, ended(Some(143)), &c);
+            assert_eq!(s.phase, Phase::Idle(Rest::Stopped), "{policy:?}");
+            assert!(!fx.contains(&Effect::Spawn), "{policy:?}");
+            // The same end, learnt by the next daemon from the records.
+            let mut restored = Lifecycle::new(found.persist.clone());
+            restored.last = found.last.clone();
+            let end = Event::Ended {
+                outcome: Ok(Ending {
+                    code: Some(137),
+                    error: None,
+                    started_at: 1,
+                    finished_at: 2,
+                }),
+                found: Some((run(Exec::Done), false)),
+            };
+            let (s, fx) = step(restored, end, &c);
             assert_eq!(s.phase, Phase::Idle(Rest::Stopped), "{policy:?}");
             assert!(!fx.contains(&Effect::Spawn), "{policy:?}");
         }
@@ -1863,7 +1936,11 @@ mod tests {
             client: Some(ClientId(2)),
         };
         let (s, fx) = step(s, stop, &c);
-        assert!(answers(&fx).contains(&(ClientId(2), Answer::Ok)));
+        assert!(
+            matches!(&answers(&fx)[..], [(ClientId(2), Answer::Error(e))] if e.contains("format 99; berth does not signal")),
+            "{fx:?}"
+        );
+        assert!(!fx.contains(&Effect::Persist), "{fx:?}");
         assert_eq!(s.phase.kind(), Kind::Untrusted);
     }
 

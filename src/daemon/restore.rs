@@ -10,7 +10,9 @@
 //! time). Anything else is named in the log and in `ps`, and never acted
 //! on blindly.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
@@ -19,7 +21,7 @@ use super::lifecycle::{Answers, Event};
 use crate::config::{self, DaemonConfig};
 use crate::host;
 use crate::state::{self, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
-use crate::sys::process;
+use crate::sys::{fd, process};
 
 /// Loads every definition and record into `ctrs`, re-attaching and
 /// accounting for each, then starts what should run.
@@ -51,12 +53,29 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             ctrs.add(&name, None, None, cfg);
         }
     }
+    remove_stale_temps(cfg);
     let names = ctrs.names();
     for name in &names {
         restore_one(ctrs, env, name, boot_id);
     }
     for name in &names {
         drop_answers(ctrs.feed(env, name, Event::Boot));
+    }
+}
+
+/// Temp files of record writes cut short by a crash: nobody finishes them.
+fn remove_stale_temps(cfg: &DaemonConfig) {
+    let mut dirs = vec![cfg.run_dir.clone()];
+    for root in [
+        cfg.run_dir.join("containers"),
+        cfg.state_dir.join("containers"),
+    ] {
+        dirs.extend(state::list_names(&root).iter().map(|n| root.join(n)));
+    }
+    for dir in dirs {
+        for path in state::remove_stale_temps(&dir) {
+            info!("removed {}, left by a write cut short", path.display());
+        }
     }
 }
 
@@ -108,6 +127,7 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
         .ok()
         .filter(|_| host::same_process(rec.monitor_pid, rec.monitor_start));
     match monitor {
+        Some(pidfd) if rec.init_pid == 0 => adopt_start(ctrs, env, name, rec, pidfd),
         Some(pidfd) => {
             drop_answers(ctrs.attach(env, name, &rec, pidfd));
             let changed = changed_options(env.cfg, &rec);
@@ -123,10 +143,76 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
     }
 }
 
+/// How long a start left by a dead daemon may take to reach the exec
+/// before its monitor is ended.
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The daemon that started this monitor died before it reported the exec.
+/// The monitor goes on without it: wait for it to record the exec (then
+/// attach as to any live monitor) or to end; one that does neither in
+/// `ADOPT_TIMEOUT` is killed with its container, so that there is never a
+/// second run of the name.
+fn adopt_start(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord, pidfd: OwnedFd) {
+    let path = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name).runtime();
+    let until = Instant::now() + ADOPT_TIMEOUT;
+    let current = |rec: &RuntimeRecord| match state::load::<RuntimeRecord>(&path) {
+        Loaded::Ok(r) if r.run_id == rec.run_id => r,
+        _ => rec.clone(),
+    };
+    loop {
+        let now = current(&rec);
+        if now.init_pid != 0 {
+            info!("{name}: re-attached to a start a previous daemon left under way");
+            drop_answers(ctrs.attach(env, name, &now, pidfd));
+            return;
+        }
+        let ended = fd::wait_readable(&pidfd, Duration::from_millis(5)).unwrap_or(true);
+        if ended {
+            let now = current(&rec);
+            if now.init_pid != 0 {
+                return ended_while_away(ctrs, env, name, now, false);
+            }
+            return start_cut_short(ctrs, env, name, rec);
+        }
+        if Instant::now() >= until {
+            warn!(
+                "{name}: the monitor {} a previous daemon started did not start the container in {} s; ending it",
+                rec.monitor_pid,
+                ADOPT_TIMEOUT.as_secs()
+            );
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            let _ = fd::wait_readable(&pidfd, Duration::from_secs(1));
+            return start_cut_short(ctrs, env, name, rec);
+        }
+    }
+}
+
+/// A start whose monitor ended before the exec, with no exit record: the
+/// daemon that asked for it died before the job went out (or the monitor
+/// was killed). Nothing of it runs; the definitions decide at `Boot`.
+fn start_cut_short(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord) {
+    let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+    let run = containers::run_of(&rec);
+    match containers::read_ending(&paths, &run, Some(false)) {
+        Ok(_) | Err(containers::ExitUnknown::Newer(_) | containers::ExitUnknown::Corrupt(..)) => {
+            // The monitor did account for it: an ordinary end.
+            ended_while_away(ctrs, env, name, rec, false)
+        }
+        Err(containers::ExitUnknown::NoRecord { .. }) => {
+            info!(
+                "{name}: a start cut short by the end of the previous daemon left nothing running"
+            );
+            containers::bury(&run, None, &rec.options.cgroups);
+            let _ = std::fs::remove_file(paths.runtime());
+            drop_answers(ctrs.feed(env, name, Event::Undefined));
+        }
+    }
+}
+
 fn distrust(ctrs: &mut Containers, env: &Env, name: &str, path: &Path, why: String) {
     // Read what can be read, to show whether it still runs; never to act
     // on it.
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = state::read_capped(path).unwrap_or_default();
     let seen = crate::json::decode::<RuntimeRecord>(&text)
         .ok()
         .map(|r| (r.init_pid, r.init_start));

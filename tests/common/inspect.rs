@@ -26,6 +26,9 @@ pub struct Inspect {
     /// 0 when no monitor runs (at rest, or backing off before a restart).
     #[nserde(default, rename = "monitor-pid")]
     pub monitor_pid: u32,
+    /// Something the daemon wants the user to know (an untrusted record).
+    #[nserde(default)]
+    pub warning: Option<String>,
 }
 
 /// Keys `inspect` must always print, null or not.

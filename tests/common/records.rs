@@ -37,3 +37,13 @@ pub fn runtime(w: &World, name: &str) -> (String, Runtime) {
     let rec = Runtime::deserialize_json(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     (text, rec)
 }
+
+/// A record's text with its format version (its first member) replaced.
+pub fn with_version(text: &str, version: u32) -> String {
+    let first = text.split(',').next().unwrap_or_default();
+    assert!(
+        first.starts_with("{\"version\":"),
+        "the record must name its version first: {text}"
+    );
+    text.replacen(first, &format!("{{\"version\":{version}"), 1)
+}
