@@ -455,6 +455,11 @@ impl Containers {
 
     fn try_spawn(&mut self, env: &Env, name: &str) -> Result<RunFacts, StartError> {
         let cfg = env.cfg;
+        if let Some(c) = self.map.get(name).filter(|c| c.handles.is_some()) {
+            // Never a second run of a name, whatever asked for it.
+            let pid = c.phase().run().map_or(0, |r| r.monitor_pid);
+            return Err(StartError::Busy(pid));
+        }
         let spec = self
             .map
             .get(name)
@@ -712,6 +717,8 @@ pub enum StartError {
     SendJob(io::Error),
     /// The runtime record naming the new monitor could not be written.
     Record(PathBuf, io::Error),
+    /// A monitor of the container still runs (its pid, 0 if unknown).
+    Busy(i32),
     TooManySources,
 }
 
@@ -744,6 +751,7 @@ impl fmt::Display for StartError {
                 path.display(),
                 err = errors::io_text(e)
             ),
+            StartError::Busy(pid) => write!(f, "its monitor (pid {pid}) still runs"),
             StartError::TooManySources => f.write_str("too many containers for the event loop"),
         }
     }

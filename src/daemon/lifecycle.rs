@@ -636,7 +636,11 @@ impl Transition<'_, '_> {
         }
         match &mut self.s.phase {
             Phase::Idle(_) | Phase::BackingOff { .. } => {
-                self.fx.push(Effect::Spawn);
+                // Asked twice in one transition (a stop's "then" and the
+                // policy): still one monitor.
+                if !self.fx.contains(&Effect::Spawn) {
+                    self.fx.push(Effect::Spawn);
+                }
                 if let Some(w) = waiter {
                     self.wait(w);
                 }
@@ -1007,7 +1011,8 @@ impl Transition<'_, '_> {
             }
             None => self.apply_policy(code, ran_for),
         }
-        if found_at_start && self.s.persist.stopped_by_user && !self.s.phase.is_active() {
+        let at_rest = matches!(self.s.phase, Phase::Idle(_)) && !self.fx.contains(&Effect::Spawn);
+        if found_at_start && self.s.persist.stopped_by_user && at_rest {
             // Found at start-up after a user's stop. As in Docker,
             // "always" starts again with the daemon even then.
             let always = self
@@ -1569,11 +1574,36 @@ mod tests {
     #[test]
     fn every_phase_against_every_event_keeps_the_invariants() {
         let now = Instant::now();
-        for phase in phases(now) {
+        let mut persisted = vec![ContainerState::default()];
+        for (user, after) in [(false, ""), (true, ""), (false, "start"), (true, "start")] {
+            persisted.push(ContainerState {
+                stopped_by_user: user,
+                stopped_run: run(Exec::Done).run_id,
+                after_stop: after.to_string(),
+                ..ContainerState::default()
+            });
+        }
+        persisted.push(ContainerState {
+            stopped_run: run(Exec::Done).run_id,
+            after_stop: "autostart".to_string(),
+            ..ContainerState::default()
+        });
+        for (phase, persist) in phases(now)
+            .into_iter()
+            .flat_map(|p| persisted.iter().map(move |s| (p.clone(), s.clone())))
+        {
             for c in contexts(now) {
                 for e in events() {
-                    let what = format!("{phase:?} + {e:?}");
-                    let (s, fx) = step(with(phase.clone()), e.clone(), &c);
+                    let what = format!("{phase:?} ({persist:?}) + {e:?}");
+                    let from = Lifecycle {
+                        phase: phase.clone(),
+                        persist: persist.clone(),
+                        ..Lifecycle::default()
+                    };
+                    let (s, fx) = step(from, e.clone(), &c);
+                    // At most one monitor per transition.
+                    let spawns = fx.iter().filter(|f| **f == Effect::Spawn).count();
+                    assert!(spawns <= 1, "{what}: {spawns} spawns");
                     // "running" always has a pid.
                     if s.phase.status() == Status::Running {
                         let run = s.phase.run().expect("running has a run");
