@@ -59,13 +59,14 @@ fn seccomp() -> Result<(), String> {
     let column = Arch::ALL.iter().position(|a| *a == arch).unwrap_or(0);
     let number = |name: &str| numbers.get(name).and_then(|n| n[column]);
 
+    let checked = compile::Checked::find(number);
     let always = default
         .groups
         .iter()
         .filter(|(caps, _)| caps.is_empty())
         .flat_map(|(_, names)| names.iter())
-        .filter_map(|name| Some((name.as_str(), number(name)?)));
-    let rules = compile::rules(always, 0, number);
+        .filter_map(|name| number(name));
+    let rules = compile::rules(always, 0, checked);
     let program = compile::compile(arch, &rules, Action::Errno(compile::EPERM));
     if program.len() > compile::MAX_INSNS {
         return Err(format!(
@@ -74,44 +75,61 @@ fn seccomp() -> Result<(), String> {
         ));
     }
 
+    // Tables of numbers and one string, which need no relocations in a
+    // position-independent binary (a table of &str needs one per entry).
     let mut out = String::new();
     let _ = writeln!(out, "/// The architecture this build filters for.");
     let _ = writeln!(out, "pub const ARCH: Arch = Arch::{arch:?};");
+    let names: Vec<&str> = numbers.keys().map(String::as_str).collect();
     let _ = writeln!(
         out,
-        "/// Every system call berth knows, by name (sorted), with its number on ARCH."
+        "/// Every system call berth knows, by name, sorted and joined."
     );
-    let _ = writeln!(out, "pub const SYSCALLS: &[(&str, Option<u32>)] = &[");
-    for (name, n) in &numbers {
-        let _ = writeln!(out, "    ({name:?}, {:?}),", n[column]);
+    let _ = writeln!(out, "const NAMES: &str = {:?};", names.concat());
+    let mut end = 0;
+    let ends: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            end += n.len();
+            end
+        })
+        .collect();
+    if end > usize::from(u16::MAX) {
+        return Err("the names of the system calls are too long for u16 offsets".into());
     }
-    let _ = writeln!(out, "];");
+    let _ = writeln!(out, "/// Where each name of NAMES ends.");
+    let _ = writeln!(out, "const NAME_ENDS: [u16; {}] = {ends:?};", ends.len());
+    let on_arch: Vec<u32> = numbers
+        .values()
+        .map(|n| n[column].unwrap_or(u32::MAX))
+        .collect();
     let _ = writeln!(
         out,
-        "/// The default filter's allowed calls: each group's names are allowed\n\
+        "/// Each name's number on ARCH, NONE where it has none."
+    );
+    let _ = writeln!(
+        out,
+        "const NUMBERS: [u32; {}] = {on_arch:?};",
+        on_arch.len()
+    );
+    let _ = writeln!(
+        out,
+        "/// The default filter's allowed calls on ARCH: each group's calls are allowed\n\
          /// when the capability set holds one of its capabilities (always, if none)."
     );
-    let _ = writeln!(out, "pub const DEFAULT_GROUPS: &[Group] = &[");
+    let _ = writeln!(out, "const DEFAULT_GROUPS: &[Group] = &[");
     for (caps, names) in &default.groups {
-        let _ = writeln!(out, "    Group {{ caps: &{caps:?}, names: &{names:?} }},");
+        let mask = caps.iter().fold(0u64, |m, c| m | 1 << c);
+        let calls: Vec<u32> = names.iter().filter_map(|n| number(n)).collect();
+        let _ = writeln!(out, "    Group {{ caps: {mask:#x}, calls: &{calls:?} }},");
     }
     let _ = writeln!(out, "];");
-    let _ = writeln!(
-        out,
-        "/// Calls the default filter refuses whatever the capabilities."
-    );
-    let _ = writeln!(out, "#[cfg(test)]");
-    let _ = writeln!(
-        out,
-        "pub const DEFAULT_NEVER: &[&str] = &{:?};",
-        default.never
-    );
     let _ = writeln!(
         out,
         "/// The default filter for a capability set without any of the groups'\n\
          /// capabilities, compiled at build time."
     );
-    let _ = writeln!(out, "pub const DEFAULT_PROGRAM: &[Insn] = &[");
+    let _ = writeln!(out, "const DEFAULT_PROGRAM: &[Insn] = &[");
     for i in &program {
         let _ = writeln!(
             out,
@@ -121,17 +139,29 @@ fn seccomp() -> Result<(), String> {
     }
     let _ = writeln!(out, "];");
 
-    // Every architecture's numbers, for the tests.
+    // For the tests: every architecture's numbers, and the lists by name.
     let mut all = String::new();
     let _ = writeln!(all, "/// Every system call's number on each of Arch::ALL.");
-    let _ = writeln!(
-        all,
-        "pub const ALL_ARCHES: &[(&str, [Option<u32>; 3])] = &["
-    );
+    let _ = writeln!(all, "const ALL_ARCHES: &[(&str, [Option<u32>; 3])] = &[");
     for (name, n) in &numbers {
         let _ = writeln!(all, "    ({name:?}, {n:?}),");
     }
     let _ = writeln!(all, "];");
+    let _ = writeln!(
+        all,
+        "/// The default filter's groups: (capabilities mask, names)."
+    );
+    let _ = writeln!(all, "const DEFAULT_GROUP_NAMES: &[(u64, &[&str])] = &[");
+    for (caps, names) in &default.groups {
+        let mask = caps.iter().fold(0u64, |m, c| m | 1 << c);
+        let _ = writeln!(all, "    ({mask:#x}, &{names:?}),");
+    }
+    let _ = writeln!(all, "];");
+    let _ = writeln!(
+        all,
+        "/// Calls the default filter refuses whatever the capabilities."
+    );
+    let _ = writeln!(all, "const DEFAULT_NEVER: &[&str] = &{:?};", default.never);
 
     let dir = env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
     for (file, text) in [("seccomp.rs", out), ("seccomp_arches.rs", all)] {

@@ -16,9 +16,12 @@ use std::path::PathBuf;
 mod compile;
 
 pub use compile::Action;
-use compile::{Arch, Group, Insn};
+use compile::{Arch, Checked, Group, Insn};
 
 include!(concat!(env!("OUT_DIR"), "/seccomp.rs"));
+
+/// In NUMBERS: the architecture has no such call.
+const NONE: u32 = u32::MAX;
 
 /// A filter profile: the calls it allows and what every other call gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,15 +119,32 @@ impl Filter {
     }
 }
 
+/// The index of `name` in the generated tables, if berth knows it.
+fn index(name: &str) -> Option<usize> {
+    let name_at = |i: usize| {
+        let start = i.checked_sub(1).map_or(0, |p| usize::from(NAME_ENDS[p]));
+        &NAMES[start..usize::from(NAME_ENDS[i])]
+    };
+    let (mut low, mut high) = (0, NAME_ENDS.len());
+    while low < high {
+        let mid = (low + high) / 2;
+        match name_at(mid).cmp(name) {
+            std::cmp::Ordering::Less => low = mid + 1,
+            std::cmp::Ordering::Greater => high = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
+}
+
 /// Whether `name` is a system call berth knows, on any architecture.
 pub fn is_known(name: &str) -> bool {
-    SYSCALLS.binary_search_by(|(n, _)| (*n).cmp(name)).is_ok()
+    index(name).is_some()
 }
 
 /// The number of system call `name` on this build's architecture.
 fn number(name: &str) -> Option<u32> {
-    let i = SYSCALLS.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
-    SYSCALLS[i].1
+    index(name).map(|i| NUMBERS[i]).filter(|&nr| nr != NONE)
 }
 
 /// The capabilities that change the default filter: those of its groups,
@@ -132,9 +152,7 @@ fn number(name: &str) -> Option<u32> {
 fn default_caps_mask() -> u64 {
     DEFAULT_GROUPS
         .iter()
-        .flat_map(|g| g.caps)
-        .chain(&[compile::CAP_SYS_ADMIN])
-        .fold(0, |mask, cap| mask | 1 << cap)
+        .fold(1 << compile::CAP_SYS_ADMIN, |mask, g| mask | g.caps)
 }
 
 /// The filter for `seccomp` and the container's capability set `caps` (a
@@ -161,19 +179,15 @@ fn default_program(caps: u64) -> Vec<Insn> {
     }
     let allowed = DEFAULT_GROUPS
         .iter()
-        .filter(|g| g.caps.is_empty() || g.caps.iter().any(|c| caps & 1 << c != 0))
-        .flat_map(|g| g.names.iter())
-        .filter_map(|name| Some((*name, number(name)?)));
-    let rules = compile::rules(allowed, caps, number);
+        .filter(|g| g.caps == 0 || g.caps & caps != 0)
+        .flat_map(|g| g.calls.iter().copied());
+    let rules = compile::rules(allowed, caps, Checked::find(number));
     compile::compile(ARCH, &rules, Action::Errno(compile::EPERM))
 }
 
 fn profile_program(profile: &Profile, caps: u64) -> Vec<Insn> {
-    let allowed = profile
-        .allow
-        .iter()
-        .filter_map(|name| Some((name.as_str(), number(name)?)));
-    let rules = compile::rules(allowed, caps, number);
+    let allowed = profile.allow.iter().filter_map(|name| number(name));
+    let rules = compile::rules(allowed, caps, Checked::find(number));
     compile::compile(ARCH, &rules, profile.default_action)
 }
 
@@ -248,16 +262,16 @@ mod tests {
         ALL_ARCHES[i].1[column(arch)]
     }
 
-    /// The default filter for `arch` and `caps`, compiled the way build.rs
-    /// and `default_program` do it.
+    /// The default filter for `arch` and `caps`, compiled from the lists by
+    /// name, the way build.rs does it.
     fn default_on(arch: Arch, caps: u64) -> Vec<Insn> {
         let number = |name: &str| nr_on(arch, name);
-        let allowed = DEFAULT_GROUPS
+        let allowed = DEFAULT_GROUP_NAMES
             .iter()
-            .filter(|g| g.caps.is_empty() || g.caps.iter().any(|c| caps & 1 << c != 0))
-            .flat_map(|g| g.names.iter())
-            .filter_map(|name| Some((*name, number(name)?)));
-        let rules = compile::rules(allowed, caps, number);
+            .filter(|(mask, _)| *mask == 0 || mask & caps != 0)
+            .flat_map(|(_, names)| names.iter())
+            .filter_map(|name| number(name));
+        let rules = compile::rules(allowed, caps, Checked::find(number));
         compile::compile(arch, &rules, Action::Errno(compile::EPERM))
     }
 
@@ -266,11 +280,11 @@ mod tests {
         compile::run(program, nr, arch.audit(), arg0).unwrap()
     }
 
-    fn names_in(caps_empty: bool) -> Vec<&'static str> {
-        DEFAULT_GROUPS
+    fn names_in(always: bool) -> Vec<&'static str> {
+        DEFAULT_GROUP_NAMES
             .iter()
-            .filter(|g| g.caps.is_empty() == caps_empty)
-            .flat_map(|g| g.names.iter().copied())
+            .filter(|(mask, _)| (*mask == 0) == always)
+            .flat_map(|(_, names)| names.iter().copied())
             .collect()
     }
 
@@ -501,6 +515,12 @@ mod tests {
         assert!(!is_known("nope"));
         assert!(!is_known(""));
         assert_eq!(number("clone3"), Some(435));
+        // Every name, first and last among them, is found at its number.
+        for (name, numbers) in ALL_ARCHES {
+            assert!(is_known(name), "{name}");
+            assert_eq!(number(name), numbers[column(ARCH)], "{name}");
+        }
+        assert!(!is_known("zzz") && !is_known("_"));
     }
 
     #[test]

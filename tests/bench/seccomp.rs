@@ -57,7 +57,13 @@ fn main() {
         .unwrap_or(30);
     let w = World::new();
     w.write_daemon_json(r#"{"log-level": "warn"}"#);
-    let dd = &["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"];
+    let dd = &[
+        "/bin/dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=1",
+        "count=200000",
+    ];
     for (name, command, seccomp) in [
         ("true-filtered", &["/bin/true"][..], "default"),
         ("true-free", &["/bin/true"][..], "unconfined"),

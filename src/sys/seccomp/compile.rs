@@ -127,12 +127,12 @@ impl Action {
     }
 }
 
-/// Calls of the default filter allowed when the capability set holds one
-/// of `caps` (always, if `caps` is empty).
+/// Calls of the default filter (their numbers) allowed when the
+/// capability set holds one of `caps` (a mask; always, if 0).
 #[derive(Debug)]
 pub struct Group {
-    pub caps: &'static [u32],
-    pub names: &'static [&'static str],
+    pub caps: u64,
+    pub calls: &'static [u32],
 }
 
 /// What the filter does with one call number.
@@ -152,41 +152,65 @@ pub enum Rule {
     },
 }
 
-/// The rules of a filter that allows the calls in `allowed` (name, and
-/// number on the architecture compiled for) and gives every other call
-/// the default answer, with berth's argument checks wherever the calls
-/// are allowed. Without CAP_SYS_ADMIN in `caps` (a mask, bit N for
-/// capability N): clone and unshare asking for a new namespace fail with
-/// EPERM, and clone3 fails with ENOSYS, allowed or not, so that the C
-/// library falls back to clone. personality only takes [`PERSONAS`].
-/// `number` finds a call's number by name (clone3's, when not allowed).
-pub fn rules<'a>(
-    allowed: impl IntoIterator<Item = (&'a str, u32)>,
+/// The numbers, on the architecture compiled for, of the calls whose
+/// arguments berth checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checked {
+    pub clone: Option<u32>,
+    pub clone3: Option<u32>,
+    pub unshare: Option<u32>,
+    pub personality: Option<u32>,
+}
+
+impl Checked {
+    /// Finds them with `number`, a call's number by name.
+    pub fn find(number: impl Fn(&str) -> Option<u32>) -> Checked {
+        Checked {
+            clone: number("clone"),
+            clone3: number("clone3"),
+            unshare: number("unshare"),
+            personality: number("personality"),
+        }
+    }
+}
+
+/// The rules of a filter that allows the calls `allowed` (numbers on the
+/// architecture compiled for) and gives every other call the default
+/// answer, with berth's argument checks wherever the calls are allowed.
+/// Without CAP_SYS_ADMIN in `caps` (a mask, bit N for capability N): clone
+/// and unshare asking for a new namespace fail with EPERM, and clone3
+/// fails with ENOSYS, allowed or not, so that the C library falls back to
+/// clone. personality only takes [`PERSONAS`].
+pub fn rules(
+    allowed: impl IntoIterator<Item = u32>,
     caps: u64,
-    number: impl Fn(&str) -> Option<u32>,
+    checked: Checked,
 ) -> BTreeMap<u32, Rule> {
     let admin = caps & (1 << CAP_SYS_ADMIN) != 0;
     let eperm = Action::Errno(EPERM);
     let mut rules = BTreeMap::new();
-    for (name, nr) in allowed {
-        let rule = match name {
-            "clone" if !admin => Rule::UnlessArg0Has {
+    for nr in allowed {
+        let rule = if Some(nr) == checked.clone && !admin {
+            Rule::UnlessArg0Has {
                 mask: CLONE_NAMESPACES,
                 deny: eperm,
-            },
-            "unshare" if !admin => Rule::UnlessArg0Has {
+            }
+        } else if Some(nr) == checked.unshare && !admin {
+            Rule::UnlessArg0Has {
                 mask: UNSHARE_NAMESPACES,
                 deny: eperm,
-            },
-            "personality" => Rule::Arg0In {
+            }
+        } else if Some(nr) == checked.personality {
+            Rule::Arg0In {
                 values: PERSONAS,
                 deny: eperm,
-            },
-            _ => Rule::Always(Action::Allow),
+            }
+        } else {
+            Rule::Always(Action::Allow)
         };
         rules.insert(nr, rule);
     }
-    if !admin && let Some(nr) = number("clone3") {
+    if !admin && let Some(nr) = checked.clone3 {
         rules.insert(nr, Rule::Always(Action::Errno(ENOSYS)));
     }
     rules
@@ -347,22 +371,16 @@ mod tests {
     const READ: u32 = 0;
     const WRITE: u32 = 1;
 
-    fn number(name: &str) -> Option<u32> {
-        match name {
-            "clone3" => Some(CLONE3),
-            _ => None,
-        }
-    }
+    const CHECKED: Checked = Checked {
+        clone: Some(CLONE),
+        clone3: Some(CLONE3),
+        unshare: Some(UNSHARE),
+        personality: Some(PERSONALITY),
+    };
 
     fn program(caps: u64, default: Action) -> Vec<Insn> {
-        let allowed = [
-            ("read", READ),
-            ("write", WRITE),
-            ("clone", CLONE),
-            ("unshare", UNSHARE),
-            ("personality", PERSONALITY),
-        ];
-        compile(Arch::X86_64, &rules(allowed, caps, number), default)
+        let allowed = [READ, WRITE, CLONE, UNSHARE, PERSONALITY];
+        compile(Arch::X86_64, &rules(allowed, caps, CHECKED), default)
     }
 
     fn answer(p: &[Insn], nr: u32, arg0: u64) -> u32 {
@@ -388,7 +406,7 @@ mod tests {
             assert_eq!(answer(&p, nr, 0), RET_KILL_PROCESS, "{nr:#x}");
         }
         // Other architectures have no such bit.
-        let rules = rules([("read", READ)], 0, number);
+        let rules = rules([READ], 0, CHECKED);
         let arm = compile(Arch::Arm, &rules, Action::Errno(EPERM));
         assert_eq!(run(&arm, X32_BIT, Arch::Arm.audit(), 0), Ok(EPERM_RET));
     }
@@ -448,9 +466,7 @@ mod tests {
     fn far_branches_go_through_unconditional_jumps() {
         // Every other number allowed: as many ranges as numbers, so a
         // subtree is longer than a conditional jump reaches.
-        let allowed: Vec<(String, u32)> =
-            (0..2000).step_by(2).map(|n| (n.to_string(), n)).collect();
-        let rules = rules(allowed.iter().map(|(s, n)| (s.as_str(), *n)), 0, |_| None);
+        let rules = rules((0..2000).step_by(2), 0, Checked::default());
         let p = compile(Arch::Aarch64, &rules, Action::Errno(EPERM));
         assert!(p.len() <= MAX_INSNS, "{}", p.len());
         assert!(p.iter().any(|i| i.code == JMP_JA));
