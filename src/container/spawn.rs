@@ -385,6 +385,8 @@ impl<'fd> Plan<'fd> {
         // After the uid change, which would clear it.
         b.op(Step::DieWithParent, "set parent death signal");
         b.op(Step::CloexecFrom(3), "close inherited fds");
+        // The last step before exec; what the filter allows depends on the
+        // capabilities the container keeps.
         let caps = KEPT_CAPS.iter().fold(0u64, |mask, c| mask | 1 << c);
         if let Some(filter) = seccomp::prepare(&spec.seccomp, caps).map_err(SpawnError::Seccomp)? {
             b.op(Step::Seccomp(filter), "install seccomp filter");
