@@ -9,12 +9,14 @@ use super::fields::{
     field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
     parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
+use super::seccomp_profile::get_seccomp;
 use super::types::{
     ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
     MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
+use crate::sys::seccomp::Seccomp;
 
 /// Parses one container definition; `name` is the file's stem. Relative
 /// paths are taken from the directory of `file`, which is only named, never
@@ -40,6 +42,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         cpus_milli: None,
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
+        seccomp: Seccomp::Default,
         hash: 0,
         canonical: String::new(),
     };
@@ -89,6 +92,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "cpus" => spec.cpus_milli = Some(get_cpus(node).map_err(err)?),
             "stop-signal" => spec.stop_signal = get_signal(node).map_err(err)?,
             "stop-timeout" => spec.stop_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?,
+            "seccomp" => spec.seccomp = get_seccomp(node, file)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }

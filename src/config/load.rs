@@ -9,8 +9,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::container_file::parse_container;
-use super::fields::{field_error, file_error};
+use super::fields::{field_error, file_error, parse_top};
+use super::seccomp_profile::parse_profile;
 use super::types::{ConfigError, ContainerSpec, MAX_FILE_SIZE, MountKind};
+use crate::json::{self, Value};
+use crate::sys::seccomp::Seccomp;
 
 /// What the daemon checks on the host before it starts a container: the
 /// rootfs is a directory and every bind source exists.
@@ -100,10 +103,35 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
             let spec = checked
                 .and_then(|()| read_capped(&path))
                 .and_then(|text| parse_container(&name, &text, &path))
+                .and_then(|spec| load_seccomp_profile(spec, &path))
                 .and_then(|spec| check_container_host(&spec, &path).map(|()| spec));
             (name, spec)
         })
         .collect())
+}
+
+/// Reads the seccomp profile file `spec` names, if any, and returns the
+/// definition with the profile written in inline: the canonical text (and
+/// so the hash) covers the profile's content, a changed profile file makes
+/// a changed definition, and the monitor gets the profile with the rest.
+/// Errors name the container file's `seccomp` field and, in the reason,
+/// the profile file and its field or position.
+fn load_seccomp_profile(spec: ContainerSpec, file: &Path) -> Result<ContainerSpec, ConfigError> {
+    let Seccomp::File(profile_file) = &spec.seccomp else {
+        return Ok(spec);
+    };
+    let wrap = |e: ConfigError| field_error(file, "seccomp", e.to_string());
+    let text = read_capped(profile_file).map_err(wrap)?;
+    let profile = parse_top(&text, profile_file).map_err(wrap)?;
+    parse_profile(&profile, profile_file, "").map_err(wrap)?;
+    let mut root = json::parse(&spec.canonical)
+        .map_err(|e| field_error(file, "seccomp", format!("canonical text: {}", e.reason)))?;
+    if let Value::Object(members) = &mut root.value
+        && let Some((_, value)) = members.iter_mut().find(|(key, _)| key == "seccomp")
+    {
+        *value = profile;
+    }
+    parse_container(&spec.name, &json::to_canonical(&root), file)
 }
 
 /// The whole of a regular file of at most `MAX_FILE_SIZE` bytes, as UTF-8.
@@ -298,5 +326,84 @@ mod tests {
         let e = read_containers_dir(&tmp.0.join("plain")).unwrap_err();
         assert_eq!(e.reason, "not a directory");
         assert!(read_containers_dir(&rootfs).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_seccomp_profile_file_is_read_into_the_definition() {
+        let tmp = TempDir::new("seccomp");
+        let dir = tmp.0.join("containers");
+        let rootfs = tmp.0.join("rootfs");
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&rootfs).unwrap();
+        let profile = tmp.0.join("app-profile.json");
+        let good = r#"{"default-action": "kill",
+                       "allow": ["execve", "exit_group", "write", "read"]}"#;
+        fs::write(&profile, good).unwrap();
+        let r = rootfs.display();
+        let container = |seccomp: &str| {
+            format!(r#"{{"rootfs": "{r}", "command": ["/bin/sh"], "seccomp": "{seccomp}"}}"#)
+        };
+        fs::write(dir.join("app.json"), container("../app-profile.json")).unwrap();
+        fs::write(dir.join("free.json"), container("unconfined")).unwrap();
+
+        let load = || {
+            let found = read_containers_dir(&dir).unwrap();
+            let get = |name: &str| found.iter().find(|(n, _)| n == name).unwrap().1.clone();
+            (get("app"), get("free"))
+        };
+        let (app, free) = load();
+        let app = app.unwrap();
+        assert_eq!(free.unwrap().seccomp, Seccomp::Unconfined);
+        let Seccomp::Profile(p) = &app.seccomp else {
+            panic!("not a profile: {:?}", app.seccomp);
+        };
+        assert_eq!(p.allow, ["execve", "exit_group", "write", "read"]);
+        // The profile is inline in the canonical text, as the monitor gets it.
+        assert!(
+            app.canonical.contains(r#""seccomp":{"allow":["execve""#),
+            "{}",
+            app.canonical
+        );
+        let again = parse_container("app", &app.canonical, Path::new("app.json")).unwrap();
+        assert_eq!(again.seccomp, app.seccomp);
+        assert_eq!(again.hash, app.hash);
+
+        // A changed profile file is a changed definition.
+        fs::write(&profile, good.replace(r#", "read""#, "")).unwrap();
+        let changed = load().0.unwrap();
+        assert_ne!(changed.hash, app.hash);
+
+        // Errors name the container file's field, then the profile's.
+        let app_file = dir.join("app.json");
+        let error = |text: &str| {
+            fs::write(&profile, text).unwrap();
+            let e = load().0.unwrap_err();
+            assert_eq!(e.file, app_file);
+            assert_eq!(e.field.as_deref(), Some("seccomp"));
+            e.reason
+        };
+        let p = dir.join("../app-profile.json");
+        let p = p.display();
+        assert_eq!(
+            error(r#"{"allow": ["execve", "exit_group", "write", "nosuchcall"]}"#),
+            format!(r#"{p}: field "allow[3]": unknown system call "nosuchcall""#)
+        );
+        assert_eq!(
+            error("{\"allow\": [\n  \"read\",]}"),
+            format!("{p}: line 2 column 10: expected a value, found ']'")
+        );
+        assert_eq!(
+            error(r#"{"allow": [], "deny": []}"#),
+            format!(r#"{p}: field "deny": unknown key"#)
+        );
+        fs::remove_file(&profile).unwrap();
+        let e = load().0.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                r#"{}: field "seccomp": {p}: no such file or directory"#,
+                app_file.display()
+            )
+        );
     }
 }

@@ -14,6 +14,7 @@ mod container_file;
 mod daemon_file;
 mod fields;
 mod load;
+mod seccomp_profile;
 mod types;
 
 pub use container_file::parse_container;

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::sys::seccomp::Seccomp;
+
 /// Largest daemon.json or container file accepted.
 pub const MAX_FILE_SIZE: u64 = 64 * 1024;
 
@@ -122,6 +124,9 @@ pub struct ContainerSpec {
     pub stop_signal: i32,
     /// Seconds between the stop signal and SIGKILL.
     pub stop_timeout: u64,
+    /// The system call filter. A profile file named here is read when the
+    /// definition is loaded and written into `canonical` inline.
+    pub seccomp: Seccomp,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

@@ -20,6 +20,7 @@ use crate::errors;
 use crate::errors::{errno_text, io_text};
 use crate::sys::child::{self, Failure, InitReport, LaunchError, Step};
 use crate::sys::process::{self, Argv, Envp};
+use crate::sys::seccomp::{self, SeccompError};
 
 /// Capabilities a container keeps (the usual container default set); all
 /// others are dropped from the bounding set.
@@ -62,6 +63,8 @@ pub enum SpawnError {
     NulByte,
     /// The definition has no command to run.
     NoCommand,
+    /// The container's seccomp filter cannot be made.
+    Seccomp(SeccompError),
     /// Creating the init's report pipe.
     CreatePipe(io::Error),
     /// Copying a stdio fd above the numbers the child moves fds onto.
@@ -83,6 +86,7 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NulByte => f.write_str("string contains a NUL byte"),
             SpawnError::NoCommand => f.write_str("no command to run"),
+            SpawnError::Seccomp(e) => write!(f, "{e}"),
             SpawnError::CreatePipe(e) => {
                 write!(f, "create pipe: {err}", err = errors::io_text(e))
             }
@@ -381,6 +385,12 @@ impl<'fd> Plan<'fd> {
         // After the uid change, which would clear it.
         b.op(Step::DieWithParent, "set parent death signal");
         b.op(Step::CloexecFrom(3), "close inherited fds");
+        // The last step before exec; what the filter allows depends on the
+        // capabilities the container keeps.
+        let caps = KEPT_CAPS.iter().fold(0u64, |mask, c| mask | 1 << c);
+        if let Some(filter) = seccomp::prepare(&spec.seccomp, caps).map_err(SpawnError::Seccomp)? {
+            b.op(Step::Seccomp(filter), "install seccomp filter");
+        }
 
         // execve: argv, envp and every PATH candidate, built now.
         let argv = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
@@ -598,6 +608,7 @@ mod tests {
             "set no_new_privs",
             "set parent death signal",
             "close inherited fds",
+            "install seccomp filter",
             "exec /bin/app",
         ];
         let at: Vec<usize> = order.iter().map(|s| position(&what, s)).collect();
@@ -619,9 +630,11 @@ mod tests {
         let s = spec(
             r#"{"rootfs": "/srv/web", "command": ["app"], "user": "1000:2000",
                 "network": "host", "readonly-rootfs": true, "workdir": "/data",
-                "mounts": [{"type": "tmpfs", "target": "/tmp", "size": "1m"}]}"#,
+                "mounts": [{"type": "tmpfs", "target": "/tmp", "size": "1m"}],
+                "seccomp": "unconfined"}"#,
         );
         let what = build(&s, &[], None);
+        assert!(!what.iter().any(|w| w.contains("seccomp")), "unconfined");
         assert!(!what.iter().any(|w| w.starts_with("join cgroup")));
         assert!(!what.contains(&"bring up lo".to_string()), "host network");
         // Mount points exist before the rootfs turns read-only.
@@ -744,6 +757,14 @@ mod tests {
         s.command.clear();
         let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
         assert!(matches!(err, Some(SpawnError::NoCommand)));
+
+        let s =
+            spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "seccomp": "/etc/p.json"}"#);
+        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        assert!(matches!(
+            err,
+            Some(SpawnError::Seccomp(SeccompError::NotLoaded(_)))
+        ));
     }
 
     #[test]

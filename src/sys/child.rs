@@ -19,7 +19,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::process::{self, Argv, Envp, Forked};
-use super::{cap, fd, mount, ns, signal};
+use super::{cap, fd, mount, ns, seccomp, signal};
 
 /// One step of the child's program: one system call, or a few for one
 /// purpose, on values prepared before clone.
@@ -77,6 +77,9 @@ pub enum Step<'fd> {
     },
     DropBounding(u32),
     NoNewPrivs,
+    /// Install a seccomp filter (after NoNewPrivs; the last step before
+    /// Exec, whose execve the filter must allow).
+    Seccomp(seccomp::Filter),
     /// Mark every fd from this one up close-on-exec.
     CloexecFrom(u32),
     /// Close every fd from this one up (but the report pipe).
@@ -419,6 +422,7 @@ fn run_step(step: &Step<'_>) -> Result<(), i32> {
         Step::SetIds { uid, gid } => cap::set_ids_raw(*uid, *gid),
         Step::DropBounding(c) => cap::drop_bounding_raw(*c),
         Step::NoNewPrivs => cap::no_new_privs_raw(),
+        Step::Seccomp(filter) => seccomp::install_raw(filter),
         Step::CloexecFrom(first) => fd::cloexec_from_raw(*first),
         Step::Exec {
             candidates,
