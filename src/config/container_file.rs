@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::fields::{
-    field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
-    parse_top, quoted, unknown_key, validate_name, wrong_type,
+    field_error, get_array, get_bool, get_int, get_path, get_size, get_str, get_uint, members,
+    number_text, parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
+use super::privileges;
 use super::types::{
-    ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
-    MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
+    CapList, ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS,
+    MAX_RESTART_RETRIES, MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
@@ -30,6 +31,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         workdir: "/".to_string(),
         hostname: String::new(),
         user: None,
+        cap_add: CapList::default(),
+        cap_drop: CapList::default(),
+        rlimits: Vec::new(),
+        oom_score_adj: 0,
         autostart: true,
         restart: RestartPolicy::No,
         readonly_rootfs: false,
@@ -71,6 +76,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "autostart" => spec.autostart = get_bool(node).map_err(err)?,
             "restart" => spec.restart = parse_restart(get_str(node).map_err(err)?).map_err(err)?,
             "readonly-rootfs" => spec.readonly_rootfs = get_bool(node).map_err(err)?,
+            "cap-add" => spec.cap_add = privileges::get_caps(node, file, key)?,
+            "cap-drop" => spec.cap_drop = privileges::get_caps(node, file, key)?,
+            "rlimits" => spec.rlimits = privileges::get_rlimits(node, file)?,
+            "oom-score-adj" => spec.oom_score_adj = get_int(node, -1000, 1000).map_err(err)? as i32,
             "mounts" => spec.mounts = get_mounts(node, file)?,
             "network" => {
                 spec.network = match get_str(node).map_err(err)? {
@@ -97,6 +106,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             return Err(field_error(file, required, "required key is missing"));
         }
     }
+    privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {
             name.to_string()
