@@ -146,6 +146,8 @@ pub fn capabilities(add: CapList, drop: CapList) -> (u64, u64) {
 }
 
 /// Resource limits by name (setrlimit(2)'s RLIMIT_*, lower case).
+// The C library's type for them is u32 with glibc and c_int with musl.
+#[allow(clippy::unnecessary_cast)]
 pub const RLIMITS: &[(&str, u32)] = &[
     ("cpu", libc::RLIMIT_CPU as u32),
     ("fsize", libc::RLIMIT_FSIZE as u32),
