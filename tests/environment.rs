@@ -342,8 +342,8 @@ fn limits_and_oom_score_adj_come_from_the_file_and_what_cannot_be_set_fails_the_
         &w,
         "too-many",
         &[
-            &format!("set rlimits.nofile to {too_many}:{too_many}"),
-            "Operation not permitted",
+            &format!("set rlimits.nofile to {too_many}:{too_many} ("),
+            "fs/nr_open): Operation not permitted",
         ],
     );
     let own = fs::read_to_string("/proc/self/status").unwrap();

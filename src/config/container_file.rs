@@ -802,6 +802,132 @@ mod tests {
     }
 
     #[test]
+    fn container_privileges() {
+        use crate::config::types::{CapList, Rlimit};
+        let s = spec(&with(
+            r#","cap-add": ["NET_ADMIN", "cap_sys_ptrace"], "cap-drop": ["ALL"],
+               "rlimits": {"nofile": [1024, 4096], "core": [0, "unlimited"]},
+               "oom-score-adj": -500"#,
+        ));
+        assert_eq!(
+            s.cap_add,
+            CapList {
+                set: (1 << 12) | (1 << 19),
+                all: false
+            }
+        );
+        assert_eq!(s.cap_drop, CapList { set: 0, all: true });
+        assert_eq!(
+            s.rlimits,
+            [
+                Rlimit {
+                    name: "core",
+                    resource: 4, // RLIMIT_CORE
+                    soft: 0,
+                    hard: u64::MAX
+                },
+                Rlimit {
+                    name: "nofile",
+                    resource: 7, // RLIMIT_NOFILE
+                    soft: 1024,
+                    hard: 4096
+                },
+            ]
+        );
+        assert_eq!(s.oom_score_adj, -500);
+        // The canonical text parses back to the same definition.
+        let again = parse_container("app", &s.canonical, Path::new(CONTAINER_FILE));
+        assert_eq!(again.as_ref(), Ok(&s));
+        let defaults = spec(&with(""));
+        assert_eq!(
+            (defaults.cap_add, defaults.cap_drop),
+            (CapList::default(), CapList::default())
+        );
+        assert_eq!((defaults.rlimits.len(), defaults.oom_score_adj), (0, 0));
+
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#","cap-add": ["NET_ADMN"]"#,
+                "cap-add[0]",
+                "unknown capability \"NET_ADMN\": expected a name like \"NET_ADMIN\" or \"CAP_NET_ADMIN\", or \"ALL\"",
+            ),
+            (
+                r#","cap-drop": "ALL""#,
+                "cap-drop",
+                "expected an array, found a string",
+            ),
+            (
+                r#","cap-add": ["KILL"], "cap-drop": ["CAP_KILL"]"#,
+                "cap-drop",
+                "CAP_KILL is also in cap-add",
+            ),
+            (
+                r#","rlimits": {"nofiles": [1, 2]}"#,
+                "rlimits.nofiles",
+                "unknown resource limit: expected one of cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as, locks, sigpending, msgqueue, nice, rtprio, rttime",
+            ),
+            (
+                r#","rlimits": {"NOFILE": [1, 2]}"#,
+                "rlimits.NOFILE",
+                "unknown resource limit: expected one of cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as, locks, sigpending, msgqueue, nice, rtprio, rttime",
+            ),
+            (
+                r#","rlimits": {"nofile": 1024}"#,
+                "rlimits.nofile",
+                "expected [soft, hard], found a number",
+            ),
+            (
+                r#","rlimits": {"nofile": [1024]}"#,
+                "rlimits.nofile",
+                "expected [soft, hard], found an array",
+            ),
+            (
+                r#","rlimits": {"nofile": [-1, 5]}"#,
+                "rlimits.nofile[0]",
+                "expected a whole number from 0 to 18446744073709551614 or \"unlimited\", found -1",
+            ),
+            (
+                r#","rlimits": {"nofile": [1, "lots"]}"#,
+                "rlimits.nofile[1]",
+                "expected a number or \"unlimited\", found \"lots\"",
+            ),
+            (
+                r#","rlimits": {"core": ["unlimited", 5]}"#,
+                "rlimits.core",
+                "the soft limit unlimited is above the hard limit 5",
+            ),
+            (
+                r#","rlimits": [["nofile", 1, 2]]"#,
+                "rlimits",
+                "expected an object, found an array",
+            ),
+            (
+                r#","oom-score-adj": -1001"#,
+                "oom-score-adj",
+                "must be from -1000 to 1000, found -1001",
+            ),
+            (
+                r#","oom-score-adj": 1001"#,
+                "oom-score-adj",
+                "must be from -1000 to 1000, found 1001",
+            ),
+            (
+                r#","oom-score-adj": 1.5"#,
+                "oom-score-adj",
+                "expected an integer, found 1.5",
+            ),
+            (
+                r#","oom-score-adj": "0""#,
+                "oom-score-adj",
+                "expected an integer, found a string",
+            ),
+        ];
+        for &(extra, f, reason) in cases {
+            assert_eq!(spec_err(&with(extra)), field(f, reason), "{extra}");
+        }
+    }
+
+    #[test]
     fn container_mounts() {
         let m = |mounts: &str| spec_err(&with(&format!(r#","mounts": {mounts}"#)));
         assert_eq!(

@@ -190,7 +190,8 @@ fn get_limit(node: &Node) -> Result<u64, String> {
     }
 }
 
-/// `rlimits`: an object from limit names to `[soft, hard]`.
+/// `rlimits`: an object from limit names to `[soft, hard]`, by RLIMIT_*
+/// number.
 pub(super) fn get_rlimits(node: &Node, file: &Path) -> Result<Vec<Rlimit>, ConfigError> {
     if !matches!(node.value, Value::Object(_)) {
         return Err(field_error(file, "rlimits", wrong_type("an object", node)));
@@ -226,6 +227,8 @@ pub(super) fn get_rlimits(node: &Node, file: &Path) -> Result<Vec<Rlimit>, Confi
             hard,
         });
     }
+    // In one order whatever the file's, as in the canonical text.
+    limits.sort_by_key(|r| r.resource);
     Ok(limits)
 }
 

@@ -175,10 +175,7 @@ impl<'fd> Plan<'fd> {
         );
         b.op(
             Step::SetOomScoreAdj(cstr(env.oom_score_adj.to_string())?),
-            format!(
-                "set oom-score-adj to {} (lower than the daemon's own needs CAP_SYS_RESOURCE)",
-                env.oom_score_adj
-            ),
+            format!("set oom-score-adj to {}", env.oom_score_adj),
         );
 
         // Mounts, all below the rootfs until pivot_root.
@@ -518,10 +515,13 @@ impl<'fd> Plan<'fd> {
     /// What went wrong, from a report other than `Execed`.
     fn failure(&self, report: InitReport) -> SpawnError {
         match report {
-            InitReport::Failed(Failure { step, errno }) => SpawnError::Step {
-                what: self.describe(step).unwrap_or("unknown step").to_string(),
-                errno,
-            },
+            InitReport::Failed(Failure { step, errno }) => {
+                let mut what = self.describe(step).unwrap_or("unknown step").to_string();
+                if let Some(hint) = self.steps.get(step as usize).and_then(|s| hint(s, errno)) {
+                    what.push_str(&format!(" ({hint})"));
+                }
+                SpawnError::Step { what, errno }
+            }
             InitReport::Execed | InitReport::DiedEarly => SpawnError::DiedBeforeExec,
         }
     }
@@ -529,6 +529,20 @@ impl<'fd> Plan<'fd> {
     /// The description of step `index`, if there is one.
     fn describe(&self, index: u32) -> Option<&str> {
         self.what.get(index as usize).map(String::as_str)
+    }
+}
+
+/// Why a step that a definition asked for may fail on a host that works:
+/// what the kernel needs for it.
+fn hint(step: &Step<'_>, errno: i32) -> Option<&'static str> {
+    match (step, errno) {
+        (Step::SetOomScoreAdj(_), libc::EACCES) => {
+            Some("without CAP_SYS_RESOURCE, no lower than the daemon's own minimum")
+        }
+        (Step::SetRlimit { clamp: false, .. }, libc::EPERM) => Some(
+            "a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open",
+        ),
+        _ => None,
     }
 }
 
@@ -645,7 +659,7 @@ mod tests {
                 "setsid",
                 "join cgroup /sys/fs/cgroup/berth/web",
                 "unshare cgroup namespace",
-                "set oom-score-adj to 0 (lower than the daemon's own needs CAP_SYS_RESOURCE)",
+                "set oom-score-adj to 0",
                 "make mounts private",
             ]
         );
@@ -896,6 +910,24 @@ mod tests {
         assert_eq!(
             plan.failure(InitReport::DiedEarly).to_string(),
             "the container's init died before exec"
+        );
+
+        // What a definition asked for and the kernel refused says why.
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "oom-score-adj": -5,
+                "rlimits": {"nofile": [10, 20]}}"#,
+        );
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        let index = |what: &str| plan.what.iter().position(|w| w == what).unwrap() as u32;
+        assert_eq!(
+            plan.failure(failed(index("set oom-score-adj to -5"), libc::EACCES))
+                .to_string(),
+            "set oom-score-adj to -5 (without CAP_SYS_RESOURCE, no lower than the daemon's own minimum): Permission denied"
+        );
+        assert_eq!(
+            plan.failure(failed(index("set rlimits.nofile to 10:20"), libc::EPERM))
+                .to_string(),
+            "set rlimits.nofile to 10:20 (a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open): Operation not permitted"
         );
     }
 
