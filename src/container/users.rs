@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -67,17 +67,20 @@ pub fn supplementary_groups(rootfs: &Path, uid: u32) -> Result<Vec<u32>, LookupE
 }
 
 /// The whole of a regular file at `path` inside `root`, None if missing.
+/// It is looked at (O_PATH) before it is opened: a device node or FIFO in
+/// the rootfs is never opened.
 fn read_in_root(root: std::os::fd::BorrowedFd<'_>, path: &str) -> io::Result<Option<String>> {
     let c_path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
-    let file = match resolve::open_in_root(root, &c_path, flags) {
+    let found = match resolve::open_in_root(root, &c_path, libc::O_PATH) {
         Ok(fd) => File::from(fd),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
+    if !found.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    // The same file, now opened for reading.
+    let file = File::open(format!("/proc/self/fd/{}", found.as_raw_fd()))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE {
@@ -192,6 +195,15 @@ mod tests {
         );
         fs::remove_file(rootfs.join("etc/group")).unwrap();
         fs::create_dir(rootfs.join("etc/group")).unwrap();
+        let e = supplementary_groups(&rootfs, 1000).unwrap_err();
+        assert!(e.to_string().ends_with("not a regular file"), "{e}");
+        // A FIFO is looked at, never opened (which would block).
+        fs::remove_dir(rootfs.join("etc/group")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(rootfs.join("etc/group"))
+            .status()
+            .unwrap();
+        assert!(made.success());
         let e = supplementary_groups(&rootfs, 1000).unwrap_err();
         assert!(e.to_string().ends_with("not a regular file"), "{e}");
     }
