@@ -5,14 +5,16 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use super::fields::get_int;
 use super::fields::{
-    field_error, get_array, get_bool, get_int, get_path, get_size, get_str, get_uint, members,
-    number_text, parse_top, quoted, unknown_key, validate_name, wrong_type,
+    field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
+    parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
 use super::privileges;
+use super::types::CapList;
 use super::types::{
-    CapList, ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS,
-    MAX_RESTART_RETRIES, MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
+    ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
+    MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
