@@ -26,7 +26,7 @@ use common::*;
 /// Members for a container that only runs when a test starts it.
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
 
-/// The capabilities berth keeps (its KEPT_CAPS): CHOWN, DAC_OVERRIDE,
+/// The capabilities berth keeps by default (DEFAULT_CAPS): CHOWN, DAC_OVERRIDE,
 /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
 /// NET_RAW, SYS_CHROOT, AUDIT_WRITE, SETFCAP. Not MKNOD (27), not
 /// SYS_ADMIN (21).

@@ -5,11 +5,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use super::fields::get_int;
 use super::fields::{
     field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
     parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
+use super::privileges;
 use super::seccomp_profile::get_seccomp;
+use super::types::CapList;
 use super::types::{
     ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
     MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
@@ -32,6 +35,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         workdir: "/".to_string(),
         hostname: String::new(),
         user: None,
+        cap_add: CapList::default(),
+        cap_drop: CapList::default(),
+        rlimits: Vec::new(),
+        oom_score_adj: 0,
         autostart: true,
         restart: RestartPolicy::No,
         readonly_rootfs: false,
@@ -74,6 +81,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "autostart" => spec.autostart = get_bool(node).map_err(err)?,
             "restart" => spec.restart = parse_restart(get_str(node).map_err(err)?).map_err(err)?,
             "readonly-rootfs" => spec.readonly_rootfs = get_bool(node).map_err(err)?,
+            "cap-add" => spec.cap_add = privileges::get_caps(node, file, key)?,
+            "cap-drop" => spec.cap_drop = privileges::get_caps(node, file, key)?,
+            "rlimits" => spec.rlimits = privileges::get_rlimits(node, file)?,
+            "oom-score-adj" => spec.oom_score_adj = get_int(node, -1000, 1000).map_err(err)? as i32,
             "mounts" => spec.mounts = get_mounts(node, file)?,
             "network" => {
                 spec.network = match get_str(node).map_err(err)? {
@@ -101,6 +112,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             return Err(field_error(file, required, "required key is missing"));
         }
     }
+    privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {
             name.to_string()
@@ -793,6 +805,132 @@ mod tests {
             )
         );
         assert_eq!(spec_err(""), (None, "empty file".to_string()));
+    }
+
+    #[test]
+    fn container_privileges() {
+        use crate::config::types::{CapList, Rlimit};
+        let s = spec(&with(
+            r#","cap-add": ["NET_ADMIN", "cap_sys_ptrace"], "cap-drop": ["ALL"],
+               "rlimits": {"nofile": [1024, 4096], "core": [0, "unlimited"]},
+               "oom-score-adj": -500"#,
+        ));
+        assert_eq!(
+            s.cap_add,
+            CapList {
+                set: (1 << 12) | (1 << 19),
+                all: false
+            }
+        );
+        assert_eq!(s.cap_drop, CapList { set: 0, all: true });
+        assert_eq!(
+            s.rlimits,
+            [
+                Rlimit {
+                    name: "core",
+                    resource: 4, // RLIMIT_CORE
+                    soft: 0,
+                    hard: u64::MAX
+                },
+                Rlimit {
+                    name: "nofile",
+                    resource: 7, // RLIMIT_NOFILE
+                    soft: 1024,
+                    hard: 4096
+                },
+            ]
+        );
+        assert_eq!(s.oom_score_adj, -500);
+        // The canonical text parses back to the same definition.
+        let again = parse_container("app", &s.canonical, Path::new(CONTAINER_FILE));
+        assert_eq!(again.as_ref(), Ok(&s));
+        let defaults = spec(&with(""));
+        assert_eq!(
+            (defaults.cap_add, defaults.cap_drop),
+            (CapList::default(), CapList::default())
+        );
+        assert_eq!((defaults.rlimits.len(), defaults.oom_score_adj), (0, 0));
+
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#","cap-add": ["NET_ADMN"]"#,
+                "cap-add[0]",
+                "unknown capability \"NET_ADMN\": expected a name like \"NET_ADMIN\" or \"CAP_NET_ADMIN\", or \"ALL\"",
+            ),
+            (
+                r#","cap-drop": "ALL""#,
+                "cap-drop",
+                "expected an array, found a string",
+            ),
+            (
+                r#","cap-add": ["KILL"], "cap-drop": ["CAP_KILL"]"#,
+                "cap-drop",
+                "CAP_KILL is also in cap-add",
+            ),
+            (
+                r#","rlimits": {"nofiles": [1, 2]}"#,
+                "rlimits.nofiles",
+                "unknown resource limit: expected one of cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as, locks, sigpending, msgqueue, nice, rtprio, rttime",
+            ),
+            (
+                r#","rlimits": {"NOFILE": [1, 2]}"#,
+                "rlimits.NOFILE",
+                "unknown resource limit: expected one of cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as, locks, sigpending, msgqueue, nice, rtprio, rttime",
+            ),
+            (
+                r#","rlimits": {"nofile": 1024}"#,
+                "rlimits.nofile",
+                "expected [soft, hard], found a number",
+            ),
+            (
+                r#","rlimits": {"nofile": [1024]}"#,
+                "rlimits.nofile",
+                "expected [soft, hard], found an array",
+            ),
+            (
+                r#","rlimits": {"nofile": [-1, 5]}"#,
+                "rlimits.nofile[0]",
+                "expected a whole number from 0 to 18446744073709551614 or \"unlimited\", found -1",
+            ),
+            (
+                r#","rlimits": {"nofile": [1, "lots"]}"#,
+                "rlimits.nofile[1]",
+                "expected a number or \"unlimited\", found \"lots\"",
+            ),
+            (
+                r#","rlimits": {"core": ["unlimited", 5]}"#,
+                "rlimits.core",
+                "the soft limit unlimited is above the hard limit 5",
+            ),
+            (
+                r#","rlimits": [["nofile", 1, 2]]"#,
+                "rlimits",
+                "expected an object, found an array",
+            ),
+            (
+                r#","oom-score-adj": -1001"#,
+                "oom-score-adj",
+                "must be from -1000 to 1000, found -1001",
+            ),
+            (
+                r#","oom-score-adj": 1001"#,
+                "oom-score-adj",
+                "must be from -1000 to 1000, found 1001",
+            ),
+            (
+                r#","oom-score-adj": 1.5"#,
+                "oom-score-adj",
+                "expected an integer, found 1.5",
+            ),
+            (
+                r#","oom-score-adj": "0""#,
+                "oom-score-adj",
+                "expected an integer, found a string",
+            ),
+        ];
+        for &(extra, f, reason) in cases {
+            assert_eq!(spec_err(&with(extra)), field(f, reason), "{extra}");
+        }
     }
 
     #[test]

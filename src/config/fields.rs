@@ -191,6 +191,26 @@ pub(super) fn get_uint(node: &Node, min: u64, max: u64) -> Result<u64, String> {
     }
 }
 
+/// A whole number from `min` to `max`, negative ones included.
+pub(super) fn get_int(node: &Node, min: i64, max: i64) -> Result<i64, String> {
+    let Value::Number(n) = &node.value else {
+        return Err(wrong_type("an integer", node));
+    };
+    let value = match *n {
+        Number::Unsigned(v) => i64::try_from(v).ok(),
+        Number::Negative(v) => Some(v),
+        Number::Float(f) if f.fract() == 0.0 => None,
+        Number::Float(_) => return Err(format!("expected an integer, found {}", number_text(n))),
+    };
+    match value {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "must be from {min} to {max}, found {}",
+            number_text(n)
+        )),
+    }
+}
+
 /// A size string ("64m") or a whole number of bytes, from `min` to `max`.
 pub(super) fn get_size(node: &Node, min: u64, max: u64) -> Result<u64, String> {
     let v = match &node.value {

@@ -6,7 +6,8 @@
 //! a default.
 //!
 //! `types` holds what a configuration is, `fields` how one JSON value is read
-//! as a field, `daemon_file` and `container_file` the two kinds of file, and
+//! as a field, `daemon_file` and `container_file` the two kinds of file,
+//! `privileges` the capability and resource limit keys, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -14,6 +15,7 @@ mod container_file;
 mod daemon_file;
 mod fields;
 mod load;
+mod privileges;
 mod seccomp_profile;
 mod types;
 
@@ -21,6 +23,7 @@ pub use container_file::parse_container;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
 pub use load::{check_container_host, read_containers_dir};
+pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
     ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network, RestartPolicy,
 };

@@ -94,6 +94,25 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// A `cap-add` or `cap-drop` list: the capabilities named (bit N:
+/// capability N), or "ALL".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapList {
+    pub set: u64,
+    pub all: bool,
+}
+
+/// One resource limit from `rlimits` (u64::MAX: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The name in the file: "nofile", "core", ...
+    pub name: &'static str,
+    /// RLIMIT_* number.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
 /// One container definition (containers-dir/NAME.json).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
@@ -110,6 +129,12 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// Numeric "uid" or "uid:gid"; `None` runs as root.
     pub user: Option<(u32, u32)>,
+    pub cap_add: CapList,
+    pub cap_drop: CapList,
+    /// Limits set by `rlimits`; the others get berth's defaults.
+    pub rlimits: Vec<Rlimit>,
+    /// -1000 to 1000, default 0.
+    pub oom_score_adj: i32,
     pub autostart: bool,
     pub restart: RestartPolicy,
     pub readonly_rootfs: bool,

@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 use nanoserde::{DeJson, SerJson};
 
 use super::cgroup::{self, CgroupError, Limits};
+use super::environment::{self, EnvError};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
@@ -119,6 +120,8 @@ pub enum StartError {
         path: PathBuf,
         err: io::Error,
     },
+    /// Working out what the process is given (groups, limits, capabilities).
+    Environment(EnvError),
     FindCgroups(io::Error),
     Cgroup(CgroupError),
     /// Creating a stdout or stderr pipe.
@@ -141,6 +144,7 @@ impl fmt::Display for StartError {
             StartError::OpenLog { path, err } => {
                 write!(f, "open log {}: {}", path.display(), errors::io_text(err))
             }
+            StartError::Environment(e) => write!(f, "{e}"),
             StartError::FindCgroups(e) => write!(
                 f,
                 "find cgroup hierarchies: {err}",
@@ -378,6 +382,7 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
+        let env = environment::gather(&self.spec).map_err(StartError::Environment)?;
         let hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         self.cgroups =
             cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
@@ -416,6 +421,7 @@ impl Monitor {
         });
         let plan = Plan::build(
             &self.spec,
+            &env,
             &mount_point,
             &self.cgroups,
             v2_dir.as_deref(),

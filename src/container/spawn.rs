@@ -3,6 +3,10 @@
 //!
 //! The steps are `sys::child` [`Step`]s, each with a description for
 //! errors; after clone the child only walks them, so it never allocates.
+//! Every path in the rootfs (mount points, /proc, /dev and /sys entries)
+//! is a [`Target::InRoot`]: the child resolves it inside the rootfs, so a
+//! symlink the rootfs holds cannot make a start create or mount anything
+//! on the host.
 //! If a step fails the child reports (step index, errno) and exits; when
 //! execve succeeds its report pipe closes with nothing written. The parent
 //! turns an index back into the step's description, so an error reads
@@ -15,36 +19,37 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::config::{ContainerSpec, MountKind, Network};
+use super::environment::Environment;
+use crate::config::{self, ContainerSpec, MountKind, Network};
 use crate::errors;
 use crate::errors::{errno_text, io_text};
-use crate::sys::child::{self, Failure, InitReport, LaunchError, Step};
+use crate::sys::child::{self, Failure, InitReport, LaunchError, Step, Target};
 use crate::sys::process::{self, Argv, Envp};
 use crate::sys::seccomp::{self, SeccompError};
 
-/// Capabilities a container keeps (the usual container default set); all
-/// others are dropped from the bounding set.
-const KEPT_CAPS: &[u32] = &[
-    0,  // CHOWN
-    1,  // DAC_OVERRIDE
-    3,  // FOWNER
-    4,  // FSETID
-    5,  // KILL
-    6,  // SETGID
-    7,  // SETUID
-    8,  // SETPCAP
-    10, // NET_BIND_SERVICE
-    13, // NET_RAW
-    18, // SYS_CHROOT
-    29, // AUDIT_WRITE
-    31, // SETFCAP
-];
+/// The highest capability number a bounding set can hold; every one not
+/// kept is dropped (those the kernel does not know are skipped).
 const LAST_CAP: u32 = 63;
 
 /// /proc paths bound read-only over themselves.
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs", "sysrq-trigger"];
-/// /proc files hidden under /dev/null.
-const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "kallsyms"];
+/// Paths hidden, as Docker hides them (and kallsyms): a file under
+/// /dev/null, a directory under an empty read-only tmpfs.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kallsyms",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
 
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -132,9 +137,11 @@ impl<'fd> Plan<'fd> {
     /// own, in run-dir) and assembled there: pivot_root needs the new root
     /// to be a mount reached by a path, which a rootfs of "/" bound onto
     /// itself is not. `born_in` is the cgroup2 directory of `cgroup_dirs`,
-    /// if any, which `spawn` tries to create the child in.
+    /// if any, which `spawn` tries to create the child in. `env` is what
+    /// the process is given (see `environment`).
     pub fn build(
         spec: &ContainerSpec,
+        env: &Environment,
         mount_point: &Path,
         cgroup_dirs: &[std::path::PathBuf],
         born_in: Option<&Path>,
@@ -148,11 +155,10 @@ impl<'fd> Plan<'fd> {
             what: Vec::new(),
         };
         let root = mount_point.as_os_str().as_bytes().to_vec();
-        let at = |p: &str| -> Result<CString, SpawnError> {
-            let mut v = root.clone();
-            v.extend_from_slice(p.as_bytes());
-            cstr(v)
-        };
+        // A path in the container ("/dev/pts") as the child resolves it:
+        // relative to the rootfs, inside it.
+        let at = |p: &str| cstr(p.trim_start_matches('/'));
+        let in_root = |p: &str| at(p).map(Target::InRoot);
 
         b.op(Step::ResetSignals, "reset signals");
         b.op(Step::Setsid, "setsid");
@@ -171,11 +177,15 @@ impl<'fd> Plan<'fd> {
             Step::Unshare(libc::CLONE_NEWCGROUP),
             "unshare cgroup namespace",
         );
+        b.op(
+            Step::SetOomScoreAdj(cstr(env.oom_score_adj.to_string())?),
+            format!("set oom-score-adj to {}", env.oom_score_adj),
+        );
 
         // Mounts, all below the rootfs until pivot_root.
         b.mount(
             None,
-            cstr("/")?,
+            Target::Host(cstr("/")?),
             None,
             libc::MS_REC | libc::MS_PRIVATE,
             None,
@@ -184,11 +194,15 @@ impl<'fd> Plan<'fd> {
         let rootfs = cstr(&root)?;
         b.mount(
             Some(cstr(spec.rootfs.as_os_str().as_bytes())?),
-            rootfs.clone(),
+            Target::Host(rootfs.clone()),
             None,
             libc::MS_BIND | libc::MS_REC,
             None,
             format!("bind rootfs {}", spec.rootfs.display()),
+        );
+        b.op(
+            Step::OpenRoot(rootfs.clone()),
+            format!("open rootfs {}", spec.rootfs.display()),
         );
         if spec.readonly_rootfs {
             // Every mount point first, then the rootfs (with whatever is
@@ -201,14 +215,14 @@ impl<'fd> Plan<'fd> {
                 b.mount_point(m, at(&m.target)?);
             }
             b.op(
-                Step::RemountReadonly(rootfs.clone()),
+                Step::RemountReadonly(Target::Host(rootfs.clone())),
                 "make the rootfs read-only",
             );
         }
         b.op(Step::Mkdir(at("/proc")?), "create /proc");
         b.mount(
             Some(cstr("proc")?),
-            at("/proc")?,
+            in_root("/proc")?,
             Some(cstr("proc")?),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             None,
@@ -223,16 +237,10 @@ impl<'fd> Plan<'fd> {
                 format!("make /proc/{p} read-only"),
             );
         }
-        for p in PROC_MASKED {
-            b.op(
-                Step::MaskOptional(at(&format!("/proc/{p}"))?),
-                format!("mask /proc/{p}"),
-            );
-        }
         b.op(Step::Mkdir(at("/dev")?), "create /dev");
         b.mount(
             Some(cstr("tmpfs")?),
-            at("/dev")?,
+            in_root("/dev")?,
             Some(cstr("tmpfs")?),
             // nodev: no device node made or put here works; the allowed
             // devices are bind mounts of their own.
@@ -245,7 +253,7 @@ impl<'fd> Plan<'fd> {
             b.op(Step::Touch(target.clone()), format!("create /dev/{dev}"));
             b.mount(
                 Some(cstr(format!("/dev/{dev}"))?),
-                target,
+                Target::InRoot(target),
                 None,
                 libc::MS_BIND,
                 None,
@@ -253,12 +261,13 @@ impl<'fd> Plan<'fd> {
             );
         }
         b.op(Step::Mkdir(at("/dev/pts")?), "create /dev/pts");
+        // As Docker mounts it: new terminals group tty (5), mode 620.
         b.mount(
             Some(cstr("devpts")?),
-            at("/dev/pts")?,
+            in_root("/dev/pts")?,
             Some(cstr("devpts")?),
             libc::MS_NOSUID | libc::MS_NOEXEC,
-            Some(cstr("newinstance,ptmxmode=0666,mode=0620")?),
+            Some(cstr("newinstance,ptmxmode=0666,mode=0620,gid=5")?),
             "mount devpts on /dev/pts",
         );
         b.op(
@@ -271,11 +280,21 @@ impl<'fd> Plan<'fd> {
         b.op(Step::Mkdir(at("/dev/shm")?), "create /dev/shm");
         b.mount(
             Some(cstr("shm")?),
-            at("/dev/shm")?,
+            in_root("/dev/shm")?,
             Some(cstr("tmpfs")?),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             Some(cstr("mode=1777,size=64m")?),
             "mount tmpfs on /dev/shm",
+        );
+        // POSIX message queues of the container's own IPC namespace.
+        b.op(Step::Mkdir(at("/dev/mqueue")?), "create /dev/mqueue");
+        b.mount(
+            Some(cstr("mqueue")?),
+            in_root("/dev/mqueue")?,
+            Some(cstr("mqueue")?),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+            "mount mqueue on /dev/mqueue",
         );
         for (link, target) in [
             ("fd", "/proc/self/fd"),
@@ -294,12 +313,15 @@ impl<'fd> Plan<'fd> {
         b.op(Step::Mkdir(at("/sys")?), "create /sys");
         b.mount(
             Some(cstr("sysfs")?),
-            at("/sys")?,
+            in_root("/sys")?,
             Some(cstr("sysfs")?),
             libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             None,
             "mount sysfs on /sys",
         );
+        for p in MASKED {
+            b.op(Step::MaskOptional(at(p)?), format!("mask {p}"));
+        }
 
         for m in &spec.mounts {
             let target = at(&m.target)?;
@@ -309,7 +331,7 @@ impl<'fd> Plan<'fd> {
                     b.mount_point(m, target.clone());
                     b.mount(
                         Some(cstr(source.as_os_str().as_bytes())?),
-                        target.clone(),
+                        Target::InRoot(target.clone()),
                         None,
                         libc::MS_BIND | libc::MS_REC,
                         None,
@@ -317,7 +339,7 @@ impl<'fd> Plan<'fd> {
                     );
                     if m.readonly {
                         b.op(
-                            Step::RemountReadonly(target),
+                            Step::RemountReadonly(Target::InRoot(target)),
                             format!("make {} read-only", m.target),
                         );
                     }
@@ -334,7 +356,7 @@ impl<'fd> Plan<'fd> {
                     }
                     b.mount(
                         Some(cstr("tmpfs")?),
-                        target,
+                        Target::InRoot(target),
                         Some(cstr("tmpfs")?),
                         flags,
                         Some(cstr(data)?),
@@ -372,23 +394,66 @@ impl<'fd> Plan<'fd> {
         ] {
             b.op(Step::Dup2 { from, to }, what);
         }
+        // Every limit and all five capability sets are set, so nothing the
+        // daemon inherited (raised limits, inheritable or ambient
+        // capabilities, supplementary groups) reaches the container.
+        for l in &env.rlimits {
+            let (soft, hard) = (config::limit_text(l.soft), config::limit_text(l.hard));
+            let what = if l.from_file {
+                format!("set rlimits.{} to {soft}:{hard}", l.name)
+            } else {
+                format!("set the default rlimit {} to {soft}:{hard}", l.name)
+            };
+            b.op(
+                Step::SetRlimit {
+                    resource: l.resource,
+                    soft: l.soft,
+                    hard: l.hard,
+                    clamp: !l.from_file,
+                },
+                what,
+            );
+        }
         for c in 0..=LAST_CAP {
-            if !KEPT_CAPS.contains(&c) {
-                b.op(Step::DropBounding(c), format!("drop capability {c}"));
+            if env.capabilities & (1 << c) == 0 {
+                b.op(
+                    Step::DropBounding(c),
+                    format!("drop {} from the bounding set", config::cap_name(c)),
+                );
             }
         }
-        if let Some((uid, gid)) = spec.user {
-            b.op(Step::ClearGroups, "clear supplementary groups");
-            b.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
-        }
+        let groups = match env.groups.as_slice() {
+            [] => "clear supplementary groups".to_string(),
+            gids => format!(
+                "set supplementary groups {}",
+                gids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        b.op(Step::SetGroups(env.groups.clone()), groups);
+        b.op(Step::KeepCaps, "keep capabilities across the uid change");
+        let (uid, gid) = (env.uid, env.gid);
+        b.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
+        b.op(
+            Step::SetCaps {
+                effective: env.permitted,
+                permitted: env.permitted,
+                inheritable: env.ambient,
+            },
+            "set capabilities",
+        );
+        b.op(Step::SetAmbient(env.ambient), "set ambient capabilities");
         b.op(Step::NoNewPrivs, "set no_new_privs");
         // After the uid change, which would clear it.
         b.op(Step::DieWithParent, "set parent death signal");
         b.op(Step::CloexecFrom(3), "close inherited fds");
         // The last step before exec; what the filter allows depends on the
-        // capabilities the container keeps.
-        let caps = KEPT_CAPS.iter().fold(0u64, |mask, c| mask | 1 << c);
-        if let Some(filter) = seccomp::prepare(&spec.seccomp, caps).map_err(SpawnError::Seccomp)? {
+        // capabilities the process holds (a user's namespaces need none).
+        if let Some(filter) =
+            seccomp::prepare(&spec.seccomp, env.permitted).map_err(SpawnError::Seccomp)?
+        {
             b.op(Step::Seccomp(filter), "install seccomp filter");
         }
 
@@ -461,10 +526,13 @@ impl<'fd> Plan<'fd> {
     /// What went wrong, from a report other than `Execed`.
     fn failure(&self, report: InitReport) -> SpawnError {
         match report {
-            InitReport::Failed(Failure { step, errno }) => SpawnError::Step {
-                what: self.describe(step).unwrap_or("unknown step").to_string(),
-                errno,
-            },
+            InitReport::Failed(Failure { step, errno }) => {
+                let mut what = self.describe(step).unwrap_or("unknown step").to_string();
+                if let Some(hint) = self.steps.get(step as usize).and_then(|s| hint(s, errno)) {
+                    what.push_str(&format!(" ({hint})"));
+                }
+                SpawnError::Step { what, errno }
+            }
             InitReport::Execed | InitReport::DiedEarly => SpawnError::DiedBeforeExec,
         }
     }
@@ -472,6 +540,20 @@ impl<'fd> Plan<'fd> {
     /// The description of step `index`, if there is one.
     fn describe(&self, index: u32) -> Option<&str> {
         self.what.get(index as usize).map(String::as_str)
+    }
+}
+
+/// Why a step that a definition asked for may fail on a host that works:
+/// what the kernel needs for it.
+fn hint(step: &Step<'_>, errno: i32) -> Option<&'static str> {
+    match (step, errno) {
+        (Step::SetOomScoreAdj(_), libc::EACCES) => {
+            Some("without CAP_SYS_RESOURCE, no lower than the daemon's own minimum")
+        }
+        (Step::SetRlimit { clamp: false, .. }, libc::EPERM) => Some(
+            "a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open",
+        ),
+        _ => None,
     }
 }
 
@@ -504,7 +586,7 @@ impl<'fd> Builder<'fd> {
     fn mount(
         &mut self,
         source: Option<CString>,
-        target: CString,
+        target: Target,
         fstype: Option<CString>,
         flags: libc::c_ulong,
         data: Option<CString>,
@@ -526,12 +608,17 @@ impl<'fd> Builder<'fd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::container::environment;
     use crate::sys::fd;
     use std::path::PathBuf;
 
     fn spec(json: &str) -> ContainerSpec {
         config::parse_container("web", json, Path::new("web.json")).unwrap()
+    }
+
+    /// What `spec` gets on a host like the development machine's.
+    fn env(spec: &ContainerSpec) -> Environment {
+        environment::work_out(spec, &environment::TEST_HOST, Vec::new()).unwrap()
     }
 
     /// Runs `f` on a plan for `spec`, with stdio from a pipe that outlives
@@ -550,6 +637,7 @@ mod tests {
         };
         let plan = Plan::build(
             spec,
+            &env(spec),
             Path::new("/run/berth/web/rootfs"),
             cgroups,
             born_in,
@@ -582,19 +670,22 @@ mod tests {
                 "setsid",
                 "join cgroup /sys/fs/cgroup/berth/web",
                 "unshare cgroup namespace",
+                "set oom-score-adj to 0",
                 "make mounts private",
-                "bind rootfs /srv/web",
             ]
         );
         let order = [
             "bind rootfs /srv/web",
+            "open rootfs /srv/web",
             "mount proc on /proc",
             "make /proc/sys read-only",
-            "mask /proc/kcore",
             "mount tmpfs on /dev",
             "bind /dev/null",
             "mount devpts on /dev/pts",
+            "mount mqueue on /dev/mqueue",
             "mount sysfs on /sys",
+            "mask /proc/kcore",
+            "mask /sys/firmware",
             "enter rootfs /srv/web",
             "pivot_root into /srv/web",
             "detach the old root",
@@ -605,6 +696,13 @@ mod tests {
             "set up stdin",
             "set up stdout",
             "set up stderr",
+            "set the default rlimit nofile to 1048576:1048576",
+            "drop CAP_DAC_READ_SEARCH from the bounding set",
+            "clear supplementary groups",
+            "keep capabilities across the uid change",
+            "set user 0:0",
+            "set capabilities",
+            "set ambient capabilities",
             "set no_new_privs",
             "set parent death signal",
             "close inherited fds",
@@ -614,15 +712,13 @@ mod tests {
         let at: Vec<usize> = order.iter().map(|s| position(&what, s)).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{what:#?}");
         assert_eq!(what.last().map(String::as_str), Some("exec /bin/app"));
-        let dropped = what
-            .iter()
-            .filter(|w| w.starts_with("drop capability"))
-            .count();
-        assert_eq!(dropped, (LAST_CAP + 1) as usize - KEPT_CAPS.len());
-        assert!(
-            !what.iter().any(|w| w.contains("user")),
-            "no user asked for"
-        );
+        let dropped = what.iter().filter(|w| w.starts_with("drop CAP_")).count();
+        // The 13 capabilities of the default set are kept.
+        assert_eq!(dropped, (LAST_CAP + 1) as usize - 13);
+        assert!(!what.iter().any(|w| w.starts_with("drop CAP_CHOWN")));
+        position(&what, "set the default rlimit core to 0:unlimited");
+        let rlimits = what.iter().filter(|w| w.contains(" rlimit")).count();
+        assert_eq!(rlimits, 16);
     }
 
     #[test]
@@ -654,6 +750,44 @@ mod tests {
         assert!(position(&what, "set user 1000:2000") < position(&what, "set parent death signal"));
         assert!(position(&what, "enter /") < position(&what, "enter workdir /data"));
         assert_eq!(what.last().map(String::as_str), Some("exec app"));
+    }
+
+    #[test]
+    fn every_path_in_the_rootfs_is_resolved_inside_it() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
+                "mounts": [{"type": "tmpfs", "target": "/data/tmp"},
+                           {"source": "/etc/hostname", "target": "/etc/name", "readonly": true}]}"#,
+        );
+        let (host, in_root) = with_plan(&s, &[], None, |plan| {
+            let mut host = Vec::new();
+            let mut in_root = Vec::new();
+            for step in &plan.steps {
+                let (target, path) = match step {
+                    Step::Mount { target, .. } | Step::RemountReadonly(target) => match target {
+                        Target::Host(p) => (&mut host, p),
+                        Target::InRoot(p) => (&mut in_root, p),
+                    },
+                    Step::Mkdir(p)
+                    | Step::Touch(p)
+                    | Step::Symlink { link: p, .. }
+                    | Step::MaskOptional(p)
+                    | Step::ReadonlyOptional(p) => (&mut in_root, p),
+                    _ => continue,
+                };
+                target.push(path.to_str().unwrap().to_string());
+            }
+            (host, in_root)
+        });
+        // Only berth's own paths are host paths.
+        let mount_point = "/run/berth/web/rootfs".to_string();
+        assert_eq!(host, ["/", &mount_point, &mount_point]);
+        assert!(in_root.iter().all(|p| !p.starts_with('/')), "{in_root:#?}");
+        for p in [
+            "proc", "dev", "dev/pts", "dev/null", "sys", "data/tmp", "etc/name",
+        ] {
+            assert!(in_root.iter().any(|q| q == p), "{p} not in {in_root:#?}");
+        }
     }
 
     #[test]
@@ -709,7 +843,7 @@ mod tests {
             r#"{"rootfs": "/srv/web", "command": ["app", "-v", ""],
                 "env": ["PATH=/opt/bin/::/usr/bin", "A=b"]}"#,
         );
-        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
         let (candidates, argv, envp) = exec_step(&plan);
         assert_eq!(texts(candidates), ["/opt/bin/app", "/usr/bin/app"]);
         assert_eq!(texts(argv.strings()), ["app", "-v", ""]);
@@ -719,7 +853,7 @@ mod tests {
         );
 
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "env": ["HOME=/root"]}"#);
-        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
         let (candidates, _, envp) = exec_step(&plan);
         assert_eq!(texts(candidates), ["/bin/app"]);
         assert_eq!(
@@ -742,7 +876,7 @@ mod tests {
         };
         let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         s.env.push("A=b\0c".to_string());
-        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio)
+        let err = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio)
             .err()
             .unwrap();
         assert!(matches!(err, SpawnError::NulByte));
@@ -750,17 +884,17 @@ mod tests {
 
         let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         s.rootfs = PathBuf::from("/srv/a\0b");
-        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        let err = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).err();
         assert!(matches!(err, Some(SpawnError::NulByte)));
 
         let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         s.command.clear();
-        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        let err = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).err();
         assert!(matches!(err, Some(SpawnError::NoCommand)));
 
         let s =
             spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "seccomp": "/etc/p.json"}"#);
-        let err = Plan::build(&s, Path::new("/m"), &[], None, &stdio).err();
+        let err = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).err();
         assert!(matches!(
             err,
             Some(SpawnError::Seccomp(SeccompError::NotLoaded(_)))
@@ -776,7 +910,7 @@ mod tests {
             stderr: w.as_fd(),
         };
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/nope"]}"#);
-        let plan = Plan::build(&s, Path::new("/m"), &[], None, &stdio).unwrap();
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
         let last = plan.steps.len() as u32 - 1;
         let failed = |step, errno| InitReport::Failed(Failure { step, errno });
         assert_eq!(
@@ -798,6 +932,24 @@ mod tests {
         assert_eq!(
             plan.failure(InitReport::DiedEarly).to_string(),
             "the container's init died before exec"
+        );
+
+        // What a definition asked for and the kernel refused says why.
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "oom-score-adj": -5,
+                "rlimits": {"nofile": [10, 20]}}"#,
+        );
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        let index = |what: &str| plan.what.iter().position(|w| w == what).unwrap() as u32;
+        assert_eq!(
+            plan.failure(failed(index("set oom-score-adj to -5"), libc::EACCES))
+                .to_string(),
+            "set oom-score-adj to -5 (without CAP_SYS_RESOURCE, no lower than the daemon's own minimum): Permission denied"
+        );
+        assert_eq!(
+            plan.failure(failed(index("set rlimits.nofile to 10:20"), libc::EPERM))
+                .to_string(),
+            "set rlimits.nofile to 10:20 (a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open): Operation not permitted"
         );
     }
 

@@ -9,17 +9,33 @@
 //! why clone itself is private to `sys`: this module is the only code that
 //! runs in the child, and it ends in execve or `_exit`.
 //!
+//! Paths inside the container's rootfs are resolved inside it (see
+//! `resolve`): [`Step::OpenRoot`] opens the assembled rootfs, and every
+//! step that creates or mounts something in it opens its path from there,
+//! then acts on the fd, so a symlink the rootfs holds never leads to a
+//! host path.
+//!
 //! If a step fails, the child writes a [`Failure`] (the step's index and
 //! errno) to a close-on-exec pipe and exits 127; when execve succeeds the
 //! pipe closes with nothing written. [`InitReport::decode`] turns what the
 //! parent read into one of the three outcomes.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use super::mount::FdPath;
 use super::process::{self, Argv, Envp, Forked};
-use super::{cap, fd, mount, ns, seccomp, signal};
+use super::{cap, fd, mount, ns, resolve, seccomp, signal};
+
+/// Where a mount step acts.
+pub enum Target {
+    /// A host path berth owns: "/", the rootfs's mount point.
+    Host(CString),
+    /// A path in the rootfs opened by [`Step::OpenRoot`], relative to it
+    /// ("dev/pts") and resolved inside it.
+    InRoot(CString),
+}
 
 /// One step of the child's program: one system call, or a few for one
 /// purpose, on values prepared before clone.
@@ -31,9 +47,13 @@ pub enum Step<'fd> {
     /// sure the parent had not already died (the report pipe's reading end
     /// is closed); if it had, exit quietly.
     DieWithParent,
-    /// Bind a path onto itself read-only, if it exists.
+    /// Open this directory (the rootfs's mount point) as the root every
+    /// path in the rootfs is resolved in.
+    OpenRoot(CString),
+    /// Bind a path in the rootfs onto itself read-only, if it exists.
     ReadonlyOptional(CString),
-    /// Bind /dev/null over a file, if it exists.
+    /// Hide a path in the rootfs, if it exists: /dev/null bound over a
+    /// file, an empty read-only tmpfs over a directory.
     MaskOptional(CString),
     /// Write "0" to this cgroup.procs, unless `born_here` and the child
     /// was created in that cgroup2 directory already.
@@ -44,17 +64,20 @@ pub enum Step<'fd> {
     Unshare(libc::c_int),
     Mount {
         source: Option<CString>,
-        target: CString,
+        target: Target,
         fstype: Option<CString>,
         flags: libc::c_ulong,
         data: Option<CString>,
     },
     /// Make a mount and every mount below it read-only.
-    RemountReadonly(CString),
-    /// Create a directory (an existing one is fine).
+    RemountReadonly(Target),
+    /// Create a directory in the rootfs and any missing parents (an
+    /// existing one is fine).
     Mkdir(CString),
-    /// Create an empty file to bind onto (an existing path is fine).
+    /// Create an empty file in the rootfs to bind onto, and its parents
+    /// (an existing path is fine).
     Touch(CString),
+    /// Create the symlink `link` in the rootfs (an existing one is fine).
     Symlink {
         target: CString,
         link: CString,
@@ -70,12 +93,33 @@ pub enum Step<'fd> {
         from: BorrowedFd<'fd>,
         to: RawFd,
     },
-    ClearGroups,
+    /// Write this number to /proc/self/oom_score_adj.
+    SetOomScoreAdj(CString),
+    /// setrlimit; with `clamp`, a hard limit that may not be raised is
+    /// lowered to the current one instead of failing.
+    SetRlimit {
+        resource: u32,
+        soft: u64,
+        hard: u64,
+        clamp: bool,
+    },
+    /// Set the supplementary groups to exactly these.
+    SetGroups(Vec<u32>),
+    /// Keep the permitted capabilities across the uid change.
+    KeepCaps,
     SetIds {
         uid: u32,
         gid: u32,
     },
     DropBounding(u32),
+    /// Set the effective, permitted and inheritable capability sets.
+    SetCaps {
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    },
+    /// Make the ambient capability set exactly this one.
+    SetAmbient(u64),
     NoNewPrivs,
     /// Install a seccomp filter (after NoNewPrivs; the last step before
     /// Exec, whose execve the filter must allow).
@@ -325,8 +369,13 @@ fn run(
 ) -> ! {
     // Fds from this number up are closed by a CloseFrom step already run.
     let mut closed_from = u32::MAX;
+    // The rootfs, once an OpenRoot step opened it.
+    let mut root: Option<OwnedFd> = None;
     for (index, step) in steps.iter().enumerate() {
         let result = match step {
+            Step::OpenRoot(path) => {
+                fd::open_raw(path, libc::O_PATH | libc::O_DIRECTORY).map(|fd| root = Some(fd))
+            }
             Step::JoinCgroup {
                 born_here: true, ..
             } if born_in_cgroup => continue,
@@ -347,7 +396,7 @@ fn run(
                 // fd fails with EBADF above instead of using it.
                 unsafe { fd::close_from_except(*first, report) }
             }
-            step => run_step(step),
+            step => run_step(step, root.as_ref().map(AsFd::as_fd)),
         };
         if matches!(step, Step::DieWithParent)
             && result.is_ok()
@@ -375,23 +424,78 @@ fn fail(report: Option<BorrowedFd<'_>>, step: usize, errno: i32) -> ! {
     process::exit_raw(127)
 }
 
-/// One step that needs nothing but its own values: system calls only.
-fn run_step(step: &Step<'_>) -> Result<(), i32> {
+/// A mount step's target as a path mount(2) takes: a host path as it is;
+/// a path in the rootfs opened inside it first, then named through
+/// /proc/self/fd (the fd is kept open as long as the path is used).
+enum Resolved<'a> {
+    Host(&'a CStr),
+    InRoot(OwnedFd, FdPath),
+}
+
+impl Resolved<'_> {
+    fn path(&self) -> &CStr {
+        match self {
+            Resolved::Host(path) => path,
+            Resolved::InRoot(_, path) => path.as_cstr(),
+        }
+    }
+}
+
+/// Opens `path` in the rootfs (O_PATH: a directory or a file) and names it
+/// through /proc/self/fd.
+fn in_root<'a>(root: Option<BorrowedFd<'_>>, path: &CStr) -> Result<Resolved<'a>, i32> {
+    let root = root.ok_or(libc::EBADF)?;
+    let fd = resolve::open_raw(root, path, libc::O_PATH)?;
+    let named = FdPath::new(fd.as_fd());
+    Ok(Resolved::InRoot(fd, named))
+}
+
+fn resolve_target<'a>(
+    target: &'a Target,
+    root: Option<BorrowedFd<'_>>,
+) -> Result<Resolved<'a>, i32> {
+    match target {
+        Target::Host(path) => Ok(Resolved::Host(path)),
+        Target::InRoot(path) => in_root(root, path),
+    }
+}
+
+/// One step that needs nothing but its own values and the rootfs (`root`,
+/// once opened): system calls only.
+fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
     match step {
         Step::ResetSignals => signal::reset_all_raw(),
         Step::Setsid => process::setsid_raw(),
         Step::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
         Step::ReadonlyOptional(path) => {
-            match mount::mount_raw(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
-                Err(libc::ENOENT) => Ok(()),
-                Err(e) => Err(e),
-                Ok(()) => mount::readonly_recursive_raw(path),
-            }
+            let place = match in_root(root, path) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            };
+            let at = place.path();
+            mount::mount_raw(Some(at), at, None, libc::MS_BIND | libc::MS_REC, None)?;
+            // Opened again: the fd above is of what lies under the new mount.
+            mount::readonly_recursive_raw(in_root(root, path)?.path())
         }
         Step::MaskOptional(path) => {
-            match mount::mount_raw(Some(c"/dev/null"), path, None, libc::MS_BIND, None) {
-                Err(libc::ENOENT) => Ok(()),
-                other => other,
+            let place = match in_root(root, path) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            };
+            let is_dir = match &place {
+                Resolved::InRoot(fd, _) => resolve::file_type_raw(fd.as_fd())? == libc::S_IFDIR,
+                Resolved::Host(_) => false,
+            };
+            if is_dir {
+                mount::mount_raw(
+                    Some(c"tmpfs"),
+                    place.path(),
+                    Some(c"tmpfs"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some(c"mode=555"),
+                )
+            } else {
+                mount::mount_raw(Some(c"/dev/null"), place.path(), None, libc::MS_BIND, None)
             }
         }
         Step::JoinCgroup { procs, .. } => fd::write_file_raw(procs, b"0"),
@@ -404,23 +508,43 @@ fn run_step(step: &Step<'_>) -> Result<(), i32> {
             data,
         } => mount::mount_raw(
             source.as_deref(),
-            target,
+            resolve_target(target, root)?.path(),
             fstype.as_deref(),
             *flags,
             data.as_deref(),
         ),
-        Step::RemountReadonly(path) => mount::readonly_recursive_raw(path),
-        Step::Mkdir(path) => mount::mkdir_raw(path, 0o755),
-        Step::Touch(path) => mount::touch_raw(path),
-        Step::Symlink { target, link } => mount::symlink_raw(target, link),
+        Step::RemountReadonly(target) => {
+            mount::readonly_recursive_raw(resolve_target(target, root)?.path())
+        }
+        Step::Mkdir(path) => resolve::mkdir_all_raw(root.ok_or(libc::EBADF)?, path),
+        Step::Touch(path) => resolve::create_file_raw(root.ok_or(libc::EBADF)?, path),
+        Step::Symlink { target, link } => {
+            resolve::symlink_raw(root.ok_or(libc::EBADF)?, target, link)
+        }
         Step::Chdir(path) => process::chdir_raw(path),
         Step::PivotRoot => mount::pivot_root_raw(c".", c"."),
         Step::UmountDetach(path) => mount::umount_detach_raw(path),
         Step::Hostname(name) => ns::sethostname_raw(name),
         Step::LoopbackUp => ns::loopback_up_raw(),
-        Step::ClearGroups => cap::setgroups_empty_raw(),
+        Step::SetOomScoreAdj(value) => {
+            fd::write_file_raw(c"/proc/self/oom_score_adj", value.to_bytes())
+        }
+        Step::SetRlimit {
+            resource,
+            soft,
+            hard,
+            clamp,
+        } => cap::set_rlimit_raw(*resource, *soft, *hard, *clamp),
+        Step::SetGroups(groups) => cap::set_groups_raw(groups),
+        Step::KeepCaps => cap::keep_caps_raw(),
         Step::SetIds { uid, gid } => cap::set_ids_raw(*uid, *gid),
         Step::DropBounding(c) => cap::drop_bounding_raw(*c),
+        Step::SetCaps {
+            effective,
+            permitted,
+            inheritable,
+        } => cap::set_caps_raw(*effective, *permitted, *inheritable),
+        Step::SetAmbient(set) => cap::set_ambient_raw(*set),
         Step::NoNewPrivs => cap::no_new_privs_raw(),
         Step::Seccomp(filter) => seccomp::install_raw(filter),
         Step::CloexecFrom(first) => fd::cloexec_from_raw(*first),
@@ -438,8 +562,8 @@ fn run_step(step: &Step<'_>) -> Result<(), i32> {
             }
             Err(err)
         }
-        // Handled by `run`, which knows the fds.
-        Step::Dup2 { .. } | Step::CloseFrom(_) => Err(libc::EINVAL),
+        // Handled by `run`, which holds the fds.
+        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) => Err(libc::EINVAL),
     }
 }
 
@@ -515,7 +639,7 @@ mod tests {
     #[test]
     fn a_failed_step_is_reported_by_index() {
         let (report, status) = run_program(&[
-            Step::Mkdir(CString::from(c"/")),
+            Step::Chdir(CString::from(c"/")),
             exec(&["/nonexistent/berth-test"]),
         ]);
         assert_eq!(
@@ -537,7 +661,7 @@ mod tests {
 
     #[test]
     fn a_program_without_exec_reports_an_unknown_step() {
-        let (report, _) = run_program(&[Step::Mkdir(CString::from(c"/"))]);
+        let (report, _) = run_program(&[Step::Chdir(CString::from(c"/"))]);
         assert_eq!(
             report,
             InitReport::Failed(Failure {

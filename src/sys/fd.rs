@@ -285,15 +285,20 @@ pub(super) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
-/// Opens `path` for writing and writes `data`, for cgroup and proc files.
-pub(super) fn write_file_raw(path: &CStr, data: &[u8]) -> Result<(), i32> {
-    // SAFETY: `path` is a valid NUL-terminated string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+/// Opens a path with raw flags (O_CLOEXEC is always added).
+pub(super) fn open_raw(path: &CStr, flags: i32) -> Result<OwnedFd, i32> {
+    // SAFETY: `path` is a valid NUL-terminated string; no mode without O_CREAT.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
     if fd == -1 {
         return Err(super::errno());
     }
-    // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the fd is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` for writing and writes `data`, for cgroup and proc files.
+pub(super) fn write_file_raw(path: &CStr, data: &[u8]) -> Result<(), i32> {
+    let fd = open_raw(path, libc::O_WRONLY)?;
     write_all(fd.as_fd(), data)
 }
 

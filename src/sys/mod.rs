@@ -12,6 +12,7 @@ pub mod fd;
 pub mod mount;
 pub mod ns;
 pub mod process;
+pub mod resolve;
 pub mod seccomp;
 pub mod signal;
 

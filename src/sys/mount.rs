@@ -3,7 +3,50 @@
 //! raw errno.
 
 use std::ffi::CStr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// "/proc/self/fd/N" for an fd, built on the stack: the path through which
+/// mount(2) and mount_setattr(2) act on what an fd opened inside the
+/// rootfs refers to, so that no path in the rootfs is resolved again by
+/// the kernel's ordinary (symlink-following) lookup.
+pub(super) struct FdPath {
+    buf: [u8; FdPath::PREFIX.len() + 11],
+    len: usize,
+}
+
+impl FdPath {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+
+    pub(super) fn new(fd: BorrowedFd<'_>) -> FdPath {
+        let mut buf = [0u8; FdPath::PREFIX.len() + 11];
+        let mut len = 0;
+        for (slot, b) in buf.iter_mut().zip(FdPath::PREFIX) {
+            *slot = *b;
+            len += 1;
+        }
+        // A raw fd is never negative: at most 10 digits.
+        let mut n = fd.as_raw_fd().unsigned_abs();
+        let mut digits = [0u8; 10];
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for d in digits[..count].iter().rev() {
+            buf[len] = *d;
+            len += 1;
+        }
+        FdPath { buf, len: len + 1 }
+    }
+
+    pub(super) fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.buf[..self.len]).unwrap_or(c"")
+    }
+}
 
 fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(std::ptr::null(), CStr::as_ptr)
@@ -48,59 +91,6 @@ pub(super) fn pivot_root_raw(new_root: &CStr, put_old: &CStr) -> Result<(), i32>
     if ret == -1 {
         return Err(super::errno());
     }
-    Ok(())
-}
-
-/// mkdir that treats an existing path as success.
-pub(super) fn mkdir_raw(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
-    // SAFETY: `path` is a valid NUL-terminated string.
-    if unsafe { libc::mkdir(path.as_ptr(), mode) } == -1 {
-        let e = super::errno();
-        if e != libc::EEXIST {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Creates an empty file to bind a file onto; an existing path of any
-/// kind is fine. The existing path is only looked at (O_PATH), never
-/// opened for writing: a FIFO or a device node there must not block or
-/// wake anything.
-pub(super) fn touch_raw(path: &CStr) -> Result<(), i32> {
-    // SAFETY: `path` is a valid NUL-terminated string.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        return Ok(());
-    }
-    if super::errno() != libc::ENOENT {
-        return Err(super::errno());
-    }
-    // SAFETY: `path` is a valid NUL-terminated string.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_CREAT
-                | libc::O_EXCL
-                | libc::O_WRONLY
-                | libc::O_NOFOLLOW
-                | libc::O_NONBLOCK
-                | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd == -1 {
-        return Err(super::errno());
-    }
-    // SAFETY: the fd is new and owned by nobody else; dropping it closes it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
 }
 
@@ -150,17 +140,6 @@ pub(super) fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
         libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
         None,
     )
-}
-
-pub(super) fn symlink_raw(target: &CStr, link: &CStr) -> Result<(), i32> {
-    // SAFETY: both are valid NUL-terminated strings.
-    if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } == -1 {
-        let e = super::errno();
-        if e != libc::EEXIST {
-            return Err(e);
-        }
-    }
-    Ok(())
 }
 
 /// statvfs's "relatime" bit (the libc crate names it for glibc only).

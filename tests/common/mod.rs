@@ -445,6 +445,12 @@ impl World {
 
     /// `berth daemon --config <world config> ARGS`, not waiting for it.
     pub fn spawn_daemon(&self, args: &[&str]) -> Daemon {
+        self.spawn_daemon_with(args, |_| {})
+    }
+
+    /// `spawn_daemon`, with `setup` applied to the command first (e.g. to
+    /// give the daemon something to inherit, see `sys::inherit_before_exec`).
+    pub fn spawn_daemon_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Daemon {
         let mut cmd = Command::new(BERTH);
         cmd.env_remove("BERTH_SOCKET")
             .arg("daemon")
@@ -452,6 +458,7 @@ impl World {
             .arg(self.config_path())
             .args(args)
             .current_dir("/");
+        setup(&mut cmd);
         let process = self.spawn_in_world(cmd, &format!("berth daemon {args:?}"));
         Daemon {
             process,
@@ -462,7 +469,12 @@ impl World {
     /// Starts the daemon and waits until `berth ps` answers; panics with the
     /// daemon's stderr if it exits or does not answer within `SHORT`.
     pub fn start_daemon(&self, args: &[&str]) -> Daemon {
-        let mut daemon = self.spawn_daemon(args);
+        self.start_daemon_with(args, |_| {})
+    }
+
+    /// `start_daemon`, with `setup` applied to the command first.
+    pub fn start_daemon_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Daemon {
+        let mut daemon = self.spawn_daemon_with(args, setup);
         let end = Instant::now() + SHORT;
         loop {
             if let Some(status) = daemon.try_status() {

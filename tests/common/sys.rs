@@ -1,7 +1,8 @@
 //! The harness's only `unsafe` code: the few raw syscalls std does not offer
-//! (joining a cgroup between fork and exec, signalling through a pidfd,
-//! detaching a mount). Each wrapper makes one call and turns -1 into
-//! `io::Error`.
+//! (joining a cgroup between fork and exec, giving a process things to
+//! inherit, failing a syscall with ENOSYS as an older kernel would,
+//! signalling through a pidfd, detaching a mount). Each wrapper makes one
+//! call and turns -1 into `io::Error`.
 
 use std::ffi::CString;
 use std::io;
@@ -84,4 +85,145 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
     let path = c_path(path);
     // SAFETY: a NUL-terminated path that outlives the call.
     check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }.into()).map(drop)
+}
+
+/// What a spawned process is made to inherit from whoever started it, set
+/// between fork and exec: as if an init system or a shell had started it
+/// so (extra groups, inheritable and ambient capabilities, changed
+/// limits, an oom_score_adj).
+#[derive(Debug, Clone, Default)]
+pub struct Inheritance {
+    /// Supplementary groups, if they are to be set.
+    pub groups: Option<Vec<u32>>,
+    /// Capabilities added to the inheritable set (bit N: capability N).
+    pub inheritable: u64,
+    /// Capabilities raised in the ambient set (each must be inheritable).
+    pub ambient: u64,
+    /// (RLIMIT_*, soft, hard), u64::MAX for unlimited.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+#[repr(C)]
+struct Rlimit64 {
+    soft: u64,
+    hard: u64,
+}
+
+/// Makes the process `cmd` spawns start with `what` (see [`Inheritance`]).
+pub fn inherit_before_exec(cmd: &mut Command, what: Inheritance) {
+    let oom = what.oom_score_adj.map(|v| v.to_string().into_bytes());
+    // SAFETY: the closure runs between fork and exec; it only makes raw
+    // system calls on values built before the fork and moved into it, and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(io::Error::last_os_error());
+            if let Some(groups) = &what.groups {
+                if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+                    return fail();
+                }
+            }
+            for &(resource, soft, hard) in &what.rlimits {
+                let limit = Rlimit64 { soft, hard };
+                let none = std::ptr::null_mut::<Rlimit64>();
+                if libc::syscall(libc::SYS_prlimit64, 0, resource, &limit, none) != 0 {
+                    return fail();
+                }
+            }
+            if what.inheritable != 0 {
+                let header = CapHeader {
+                    version: 0x2008_0522,
+                    pid: 0,
+                };
+                let mut data = [CapData::default(); 2];
+                if libc::syscall(libc::SYS_capget, &header, data.as_mut_ptr()) != 0 {
+                    return fail();
+                }
+                data[0].inheritable |= what.inheritable as u32;
+                data[1].inheritable |= (what.inheritable >> 32) as u32;
+                if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+                    return fail();
+                }
+            }
+            for cap in (0..64).filter(|c| what.ambient & (1u64 << c) != 0) {
+                let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
+                if libc::prctl(libc::PR_CAP_AMBIENT, raise, cap as libc::c_ulong, 0, 0) != 0 {
+                    return fail();
+                }
+            }
+            if let Some(value) = &oom {
+                let fd = libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    return fail();
+                }
+                let written = libc::write(fd, value.as_ptr().cast(), value.len());
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if written != value.len() as isize {
+                    return Err(err);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes system call `nr` fail with ENOSYS in the process `cmd` spawns and
+/// everything it starts (a seccomp filter), as on a kernel that predates
+/// it.
+pub fn without_syscall(cmd: &mut Command, nr: libc::c_long) {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 1, 0, ARCH),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JEQ_K, 0, 1, nr as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs between fork and exec and only calls prctl
+    // with a filter program built before the fork and moved into it.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
