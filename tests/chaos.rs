@@ -21,27 +21,6 @@ use common::*;
 
 const NAMES: &[&str] = &["always", "flaky", "manual", "reloaded"];
 
-fn rng() -> impl FnMut(u64) -> u64 {
-    let seed = std::env::var("BERTH_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("BERTH_TEST_SEED={seed}");
-    let mut x = seed;
-    move |n| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n.max(1)
-    }
-}
-
 /// `berth monitor NAME` processes in the world, by name.
 fn monitors(w: &World) -> BTreeMap<String, Vec<i32>> {
     let mut found: BTreeMap<String, Vec<i32>> = BTreeMap::new();

@@ -35,20 +35,6 @@ const CAP_SYS_RESOURCE: u32 = 24;
 const SHOW: &str = "cat /proc/1/status; echo ---; cat /proc/1/limits; echo ---; \
                     cat /proc/1/oom_score_adj";
 
-/// The value of `key:` in /proc/PID/status text.
-fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key} line in:\n{status}"))
-}
-
-fn hex_field(status: &str, key: &str) -> u64 {
-    let v = status_field(status, key);
-    u64::from_str_radix(v, 16).unwrap_or_else(|e| panic!("{key} {v:?}: {e}"))
-}
-
 fn unlimited_or(v: &str) -> u64 {
     if v == "unlimited" {
         u64::MAX

@@ -15,7 +15,6 @@ mod common;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,20 +32,6 @@ const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
 const KEPT_CAPS: u64 = 0x0000_0000_a004_25fb;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_MKNOD: u32 = 27;
-
-/// The value of `key:` in /proc/PID/status text.
-fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key} line in:\n{status}"))
-}
-
-fn hex_field(status: &str, key: &str) -> u64 {
-    let v = status_field(status, key);
-    u64::from_str_radix(v, 16).unwrap_or_else(|e| panic!("{key} {v:?}: {e}"))
-}
 
 fn c_path(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
@@ -511,46 +496,11 @@ fn fds_the_daemon_inherited_do_not_reach_containers() {
     assert_eq!(fds_of_a_container_started_by(&w, &daemon), "0\n1\n2\n3\n");
 }
 
-/// A seccomp filter that makes close_range(2) fail with ENOSYS, as on a
-/// kernel older than 5.9 (and CLOSE_RANGE_CLOEXEC, 5.11); inherited by the
-/// daemon, its monitors and containers.
+/// close_range(2) failing with ENOSYS, as on a kernel older than 5.9 (and
+/// CLOSE_RANGE_CLOEXEC, 5.11); inherited by the daemon, its monitors and
+/// containers.
 fn without_close_range(cmd: &mut Command) {
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        op(JEQ_K, 1, 0, ARCH),
-        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        op(JEQ_K, 0, 1, libc::SYS_close_range as u32),
-        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
-    // SAFETY: the closure runs between fork and exec and only calls prctl
-    // with a filter program built before the fork and moved into it.
-    unsafe {
-        cmd.pre_exec(move || {
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::sys::without_syscall(cmd, libc::SYS_close_range);
 }
 
 #[test]

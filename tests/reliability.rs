@@ -24,29 +24,6 @@ fn monitors(w: &World, name: &str) -> Vec<i32> {
         .collect()
 }
 
-/// A small pseudo-random sequence (xorshift), seeded from the clock; the
-/// seed is printed so a failure can be replayed with BERTH_TEST_SEED.
-fn rng() -> impl FnMut(u64) -> u64 {
-    let seed = std::env::var("BERTH_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("BERTH_TEST_SEED={seed}");
-    let mut x = seed;
-    move |n| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n.max(1)
-    }
-}
-
 #[test]
 fn a_daemon_killed_while_it_starts_a_container_leaves_one_run_the_next_daemon_knows() {
     let w = World::new();

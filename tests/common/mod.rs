@@ -714,6 +714,44 @@ pub fn is_gone(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// The value of `key:` in /proc/PID/status text.
+pub fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} line in:\n{status}"))
+}
+
+/// A hexadecimal `key:` of /proc/PID/status (a capability set).
+pub fn hex_field(status: &str, key: &str) -> u64 {
+    let v = status_field(status, key);
+    u64::from_str_radix(v, 16).unwrap_or_else(|e| panic!("{key} {v:?}: {e}"))
+}
+
+/// A small pseudo-random sequence (xorshift), seeded from the clock; the
+/// seed is printed so a failure can be replayed with BERTH_TEST_SEED.
+pub fn rng() -> impl FnMut(u64) -> u64 {
+    let seed = std::env::var("BERTH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("BERTH_TEST_SEED={seed}");
+    let mut x = seed;
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    }
+}
+
 /// (state, start time) from /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> io::Result<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
