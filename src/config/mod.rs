@@ -21,7 +21,8 @@ pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
 pub use load::{check_container_host, read_containers_dir};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network, RestartPolicy,
+    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network,
+    RestartPolicy, SocketGroup,
 };
 
 /// What the tests of several files here share.

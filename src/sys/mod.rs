@@ -13,6 +13,7 @@ pub mod mount;
 pub mod ns;
 pub mod process;
 pub mod signal;
+pub mod socket;
 
 use std::io;
 

@@ -423,7 +423,18 @@ impl World {
 
     /// Spawns `cmd` inside the world's cgroup2 dir, stdin from /dev/null,
     /// stdout and stderr into numbered files under `out_dir()`.
-    pub fn spawn_in_world(&self, mut cmd: Command, what: &str) -> Spawned {
+    pub fn spawn_in_world(&self, cmd: Command, what: &str) -> Spawned {
+        self.spawn_in_cgroup(cmd, what, &self.cgroup2_dir)
+    }
+
+    /// `spawn_in_world`, in `cgroup2_dir`: a cgroup2 directory at or below
+    /// the world's own, so cleanup still finds what it holds.
+    pub fn spawn_in_cgroup(&self, mut cmd: Command, what: &str, cgroup2_dir: &Path) -> Spawned {
+        assert!(
+            cgroup2_dir.starts_with(&self.cgroup2_dir),
+            "{} is outside the world's cgroup2 dir",
+            cgroup2_dir.display()
+        );
         let n = self.spawned.get();
         self.spawned.set(n + 1);
         let stdout_path = self.out_dir().join(format!("{n}.stdout"));
@@ -433,7 +444,7 @@ impl World {
         cmd.stdin(Stdio::null())
             .stdout(file(&stdout_path))
             .stderr(file(&stderr_path));
-        sys::join_cgroup_before_exec(&mut cmd, &self.cgroup2_dir.join("cgroup.procs"));
+        sys::join_cgroup_before_exec(&mut cmd, &cgroup2_dir.join("cgroup.procs"));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         Spawned {
             child,
@@ -445,6 +456,11 @@ impl World {
 
     /// `berth daemon --config <world config> ARGS`, not waiting for it.
     pub fn spawn_daemon(&self, args: &[&str]) -> Daemon {
+        self.spawn_daemon_in(&self.cgroup2_dir, args)
+    }
+
+    /// `spawn_daemon`, in a cgroup2 directory below the world's own.
+    pub fn spawn_daemon_in(&self, cgroup2_dir: &Path, args: &[&str]) -> Daemon {
         let mut cmd = Command::new(BERTH);
         cmd.env_remove("BERTH_SOCKET")
             .arg("daemon")
@@ -452,7 +468,7 @@ impl World {
             .arg(self.config_path())
             .args(args)
             .current_dir("/");
-        let process = self.spawn_in_world(cmd, &format!("berth daemon {args:?}"));
+        let process = self.spawn_in_cgroup(cmd, &format!("berth daemon {args:?}"), cgroup2_dir);
         Daemon {
             process,
             status: None,
