@@ -219,16 +219,6 @@ impl Clients {
             let _ = stream.write(&Reply::Error(refusal).into_line());
             return None;
         }
-        if self.idle.len() >= self.limits.idle {
-            if let Some(&oldest) = self.idle.front() {
-                debug!("{} idle clients: closing the oldest", self.idle.len());
-                let why = format!(
-                    "closed: {} connections without a request, the oldest goes first",
-                    self.limits.idle
-                );
-                self.close_idle(registry, oldest, &why);
-            }
-        }
         let client = Client {
             stream,
             reader: LineReader::new(MAX_REQUEST),
@@ -246,8 +236,20 @@ impl Clients {
             return None;
         }
         self.idle.push_back(token);
-        // Most clients write their request right after connecting.
-        self.event(registry, token, true, false, false)
+        // Most clients write their request right after connecting: one
+        // that did is not idle, and takes no idle one's place.
+        let incoming = self.event(registry, token, true, false, false);
+        if self.idle.len() > self.limits.idle {
+            if let Some(&oldest) = self.idle.front() {
+                debug!("{} idle clients: closing the oldest", self.idle.len());
+                let why = format!(
+                    "closed: {} connections without a request, the oldest goes first",
+                    self.limits.idle
+                );
+                self.close_idle(registry, oldest, &why);
+            }
+        }
+        incoming
     }
 
     /// Out of fds: gives up the spare one to accept a connection and tell
@@ -309,6 +311,8 @@ impl Clients {
             // Edge-triggered: a hang-up that came with the request is not
             // reported again; its answer cannot be read anyway.
             c.hung_up = hung_up;
+            // No longer idle: the loop answers it or has it wait.
+            self.forget_idle(token);
             return Some(Incoming::Request(id(token), r));
         }
         if gone {
@@ -356,7 +360,7 @@ impl Clients {
     }
 
     /// Queues an answer; the client is closed once it is written, and is
-    /// idle (with a deadline) until then.
+    /// idle (with a deadline to read it) until then.
     pub fn answer(&mut self, registry: &Registry, client: ClientId, reply: Reply) {
         let t = token(client);
         let Some(c) = self.slab.get_mut(t) else {
@@ -365,19 +369,18 @@ impl Clients {
         c.outbox.push(&reply.into_line());
         c.answered = true;
         let waited = c.waiting.take();
-        if waited.is_some() {
-            c.since = Instant::now();
-        }
         let done = Self::flush(c);
         if !done {
+            c.since = Instant::now();
             let _ = registry.reregister(&mut c.stream, t, Interest::READABLE | Interest::WRITABLE);
         }
         if let Some(kind) = waited {
             *self.count(kind) -= 1;
-            self.idle.push_back(t);
         }
         if done {
             self.close(registry, client);
+        } else {
+            self.idle.push_back(t);
         }
     }
 
@@ -553,25 +556,31 @@ mod tests {
         let mut idle: Vec<StdStream> = (0..3).map(|_| s.connect()).collect();
         assert!(s.accept().is_empty());
         assert_eq!(s.clients.idle.len(), 3);
-        // A fourth that sends its request along: the oldest idle one goes.
-        let mut fourth = s.connect();
-        fourth.write_all(b"{\"verb\":\"ps\"}\n").unwrap();
+        // One that sends its request along is not idle and closes none.
+        let mut busy = s.connect();
+        busy.write_all(b"{\"verb\":\"ps\"}\n").unwrap();
         let incoming = s.accept();
         assert!(
             matches!(&incoming[..], [Incoming::Request(_, Ok(r))] if r.verb == "ps"),
             "{incoming:?}"
         );
         assert_eq!(s.clients.idle.len(), 3);
+        // A fourth idle one: the oldest goes.
+        idle.push(s.connect());
+        assert!(s.accept().is_empty());
+        assert_eq!(s.clients.idle.len(), 3);
         let said = answer_of(&mut idle[0]);
         assert!(said.contains("the oldest goes first"), "{said}");
         // The others are still open.
-        idle[1].set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 1];
-        let still = idle[1].read(&mut buf);
-        assert!(
-            still.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock),
-            "the second idle client was closed too"
-        );
+        for (i, other) in idle.iter_mut().enumerate().skip(1) {
+            other.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 1];
+            let still = other.read(&mut buf);
+            assert!(
+                still.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock),
+                "idle client {i} was closed too"
+            );
+        }
     }
 
     #[test]
@@ -610,7 +619,8 @@ mod tests {
         assert_eq!(s.clients.room(Wait::Change), Ok(()));
         assert!(s.clients.wait(registry, ids[2], Wait::Change).is_none());
         assert!(s.clients.room(Wait::Change).is_err());
-        assert_eq!(s.clients.idle.len(), 1);
+        // None of them idle: each came with its request.
+        assert!(s.clients.idle.is_empty());
         // An answer frees the slot and closes the client once written.
         s.clients.answer(registry, ids[0], Reply::Ok);
         assert_eq!(s.clients.room(Wait::Exit), Ok(()));

@@ -475,6 +475,27 @@ impl World {
         }
     }
 
+    /// `spawn_daemon`, started with the file mode creation mask `umask`
+    /// (a shell sets it, then execs the daemon in its place).
+    pub fn spawn_daemon_with_umask(&self, umask: u32, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.env_remove("BERTH_SOCKET")
+            .arg("-c")
+            .arg(format!("umask {umask:03o} && exec \"$0\" \"$@\""))
+            .arg(BERTH)
+            .arg("daemon")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .current_dir("/");
+        let what = format!("umask {umask:03o}; berth daemon {args:?}");
+        let process = self.spawn_in_world(cmd, &what);
+        Daemon {
+            process,
+            status: None,
+        }
+    }
+
     /// Starts the daemon and waits until `berth ps` answers; panics with the
     /// daemon's stderr if it exits or does not answer within `SHORT`.
     pub fn start_daemon(&self, args: &[&str]) -> Daemon {
