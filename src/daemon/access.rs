@@ -40,6 +40,9 @@ pub fn find_group(etc_group: &str, name: &str) -> Option<u32> {
 #[derive(Debug)]
 pub struct Access {
     gid: u32,
+    /// Whether `socket-group` names it (else it is root's, which the
+    /// socket has already).
+    configured: bool,
     /// The group as messages name it: `socket-group "berth" (gid 1001)`.
     label: String,
     refusals: RateLimit,
@@ -77,6 +80,7 @@ impl Access {
         };
         Ok(Access {
             gid,
+            configured: group.is_some(),
             label,
             refusals: RateLimit::new(),
         })
@@ -95,6 +99,9 @@ impl Access {
                 err = errors::io_text(&e)
             )
         })?;
+        if !self.configured {
+            return Ok(listener);
+        }
         // Until this chown the group is the daemon's (root): no one else
         // could connect meanwhile.
         std::os::unix::fs::lchown(path, Some(0), Some(self.gid)).map_err(|e| {

@@ -379,7 +379,7 @@ impl Clients {
         }
         if done {
             self.close(registry, client);
-        } else {
+        } else if !self.idle.contains(&t) {
             self.idle.push_back(t);
         }
     }
@@ -437,7 +437,7 @@ impl Clients {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        let oldest = self.slab.get(*self.idle.front()?)?;
+        let oldest = self.idle.iter().find_map(|&t| self.slab.get(t))?;
         Some(oldest.since + IDLE_TIMEOUT)
     }
 
