@@ -207,14 +207,6 @@ impl Call {
             | Call::Inspect { name } => Some(name),
         }
     }
-
-    /// Calls that may wait for a container.
-    pub fn may_wait(&self) -> bool {
-        matches!(
-            self,
-            Call::Start { .. } | Call::Stop { .. } | Call::Restart { .. } | Call::Wait { .. }
-        )
-    }
 }
 
 /// An answer, typed; on the wire it is a [`Response`].

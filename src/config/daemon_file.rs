@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 
 use super::fields::{
     field_error, get_bool, get_path, get_size, get_str, get_uint, members, parse_top, quoted,
-    unknown_key, validate_name,
+    unknown_key, validate_name, wrong_type,
 };
 use super::load::read_capped;
-use super::types::{ConfigError, DaemonConfig, GIB, KIB, MAX_SOCKET_PATH, MAX_TIMEOUT, MIB};
+use super::types::{
+    ConfigError, DaemonConfig, GIB, KIB, MAX_GID, MAX_SOCKET_PATH, MAX_TIMEOUT, MIB, SocketGroup,
+};
+use crate::json::{Node, Value};
 
 /// "off", "error", "warn", "info", "debug" or "trace".
 pub fn parse_log_level(s: &str) -> Option<log::LevelFilter> {
@@ -39,6 +42,7 @@ pub fn default_daemon() -> DaemonConfig {
         log_max_files: 3,
         cgroup_parent: "berth".to_string(),
         shutdown_timeout: 10,
+        socket_group: None,
     }
 }
 
@@ -77,6 +81,7 @@ pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError
             "shutdown-timeout" => {
                 cfg.shutdown_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?;
             }
+            "socket-group" => cfg.socket_group = Some(get_group(node).map_err(err)?),
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -104,6 +109,30 @@ pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError
 pub fn read_daemon_file(path: &Path) -> Result<DaemonConfig, ConfigError> {
     let text = read_capped(path)?;
     parse_daemon(&text, path)
+}
+
+/// A group name, or its number (a JSON number or a string of digits).
+fn get_group(node: &Node) -> Result<SocketGroup, String> {
+    match node.value {
+        Value::String(_) => {}
+        Value::Number(_) => return Ok(SocketGroup::Id(get_uint(node, 0, MAX_GID)? as u32)),
+        _ => return Err(wrong_type("a group name or number", node)),
+    }
+    let s = get_str(node)?;
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return match s.parse::<u64>() {
+            Ok(gid) if gid <= MAX_GID => Ok(SocketGroup::Id(gid as u32)),
+            _ => Err(format!(
+                "group number must be from 0 to {MAX_GID}, found {s}"
+            )),
+        };
+    }
+    // What /etc/group can hold as a name: no separators, no blanks.
+    let bad = |c: char| c == ':' || c == ',' || c.is_whitespace() || c.is_control();
+    if s.is_empty() || s.len() > 256 || s.starts_with('-') || s.contains(bad) {
+        return Err(format!("not a group name or number: {}", quoted(s)));
+    }
+    Ok(SocketGroup::Name(s.to_string()))
 }
 
 /// Each '/'-separated component a valid name; one leading '/' allowed.
@@ -175,7 +204,8 @@ mod tests {
                 "log-max-size": "64k",
                 "log-max-files": 7,
                 "cgroup-parent": "/system.slice/berth",
-                "shutdown-timeout": 0
+                "shutdown-timeout": 0,
+                "socket-group": "berth"
             }"#,
         );
         assert_eq!(
@@ -192,8 +222,19 @@ mod tests {
                 log_max_files: 7,
                 cgroup_parent: "/system.slice/berth".into(),
                 shutdown_timeout: 0,
+                socket_group: Some(SocketGroup::Name("berth".into())),
             }
         );
+        for (text, group) in [
+            ("0", SocketGroup::Id(0)),
+            ("4242", SocketGroup::Id(4242)),
+            ("\"4242\"", SocketGroup::Id(4242)),
+            ("\"docker-users\"", SocketGroup::Name("docker-users".into())),
+            ("\"_berth.1\"", SocketGroup::Name("_berth.1".into())),
+        ] {
+            let cfg = daemon(&format!(r#"{{"socket-group": {text}}}"#));
+            assert_eq!(cfg.socket_group, Some(group), "{text}");
+        }
         // Derived defaults follow the configured directories.
         let cfg = daemon(r#"{"run-dir": "/r", "state-dir": "/s"}"#);
         assert_eq!(cfg.socket, Path::new("/r/berth.sock"));
@@ -321,6 +362,36 @@ mod tests {
             daemon_err(r#"{"cgroup-parent": "a/../b"}"#),
             field("cgroup-parent", "name \"..\" must not start with '.'")
         );
+        assert_eq!(
+            daemon_err(r#"{"socket-group": -1}"#),
+            field("socket-group", "must be from 0 to 4294967294, found -1")
+        );
+        assert_eq!(
+            daemon_err(r#"{"socket-group": "4294967295"}"#),
+            field(
+                "socket-group",
+                "group number must be from 0 to 4294967294, found 4294967295"
+            )
+        );
+        assert_eq!(
+            daemon_err(r#"{"socket-group": true}"#),
+            field(
+                "socket-group",
+                "expected a group name or number, found a boolean"
+            )
+        );
+        for bad in [
+            r#""""#,
+            r#""a:b""#,
+            r#""a b""#,
+            r#""a,b""#,
+            r#""-x""#,
+            r#""a\nb""#,
+        ] {
+            let (f, reason) = daemon_err(&format!(r#"{{"socket-group": {bad}}}"#));
+            assert_eq!(f.as_deref(), Some("socket-group"), "{bad:?}");
+            assert!(reason.starts_with("not a group name or number"), "{reason}");
+        }
         let long = format!(r#"{{"run-dir": "/{}"}}"#, "r".repeat(100));
         assert_eq!(daemon_err(&long).0.as_deref(), Some("run-dir"));
         let long = format!(r#"{{"socket": "/{}"}}"#, "s".repeat(107));

@@ -25,7 +25,8 @@ pub use fields::validate_name;
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network, RestartPolicy,
+    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network,
+    RestartPolicy, SocketGroup,
 };
 
 /// What the tests of several files here share.

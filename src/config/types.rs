@@ -60,7 +60,20 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// Seconds a non-live-restore shutdown waits for containers in total.
     pub shutdown_timeout: u64,
+    /// The group that may use the API socket besides root.
+    pub socket_group: Option<SocketGroup>,
 }
+
+/// `socket-group`: a group name (looked up in /etc/group when the daemon
+/// starts) or a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketGroup {
+    Name(String),
+    Id(u32),
+}
+
+/// Largest gid: (gid_t)-1 means "no change" to chown.
+pub const MAX_GID: u64 = u32::MAX as u64 - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {

@@ -1,7 +1,8 @@
 //! The daemon: one thread, one `mio::Poll`, and the loop that routes its
 //! events to the components that own the fds behind them.
 //!
-//! - `clients`: the API listener's clients (tag `Client`);
+//! - `clients`: the API listener's clients (tag `Client`), let in by
+//!   `access` (root or the socket's group);
 //! - `containers`: per container the monitor's pidfd and, while it starts,
 //!   the channel on which the monitor reports the exec (tags `Monitor`,
 //!   `Channel`), and the executor of each container's `lifecycle`;
@@ -21,6 +22,7 @@
 //! monitors own the containers, and the next daemon finds them from the
 //! records in run-dir (see `restore`).
 
+mod access;
 mod clients;
 mod containers;
 mod lifecycle;
@@ -32,10 +34,10 @@ mod tokens;
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll};
 
@@ -45,7 +47,8 @@ use crate::errors;
 use crate::host;
 use crate::state;
 use crate::sys::{fd, process, signal};
-use clients::{Clients, Incoming};
+use access::Access;
+use clients::{Clients, Incoming, Limits, Wait};
 use containers::{Containers, Env};
 use lifecycle::{Answer, Answers, Cause, ClientId, Event, StopReason, Then, WaitKind, Waiter};
 use tokens::Tag;
@@ -79,6 +82,8 @@ pub struct Daemon {
     boot_id: String,
     shutdown: Option<Shutdown>,
     exit_now: bool,
+    /// run-dir's lock, a POSIX lock that ends with this process (see
+    /// `fd::try_lock`): no other fd on berth.lock may be opened and closed.
     _lock: fs::File,
 }
 
@@ -102,6 +107,12 @@ pub fn main(opts: Options) -> i32 {
     let _ = signal::ignore(libc::SIGPIPE);
     // Whatever fds the daemon inherited stay out of everything it starts.
     let _ = fd::cloexec_from_raw(3);
+    // Nothing the daemon creates is writable by others, whatever umask it
+    // was started with (its monitors and containers inherit this one).
+    let umask = process::set_umask(0o022);
+    process::set_umask(umask | 0o022);
+    // Room for the clients' limits (see `clients::Limits`).
+    let open_files = process::raise_open_files_limit(Limits::OPEN_FILES);
     let cfg = match config::read_daemon_file(&opts.config) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -114,7 +125,17 @@ pub fn main(opts: Options) -> i32 {
         .with_level(log::LevelFilter::Trace)
         .init();
     log::set_max_level(level);
-    let mut daemon = match Daemon::new(opts, cfg) {
+    let open_files = match open_files {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(
+                "raise the open files limit: {err}",
+                err = errors::io_text(&e)
+            );
+            1024
+        }
+    };
+    let mut daemon = match Daemon::new(opts, cfg, open_files) {
         Ok(d) => d,
         Err(e) => {
             error!("{e}");
@@ -125,7 +146,7 @@ pub fn main(opts: Options) -> i32 {
 }
 
 impl Daemon {
-    fn new(opts: Options, mut cfg: DaemonConfig) -> Result<Daemon, String> {
+    fn new(opts: Options, mut cfg: DaemonConfig, open_files: u64) -> Result<Daemon, String> {
         if opts.live_restore {
             cfg.live_restore = true;
         }
@@ -148,7 +169,7 @@ impl Daemon {
                 )
             })?;
         fd::try_lock(&lock).map_err(|e| match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => format!(
+            Some(libc::EAGAIN | libc::EACCES) => format!(
                 "another berth daemon is using run-dir {} (it holds {})",
                 cfg.run_dir.display(),
                 lock_path.display()
@@ -173,6 +194,11 @@ impl Daemon {
                 )
             })?;
         }
+        let access = Access::new(
+            cfg.socket_group.as_ref(),
+            Path::new(access::GROUP_FILE),
+            &opts.config,
+        )?;
         // We hold the lock, so a socket left here is a dead daemon's; but
         // only ever remove a socket, never a file a wrong path names.
         match fs::symlink_metadata(&cfg.socket) {
@@ -187,13 +213,7 @@ impl Daemon {
             }
             Err(_) => {}
         }
-        let mut listener = UnixListener::bind(&cfg.socket).map_err(|e| {
-            format!(
-                "listen on {}: {err}",
-                cfg.socket.display(),
-                err = errors::io_text(&e)
-            )
-        })?;
+        let mut listener = access.bind(&cfg.socket)?;
         poll.registry()
             .register(
                 &mut listener,
@@ -218,7 +238,7 @@ impl Daemon {
             poll,
             listener,
             signals,
-            clients: Clients::new(),
+            clients: Clients::new(access, Limits::for_open_files(open_files)),
             containers: Containers::new(),
             boot_id,
             shutdown: None,
@@ -238,6 +258,16 @@ impl Daemon {
             self.containers.len(),
             self.containers.active(),
             t0.elapsed().as_secs_f64() * 1000.0
+        );
+        let limits = self.clients.limits();
+        debug!(
+            "API clients at most: {} idle ({} s to send a request), {} waiting for a start, stop or restart, {} waiting for an exit; socket {} mode {:o}",
+            limits.idle,
+            clients::IDLE_TIMEOUT.as_secs(),
+            limits.changing,
+            limits.exiting,
+            self.cfg.socket.display(),
+            access::SOCKET_MODE
         );
         let mut events = Events::with_capacity(64);
         loop {
@@ -269,7 +299,14 @@ impl Daemon {
     fn route(&mut self, ev: &mio::event::Event) {
         let token = ev.token();
         match tokens::tag_of(token) {
-            Some(Tag::Listener) => self.clients.accept(&self.listener, self.poll.registry()),
+            Some(Tag::Listener) => {
+                for incoming in self
+                    .clients
+                    .accept(&mut self.listener, self.poll.registry())
+                {
+                    self.incoming(incoming);
+                }
+            }
             Some(Tag::Signals) => self.read_signals(),
             Some(Tag::Client) => {
                 let incoming = self.clients.event(
@@ -296,16 +333,23 @@ impl Daemon {
         match incoming {
             Incoming::Request(client, Err(e)) => self.reply(client, Reply::Error(e)),
             Incoming::Request(client, Ok(req)) => {
-                let reply = match Call::from_request(req) {
-                    Ok(call) => self.call(client, call),
-                    Err(e) => Some(Reply::Error(e)),
+                let (reply, wait) = match Call::from_request(req) {
+                    Ok(call) => {
+                        let wait = Wait::of(&call);
+                        (self.call(client, call, wait), wait)
+                    }
+                    Err(e) => (Some(Reply::Error(e)), None),
                 };
-                match reply {
-                    Some(r) => self.reply(client, r),
-                    None => {
-                        if let Some(gone) = self.clients.wait(self.poll.registry(), client) {
+                match (reply, wait) {
+                    (Some(r), _) => self.reply(client, r),
+                    (None, Some(wait)) => {
+                        if let Some(gone) = self.clients.wait(self.poll.registry(), client, wait) {
                             self.incoming(gone);
                         }
+                    }
+                    (None, None) => {
+                        let e = "internal error: no answer for this request".to_string();
+                        self.reply(client, Reply::Error(e));
                     }
                 }
             }
@@ -342,12 +386,11 @@ impl Daemon {
 
     /// Answers a call now (`Some`), or leaves the client waiting for a
     /// container, which answers it.
-    fn call(&mut self, client: ClientId, call: Call) -> Option<Reply> {
-        if call.may_wait() && self.clients.waiting() >= clients::MAX_WAITING {
-            return Some(Reply::Error(format!(
-                "too many clients waiting ({}); try again later",
-                clients::MAX_WAITING
-            )));
+    /// `wait`: what the call may leave its client waiting for (each kind
+    /// has its own limit, so that one cannot starve the others).
+    fn call(&mut self, client: ClientId, call: Call, wait: Option<Wait>) -> Option<Reply> {
+        if let Some(Err(e)) = wait.map(|w| self.clients.room(w)) {
+            return Some(Reply::Error(e));
         }
         if let Some(name) = call.name() {
             if self.containers.get(name).is_none() {
@@ -501,9 +544,7 @@ impl Daemon {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        for gone in self.clients.expire(self.poll.registry(), now) {
-            self.incoming(gone);
-        }
+        self.clients.expire(self.poll.registry(), now);
         let env = env(&self.poll, &self.cfg, &self.shutdown);
         let answers = self.containers.tick(&env, now);
         self.deliver(answers);
@@ -582,6 +623,7 @@ mod tests {
 
     /// The daemon's modules, with their sources.
     const MODULES: &[(&str, &str)] = &[
+        ("access", include_str!("access.rs")),
         ("clients", include_str!("clients.rs")),
         ("containers", include_str!("containers.rs")),
         ("lifecycle", include_str!("lifecycle.rs")),

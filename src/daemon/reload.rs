@@ -96,6 +96,9 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     if new.state_dir != old.state_dir {
         keep.push("state-dir");
     }
+    if new.socket_group != old.socket_group {
+        keep.push("socket-group");
+    }
     if !keep.is_empty() {
         let msg = format!(
             "{} changed but need a daemon restart; keeping the old values",
@@ -108,6 +111,7 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     next.socket = old.socket.clone();
     next.run_dir = old.run_dir.clone();
     next.state_dir = old.state_dir.clone();
+    next.socket_group = old.socket_group.clone();
     if overrides.live_restore {
         next.live_restore = true; // the command line wins
     }

@@ -68,11 +68,26 @@ pub fn open(path: &CStr, flags: i32, mode: libc::mode_t) -> io::Result<OwnedFd> 
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Takes an exclusive, non-blocking `flock` on the file; the lock lives as
-/// long as the fd.
+/// Takes an exclusive, non-blocking write lock on the whole file that
+/// belongs to this process alone: a POSIX record lock (`F_SETLK`), whose
+/// owner is the process, not the open file. A child cloned from it gets a
+/// copy of the fd but not the lock, so the lock ends exactly when this
+/// process does; `flock` and OFD locks belong to the open file, which a
+/// child keeps until it execs or closes it, and a killed daemon's child
+/// between clone and exec would hold them on.
+///
+/// The lock also ends when this process closes *any* fd on the file:
+/// open the file once and keep that fd. EAGAIN or EACCES: another process
+/// holds it.
 pub fn try_lock(fd: &impl AsFd) -> io::Result<()> {
-    // SAFETY: flock on an open fd has no memory effects.
-    cvt(unsafe { libc::flock(fd.as_fd().as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })?;
+    // SAFETY: flock is a plain C struct; all-zero is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0; // to the end, however long the file grows
+    // SAFETY: `lock` is a valid flock the kernel only reads.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETLK, &lock) })?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod process;
 pub mod resolve;
 pub mod seccomp;
 pub mod signal;
+pub mod socket;
 
 use std::io;
 

@@ -199,6 +199,36 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// Sets the file mode creation mask; returns the one before.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail and touches no memory.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Raises the soft limit on open files to `wanted`, or to the hard limit
+/// if that is lower; never lowers it. Returns the limit now in force.
+pub fn raise_open_files_limit(wanted: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    let target = limit.rlim_max.min(wanted as libc::rlim_t);
+    if limit.rlim_cur < target {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit the kernel only reads.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) })?;
+        limit = raised;
+    }
+    // rlim_t is 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(limit.rlim_cur as u64)
+}
+
 /// A random u64 from the kernel (getrandom).
 pub fn random_u64() -> io::Result<u64> {
     let mut buf = [0u8; 8];

@@ -423,7 +423,18 @@ impl World {
 
     /// Spawns `cmd` inside the world's cgroup2 dir, stdin from /dev/null,
     /// stdout and stderr into numbered files under `out_dir()`.
-    pub fn spawn_in_world(&self, mut cmd: Command, what: &str) -> Spawned {
+    pub fn spawn_in_world(&self, cmd: Command, what: &str) -> Spawned {
+        self.spawn_in_cgroup(cmd, what, &self.cgroup2_dir)
+    }
+
+    /// `spawn_in_world`, in `cgroup2_dir`: a cgroup2 directory at or below
+    /// the world's own, so cleanup still finds what it holds.
+    pub fn spawn_in_cgroup(&self, mut cmd: Command, what: &str, cgroup2_dir: &Path) -> Spawned {
+        assert!(
+            cgroup2_dir.starts_with(&self.cgroup2_dir),
+            "{} is outside the world's cgroup2 dir",
+            cgroup2_dir.display()
+        );
         let n = self.spawned.get();
         self.spawned.set(n + 1);
         let stdout_path = self.out_dir().join(format!("{n}.stdout"));
@@ -433,7 +444,7 @@ impl World {
         cmd.stdin(Stdio::null())
             .stdout(file(&stdout_path))
             .stderr(file(&stderr_path));
-        sys::join_cgroup_before_exec(&mut cmd, &self.cgroup2_dir.join("cgroup.procs"));
+        sys::join_cgroup_before_exec(&mut cmd, &cgroup2_dir.join("cgroup.procs"));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         Spawned {
             child,
@@ -451,6 +462,20 @@ impl World {
     /// `spawn_daemon`, with `setup` applied to the command first (e.g. to
     /// give the daemon something to inherit, see `sys::inherit_before_exec`).
     pub fn spawn_daemon_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Daemon {
+        self.spawn_daemon_in_with(&self.cgroup2_dir, args, setup)
+    }
+
+    /// `spawn_daemon`, in a cgroup2 directory below the world's own.
+    pub fn spawn_daemon_in(&self, cgroup2_dir: &Path, args: &[&str]) -> Daemon {
+        self.spawn_daemon_in_with(cgroup2_dir, args, |_| {})
+    }
+
+    fn spawn_daemon_in_with(
+        &self,
+        cgroup2_dir: &Path,
+        args: &[&str],
+        setup: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut cmd = Command::new(BERTH);
         cmd.env_remove("BERTH_SOCKET")
             .arg("daemon")
@@ -459,7 +484,28 @@ impl World {
             .args(args)
             .current_dir("/");
         setup(&mut cmd);
-        let process = self.spawn_in_world(cmd, &format!("berth daemon {args:?}"));
+        let process = self.spawn_in_cgroup(cmd, &format!("berth daemon {args:?}"), cgroup2_dir);
+        Daemon {
+            process,
+            status: None,
+        }
+    }
+
+    /// `spawn_daemon`, started with the file mode creation mask `umask`
+    /// (a shell sets it, then execs the daemon in its place).
+    pub fn spawn_daemon_with_umask(&self, umask: u32, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.env_remove("BERTH_SOCKET")
+            .arg("-c")
+            .arg(format!("umask {umask:03o} && exec \"$0\" \"$@\""))
+            .arg(BERTH)
+            .arg("daemon")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .current_dir("/");
+        let what = format!("umask {umask:03o}; berth daemon {args:?}");
+        let process = self.spawn_in_world(cmd, &what);
         Daemon {
             process,
             status: None,

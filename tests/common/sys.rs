@@ -1,8 +1,8 @@
 //! The harness's only `unsafe` code: the few raw syscalls std does not offer
 //! (joining a cgroup between fork and exec, giving a process things to
 //! inherit, failing a syscall with ENOSYS as an older kernel would,
-//! signalling through a pidfd, detaching a mount). Each wrapper makes one
-//! call and turns -1 into `io::Error`.
+//! signalling through a pidfd, detaching a mount, raising the open files
+//! limit). Each wrapper makes one call and turns -1 into `io::Error`.
 
 use std::ffi::CString;
 use std::io;
@@ -78,6 +78,21 @@ pub fn kill_child(pid: u32, signal: i32) -> io::Result<()> {
     let pid = i32::try_from(pid).expect("pid fits in pid_t");
     // SAFETY: kill takes a pid and a signal number and touches no memory.
     check(unsafe { libc::kill(pid, signal) }.into()).map(drop)
+}
+
+/// Raises this process's soft limit on open files to its hard limit (for
+/// tests that hold many connections); returns the limit now in force.
+pub fn raise_open_files() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }.into())?;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit the kernel only reads.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }.into())?;
+    Ok(limit.rlim_cur)
 }
 
 /// Lazily detaches the mount at `path`.
