@@ -7,8 +7,17 @@
 //! size-capped log files (so the container never blocks on a full pipe,
 //! however long the daemon is away), reaps the init, writes the exit record
 //! atomically, removes the cgroups and exits. It takes no orders except
-//! signals, and lives in the host namespaces, outside the container's
-//! cgroup, in a session of its own.
+//! signals, and lives in the host namespaces, in a session of its own.
+//!
+//! Its work for the container is the container's: once the container runs,
+//! the monitor moves into a leaf of the container's cpu cgroup (never its
+//! memory or pids one), so a container flooding its output is slowed by its
+//! own CPU limit, not the host. The exit record's blocks are reserved when
+//! the run starts, so a full disk cannot cost the exit code; output the
+//! disk refuses is counted (in `log-status.json` while it runs, in the
+//! exit record at the end) and noted in the log once it has room again.
+//! At the end it reads what the container's limits did (out-of-memory
+//! kills, refused forks) into the exit record.
 
 use std::ffi::CString;
 use std::fmt;
@@ -23,13 +32,15 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nanoserde::{DeJson, SerJson};
 
-use super::cgroup::{self, CgroupError, Limits};
+use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
 use crate::errors;
 use crate::host;
-use crate::state::{self, ExitRecord, FORMAT_VERSION, RuntimeRecord, StartOptions};
+use crate::state::{
+    self, ExitRecord, FORMAT_VERSION, LogStatus, Reserved, RuntimeRecord, StartOptions,
+};
 use crate::sys::child::{self, Step};
 use crate::sys::process::{self, Argv, Envp};
 use crate::sys::{fd, signal};
@@ -41,6 +52,12 @@ pub const CHANNEL_FD: i32 = 3;
 const MAX_JOB: usize = 256 * 1024;
 /// After the init exits, how long to keep draining output still in pipes.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// The exit record's reservation; texts in it are cut to fit.
+const EXIT_RESERVED: usize = 4096;
+/// Longest error or cause text kept in an exit record.
+const MAX_TEXT: usize = 1024;
+/// How often, at most, the log status file is rewritten.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the daemon asks a monitor to run.
 #[derive(Debug, Clone, Default, SerJson, DeJson)]
@@ -66,6 +83,11 @@ pub struct Reply {
     pub init_start: u64,
     pub started_at: u64,
     pub error: Option<String>,
+    /// Something the daemon should log about a run that did start (the
+    /// exit record could not be reserved, the monitor could not join the
+    /// container's cpu cgroup).
+    #[nserde(default)]
+    pub warning: Option<String>,
 }
 
 /// Why a monitor gave up before it had a container to start.
@@ -290,7 +312,16 @@ struct Monitor {
     job: Job,
     spec: ContainerSpec,
     paths: state::Paths,
-    cgroups: Vec<PathBuf>,
+    hierarchies: Vec<Hierarchy>,
+    placement: Option<Placement>,
+    /// The container's cgroups' counters when the run started.
+    events_at_start: Counters,
+    /// The exit record's blocks, reserved when the run started.
+    exit_slot: Option<Reserved>,
+    /// Whether the monitor moved into its leaf of the container's cgroup.
+    in_leaf: bool,
+    /// What the daemon should hear about a run that did start.
+    warnings: Vec<String>,
 }
 
 const STDOUT: Token = Token(0);
@@ -308,8 +339,18 @@ impl Monitor {
             job,
             spec,
             paths,
-            cgroups: Vec::new(),
+            hierarchies: Vec::new(),
+            placement: None,
+            events_at_start: Counters::default(),
+            exit_slot: None,
+            in_leaf: false,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The container's cgroups (removed at the end, with their leaves).
+    fn cgroups(&self) -> &[PathBuf] {
+        self.placement.as_ref().map_or(&[], |p| &p.dirs)
     }
 
     fn run(mut self, mut channel: UnixStream) -> i32 {
@@ -330,6 +371,9 @@ impl Monitor {
             };
             return self.fail_start(&mut channel, started_at, &e);
         }
+        // Just after the init joined its cgroups, a move costs no wait for
+        // the kernel (see README: cgroup.procs writes).
+        self.join_cpu_leaf();
         send_reply(
             &mut channel,
             &Reply {
@@ -338,29 +382,93 @@ impl Monitor {
                 init_start,
                 started_at,
                 error: None,
+                warning: (!self.warnings.is_empty()).then(|| self.warnings.join("; ")),
             },
         );
         drop(channel);
 
-        let status = pump(&pidfd, out_r, err_r, &mut logs);
+        let mut status_file = StatusFile::new(self.paths.log_status(), &self.job.run_id);
+        let status = pump(&pidfd, out_r, err_r, &mut logs, Some(&mut status_file));
         logs.finish();
+        let (oom_killed, cause) = self.limits_cause();
         let error = match status {
             Ok(_) => None,
             Err(ref e) => Some(format!("monitor: {e}")),
         };
-        let dropped = logs.dropped;
-        self.record_exit(status.ok(), started_at, error, dropped);
-        let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
+        self.record_exit(Ending {
+            status: status.ok(),
+            started_at,
+            error,
+            log_dropped: logs.dropped,
+            oom_killed,
+            cause,
+        });
+        let _ = fs::remove_file(self.paths.log_status());
+        self.leave_cpu_leaf();
+        let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         0
     }
 
     /// Records a start that failed, removes its cgroups and tells the
     /// daemon why.
     fn fail_start(&self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
-        let error = e.to_string();
-        self.record_exit(None, started_at, Some(error.clone()), 0);
-        let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
+        let (oom_killed, cause) = self.limits_cause();
+        let error = match &cause {
+            // A limit was hit on the way (a clone refused at the pids
+            // limit): say which.
+            Some(c) => format!("{e} ({c})"),
+            None => e.to_string(),
+        };
+        self.record_exit(Ending {
+            status: None,
+            started_at,
+            error: Some(error.clone()),
+            log_dropped: 0,
+            oom_killed,
+            cause,
+        });
+        let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         fail_early(channel, &error)
+    }
+
+    /// Moves the monitor into its leaf of the container's cpu cgroup, so
+    /// that the container's CPU limit covers its logging. A failure is
+    /// told to the daemon; the container runs regardless.
+    fn join_cpu_leaf(&mut self) {
+        let Some(leaf) = self.placement.as_ref().and_then(Placement::monitor) else {
+            return;
+        };
+        match cgroup::join(&leaf) {
+            Ok(()) => self.in_leaf = true,
+            Err(e) => self
+                .warnings
+                .push(format!("logging is not charged to the container: {e}")),
+        }
+    }
+
+    /// Moves the monitor back where it came from, so that the container's
+    /// cgroups can be removed.
+    fn leave_cpu_leaf(&mut self) {
+        let own = self
+            .placement
+            .as_ref()
+            .and_then(|p| p.cpu)
+            .and_then(|i| self.hierarchies.get(i))
+            .map(cgroup::own_dir);
+        if let (true, Some(own)) = (self.in_leaf, own) {
+            if cgroup::join(&own).is_ok() {
+                self.in_leaf = false;
+            }
+        }
+    }
+
+    /// What the container's limits did since the run started.
+    fn limits_cause(&self) -> (bool, Option<String>) {
+        let Some(placement) = &self.placement else {
+            return (false, None);
+        };
+        let now = Counters::read(&self.hierarchies, placement);
+        limits_cause(&self.spec, self.events_at_start, now)
     }
 
     /// Everything up to a successful exec.
@@ -372,21 +480,23 @@ impl Monitor {
                 err,
             })?;
         }
+        self.reserve_exit_record();
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
         let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)
             .map_err(|err| StartError::OpenLog {
                 path: log_dir.clone(),
                 err,
             })?;
-        let hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
-        self.cgroups =
-            cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
+        self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
+        let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
             memory: self.spec.memory,
             pids: self.spec.pids,
             cpus_milli: self.spec.cpus_milli,
         };
-        cgroup::create(&hierarchies, &self.cgroups, limits).map_err(StartError::Cgroup)?;
+        let placement = self.placement.insert(placement);
+        cgroup::create(&self.hierarchies, placement, limits).map_err(StartError::Cgroup)?;
+        self.events_at_start = Counters::read(&self.hierarchies, placement);
 
         let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;
         let (err_r, err_w) = fd::pipe().map_err(StartError::CreatePipe)?;
@@ -405,11 +515,7 @@ impl Monitor {
             err,
         })?;
         // The cgroup2 directory, if there is one: the init is created in it.
-        let v2_dir = hierarchies
-            .iter()
-            .zip(&self.cgroups)
-            .find(|(h, _)| h.is_v2())
-            .map(|(_, d)| d.clone());
+        let v2_dir = placement.v2_init(&self.hierarchies);
         let v2_fd = v2_dir.as_ref().and_then(|d| {
             let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok()?;
             fd::open(&c, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()
@@ -417,7 +523,7 @@ impl Monitor {
         let plan = Plan::build(
             &self.spec,
             &mount_point,
-            &self.cgroups,
+            &placement.init,
             v2_dir.as_deref(),
             &stdio,
         )
@@ -447,7 +553,7 @@ impl Monitor {
                 log_max_files: self.job.log_max_files,
                 cgroup_parent: self.job.cgroup_parent.clone(),
                 cgroups: self
-                    .cgroups
+                    .cgroups()
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect(),
@@ -457,29 +563,157 @@ impl Monitor {
         state::save(&self.paths.runtime(), &record)
     }
 
-    fn record_exit(
-        &self,
-        status: Option<process::ExitStatus>,
-        started_at: u64,
-        error: Option<String>,
-        log_dropped: u64,
-    ) {
+    /// Reserves the exit record's blocks (see `state::Reserved`). Without
+    /// a reservation the record is still written at the end, if the disk
+    /// has room then.
+    fn reserve_exit_record(&mut self) {
+        let placeholder = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: self.job.run_id.clone(),
+            reserved: true,
+            ..ExitRecord::default()
+        };
+        let text = placeholder.serialize_json();
+        match Reserved::create(&self.paths.exit(), text.as_bytes(), EXIT_RESERVED) {
+            Ok(r) => self.exit_slot = Some(r),
+            Err(e) => self.warnings.push(format!(
+                "reserve room for the exit record beside {}: {}; the exit code is lost if the disk is full when the container ends",
+                self.paths.exit().display(),
+                errors::io_text(&e)
+            )),
+        }
+    }
+
+    /// Writes the exit record: over its reservation if there is one (no
+    /// free block needed), else as any record.
+    fn record_exit(&self, end: Ending) {
         let record = ExitRecord {
             version: FORMAT_VERSION,
             run_id: self.job.run_id.clone(),
-            exit_code: status.map(process::ExitStatus::code),
-            signal: match status {
+            exit_code: end.status.map(process::ExitStatus::code),
+            signal: match end.status {
                 Some(process::ExitStatus::Signaled(sig)) => Some(sig),
                 _ => None,
             },
-            started_at,
+            started_at: end.started_at,
             finished_at: host::now_ns(),
-            error,
-            log_dropped,
+            error: end.error.map(|e| cut(e, MAX_TEXT)),
+            log_dropped: end.log_dropped,
+            oom_killed: end.oom_killed,
+            cause: end.cause.map(|c| cut(c, MAX_TEXT)),
+            reserved: false,
         };
-        // Nobody to tell if this fails: the daemon then reports the monitor
-        // gone without a record, which is the truth.
-        let _ = state::save(&self.paths.exit(), &record);
+        let mut text = record.serialize_json();
+        text.push('\n');
+        let committed = self
+            .exit_slot
+            .as_ref()
+            .is_some_and(|slot| slot.commit(text.as_bytes()).is_ok());
+        if !committed {
+            // Nobody to tell if this fails: the daemon then reports the
+            // monitor gone without a record, which is the truth.
+            let _ = state::write_atomic(&self.paths.exit(), text.as_bytes());
+        }
+    }
+}
+
+/// How a run ended, as the monitor saw it.
+struct Ending {
+    status: Option<process::ExitStatus>,
+    started_at: u64,
+    error: Option<String>,
+    log_dropped: u64,
+    oom_killed: bool,
+    cause: Option<String>,
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// What the container's limits did during a run, from its cgroups'
+/// counters at the start and at the end: whether a process was killed for
+/// want of memory, and what happened in words.
+fn limits_cause(spec: &ContainerSpec, start: Counters, end: Counters) -> (bool, Option<String>) {
+    let oom_killed = end.oom_kills > start.oom_kills;
+    let mut causes = Vec::new();
+    if oom_killed {
+        causes.push(match spec.memory {
+            Some(limit) => format!("out of memory (memory limit {})", size_text(limit)),
+            None => "out of memory".to_string(),
+        });
+    }
+    let refused = end.pids_refused.saturating_sub(start.pids_refused);
+    if refused > 0 {
+        let forks = if refused == 1 { "fork" } else { "forks" };
+        causes.push(match spec.pids {
+            Some(limit) => format!("pids limit {limit} reached ({refused} {forks} refused)"),
+            None => format!("a parent cgroup's pids limit reached ({refused} {forks} refused)"),
+        });
+    }
+    (oom_killed, (!causes.is_empty()).then(|| causes.join("; ")))
+}
+
+/// A byte count in the largest binary unit that divides it.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes % unit == 0)
+        .map_or(format!("{bytes} bytes"), |(unit, name)| {
+            format!("{} {name}", bytes / unit)
+        })
+}
+
+/// The file the daemon reads for `inspect` while the container runs: the
+/// monitor's count of dropped log bytes, written when it changed, at most
+/// once per `STATUS_EVERY`.
+struct StatusFile {
+    path: PathBuf,
+    run_id: String,
+    written: u64,
+    next: Instant,
+}
+
+impl StatusFile {
+    fn new(path: PathBuf, run_id: &str) -> StatusFile {
+        StatusFile {
+            path,
+            run_id: run_id.to_string(),
+            written: 0,
+            next: Instant::now(),
+        }
+    }
+
+    /// When the file is to be written next for a count of `dropped`.
+    fn due(&self, dropped: u64) -> Option<Instant> {
+        (dropped != self.written).then_some(self.next)
+    }
+
+    /// Writes the count if it changed and its time has come.
+    fn update(&mut self, dropped: u64) {
+        let now = Instant::now();
+        if !self.due(dropped).is_some_and(|at| now >= at) {
+            return;
+        }
+        let status = LogStatus {
+            version: FORMAT_VERSION,
+            run_id: self.run_id.clone(),
+            log_dropped: dropped,
+        };
+        if state::save(&self.path, &status).is_ok() {
+            self.written = dropped;
+        }
+        self.next = now + STATUS_EVERY;
     }
 }
 
@@ -508,6 +742,7 @@ fn pump(
     out_r: OwnedFd,
     err_r: OwnedFd,
     logs: &mut LogWriter,
+    mut status_file: Option<&mut StatusFile>,
 ) -> io::Result<process::ExitStatus> {
     fd::set_nonblocking(&out_r, true)?;
     fd::set_nonblocking(&err_r, true)?;
@@ -540,10 +775,15 @@ fn pump(
         if past_deadline {
             break;
         }
+        let status_due = status_file.as_ref().and_then(|f| f.due(logs.dropped));
         let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) {
             Some(Duration::ZERO)
         } else {
-            drain_until.map(|d| d.saturating_duration_since(Instant::now()))
+            [drain_until, status_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|d| d.saturating_duration_since(Instant::now()))
         };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -579,6 +819,9 @@ fn pump(
                     let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
                 }
             }
+        }
+        if let Some(f) = status_file.as_deref_mut() {
+            f.update(logs.dropped);
         }
     }
     match status {
@@ -703,6 +946,7 @@ mod tests {
             init_start: 7,
             started_at: 9,
             error: None,
+            warning: None,
         };
         let line = String::from_utf8(reply_line(&ok)).unwrap();
         assert!(line.ends_with('\n'));
@@ -819,7 +1063,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pidfd = process::pidfd_open(child.id() as i32).unwrap();
-        let status = pump(&pidfd, out_r, err_r, &mut logs).unwrap();
+        let status = pump(&pidfd, out_r, err_r, &mut logs, None).unwrap();
         logs.finish();
         assert_eq!(status, process::ExitStatus::Exited(3));
         let mut got = records(&tmp.0);

@@ -314,6 +314,18 @@ pub struct Ending {
     /// 0 if unknown.
     pub started_at: u64,
     pub finished_at: u64,
+    /// What the container's limits did (out of memory, pids), if anything.
+    pub limits: LimitsHit,
+}
+
+/// What a container's limits did to a run, from its exit record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsHit {
+    pub oom_killed: bool,
+    /// In words, e.g. "out of memory (memory limit 64 MiB)".
+    pub cause: Option<String>,
+    /// Bytes of output its log could not take.
+    pub log_dropped: u64,
 }
 
 /// Who asks for a start.
@@ -477,6 +489,7 @@ pub struct Last {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub error: Option<String>,
+    pub limits: LimitsHit,
 }
 
 /// Everything the daemon decides about one container.
@@ -825,10 +838,8 @@ impl Transition<'_, '_> {
             self.s.phase = Phase::Running { run: run.clone() };
         }
         self.s.last = Last {
-            exit_code: None,
             started_at: Some(started_at),
-            finished_at: None,
-            error: None,
+            ..Last::default()
         };
         self.log(log::Level::Info, format!("started, pid {init_pid}"));
         if !alive {
@@ -880,9 +891,9 @@ impl Transition<'_, '_> {
                 return;
             }
         };
-        let (code, error) = match &outcome {
-            Ok(e) => (e.code, e.error.clone()),
-            Err(why) => (None, Some(why.clone())),
+        let (code, error, limits) = match &outcome {
+            Ok(e) => (e.code, e.error.clone(), e.limits.clone()),
+            Err(why) => (None, Some(why.clone()), LimitsHit::default()),
         };
         match &outcome {
             Ok(e) => {
@@ -895,6 +906,8 @@ impl Transition<'_, '_> {
         }
         self.s.last.exit_code = code;
         self.s.last.error = error.clone();
+        let cause = limits.cause.clone();
+        self.s.last.limits = limits;
         let finished = self.s.last.finished_at.unwrap_or(0);
         let ran_for = Duration::from_nanos(finished.saturating_sub(run.started_at));
         let rest = match (stop.map(|s| s.0), &error) {
@@ -905,7 +918,7 @@ impl Transition<'_, '_> {
         };
         self.s.phase = Phase::Idle(rest);
         if !seen {
-            let (level, msg) = match (code, &error) {
+            let (level, mut msg) = match (code, &error) {
                 (_, Some(e)) => (log::Level::Warn, format!("failed: {e}")),
                 (Some(code), None) => (
                     log::Level::Info,
@@ -915,6 +928,13 @@ impl Transition<'_, '_> {
                     ),
                 ),
                 (None, None) => (log::Level::Info, "exited".to_string()),
+            };
+            let level = match cause {
+                Some(cause) => {
+                    msg = format!("{msg}: {cause}");
+                    log::Level::Warn
+                }
+                None => level,
             };
             self.log(level, msg);
         }
@@ -1265,6 +1285,7 @@ mod tests {
         Event::Ended {
             outcome: Ok(Ending {
                 code,
+                limits: LimitsHit::default(),
                 error: None,
                 started_at: 1_000_000_000,
                 finished_at: 2_000_000_000,
@@ -1396,6 +1417,7 @@ mod tests {
                 outcome: Ok(Ending {
                     code: Some(3),
                     error: None,
+                    limits: LimitsHit::default(),
                     started_at: 1,
                     finished_at: 2,
                 }),
@@ -1774,6 +1796,55 @@ mod tests {
     }
 
     #[test]
+    fn an_end_at_a_limit_is_an_exit_with_its_cause_kept_and_logged() {
+        let c = ctx(Instant::now(), Ok(def(RestartPolicy::No, true)));
+        let s = with(Phase::Running {
+            run: run(Exec::Done),
+        });
+        let limits = LimitsHit {
+            oom_killed: true,
+            cause: Some("out of memory (memory limit 8 MiB)".into()),
+            log_dropped: 5,
+        };
+        let event = Event::Ended {
+            outcome: Ok(Ending {
+                code: Some(137),
+                error: None,
+                started_at: 1_000_000_000,
+                finished_at: 2_000_000_000,
+                limits: limits.clone(),
+            }),
+            found: None,
+        };
+        let (s, fx) = step(s, event, &c);
+        // Killed by the kernel, not failed to start: it exited.
+        assert_eq!(s.phase, Phase::Idle(Rest::Exited));
+        assert_eq!(s.last.exit_code, Some(137));
+        assert_eq!(s.last.error, None);
+        assert_eq!(s.last.limits, limits);
+        assert!(fx.contains(&Effect::Log(
+            log::Level::Warn,
+            "exited with code 137 after 1.0s: out of memory (memory limit 8 MiB)".into()
+        )));
+        // The next run starts with a clean slate.
+        let s = Lifecycle {
+            phase: Phase::Starting {
+                run: run(Exec::Pending),
+                shown: Status::Exited,
+            },
+            ..s
+        };
+        let execed = Event::Execed {
+            init_pid: 101,
+            init_start: 2,
+            started_at: 3,
+            alive: true,
+        };
+        let (s, _) = step(s, execed, &c);
+        assert_eq!(s.last.limits, LimitsHit::default());
+    }
+
+    #[test]
     fn policies_and_back_off() {
         let now = Instant::now();
         let c = ctx(
@@ -1915,6 +1986,7 @@ mod tests {
             outcome: Ok(Ending {
                 code: Some(143),
                 error: None,
+                limits: LimitsHit::default(),
                 started_at: 1,
                 finished_at: 2,
             }),
