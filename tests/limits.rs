@@ -14,6 +14,86 @@ use common::*;
 /// Members for a container that only runs when a test starts it.
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
 
+/// A container with an 8 MiB memory limit whose pipeline buffers 100 MiB:
+/// the kernel kills it, and berth says so as Docker's OOMKilled does.
+#[test]
+fn an_out_of_memory_kill_is_reported() {
+    let world = World::new();
+    world.add_container(
+        "hog",
+        &["/bin/sh", "-c", "head -c 100m /dev/zero | tail"],
+        &json::merge(ON_DEMAND, r#"{"memory": "8m"}"#),
+    );
+    let daemon = world.start_daemon(&[]);
+    assert_eq!(world.start_wait("hog"), 137);
+    let i = world.inspect("hog");
+    assert_eq!(
+        (i.status.as_str(), i.exit_code),
+        ("exited", Some(137)),
+        "{i:?}"
+    );
+    assert!(i.oom_killed, "{i:?}");
+    assert_eq!(
+        i.error.as_deref(),
+        Some("out of memory (memory limit 8 MiB)"),
+        "{i:?}"
+    );
+    daemon.wait_for_log_line(&[
+        "hog",
+        "exited with code 137",
+        "out of memory (memory limit 8 MiB)",
+    ]);
+    // The next run that ends well says nothing of the last one's kill.
+    world.add_container(
+        "hog",
+        &["/bin/true"],
+        &json::merge(ON_DEMAND, r#"{"memory": "8m"}"#),
+    );
+    world.berth_ok(&["reload"]);
+    assert_eq!(world.start_wait("hog"), 0);
+    let i = world.inspect("hog");
+    assert!(!i.oom_killed && i.error.is_none(), "{i:?}");
+}
+
+/// A container allowed one process whose shell forks at once: the fork is
+/// refused, and the pids limit is named as the reason.
+#[test]
+fn a_fork_refused_at_the_pids_limit_is_named() {
+    let world = World::new();
+    world.add_container(
+        "few",
+        &["/bin/sh", "-c", "/bin/true; echo not reached"],
+        &json::merge(ON_DEMAND, r#"{"pids": 1}"#),
+    );
+    let daemon = world.start_daemon(&[]);
+    let code = world.start_wait("few");
+    assert_ne!(code, 0, "the shell could not fork, yet exited 0");
+    let i = world.inspect("few");
+    assert_eq!(i.status, "exited", "{i:?}");
+    assert!(!i.oom_killed, "{i:?}");
+    assert_eq!(
+        i.error.as_deref(),
+        Some("pids limit 1 reached (1 fork refused)"),
+        "{i:?}"
+    );
+    daemon.wait_for_log_line(&["few", "pids limit 1 reached"]);
+    let (out, _) = world.logs("few", &[]);
+    assert!(!out.contains("not reached"), "{out}");
+}
+
+/// (controllers, path) of each line of /proc/PID/cgroup.
+fn cgroup_lines(pid: i32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"))
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((controllers.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
 /// utime + stime of `pid` from /proc/PID/stat, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -66,6 +146,27 @@ fn a_flooding_containers_logging_is_charged_to_its_cpu_limit() {
     let running = world.wait_running("yes");
     let (init, monitor) = (running.pid as i32, running.monitor_pid as i32);
     assert!(monitor > 0, "no monitor pid: {running:?}");
+    // The monitor is in a leaf of the container's cpu cgroup, and in none
+    // of its other cgroups.
+    let container_cgroups = cgroup_lines(init);
+    for (controllers, path) in cgroup_lines(monitor) {
+        let used = controllers.is_empty()
+            || controllers
+                .split(',')
+                .any(|c| ["memory", "pids", "cpu"].contains(&c));
+        let theirs = container_cgroups.iter().find(|(c, _)| *c == controllers);
+        let Some((_, theirs)) = theirs.filter(|_| used) else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "cpu") {
+            assert_eq!(path, format!("{theirs}/monitor"), "cpu cgroup");
+        } else {
+            assert!(
+                !path.starts_with(theirs.as_str()),
+                "monitor in the container's {controllers:?} cgroup {path}"
+            );
+        }
+    }
     // Let the flood settle first: the log fills, rotation starts.
     wait_for(SHORT, "the log to fill", || {
         fs::metadata(world.container_log("yes")).is_ok_and(|m| m.len() > 64 * 1024)
@@ -96,4 +197,15 @@ fn a_flooding_containers_logging_is_charged_to_its_cpu_limit() {
         logging * 100.0
     );
     world.berth_ok(&["stop", "yes", "--time", "0"]);
+    // The monitor left its leaf and removed the container's cgroups.
+    wait_for(SHORT, "the monitor to exit", || {
+        is_gone(monitor, monitor_start)
+    });
+    for root in world.cgroup_roots() {
+        let left: Vec<_> = cgroups::subtree(&root)
+            .into_iter()
+            .filter(|d| d.components().any(|c| c.as_os_str() == "yes"))
+            .collect();
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    }
 }

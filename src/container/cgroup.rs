@@ -652,7 +652,7 @@ not a mountinfo line
         let h = fake(&tmp.0, &[("unified", &[])]);
         let p = Placement::new(&h, "berth", "web");
         let web = tmp.0.join("unified/berth/web");
-        assert_eq!(p.dirs, [web.clone()]);
+        assert_eq!(p.dirs, std::slice::from_ref(&web));
         assert_eq!(p.init, [web.join("container")]);
         assert_eq!(p.monitor(), Some(web.join("monitor")));
         assert_eq!(p.v2_init(&h), Some(web.join("container")));

@@ -702,7 +702,7 @@ impl StatusFile {
     /// Writes the count if it changed and its time has come.
     fn update(&mut self, dropped: u64) {
         let now = Instant::now();
-        if !self.due(dropped).is_some_and(|at| now >= at) {
+        if self.due(dropped).is_none_or(|at| now < at) {
             return;
         }
         let status = LogStatus {
@@ -1003,6 +1003,76 @@ mod tests {
             .to_string(),
             "exec /bin/nope: No such file or directory"
         );
+    }
+
+    #[test]
+    fn limits_hit_are_said_in_words() {
+        let spec = |extra: &str| {
+            let text = format!(r#"{{"command":["/bin/app"],"rootfs":"/srv/web"{extra}}}"#);
+            config::parse_container("web", &text, Path::new("web.json")).unwrap()
+        };
+        let at = |oom_kills, pids_refused| Counters {
+            oom_kills,
+            pids_refused,
+        };
+        let limited = spec(r#","memory":"8m","pids":5"#);
+        assert_eq!(limits_cause(&limited, at(0, 0), at(0, 0)), (false, None));
+        assert_eq!(
+            limits_cause(&limited, at(1, 0), at(2, 0)),
+            (true, Some("out of memory (memory limit 8 MiB)".to_string()))
+        );
+        assert_eq!(
+            limits_cause(&limited, at(0, 2), at(1, 5)),
+            (
+                true,
+                Some(
+                    "out of memory (memory limit 8 MiB); pids limit 5 reached (3 forks refused)"
+                        .to_string()
+                )
+            )
+        );
+        let free = spec("");
+        assert_eq!(
+            limits_cause(&free, at(0, 0), at(1, 1)),
+            (
+                true,
+                Some(
+                    "out of memory; a parent cgroup's pids limit reached (1 fork refused)"
+                        .to_string()
+                )
+            )
+        );
+        assert_eq!(size_text(3 << 30), "3 GiB");
+        assert_eq!(size_text(1536 << 10), "1536 KiB");
+        assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_fit_the_exit_record() {
+        assert_eq!(cut("short".to_string(), 10), "short");
+        assert_eq!(cut("0123456789abc".to_string(), 10), "0123456...");
+        // Never inside a character.
+        assert_eq!(cut("ééééé".to_string(), 6), "é...");
+    }
+
+    #[test]
+    fn the_status_file_is_written_when_the_count_changed_at_most_once_a_period() {
+        let tmp = TempDir::new("status");
+        let path = tmp.0.join("log-status.json");
+        let mut f = StatusFile::new(path.clone(), "r1");
+        f.update(0);
+        assert!(!path.exists(), "nothing dropped, nothing written");
+        f.update(10);
+        let read = || match state::load::<LogStatus>(&path) {
+            state::Loaded::Ok(s) => (s.run_id, s.log_dropped),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(), ("r1".to_string(), 10));
+        // Within the period: only due later.
+        f.update(20);
+        assert_eq!(read().1, 10);
+        assert!(f.due(20).is_some_and(|at| at > Instant::now()));
+        assert_eq!(f.due(10), None);
     }
 
     /// Every record in the live log file: (stream, full, content).

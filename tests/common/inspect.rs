@@ -26,6 +26,12 @@ pub struct Inspect {
     /// 0 when no monitor runs (at rest, or backing off before a restart).
     #[nserde(default, rename = "monitor-pid")]
     pub monitor_pid: u32,
+    /// The kernel killed a process of the last run for want of memory.
+    #[nserde(default, rename = "oom-killed")]
+    pub oom_killed: bool,
+    /// Output the log could not take (disk full), in bytes.
+    #[nserde(default, rename = "log-dropped-bytes")]
+    pub log_dropped_bytes: u64,
 }
 
 /// Keys `inspect` must always print, null or not.
@@ -38,6 +44,8 @@ const INSPECT_KEYS: &[&str] = &[
     "started-at",
     "finished-at",
     "error",
+    "oom-killed",
+    "log-dropped-bytes",
 ];
 
 /// The statuses a container can have.

@@ -85,3 +85,25 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
     // SAFETY: a NUL-terminated path that outlives the call.
     check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }.into()).map(drop)
 }
+
+/// Mounts a tmpfs at `target` with `options` (e.g. "size=1m"); the world's
+/// teardown detaches it.
+pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
+    let target = c_path(target);
+    let options = CString::new(options).expect("options without NUL bytes");
+    // SAFETY: NUL-terminated strings that outlive the call; tmpfs takes a
+    // text option string as data.
+    check(
+        unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        }
+        .into(),
+    )
+    .map(drop)
+}
