@@ -371,9 +371,6 @@ impl Monitor {
             };
             return self.fail_start(&mut channel, started_at, &e);
         }
-        // Just after the init joined its cgroups, a move costs no wait for
-        // the kernel (see README: cgroup.procs writes).
-        self.join_cpu_leaf();
         send_reply(
             &mut channel,
             &Reply {
@@ -411,7 +408,7 @@ impl Monitor {
 
     /// Records a start that failed, removes its cgroups and tells the
     /// daemon why.
-    fn fail_start(&self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
+    fn fail_start(&mut self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
         let (oom_killed, cause) = self.limits_cause();
         let error = match &cause {
             // A limit was hit on the way (a clone refused at the pids
@@ -427,6 +424,7 @@ impl Monitor {
             oom_killed,
             cause,
         });
+        self.leave_cpu_leaf();
         let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         fail_early(channel, &error)
     }
@@ -494,9 +492,9 @@ impl Monitor {
             pids: self.spec.pids,
             cpus_milli: self.spec.cpus_milli,
         };
-        let placement = self.placement.insert(placement);
-        cgroup::create(&self.hierarchies, placement, limits).map_err(StartError::Cgroup)?;
-        self.events_at_start = Counters::read(&self.hierarchies, placement);
+        self.placement = Some(placement.clone());
+        cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
+        self.events_at_start = Counters::read(&self.hierarchies, &placement);
 
         let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;
         let (err_r, err_w) = fd::pipe().map_err(StartError::CreatePipe)?;
@@ -528,6 +526,10 @@ impl Monitor {
             &stdio,
         )
         .map_err(StartError::Spawn)?;
+        // Just before the init is cloned: the first write to a cgroup.procs
+        // after a quiet moment waits for an RCU grace period, and the
+        // init's own joins that follow at once then do not.
+        self.join_cpu_leaf();
         let (pid, pidfd) = plan
             .spawn(self.spec.network, v2_fd.as_ref())
             .map_err(StartError::Spawn)?;
