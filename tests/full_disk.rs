@@ -103,7 +103,7 @@ fn output_a_full_disk_refuses_is_counted_and_noted_once_there_is_room() {
         ],
         &json::merge(r#"{"autostart": false, "restart": "no"}"#, &mounts),
     );
-    let _daemon = w.start_daemon(&[]);
+    let daemon = w.start_daemon(&[]);
     w.berth_ok(&["start", "flood"]);
     w.wait_running("flood");
     let filler = fill(&disk);
@@ -152,4 +152,8 @@ fn output_a_full_disk_refuses_is_counted_and_noted_once_there_is_room() {
     w.berth_ok(&["stop", "flood", "--time", "0"]);
     let i = w.wait_status("flood", "stopped", SHORT);
     assert_eq!(i.log_dropped_bytes, counted, "{i:?}");
+    daemon.wait_for_log_line(&[
+        "flood",
+        &format!("{counted} bytes of its output could not be logged"),
+    ]);
 }

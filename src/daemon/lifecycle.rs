@@ -906,7 +906,11 @@ impl Transition<'_, '_> {
         }
         self.s.last.exit_code = code;
         self.s.last.error = error.clone();
-        let cause = limits.cause.clone();
+        let mut notes: Vec<String> = limits.cause.iter().cloned().collect();
+        if limits.log_dropped > 0 {
+            let n = limits.log_dropped;
+            notes.push(format!("{n} bytes of its output could not be logged"));
+        }
         self.s.last.limits = limits;
         let finished = self.s.last.finished_at.unwrap_or(0);
         let ran_for = Duration::from_nanos(finished.saturating_sub(run.started_at));
@@ -929,12 +933,12 @@ impl Transition<'_, '_> {
                 ),
                 (None, None) => (log::Level::Info, "exited".to_string()),
             };
-            let level = match cause {
-                Some(cause) => {
-                    msg = format!("{msg}: {cause}");
-                    log::Level::Warn
-                }
-                None => level,
+            // What its limits or a full disk did: worth a warning.
+            let level = if notes.is_empty() {
+                level
+            } else {
+                msg = format!("{msg}: {}", notes.join("; "));
+                log::Level::Warn
             };
             self.log(level, msg);
         }
@@ -1822,10 +1826,14 @@ mod tests {
         assert_eq!(s.last.exit_code, Some(137));
         assert_eq!(s.last.error, None);
         assert_eq!(s.last.limits, limits);
-        assert!(fx.contains(&Effect::Log(
-            log::Level::Warn,
-            "exited with code 137 after 1.0s: out of memory (memory limit 8 MiB)".into()
-        )));
+        assert!(
+            fx.contains(&Effect::Log(
+                log::Level::Warn,
+                "exited with code 137 after 1.0s: out of memory (memory limit 8 MiB); \
+             5 bytes of its output could not be logged"
+                    .into()
+            ))
+        );
         // The next run starts with a clean slate.
         let s = Lifecycle {
             phase: Phase::Starting {
