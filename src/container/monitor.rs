@@ -9,9 +9,9 @@
 //! atomically, removes the cgroups and exits. It takes no orders except
 //! signals, and lives in the host namespaces, in a session of its own.
 //!
-//! Its work for the container is the container's: once the container runs,
-//! the monitor moves into a leaf of the container's cpu cgroup (never its
-//! memory or pids one), so a container flooding its output is slowed by its
+//! Its work for the container is the container's: just before it clones
+//! the init, the monitor moves into a leaf of the container's cpu cgroup
+//! (never its memory or pids one), so a container flooding its output is slowed by its
 //! own CPU limit, not the host. The exit record's blocks are reserved when
 //! the run starts, so a full disk cannot cost the exit code; output the
 //! disk refuses is counted (in `log-status.json` while it runs, in the
