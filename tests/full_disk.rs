@@ -91,15 +91,19 @@ fn output_a_full_disk_refuses_is_counted_and_noted_once_there_is_room() {
     let w = World::new();
     let disk = small_disk(&w, r#"{"log-max-size": "256k", "log-max-files": 2}"#);
     let mounts = format!(r#"{{"mounts": [{}]}}"#, w.data_mount());
-    // Floods only once the disk is full, so that no log file of its own
-    // holds room a rotation could free.
+    // Floods only once the disk is full (so that no log file of its own
+    // holds room a rotation could free), then, told to stop, prints one
+    // line every 50 ms (so that the notice is not rotated away at once).
     w.add_container(
         "flood",
         &[
             "/bin/sh",
             "-c",
             "while [ ! -e /data/go ]; do sleep 0.02; done; \
-             exec yes 0123456789abcdef0123456789abcdef0123456789abcdef",
+             while [ ! -e /data/stop ]; do \
+               yes 0123456789abcdef0123456789abcdef0123456789abcdef | head -n 1000; \
+             done; \
+             while :; do echo tick; sleep 0.05; done",
         ],
         &json::merge(r#"{"autostart": false, "restart": "no"}"#, &mounts),
     );
@@ -117,6 +121,7 @@ fn output_a_full_disk_refuses_is_counted_and_noted_once_there_is_room() {
     assert_eq!(fs::metadata(&log).map(|m| m.len()).unwrap_or(0), 0);
 
     // Room again: the next write that works is preceded by the notice.
+    fs::write(w.host_dir().join("stop"), "").unwrap();
     fs::remove_file(&filler).unwrap();
     let mut notice = String::new();
     wait_for(SHORT, "the notice of dropped output", || {
@@ -144,8 +149,9 @@ fn output_a_full_disk_refuses_is_counted_and_noted_once_there_is_room() {
         counted >= dropping.log_dropped_bytes,
         "{notice} {dropping:?}"
     );
-    let (out, _) = w.logs("flood", &["--tail", "1"]);
-    assert!(out.starts_with("0123456789abcdef"), "output goes on: {out}");
+    wait_for(SHORT, "output to go on after the notice", || {
+        w.logs("flood", &["--tail", "1"]).0 == "tick\n"
+    });
 
     // At the end, the exit record has the whole count: nothing was
     // dropped after the notice (the log's caps fit the disk).
