@@ -64,6 +64,13 @@ pub struct Info {
     /// Something the user should know, e.g. a record this binary cannot
     /// read, or a daemon option changed since the container started.
     pub warning: Option<String>,
+    /// The kernel killed a process of its last run for want of memory.
+    #[nserde(default, rename = "oom-killed")]
+    pub oom_killed: bool,
+    /// Bytes of output its log could not take (disk full): of the current
+    /// run while it runs, else of the last one.
+    #[nserde(default, rename = "log-dropped-bytes")]
+    pub log_dropped_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]

@@ -24,6 +24,14 @@
 //! Run-dir records only need to outlive a process (run-dir is gone at
 //! reboot), so they are renamed into place without fsync; state-dir
 //! records are made durable.
+//!
+//! Fields added within a format, defaulted when missing: the exit record's
+//! `oom-killed` and `cause`. An exit record may be followed by padding
+//! (spaces and a newline): the monitor reserves the record's blocks when
+//! the run starts and overwrites that reservation in place at its end (see
+//! [`Reserved`]), so a full file system cannot cost the exit code. The
+//! reservation itself holds a placeholder (`"reserved": true`) that is
+//! never a record of how a run ended.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -106,6 +114,30 @@ pub struct ExitRecord {
     /// Bytes of output the log could not take (disk full): counted, so
     /// that what was lost is known.
     #[nserde(default, rename = "log-dropped")]
+    pub log_dropped: u64,
+    /// The kernel killed a process of the container for want of memory
+    /// during the run.
+    #[nserde(default, rename = "oom-killed")]
+    pub oom_killed: bool,
+    /// What the container's limits did to the run, if anything: "out of
+    /// memory (memory limit 64 MiB)", "pids limit 32 reached (3 forks
+    /// refused)".
+    #[nserde(default)]
+    pub cause: Option<String>,
+    /// Only in the placeholder of a reservation: not how a run ended.
+    #[nserde(default)]
+    pub reserved: bool,
+}
+
+/// run-dir/NAME/log-status.json: what the monitor of the current run has
+/// counted so far, rewritten at most once a second while it changes.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct LogStatus {
+    pub version: u32,
+    #[nserde(rename = "run-id")]
+    pub run_id: String,
+    /// Bytes of output the log could not take so far.
+    #[nserde(rename = "log-dropped")]
     pub log_dropped: u64,
 }
 
@@ -254,6 +286,91 @@ pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// The bytes every reservation is padded with; JSON allows them after a
+/// value.
+const PAD: u8 = b' ';
+
+/// A record's blocks, allocated ahead of the write: a file beside the
+/// record (`.NAME.reserved`), already `size` bytes long. Writing the record
+/// then overwrites those bytes in place and renames the file over the
+/// record, which needs no free block: the record survives a file system
+/// that filled up meanwhile.
+#[derive(Debug)]
+pub struct Reserved {
+    file: fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    size: usize,
+}
+
+impl Reserved {
+    /// Creates (or truncates) the reservation for `path`: `placeholder`
+    /// padded to `size` bytes. Not fsynced: until the record is committed
+    /// the file is only room, and nothing reads it.
+    pub fn create(path: &Path, placeholder: &[u8], size: usize) -> io::Result<Reserved> {
+        let tmp = reserved_path(path);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        let written = padded(placeholder, size).and_then(|data| file.write_all(&data));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(Reserved {
+            file,
+            tmp,
+            path: path.to_path_buf(),
+            size,
+        })
+    }
+
+    /// Writes `data` over the reservation (padded to its size), fsyncs it,
+    /// renames it over the record and fsyncs the directory. Data longer
+    /// than the reservation is refused (the reservation stays for a
+    /// shorter try).
+    pub fn commit(&self, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let data = padded(data, self.size)?;
+        self.file.write_all_at(&data, 0)?;
+        self.file.sync_all()?;
+        fs::rename(&self.tmp, &self.path)?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::File::open(dir)?.sync_all()
+    }
+}
+
+/// `.NAME.reserved` beside `path`.
+fn reserved_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("record");
+    path.with_file_name(format!(".{name}.reserved"))
+}
+
+/// `data` followed by spaces and a newline, `size` bytes in all.
+fn padded(data: &[u8], size: usize) -> io::Result<Vec<u8>> {
+    if data.len() + 1 > size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "record of {} bytes does not fit its reservation of {size}",
+                data.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(data);
+    out.resize(size - 1, PAD);
+    out.push(b'\n');
+    Ok(out)
+}
+
 /// Creates a record directory (and its parents) and makes the new entry
 /// durable in its parent, so a record written into it survives a power
 /// cut together with the directory.
@@ -308,6 +425,10 @@ impl Paths {
     }
     pub fn exit(&self) -> PathBuf {
         self.state.join("exit.json")
+    }
+    /// What the monitor of the current run counts (dropped log bytes).
+    pub fn log_status(&self) -> PathBuf {
+        self.run.join("log-status.json")
     }
     pub fn state(&self) -> PathBuf {
         self.state.join("state.json")
@@ -373,6 +494,70 @@ mod tests {
         );
         assert_eq!(r.options, StartOptions::default());
         assert_eq!(r.berth, "");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_becomes_the_record_without_new_blocks() {
+        let d = tmpdir("reserve");
+        let p = d.join("exit.json");
+        let old = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: "old".into(),
+            exit_code: Some(1),
+            ..Default::default()
+        };
+        save(&p, &old).unwrap();
+        let placeholder = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: "new".into(),
+            reserved: true,
+            ..Default::default()
+        };
+        let r = Reserved::create(&p, placeholder.serialize_json().as_bytes(), 4096).unwrap();
+        let tmp = d.join(".exit.json.reserved");
+        assert_eq!(fs::metadata(&tmp).unwrap().len(), 4096);
+        // Until the commit, the record is the previous run's.
+        assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(old));
+        assert_eq!(
+            load::<ExitRecord>(&tmp),
+            Loaded::Ok(placeholder),
+            "a placeholder parses, padding and all, and says it is one"
+        );
+        let big = vec![b'x'; 5000];
+        assert!(r.commit(&big).is_err());
+        let new = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: "new".into(),
+            exit_code: Some(42),
+            oom_killed: true,
+            cause: Some("out of memory (memory limit 8 MiB)".into()),
+            ..Default::default()
+        };
+        r.commit(new.serialize_json().as_bytes()).unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert_eq!(text.len(), 4096);
+        assert!(text.ends_with("  \n"), "padded: {text:?}");
+        assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(new));
+        assert!(!tmp.exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_exit_record_without_the_later_fields_loads() {
+        let d = tmpdir("exit-old");
+        let p = d.join("exit.json");
+        fs::write(
+            &p,
+            r#"{"version":2,"run-id":"a","exit-code":3,"signal":null,"started-at":1,"finished-at":2,"error":null}"#,
+        )
+        .unwrap();
+        let Loaded::Ok(r) = load::<ExitRecord>(&p) else {
+            panic!("must load")
+        };
+        assert_eq!(r.exit_code, Some(3));
+        assert_eq!((r.log_dropped, r.oom_killed, r.reserved), (0, false, false));
+        assert_eq!(r.cause, None);
         fs::remove_dir_all(&d).unwrap();
     }
 

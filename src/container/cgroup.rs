@@ -7,6 +7,17 @@
 //! absolute one below the hierarchy's root. The container's init joins them
 //! itself (it writes "0" to each cgroup.procs) before it unshares its cgroup
 //! namespace, so it sees its own cgroup as "/".
+//!
+//! The monitor's work for the container (reading its output, writing its
+//! log) is charged to the container's CPU: the monitor moves itself into a
+//! leaf, `<name>/monitor`, of the container's cgroup in the hierarchy that
+//! carries the cpu controller, and into no other (never the memory or pids
+//! one, so an out-of-memory kill in the container cannot pick it). On
+//! cgroup2 a cgroup with children cannot hold processes itself once
+//! controllers are enabled for them, so there the init goes into a leaf of
+//! its own, `<name>/container`, which also carries the memory and pids
+//! limits; the cpu limit stays on `<name>`, above both leaves. See
+//! [`Placement`].
 
 use std::fs;
 use std::io;
@@ -144,6 +155,69 @@ pub fn container_dirs(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Ve
         .collect()
 }
 
+/// The leaf of the container's cpu cgroup its monitor moves into.
+pub const MONITOR_LEAF: &str = "monitor";
+/// On cgroup2, the leaf the container's processes go into when the
+/// monitor shares the hierarchy.
+pub const CONTAINER_LEAF: &str = "container";
+
+/// Where a container's processes go, per hierarchy (same order as the
+/// hierarchies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The container's cgroup: made, limited, and removed at the end with
+    /// everything below it.
+    pub dirs: Vec<PathBuf>,
+    /// Where the init goes: the container's cgroup, or on cgroup2 when the
+    /// monitor shares the hierarchy, its `container` leaf.
+    pub init: Vec<PathBuf>,
+    /// The hierarchy carrying the cpu controller, if one is mounted.
+    pub cpu: Option<usize>,
+}
+
+impl Placement {
+    /// The directories of container `name` under `parent`.
+    pub fn new(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Placement {
+        let dirs = container_dirs(hierarchies, parent, name);
+        let cpu = controller_hierarchy(hierarchies, "cpu");
+        let init = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                if Some(i) == cpu && hierarchies[i].is_v2() {
+                    d.join(CONTAINER_LEAF)
+                } else {
+                    d.clone()
+                }
+            })
+            .collect();
+        Placement { dirs, init, cpu }
+    }
+
+    /// The monitor's leaf, if a hierarchy carries the cpu controller.
+    pub fn monitor(&self) -> Option<PathBuf> {
+        self.cpu.map(|i| self.dirs[i].join(MONITOR_LEAF))
+    }
+
+    /// The cgroup2 directory the init goes into, if cgroup2 is used (the
+    /// init is created in it directly).
+    pub fn v2_init(&self, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
+        hierarchies
+            .iter()
+            .position(Hierarchy::is_v2)
+            .map(|i| self.init[i].clone())
+    }
+}
+
+/// The hierarchy a controller's limit goes to: a v1 one carrying it if
+/// there is one (the hybrid layout), else cgroup2.
+fn controller_hierarchy(hierarchies: &[Hierarchy], controller: &str) -> Option<usize> {
+    hierarchies
+        .iter()
+        .position(|h| h.controllers.iter().any(|c| c == controller))
+        .or_else(|| hierarchies.iter().position(Hierarchy::is_v2))
+}
+
 /// Whether `dir` lies below the mount point of one of `hierarchies`: a
 /// path read from a record is only removed if it is a cgroup berth could
 /// have made.
@@ -190,16 +264,19 @@ fn write(path: PathBuf, value: &str) -> Result<(), CgroupError> {
     })
 }
 
-/// Creates the container's directories and writes its limits. Each limit
-/// goes to the hierarchy that carries its controller: a v1 one if there is
-/// one (the hybrid layout), else cgroup2. A directory left over from a run
-/// whose processes are gone is reused.
+/// Creates the container's directories (and leaves) and writes its
+/// limits. Each limit goes to the hierarchy that carries its controller: a
+/// v1 one if there is one (the hybrid layout), else cgroup2, where memory
+/// and pids limits go to the init's leaf if it has one. A directory left
+/// over from a run whose processes are gone is reused.
 pub fn create(
     hierarchies: &[Hierarchy],
-    dirs: &[PathBuf],
+    placement: &Placement,
     limits: Limits,
 ) -> Result<(), CgroupError> {
-    for dir in dirs {
+    let monitor = placement.monitor();
+    let all = placement.dirs.iter().chain(&placement.init).chain(&monitor);
+    for dir in all {
         // A directory left by an earlier run (the daemon could not remove
         // it while its last tasks exited) would keep that run's limits.
         let _ = fs::remove_dir(dir);
@@ -215,25 +292,24 @@ pub fn create(
         ("cpu", limits.cpus_milli.is_some()),
     ];
     for (controller, _) in wanted.iter().filter(|(_, on)| *on) {
-        let v1 = hierarchies
-            .iter()
-            .position(|h| h.controllers.iter().any(|c| c == controller));
-        let (index, v2) = match v1 {
-            Some(i) => (i, false),
-            None => match hierarchies.iter().position(Hierarchy::is_v2) {
-                Some(i) => (i, true),
-                None => {
-                    return Err(CgroupError {
-                        path: PathBuf::from("/proc/self/mountinfo"),
-                        step: "find a cgroup hierarchy with the controller",
-                        err: io::Error::other(format!("no {controller} controller is mounted")),
-                    });
-                }
-            },
+        let Some(index) = controller_hierarchy(hierarchies, controller) else {
+            return Err(CgroupError {
+                path: PathBuf::from("/proc/self/mountinfo"),
+                step: "find a cgroup hierarchy with the controller",
+                err: io::Error::other(format!("no {controller} controller is mounted")),
+            });
         };
-        let dir = &dirs[index];
+        let v2 = hierarchies[index].is_v2();
+        let dir = if *controller == "cpu" {
+            &placement.dirs[index]
+        } else {
+            &placement.init[index]
+        };
         if v2 {
-            enable_v2_controller(dir, controller)?;
+            enable_v2_controller(&placement.dirs[index], controller)?;
+            if *dir != placement.dirs[index] {
+                enable_v2_controller(dir, controller)?;
+            }
         }
         match (*controller, v2) {
             ("memory", false) => write(
@@ -262,6 +338,71 @@ pub fn create(
     Ok(())
 }
 
+/// What the kernel's limits did in a container's cgroups, as counters
+/// that only grow: compare a reading at the end of a run with one at its
+/// start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Processes killed for want of memory (v1 `memory.oom_control`
+    /// `oom_kill`, Linux 4.13 and later; cgroup2 `memory.events`).
+    pub oom_kills: u64,
+    /// Forks refused at the pids limit (`pids.events` `max`).
+    pub pids_refused: u64,
+}
+
+impl Counters {
+    /// Reads the counters of the container's memory and pids cgroups; a
+    /// counter that cannot be read counts 0.
+    pub fn read(hierarchies: &[Hierarchy], placement: &Placement) -> Counters {
+        let counter = |controller: &str, file: &str, key: &str| {
+            controller_hierarchy(hierarchies, controller)
+                .and_then(|i| fs::read_to_string(placement.init[i].join(file)).ok())
+                .and_then(|text| keyed_counter(&text, key))
+                .unwrap_or(0)
+        };
+        let oom_file = |i: usize| {
+            if hierarchies[i].is_v2() {
+                "memory.events"
+            } else {
+                "memory.oom_control"
+            }
+        };
+        let oom = controller_hierarchy(hierarchies, "memory")
+            .map_or(0, |i| counter("memory", oom_file(i), "oom_kill"));
+        Counters {
+            oom_kills: oom,
+            pids_refused: counter("pids", "pids.events", "max"),
+        }
+    }
+}
+
+/// The value of `key` in a cgroup file of "key value" lines.
+fn keyed_counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Moves the calling process into the cgroup `dir` (writes "0" to its
+/// cgroup.procs).
+pub fn join(dir: &Path) -> Result<(), CgroupError> {
+    fs::write(dir.join("cgroup.procs"), "0").map_err(|err| CgroupError {
+        path: dir.join("cgroup.procs"),
+        step: "join cgroup",
+        err,
+    })
+}
+
+/// This process's own cgroup in hierarchy `h`, as found at discovery.
+pub fn own_dir(h: &Hierarchy) -> PathBuf {
+    h.mount.join(h.own.trim_start_matches('/'))
+}
+
 /// On cgroup2 a limit needs its controller enabled in the parent's
 /// cgroup.subtree_control, which needs it available there first.
 fn enable_v2_controller(dir: &Path, controller: &str) -> Result<(), CgroupError> {
@@ -282,29 +423,46 @@ fn enable_v2_controller(dir: &Path, controller: &str) -> Result<(), CgroupError>
     )
 }
 
-/// Removes the container's directories once its processes are gone,
+/// Removes the container's directories, with every cgroup below them
+/// (the monitor's and the init's leaves), once their processes are gone,
 /// waiting (up to `deadline`) for exiting tasks to leave them.
 pub fn remove(dirs: &[PathBuf], deadline: Duration) -> Result<(), CgroupError> {
     let until = Instant::now() + deadline;
     for dir in dirs {
-        loop {
-            match fs::remove_dir(dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < until => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(err) => {
-                    return Err(CgroupError {
-                        path: dir.clone(),
-                        step: "remove cgroup",
-                        err,
-                    });
-                }
+        remove_tree(dir, until)?;
+    }
+    Ok(())
+}
+
+/// Removes `dir` after the cgroups below it, deepest first. A cgroup
+/// directory holds only kernel files and child cgroups.
+fn remove_tree(dir: &Path, until: Instant) -> Result<(), CgroupError> {
+    let children: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    for child in children {
+        remove_tree(&child, until)?;
+    }
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(err) => {
+                return Err(CgroupError {
+                    path: dir.to_path_buf(),
+                    step: "remove cgroup",
+                    err,
+                });
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -489,30 +647,41 @@ not a mountinfo line
     };
 
     #[test]
-    fn v2_limits_and_controllers() {
+    fn v2_limits_go_to_the_init_leaf_and_cpu_above_both_leaves() {
         let tmp = TempDir::new("v2");
         let h = fake(&tmp.0, &[("unified", &[])]);
-        let dirs = container_dirs(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web");
+        let web = tmp.0.join("unified/berth/web");
+        assert_eq!(p.dirs, std::slice::from_ref(&web));
+        assert_eq!(p.init, [web.join("container")]);
+        assert_eq!(p.monitor(), Some(web.join("monitor")));
+        assert_eq!(p.v2_init(&h), Some(web.join("container")));
         let parent = tmp.0.join("unified/berth");
-        fs::create_dir_all(&parent).unwrap();
+        fs::create_dir_all(&web).unwrap();
         fs::write(
             parent.join("cgroup.controllers"),
             "cpuset cpu io memory pids\n",
         )
         .unwrap();
-        create(&h, &dirs, LIMITS).unwrap();
-        assert_eq!(read(dirs[0].join("memory.max")), "67108864");
-        assert_eq!(read(dirs[0].join("pids.max")), "100");
-        assert_eq!(read(dirs[0].join("cpu.max")), "50000 100000");
+        // What the kernel offers below once the parent enabled them.
+        fs::write(web.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        create(&h, &p, LIMITS).unwrap();
+        assert_eq!(read(web.join("container/memory.max")), "67108864");
+        assert_eq!(read(web.join("container/pids.max")), "100");
+        assert_eq!(read(web.join("cpu.max")), "50000 100000");
+        assert!(web.join("monitor").is_dir());
+        assert!(!web.join("memory.max").exists());
+        assert!(!web.join("monitor/memory.max").exists());
         // The last controller enabled (a real cgroup file keeps them all).
         assert_eq!(read(parent.join("cgroup.subtree_control")), "+cpu");
+        assert_eq!(read(web.join("cgroup.subtree_control")), "+pids");
     }
 
     #[test]
     fn v2_without_the_controller_names_the_file() {
         let tmp = TempDir::new("v2-missing");
         let h = fake(&tmp.0, &[("unified", &[])]);
-        let dirs = container_dirs(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web");
         let parent = tmp.0.join("unified/berth");
         fs::create_dir_all(&parent).unwrap();
         fs::write(parent.join("cgroup.controllers"), "cpu\n").unwrap();
@@ -520,7 +689,7 @@ not a mountinfo line
             memory: Some(1 << 20),
             ..Limits::default()
         };
-        let err = create(&h, &dirs, only_memory).unwrap_err();
+        let err = create(&h, &p, only_memory).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -531,7 +700,7 @@ not a mountinfo line
     }
 
     #[test]
-    fn hybrid_limits_go_to_v1_first() {
+    fn hybrid_limits_go_to_v1_first_and_the_monitor_to_a_cpu_leaf() {
         let tmp = TempDir::new("hybrid");
         let h = fake(
             &tmp.0,
@@ -541,13 +710,21 @@ not a mountinfo line
                 ("unified", &[]),
             ],
         );
-        let dirs = container_dirs(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web");
+        let dirs = p.dirs.clone();
+        // On v1 the init stays in the container's cgroups; on this
+        // cgroup2, which carries no cpu, too.
+        assert_eq!(p.init, dirs);
+        assert_eq!(p.monitor(), Some(dirs[0].join("monitor")));
+        assert_eq!(p.v2_init(&h), Some(dirs[2].clone()));
         let parent = tmp.0.join("unified/berth");
         fs::create_dir_all(&parent).unwrap();
         fs::write(parent.join("cgroup.controllers"), "pids\n").unwrap();
-        create(&h, &dirs, LIMITS).unwrap();
+        create(&h, &p, LIMITS).unwrap();
         assert_eq!(read(dirs[0].join("cpu.cfs_period_us")), "100000");
         assert_eq!(read(dirs[0].join("cpu.cfs_quota_us")), "50000");
+        assert!(dirs[0].join("monitor").is_dir());
+        assert!(!dirs[1].join("monitor").exists(), "not in memory");
         assert_eq!(read(dirs[1].join("memory.limit_in_bytes")), "67108864");
         assert_eq!(read(dirs[2].join("pids.max")), "100");
         assert!(!dirs[2].join("memory.max").exists());
@@ -557,35 +734,79 @@ not a mountinfo line
     fn a_limit_without_a_hierarchy_is_an_error() {
         let tmp = TempDir::new("none");
         let h = fake(&tmp.0, &[("memory", &["memory"])]);
-        let dirs = container_dirs(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web");
+        assert_eq!(p.monitor(), None);
         let pids = Limits {
             pids: Some(5),
             ..Limits::default()
         };
-        let err = create(&h, &dirs, pids).unwrap_err();
+        let err = create(&h, &p, pids).unwrap_err();
         assert_eq!(
             err.to_string(),
             "find a cgroup hierarchy with the controller /proc/self/mountinfo: \
              no pids controller is mounted"
         );
         // No limits: the directories alone.
-        create(&h, &dirs, Limits::default()).unwrap();
-        assert!(dirs[0].is_dir());
+        create(&h, &p, Limits::default()).unwrap();
+        assert!(p.dirs[0].is_dir());
     }
 
     #[test]
-    fn remove_takes_empty_directories_and_ignores_missing_ones() {
+    fn events_are_read_where_the_limits_are() {
+        let tmp = TempDir::new("events");
+        let h = fake(
+            &tmp.0,
+            &[
+                ("memory", &["memory"]),
+                ("pids", &["pids"]),
+                ("unified", &[]),
+            ],
+        );
+        let p = Placement::new(&h, "berth", "web");
+        assert_eq!(Counters::read(&h, &p), Counters::default(), "no files: 0");
+        for d in &p.dirs {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(
+            p.dirs[0].join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        fs::write(p.dirs[1].join("pids.events"), "max 7\n").unwrap();
+        assert_eq!(
+            Counters::read(&h, &p),
+            Counters {
+                oom_kills: 2,
+                pids_refused: 7
+            }
+        );
+        // cgroup2 alone: memory.events of the init's leaf.
+        let h = fake(&tmp.0.join("v2"), &[("unified", &[])]);
+        let p = Placement::new(&h, "berth", "web");
+        fs::create_dir_all(&p.init[0]).unwrap();
+        fs::write(
+            p.init[0].join("memory.events"),
+            "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(Counters::read(&h, &p).oom_kills, 1);
+    }
+
+    #[test]
+    fn remove_takes_directories_with_their_leaves_and_ignores_missing_ones() {
         let tmp = TempDir::new("remove");
         let a = tmp.0.join("a");
         let b = tmp.0.join("b");
-        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(a.join("monitor")).unwrap();
         remove(&[a.clone(), b], Duration::ZERO).unwrap();
-        assert!(!a.exists());
+        assert!(!a.exists(), "removed with its leaf");
+        // A directory that is no cgroup (a file in it) is not emptied.
         fs::create_dir_all(a.join("child")).unwrap();
+        fs::write(a.join("child/file"), "").unwrap();
         let err = remove(std::slice::from_ref(&a), Duration::ZERO).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with(&format!("remove cgroup {}: ", a.display())),
+                .starts_with(&format!("remove cgroup {}: ", a.join("child").display())),
             "{err}"
         );
     }

@@ -7,15 +7,21 @@
 //! `container.log` is the live file; when a record would take it past the
 //! size cap it becomes `container.log.1`, `.1` becomes `.2` and so on, and
 //! the oldest beyond `max-files` is removed. Writes never wait on anyone:
-//! if the disk refuses one, the bytes are counted as dropped and the
-//! container goes on.
+//! if the disk refuses one (full), the output is dropped and counted, and
+//! no write is tried for a second; the first write that works again is
+//! preceded by one stderr record saying how many bytes were dropped, over
+//! what time, and why (see [`gap_notice`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use crate::host;
+use crate::{errors, host};
+
+/// After a write failed, how long output is dropped before the next try.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub const LOG_FILE: &str = "container.log";
 
@@ -51,9 +57,35 @@ pub struct LogWriter {
     max_files: u32,
     /// The unfinished line of each stream.
     pending: [Vec<u8>; 2],
+    /// Whether the last record written of each stream was a partial one.
+    open_line: [bool; 2],
     /// Longest piece of a line kept before it is written as a partial.
     max_line: usize,
+    /// Output dropped since the disk last refused a write, if it did.
+    gap: Option<Gap>,
+    /// Bytes of output dropped in all.
     pub dropped: u64,
+    /// How long output is dropped after a failed write.
+    retry_after: Duration,
+}
+
+/// Output being dropped: since when, how much, why, and when to try again.
+#[derive(Debug)]
+struct Gap {
+    since_ns: u64,
+    bytes: u64,
+    why: String,
+    retry_at: Instant,
+}
+
+/// The stderr record that ends a gap in the log: how many bytes of the
+/// container's output are missing, between which times, and why.
+pub fn gap_notice(bytes: u64, since_ns: u64, until_ns: u64, why: &str) -> String {
+    format!(
+        "berth: {bytes} bytes of output dropped from {} to {}: {why}",
+        host::rfc3339(since_ns),
+        host::rfc3339(until_ns)
+    )
 }
 
 impl LogWriter {
@@ -66,8 +98,11 @@ impl LogWriter {
             max_size,
             max_files: max_files.max(1),
             pending: [Vec::new(), Vec::new()],
+            open_line: [false, false],
             max_line: (max_size / 4).clamp(256, 16 * 1024) as usize,
+            gap: None,
             dropped: 0,
+            retry_after: RETRY_AFTER,
         };
         w.reopen()?;
         Ok(w)
@@ -118,7 +153,8 @@ impl LogWriter {
         self.emit(stream, line, full);
     }
 
-    /// Writes what is left of unfinished lines, as partial records.
+    /// Writes what is left of unfinished lines, as partial records, and
+    /// makes one last try at ending a gap.
     pub fn finish(&mut self) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let rest = std::mem::take(&mut self.pending[stream as usize]);
@@ -126,9 +162,88 @@ impl LogWriter {
                 self.emit(stream, &rest, false);
             }
         }
+        if self.gap.is_some() {
+            let _ = self.close_gap();
+        }
+    }
+
+    /// Whether output is being dropped now.
+    #[cfg(test)]
+    pub fn is_dropping(&self) -> bool {
+        self.gap.is_some()
     }
 
     fn emit(&mut self, stream: Stream, content: &[u8], full: bool) {
+        let waiting = self
+            .gap
+            .as_ref()
+            .is_some_and(|g| Instant::now() < g.retry_at);
+        // The container wrote the newline that ends a full record too.
+        let lost = content.len() + usize::from(full);
+        if waiting || (self.gap.is_some() && self.close_gap().is_err()) {
+            self.drop_bytes(lost);
+            return;
+        }
+        if let Err(e) = self.append(stream, content, full) {
+            self.open_gap(&e);
+            self.drop_bytes(lost);
+        }
+    }
+
+    /// Counts dropped output.
+    fn drop_bytes(&mut self, n: usize) {
+        self.dropped += n as u64;
+        if let Some(g) = &mut self.gap {
+            g.bytes += n as u64;
+        }
+    }
+
+    /// A write failed: from now on output is dropped until the next try.
+    fn open_gap(&mut self, e: &io::Error) {
+        let retry_at = Instant::now() + self.retry_after;
+        match &mut self.gap {
+            Some(g) => g.retry_at = retry_at,
+            None => {
+                self.gap = Some(Gap {
+                    since_ns: host::now_ns(),
+                    bytes: 0,
+                    why: format!(
+                        "write {}: {}",
+                        file_path(&self.dir, 0).display(),
+                        errors::io_text(e)
+                    ),
+                    retry_at,
+                });
+            }
+        }
+    }
+
+    /// Ends the gap in the log: lines cut by it are ended, then the notice
+    /// is written. On failure the gap goes on, with a new retry time.
+    fn close_gap(&mut self) -> io::Result<()> {
+        let Some(g) = &self.gap else {
+            return Ok(());
+        };
+        let notice = gap_notice(g.bytes, g.since_ns, host::now_ns(), &g.why);
+        let result = (|| {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if self.open_line[stream as usize] {
+                    self.append(stream, b"", true)?;
+                }
+            }
+            self.append(Stream::Stderr, notice.as_bytes(), true)
+        })();
+        match &result {
+            Ok(()) => self.gap = None,
+            Err(e) => self.open_gap(e),
+        }
+        result
+    }
+
+    /// Appends one record to the live file, rotating first if it would not
+    /// fit. A record the disk takes only in part is cut off again, so the
+    /// next one starts on a line of its own.
+    fn append(&mut self, stream: Stream, content: &[u8], full: bool) -> io::Result<()> {
         let mut rec = Vec::with_capacity(content.len() + 48);
         rec.extend_from_slice(host::rfc3339(host::now_ns()).as_bytes());
         rec.push(b' ');
@@ -139,24 +254,24 @@ impl LogWriter {
         if self.size > 0 && self.size + rec.len() as u64 > self.max_size {
             self.rotate();
         }
-        if self.file.is_none() && self.reopen().is_err() {
-            self.dropped += content.len() as u64;
-            return;
+        if self.file.is_none() {
+            self.reopen()?;
         }
-        let ok = self
-            .file
-            .as_mut()
-            .is_some_and(|f| f.write_all(&rec).is_ok());
-        if ok {
-            self.size += rec.len() as u64;
-        } else {
-            self.dropped += content.len() as u64;
-            // Cut off what part of the record got in, so the next record
-            // starts on a line of its own; then try a fresh file next time.
-            if let Some(f) = &self.file {
-                let _ = f.set_len(self.size);
+        let Some(f) = self.file.as_mut() else {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        };
+        match f.write_all(&rec) {
+            Ok(()) => {
+                self.size += rec.len() as u64;
+                self.open_line[stream as usize] = !full;
+                Ok(())
             }
-            self.file = None;
+            Err(e) => {
+                let _ = f.set_len(self.size);
+                // A fresh file at the next try.
+                self.file = None;
+                Err(e)
+            }
         }
     }
 
@@ -485,6 +600,102 @@ mod tests {
         // Fed in small pieces that cut records and files anywhere, the
         // same lines come back.
         assert_eq!(read_back(&tmp.0, 7), lines);
+    }
+
+    /// The live file's records: (stream, full, content).
+    fn records_of(dir: &Path) -> Vec<(Stream, bool, String)> {
+        fs::read(file_path(dir, 0))
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let r = parse_record(l).unwrap();
+                (
+                    r.stream,
+                    r.full,
+                    String::from_utf8_lossy(r.content).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Makes the live file refuse every write (ENOSPC, as a full disk
+    /// does), from the writer's next open of it.
+    fn fill_up(w: &mut LogWriter) {
+        let live = file_path(&w.dir, 0);
+        fs::rename(&live, w.dir.join("saved")).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &live).unwrap();
+        w.file = None;
+    }
+
+    /// Makes room again: the live file is a file again.
+    fn free_up(w: &LogWriter) {
+        fs::remove_file(file_path(&w.dir, 0)).unwrap();
+        fs::rename(w.dir.join("saved"), file_path(&w.dir, 0)).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_drops_counts_and_notes_the_gap_once_it_has_room() {
+        use Stream::{Stderr, Stdout};
+        let tmp = TempDir::new("full");
+        let mut w = LogWriter::open(&tmp.0, 1 << 20, 1).unwrap();
+        w.retry_after = Duration::ZERO;
+        w.write(Stdout, b"kept\n");
+        // A line longer than a record: its first piece is written.
+        let piece = vec![b'x'; w.max_line];
+        w.write(Stdout, &piece);
+        fill_up(&mut w);
+        w.write(Stdout, b"rest of the long line\nlost\n");
+        w.write(Stderr, b"lost too\n");
+        assert!(w.is_dropping());
+        assert_eq!(w.dropped, 22 + 5 + 9);
+        free_up(&w);
+        w.write(Stdout, b"back\n");
+        assert!(!w.is_dropping());
+        assert_eq!(w.dropped, 36, "nothing more dropped");
+        let got = records_of(&tmp.0);
+        let x = String::from_utf8(piece).unwrap();
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], (Stdout, true, "kept".to_string()));
+        assert_eq!(got[1], (Stdout, false, x));
+        // The line the gap cut is ended before the notice.
+        assert_eq!(got[2], (Stdout, true, String::new()));
+        let (stream, full, notice) = &got[3];
+        assert_eq!((*stream, *full), (Stderr, true));
+        assert!(
+            notice.starts_with("berth: 36 bytes of output dropped from 20"),
+            "{notice}"
+        );
+        assert!(
+            notice.ends_with(&format!(
+                ": write {}: No space left on device",
+                file_path(&tmp.0, 0).display()
+            )),
+            "{notice}"
+        );
+        assert_eq!(got[4], (Stdout, true, "back".to_string()));
+    }
+
+    #[test]
+    fn while_dropping_no_write_is_tried_until_the_retry_time() {
+        use Stream::Stdout;
+        let tmp = TempDir::new("retry");
+        let mut w = LogWriter::open(&tmp.0, 1 << 20, 1).unwrap();
+        w.retry_after = Duration::from_secs(3600);
+        fill_up(&mut w);
+        w.write(Stdout, b"one\n");
+        free_up(&w);
+        // Room again, but the next try is an hour away: still dropped.
+        w.write(Stdout, b"two\n");
+        assert_eq!(w.dropped, 8);
+        assert!(records_of(&tmp.0).is_empty());
+        // The end of the output is the last chance to say what was lost.
+        w.write(Stdout, b"unfinished");
+        w.finish();
+        assert_eq!(w.dropped, 18);
+        let got = records_of(&tmp.0);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].2.starts_with("berth: 18 bytes of output dropped"));
     }
 
     #[test]

@@ -7,8 +7,17 @@
 //! size-capped log files (so the container never blocks on a full pipe,
 //! however long the daemon is away), reaps the init, writes the exit record
 //! atomically, removes the cgroups and exits. It takes no orders except
-//! signals, and lives in the host namespaces, outside the container's
-//! cgroup, in a session of its own.
+//! signals, and lives in the host namespaces, in a session of its own.
+//!
+//! Its work for the container is the container's: just before it clones
+//! the init, the monitor moves into a leaf of the container's cpu cgroup
+//! (never its memory or pids one), so a container flooding its output is slowed by its
+//! own CPU limit, not the host. The exit record's blocks are reserved when
+//! the run starts, so a full disk cannot cost the exit code; output the
+//! disk refuses is counted (in `log-status.json` while it runs, in the
+//! exit record at the end) and noted in the log once it has room again.
+//! At the end it reads what the container's limits did (out-of-memory
+//! kills, refused forks) into the exit record.
 
 use std::ffi::CString;
 use std::fmt;
@@ -23,14 +32,16 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nanoserde::{DeJson, SerJson};
 
-use super::cgroup::{self, CgroupError, Limits};
+use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::environment::{self, EnvError};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
 use crate::errors;
 use crate::host;
-use crate::state::{self, ExitRecord, FORMAT_VERSION, RuntimeRecord, StartOptions};
+use crate::state::{
+    self, ExitRecord, FORMAT_VERSION, LogStatus, Reserved, RuntimeRecord, StartOptions,
+};
 use crate::sys::child::{self, Step};
 use crate::sys::process::{self, Argv, Envp};
 use crate::sys::{fd, signal};
@@ -42,6 +53,12 @@ pub const CHANNEL_FD: i32 = 3;
 const MAX_JOB: usize = 256 * 1024;
 /// After the init exits, how long to keep draining output still in pipes.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// The exit record's reservation; texts in it are cut to fit.
+const EXIT_RESERVED: usize = 4096;
+/// Longest error or cause text kept in an exit record.
+const MAX_TEXT: usize = 1024;
+/// How often, at most, the log status file is rewritten.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the daemon asks a monitor to run.
 #[derive(Debug, Clone, Default, SerJson, DeJson)]
@@ -67,6 +84,11 @@ pub struct Reply {
     pub init_start: u64,
     pub started_at: u64,
     pub error: Option<String>,
+    /// Something the daemon should log about a run that did start (the
+    /// exit record could not be reserved, the monitor could not join the
+    /// container's cpu cgroup).
+    #[nserde(default)]
+    pub warning: Option<String>,
 }
 
 /// Why a monitor gave up before it had a container to start.
@@ -294,7 +316,16 @@ struct Monitor {
     job: Job,
     spec: ContainerSpec,
     paths: state::Paths,
-    cgroups: Vec<PathBuf>,
+    hierarchies: Vec<Hierarchy>,
+    placement: Option<Placement>,
+    /// The container's cgroups' counters when the run started.
+    events_at_start: Counters,
+    /// The exit record's blocks, reserved when the run started.
+    exit_slot: Option<Reserved>,
+    /// Whether the monitor moved into its leaf of the container's cgroup.
+    in_leaf: bool,
+    /// What the daemon should hear about a run that did start.
+    warnings: Vec<String>,
 }
 
 const STDOUT: Token = Token(0);
@@ -312,8 +343,18 @@ impl Monitor {
             job,
             spec,
             paths,
-            cgroups: Vec::new(),
+            hierarchies: Vec::new(),
+            placement: None,
+            events_at_start: Counters::default(),
+            exit_slot: None,
+            in_leaf: false,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The container's cgroups (removed at the end, with their leaves).
+    fn cgroups(&self) -> &[PathBuf] {
+        self.placement.as_ref().map_or(&[], |p| &p.dirs)
     }
 
     fn run(mut self, mut channel: UnixStream) -> i32 {
@@ -342,29 +383,94 @@ impl Monitor {
                 init_start,
                 started_at,
                 error: None,
+                warning: (!self.warnings.is_empty()).then(|| self.warnings.join("; ")),
             },
         );
         drop(channel);
 
-        let status = pump(&pidfd, out_r, err_r, &mut logs);
+        let mut status_file = StatusFile::new(self.paths.log_status(), &self.job.run_id);
+        let status = pump(&pidfd, out_r, err_r, &mut logs, Some(&mut status_file));
         logs.finish();
+        let (oom_killed, cause) = self.limits_cause();
         let error = match status {
             Ok(_) => None,
             Err(ref e) => Some(format!("monitor: {e}")),
         };
-        let dropped = logs.dropped;
-        self.record_exit(status.ok(), started_at, error, dropped);
-        let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
+        self.record_exit(Ending {
+            status: status.ok(),
+            started_at,
+            error,
+            log_dropped: logs.dropped,
+            oom_killed,
+            cause,
+        });
+        let _ = fs::remove_file(self.paths.log_status());
+        self.leave_cpu_leaf();
+        let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         0
     }
 
     /// Records a start that failed, removes its cgroups and tells the
     /// daemon why.
-    fn fail_start(&self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
-        let error = e.to_string();
-        self.record_exit(None, started_at, Some(error.clone()), 0);
-        let _ = cgroup::remove(&self.cgroups, Duration::from_secs(2));
+    fn fail_start(&mut self, channel: &mut UnixStream, started_at: u64, e: &StartError) -> i32 {
+        let (oom_killed, cause) = self.limits_cause();
+        let error = match &cause {
+            // A limit was hit on the way (a clone refused at the pids
+            // limit): say which.
+            Some(c) => format!("{e} ({c})"),
+            None => e.to_string(),
+        };
+        self.record_exit(Ending {
+            status: None,
+            started_at,
+            error: Some(error.clone()),
+            log_dropped: 0,
+            oom_killed,
+            cause,
+        });
+        self.leave_cpu_leaf();
+        let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         fail_early(channel, &error)
+    }
+
+    /// Moves the monitor into its leaf of the container's cpu cgroup, so
+    /// that the container's CPU limit covers its logging. A failure is
+    /// told to the daemon; the container runs regardless.
+    fn join_cpu_leaf(&mut self) {
+        let Some(leaf) = self.placement.as_ref().and_then(Placement::monitor) else {
+            return;
+        };
+        match cgroup::join(&leaf) {
+            Ok(()) => self.in_leaf = true,
+            Err(e) => self
+                .warnings
+                .push(format!("logging is not charged to the container: {e}")),
+        }
+    }
+
+    /// Moves the monitor back where it came from, so that the container's
+    /// cgroups can be removed.
+    fn leave_cpu_leaf(&mut self) {
+        let own = self
+            .placement
+            .as_ref()
+            .and_then(|p| p.cpu)
+            .and_then(|i| self.hierarchies.get(i))
+            .map(cgroup::own_dir);
+        if let (true, Some(own)) = (self.in_leaf, own) {
+            if cgroup::join(&own).is_ok() {
+                self.in_leaf = false;
+            }
+        }
+    }
+
+    /// What the container's limits did since the run started.
+    fn limits_cause(&self) -> (bool, Option<String>) {
+        let Some(placement) = &self.placement else {
+            return (false, None);
+        };
+        let now = Counters::read(&self.hierarchies, placement);
+        limits_cause(&self.spec, self.events_at_start, now)
     }
 
     /// Everything up to a successful exec.
@@ -376,6 +482,7 @@ impl Monitor {
                 err,
             })?;
         }
+        self.reserve_exit_record();
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
         let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)
             .map_err(|err| StartError::OpenLog {
@@ -383,15 +490,16 @@ impl Monitor {
                 err,
             })?;
         let env = environment::gather(&self.spec).map_err(StartError::Environment)?;
-        let hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
-        self.cgroups =
-            cgroup::container_dirs(&hierarchies, &self.job.cgroup_parent, &self.job.name);
+        self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
+        let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
             memory: self.spec.memory,
             pids: self.spec.pids,
             cpus_milli: self.spec.cpus_milli,
         };
-        cgroup::create(&hierarchies, &self.cgroups, limits).map_err(StartError::Cgroup)?;
+        self.placement = Some(placement.clone());
+        cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
+        self.events_at_start = Counters::read(&self.hierarchies, &placement);
 
         let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;
         let (err_r, err_w) = fd::pipe().map_err(StartError::CreatePipe)?;
@@ -410,11 +518,7 @@ impl Monitor {
             err,
         })?;
         // The cgroup2 directory, if there is one: the init is created in it.
-        let v2_dir = hierarchies
-            .iter()
-            .zip(&self.cgroups)
-            .find(|(h, _)| h.is_v2())
-            .map(|(_, d)| d.clone());
+        let v2_dir = placement.v2_init(&self.hierarchies);
         let v2_fd = v2_dir.as_ref().and_then(|d| {
             let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok()?;
             fd::open(&c, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()
@@ -423,11 +527,15 @@ impl Monitor {
             &self.spec,
             &env,
             &mount_point,
-            &self.cgroups,
+            &placement.init,
             v2_dir.as_deref(),
             &stdio,
         )
         .map_err(StartError::Spawn)?;
+        // Just before the init is cloned: the first write to a cgroup.procs
+        // after a quiet moment waits for an RCU grace period, and the
+        // init's own joins that follow at once then do not.
+        self.join_cpu_leaf();
         let (pid, pidfd) = plan
             .spawn(self.spec.network, v2_fd.as_ref())
             .map_err(StartError::Spawn)?;
@@ -453,7 +561,7 @@ impl Monitor {
                 log_max_files: self.job.log_max_files,
                 cgroup_parent: self.job.cgroup_parent.clone(),
                 cgroups: self
-                    .cgroups
+                    .cgroups()
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect(),
@@ -463,29 +571,157 @@ impl Monitor {
         state::save_unsynced(&self.paths.runtime(), &record)
     }
 
-    fn record_exit(
-        &self,
-        status: Option<process::ExitStatus>,
-        started_at: u64,
-        error: Option<String>,
-        log_dropped: u64,
-    ) {
+    /// Reserves the exit record's blocks (see `state::Reserved`). Without
+    /// a reservation the record is still written at the end, if the disk
+    /// has room then.
+    fn reserve_exit_record(&mut self) {
+        let placeholder = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: self.job.run_id.clone(),
+            reserved: true,
+            ..ExitRecord::default()
+        };
+        let text = placeholder.serialize_json();
+        match Reserved::create(&self.paths.exit(), text.as_bytes(), EXIT_RESERVED) {
+            Ok(r) => self.exit_slot = Some(r),
+            Err(e) => self.warnings.push(format!(
+                "reserve room for the exit record beside {}: {}; the exit code is lost if the disk is full when the container ends",
+                self.paths.exit().display(),
+                errors::io_text(&e)
+            )),
+        }
+    }
+
+    /// Writes the exit record: over its reservation if there is one (no
+    /// free block needed), else as any record.
+    fn record_exit(&self, end: Ending) {
         let record = ExitRecord {
             version: FORMAT_VERSION,
             run_id: self.job.run_id.clone(),
-            exit_code: status.map(process::ExitStatus::code),
-            signal: match status {
+            exit_code: end.status.map(process::ExitStatus::code),
+            signal: match end.status {
                 Some(process::ExitStatus::Signaled(sig)) => Some(sig),
                 _ => None,
             },
-            started_at,
+            started_at: end.started_at,
             finished_at: host::now_ns(),
-            error,
-            log_dropped,
+            error: end.error.map(|e| cut(e, MAX_TEXT)),
+            log_dropped: end.log_dropped,
+            oom_killed: end.oom_killed,
+            cause: end.cause.map(|c| cut(c, MAX_TEXT)),
+            reserved: false,
         };
-        // Nobody to tell if this fails: the daemon then reports the monitor
-        // gone without a record, which is the truth.
-        let _ = state::save(&self.paths.exit(), &record);
+        let mut text = record.serialize_json();
+        text.push('\n');
+        let committed = self
+            .exit_slot
+            .as_ref()
+            .is_some_and(|slot| slot.commit(text.as_bytes()).is_ok());
+        if !committed {
+            // Nobody to tell if this fails: the daemon then reports the
+            // monitor gone without a record, which is the truth.
+            let _ = state::write_atomic(&self.paths.exit(), text.as_bytes());
+        }
+    }
+}
+
+/// How a run ended, as the monitor saw it.
+struct Ending {
+    status: Option<process::ExitStatus>,
+    started_at: u64,
+    error: Option<String>,
+    log_dropped: u64,
+    oom_killed: bool,
+    cause: Option<String>,
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// What the container's limits did during a run, from its cgroups'
+/// counters at the start and at the end: whether a process was killed for
+/// want of memory, and what happened in words.
+fn limits_cause(spec: &ContainerSpec, start: Counters, end: Counters) -> (bool, Option<String>) {
+    let oom_killed = end.oom_kills > start.oom_kills;
+    let mut causes = Vec::new();
+    if oom_killed {
+        causes.push(match spec.memory {
+            Some(limit) => format!("out of memory (memory limit {})", size_text(limit)),
+            None => "out of memory".to_string(),
+        });
+    }
+    let refused = end.pids_refused.saturating_sub(start.pids_refused);
+    if refused > 0 {
+        let forks = if refused == 1 { "fork" } else { "forks" };
+        causes.push(match spec.pids {
+            Some(limit) => format!("pids limit {limit} reached ({refused} {forks} refused)"),
+            None => format!("a parent cgroup's pids limit reached ({refused} {forks} refused)"),
+        });
+    }
+    (oom_killed, (!causes.is_empty()).then(|| causes.join("; ")))
+}
+
+/// A byte count in the largest binary unit that divides it.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes % unit == 0)
+        .map_or(format!("{bytes} bytes"), |(unit, name)| {
+            format!("{} {name}", bytes / unit)
+        })
+}
+
+/// The file the daemon reads for `inspect` while the container runs: the
+/// monitor's count of dropped log bytes, written when it changed, at most
+/// once per `STATUS_EVERY`.
+struct StatusFile {
+    path: PathBuf,
+    run_id: String,
+    written: u64,
+    next: Instant,
+}
+
+impl StatusFile {
+    fn new(path: PathBuf, run_id: &str) -> StatusFile {
+        StatusFile {
+            path,
+            run_id: run_id.to_string(),
+            written: 0,
+            next: Instant::now(),
+        }
+    }
+
+    /// When the file is to be written next for a count of `dropped`.
+    fn due(&self, dropped: u64) -> Option<Instant> {
+        (dropped != self.written).then_some(self.next)
+    }
+
+    /// Writes the count if it changed and its time has come.
+    fn update(&mut self, dropped: u64) {
+        let now = Instant::now();
+        if self.due(dropped).is_none_or(|at| now < at) {
+            return;
+        }
+        let status = LogStatus {
+            version: FORMAT_VERSION,
+            run_id: self.run_id.clone(),
+            log_dropped: dropped,
+        };
+        if state::save(&self.path, &status).is_ok() {
+            self.written = dropped;
+        }
+        self.next = now + STATUS_EVERY;
     }
 }
 
@@ -514,6 +750,7 @@ fn pump(
     out_r: OwnedFd,
     err_r: OwnedFd,
     logs: &mut LogWriter,
+    mut status_file: Option<&mut StatusFile>,
 ) -> io::Result<process::ExitStatus> {
     fd::set_nonblocking(&out_r, true)?;
     fd::set_nonblocking(&err_r, true)?;
@@ -546,10 +783,15 @@ fn pump(
         if past_deadline {
             break;
         }
+        let status_due = status_file.as_ref().and_then(|f| f.due(logs.dropped));
         let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) {
             Some(Duration::ZERO)
         } else {
-            drain_until.map(|d| d.saturating_duration_since(Instant::now()))
+            [drain_until, status_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|d| d.saturating_duration_since(Instant::now()))
         };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -585,6 +827,9 @@ fn pump(
                     let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
                 }
             }
+        }
+        if let Some(f) = status_file.as_deref_mut() {
+            f.update(logs.dropped);
         }
     }
     match status {
@@ -709,6 +954,7 @@ mod tests {
             init_start: 7,
             started_at: 9,
             error: None,
+            warning: None,
         };
         let line = String::from_utf8(reply_line(&ok)).unwrap();
         assert!(line.ends_with('\n'));
@@ -765,6 +1011,76 @@ mod tests {
             .to_string(),
             "exec /bin/nope: No such file or directory"
         );
+    }
+
+    #[test]
+    fn limits_hit_are_said_in_words() {
+        let spec = |extra: &str| {
+            let text = format!(r#"{{"command":["/bin/app"],"rootfs":"/srv/web"{extra}}}"#);
+            config::parse_container("web", &text, Path::new("web.json")).unwrap()
+        };
+        let at = |oom_kills, pids_refused| Counters {
+            oom_kills,
+            pids_refused,
+        };
+        let limited = spec(r#","memory":"8m","pids":5"#);
+        assert_eq!(limits_cause(&limited, at(0, 0), at(0, 0)), (false, None));
+        assert_eq!(
+            limits_cause(&limited, at(1, 0), at(2, 0)),
+            (true, Some("out of memory (memory limit 8 MiB)".to_string()))
+        );
+        assert_eq!(
+            limits_cause(&limited, at(0, 2), at(1, 5)),
+            (
+                true,
+                Some(
+                    "out of memory (memory limit 8 MiB); pids limit 5 reached (3 forks refused)"
+                        .to_string()
+                )
+            )
+        );
+        let free = spec("");
+        assert_eq!(
+            limits_cause(&free, at(0, 0), at(1, 1)),
+            (
+                true,
+                Some(
+                    "out of memory; a parent cgroup's pids limit reached (1 fork refused)"
+                        .to_string()
+                )
+            )
+        );
+        assert_eq!(size_text(3 << 30), "3 GiB");
+        assert_eq!(size_text(1536 << 10), "1536 KiB");
+        assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_fit_the_exit_record() {
+        assert_eq!(cut("short".to_string(), 10), "short");
+        assert_eq!(cut("0123456789abc".to_string(), 10), "0123456...");
+        // Never inside a character.
+        assert_eq!(cut("ééééé".to_string(), 6), "é...");
+    }
+
+    #[test]
+    fn the_status_file_is_written_when_the_count_changed_at_most_once_a_period() {
+        let tmp = TempDir::new("status");
+        let path = tmp.0.join("log-status.json");
+        let mut f = StatusFile::new(path.clone(), "r1");
+        f.update(0);
+        assert!(!path.exists(), "nothing dropped, nothing written");
+        f.update(10);
+        let read = || match state::load::<LogStatus>(&path) {
+            state::Loaded::Ok(s) => (s.run_id, s.log_dropped),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(), ("r1".to_string(), 10));
+        // Within the period: only due later.
+        f.update(20);
+        assert_eq!(read().1, 10);
+        assert!(f.due(20).is_some_and(|at| at > Instant::now()));
+        assert_eq!(f.due(10), None);
     }
 
     /// Every record in the live log file: (stream, full, content).
@@ -825,7 +1141,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pidfd = process::pidfd_open(child.id() as i32).unwrap();
-        let status = pump(&pidfd, out_r, err_r, &mut logs).unwrap();
+        let status = pump(&pidfd, out_r, err_r, &mut logs, None).unwrap();
         logs.finish();
         assert_eq!(status, process::ExitStatus::Exited(3));
         let mut got = records(&tmp.0);

@@ -19,7 +19,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::lifecycle::{
-    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, Phase, RunFacts,
+    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, LimitsHit, Phase,
+    RunFacts,
 };
 use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{Slab, Tag};
@@ -30,7 +31,8 @@ use crate::container::monitor::{self, Job, Reply};
 use crate::errors;
 use crate::host;
 use crate::state::{
-    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, Paths, RuntimeRecord, StartOptions,
+    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, LogStatus, Paths, RuntimeRecord,
+    StartOptions,
 };
 use crate::sys::{fd, process};
 use crate::wire::{self, Got, LineReader};
@@ -63,6 +65,8 @@ pub struct Ctr {
     limiter: RateLimit,
     /// state.json could not be written: when to try again.
     save_retry: Option<Instant>,
+    /// Where the monitor of a run counts its dropped log bytes.
+    log_status: PathBuf,
 }
 
 impl Ctr {
@@ -125,7 +129,12 @@ impl Ctr {
             } else {
                 last.finished_at.map(host::rfc3339)
             },
-            error: last.error.clone().or_else(|| self.invalid.clone()),
+            // A run ended by a limit exited, and its cause is the error.
+            error: last
+                .error
+                .clone()
+                .or_else(|| last.limits.cause.clone())
+                .or_else(|| self.invalid.clone()),
             monitor_pid: run.map_or(0, |r| r.monitor_pid),
             monitor_start: run.map_or(0, |r| r.monitor_start),
             restart: spec.map_or(String::new(), |s| s.restart.to_string()),
@@ -146,6 +155,19 @@ impl Ctr {
                 _ => cfg_log_dir.join(&self.name).display().to_string(),
             },
             warning,
+            oom_killed: last.limits.oom_killed,
+            log_dropped_bytes: match run {
+                Some(r) if running => self.log_dropped_now(&r.run_id),
+                _ => last.limits.log_dropped,
+            },
+        }
+    }
+
+    /// What the monitor of the running run has counted so far.
+    fn log_dropped_now(&self, run_id: &str) -> u64 {
+        match state::load::<LogStatus>(&self.log_status) {
+            Loaded::Ok(s) if s.run_id == run_id => s.log_dropped,
+            _ => 0,
         }
     }
 }
@@ -212,6 +234,7 @@ impl Containers {
             handles: None,
             limiter: RateLimit::new(),
             save_retry: None,
+            log_status: Paths::new(&cfg.run_dir, &cfg.state_dir, name).log_status(),
         };
         self.map.insert(name.to_string(), ctr);
     }
@@ -636,6 +659,9 @@ impl Containers {
         self.channels.remove(tok);
         match line.and_then(|l| wire::decode::<Reply>(&l).ok()) {
             Some(r) if r.ok => {
+                if let Some(warning) = &r.warning {
+                    self.note(name, log::Level::Warn, warning);
+                }
                 // A pidfd for the init, checked against its start time so
                 // that a pid reused in between is never signalled.
                 let init = process::pidfd_open(r.pid)
@@ -804,6 +830,11 @@ pub fn read_ending(
     found: Option<bool>,
 ) -> Result<Ending, ExitUnknown> {
     match state::load::<ExitRecord>(&paths.exit()) {
+        // A reservation never written over is no record.
+        Loaded::Ok(rec) if rec.reserved => Err(ExitUnknown::NoRecord {
+            monitor_pid: run.monitor_pid,
+            found: found.is_some(),
+        }),
         Loaded::Ok(rec) if rec.run_id == run.run_id => Ok(ending_of(&rec)),
         Loaded::Ok(rec) if found == Some(true) && rec.started_at >= run.started_at => {
             Ok(ending_of(&rec))
@@ -849,6 +880,11 @@ fn ending_of(rec: &ExitRecord) -> Ending {
         error: rec.error.clone(),
         started_at: rec.started_at,
         finished_at: rec.finished_at,
+        limits: LimitsHit {
+            oom_killed: rec.oom_killed,
+            cause: rec.cause.clone(),
+            log_dropped: rec.log_dropped,
+        },
     }
 }
 
@@ -961,6 +997,42 @@ mod tests {
         assert!(lost.to_string().contains("killed with it"), "{lost}");
         // ...unless this run's end was handled and a later start failed.
         assert_eq!(read_ending(&paths, &run, Some(true)).unwrap().code, Some(1));
+        // A placeholder of a reservation, padded, is no record.
+        let placeholder = ExitRecord {
+            reserved: true,
+            ..record("r1", None, 100)
+        };
+        let text = format!(
+            "{}{}\n",
+            nanoserde::SerJson::serialize_json(&placeholder),
+            " ".repeat(300)
+        );
+        fs::write(paths.exit(), text).unwrap();
+        assert_eq!(
+            read_ending(&paths, &run, None),
+            Err(ExitUnknown::NoRecord {
+                monitor_pid: 77,
+                found: false
+            })
+        );
+        // The limits' verdict comes with the code.
+        let hit = ExitRecord {
+            oom_killed: true,
+            cause: Some("out of memory (memory limit 8 MiB)".into()),
+            log_dropped: 12,
+            ..record("r1", Some(137), 100)
+        };
+        state::save(&paths.exit(), &hit).unwrap();
+        let ending = read_ending(&paths, &run, None).unwrap();
+        assert_eq!(ending.code, Some(137));
+        assert_eq!(
+            ending.limits,
+            LimitsHit {
+                oom_killed: true,
+                cause: hit.cause.clone(),
+                log_dropped: 12
+            }
+        );
         fs::write(paths.exit(), "{\"version\":99}").unwrap();
         assert_eq!(read_ending(&paths, &run, None), Err(ExitUnknown::Newer(99)));
         fs::write(paths.exit(), "{\"version\":2,\"run-id\"").unwrap();

@@ -314,6 +314,18 @@ pub struct Ending {
     /// 0 if unknown.
     pub started_at: u64,
     pub finished_at: u64,
+    /// What the container's limits did (out of memory, pids), if anything.
+    pub limits: LimitsHit,
+}
+
+/// What a container's limits did to a run, from its exit record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsHit {
+    pub oom_killed: bool,
+    /// In words, e.g. "out of memory (memory limit 64 MiB)".
+    pub cause: Option<String>,
+    /// Bytes of output its log could not take.
+    pub log_dropped: u64,
 }
 
 /// Who asks for a start.
@@ -477,6 +489,7 @@ pub struct Last {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub error: Option<String>,
+    pub limits: LimitsHit,
 }
 
 /// Everything the daemon decides about one container.
@@ -883,10 +896,8 @@ impl Transition<'_, '_> {
             self.s.phase = Phase::Running { run: run.clone() };
         }
         self.s.last = Last {
-            exit_code: None,
             started_at: Some(started_at),
-            finished_at: None,
-            error: None,
+            ..Last::default()
         };
         self.log(log::Level::Info, format!("started, pid {init_pid}"));
         if !alive {
@@ -939,9 +950,9 @@ impl Transition<'_, '_> {
                 return;
             }
         };
-        let (code, error) = match &outcome {
-            Ok(e) => (e.code, e.error.clone()),
-            Err(why) => (None, Some(why.clone())),
+        let (code, error, limits) = match &outcome {
+            Ok(e) => (e.code, e.error.clone(), e.limits.clone()),
+            Err(why) => (None, Some(why.clone()), LimitsHit::default()),
         };
         match &outcome {
             Ok(e) => {
@@ -954,6 +965,12 @@ impl Transition<'_, '_> {
         }
         self.s.last.exit_code = code;
         self.s.last.error = error.clone();
+        let mut notes: Vec<String> = limits.cause.iter().cloned().collect();
+        if limits.log_dropped > 0 {
+            let n = limits.log_dropped;
+            notes.push(format!("{n} bytes of its output could not be logged"));
+        }
+        self.s.last.limits = limits;
         let finished = self.s.last.finished_at.unwrap_or(0);
         let ran_for = Duration::from_nanos(finished.saturating_sub(run.started_at));
         let rest = match (stop.map(|s| s.0), &error) {
@@ -964,7 +981,7 @@ impl Transition<'_, '_> {
         };
         self.s.phase = Phase::Idle(rest);
         if !seen {
-            let (level, msg) = match (code, &error) {
+            let (level, mut msg) = match (code, &error) {
                 (_, Some(e)) => (log::Level::Warn, format!("failed: {e}")),
                 (Some(code), None) => (
                     log::Level::Info,
@@ -974,6 +991,13 @@ impl Transition<'_, '_> {
                     ),
                 ),
                 (None, None) => (log::Level::Info, "exited".to_string()),
+            };
+            // What its limits or a full disk did: worth a warning.
+            let level = if notes.is_empty() {
+                level
+            } else {
+                msg = format!("{msg}: {}", notes.join("; "));
+                log::Level::Warn
             };
             self.log(level, msg);
         }
@@ -1325,6 +1349,7 @@ mod tests {
         Event::Ended {
             outcome: Ok(Ending {
                 code,
+                limits: LimitsHit::default(),
                 error: None,
                 started_at: 1_000_000_000,
                 finished_at: 2_000_000_000,
@@ -1456,6 +1481,7 @@ mod tests {
                 outcome: Ok(Ending {
                     code: Some(3),
                     error: None,
+                    limits: LimitsHit::default(),
                     started_at: 1,
                     finished_at: 2,
                 }),
@@ -1785,6 +1811,7 @@ mod tests {
                     error: None,
                     started_at: 1,
                     finished_at: 2,
+                    limits: LimitsHit::default(),
                 }),
                 found: Some((run(Exec::Done), false)),
             };
@@ -1874,6 +1901,59 @@ mod tests {
         assert!(
             matches!(&answers(&fx)[0], (ClientId(1), Answer::Error(e)) if e.contains("stopped before it could start again"))
         );
+    }
+
+    #[test]
+    fn an_end_at_a_limit_is_an_exit_with_its_cause_kept_and_logged() {
+        let c = ctx(Instant::now(), Ok(def(RestartPolicy::No, true)));
+        let s = with(Phase::Running {
+            run: run(Exec::Done),
+        });
+        let limits = LimitsHit {
+            oom_killed: true,
+            cause: Some("out of memory (memory limit 8 MiB)".into()),
+            log_dropped: 5,
+        };
+        let event = Event::Ended {
+            outcome: Ok(Ending {
+                code: Some(137),
+                error: None,
+                started_at: 1_000_000_000,
+                finished_at: 2_000_000_000,
+                limits: limits.clone(),
+            }),
+            found: None,
+        };
+        let (s, fx) = step(s, event, &c);
+        // Killed by the kernel, not failed to start: it exited.
+        assert_eq!(s.phase, Phase::Idle(Rest::Exited));
+        assert_eq!(s.last.exit_code, Some(137));
+        assert_eq!(s.last.error, None);
+        assert_eq!(s.last.limits, limits);
+        assert!(
+            fx.contains(&Effect::Log(
+                log::Level::Warn,
+                "exited with code 137 after 1.0s: out of memory (memory limit 8 MiB); \
+             5 bytes of its output could not be logged"
+                    .into()
+            ))
+        );
+        // The next run starts with a clean slate.
+        let s = Lifecycle {
+            phase: Phase::Starting {
+                run: run(Exec::Pending),
+                shown: Status::Exited,
+            },
+            ..s
+        };
+        let execed = Event::Execed {
+            init_pid: 101,
+            init_start: 2,
+            started_at: 3,
+            alive: true,
+        };
+        let (s, _) = step(s, execed, &c);
+        assert_eq!(s.last.limits, LimitsHit::default());
     }
 
     #[test]
@@ -2022,6 +2102,7 @@ mod tests {
             outcome: Ok(Ending {
                 code: Some(143),
                 error: None,
+                limits: LimitsHit::default(),
                 started_at: 1,
                 finished_at: 2,
             }),

@@ -29,6 +29,12 @@ pub struct Inspect {
     /// Something the daemon wants the user to know (an untrusted record).
     #[nserde(default)]
     pub warning: Option<String>,
+    /// The kernel killed a process of the last run for want of memory.
+    #[nserde(default, rename = "oom-killed")]
+    pub oom_killed: bool,
+    /// Output the log could not take (disk full), in bytes.
+    #[nserde(default, rename = "log-dropped-bytes")]
+    pub log_dropped_bytes: u64,
 }
 
 /// Keys `inspect` must always print, null or not.
@@ -41,6 +47,8 @@ const INSPECT_KEYS: &[&str] = &[
     "started-at",
     "finished-at",
     "error",
+    "oom-killed",
+    "log-dropped-bytes",
 ];
 
 /// The statuses a container can have.

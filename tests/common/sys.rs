@@ -242,3 +242,25 @@ pub fn without_syscall(cmd: &mut Command, nr: libc::c_long) {
         });
     }
 }
+
+/// Mounts a tmpfs at `target` with `options` (e.g. "size=1m"); the world's
+/// teardown detaches it.
+pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
+    let target = c_path(target);
+    let options = CString::new(options).expect("options without NUL bytes");
+    // SAFETY: NUL-terminated strings that outlive the call; tmpfs takes a
+    // text option string as data.
+    check(
+        unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        }
+        .into(),
+    )
+    .map(drop)
+}
