@@ -80,6 +80,41 @@ fn a_daemon_killed_while_it_starts_a_container_leaves_one_run_the_next_daemon_kn
 }
 
 #[test]
+fn a_start_left_under_way_that_never_reaches_the_exec_is_ended() {
+    let w = World::new();
+    w.write_daemon_json(r#"{"live-restore": true}"#);
+    w.add_container("x", POLITE, r#"{"restart": "always"}"#);
+    let mut daemon = w.spawn_daemon(&[]);
+    let t = std::time::Instant::now();
+    let held = loop {
+        if let Some(&pid) = monitors(&w, "x").first() {
+            break pid;
+        }
+        assert!(t.elapsed() < SHORT, "no monitor for x in {SHORT:?}");
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let pidfd = common::sys::pidfd_open(held).expect("pidfd of the monitor");
+    common::sys::pidfd_send_signal(&pidfd, libc::SIGSTOP).unwrap();
+    // The daemon dies once it has recorded the monitor.
+    wait_for(SHORT, "the runtime record naming the monitor", || {
+        fs::read_to_string(runtime_path(&w, "x"))
+            .is_ok_and(|t| t.contains(&format!("\"monitor-pid\":{held},")))
+    });
+    daemon.kill_9();
+    // The next daemon answers at once, with the start shown under way.
+    let daemon = w.start_daemon(&[]);
+    let x = w.inspect("x");
+    assert_eq!((x.monitor_pid as i32, x.pid), (held, 0), "{x:?}");
+    // The held monitor never gets to the exec: it is ended after 10 s,
+    // and the policy starts a run of its own.
+    daemon.wait_for_log_line(&["x", "did not reach the exec in 10 s"]);
+    let x = w.wait_inspect("x", "to run again", LONG, |i| {
+        i.is_running() && i.monitor_pid as i32 != held
+    });
+    assert_eq!(monitors(&w, "x"), [x.monitor_pid as i32]);
+}
+
+#[test]
 fn a_stop_by_reload_is_not_undone_by_the_next_daemon() {
     let w = World::new();
     w.write_daemon_json(r#"{"live-restore": true}"#);

@@ -37,6 +37,10 @@ use crate::state::{
 use crate::sys::{fd, process};
 use crate::wire::{self, Got, LineReader};
 
+/// How long a start a previous daemon left under way may take to reach
+/// the exec, and how often its runtime record is read meanwhile.
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
+const ADOPT_POLL: Duration = Duration::from_millis(10);
 /// How often a state.json that could not be written is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(1);
 /// The largest report a monitor sends.
@@ -49,6 +53,9 @@ struct Handles {
     /// Until the monitor reported the exec.
     channel: Option<(UnixStream, Token, LineReader)>,
     init_pidfd: Option<OwnedFd>,
+    /// A start a previous daemon left under way (re-attached with no
+    /// channel): the exec is read from the runtime record until then.
+    adopted_until: Option<Instant>,
 }
 
 /// One container.
@@ -258,11 +265,71 @@ impl Containers {
 
     /// The nearest deadline of any container.
     pub fn deadline(&self) -> Option<Instant> {
+        let adopting = self
+            .map
+            .values()
+            .any(|c| {
+                c.handles
+                    .as_ref()
+                    .is_some_and(|h| h.adopted_until.is_some())
+            })
+            .then(|| Instant::now() + ADOPT_POLL);
         self.map
             .values()
             .flat_map(|c| [c.phase().deadline(), c.save_retry])
             .flatten()
+            .chain(adopting)
             .min()
+    }
+
+    /// Starts a previous daemon left under way: the monitor writes the
+    /// runtime record once it has exec'd the container, and that record is
+    /// all there is to go by (its channel went with that daemon). One
+    /// that does not get there in `ADOPT_TIMEOUT` is killed, monitor first.
+    fn check_adopted(&mut self, env: &Env, now: Instant) -> Answers {
+        let adopting: Vec<(String, Instant)> = self
+            .map
+            .values()
+            .filter_map(|c| Some((c.name.clone(), c.handles.as_ref()?.adopted_until?)))
+            .collect();
+        let mut answers = Vec::new();
+        for (name, until) in adopting {
+            let Some(run_id) = self
+                .map
+                .get(&name)
+                .and_then(|c| c.phase().run())
+                .map(|r| r.run_id.clone())
+            else {
+                continue;
+            };
+            let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, &name);
+            let event = match state::load::<RuntimeRecord>(&paths.runtime()) {
+                Loaded::Ok(rec) if rec.run_id == run_id && rec.init_pid != 0 => {
+                    let init = process::pidfd_open(rec.init_pid)
+                        .ok()
+                        .filter(|_| host::same_process(rec.init_pid, rec.init_start));
+                    let alive = init.is_some();
+                    if let Some(h) = self.map.get_mut(&name).and_then(|c| c.handles.as_mut()) {
+                        h.init_pidfd = init;
+                    }
+                    Event::Execed {
+                        init_pid: rec.init_pid,
+                        init_start: rec.init_start,
+                        started_at: rec.started_at,
+                        alive,
+                    }
+                }
+                _ if now >= until => Event::Kill {
+                    why: "a start the previous daemon left under way did not reach the exec in 10 s",
+                },
+                _ => continue,
+            };
+            if let Some(h) = self.map.get_mut(&name).and_then(|c| c.handles.as_mut()) {
+                h.adopted_until = None;
+            }
+            answers.extend(self.feed(env, &name, event));
+        }
+        answers
     }
 
     /// Feeds `Tick` to every container with a deadline due.
@@ -273,7 +340,7 @@ impl Containers {
             .filter(|c| c.phase().deadline().is_some_and(|d| d <= now))
             .map(|c| c.name.clone())
             .collect();
-        let mut answers = Vec::new();
+        let mut answers = self.check_adopted(env, now);
         for name in due {
             answers.extend(self.feed(env, &name, Event::Tick));
         }
@@ -574,6 +641,7 @@ impl Containers {
             monitor_token,
             channel: Some((stream, channel_token, LineReader::new(MAX_REPLY))),
             init_pidfd: None,
+            adopted_until: None,
         });
         Ok(run)
     }
@@ -609,6 +677,7 @@ impl Containers {
                 monitor_token,
                 channel: None,
                 init_pidfd,
+                adopted_until: (rec.init_pid == 0).then(|| Instant::now() + ADOPT_TIMEOUT),
             });
         }
         let run = run_of(rec);
@@ -859,7 +928,12 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
         started_at: rec.started_at,
         hash: u64::from_str_radix(&rec.config_hash, 16).unwrap_or(0),
         options: rec.options.clone(),
-        exec: Exec::Done,
+        // The daemon's own record of a monitor that has not exec'd yet.
+        exec: if rec.init_pid == 0 {
+            Exec::Pending
+        } else {
+            Exec::Done
+        },
     }
 }
 

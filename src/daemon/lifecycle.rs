@@ -17,6 +17,7 @@
 //! idle        --ended-->        backing-off  ... and its policy restarts it
 //! idle        --ended-->        removed      ... and its definition is gone
 //! idle        --attached-->     running      a live monitor found at start-up
+//! idle        --attached-->     starting     ... before its exec
 //! idle        --attached-->     stopping     ... to be stopped or recreated
 //! idle        --distrusted-->   untrusted    its records cannot be trusted
 //! idle        --undefined-->    removed
@@ -1152,11 +1153,21 @@ impl Transition<'_, '_> {
         }
         self.s.last.started_at = Some(run.started_at);
         let (pid, monitor, hash) = (run.init_pid, run.monitor_pid, run.hash);
-        self.s.phase = Phase::Running { run };
-        self.log(
-            log::Level::Info,
-            format!("re-attached to running container, pid {pid} (monitor {monitor})"),
-        );
+        if run.exec == Exec::Done {
+            self.s.phase = Phase::Running { run };
+            self.log(
+                log::Level::Info,
+                format!("re-attached to running container, pid {pid} (monitor {monitor})"),
+            );
+        } else {
+            // The previous daemon died while this one was starting.
+            let shown = self.s.phase.status();
+            self.s.phase = Phase::Starting { run, shown };
+            self.log(
+                log::Level::Info,
+                format!("re-attached to a start under way (monitor {monitor})"),
+            );
+        }
         let grace = self.ctx.grace();
         match self.ctx.def {
             Err(None) => {
@@ -1494,6 +1505,7 @@ mod tests {
         v.push(Event::Redefined { start: false });
         v.push(Event::Undefined);
         v.push(Event::Attached(run(Exec::Done)));
+        v.push(Event::Attached(run(Exec::Pending)));
         v.push(Event::Distrusted {
             why: "format 99".into(),
             seen: None,

@@ -10,9 +10,7 @@
 //! time). Anything else is named in the log and in `ps`, and never acted
 //! on blindly.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
@@ -21,7 +19,7 @@ use super::lifecycle::{Answers, Event};
 use crate::config::{self, DaemonConfig};
 use crate::host;
 use crate::state::{self, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
-use crate::sys::{fd, process};
+use crate::sys::process;
 
 /// Loads every definition and record into `ctrs`, re-attaching and
 /// accounting for each, then starts what should run.
@@ -127,7 +125,6 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
         .ok()
         .filter(|_| host::same_process(rec.monitor_pid, rec.monitor_start));
     match monitor {
-        Some(pidfd) if rec.init_pid == 0 => adopt_start(ctrs, env, name, rec, pidfd),
         Some(pidfd) => {
             drop_answers(ctrs.attach(env, name, &rec, pidfd));
             let changed = changed_options(env.cfg, &rec);
@@ -139,51 +136,8 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
                 ctrs.set_warning(name, msg);
             }
         }
+        None if rec.init_pid == 0 => start_cut_short(ctrs, env, name, rec),
         None => ended_while_away(ctrs, env, name, rec, false),
-    }
-}
-
-/// How long a start left by a dead daemon may take to reach the exec
-/// before its monitor is ended.
-const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The daemon that started this monitor died before it reported the exec.
-/// The monitor goes on without it: wait for it to record the exec (then
-/// attach as to any live monitor) or to end; one that does neither in
-/// `ADOPT_TIMEOUT` is killed with its container, so that there is never a
-/// second run of the name.
-fn adopt_start(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord, pidfd: OwnedFd) {
-    let path = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name).runtime();
-    let until = Instant::now() + ADOPT_TIMEOUT;
-    let current = |rec: &RuntimeRecord| match state::load::<RuntimeRecord>(&path) {
-        Loaded::Ok(r) if r.run_id == rec.run_id => r,
-        _ => rec.clone(),
-    };
-    loop {
-        let now = current(&rec);
-        if now.init_pid != 0 {
-            info!("{name}: re-attached to a start a previous daemon left under way");
-            drop_answers(ctrs.attach(env, name, &now, pidfd));
-            return;
-        }
-        let ended = fd::wait_readable(&pidfd, Duration::from_millis(5)).unwrap_or(true);
-        if ended {
-            let now = current(&rec);
-            if now.init_pid != 0 {
-                return ended_while_away(ctrs, env, name, now, false);
-            }
-            return start_cut_short(ctrs, env, name, rec);
-        }
-        if Instant::now() >= until {
-            warn!(
-                "{name}: the monitor {} a previous daemon started did not start the container in {} s; ending it",
-                rec.monitor_pid,
-                ADOPT_TIMEOUT.as_secs()
-            );
-            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            let _ = fd::wait_readable(&pidfd, Duration::from_secs(1));
-            return start_cut_short(ctrs, env, name, rec);
-        }
     }
 }
 
@@ -192,6 +146,12 @@ fn adopt_start(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord,
 /// was killed). Nothing of it runs; the definitions decide at `Boot`.
 fn start_cut_short(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord) {
     let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+    if let Loaded::Ok(now) = state::load::<RuntimeRecord>(&paths.runtime()) {
+        if now.run_id == rec.run_id && now.init_pid != 0 {
+            // It did exec, and ended since.
+            return ended_while_away(ctrs, env, name, now, false);
+        }
+    }
     let run = containers::run_of(&rec);
     match containers::read_ending(&paths, &run, Some(false)) {
         Ok(_) | Err(containers::ExitUnknown::Newer(_) | containers::ExitUnknown::Corrupt(..)) => {

@@ -91,27 +91,6 @@ pub fn try_lock(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout` for `fd` to be readable (a pidfd: its process
-/// exited); true if it is.
-pub fn wait_readable(fd: &impl AsFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    match n {
-        n if n > 0 => Ok(true),
-        0 => Ok(false),
-        _ => match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            e => Err(e),
-        },
-    }
-}
-
 /// Reads into `buf`, retrying on EINTR: the count read, 0 at end of file.
 pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     let fd = fd.as_fd().as_raw_fd();
