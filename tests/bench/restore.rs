@@ -11,7 +11,7 @@
 mod common;
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 
@@ -38,23 +38,6 @@ fn mem(pid: u32) -> String {
         mem_kib(pid, "Pss"),
         mem_kib(pid, "Private_Dirty")
     )
-}
-
-/// One request on the daemon's socket; the answer line.
-fn api_call(w: &World, request: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(w.socket()).expect("connect");
-    stream
-        .write_all(format!("{request}\n").as_bytes())
-        .expect("send");
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).expect("answer");
-    line
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn run(n: usize) {

@@ -16,23 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// One request on the daemon's socket; the answer line.
-fn api_call(w: &World, request: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(w.socket()).expect("connect");
-    stream
-        .write_all(format!("{request}\n").as_bytes())
-        .expect("send");
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).expect("answer");
-    line
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }

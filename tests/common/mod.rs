@@ -798,6 +798,24 @@ pub fn rng() -> impl FnMut(u64) -> u64 {
     }
 }
 
+/// One request on the daemon's socket; the answer line.
+pub fn api_call(w: &World, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(w.socket()).expect("connect");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("send");
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).expect("answer");
+    line
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
 /// (state, start time) from /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> io::Result<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
