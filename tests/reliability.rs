@@ -108,6 +108,7 @@ fn a_start_left_under_way_that_never_reaches_the_exec_is_ended() {
     // The held monitor never gets to the exec: it is ended after 10 s,
     // and the policy starts a run of its own.
     daemon.wait_for_log_line(&["x", "did not reach the exec in 10 s"]);
+    daemon.wait_for_log_line(&["x", "failed: the start was cut short"]);
     let x = w.wait_inspect("x", "to run again", LONG, |i| {
         i.is_running() && i.monitor_pid as i32 != held
     });

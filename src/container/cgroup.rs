@@ -278,8 +278,10 @@ pub fn create(
     let all = placement.dirs.iter().chain(&placement.init).chain(&monitor);
     for dir in all {
         // A directory left by an earlier run (the daemon could not remove
-        // it while its last tasks exited) would keep that run's limits.
-        let _ = fs::remove_dir(dir);
+        // it while its last tasks exited, or a monitor died before it
+        // recorded its cgroups) would keep that run's limits: it goes,
+        // leaves first, unless processes still hold it.
+        let _ = remove_tree(dir, Instant::now());
         fs::create_dir_all(dir).map_err(|err| CgroupError {
             path: dir.clone(),
             step: "create cgroup",

@@ -37,6 +37,9 @@ use crate::state::{
 use crate::sys::{fd, process};
 use crate::wire::{self, Got, LineReader};
 
+/// Why a start that a dead daemon left under way has no outcome: its
+/// monitor ended before the exec without an exit record.
+pub const CUT_SHORT: &str = "the start was cut short: the daemon that asked for it ended before the container's command ran";
 /// How long a start a previous daemon left under way may take to reach
 /// the exec, and how often its runtime record is read meanwhile.
 const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -585,10 +588,16 @@ impl Containers {
         let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
         let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
+        // Without its start time no later daemon could tell the monitor
+        // from a reused pid, and would take the run for gone.
+        let Some(monitor_start) = host::start_time(pid) else {
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err(StartError::MonitorStart(pid));
+        };
         let run = RunFacts {
             run_id,
             monitor_pid: pid,
-            monitor_start: host::start_time(pid).unwrap_or(0),
+            monitor_start,
             init_pid: 0,
             init_start: 0,
             started_at: host::now_ns(),
@@ -774,7 +783,11 @@ impl Containers {
         };
         let handles = self.release(env.registry, name).expect("present above");
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
-        let outcome = read_ending(&paths, &run, None).map_err(|e| e.to_string());
+        let adopted_start = handles.channel.is_none() && run.exec == Exec::Pending;
+        let outcome = read_ending(&paths, &run, None).map_err(|e| match e {
+            ExitUnknown::NoRecord { .. } if adopted_start => CUT_SHORT.to_string(),
+            e => e.to_string(),
+        });
         if outcome.is_err() {
             // The monitor wrote down the cgroups it made.
             let cgroups = match state::load::<RuntimeRecord>(&paths.runtime()) {
@@ -814,6 +827,8 @@ pub enum StartError {
     Record(PathBuf, io::Error),
     /// A monitor of the container still runs (its pid, 0 if unknown).
     Busy(i32),
+    /// The new monitor's start time could not be read (its pid).
+    MonitorStart(i32),
     TooManySources,
 }
 
@@ -847,6 +862,12 @@ impl fmt::Display for StartError {
                 err = errors::io_text(e)
             ),
             StartError::Busy(pid) => write!(f, "its monitor (pid {pid}) still runs"),
+            StartError::MonitorStart(pid) => {
+                write!(
+                    f,
+                    "read the start time of monitor {pid} from /proc/{pid}/stat"
+                )
+            }
             StartError::TooManySources => f.write_str("too many containers for the event loop"),
         }
     }

@@ -143,7 +143,8 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
 
 /// A start whose monitor ended before the exec, with no exit record: the
 /// daemon that asked for it died before the job went out (or the monitor
-/// was killed). Nothing of it runs; the definitions decide at `Boot`.
+/// was killed). Nothing of it runs: it failed, with that reason, and its
+/// policy decides (as when the monitor ends while this daemon watches).
 fn start_cut_short(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRecord) {
     let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
     if let Loaded::Ok(now) = state::load::<RuntimeRecord>(&paths.runtime()) {
@@ -159,12 +160,12 @@ fn start_cut_short(ctrs: &mut Containers, env: &Env, name: &str, rec: RuntimeRec
             ended_while_away(ctrs, env, name, rec, false)
         }
         Err(containers::ExitUnknown::NoRecord { .. }) => {
-            info!(
-                "{name}: a start cut short by the end of the previous daemon left nothing running"
-            );
             containers::bury(&run, None, &rec.options.cgroups);
-            let _ = std::fs::remove_file(paths.runtime());
-            drop_answers(ctrs.feed(env, name, Event::Undefined));
+            let event = Event::Ended {
+                outcome: Err(containers::CUT_SHORT.to_string()),
+                found: Some((run, false)),
+            };
+            drop_answers(ctrs.feed(env, name, event));
         }
     }
 }

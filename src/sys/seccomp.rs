@@ -186,7 +186,16 @@ fn default_program(caps: u64) -> Vec<Insn> {
 }
 
 fn profile_program(profile: &Profile, caps: u64) -> Vec<Insn> {
-    let allowed = profile.allow.iter().filter_map(|name| number(name));
+    let mut allowed: Vec<u32> = profile
+        .allow
+        .iter()
+        .filter_map(|name| number(name))
+        .collect();
+    if profile.default_action == Action::Log {
+        // What is only logged goes through: clone and unshare keep their
+        // namespace checks all the same.
+        allowed.extend(["clone", "unshare"].into_iter().filter_map(number));
+    }
     let rules = compile::rules(allowed, caps, Checked::find(number));
     compile::compile(ARCH, &rules, profile.default_action)
 }
@@ -505,6 +514,24 @@ mod tests {
         assert_eq!(answer(&p, ARCH, "openat", 0), KILL);
         assert_eq!(answer(&p, ARCH, "clone", 0x1000_0000), EPERM);
         assert_eq!(answer(&p, ARCH, "clone3", 0), ENOSYS);
+    }
+
+    #[test]
+    fn a_logging_profile_still_refuses_new_namespaces() {
+        let profile = Profile {
+            default_action: Action::Log,
+            allow: vec!["read".to_string()],
+        };
+        let p = profile_program(&profile, NO_CAPS);
+        let log = answer(&p, ARCH, "openat", 0);
+        assert_eq!(
+            answer(&p, ARCH, "unshare", 0x1000_0000),
+            EPERM,
+            "CLONE_NEWUSER"
+        );
+        assert_eq!(answer(&p, ARCH, "clone", 0x0002_0000), EPERM, "CLONE_NEWNS");
+        assert_eq!(answer(&p, ARCH, "clone", 0), ALLOW);
+        assert_ne!(log, EPERM);
     }
 
     #[test]
