@@ -9,6 +9,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
+use common::cgroups::cgroup_lines;
 use common::*;
 
 /// Members for a container that only runs when a test starts it.
@@ -79,19 +80,6 @@ fn a_fork_refused_at_the_pids_limit_is_named() {
     daemon.wait_for_log_line(&["few", "pids limit 1 reached"]);
     let (out, _) = world.logs("few", &[]);
     assert!(!out.contains("not reached"), "{out}");
-}
-
-/// (controllers, path) of each line of /proc/PID/cgroup.
-fn cgroup_lines(pid: i32) -> Vec<(String, String)> {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"))
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            Some((controllers.to_string(), path.to_string()))
-        })
-        .collect()
 }
 
 /// utime + stime of `pid` from /proc/PID/stat, in clock ticks.

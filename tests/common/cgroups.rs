@@ -259,3 +259,16 @@ fn unescape(field: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// (controllers, path) of each line of /proc/PID/cgroup.
+pub fn cgroup_lines(pid: i32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"))
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((controllers.to_string(), path.to_string()))
+        })
+        .collect()
+}

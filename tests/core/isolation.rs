@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use super::{ON_DEMAND, POLITE};
+use crate::common::cgroups::cgroup_lines;
 use crate::common::{SHORT, World, is_rfc3339, wait_for};
 
 #[test]
@@ -76,9 +77,9 @@ fn container_cgroups_are_below_the_daemons_own_cgroups_and_cgroup_parent() {
     world.add_container("cg", POLITE, "{}");
     let daemon = world.start_daemon(&[]);
     let pid = world.wait_running("cg").pid;
-    let daemon_cgroups = cgroup_lines(daemon.pid());
+    let daemon_cgroups = cgroup_lines(daemon.pid() as i32);
     let mut checked = Vec::new();
-    for (controllers, path) in cgroup_lines(pid) {
+    for (controllers, path) in cgroup_lines(pid as i32) {
         if !uses(&controllers) {
             continue;
         }
@@ -111,19 +112,6 @@ fn uses(controllers: &str) -> bool {
         || controllers
             .split(',')
             .any(|c| ["memory", "pids", "cpu"].contains(&c))
-}
-
-/// (controllers, path) of each line of /proc/PID/cgroup.
-fn cgroup_lines(pid: u32) -> Vec<(String, String)> {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"))
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            Some((controllers.to_string(), path.to_string()))
-        })
-        .collect()
 }
 
 #[test]

@@ -165,11 +165,10 @@ fn log_files(world: &World, name: &str) -> Vec<(String, u64)> {
     let mut files: Vec<(String, u64)> = fs::read_dir(world.log_dir().join(name))
         .expect("log dir of the container")
         .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                e.metadata().unwrap().len(),
-            )
+        // A file the monitor rotated away while this listed them is gone.
+        .filter_map(|e| {
+            let len = e.metadata().ok()?.len();
+            Some((e.file_name().to_string_lossy().into_owned(), len))
         })
         .collect();
     files.sort();
