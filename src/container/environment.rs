@@ -8,6 +8,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::path::Path;
 
 use super::users::{self, LookupError};
 use crate::config::{self, ContainerSpec, UNLIMITED};
@@ -106,12 +107,13 @@ impl fmt::Display for EnvError {
     }
 }
 
-/// Reads what the host and the rootfs contribute, then works the
+/// Reads what the host and the container's root (`root`: the rootfs as
+/// the monitor sees it, ready to be entered) contribute, then works the
 /// environment out.
-pub fn gather(spec: &ContainerSpec) -> Result<Environment, EnvError> {
+pub fn gather(spec: &ContainerSpec, root: &Path) -> Result<Environment, EnvError> {
     let host = Host::read()?;
     let groups = match spec.user {
-        Some((uid, _)) => users::supplementary_groups(&spec.rootfs, uid)
+        Some((uid, _)) => users::supplementary_groups(root, uid)
             .map_err(|err| EnvError::Groups { uid, err })?,
         None => Vec::new(),
     };
