@@ -19,6 +19,7 @@ mod host;
 mod json;
 mod plan;
 mod policy;
+mod sha256;
 mod signals;
 mod state;
 mod sys;

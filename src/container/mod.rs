@@ -8,3 +8,4 @@ pub mod logs;
 pub mod monitor;
 pub mod spawn;
 pub mod users;
+pub mod verity;

@@ -8,6 +8,7 @@
 
 pub mod cap;
 pub mod child;
+pub mod dm;
 pub mod fd;
 pub mod mount;
 pub mod ns;
