@@ -260,6 +260,20 @@ impl<'fd> Plan<'fd> {
                 format!("bind /dev/{dev}"),
             );
         }
+        // Listed host devices, at any depth under /dev (parents made in
+        // the tmpfs); the device cgroup grants each its access.
+        for d in &spec.devices {
+            let target = at(&d.target)?;
+            b.op(Step::Touch(target.clone()), format!("create {}", d.target));
+            b.mount(
+                Some(cstr(d.path.as_os_str().as_bytes())?),
+                Target::InRoot(target),
+                None,
+                libc::MS_BIND,
+                None,
+                format!("bind device {} on {}", d.path.display(), d.target),
+            );
+        }
         b.op(Step::Mkdir(at("/dev/pts")?), "create /dev/pts");
         // As Docker mounts it: new terminals group tty (5), mode 620.
         b.mount(
