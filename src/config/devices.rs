@@ -123,7 +123,8 @@ mod tests {
     const FILE: &str = "/etc/berth/containers/app.json";
 
     fn devices(list: &str) -> Result<Vec<Device>, (Option<String>, String)> {
-        let text = format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"], "devices": {list}}}"#);
+        let text =
+            format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"], "devices": {list}}}"#);
         parse_container("app", &text, Path::new(FILE))
             .map(|s| s.devices)
             .map_err(|e| {
@@ -169,8 +170,16 @@ mod tests {
     fn bad_entries_name_their_field() {
         let cases = [
             (r#"{}"#, "devices", "expected an array, found an object"),
-            (r#"["/dev/x"]"#, "devices[0]", "expected an object, found a string"),
-            (r#"[{"target": "/dev/x"}]"#, "devices[0].path", "required key is missing"),
+            (
+                r#"["/dev/x"]"#,
+                "devices[0]",
+                "expected an object, found a string",
+            ),
+            (
+                r#"[{"target": "/dev/x"}]"#,
+                "devices[0].path",
+                "required key is missing",
+            ),
             (
                 r#"[{"path": "/dev/null"}, {"path": "dev/ttyS0"}]"#,
                 "devices[1].path",
@@ -226,7 +235,11 @@ mod tests {
                 "devices[0].permissions",
                 "expected a string, found a number",
             ),
-            (r#"[{"path": "/dev/x", "mode": "rw"}]"#, "devices[0].mode", "unknown key"),
+            (
+                r#"[{"path": "/dev/x", "mode": "rw"}]"#,
+                "devices[0].mode",
+                "unknown key",
+            ),
         ];
         for (list, f, reason) in cases {
             assert_eq!(devices(list).unwrap_err(), field(f, reason), "{list}");

@@ -70,14 +70,14 @@ pub const DEFAULT_RULES: &[Rule] = &[
         minor: None,
         access: MKNOD,
     },
-    char_dev(1, Some(3), RWM),   // null
-    char_dev(1, Some(5), RWM),   // zero
-    char_dev(1, Some(7), RWM),   // full
-    char_dev(1, Some(8), RWM),   // random
-    char_dev(1, Some(9), RWM),   // urandom
-    char_dev(5, Some(0), RWM),   // tty
-    char_dev(5, Some(2), RWM),   // ptmx
-    char_dev(136, None, RWM),    // pts/*
+    char_dev(1, Some(3), RWM), // null
+    char_dev(1, Some(5), RWM), // zero
+    char_dev(1, Some(7), RWM), // full
+    char_dev(1, Some(8), RWM), // random
+    char_dev(1, Some(9), RWM), // urandom
+    char_dev(5, Some(0), RWM), // tty
+    char_dev(5, Some(2), RWM), // ptmx
+    char_dev(136, None, RWM),  // pts/*
 ];
 
 impl fmt::Display for Rule {
@@ -303,8 +303,16 @@ mod tests {
         assert_eq!(
             text,
             [
-                "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
-                "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",
+                "c *:* m",
+                "b *:* m",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 5:0 rwm",
+                "c 5:2 rwm",
+                "c 136:* rwm",
             ]
         );
         let tun = host_rule(Path::new("/dev/null"), R).unwrap();
@@ -424,7 +432,11 @@ mod tests {
     /// Runs `sh -c script` in `dir`, returns its exit code and output.
     fn run_in(dir: &Path, script: &str) -> (i32, String) {
         let (r, w): (OwnedFd, OwnedFd) = fd::pipe().unwrap();
-        let procs = CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes());
+        let procs = CString::new(
+            dir.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        );
         let args: Vec<CString> = ["/bin/sh", "-c", script]
             .iter()
             .map(|a| CString::new(*a).unwrap())
@@ -445,7 +457,9 @@ mod tests {
             Step::Exec {
                 candidates: vec![args[0].clone()],
                 argv: Argv::new(args),
-                envp: Envp::new(vec![CString::new("PATH=/usr/sbin:/usr/bin:/sbin:/bin").unwrap()]),
+                envp: Envp::new(vec![
+                    CString::new("PATH=/usr/sbin:/usr/bin:/sbin:/bin").unwrap(),
+                ]),
             },
         ];
         let (_, pidfd) = child::start_unwatched(&steps).unwrap();
@@ -561,7 +575,10 @@ mod tests {
         restrict_v1(&cg.0, &rules).unwrap();
         let list = fs::read_to_string(cg.0.join("devices.list")).unwrap();
         for rule in &rules {
-            assert!(list.lines().any(|l| l == rule.to_string()), "{rule} not in:\n{list}");
+            assert!(
+                list.lines().any(|l| l == rule.to_string()),
+                "{rule} not in:\n{list}"
+            );
         }
         assert!(!list.contains("a *:*"), "{list}");
         let script = format!(

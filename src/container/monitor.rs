@@ -493,7 +493,8 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
-        let env = environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        let env =
+            environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         let device_rules = devices::rules(&self.spec.devices).map_err(StartError::Device)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);

@@ -211,7 +211,13 @@ impl<'fd> Plan<'fd> {
             for dir in ["/proc", "/dev", "/sys"] {
                 b.op(Step::Mkdir(at(dir)?), format!("create {dir}"));
             }
-            for m in &spec.mounts {
+            // (Not those under /dev: berth's own tmpfs goes there, and
+            // they are made in it.)
+            for m in spec
+                .mounts
+                .iter()
+                .filter(|m| !m.target.starts_with("/dev/"))
+            {
                 b.mount_point(m, at(&m.target)?);
             }
             b.op(
