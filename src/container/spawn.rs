@@ -811,6 +811,45 @@ mod tests {
     }
 
     #[test]
+    fn devices_are_bound_in_the_dev_tmpfs_and_mounts_under_dev_made_there() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
+                "devices": [{"path": "/dev/serial/by-id/usb-x", "target": "/dev/tty/gps"}],
+                "mounts": [{"type": "tmpfs", "target": "/dev/net/x"}]}"#,
+        );
+        let what = build(&s, &[], None);
+        let bind = position(&what, "bind device /dev/serial/by-id/usb-x on /dev/tty/gps");
+        assert!(position(&what, "mount tmpfs on /dev") < position(&what, "create /dev/tty/gps"));
+        assert_eq!(position(&what, "create /dev/tty/gps") + 1, bind);
+        // Not made in the rootfs's own /dev before it turns read-only.
+        let made = what
+            .iter()
+            .filter(|w| *w == "create mount point /dev/net/x")
+            .count();
+        assert_eq!(made, 1, "{what:#?}");
+        assert!(
+            position(&what, "mount sysfs on /sys")
+                < position(&what, "create mount point /dev/net/x")
+        );
+        let targets: Vec<String> = with_plan(&s, &[], None, |plan| {
+            plan.steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Mount {
+                        source: Some(src),
+                        target: Target::InRoot(t),
+                        ..
+                    } if src.to_bytes().starts_with(b"/dev/serial") => {
+                        Some(t.to_str().unwrap().to_string())
+                    }
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(targets, ["dev/tty/gps"]);
+    }
+
+    #[test]
     fn the_cgroup_born_in_is_marked() {
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         let v1 = PathBuf::from("/sys/fs/cgroup/memory/berth/web");
