@@ -315,8 +315,8 @@ mod tests {
                 "c 136:* rwm",
             ]
         );
-        let tun = host_rule(Path::new("/dev/null"), R).unwrap();
-        assert_eq!(tun.to_string(), "c 1:3 r");
+        let null = host_rule(Path::new("/dev/null"), R).unwrap();
+        assert_eq!(null.to_string(), "c 1:3 r");
     }
 
     #[test]
@@ -336,9 +336,7 @@ mod tests {
             err.to_string(),
             "stat device /dev/berth-none: No such file or directory"
         );
-        // A symlink to a node is followed (/dev/stdin may be a pipe here:
-        // /dev/core or /dev/fd are not devices either, so take a link
-        // made for the test).
+        // A symlink to a node (as /dev/serial/by-id/... are) is followed.
         let t = crate::testing::TempDir::new("devices-link");
         let link = t.path().join("null");
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
