@@ -43,6 +43,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         restart: RestartPolicy::No,
         readonly_rootfs: false,
         mounts: Vec::new(),
+        devices: Vec::new(),
         network: Network::None,
         memory: None,
         pids: None,
@@ -86,6 +87,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "rlimits" => spec.rlimits = privileges::get_rlimits(node, file)?,
             "oom-score-adj" => spec.oom_score_adj = get_int(node, -1000, 1000).map_err(err)? as i32,
             "mounts" => spec.mounts = get_mounts(node, file)?,
+            "devices" => spec.devices = super::devices::get_devices(node, file)?,
             "network" => {
                 spec.network = match get_str(node).map_err(err)? {
                     "none" => Network::None,

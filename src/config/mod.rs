@@ -7,12 +7,14 @@
 //!
 //! `types` holds what a configuration is, `fields` how one JSON value is read
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
-//! `privileges` the capability and resource limit keys, and
+//! `privileges` the capability and resource limit keys, `devices` the
+//! host devices passed in, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
 mod daemon_file;
+mod devices;
 mod fields;
 mod load;
 mod privileges;
@@ -25,8 +27,8 @@ pub use fields::validate_name;
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network,
-    RestartPolicy, SocketGroup,
+    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, MAX_TIMEOUT, Mount, MountKind,
+    Network, RestartPolicy, SocketGroup,
 };
 
 /// What the tests of several files here share.

@@ -107,6 +107,42 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// What a container may do with a device node: the device cgroup's
+/// r, w and m.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceAccess {
+    pub read: bool,
+    pub write: bool,
+    pub mknod: bool,
+}
+
+impl DeviceAccess {
+    pub const ALL: DeviceAccess = DeviceAccess {
+        read: true,
+        write: true,
+        mknod: true,
+    };
+
+    /// As a device cgroup writes it: "rwm", "r", ...
+    pub fn text(self) -> String {
+        [(self.read, 'r'), (self.write, 'w'), (self.mknod, 'm')]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
+
+/// One entry of `devices`: a host device node bound into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Absolute host path (a symlink to the node is followed at start).
+    pub path: PathBuf,
+    /// Normalised absolute path under /dev in the container.
+    pub target: String,
+    pub access: DeviceAccess,
+}
+
 /// A `cap-add` or `cap-drop` list: the capabilities named (bit N:
 /// capability N), or "ALL".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,6 +188,8 @@ pub struct ContainerSpec {
     pub restart: RestartPolicy,
     pub readonly_rootfs: bool,
     pub mounts: Vec<Mount>,
+    /// Host devices bound in, with their device cgroup access.
+    pub devices: Vec<Device>,
     pub network: Network,
     /// Memory limit in bytes.
     pub memory: Option<u64>,

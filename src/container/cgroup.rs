@@ -24,8 +24,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// v1 controllers berth uses: limits, plus the freezer-free minimum.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
+/// v1 controllers berth uses: limits, and the device cgroup (see
+/// `devices`).
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "devices"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
@@ -44,7 +45,7 @@ impl Hierarchy {
 }
 
 /// The hierarchies berth places containers in: the cgroup2 one if mounted,
-/// and the v1 ones carrying memory, pids or cpu.
+/// and the v1 ones carrying memory, pids, cpu or devices.
 pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {

@@ -3,6 +3,7 @@
 //! running container, and its logs.
 
 pub mod cgroup;
+pub mod devices;
 pub mod environment;
 pub mod logs;
 pub mod monitor;

@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use nanoserde::{DeJson, SerJson};
 
 use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
+use super::devices::{self, DeviceError};
 use super::environment::{self, EnvError};
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
@@ -145,6 +146,8 @@ pub enum StartError {
     /// Working out what the process is given (groups, limits, capabilities).
     Environment(EnvError),
     FindCgroups(io::Error),
+    /// A listed device that is not there, or not a device.
+    Device(DeviceError),
     Cgroup(CgroupError),
     /// Creating a stdout or stderr pipe.
     CreatePipe(io::Error),
@@ -172,6 +175,7 @@ impl fmt::Display for StartError {
                 "find cgroup hierarchies: {err}",
                 err = errors::io_text(e)
             ),
+            StartError::Device(e) => write!(f, "{e}"),
             StartError::Cgroup(e) => write!(f, "{e}"),
             StartError::CreatePipe(e) => {
                 write!(f, "create pipe: {err}", err = errors::io_text(e))
@@ -491,6 +495,7 @@ impl Monitor {
             })?;
         let env =
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        let device_rules = devices::rules(&self.spec.devices).map_err(StartError::Device)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
@@ -500,6 +505,8 @@ impl Monitor {
         };
         self.placement = Some(placement.clone());
         cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
+        devices::restrict(&self.hierarchies, &placement, &device_rules)
+            .map_err(StartError::Cgroup)?;
         self.events_at_start = Counters::read(&self.hierarchies, &placement);
 
         let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;

@@ -211,7 +211,13 @@ impl<'fd> Plan<'fd> {
             for dir in ["/proc", "/dev", "/sys"] {
                 b.op(Step::Mkdir(at(dir)?), format!("create {dir}"));
             }
-            for m in &spec.mounts {
+            // (Not those under /dev: berth's own tmpfs goes there, and
+            // they are made in it.)
+            for m in spec
+                .mounts
+                .iter()
+                .filter(|m| !m.target.starts_with("/dev/"))
+            {
                 b.mount_point(m, at(&m.target)?);
             }
             b.op(
@@ -258,6 +264,20 @@ impl<'fd> Plan<'fd> {
                 libc::MS_BIND,
                 None,
                 format!("bind /dev/{dev}"),
+            );
+        }
+        // Listed host devices, at any depth under /dev (parents made in
+        // the tmpfs); the device cgroup grants each its access.
+        for d in &spec.devices {
+            let target = at(&d.target)?;
+            b.op(Step::Touch(target.clone()), format!("create {}", d.target));
+            b.mount(
+                Some(cstr(d.path.as_os_str().as_bytes())?),
+                Target::InRoot(target),
+                None,
+                libc::MS_BIND,
+                None,
+                format!("bind device {} on {}", d.path.display(), d.target),
             );
         }
         b.op(Step::Mkdir(at("/dev/pts")?), "create /dev/pts");
@@ -788,6 +808,45 @@ mod tests {
         ] {
             assert!(in_root.iter().any(|q| q == p), "{p} not in {in_root:#?}");
         }
+    }
+
+    #[test]
+    fn devices_are_bound_in_the_dev_tmpfs_and_mounts_under_dev_made_there() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
+                "devices": [{"path": "/dev/serial/by-id/usb-x", "target": "/dev/tty/gps"}],
+                "mounts": [{"type": "tmpfs", "target": "/dev/net/x"}]}"#,
+        );
+        let what = build(&s, &[], None);
+        let bind = position(&what, "bind device /dev/serial/by-id/usb-x on /dev/tty/gps");
+        assert!(position(&what, "mount tmpfs on /dev") < position(&what, "create /dev/tty/gps"));
+        assert_eq!(position(&what, "create /dev/tty/gps") + 1, bind);
+        // Not made in the rootfs's own /dev before it turns read-only.
+        let made = what
+            .iter()
+            .filter(|w| *w == "create mount point /dev/net/x")
+            .count();
+        assert_eq!(made, 1, "{what:#?}");
+        assert!(
+            position(&what, "mount sysfs on /sys")
+                < position(&what, "create mount point /dev/net/x")
+        );
+        let targets: Vec<String> = with_plan(&s, &[], None, |plan| {
+            plan.steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Mount {
+                        source: Some(src),
+                        target: Target::InRoot(t),
+                        ..
+                    } if src.to_bytes().starts_with(b"/dev/serial") => {
+                        Some(t.to_str().unwrap().to_string())
+                    }
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(targets, ["dev/tty/gps"]);
     }
 
     #[test]
