@@ -7,13 +7,15 @@
 //!
 //! `types` holds what a configuration is, `fields` how one JSON value is read
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
-//! `privileges` the capability and resource limit keys, and
+//! `privileges` the capability and resource limit keys, `image` the
+//! image, writable and verity keys, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
 mod daemon_file;
 mod fields;
+mod image;
 mod load;
 mod privileges;
 mod seccomp_profile;
@@ -22,11 +24,12 @@ mod types;
 pub use container_file::parse_container;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
+pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
     ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network,
-    RestartPolicy, SocketGroup,
+    RestartPolicy, SocketGroup, VerityHashes, Writable,
 };
 
 /// What the tests of several files here share.

@@ -35,6 +35,7 @@ use nanoserde::{DeJson, SerJson};
 use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::environment::{self, EnvError};
 use super::logs::{LogWriter, Stream};
+use super::root::{self, RootError};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
 use crate::errors;
@@ -142,6 +143,8 @@ pub enum StartError {
         path: PathBuf,
         err: io::Error,
     },
+    /// Making the root from an image or with a writable layer.
+    Root(RootError),
     /// Working out what the process is given (groups, limits, capabilities).
     Environment(EnvError),
     FindCgroups(io::Error),
@@ -166,6 +169,7 @@ impl fmt::Display for StartError {
             StartError::OpenLog { path, err } => {
                 write!(f, "open log {}: {}", path.display(), errors::io_text(err))
             }
+            StartError::Root(e) => write!(f, "{e}"),
             StartError::Environment(e) => write!(f, "{e}"),
             StartError::FindCgroups(e) => write!(
                 f,
@@ -489,7 +493,9 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
-        let env = environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        self.prepare_root()?;
+        let env = environment::gather(&self.spec, &self.spec.rootfs)
+            .map_err(StartError::Environment)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
@@ -540,6 +546,26 @@ impl Monitor {
             .spawn(self.spec.network, v2_fd.as_ref())
             .map_err(StartError::Spawn)?;
         Ok((pid, pidfd, out_r, err_r, logs))
+    }
+
+    /// Mounts the root from an image or with a writable layer, if the
+    /// definition asks for one (see `root`), and makes it the root the
+    /// child binds: from here on `spec.rootfs` names the mounted root, and
+    /// the hash covers the image file opened.
+    fn prepare_root(&mut self) -> Result<(), StartError> {
+        let layer = state::writable_layer(Path::new(&self.job.state_dir), &self.job.name);
+        let places = root::Places {
+            run: &self.paths.run,
+            layer: &layer,
+            run_id: &self.job.run_id,
+            name: &self.job.name,
+        };
+        if let Some(made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+            self.spec.rootfs = made.path;
+            self.spec.readonly_rootfs |= made.readonly;
+            self.spec.hash = made.hash;
+        }
+        Ok(())
     }
 
     fn record_runtime(&self, init_pid: i32, init_start: u64, started_at: u64) -> io::Result<()> {

@@ -9,6 +9,7 @@
 pub mod cap;
 pub mod child;
 pub mod fd;
+pub mod loopdev;
 pub mod mount;
 pub mod ns;
 pub mod process;
