@@ -14,7 +14,7 @@ pub const MAX_REQUEST: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct Request {
-    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version
+    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm
     pub verb: String,
     #[nserde(default)]
     pub name: String,
@@ -99,10 +99,11 @@ pub enum Verb {
     Inspect,
     Reload,
     Version,
+    Rm,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 11] = [
         Verb::Ps,
         Verb::Start,
         Verb::Stop,
@@ -113,6 +114,7 @@ impl Verb {
         Verb::Inspect,
         Verb::Reload,
         Verb::Version,
+        Verb::Rm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +129,7 @@ impl Verb {
             Verb::Inspect => "inspect",
             Verb::Reload => "reload",
             Verb::Version => "version",
+            Verb::Rm => "rm",
         }
     }
 
@@ -146,13 +149,35 @@ pub enum Call {
     Ps,
     Reload,
     Version,
-    Start { name: String, wait: bool },
-    Stop { name: String, time: Option<u64> },
-    Restart { name: String, time: Option<u64> },
-    Kill { name: String, signal: i32 },
-    Wait { name: String },
-    Logs { name: String },
-    Inspect { name: String },
+    Start {
+        name: String,
+        wait: bool,
+    },
+    Stop {
+        name: String,
+        time: Option<u64>,
+    },
+    Restart {
+        name: String,
+        time: Option<u64>,
+    },
+    Kill {
+        name: String,
+        signal: i32,
+    },
+    Wait {
+        name: String,
+    },
+    Logs {
+        name: String,
+    },
+    Inspect {
+        name: String,
+    },
+    /// Delete what berth keeps of a container whose definition is gone.
+    Rm {
+        name: String,
+    },
 }
 
 impl Call {
@@ -198,6 +223,7 @@ impl Call {
             Verb::Wait => Call::Wait { name },
             Verb::Logs => Call::Logs { name },
             Verb::Inspect => Call::Inspect { name },
+            Verb::Rm => Call::Rm { name },
         })
     }
 
@@ -211,7 +237,8 @@ impl Call {
             | Call::Kill { name, .. }
             | Call::Wait { name }
             | Call::Logs { name }
-            | Call::Inspect { name } => Some(name),
+            | Call::Inspect { name }
+            | Call::Rm { name } => Some(name),
         }
     }
 }

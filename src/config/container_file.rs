@@ -64,7 +64,8 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "rootfs" => spec.rootfs = get_path(node, file).map_err(err)?,
             "image" => spec.image = Some(get_path(node, file).map_err(err)?),
             "writable" => {
-                spec.writable = Some(image::parse_writable(get_str(node).map_err(err)?).map_err(err)?);
+                spec.writable =
+                    Some(image::parse_writable(get_str(node).map_err(err)?).map_err(err)?);
             }
             "verity" => spec.verity = Some(image::get_verity(node, file)?),
             "command" => spec.command = get_command(node, file)?,
@@ -750,7 +751,10 @@ mod tests {
         }
         assert_eq!(
             spec_err(r#"{"command": ["/bin/app"]}"#),
-            field("rootfs", "required key is missing")
+            field(
+                "rootfs",
+                "required key is missing (give \"rootfs\" or \"image\")"
+            )
         );
         assert_eq!(
             spec_err(r#"{"rootfs": "/r"}"#),

@@ -85,8 +85,8 @@ pub(super) fn get_verity(node: &Node, file: &Path) -> Result<Verity, ConfigError
             _ => return Err(unknown_key(file, "verity.", key)),
         }
     }
-    let root_hash =
-        root_hash.ok_or_else(|| field_error(file, "verity.root-hash", "required key is missing"))?;
+    let root_hash = root_hash
+        .ok_or_else(|| field_error(file, "verity.root-hash", "required key is missing"))?;
     let hashes = match (offset, hash_file) {
         (Some(n), None) => VerityHashes::Offset(n),
         (None, Some(p)) => VerityHashes::File(p),
@@ -110,7 +110,11 @@ pub(super) fn get_verity(node: &Node, file: &Path) -> Result<Verity, ConfigError
 
 /// The rules between the keys, once all are read: exactly one of `image`
 /// and `rootfs`, and `verity` only with `image`.
-pub(super) fn check_root_keys(spec: &ContainerSpec, root: &Node, file: &Path) -> Result<(), ConfigError> {
+pub(super) fn check_root_keys(
+    spec: &ContainerSpec,
+    root: &Node,
+    file: &Path,
+) -> Result<(), ConfigError> {
     let has = |key: &str| root.get(key).is_some();
     match (has("image"), has("rootfs")) {
         (true, true) => {
@@ -234,7 +238,9 @@ pub(super) fn check_image_host(spec: &ContainerSpec, file: &Path) -> Result<u64,
     };
     let err = |reason: String| field_error(file, "image", format!("{}: {reason}", image.display()));
     let opened = File::open(image).map_err(|e| err(super::load::io_reason(&e)))?;
-    let meta = opened.metadata().map_err(|e| err(super::load::io_reason(&e)))?;
+    let meta = opened
+        .metadata()
+        .map_err(|e| err(super::load::io_reason(&e)))?;
     if !meta.is_file() {
         return Err(err("is not a regular file".to_string()));
     }
@@ -283,11 +289,18 @@ mod tests {
     #[test]
     fn image_keys_parse() {
         let s = parse(r#"{"image": "app.sqfs", "command": ["/bin/app"]}"#).unwrap();
-        assert_eq!(s.image.as_deref(), Some(Path::new("/etc/berth/containers/app.sqfs")));
+        assert_eq!(
+            s.image.as_deref(),
+            Some(Path::new("/etc/berth/containers/app.sqfs"))
+        );
         assert_eq!(s.rootfs, PathBuf::new());
         assert_eq!(s.writable, None);
         // The canonical text carries the resolved path.
-        assert!(s.canonical.contains("\"/etc/berth/containers/app.sqfs\""), "{}", s.canonical);
+        assert!(
+            s.canonical.contains("\"/etc/berth/containers/app.sqfs\""),
+            "{}",
+            s.canonical
+        );
         let again = parse_container("app", &s.canonical, Path::new("/elsewhere/app.json")).unwrap();
         assert_eq!(again.image, s.image);
         assert_eq!(again.hash, s.hash);
@@ -333,7 +346,10 @@ mod tests {
             ),
             (
                 r#"{"command": ["x"]}"#,
-                field("rootfs", "required key is missing (give \"rootfs\" or \"image\")"),
+                field(
+                    "rootfs",
+                    "required key is missing (give \"rootfs\" or \"image\")",
+                ),
             ),
             (
                 r#"{"rootfs": "/r", "command": ["x"], "verity": {"root-hash": "ab", "hash-offset": 0}}"#,
@@ -369,7 +385,10 @@ mod tests {
             ),
             (
                 r#"{"image": "/i", "command": ["x"], "verity": {"root-hash": "ab", "hash-offset": 4096, "hash-file": "/h"}}"#,
-                field("verity", "give one of \"hash-offset\" and \"hash-file\", not both"),
+                field(
+                    "verity",
+                    "give one of \"hash-offset\" and \"hash-file\", not both",
+                ),
             ),
             (
                 r#"{"image": "/i", "command": ["x"], "verity": {"hash-offset": 4096}}"#,
@@ -427,7 +446,12 @@ mod tests {
         let e = check_image_host(&spec, &file).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("image"));
         assert!(e.reason.ends_with("text: is not a squashfs or erofs image (no squashfs magic at byte 0, no erofs magic at byte 1024)"), "{}", e.reason);
-        let spec = parse_container("app", r#"{"image": "/nonexistent/i", "command": ["x"]}"#, &file).unwrap();
+        let spec = parse_container(
+            "app",
+            r#"{"image": "/nonexistent/i", "command": ["x"]}"#,
+            &file,
+        )
+        .unwrap();
         let e = check_image_host(&spec, &file).unwrap_err();
         assert_eq!(e.reason, "/nonexistent/i: no such file or directory");
     }

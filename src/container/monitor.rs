@@ -494,8 +494,8 @@ impl Monitor {
                 err,
             })?;
         self.prepare_root()?;
-        let env = environment::gather(&self.spec, &self.spec.rootfs)
-            .map_err(StartError::Environment)?;
+        let env =
+            environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {

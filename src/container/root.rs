@@ -155,9 +155,10 @@ pub fn prepare(spec: &ContainerSpec, at: &Places<'_>) -> Result<Option<Root>, Ro
         // those of the lower root, as the image or directory has them.
         let meta = fs::metadata(&lower).map_err(|e| RootError::CreateDir(upper.clone(), e))?;
         make_dir(&upper, 0o700)?;
-        let set = std::os::unix::fs::chown(&upper, Some(meta.uid()), Some(meta.gid())).and_then(
-            |()| fs::set_permissions(&upper, fs::Permissions::from_mode(meta.mode() & 0o7777)),
-        );
+        let set =
+            std::os::unix::fs::chown(&upper, Some(meta.uid()), Some(meta.gid())).and_then(|()| {
+                fs::set_permissions(&upper, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            });
         set.map_err(|e| RootError::CreateDir(upper.clone(), e))?;
     }
     make_dir(&work, 0o700)?;
@@ -304,16 +305,6 @@ fn escape(p: &Path) -> String {
         out.push(c);
     }
     out
-}
-
-/// Deletes a persistent writable layer (`berth rm`): false when there was
-/// none.
-pub fn remove_layer(layer: &Path) -> io::Result<bool> {
-    match fs::remove_dir_all(layer) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

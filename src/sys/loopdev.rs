@@ -97,7 +97,8 @@ impl std::fmt::Display for LoopError {
 /// Attaches `file` (open for reading) read-only with autoclear to a free
 /// loop device.
 pub fn attach_readonly(file: BorrowedFd<'_>) -> Result<Loop, LoopError> {
-    let control = fd::open(c"/dev/loop-control", libc::O_RDWR, 0).map_err(LoopError::OpenControl)?;
+    let control =
+        fd::open(c"/dev/loop-control", libc::O_RDWR, 0).map_err(LoopError::OpenControl)?;
     for _ in 0..BUSY_TRIES {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
         let n = cvt(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) })
