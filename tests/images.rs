@@ -322,9 +322,9 @@ fn leaks_after_stop_monitor_kill_and_removal() {
     w.berth_ok(&["start", "app"]);
     let monitor = monitor_of(&w, "app");
     assert_held(&w, "app", &images.squashfs, monitor.0);
-    // SAFETY: kill takes plain arguments; the pid is the monitor's, checked
-    // by its start time just before.
+    // The pid is the monitor's, checked by its start time just before.
     assert_eq!(proc_stat(monitor.0 as i32).unwrap().1, monitor.1);
+    // SAFETY: kill takes plain arguments.
     assert_eq!(unsafe { libc::kill(monitor.0 as i32, libc::SIGKILL) }, 0);
     assert_released(&w, &images.squashfs, monitor);
     w.wait_inspect("app", "the run to end", SHORT, |i| !i.is_running());
