@@ -56,6 +56,13 @@ pub struct Info {
     #[nserde(rename = "stopped-by-user")]
     pub stopped_by_user: bool,
     pub rootfs: String,
+    /// The image file the root is mounted from (`rootfs` is empty then).
+    #[nserde(default)]
+    pub image: Option<String>,
+    /// "none", "tmpfs" or "persistent"; null when the definition does not
+    /// say.
+    #[nserde(default)]
+    pub writable: Option<String>,
     pub command: Vec<String>,
     #[nserde(rename = "config-hash")]
     pub config_hash: String,

@@ -139,6 +139,17 @@ pub enum Writable {
     Persistent,
 }
 
+impl Writable {
+    /// The spelling in container files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writable::None => "none",
+            Writable::Tmpfs => "tmpfs",
+            Writable::Persistent => "persistent",
+        }
+    }
+}
+
 /// Where a verity image's hash tree is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerityHashes {
