@@ -156,35 +156,14 @@ pub enum Call {
     Ps,
     Reload,
     Version,
-    Start {
-        name: String,
-        wait: bool,
-    },
-    Stop {
-        name: String,
-        time: Option<u64>,
-    },
-    Restart {
-        name: String,
-        time: Option<u64>,
-    },
-    Kill {
-        name: String,
-        signal: i32,
-    },
-    Wait {
-        name: String,
-    },
-    Logs {
-        name: String,
-    },
-    Inspect {
-        name: String,
-    },
-    /// Delete what berth keeps of a container whose definition is gone.
-    Rm {
-        name: String,
-    },
+    Start { name: String, wait: bool },
+    Stop { name: String, time: Option<u64> },
+    Restart { name: String, time: Option<u64> },
+    Kill { name: String, signal: i32 },
+    Wait { name: String },
+    Logs { name: String },
+    Inspect { name: String },
+    Rm { name: String },
 }
 
 impl Call {
