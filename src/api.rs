@@ -14,7 +14,7 @@ pub const MAX_REQUEST: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct Request {
-    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version
+    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm
     pub verb: String,
     #[nserde(default)]
     pub name: String,
@@ -56,6 +56,13 @@ pub struct Info {
     #[nserde(rename = "stopped-by-user")]
     pub stopped_by_user: bool,
     pub rootfs: String,
+    /// The image file the root is mounted from (`rootfs` is empty then).
+    #[nserde(default)]
+    pub image: Option<String>,
+    /// "none", "tmpfs" or "persistent"; null when the definition does not
+    /// say.
+    #[nserde(default)]
+    pub writable: Option<String>,
     pub command: Vec<String>,
     #[nserde(rename = "config-hash")]
     pub config_hash: String,
@@ -99,10 +106,11 @@ pub enum Verb {
     Inspect,
     Reload,
     Version,
+    Rm,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 11] = [
         Verb::Ps,
         Verb::Start,
         Verb::Stop,
@@ -113,6 +121,7 @@ impl Verb {
         Verb::Inspect,
         Verb::Reload,
         Verb::Version,
+        Verb::Rm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +136,7 @@ impl Verb {
             Verb::Inspect => "inspect",
             Verb::Reload => "reload",
             Verb::Version => "version",
+            Verb::Rm => "rm",
         }
     }
 
@@ -153,6 +163,7 @@ pub enum Call {
     Wait { name: String },
     Logs { name: String },
     Inspect { name: String },
+    Rm { name: String },
 }
 
 impl Call {
@@ -198,6 +209,7 @@ impl Call {
             Verb::Wait => Call::Wait { name },
             Verb::Logs => Call::Logs { name },
             Verb::Inspect => Call::Inspect { name },
+            Verb::Rm => Call::Rm { name },
         })
     }
 
@@ -211,7 +223,8 @@ impl Call {
             | Call::Kill { name, .. }
             | Call::Wait { name }
             | Call::Logs { name }
-            | Call::Inspect { name } => Some(name),
+            | Call::Inspect { name }
+            | Call::Rm { name } => Some(name),
         }
     }
 }

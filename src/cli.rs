@@ -273,6 +273,15 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
             println!("{}", info.serialize_json());
             Ok(0)
         }
+        Verb::Rm => {
+            let a = Args::parse(rest, &[], &[])?;
+            let name = a.one_name(verb)?;
+            let resp = checked(call(socket, &req(Verb::Rm, name))?)?;
+            for line in resp.actions.unwrap_or_default() {
+                println!("{line}");
+            }
+            Ok(0)
+        }
         Verb::Reload => {
             Args::parse(rest, &[], &[])?;
             let resp = checked(call(socket, &req(Verb::Reload, String::new()))?)?;

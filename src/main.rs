@@ -44,6 +44,8 @@ commands:
   logs NAME [--follow] [--tail N] [--timestamps]
   inspect NAME                     one JSON object
   reload                           re-read the configuration (as SIGHUP does)
+  rm NAME                          delete what is kept of a container whose
+                                   definition is gone (its persistent layer)
   version
 
 The client finds the daemon by --socket, $BERTH_SOCKET, the socket named in

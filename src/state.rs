@@ -407,6 +407,13 @@ pub struct Paths {
     pub state: PathBuf,
 }
 
+/// A container's persistent writable layer (`writable: "persistent"`):
+/// beside, not in, its state directory, so that forgetting a container
+/// whose definition is gone keeps it until `berth rm`.
+pub fn writable_layer(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("writable").join(name)
+}
+
 impl Paths {
     pub fn new(run_dir: &Path, state_dir: &Path, name: &str) -> Paths {
         Paths {

@@ -10,6 +10,7 @@ use super::fields::{
     field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
     parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
+use super::image;
 use super::privileges;
 use super::seccomp_profile::get_seccomp;
 use super::types::CapList;
@@ -30,6 +31,9 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
     let mut spec = ContainerSpec {
         name: name.to_string(),
         rootfs: PathBuf::new(),
+        image: None,
+        writable: None,
+        verity: None,
         command: Vec::new(),
         env: Vec::new(),
         workdir: "/".to_string(),
@@ -59,6 +63,12 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         let err = |reason: String| field_error(file, key, reason);
         match key.as_str() {
             "rootfs" => spec.rootfs = get_path(node, file).map_err(err)?,
+            "image" => spec.image = Some(get_path(node, file).map_err(err)?),
+            "writable" => {
+                spec.writable =
+                    Some(image::parse_writable(get_str(node).map_err(err)?).map_err(err)?);
+            }
+            "verity" => spec.verity = Some(image::get_verity(node, file)?),
             "command" => spec.command = get_command(node, file)?,
             "env" => spec.env = get_env(node, file)?,
             "workdir" => {
@@ -109,10 +119,9 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             _ => return Err(unknown_key(file, "", key)),
         }
     }
-    for required in ["rootfs", "command"] {
-        if root.get(required).is_none() {
-            return Err(field_error(file, required, "required key is missing"));
-        }
+    image::check_root_keys(&spec, &root, file)?;
+    if root.get("command").is_none() {
+        return Err(field_error(file, "command", "required key is missing"));
     }
     privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
@@ -122,16 +131,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "berth".to_string()
         }
     });
-    // A relative rootfs is written resolved, so the canonical text means the
-    // same wherever it is parsed again, and moving the file changes the hash.
-    if let Value::Object(members) = &mut root.value
-        && let Some((_, node)) = members.iter_mut().find(|(k, _)| k == "rootfs")
-        && let Value::String(s) = &mut node.value
-        && Path::new(s.as_str()).is_relative()
-        && let Some(resolved) = spec.rootfs.to_str()
-    {
-        *s = resolved.to_string();
-    }
+    // A relative rootfs or image is written resolved, so the canonical text
+    // means the same wherever it is parsed again, and moving the file
+    // changes the hash.
+    image::resolve_paths(&mut root, &spec);
     spec.canonical = json::to_canonical(&root);
     spec.hash = fnv1a64(spec.canonical.as_bytes());
     Ok(spec)
@@ -750,7 +753,10 @@ mod tests {
         }
         assert_eq!(
             spec_err(r#"{"command": ["/bin/app"]}"#),
-            field("rootfs", "required key is missing")
+            field(
+                "rootfs",
+                "required key is missing (give \"rootfs\" or \"image\")"
+            )
         );
         assert_eq!(
             spec_err(r#"{"rootfs": "/r"}"#),

@@ -18,6 +18,24 @@ use crate::sys::seccomp::Seccomp;
 /// What the daemon checks on the host before it starts a container: the
 /// rootfs is a directory and every bind source exists.
 pub fn check_container_host(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError> {
+    if spec.image.is_some() {
+        super::image::check_image_host(spec, file)?;
+    } else {
+        check_rootfs_dir(spec, file)?;
+    }
+    for (i, mount) in spec.mounts.iter().enumerate() {
+        if let MountKind::Bind { source } = &mount.kind
+            && let Err(e) = fs::metadata(source)
+        {
+            let reason = format!("{}: {}", source.display(), io_reason(&e));
+            return Err(field_error(file, format!("mounts[{i}].source"), reason));
+        }
+    }
+    Ok(())
+}
+
+/// The rootfs is a directory.
+fn check_rootfs_dir(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError> {
     match fs::metadata(&spec.rootfs) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -27,14 +45,6 @@ pub fn check_container_host(spec: &ContainerSpec, file: &Path) -> Result<(), Con
         Err(e) => {
             let reason = format!("{}: {}", spec.rootfs.display(), io_reason(&e));
             return Err(field_error(file, "rootfs", reason));
-        }
-    }
-    for (i, mount) in spec.mounts.iter().enumerate() {
-        if let MountKind::Bind { source } = &mount.kind
-            && let Err(e) = fs::metadata(source)
-        {
-            let reason = format!("{}: {}", source.display(), io_reason(&e));
-            return Err(field_error(file, format!("mounts[{i}].source"), reason));
         }
     }
     Ok(())
@@ -104,10 +114,19 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
                 .and_then(|()| read_capped(&path))
                 .and_then(|text| parse_container(&name, &text, &path))
                 .and_then(|spec| load_seccomp_profile(spec, &path))
-                .and_then(|spec| check_container_host(&spec, &path).map(|()| spec));
+                .and_then(|spec| check_container_host(&spec, &path).map(|()| spec))
+                .and_then(|spec| with_image_identity(spec, &path));
             (name, spec)
         })
         .collect())
+}
+
+/// The definition with its image file's identity in its hash (see
+/// `image::image_identity_hash`): a reload recreates a container whose
+/// image was replaced. One open and stat per image definition.
+fn with_image_identity(mut spec: ContainerSpec, file: &Path) -> Result<ContainerSpec, ConfigError> {
+    spec.hash = super::image::check_image_host(&spec, file)?;
+    Ok(spec)
 }
 
 /// Reads the seccomp profile file `spec` names, if any, and returns the
@@ -179,7 +198,7 @@ fn not_a_file(t: fs::FileType) -> String {
 }
 
 /// An io::Error as a lowercase reason without the "(os error N)" tail.
-fn io_reason(e: &io::Error) -> String {
+pub(super) fn io_reason(e: &io::Error) -> String {
     // Config errors are lowercase throughout: "no such file or directory".
     let text = crate::errors::io_text(e);
     let mut chars = text.chars();

@@ -8,7 +8,8 @@
 //! `types` holds what a configuration is, `fields` how one JSON value is read
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
 //! `privileges` the capability and resource limit keys, `devices` the
-//! host devices passed in, and
+//! host devices passed in, `image` the image, writable and verity keys,
+//! and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -16,6 +17,7 @@ mod container_file;
 mod daemon_file;
 mod devices;
 mod fields;
+mod image;
 mod load;
 mod privileges;
 mod seccomp_profile;
@@ -24,11 +26,12 @@ mod types;
 pub use container_file::parse_container;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
+pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
     ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, MAX_TIMEOUT, Mount, MountKind,
-    Network, RestartPolicy, SocketGroup,
+    Network, RestartPolicy, SocketGroup, VerityHashes, Writable,
 };
 
 /// What the tests of several files here share.

@@ -162,12 +162,64 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
+/// `writable`: what the container may write to its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writable {
+    /// A read-only root.
+    None,
+    /// An overlay whose upper layer is a tmpfs, thrown away when the run
+    /// ends.
+    Tmpfs,
+    /// An overlay whose upper layer is kept under state-dir (removed only
+    /// by `berth rm` once the definition is gone).
+    Persistent,
+}
+
+impl Writable {
+    /// The spelling in container files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writable::None => "none",
+            Writable::Tmpfs => "tmpfs",
+            Writable::Persistent => "persistent",
+        }
+    }
+}
+
+/// Where a verity image's hash tree is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerityHashes {
+    /// In the image file, from this byte on.
+    Offset(u64),
+    /// In a file of its own (absolute or from the container file's
+    /// directory).
+    File(PathBuf),
+}
+
+/// `verity`: the root hash an image's hash tree must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verity {
+    /// Lowercase hex.
+    pub root_hash: String,
+    pub hashes: VerityHashes,
+}
+
 /// One container definition (containers-dir/NAME.json).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
-    /// Absolute host path; must exist and be a directory.
+    /// Absolute host path; must exist and be a directory. Empty when the
+    /// root is an `image`.
     pub rootfs: PathBuf,
+    /// A squashfs or erofs file the root is mounted from (exactly one of
+    /// `rootfs` and `image` is given).
+    pub image: Option<PathBuf>,
+    /// `None` when the file does not say: read-only for an image, the
+    /// directory itself (written in place unless `readonly_rootfs`) for a
+    /// rootfs.
+    pub writable: Option<Writable>,
+    /// Only with `image`.
+    pub verity: Option<Verity>,
     /// Non-empty; command[0] is a path or a name looked up in PATH.
     pub command: Vec<String>,
     /// KEY=value strings, KEY non-empty and without '='.

@@ -1,12 +1,13 @@
 //! Containers themselves: cgroups, the clone and its setup steps, what
 //! the process is given (environment, users), the monitor that owns a
-//! running container, and its logs.
+//! running container, its root (image, writable layer) and its logs.
 
 pub mod cgroup;
 pub mod devices;
 pub mod environment;
 pub mod logs;
 pub mod monitor;
+pub mod root;
 pub mod spawn;
 pub mod users;
 pub mod verity;

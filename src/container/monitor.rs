@@ -36,6 +36,7 @@ use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::devices::{self, DeviceError};
 use super::environment::{self, EnvError};
 use super::logs::{LogWriter, Stream};
+use super::root::{self, RootError};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
 use crate::errors;
@@ -143,6 +144,8 @@ pub enum StartError {
         path: PathBuf,
         err: io::Error,
     },
+    /// Making the root from an image or with a writable layer.
+    Root(RootError),
     /// Working out what the process is given (groups, limits, capabilities).
     Environment(EnvError),
     FindCgroups(io::Error),
@@ -169,6 +172,7 @@ impl fmt::Display for StartError {
             StartError::OpenLog { path, err } => {
                 write!(f, "open log {}: {}", path.display(), errors::io_text(err))
             }
+            StartError::Root(e) => write!(f, "{e}"),
             StartError::Environment(e) => write!(f, "{e}"),
             StartError::FindCgroups(e) => write!(
                 f,
@@ -330,6 +334,8 @@ struct Monitor {
     in_leaf: bool,
     /// What the daemon should hear about a run that did start.
     warnings: Vec<String>,
+    /// The verity device under the container's image, if any.
+    verity: Option<super::verity::Device>,
 }
 
 const STDOUT: Token = Token(0);
@@ -349,6 +355,7 @@ impl Monitor {
             paths,
             hierarchies: Vec::new(),
             placement: None,
+            verity: None,
             events_at_start: Counters::default(),
             exit_slot: None,
             in_leaf: false,
@@ -469,12 +476,39 @@ impl Monitor {
     }
 
     /// What the container's limits did since the run started.
+    /// Why the run ended, beyond its status: a limit hit, or a block of
+    /// its image that failed verification (the kernel made the read fail).
     fn limits_cause(&self) -> (bool, Option<String>) {
-        let Some(placement) = &self.placement else {
-            return (false, None);
+        let (oom_killed, cause) = match &self.placement {
+            Some(placement) => {
+                let now = Counters::read(&self.hierarchies, placement);
+                limits_cause(&self.spec, self.events_at_start, now)
+            }
+            None => (false, None),
         };
-        let now = Counters::read(&self.hierarchies, placement);
-        limits_cause(&self.spec, self.events_at_start, now)
+        let corrupted = self.verity.as_ref().is_some_and(|d| {
+            d.corrupted().unwrap_or_else(|e| {
+                log::warn!(
+                    "verity device {}: read its status: {}",
+                    d.name,
+                    errors::io_text(&e)
+                );
+                false
+            })
+        });
+        if !corrupted {
+            return (oom_killed, cause);
+        }
+        let image = self.spec.image.as_deref().unwrap_or(Path::new("?"));
+        let tampered = format!(
+            "image {} failed verification: a block does not match its verity hash tree (reads of it fail with I/O error)",
+            image.display()
+        );
+        let cause = match cause {
+            Some(c) => format!("{c}; {tampered}"),
+            None => tampered,
+        };
+        (oom_killed, Some(cause))
     }
 
     /// Everything up to a successful exec.
@@ -493,6 +527,7 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
+        self.prepare_root()?;
         let env =
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         let device_rules = devices::rules(&self.spec.devices).map_err(StartError::Device)?;
@@ -548,6 +583,27 @@ impl Monitor {
             .spawn(self.spec.network, v2_fd.as_ref())
             .map_err(StartError::Spawn)?;
         Ok((pid, pidfd, out_r, err_r, logs))
+    }
+
+    /// Mounts the root from an image or with a writable layer, if the
+    /// definition asks for one (see `root`), and makes it the root the
+    /// child binds: from here on `spec.rootfs` names the mounted root, and
+    /// the hash covers the image file opened.
+    fn prepare_root(&mut self) -> Result<(), StartError> {
+        let layer = state::writable_layer(Path::new(&self.job.state_dir), &self.job.name);
+        let places = root::Places {
+            run: &self.paths.run,
+            layer: &layer,
+            run_id: &self.job.run_id,
+            name: &self.job.name,
+        };
+        if let Some(made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+            self.spec.rootfs = made.path;
+            self.spec.readonly_rootfs |= made.readonly;
+            self.spec.hash = made.hash;
+            self.verity = made.verity;
+        }
+        Ok(())
     }
 
     fn record_runtime(&self, init_pid: i32, init_start: u64, started_at: u64) -> io::Result<()> {

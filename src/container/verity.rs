@@ -256,6 +256,12 @@ pub fn activate(
     }
 }
 
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "verity device {} ({})", self.name, self.node.display())
+    }
+}
+
 impl Device {
     fn fail(self, err: io::Error) -> VerityError {
         let _ = self.control.remove(&self.name, false);
@@ -271,7 +277,7 @@ impl Device {
     }
 
     /// Asks the kernel to remove the device when nothing holds it open.
-    pub fn release(self) -> io::Result<()> {
+    pub fn release(&self) -> io::Result<()> {
         self.control.remove(&self.name, true)
     }
 }

@@ -151,6 +151,10 @@ impl Ctr {
             autostart: spec.is_some_and(|s| s.autostart),
             stopped_by_user: self.persist().stopped_by_user,
             rootfs: spec.map_or(String::new(), |s| s.rootfs.display().to_string()),
+            image: spec.and_then(|s| s.image.as_ref().map(|p| p.display().to_string())),
+            writable: spec
+                .and_then(|s| s.writable)
+                .map(|w| w.as_str().to_string()),
             command: spec.map_or(Vec::new(), |s| s.command.clone()),
             config_hash: match (run, spec) {
                 (Some(r), _) => format!("{:016x}", r.hash),

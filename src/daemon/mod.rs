@@ -392,6 +392,12 @@ impl Daemon {
         if let Some(Err(e)) = wait.map(|w| self.clients.room(w)) {
             return Some(Reply::Error(e));
         }
+        if let Call::Rm { name } = &call {
+            return Some(match self.remove_leftovers(name) {
+                Ok(removed) => Reply::Reloaded(removed),
+                Err(e) => Reply::Error(e),
+            });
+        }
         if let Some(name) = call.name() {
             if self.containers.get(name).is_none() {
                 return Some(Reply::Error(format!("no such container: {name}")));
@@ -475,6 +481,7 @@ impl Daemon {
                 }
             }
             Call::Wait { .. } => Event::Wait { client },
+            Call::Rm { .. } => unreachable!("answered above"),
         };
         let name = call
             .name()
@@ -482,6 +489,58 @@ impl Daemon {
             .to_string();
         self.feed(&name, event);
         None
+    }
+
+    /// `berth rm NAME`: deletes what berth keeps of a container whose
+    /// definition is gone: its persistent writable layer, its state and
+    /// run directories. Refused while a definition file names it or the
+    /// daemon still manages it (it runs, or is being stopped). Returns
+    /// what was deleted, one line each.
+    fn remove_leftovers(&mut self, name: &str) -> Result<Vec<String>, String> {
+        let file = self.cfg.containers_dir.join(format!("{name}.json"));
+        let defined = self
+            .containers
+            .get(name)
+            .is_some_and(|c| c.spec().is_some());
+        if defined || fs::symlink_metadata(&file).is_ok() {
+            return Err(format!(
+                "{name} is defined in {}; remove the file and reload first",
+                file.display()
+            ));
+        }
+        if let Some(c) = self.containers.get(name) {
+            let status = c.phase().status().as_str();
+            return Err(format!(
+                "{name} still runs (status {status}); wait until it has stopped"
+            ));
+        }
+        let paths = state::Paths::new(&self.cfg.run_dir, &self.cfg.state_dir, name);
+        let layer = state::writable_layer(&self.cfg.state_dir, name);
+        let mut removed = Vec::new();
+        for (what, dir) in [
+            ("writable layer", &layer),
+            ("state", &paths.state),
+            ("runtime records", &paths.run),
+        ] {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => removed.push(format!("removed {what} {}", dir.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(format!(
+                        "remove {}: {}",
+                        dir.display(),
+                        crate::errors::io_text(&e)
+                    ));
+                }
+            }
+        }
+        if removed.is_empty() {
+            return Err(format!(
+                "no such container: {name} (berth keeps nothing of it)"
+            ));
+        }
+        info!("{name}: {}", removed.join("; "));
+        Ok(removed)
     }
 
     fn read_signals(&mut self) {

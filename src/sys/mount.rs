@@ -1,6 +1,6 @@
 //! Mounts: mount(2), umount2(2), pivot_root(2) and mknod-free device binds.
-//! Everything here runs in the cloned child (see `child`): no allocation,
-//! raw errno.
+//! Everything here but [`mount`] runs in the cloned child (see `child`):
+//! no allocation, raw errno.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -168,4 +168,15 @@ pub(super) fn mount_flags_raw(path: &CStr) -> Result<libc::c_ulong, i32> {
         }
     }
     Ok(flags)
+}
+
+/// mount(2) for the monitor, which may allocate: an `io::Error`.
+pub fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> std::io::Result<()> {
+    mount_raw(source, target, fstype, flags, data).map_err(std::io::Error::from_raw_os_error)
 }

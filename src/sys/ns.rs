@@ -1,6 +1,6 @@
 //! Namespaces and what lives in them: unshare, hostname, the loopback link.
-//! Everything here runs in the cloned child (see `child`): no allocation,
-//! raw errno.
+//! Everything here but [`unshare`] runs in the cloned child (see `child`):
+//! no allocation, raw errno.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -48,4 +48,9 @@ pub(super) fn loopback_up_raw() -> Result<(), i32> {
         return Err(super::errno());
     }
     Ok(())
+}
+
+/// unshare(2) for the monitor: an `io::Error`.
+pub fn unshare(flags: libc::c_int) -> std::io::Result<()> {
+    unshare_raw(flags).map_err(std::io::Error::from_raw_os_error)
 }

@@ -16,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cgroups;
+pub mod images;
 pub mod inspect;
 pub mod json;
 pub mod records;

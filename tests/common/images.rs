@@ -1,0 +1,105 @@
+//! Image files for tests: a squashfs or erofs image built from a directory
+//! with Debian's squashfs-tools or erofs-utils (tests/run installs them),
+//! and what the kernel still holds of an image: loop devices backed by it
+//! (/sys/block/loop*/loop/backing_file) and mounts in a mountinfo.
+//!
+//! `LoopGuard` detaches, when dropped, every loop device still backed by a
+//! file under its directory, so a failed test leaks no device even if the
+//! processes holding them were already killed without autoclear working.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds a squashfs image of `dir` at `out`.
+pub fn mksquashfs(dir: &Path, out: &Path) {
+    run(
+        Command::new("mksquashfs")
+            .arg(dir)
+            .arg(out)
+            .args(["-noappend", "-quiet", "-no-progress"]),
+        "mksquashfs (package squashfs-tools; tests/run installs it)",
+    );
+}
+
+/// Builds a squashfs image of `dir` at `out` with nothing compressed, so
+/// a file's bytes appear in it as they are.
+#[allow(dead_code)]
+pub fn mksquashfs_uncompressed(dir: &Path, out: &Path) {
+    run(
+        Command::new("mksquashfs").arg(dir).arg(out).args([
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-noI",
+            "-noD",
+            "-noF",
+            "-noX",
+        ]),
+        "mksquashfs (package squashfs-tools; tests/run installs it)",
+    );
+}
+
+/// Builds an erofs image of `dir` at `out`.
+pub fn mkfs_erofs(dir: &Path, out: &Path) {
+    run(
+        Command::new("mkfs.erofs").arg("--quiet").arg(out).arg(dir),
+        "mkfs.erofs (package erofs-utils; tests/run installs it)",
+    );
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The loop devices (/dev/loopN) whose backing file is `file` or lies
+/// under it (a directory), deleted or not.
+pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let backing = backing.trim_end_matches('\n');
+        let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
+        if Path::new(backing).starts_with(file) {
+            found.push(PathBuf::from("/dev").join(name));
+        }
+    }
+    found
+}
+
+/// The lines of the mountinfo of `pid` ("self" for this process) that
+/// mention `needle` (a path or a device).
+pub fn mounts_mentioning(pid: &str, needle: &str) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Detaches, when dropped, the loop devices still backed by files under
+/// `dir`.
+pub struct LoopGuard {
+    pub dir: PathBuf,
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        for dev in loops_backed_by(&self.dir) {
+            let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+        }
+    }
+}
