@@ -51,6 +51,11 @@ The client finds the daemon by --socket, $BERTH_SOCKET, the socket named in
 const DEFAULT_CONFIG: &str = "/etc/berth/daemon.json";
 
 fn main() -> ExitCode {
+    // berth's init in a container (argv[0] "berth-init" and pid 1), before
+    // anything else: it must stay small.
+    if container::init::selected() {
+        return ExitCode::from(container::init::main().clamp(0, 255) as u8);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("daemon") => run_daemon(&args[1..]),

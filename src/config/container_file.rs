@@ -50,6 +50,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
         seccomp: Seccomp::Default,
+        init: false,
         hash: 0,
         canonical: String::new(),
     };
@@ -104,6 +105,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "stop-signal" => spec.stop_signal = get_signal(node).map_err(err)?,
             "stop-timeout" => spec.stop_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?,
             "seccomp" => spec.seccomp = get_seccomp(node, file)?,
+            "init" => spec.init = get_bool(node).map_err(err)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }

@@ -165,6 +165,8 @@ pub struct ContainerSpec {
     /// The system call filter. A profile file named here is read when the
     /// definition is loaded and written into `canonical` inline.
     pub seccomp: Seccomp,
+    /// Run berth's own init as pid 1, the command as its child.
+    pub init: bool,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

@@ -113,8 +113,9 @@ impl fmt::Display for EnvError {
 pub fn gather(spec: &ContainerSpec, root: &Path) -> Result<Environment, EnvError> {
     let host = Host::read()?;
     let groups = match spec.user {
-        Some((uid, _)) => users::supplementary_groups(root, uid)
-            .map_err(|err| EnvError::Groups { uid, err })?,
+        Some((uid, _)) => {
+            users::supplementary_groups(root, uid).map_err(|err| EnvError::Groups { uid, err })?
+        }
         None => Vec::new(),
     };
     work_out(spec, &host, groups)

@@ -149,6 +149,8 @@ pub enum StartError {
     /// Creating a stdout or stderr pipe.
     CreatePipe(io::Error),
     OpenDevNull(io::Error),
+    /// Opening the berth binary for `"init": true`.
+    OpenExe(io::Error),
     Spawn(SpawnError),
     /// Writing the runtime record (the init is killed then).
     WriteRuntime {
@@ -179,6 +181,11 @@ impl fmt::Display for StartError {
             StartError::OpenDevNull(e) => {
                 write!(f, "open /dev/null: {err}", err = errors::io_text(e))
             }
+            StartError::OpenExe(e) => write!(
+                f,
+                "open /proc/self/exe for berth's init: {err}",
+                err = errors::io_text(e)
+            ),
             StartError::Spawn(e) => write!(f, "{e}"),
             StartError::WriteRuntime { path, err } => {
                 write!(f, "write {}: {}", path.display(), errors::io_text(err))
@@ -489,7 +496,8 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
-        let env = environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        let env =
+            environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
@@ -532,6 +540,16 @@ impl Monitor {
             &stdio,
         )
         .map_err(StartError::Spawn)?;
+        // berth's own init: this very binary, opened before clone.
+        let exe = if self.spec.init {
+            Some(fd::open(c"/proc/self/exe", libc::O_PATH, 0).map_err(StartError::OpenExe)?)
+        } else {
+            None
+        };
+        let mut plan = plan;
+        if let Some(exe) = &exe {
+            plan.under_init(exe.as_fd()).map_err(StartError::Spawn)?;
+        }
         // Just before the init is cloned: the first write to a cgroup.procs
         // after a quiet moment waits for an RCU grace period, and the
         // init's own joins that follow at once then do not.

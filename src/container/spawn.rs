@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::environment::Environment;
+use super::init;
 use crate::config::{self, ContainerSpec, MountKind, Network};
 use crate::errors;
 use crate::errors::{errno_text, io_text};
@@ -498,6 +499,38 @@ impl<'fd> Plan<'fd> {
         })
     }
 
+    /// Runs the command under berth's own init (`"init": true`): the
+    /// last step, the command's exec, is preceded by the exec of the berth
+    /// binary open at `exe` as the container's pid 1, which starts the
+    /// command; the exec step stays to name the command's exec in a report
+    /// the init's child writes (see `init`).
+    pub fn under_init(&mut self, exe: BorrowedFd<'fd>) -> Result<(), SpawnError> {
+        let Some(Step::Exec {
+            candidates,
+            argv,
+            envp,
+        }) = self.steps.last()
+        else {
+            return Err(SpawnError::NoCommand);
+        };
+        let at = self.steps.len() - 1;
+        let command = init::Command {
+            // Where the exec step is once the init's is put before it.
+            step: (at + 1) as u32,
+            candidates: candidates.clone(),
+            argv: argv.strings().to_vec(),
+        };
+        let step = Step::ExecInit {
+            exe,
+            report_to: init::REPORT_FD,
+            argv: Argv::new(init::argv(&command)),
+            envp: Envp::new(envp.strings().to_vec()),
+        };
+        self.steps.insert(at, step);
+        self.what.insert(at, "start berth's init".to_string());
+        Ok(())
+    }
+
     /// Clones the container's init into new namespaces and runs the plan
     /// in it. Returns once execve succeeded (or with the failed step).
     /// `cgroup` is an fd of the cgroup2 directory given to `build` as
@@ -550,6 +583,9 @@ fn hint(step: &Step<'_>, errno: i32) -> Option<&'static str> {
         (Step::SetOomScoreAdj(_), libc::EACCES) => {
             Some("without CAP_SYS_RESOURCE, no lower than the daemon's own minimum")
         }
+        (Step::ExecInit { .. }, libc::ENOENT) => Some(
+            "berth's init runs the berth binary inside the rootfs: it must be statically linked",
+        ),
         (Step::SetRlimit { clamp: false, .. }, libc::EPERM) => Some(
             "a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open",
         ),
@@ -950,6 +986,48 @@ mod tests {
             plan.failure(failed(index("set rlimits.nofile to 10:20"), libc::EPERM))
                 .to_string(),
             "set rlimits.nofile to 10:20 (a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open): Operation not permitted"
+        );
+    }
+
+    #[test]
+    fn under_init_the_init_is_exec_d_and_its_child_reports_as_the_exec_step() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["sh", "-c", "x"], "init": true}"#);
+        let mut plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        let before = plan.steps.len();
+        plan.under_init(r.as_fd()).unwrap();
+        assert_eq!(plan.steps.len(), before + 1);
+        assert_eq!(plan.what.len(), plan.steps.len());
+        let n = plan.what.len();
+        assert_eq!(plan.what[n - 2..], ["start berth's init", "exec sh"]);
+        let Some(Step::ExecInit {
+            report_to, argv, ..
+        }) = plan.steps.get(n - 2)
+        else {
+            panic!("no init step");
+        };
+        assert_eq!(*report_to, init::REPORT_FD);
+        let args = argv
+            .strings()
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let command = init::parse(args).unwrap();
+        assert_eq!(command.step as usize, n - 1, "the exec step's index");
+        assert_eq!(texts(&command.argv), ["sh", "-c", "x"]);
+        assert_eq!(texts(&command.candidates)[0], "/usr/local/sbin/sh");
+        let failed = InitReport::Failed(Failure {
+            step: command.step,
+            errno: libc::ENOENT,
+        });
+        assert_eq!(
+            plan.failure(failed).to_string(),
+            "exec sh: No such file or directory"
         );
     }
 

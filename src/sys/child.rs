@@ -135,6 +135,18 @@ pub enum Step<'fd> {
         argv: Argv,
         envp: Envp,
     },
+    /// Run berth's own init from `exe` (an fd of the berth binary) with
+    /// execveat, the report pipe moved onto fd `report_to` (kept open
+    /// across that execve): the init starts the command and its child
+    /// writes the report (see [`start_command`]). The [`Step::Exec`] that
+    /// follows it in a program is never run in the child: it names the
+    /// command's exec for the report the init's child may write.
+    ExecInit {
+        exe: BorrowedFd<'fd>,
+        report_to: RawFd,
+        argv: Argv,
+        envp: Envp,
+    },
 }
 
 /// The one message the child writes: step `step` (its index in the
@@ -264,6 +276,52 @@ pub fn start_unwatched(steps: &[Step<'_>]) -> Result<(i32, OwnedFd), LaunchError
     Ok((pid, pidfd))
 }
 
+/// Starts a container's command from berth's init: a child of this
+/// process that resets its signal mask and dispositions, closes every fd
+/// but 0 to 2 and `report` (close-on-exec, so a successful execve closes
+/// it), then execs each candidate like [`Step::Exec`]. If none runs, it
+/// writes the failure as step `step` to `report` and exits 127. Returns
+/// the child's pid and a pidfd for it.
+pub fn start_command(
+    candidates: &[CString],
+    argv: &Argv,
+    envp: &Envp,
+    report: BorrowedFd<'_>,
+    step: u32,
+) -> io::Result<(i32, OwnedFd)> {
+    // SAFETY: no namespace or sharing flags; the child below only makes
+    // system calls and ends in execve or _exit.
+    match unsafe { process::clone_raw(0, None) }? {
+        Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        Forked::Child => {
+            let errno = match signal::reset_all_raw()
+                // SAFETY: this child runs nothing but these calls and ends
+                // in execve or _exit: no owner of a closed fd runs again.
+                .and_then(|()| unsafe { fd::close_from_except(3, Some(report)) })
+            {
+                Err(e) => e,
+                Ok(()) => {
+                    let mut err = libc::ENOENT;
+                    for path in candidates {
+                        let e = process::execve(path, argv, envp);
+                        if e != libc::ENOENT && e != libc::ENOTDIR {
+                            err = e;
+                        }
+                    }
+                    err
+                }
+            };
+            let _ = fd::write_all(report, &Failure { step, errno }.encode());
+            process::exit_raw(127)
+        }
+    }
+}
+
+/// Writes `failure` to a report pipe (best effort: the reader may be gone).
+pub fn report_failure(report: BorrowedFd<'_>, failure: Failure) {
+    let _ = fd::write_all(report, &failure.encode());
+}
+
 /// The clone flags `start` accepts: new namespaces only. Any flag that
 /// shares memory or the thread with a child running on a copy of this
 /// stack is refused.
@@ -294,7 +352,9 @@ fn launch(
     let above = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Dup2 { to, .. } => Some(to.saturating_add(1)),
+            Step::Dup2 { to, .. } | Step::ExecInit { report_to: to, .. } => {
+                Some(to.saturating_add(1))
+            }
             _ => None,
         })
         .max()
@@ -318,7 +378,7 @@ fn launch(
     let mut lifted: Vec<Option<OwnedFd>> = Vec::with_capacity(steps.len());
     for step in steps {
         lifted.push(match step {
-            Step::Dup2 { from, .. } => lift(*from)?,
+            Step::Dup2 { from, .. } | Step::ExecInit { exe: from, .. } => lift(*from)?,
             _ => None,
         });
     }
@@ -326,7 +386,9 @@ fn launch(
         .iter()
         .zip(&lifted)
         .map(|(step, copy)| match step {
-            Step::Dup2 { from, .. } => Some(copy.as_ref().map_or(*from, |c| c.as_fd())),
+            Step::Dup2 { from, .. } | Step::ExecInit { exe: from, .. } => {
+                Some(copy.as_ref().map_or(*from, |c| c.as_fd()))
+            }
             _ => None,
         })
         .collect();
@@ -360,7 +422,8 @@ fn launch(
 }
 
 /// Runs the program in the child; never returns. `sources` holds, for each
-/// Dup2 step, the fd to copy (lifted above every target by `launch`).
+/// Dup2 step, the fd to copy, and for an ExecInit step the program's fd
+/// (lifted above every target by `launch`).
 fn run(
     steps: &[Step<'_>],
     sources: &[Option<BorrowedFd<'_>>],
@@ -386,6 +449,22 @@ fn run(
                     // `to` is used or dropped again; the sources and the
                     // report pipe were lifted above every target.
                     unsafe { fd::dup2_onto(from, *to) }
+                }
+                _ => Err(libc::EBADF),
+            },
+            Step::ExecInit {
+                report_to,
+                argv,
+                envp,
+                ..
+            } => match (sources.get(index).copied().flatten(), report) {
+                (Some(exe), Some(report)) if (exe.as_raw_fd() as u32) < closed_from => {
+                    // SAFETY: as for Dup2: nothing in this child uses fd
+                    // `report_to` again; the pipe was lifted above it.
+                    match unsafe { fd::dup2_onto(report, *report_to) } {
+                        Ok(()) => Err(process::execveat_fd(exe, argv, envp)),
+                        Err(e) => Err(e),
+                    }
                 }
                 _ => Err(libc::EBADF),
             },
@@ -563,7 +642,9 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
             Err(err)
         }
         // Handled by `run`, which holds the fds.
-        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) => Err(libc::EINVAL),
+        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) | Step::ExecInit { .. } => {
+            Err(libc::EINVAL)
+        }
     }
 }
 
