@@ -12,6 +12,7 @@ use super::fields::{
 };
 use super::privileges;
 use super::seccomp_profile::get_seccomp;
+use super::settings;
 use super::types::CapList;
 use super::types::{
     ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
@@ -51,6 +52,8 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         stop_timeout: 10,
         seccomp: Seccomp::Default,
         init: false,
+        sysctl: Vec::new(),
+        env_files: Vec::new(),
         hash: 0,
         canonical: String::new(),
     };
@@ -106,6 +109,8 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "stop-timeout" => spec.stop_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?,
             "seccomp" => spec.seccomp = get_seccomp(node, file)?,
             "init" => spec.init = get_bool(node).map_err(err)?,
+            "sysctl" => spec.sysctl = settings::get_sysctl(node, file)?,
+            "env-file" => spec.env_files = settings::get_env_files(node, file)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -115,6 +120,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         }
     }
     privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
+    settings::check_sysctl_network(&spec.sysctl, spec.network, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {
             name.to_string()

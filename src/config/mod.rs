@@ -7,7 +7,8 @@
 //!
 //! `types` holds what a configuration is, `fields` how one JSON value is read
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
-//! `privileges` the capability and resource limit keys, and
+//! `privileges` the capability and resource limit keys, `settings` the
+//! sysctl and env-file keys, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -17,6 +18,7 @@ mod fields;
 mod load;
 mod privileges;
 mod seccomp_profile;
+mod settings;
 mod types;
 
 pub use container_file::parse_container;

@@ -167,6 +167,12 @@ pub struct ContainerSpec {
     pub seccomp: Seccomp,
     /// Run berth's own init as pid 1, the command as its child.
     pub init: bool,
+    /// Namespaced kernel settings (key as "net.ipv4.ip_forward", value),
+    /// written in /proc/sys inside the container at each start.
+    pub sysctl: Vec<(String, String)>,
+    /// `env-file`: files of KEY=VALUE lines, read when the definition is
+    /// loaded into `env` (under the definition's own entries).
+    pub env_files: Vec<std::path::PathBuf>,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

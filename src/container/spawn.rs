@@ -229,6 +229,7 @@ impl<'fd> Plan<'fd> {
             None,
             "mount proc on /proc",
         );
+        b.sysctls(&spec.sysctl)?;
         // What a container's root must not write or read in /proc: kernel
         // tunables (core_pattern runs a program as host root), and files
         // that expose kernel memory or other tenants' keys.
@@ -619,6 +620,21 @@ impl<'fd> Builder<'fd> {
         }
     }
 
+    /// Writes each `sysctl` setting in the container's /proc/sys (mounted,
+    /// not yet read-only): "net.ipv4.ip_forward" is proc/sys/net/ipv4/ip_forward.
+    fn sysctls(&mut self, sysctl: &[(String, String)]) -> Result<(), SpawnError> {
+        for (key, value) in sysctl {
+            self.op(
+                Step::WriteInRoot {
+                    path: cstr(format!("proc/sys/{}", key.replace('.', "/")))?,
+                    data: cstr(value)?,
+                },
+                format!("set sysctl {key} to {value:?}"),
+            );
+        }
+        Ok(())
+    }
+
     fn mount(
         &mut self,
         source: Option<CString>,
@@ -786,6 +802,39 @@ mod tests {
         assert!(position(&what, "set user 1000:2000") < position(&what, "set parent death signal"));
         assert!(position(&what, "enter /") < position(&what, "enter workdir /data"));
         assert_eq!(what.last().map(String::as_str), Some("exec app"));
+    }
+
+    #[test]
+    fn sysctls_are_written_after_proc_is_mounted_and_before_it_is_read_only() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"],
+                "sysctl": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "65536"}}"#,
+        );
+        let (what, paths) = with_plan(&s, &[], None, |plan| {
+            let paths: Vec<String> = plan
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::WriteInRoot { path, data } => Some(format!(
+                        "{}={}",
+                        path.to_str().unwrap(),
+                        data.to_str().unwrap()
+                    )),
+                    _ => None,
+                })
+                .collect();
+            (plan.what.clone(), paths)
+        });
+        assert_eq!(
+            paths,
+            [
+                "proc/sys/net/ipv4/ip_forward=1",
+                "proc/sys/kernel/shmmax=65536"
+            ]
+        );
+        let set = position(&what, "set sysctl net.ipv4.ip_forward to \"1\"");
+        assert!(position(&what, "mount proc on /proc") < set);
+        assert!(set < position(&what, "make /proc/sys read-only"));
     }
 
     #[test]

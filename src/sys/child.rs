@@ -93,6 +93,12 @@ pub enum Step<'fd> {
         from: BorrowedFd<'fd>,
         to: RawFd,
     },
+    /// Write `data` to the file at `path` in the rootfs (a /proc/sys
+    /// setting, once /proc is mounted there), resolved inside it.
+    WriteInRoot {
+        path: CString,
+        data: CString,
+    },
     /// Write this number to /proc/self/oom_score_adj.
     SetOomScoreAdj(CString),
     /// setrlimit; with `clamp`, a hard limit that may not be raised is
@@ -605,6 +611,10 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
         Step::UmountDetach(path) => mount::umount_detach_raw(path),
         Step::Hostname(name) => ns::sethostname_raw(name),
         Step::LoopbackUp => ns::loopback_up_raw(),
+        Step::WriteInRoot { path, data } => {
+            let file = resolve::open_raw(root.ok_or(libc::EBADF)?, path, libc::O_WRONLY)?;
+            fd::write_all(file.as_fd(), data.to_bytes())
+        }
         Step::SetOomScoreAdj(value) => {
             fd::write_file_raw(c"/proc/self/oom_score_adj", value.to_bytes())
         }

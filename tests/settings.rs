@@ -1,0 +1,215 @@
+//! The `docker run` settings of a definition, checked from inside the
+//! container through the real binary: `sysctl` (namespaced keys written in
+//! the container's /proc/sys, which stays read-only; other keys refused
+//! with the file and field named), `user` by name resolved in the rootfs's
+//! own /etc/passwd and /etc/group, `env-file` (under the definition's
+//! `env`, re-read on reload), and the /etc/hosts, /etc/hostname and
+//! /etc/resolv.conf berth provides.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+/// Members for a container that only runs when a test starts it.
+const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
+
+/// Starts NAME, waits for it to exit 0 and returns its stdout.
+fn output_of(w: &World, name: &str) -> String {
+    let code = w.start_wait(name);
+    let (stdout, stderr) = w.logs(name, &[]);
+    assert_eq!(
+        code, 0,
+        "{name} exited {code}; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// Asserts `berth start NAME` fails with a line holding every needle.
+fn start_fails(w: &World, name: &str, needles: &[&str]) {
+    let out = w.berth(&["start", name]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+}
+
+#[test]
+fn namespaced_sysctls_are_set_and_others_refused() {
+    let w = World::new();
+    let show = "for k in net/ipv4/ip_forward kernel/shmmax kernel/sem fs/mqueue/msg_max \
+                kernel/domainname; do echo \"$k=$(cat /proc/sys/$k)\"; done; \
+                if echo 1 >/proc/sys/kernel/shmmni 2>/dev/null; then echo writable; \
+                else echo read-only; fi";
+    w.add_container(
+        "set",
+        &["sh", "-c", show],
+        &json::merge(
+            ON_DEMAND,
+            r#"{"sysctl": {"net.ipv4.ip_forward": "1", "kernel.shmmax": 65536,
+                 "kernel.sem": "250 32000 32 128", "fs.mqueue.msg_max": "20",
+                 "kernel.domainname": "example.org"}}"#,
+        ),
+    );
+    w.add_container(
+        "refused-value",
+        &["true"],
+        &json::merge(ON_DEMAND, r#"{"sysctl": {"kernel.shmmni": "lots"}}"#),
+    );
+    w.add_container(
+        "absent-key",
+        &["true"],
+        &json::merge(
+            ON_DEMAND,
+            r#"{"sysctl": {"net.ipv4.no_such_setting": "1"}}"#,
+        ),
+    );
+    w.add_container(
+        "host-wide",
+        &["true"],
+        &json::merge(ON_DEMAND, r#"{"sysctl": {"vm.swappiness": "1"}}"#),
+    );
+    w.add_container(
+        "host-net",
+        &["true"],
+        &json::merge(
+            ON_DEMAND,
+            r#"{"network": "host", "sysctl": {"net.ipv4.ip_forward": "1"}}"#,
+        ),
+    );
+    let host_forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let host_shmmax = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let daemon = w.start_daemon(&[]);
+
+    let out = output_of(&w, "set");
+    for line in [
+        "net/ipv4/ip_forward=1",
+        "kernel/shmmax=65536",
+        "kernel/sem=250\t32000\t32\t128",
+        "fs/mqueue/msg_max=20",
+        "kernel/domainname=example.org",
+        "read-only",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
+    }
+    // The host's own settings are untouched.
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+
+    start_fails(
+        &w,
+        "refused-value",
+        &["set sysctl kernel.shmmni to \"lots\": Invalid argument"],
+    );
+    start_fails(
+        &w,
+        "absent-key",
+        &["set sysctl net.ipv4.no_such_setting to \"1\": No such file or directory"],
+    );
+    daemon.wait_for_log_line(&[
+        "host-wide.json",
+        "field \"sysctl.\"vm.swappiness\"\"",
+        "not a namespaced setting",
+    ]);
+    daemon.wait_for_log_line(&[
+        "host-net.json",
+        "field \"sysctl.\"net.ipv4.ip_forward\"\"",
+        "not with \"network\": \"host\"",
+    ]);
+}
+
+#[test]
+fn env_files_under_the_definitions_env_and_reread_on_reload() {
+    let w = World::new();
+    let env_dir = w.root.join("envs");
+    fs::create_dir(&env_dir).unwrap();
+    fs::write(
+        env_dir.join("base.env"),
+        "# settings\n\nA=from-file\nB=from-file\n  SPACED=two words \nEQ=x=y\n",
+    )
+    .unwrap();
+    fs::write(env_dir.join("more.env"), "B=from-more\nC=from-more\n").unwrap();
+    let files = format!(
+        r#"{{"env-file": [{}, {}], "env": ["C=from-definition", "D=own"]}}"#,
+        json::string(env_dir.join("base.env").to_str().unwrap()),
+        // Relative to the containers directory.
+        json::string(&format!(
+            "../../envs/{}",
+            env_dir
+                .join("more.env")
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+        )),
+    );
+    assert!(w.containers_dir().join("../../envs").exists());
+    w.add_container(
+        "env",
+        &[
+            "sh",
+            "-c",
+            "echo \"A=$A B=$B C=$C D=$D SPACED=[$SPACED] EQ=$EQ\"",
+        ],
+        &json::merge(ON_DEMAND, &files),
+    );
+    fs::write(env_dir.join("bad.env"), "A=1\n# fine\nLONELY\n").unwrap();
+    w.add_container(
+        "bad",
+        &["true"],
+        &json::merge(
+            ON_DEMAND,
+            &format!(
+                r#"{{"env-file": {}}}"#,
+                json::string(env_dir.join("bad.env").to_str().unwrap())
+            ),
+        ),
+    );
+    let daemon = w.start_daemon(&[]);
+    assert_eq!(
+        output_of(&w, "env").trim(),
+        "A=from-file B=from-more C=from-definition D=own SPACED=[two words ] EQ=x=y"
+    );
+    daemon.wait_for_log_line(&[
+        "bad.json",
+        "field \"env-file\"",
+        &format!("{}: line 3 column 1", env_dir.join("bad.env").display()),
+        "\"LONELY\"",
+    ]);
+
+    // A bad definition refuses every reload: it goes first.
+    fs::remove_file(w.containers_dir().join("bad.json")).unwrap();
+    // A changed env file is a changed definition: the running container
+    // is recreated on reload with the new value.
+    w.add_container(
+        "env-live",
+        &["sh", "-c", "echo \"A=$A\"; exec sleep 1000"],
+        &json::merge(
+            // berth's init ends the sleep at the first SIGTERM.
+            r#"{"autostart": true, "restart": "no", "init": true}"#,
+            &format!(
+                r#"{{"env-file": {}}}"#,
+                json::string(env_dir.join("base.env").to_str().unwrap())
+            ),
+        ),
+    );
+    w.berth_ok(&["reload"]);
+    let first = w.wait_running("env-live").pid;
+    fs::write(env_dir.join("base.env"), "A=changed\n").unwrap();
+    w.berth_ok(&["reload"]);
+    let second = w.wait_inspect("env-live", "to be recreated", SHORT, |i| {
+        i.is_running() && i.pid != first
+    });
+    assert_ne!(second.pid, first);
+    wait_for(SHORT, "the new value in the log", || {
+        w.logs("env-live", &[]).0.contains("A=changed")
+    });
+}
