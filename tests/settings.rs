@@ -213,3 +213,118 @@ fn env_files_under_the_definitions_env_and_reread_on_reload() {
         w.logs("env-live", &[]).0.contains("A=changed")
     });
 }
+
+#[test]
+fn users_and_groups_by_name_from_the_rootfs() {
+    let w = World::new();
+    let etc = w.rootfs().join("etc");
+    fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        etc.join("group"),
+        "root:x:0:\napps:x:1001:\nadm:x:4:app\nvideo:x:27:other,app\nstaff:x:50:other\n",
+    )
+    .unwrap();
+    let show = "grep -E '^(Uid|Gid|Groups):' /proc/self/status; echo \"HOME=$HOME\"";
+    for (name, user) in [
+        ("by-name", "app"),
+        ("name-group", "app:staff"),
+        ("uid-group", "1000:video"),
+        ("name-gid", "app:77"),
+        ("ghost", "ghost"),
+        ("no-group", "app:wheel"),
+    ] {
+        w.add_container(
+            name,
+            &["sh", "-c", show],
+            &json::merge(ON_DEMAND, &format!(r#"{{"user": "{user}"}}"#)),
+        );
+    }
+    w.add_container(
+        "own-home",
+        &["sh", "-c", show],
+        &json::merge(ON_DEMAND, r#"{"user": "app", "env": ["HOME=/data"]}"#),
+    );
+    w.add_container("root", &["sh", "-c", show], ON_DEMAND);
+    let _daemon = w.start_daemon(&[]);
+
+    let ids = |name: &str| -> Vec<String> {
+        output_of(&w, name)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    for (name, want) in [
+        (
+            "by-name",
+            [
+                "Uid: 1000 1000 1000 1000",
+                "Gid: 1001 1001 1001 1001",
+                "Groups: 4 27",
+                "HOME=/home/app",
+            ],
+        ),
+        (
+            "name-group",
+            [
+                "Uid: 1000 1000 1000 1000",
+                "Gid: 50 50 50 50",
+                "Groups: 4 27",
+                "HOME=/home/app",
+            ],
+        ),
+        (
+            "uid-group",
+            [
+                "Uid: 1000 1000 1000 1000",
+                "Gid: 27 27 27 27",
+                "Groups: 4 27",
+                "HOME=/home/app",
+            ],
+        ),
+        (
+            "name-gid",
+            [
+                "Uid: 1000 1000 1000 1000",
+                "Gid: 77 77 77 77",
+                "Groups: 4 27",
+                "HOME=/home/app",
+            ],
+        ),
+        (
+            "own-home",
+            [
+                "Uid: 1000 1000 1000 1000",
+                "Gid: 1001 1001 1001 1001",
+                "Groups: 4 27",
+                "HOME=/data",
+            ],
+        ),
+        (
+            "root",
+            ["Uid: 0 0 0 0", "Gid: 0 0 0 0", "Groups:", "HOME=/root"],
+        ),
+    ] {
+        assert_eq!(ids(name), want, "{name}");
+    }
+    let rootfs = w.rootfs();
+    start_fails(
+        &w,
+        "ghost",
+        &[&format!(
+            "field \"user\": user \"ghost\" is not in /etc/passwd of rootfs {}",
+            rootfs.display()
+        )],
+    );
+    start_fails(
+        &w,
+        "no-group",
+        &[&format!(
+            "field \"user\": group \"wheel\" is not in /etc/group of rootfs {}",
+            rootfs.display()
+        )],
+    );
+}

@@ -27,8 +27,8 @@ pub use fields::validate_name;
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, MAX_TIMEOUT, Mount, MountKind, Network,
-    RestartPolicy, SocketGroup,
+    ConfigError, ContainerSpec, DaemonConfig, Id, MAX_TIMEOUT, Mount, MountKind, Network,
+    RestartPolicy, SocketGroup, User,
 };
 
 /// What the tests of several files here share.

@@ -107,6 +107,33 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// A user or group as `user` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Id {
+    Number(u32),
+    /// Looked up in the rootfs's /etc/passwd or /etc/group.
+    Name(String),
+}
+
+/// The `user` key: a user and, optionally, a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub user: Id,
+    pub group: Option<Id>,
+}
+
+impl User {
+    /// (uid, gid) when both are numbers; a uid alone means gid = uid.
+    #[cfg(test)]
+    pub fn numeric(&self) -> Option<(u32, u32)> {
+        match (&self.user, &self.group) {
+            (Id::Number(u), None) => Some((*u, *u)),
+            (Id::Number(u), Some(Id::Number(g))) => Some((*u, *g)),
+            _ => None,
+        }
+    }
+}
+
 /// A `cap-add` or `cap-drop` list: the capabilities named (bit N:
 /// capability N), or "ALL".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,8 +167,9 @@ pub struct ContainerSpec {
     pub workdir: String,
     /// Defaults to the container name (when it is a valid hostname).
     pub hostname: String,
-    /// Numeric "uid" or "uid:gid"; `None` runs as root.
-    pub user: Option<(u32, u32)>,
+    /// "user" or "user:group", each a name or a number; `None` runs as
+    /// root. Names are looked up in the rootfs when the container starts.
+    pub user: Option<User>,
     pub cap_add: CapList,
     pub cap_drop: CapList,
     /// Limits set by `rlimits`; the others get berth's defaults.

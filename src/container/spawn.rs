@@ -460,6 +460,7 @@ impl<'fd> Plan<'fd> {
         }
 
         // execve: argv, envp and every PATH candidate, built now.
+        let home = env.home.clone();
         let argv = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
         let mut env = spec.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -469,7 +470,7 @@ impl<'fd> Plan<'fd> {
             env.push(format!("HOSTNAME={}", spec.hostname));
         }
         if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push("HOME=/".to_string());
+            env.push(format!("HOME={}", home.as_deref().unwrap_or("/")));
         }
         let path_var = env
             .iter()
@@ -670,7 +671,8 @@ mod tests {
 
     /// What `spec` gets on a host like the development machine's.
     fn env(spec: &ContainerSpec) -> Environment {
-        environment::work_out(spec, &environment::TEST_HOST, Vec::new()).unwrap()
+        let identity = environment::numeric_identity(spec, Vec::new());
+        environment::work_out(spec, &environment::TEST_HOST, identity).unwrap()
     }
 
     /// Runs `f` on a plan for `spec`, with stdio from a pipe that outlives
