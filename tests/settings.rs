@@ -328,3 +328,103 @@ fn users_and_groups_by_name_from_the_rootfs() {
         )],
     );
 }
+
+/// Runs `mount ARGS`, asserting success.
+fn mount(args: &[&str]) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount {args:?}: {}", describe(&out));
+}
+
+#[test]
+fn etc_files_are_provided_read_only_unless_opted_out_or_mounted_over() {
+    let w = World::new();
+    let show = "for f in hostname hosts resolv.conf; do echo \"== $f\"; \
+                cat /etc/$f 2>/dev/null || echo absent; done; \
+                if echo x >>/etc/hosts 2>/dev/null; then echo writable; else echo read-only; fi";
+    // A root that cannot take a new file and has no such files: they are
+    // left out and the container runs.
+    let busybox = common::rootfs::static_busybox().unwrap();
+    let ro_root = w.root.join("ro-rootfs");
+    common::rootfs::build(&ro_root, &busybox).unwrap();
+    let ro_root_text = ro_root.to_str().unwrap();
+    mount(&["--bind", ro_root_text, ro_root_text]);
+    mount(&["-o", "remount,bind,ro", ro_root_text]);
+    w.write_container(
+        "ro-root",
+        &json::merge(
+            &w.container_json(&["sh", "-c", show], ON_DEMAND),
+            &format!(r#"{{"rootfs": {}}}"#, json::string(ro_root_text)),
+        ),
+    );
+    w.add_container(
+        "opted-out",
+        &["sh", "-c", show],
+        &json::merge(ON_DEMAND, r#"{"etc-files": false}"#),
+    );
+    w.add_container(
+        "files",
+        &["sh", "-c", show],
+        &json::merge(ON_DEMAND, r#"{"hostname": "box-1"}"#),
+    );
+    w.add_container(
+        "readonly",
+        &["sh", "-c", show],
+        &json::merge(
+            ON_DEMAND,
+            r#"{"hostname": "box-2", "readonly-rootfs": true, "network": "host"}"#,
+        ),
+    );
+    let own_hosts = w.host_dir().join("hosts");
+    fs::write(&own_hosts, "10.0.0.1 db\n").unwrap();
+    w.add_container(
+        "mounted",
+        &["sh", "-c", show],
+        &json::merge(
+            ON_DEMAND,
+            &format!(
+                r#"{{"mounts": [{{"source": {}, "target": "/etc/hosts", "readonly": true}}]}}"#,
+                json::string(own_hosts.to_str().unwrap())
+            ),
+        ),
+    );
+    let _daemon = w.start_daemon(&[]);
+    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts = |name: &str| {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n127.0.0.1\t{name}\n"
+        )
+    };
+    let absent = "== hostname\nabsent\n== hosts\nabsent\n== resolv.conf\nabsent\n";
+
+    // First, while the shared rootfs has none of the files.
+    assert_eq!(output_of(&w, "ro-root"), format!("{absent}read-only\n"));
+    assert!(!ro_root.join("etc/hosts").exists());
+    assert_eq!(output_of(&w, "opted-out"), format!("{absent}writable\n"));
+    // The opted-out shell wrote a file of its own there.
+    fs::remove_file(w.rootfs().join("etc/hosts")).unwrap();
+    for (name, host) in [("files", "box-1"), ("readonly", "box-2")] {
+        assert_eq!(
+            output_of(&w, name),
+            format!(
+                "== hostname\n{host}\n== hosts\n{}== resolv.conf\n{resolv}read-only\n",
+                hosts(host)
+            ),
+            "{name}"
+        );
+    }
+    // What the container got is what the monitor wrote in the run dir.
+    let run = w.run_dir().join("containers/readonly/etc");
+    assert_eq!(
+        fs::read_to_string(run.join("hosts")).unwrap(),
+        hosts("box-2")
+    );
+    assert_eq!(
+        output_of(&w, "mounted"),
+        format!("== hostname\nmounted\n== hosts\n10.0.0.1 db\n== resolv.conf\n{resolv}read-only\n")
+    );
+}

@@ -54,6 +54,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         init: false,
         sysctl: Vec::new(),
         env_files: Vec::new(),
+        etc_files: true,
         hash: 0,
         canonical: String::new(),
     };
@@ -111,6 +112,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "init" => spec.init = get_bool(node).map_err(err)?,
             "sysctl" => spec.sysctl = settings::get_sysctl(node, file)?,
             "env-file" => spec.env_files = settings::get_env_files(node, file)?,
+            "etc-files" => spec.etc_files = get_bool(node).map_err(err)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }

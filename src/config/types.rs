@@ -201,6 +201,8 @@ pub struct ContainerSpec {
     /// `env-file`: files of KEY=VALUE lines, read when the definition is
     /// loaded into `env` (under the definition's own entries).
     pub env_files: Vec<std::path::PathBuf>,
+    /// Provide /etc/hostname, /etc/hosts and /etc/resolv.conf (default).
+    pub etc_files: bool,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

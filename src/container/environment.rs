@@ -58,6 +58,9 @@ pub struct Environment {
     /// The user's home directory from the rootfs's /etc/passwd: HOME when
     /// the definition's env sets none.
     pub home: Option<String>,
+    /// The directory holding the hostname, hosts and resolv.conf files
+    /// bound onto the rootfs's /etc (see `etc_files`), once written.
+    pub etc_dir: Option<std::path::PathBuf>,
 }
 
 /// What the host contributes: its limits and what the monitor holds.
@@ -211,6 +214,7 @@ pub fn work_out(
         rlimits,
         oom_score_adj: spec.oom_score_adj,
         home,
+        etc_dir: None,
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod environment;
+pub mod etc_files;
 pub mod init;
 pub mod logs;
 pub mod monitor;

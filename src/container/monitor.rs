@@ -34,6 +34,7 @@ use nanoserde::{DeJson, SerJson};
 
 use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::environment::{self, EnvError};
+use super::etc_files;
 use super::logs::{LogWriter, Stream};
 use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec};
@@ -149,6 +150,8 @@ pub enum StartError {
     /// Creating a stdout or stderr pipe.
     CreatePipe(io::Error),
     OpenDevNull(io::Error),
+    /// Writing the /etc files berth provides.
+    EtcFiles(etc_files::WriteError),
     /// Opening the berth binary for `"init": true`.
     OpenExe(io::Error),
     Spawn(SpawnError),
@@ -180,6 +183,9 @@ impl fmt::Display for StartError {
             }
             StartError::OpenDevNull(e) => {
                 write!(f, "open /dev/null: {err}", err = errors::io_text(e))
+            }
+            StartError::EtcFiles(e) => {
+                write!(f, "write {}: {}", e.path.display(), errors::io_text(&e.err))
             }
             StartError::OpenExe(e) => write!(
                 f,
@@ -496,8 +502,13 @@ impl Monitor {
                 path: log_dir.clone(),
                 err,
             })?;
-        let env =
+        let mut env =
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        if self.spec.etc_files {
+            let dir = self.paths.run.join("etc");
+            etc_files::write(&dir, &self.spec).map_err(StartError::EtcFiles)?;
+            env.etc_dir = Some(dir);
+        }
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {

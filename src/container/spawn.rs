@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::environment::Environment;
+use super::etc_files;
 use super::init;
 use crate::config::{self, ContainerSpec, MountKind, Network};
 use crate::errors;
@@ -215,6 +216,12 @@ impl<'fd> Plan<'fd> {
             for m in &spec.mounts {
                 b.mount_point(m, at(&m.target)?);
             }
+            for (target, _) in etc_binds(spec, env) {
+                b.op(
+                    Step::TouchIfWritable(at(&target)?),
+                    format!("create mount point {target}"),
+                );
+            }
             b.op(
                 Step::RemountReadonly(Target::Host(rootfs.clone())),
                 "make the rootfs read-only",
@@ -325,6 +332,15 @@ impl<'fd> Plan<'fd> {
             b.op(Step::MaskOptional(at(p)?), format!("mask {p}"));
         }
 
+        for (target, source) in etc_binds(spec, env) {
+            b.op(
+                Step::BindFileOptional {
+                    source: cstr(source.as_os_str().as_bytes())?,
+                    target: at(&target)?,
+                },
+                format!("bind {} on {target} read-only", source.display()),
+            );
+        }
         for m in &spec.mounts {
             let target = at(&m.target)?;
             match &m.kind {
@@ -576,6 +592,19 @@ impl<'fd> Plan<'fd> {
     fn describe(&self, index: u32) -> Option<&str> {
         self.what.get(index as usize).map(String::as_str)
     }
+}
+
+/// The /etc files berth provides, as (path in the container, host file),
+/// once written (`env.etc_dir`); one a `mounts` entry targets is left to it.
+fn etc_binds(spec: &ContainerSpec, env: &Environment) -> Vec<(String, std::path::PathBuf)> {
+    let Some(dir) = &env.etc_dir else {
+        return Vec::new();
+    };
+    etc_files::FILES
+        .iter()
+        .map(|name| (format!("/etc/{name}"), dir.join(name)))
+        .filter(|(target, _)| !spec.mounts.iter().any(|m| &m.target == target))
+        .collect()
 }
 
 /// Why a step that a definition asked for may fail on a host that works:
@@ -837,6 +866,44 @@ mod tests {
         let set = position(&what, "set sysctl net.ipv4.ip_forward to \"1\"");
         assert!(position(&what, "mount proc on /proc") < set);
         assert!(set < position(&what, "make /proc/sys read-only"));
+    }
+
+    #[test]
+    fn etc_files_are_bound_before_the_mounts_and_a_mount_wins() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
+                "mounts": [{"source": "/etc/hosts", "target": "/etc/hosts"},
+                           {"type": "tmpfs", "target": "/tmp"}]}"#,
+        );
+        let mut e = env(&s);
+        e.etc_dir = Some(PathBuf::from("/run/berth/containers/web/etc"));
+        let plan = Plan::build(&s, &e, Path::new("/m"), &[], None, &stdio).unwrap();
+        let what = &plan.what;
+        let bind = "bind /run/berth/containers/web/etc/resolv.conf on /etc/resolv.conf read-only";
+        assert!(
+            position(what, "create mount point /etc/resolv.conf")
+                < position(what, "make the rootfs read-only")
+        );
+        assert!(position(what, "mount sysfs on /sys") < position(what, bind));
+        assert!(position(what, bind) < position(what, "mount tmpfs on /tmp"));
+        position(
+            what,
+            "bind /run/berth/containers/web/etc/hostname on /etc/hostname read-only",
+        );
+        assert!(
+            !what.iter().any(|w| w.ends_with("on /etc/hosts read-only")),
+            "{what:#?}"
+        );
+        position(what, "bind /etc/hosts on /etc/hosts");
+        // Without the files written (`"etc-files": false`), no step.
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        assert!(!plan.what.iter().any(|w| w.contains("resolv.conf")));
     }
 
     #[test]

@@ -77,6 +77,17 @@ pub enum Step<'fd> {
     /// Create an empty file in the rootfs to bind onto, and its parents
     /// (an existing path is fine).
     Touch(CString),
+    /// Like Touch, but a root that cannot take a new file (EROFS) is fine:
+    /// the file is then left out (see [`Step::BindFileOptional`]).
+    TouchIfWritable(CString),
+    /// Bind the host file `source` read-only onto `target` in the rootfs,
+    /// creating an empty file there first if missing; when there is none
+    /// and the root cannot take one (EROFS), or `target` is a symlink to
+    /// nothing, the file is left out.
+    BindFileOptional {
+        source: CString,
+        target: CString,
+    },
     /// Create the symlink `link` in the rootfs (an existing one is fine).
     Symlink {
         target: CString,
@@ -605,6 +616,25 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
         Step::Touch(path) => resolve::create_file_raw(root.ok_or(libc::EBADF)?, path),
         Step::Symlink { target, link } => {
             resolve::symlink_raw(root.ok_or(libc::EBADF)?, target, link)
+        }
+        Step::TouchIfWritable(path) => {
+            match resolve::create_file_raw(root.ok_or(libc::EBADF)?, path) {
+                Err(libc::EROFS) => Ok(()),
+                other => other,
+            }
+        }
+        Step::BindFileOptional { source, target } => {
+            match resolve::create_file_raw(root.ok_or(libc::EBADF)?, target) {
+                Ok(()) | Err(libc::EROFS) => {}
+                Err(e) => return Err(e),
+            }
+            let place = match in_root(root, target) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            };
+            mount::mount_raw(Some(source), place.path(), None, libc::MS_BIND, None)?;
+            // Opened again: the fd above is of what lies under the new mount.
+            mount::readonly_recursive_raw(in_root(root, target)?.path())
         }
         Step::Chdir(path) => process::chdir_raw(path),
         Step::PivotRoot => mount::pivot_root_raw(c".", c"."),
