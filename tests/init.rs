@@ -203,4 +203,22 @@ fn orphaned_zombies_are_reaped() {
     let procs = namespace_procs(pid);
     let names: Vec<&str> = procs.iter().map(|(_, _, n)| n.as_str()).collect();
     assert!(names.contains(&"sleep"), "{procs:?}");
+
+    // The init is small: what it holds of its own (private pages).
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let kib = |key: &str| -> u64 {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {rollup}"))
+    };
+    let private = kib("Private_Clean:") + kib("Private_Dirty:");
+    eprintln!(
+        "berth's init: Rss {} KiB, Pss {} KiB, private {private} KiB",
+        kib("Rss:"),
+        kib("Pss:")
+    );
+    assert!(private < 512, "the init holds {private} KiB of its own");
 }
