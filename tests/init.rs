@@ -163,6 +163,34 @@ fn stop_ends_a_shell_at_the_first_sigterm() {
 }
 
 #[test]
+fn every_signal_is_forwarded_to_the_command() {
+    let w = World::new();
+    let traps = "for s in USR1 USR2 HUP INT; do trap \"echo got $s\" $s; done; \
+                 trap 'echo got TERM; exit 3' TERM; echo ready; \
+                 while :; do sleep 0.05; done";
+    w.add_container(
+        "traps",
+        &["sh", "-c", traps],
+        &json::merge(WITH_INIT, r#"{"stop-timeout": 30}"#),
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.berth_ok(&["start", "traps"]);
+    wait_for(SHORT, "the traps set", || {
+        w.logs("traps", &[]).0.contains("ready")
+    });
+    for sig in ["USR1", "USR2", "HUP", "INT"] {
+        w.berth_ok(&["kill", "traps", "--signal", sig]);
+        wait_for(SHORT, &format!("{sig} to reach the shell"), || {
+            w.logs("traps", &[]).0.contains(&format!("got {sig}"))
+        });
+    }
+    w.berth_ok(&["stop", "traps"]);
+    let i = w.wait_status("traps", "stopped", SHORT);
+    assert_eq!(i.exit_code, Some(3), "{i:?}");
+    assert!(w.logs("traps", &[]).0.contains("got TERM"));
+}
+
+#[test]
 fn orphaned_zombies_are_reaped() {
     let w = World::new();
     // Three grandchildren orphaned at once (their parent subshell exits),

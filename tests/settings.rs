@@ -390,7 +390,7 @@ fn etc_files_are_provided_read_only_unless_opted_out_or_mounted_over() {
             ),
         ),
     );
-    let _daemon = w.start_daemon(&[]);
+    let daemon = w.start_daemon(&[]);
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let hosts = |name: &str| {
         format!(
@@ -404,6 +404,13 @@ fn etc_files_are_provided_read_only_unless_opted_out_or_mounted_over() {
     // First, while the shared rootfs has none of the files.
     assert_eq!(output_of(&w, "ro-root"), format!("{absent}read-only\n"));
     assert!(!ro_root.join("etc/hosts").exists());
+    // ... and the daemon's log says so.
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        daemon.wait_for_log_line(&[
+            "ro-root",
+            &format!("/etc/{name} is not provided: the rootfs has none"),
+        ]);
+    }
     assert_eq!(output_of(&w, "opted-out"), format!("{absent}writable\n"));
     // The opted-out shell wrote a file of its own there.
     fs::remove_file(w.rootfs().join("etc/hosts")).unwrap();

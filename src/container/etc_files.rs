@@ -9,11 +9,15 @@
 //! the host's); resolv.conf is the host's, read at each start, as Docker
 //! gives it for these networks.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::ContainerSpec;
+use crate::sys::{fd, mount, resolve};
 
 /// The files, by name in the container's /etc.
 pub const FILES: &[&str] = &["hostname", "hosts", "resolv.conf"];
@@ -74,6 +78,41 @@ pub fn write(dir: &Path, spec: &ContainerSpec) -> Result<(), WriteError> {
         fs::write(&path, text).map_err(error(path))?;
     }
     Ok(())
+}
+
+/// The files the child will leave out of the rootfs at `root` (as the
+/// monitor sees it, about to be entered): those the rootfs does not have
+/// (or has as a symlink to nothing) where no mount point can be made, on a
+/// read-only file system (a `readonly-rootfs` turns read-only only after
+/// the mount points are made). A file a `mounts` entry targets is not
+/// berth's. Best effort: what cannot be looked at is not named.
+pub fn left_out(root: &Path, spec: &ContainerSpec) -> Vec<&'static str> {
+    let Ok(path) = CString::new(root.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let Ok(dir) = fd::open(&path, libc::O_PATH | libc::O_DIRECTORY, 0) else {
+        return Vec::new();
+    };
+    let read_only = mount::is_read_only(&path).unwrap_or(false);
+    FILES
+        .iter()
+        .copied()
+        .filter(|name| {
+            !spec
+                .mounts
+                .iter()
+                .any(|m| m.target == format!("/etc/{name}"))
+        })
+        .filter(|name| {
+            let Ok(at) = CString::new(format!("etc/{name}")) else {
+                return false;
+            };
+            let open = |flags| resolve::open_in_root(dir.as_fd(), &at, flags);
+            let missing = |r: io::Result<_>| r.is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+            missing(open(libc::O_PATH))
+                && (read_only || !missing(open(libc::O_PATH | libc::O_NOFOLLOW)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -508,6 +508,11 @@ impl Monitor {
             let dir = self.paths.run.join("etc");
             etc_files::write(&dir, &self.spec).map_err(StartError::EtcFiles)?;
             env.etc_dir = Some(dir);
+            for name in etc_files::left_out(&self.spec.rootfs, &self.spec) {
+                self.warnings.push(format!(
+                    "/etc/{name} is not provided: the rootfs has none (or a symlink to nothing) and cannot take one"
+                ));
+            }
         }
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
