@@ -853,6 +853,41 @@ mod tests {
     }
 
     #[test]
+    fn exec_init_keeps_the_report_pipe_open_on_its_fd_across_execve() {
+        let sh = fd::open(c"/bin/sh", libc::O_PATH, 0).unwrap();
+        let strings = |v: &[&str]| v.iter().map(|a| CString::new(*a).unwrap()).collect();
+        // The program exec'd writes a report of its own on fd 7, as
+        // berth's init's child does: step 5, errno 2.
+        let report = "printf '\\005\\000\\000\\000\\002\\000\\000\\000' >&7";
+        let (got, status) = run_program(&[Step::ExecInit {
+            exe: sh.as_fd(),
+            report_to: 7,
+            argv: Argv::new(strings(&["sh", "-c", report])),
+            envp: Envp::new(Vec::new()),
+        }]);
+        assert_eq!(got, InitReport::Failed(Failure { step: 5, errno: 2 }));
+        assert_eq!(status, ExitStatus::Exited(0));
+        // And an exec that fails is the step's own failure.
+        let not_exec = fd::open(c"/etc/passwd", libc::O_PATH, 0).unwrap();
+        let (got, _) = run_program(&[
+            Step::Chdir(CString::from(c"/")),
+            Step::ExecInit {
+                exe: not_exec.as_fd(),
+                report_to: 7,
+                argv: Argv::new(strings(&["x"])),
+                envp: Envp::new(Vec::new()),
+            },
+        ]);
+        assert_eq!(
+            got,
+            InitReport::Failed(Failure {
+                step: 1,
+                errno: libc::EACCES
+            })
+        );
+    }
+
+    #[test]
     fn flags_other_than_namespaces_are_refused() {
         let err = start(&[exec(&["/bin/true"])], libc::CLONE_VM, None).err();
         assert!(
