@@ -3,7 +3,9 @@
 //! One binary, three roles chosen by the first argument: `daemon` (the
 //! event loop that owns the configuration and decisions), `monitor` (one
 //! per container, started by the daemon, never by hand) and the client
-//! verbs that talk to the daemon over its socket.
+//! verbs that talk to the daemon over its socket; and a fourth chosen by
+//! argv[0] `berth-init` in a process that is pid 1: berth's own init in a
+//! container with `"init": true` (see `container::init`).
 
 #![deny(unsafe_code)]
 // nanoserde's derives expand to `match` blocks clippy would write with `?`.

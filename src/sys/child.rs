@@ -18,7 +18,10 @@
 //! If a step fails, the child writes a [`Failure`] (the step's index and
 //! errno) to a close-on-exec pipe and exits 127; when execve succeeds the
 //! pipe closes with nothing written. [`InitReport::decode`] turns what the
-//! parent read into one of the three outcomes.
+//! parent read into one of the three outcomes. With berth's own init
+//! ([`Step::ExecInit`]) the pipe stays open across the init's execve and
+//! the init's child ([`start_command`]) writes the report or, by its own
+//! execve, closes the pipe.
 
 use std::ffi::{CStr, CString};
 use std::io;
