@@ -3,7 +3,9 @@
 //! One binary, three roles chosen by the first argument: `daemon` (the
 //! event loop that owns the configuration and decisions), `monitor` (one
 //! per container, started by the daemon, never by hand) and the client
-//! verbs that talk to the daemon over its socket.
+//! verbs that talk to the daemon over its socket; and a fourth chosen by
+//! argv[0] `berth-init` in a process that is pid 1: berth's own init in a
+//! container with `"init": true` (see `container::init`).
 
 #![deny(unsafe_code)]
 // nanoserde's derives expand to `match` blocks clippy would write with `?`.
@@ -54,6 +56,11 @@ The client finds the daemon by --socket, $BERTH_SOCKET, the socket named in
 const DEFAULT_CONFIG: &str = "/etc/berth/daemon.json";
 
 fn main() -> ExitCode {
+    // berth's init in a container (argv[0] "berth-init" and pid 1), before
+    // anything else: it must stay small.
+    if container::init::selected() {
+        return ExitCode::from(container::init::main().clamp(0, 255) as u8);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("daemon") => run_daemon(&args[1..]),

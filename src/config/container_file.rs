@@ -13,10 +13,11 @@ use super::fields::{
 use super::image;
 use super::privileges;
 use super::seccomp_profile::get_seccomp;
+use super::settings;
 use super::types::CapList;
 use super::types::{
-    ConfigError, ContainerSpec, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
-    MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy,
+    ConfigError, ContainerSpec, Id, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
+    MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy, User,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
@@ -55,6 +56,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
         seccomp: Seccomp::Default,
+        init: false,
+        sysctl: Vec::new(),
+        env_files: Vec::new(),
+        etc_files: true,
         hash: 0,
         canonical: String::new(),
     };
@@ -116,6 +121,10 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "stop-signal" => spec.stop_signal = get_signal(node).map_err(err)?,
             "stop-timeout" => spec.stop_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?,
             "seccomp" => spec.seccomp = get_seccomp(node, file)?,
+            "init" => spec.init = get_bool(node).map_err(err)?,
+            "sysctl" => spec.sysctl = settings::get_sysctl(node, file)?,
+            "env-file" => spec.env_files = settings::get_env_files(node, file)?,
+            "etc-files" => spec.etc_files = get_bool(node).map_err(err)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -124,6 +133,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         return Err(field_error(file, "command", "required key is missing"));
     }
     privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
+    settings::check_sysctl_network(&spec.sysctl, spec.network, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {
             name.to_string()
@@ -253,25 +263,37 @@ fn get_env(node: &Node, file: &Path) -> Result<Vec<String>, ConfigError> {
     Ok(env)
 }
 
-/// "uid" or "uid:gid", both numeric; uid alone means gid = uid.
-fn parse_user(s: &str) -> Result<(u32, u32), String> {
-    let id = |part: &str| {
-        Some(part)
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<u32>().ok())
-            .filter(|&v| v != u32::MAX)
+/// "user" or "user:group", each a name or a number (below 4294967295);
+/// a uid alone means gid = uid, a name alone its group in /etc/passwd.
+fn parse_user(s: &str) -> Result<User, String> {
+    let id = |part: &str| -> Option<Id> {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            return part
+                .parse::<u32>()
+                .ok()
+                .filter(|&v| v != u32::MAX)
+                .map(Id::Number);
+        }
+        let name_ok = (1..=256).contains(&part.len())
+            && !part.starts_with('-')
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        name_ok.then(|| Id::Name(part.to_string()))
     };
-    let (uid, gid) = match s.split_once(':') {
-        Some((u, g)) => (id(u), id(g)),
-        None => (id(s), id(s)),
+    let parsed = match s.split_once(':') {
+        Some((u, g)) => id(u).zip(id(g)).map(|(user, group)| User {
+            user,
+            group: Some(group),
+        }),
+        None => id(s).map(|user| User { user, group: None }),
     };
-    match (uid, gid) {
-        (Some(uid), Some(gid)) => Ok((uid, gid)),
-        _ => Err(format!(
-            "expected a numeric \"uid\" or \"uid:gid\" below 4294967295, found {}",
+    parsed.ok_or_else(|| {
+        format!(
+            "expected \"user\" or \"user:group\", each a name (letters, digits, '_', '.', '-') or a number below 4294967295, found {}",
             quoted(s)
-        )),
-    }
+        )
+    })
 }
 
 /// Letters, digits, '-' and '.', 1 to 64 bytes (the kernel's limit).
@@ -508,7 +530,7 @@ mod tests {
         assert_eq!(s.env, ["KEY=value", "EMPTY=", "EQ=a=b"]);
         assert_eq!(s.workdir, "/srv");
         assert_eq!(s.hostname, "app-host");
-        assert_eq!(s.user, Some((1000, 2000)));
+        assert_eq!(s.user.as_ref().and_then(User::numeric), Some((1000, 2000)));
         assert!(!s.autostart);
         assert_eq!(s.restart, RestartPolicy::OnFailure { max: Some(5) });
         assert!(s.readonly_rootfs);
@@ -550,8 +572,20 @@ mod tests {
         assert_eq!(s.stop_signal, libc::SIGINT);
         assert_eq!(s.stop_timeout, 30);
 
-        assert_eq!(spec(&with(r#","user": "7""#)).user, Some((7, 7)));
-        assert_eq!(spec(&with(r#","user": "0:0""#)).user, Some((0, 0)));
+        let numeric = |extra: &str| spec(&with(extra)).user.as_ref().and_then(User::numeric);
+        assert_eq!(numeric(r#","user": "7""#), Some((7, 7)));
+        assert_eq!(numeric(r#","user": "0:0""#), Some((0, 0)));
+        let name = |s: &str| Id::Name(s.to_string());
+        for (text, user, group) in [
+            ("app", name("app"), None),
+            ("app:video", name("app"), Some(name("video"))),
+            ("1000:video", Id::Number(1000), Some(name("video"))),
+            ("app:27", name("app"), Some(Id::Number(27))),
+            ("www-data.x_1", name("www-data.x_1"), None),
+        ] {
+            let got = spec(&with(&format!(r#","user": "{text}""#))).user;
+            assert_eq!(got, Some(User { user, group }), "{text}");
+        }
         assert_eq!(spec(&with(r#","memory": 1048576"#)).memory, Some(MIB));
         assert_eq!(spec(&with(r#","pids": 4194304"#)).pids, Some(4_194_304));
         assert_eq!(spec(&with(r#","cpus": 2"#)).cpus_milli, Some(2000));
@@ -638,19 +672,24 @@ mod tests {
                 "expected 1 to 64 letters, digits, '-' and '.', found \"\"",
             ),
             (
-                r#","user": "root""#,
+                r#","user": "a b""#,
                 "user",
-                "expected a numeric \"uid\" or \"uid:gid\" below 4294967295, found \"root\"",
+                "expected \"user\" or \"user:group\", each a name (letters, digits, '_', '.', '-') or a number below 4294967295, found \"a b\"",
             ),
             (
                 r#","user": "1:""#,
                 "user",
-                "expected a numeric \"uid\" or \"uid:gid\" below 4294967295, found \"1:\"",
+                "expected \"user\" or \"user:group\", each a name (letters, digits, '_', '.', '-') or a number below 4294967295, found \"1:\"",
             ),
             (
                 r#","user": "4294967295""#,
                 "user",
-                "expected a numeric \"uid\" or \"uid:gid\" below 4294967295, found \"4294967295\"",
+                "expected \"user\" or \"user:group\", each a name (letters, digits, '_', '.', '-') or a number below 4294967295, found \"4294967295\"",
+            ),
+            (
+                r#","user": "-x""#,
+                "user",
+                "expected \"user\" or \"user:group\", each a name (letters, digits, '_', '.', '-') or a number below 4294967295, found \"-x\"",
             ),
             (
                 r#","user": 1000"#,

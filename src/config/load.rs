@@ -11,8 +11,9 @@ use std::path::Path;
 use super::container_file::parse_container;
 use super::fields::{field_error, file_error, parse_top};
 use super::seccomp_profile::parse_profile;
-use super::types::{ConfigError, ContainerSpec, MAX_FILE_SIZE, MountKind};
-use crate::json::{self, Value};
+use super::settings;
+use super::types::{ConfigError, ContainerSpec, MAX_FILE_SIZE, MAX_LIST_LEN, MountKind};
+use crate::json::{self, Node, Value};
 use crate::sys::seccomp::Seccomp;
 
 /// What the daemon checks on the host before it starts a container: the
@@ -114,6 +115,7 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
                 .and_then(|()| read_capped(&path))
                 .and_then(|text| parse_container(&name, &text, &path))
                 .and_then(|spec| load_seccomp_profile(spec, &path))
+                .and_then(|spec| load_env_files(spec, &path))
                 .and_then(|spec| check_container_host(&spec, &path).map(|()| spec))
                 .and_then(|spec| with_image_identity(spec, &path));
             (name, spec)
@@ -149,6 +151,55 @@ fn load_seccomp_profile(spec: ContainerSpec, file: &Path) -> Result<ContainerSpe
         && let Some((_, value)) = members.iter_mut().find(|(key, _)| key == "seccomp")
     {
         *value = profile;
+    }
+    parse_container(&spec.name, &json::to_canonical(&root), file)
+}
+
+/// Reads the env files `spec` names, if any, and returns the definition
+/// with their variables in `env`, under the definition's own (which win
+/// over an env file's with the same key): the canonical text (and so the
+/// hash) covers their content, so a changed env file makes a changed
+/// definition, and the monitor gets the variables with the rest. Errors
+/// name the container file's `env-file` field and, in the reason, the env
+/// file and its line.
+fn load_env_files(spec: ContainerSpec, file: &Path) -> Result<ContainerSpec, ConfigError> {
+    if spec.env_files.is_empty() {
+        return Ok(spec);
+    }
+    let wrap = |e: ConfigError| field_error(file, "env-file", e.to_string());
+    let mut vars = Vec::new();
+    for env_file in &spec.env_files {
+        let text = read_capped(env_file).map_err(wrap)?;
+        vars.extend(settings::parse_env_file(&text, env_file).map_err(wrap)?);
+    }
+    let env = settings::merge_env(vars, &spec.env);
+    if env.len() > MAX_LIST_LEN {
+        return Err(field_error(
+            file,
+            "env-file",
+            format!("more than {MAX_LIST_LEN} variables with the definition's env"),
+        ));
+    }
+    let mut root = json::parse(&spec.canonical)
+        .map_err(|e| field_error(file, "env-file", format!("canonical text: {}", e.reason)))?;
+    let list = Node {
+        value: Value::Array(
+            env.into_iter()
+                .map(|e| Node {
+                    value: Value::String(e),
+                    line: 0,
+                    col: 0,
+                })
+                .collect(),
+        ),
+        line: 0,
+        col: 0,
+    };
+    if let Value::Object(members) = &mut root.value {
+        match members.iter_mut().find(|(key, _)| key == "env") {
+            Some((_, value)) => *value = list,
+            None => members.push(("env".to_string(), list)),
+        }
     }
     parse_container(&spec.name, &json::to_canonical(&root), file)
 }

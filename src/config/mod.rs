@@ -9,7 +9,7 @@
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
 //! `privileges` the capability and resource limit keys, `devices` the
 //! host devices passed in, `image` the image, writable and verity keys,
-//! and
+//! `settings` the sysctl and env-file keys, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -21,6 +21,7 @@ mod image;
 mod load;
 mod privileges;
 mod seccomp_profile;
+mod settings;
 mod types;
 
 pub use container_file::parse_container;
@@ -30,8 +31,8 @@ pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, MAX_TIMEOUT, Mount, MountKind,
-    Network, RestartPolicy, SocketGroup, VerityHashes, Writable,
+    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Id, MAX_TIMEOUT, Mount,
+    MountKind, Network, RestartPolicy, SocketGroup, User, VerityHashes, Writable,
 };
 
 /// What the tests of several files here share.

@@ -143,6 +143,33 @@ pub struct Device {
     pub access: DeviceAccess,
 }
 
+/// A user or group as `user` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Id {
+    Number(u32),
+    /// Looked up in the rootfs's /etc/passwd or /etc/group.
+    Name(String),
+}
+
+/// The `user` key: a user and, optionally, a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub user: Id,
+    pub group: Option<Id>,
+}
+
+impl User {
+    /// (uid, gid) when both are numbers; a uid alone means gid = uid.
+    #[cfg(test)]
+    pub fn numeric(&self) -> Option<(u32, u32)> {
+        match (&self.user, &self.group) {
+            (Id::Number(u), None) => Some((*u, *u)),
+            (Id::Number(u), Some(Id::Number(g))) => Some((*u, *g)),
+            _ => None,
+        }
+    }
+}
+
 /// A `cap-add` or `cap-drop` list: the capabilities named (bit N:
 /// capability N), or "ALL".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -228,8 +255,9 @@ pub struct ContainerSpec {
     pub workdir: String,
     /// Defaults to the container name (when it is a valid hostname).
     pub hostname: String,
-    /// Numeric "uid" or "uid:gid"; `None` runs as root.
-    pub user: Option<(u32, u32)>,
+    /// "user" or "user:group", each a name or a number; `None` runs as
+    /// root. Names are looked up in the rootfs when the container starts.
+    pub user: Option<User>,
     pub cap_add: CapList,
     pub cap_drop: CapList,
     /// Limits set by `rlimits`; the others get berth's defaults.
@@ -255,6 +283,16 @@ pub struct ContainerSpec {
     /// The system call filter. A profile file named here is read when the
     /// definition is loaded and written into `canonical` inline.
     pub seccomp: Seccomp,
+    /// Run berth's own init as pid 1, the command as its child.
+    pub init: bool,
+    /// Namespaced kernel settings (key as "net.ipv4.ip_forward", value),
+    /// written in /proc/sys inside the container at each start.
+    pub sysctl: Vec<(String, String)>,
+    /// `env-file`: files of KEY=VALUE lines, read when the definition is
+    /// loaded into `env` (under the definition's own entries).
+    pub env_files: Vec<std::path::PathBuf>,
+    /// Provide /etc/hostname, /etc/hosts and /etc/resolv.conf (default).
+    pub etc_files: bool,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::users::{self, LookupError};
+use super::users::{self, Identity, IdentityError};
 use crate::config::{self, ContainerSpec, UNLIMITED};
 use crate::errors;
 use crate::sys::cap;
@@ -55,6 +55,12 @@ pub struct Environment {
     /// Every limit, in RLIMIT_* order.
     pub rlimits: Vec<Limit>,
     pub oom_score_adj: i32,
+    /// The user's home directory from the rootfs's /etc/passwd: HOME when
+    /// the definition's env sets none.
+    pub home: Option<String>,
+    /// The directory holding the hostname, hosts and resolv.conf files
+    /// bound onto the rootfs's /etc (see `etc_files`), once written.
+    pub etc_dir: Option<std::path::PathBuf>,
 }
 
 /// What the host contributes: its limits and what the monitor holds.
@@ -78,10 +84,8 @@ pub enum EnvError {
     },
     /// Reading this process's capabilities.
     OwnCaps(io::Error),
-    Groups {
-        uid: u32,
-        err: LookupError,
-    },
+    /// Resolving `user` in the rootfs.
+    User(IdentityError),
     /// `cap-add` names a capability the daemon does not hold.
     NotHeld(u32),
 }
@@ -95,9 +99,7 @@ impl fmt::Display for EnvError {
             EnvError::OwnCaps(e) => {
                 write!(f, "read the monitor's capabilities: {}", errors::io_text(e))
             }
-            EnvError::Groups { uid, err } => {
-                write!(f, "look up the groups of user {uid}: {err}")
-            }
+            EnvError::User(e) => write!(f, "field \"user\": {e}"),
             EnvError::NotHeld(cap) => write!(
                 f,
                 "field \"cap-add\": {}: the daemon does not hold it, so it cannot give it",
@@ -112,13 +114,8 @@ impl fmt::Display for EnvError {
 /// environment out.
 pub fn gather(spec: &ContainerSpec, root: &Path) -> Result<Environment, EnvError> {
     let host = Host::read()?;
-    let groups = match spec.user {
-        Some((uid, _)) => {
-            users::supplementary_groups(root, uid).map_err(|err| EnvError::Groups { uid, err })?
-        }
-        None => Vec::new(),
-    };
-    work_out(spec, &host, groups)
+    let identity = users::identity(root, spec.user.as_ref()).map_err(EnvError::User)?;
+    work_out(spec, &host, identity)
 }
 
 impl Host {
@@ -159,11 +156,11 @@ pub fn default_limit(name: &str, host: &Host) -> (u64, u64) {
     }
 }
 
-/// The environment from the definition, the host, and the user's groups.
+/// The environment from the definition, the host, and who the user is.
 pub fn work_out(
     spec: &ContainerSpec,
     host: &Host,
-    groups: Vec<u32>,
+    identity: Identity,
 ) -> Result<Environment, EnvError> {
     // Capabilities named in cap-add must be there; "ALL" means all held.
     let not_held = spec.cap_add.set & !host.held;
@@ -172,7 +169,12 @@ pub fn work_out(
     }
     let (set, added) = config::capabilities(spec.cap_add, spec.cap_drop);
     let capabilities = set & host.held;
-    let (uid, gid) = spec.user.unwrap_or((0, 0));
+    let Identity {
+        uid,
+        gid,
+        groups,
+        home,
+    } = identity;
     let (permitted, ambient) = if uid == 0 {
         (capabilities, 0)
     } else {
@@ -211,7 +213,26 @@ pub fn work_out(
         ambient,
         rlimits,
         oom_score_adj: spec.oom_score_adj,
+        home,
+        etc_dir: None,
     })
+}
+
+/// Who a definition's numeric user is, without a rootfs to look in: for
+/// tests.
+#[cfg(test)]
+pub fn numeric_identity(spec: &ContainerSpec, groups: Vec<u32>) -> Identity {
+    let (uid, gid) = spec
+        .user
+        .as_ref()
+        .and_then(crate::config::User::numeric)
+        .unwrap_or((0, 0));
+    Identity {
+        uid,
+        gid,
+        groups,
+        home: None,
+    }
 }
 
 /// A host like the development machine, for tests.
@@ -242,7 +263,11 @@ mod tests {
 
     #[test]
     fn root_gets_the_set_in_effective_and_permitted_and_nothing_inheritable() {
-        let env = work_out(&spec(""), &HOST, Vec::new()).unwrap();
+        let env = {
+            let sp = spec("");
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
+        .unwrap();
         assert_eq!((env.uid, env.gid), (0, 0));
         assert_eq!(env.capabilities, 0xa004_25fb, "the default set");
         assert_eq!(env.permitted, env.capabilities);
@@ -250,11 +275,10 @@ mod tests {
         assert!(env.groups.is_empty());
         assert_eq!(env.oom_score_adj, 0);
 
-        let env = work_out(
-            &spec(r#","cap-add": ["NET_ADMIN"], "cap-drop": ["KILL"]"#),
-            &HOST,
-            Vec::new(),
-        )
+        let env = {
+            let sp = spec(r#","cap-add": ["NET_ADMIN"], "cap-drop": ["KILL"]"#);
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
         .unwrap();
         assert_eq!(env.capabilities, (0xa004_25fb | (1 << 12)) & !(1 << 5));
         assert_eq!(env.ambient, 0);
@@ -262,7 +286,11 @@ mod tests {
 
     #[test]
     fn another_user_gets_only_what_was_added_and_keeps_it_as_ambient() {
-        let env = work_out(&spec(r#","user": "1000:1000""#), &HOST, vec![4, 27]).unwrap();
+        let env = {
+            let sp = spec(r#","user": "1000:1000""#);
+            work_out(&sp, &HOST, numeric_identity(&sp, vec![4, 27]))
+        }
+        .unwrap();
         assert_eq!(
             (env.uid, env.gid, env.groups.clone()),
             (1000, 1000, vec![4, 27])
@@ -270,11 +298,10 @@ mod tests {
         assert_eq!(env.capabilities, 0xa004_25fb, "the bounding set as root's");
         assert_eq!((env.permitted, env.ambient), (0, 0));
 
-        let env = work_out(
-            &spec(r#","user": "1000", "cap-add": ["CAP_NET_BIND_SERVICE", "NET_ADMIN"]"#),
-            &HOST,
-            Vec::new(),
-        )
+        let env = {
+            let sp = spec(r#","user": "1000", "cap-add": ["CAP_NET_BIND_SERVICE", "NET_ADMIN"]"#);
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
         .unwrap();
         let added = (1 << 10) | (1 << 12);
         assert_eq!((env.permitted, env.ambient), (added, added));
@@ -282,22 +309,30 @@ mod tests {
 
     #[test]
     fn a_capability_the_daemon_lacks_fails_when_asked_for_and_is_left_out_otherwise() {
-        let e = work_out(&spec(r#","cap-add": ["SYS_RESOURCE"]"#), &HOST, Vec::new()).unwrap_err();
+        let e = {
+            let sp = spec(r#","cap-add": ["SYS_RESOURCE"]"#);
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "field \"cap-add\": CAP_SYS_RESOURCE: the daemon does not hold it, so it cannot give it"
         );
-        let env = work_out(&spec(r#","cap-add": ["ALL"]"#), &HOST, Vec::new()).unwrap();
+        let env = {
+            let sp = spec(r#","cap-add": ["ALL"]"#);
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
+        .unwrap();
         assert_eq!(env.capabilities, HOST.held);
     }
 
     #[test]
     fn limits_are_the_files_or_the_documented_defaults() {
-        let env = work_out(
-            &spec(r#","rlimits": {"nofile": [100, 200], "core": ["unlimited", "unlimited"]}"#),
-            &HOST,
-            Vec::new(),
-        )
+        let env = {
+            let sp =
+                spec(r#","rlimits": {"nofile": [100, 200], "core": ["unlimited", "unlimited"]}"#);
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
         .unwrap();
         assert_eq!(env.rlimits.len(), 16);
         assert_eq!(limit(&env, "nofile"), (100, 200, true));
@@ -310,14 +345,22 @@ mod tests {
         assert_eq!(limit(&env, "rtprio"), (0, 0, false));
         assert_eq!(limit(&env, "cpu"), (UNLIMITED, UNLIMITED, false));
 
-        let env = work_out(&spec(""), &HOST, Vec::new()).unwrap();
+        let env = {
+            let sp = spec("");
+            work_out(&sp, &HOST, numeric_identity(&sp, Vec::new()))
+        }
+        .unwrap();
         assert_eq!(limit(&env, "nofile"), (1 << 20, 1 << 20, false));
         assert_eq!(limit(&env, "core"), (0, UNLIMITED, false));
         let small = Host {
             nr_open: 65_536,
             ..HOST
         };
-        let env = work_out(&spec(""), &small, Vec::new()).unwrap();
+        let env = {
+            let sp = spec("");
+            work_out(&sp, &small, numeric_identity(&sp, Vec::new()))
+        }
+        .unwrap();
         assert_eq!(limit(&env, "nofile"), (65_536, 65_536, false));
     }
 }

@@ -5,6 +5,8 @@
 pub mod cgroup;
 pub mod devices;
 pub mod environment;
+pub mod etc_files;
+pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod root;

@@ -35,6 +35,7 @@ use nanoserde::{DeJson, SerJson};
 use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::devices::{self, DeviceError};
 use super::environment::{self, EnvError};
+use super::etc_files;
 use super::logs::{LogWriter, Stream};
 use super::root::{self, RootError};
 use super::spawn::{Plan, SpawnError, Stdio};
@@ -155,6 +156,10 @@ pub enum StartError {
     /// Creating a stdout or stderr pipe.
     CreatePipe(io::Error),
     OpenDevNull(io::Error),
+    /// Writing the /etc files berth provides.
+    EtcFiles(etc_files::WriteError),
+    /// Opening the berth binary for `"init": true`.
+    OpenExe(io::Error),
     Spawn(SpawnError),
     /// Writing the runtime record (the init is killed then).
     WriteRuntime {
@@ -187,6 +192,14 @@ impl fmt::Display for StartError {
             StartError::OpenDevNull(e) => {
                 write!(f, "open /dev/null: {err}", err = errors::io_text(e))
             }
+            StartError::EtcFiles(e) => {
+                write!(f, "write {}: {}", e.path.display(), errors::io_text(&e.err))
+            }
+            StartError::OpenExe(e) => write!(
+                f,
+                "open /proc/self/exe for berth's init: {err}",
+                err = errors::io_text(e)
+            ),
             StartError::Spawn(e) => write!(f, "{e}"),
             StartError::WriteRuntime { path, err } => {
                 write!(f, "write {}: {}", path.display(), errors::io_text(err))
@@ -528,8 +541,18 @@ impl Monitor {
                 err,
             })?;
         self.prepare_root()?;
-        let env =
+        let mut env =
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
+        if self.spec.etc_files {
+            let dir = self.paths.run.join("etc");
+            etc_files::write(&dir, &self.spec).map_err(StartError::EtcFiles)?;
+            env.etc_dir = Some(dir);
+            for name in etc_files::left_out(&self.spec.rootfs, &self.spec) {
+                self.warnings.push(format!(
+                    "/etc/{name} is not provided: the rootfs has none (or a symlink to nothing) and cannot take one"
+                ));
+            }
+        }
         let device_rules = devices::rules(&self.spec.devices).map_err(StartError::Device)?;
         self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
         let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
@@ -575,6 +598,16 @@ impl Monitor {
             &stdio,
         )
         .map_err(StartError::Spawn)?;
+        // berth's own init: this very binary, opened before clone.
+        let exe = if self.spec.init {
+            Some(fd::open(c"/proc/self/exe", libc::O_PATH, 0).map_err(StartError::OpenExe)?)
+        } else {
+            None
+        };
+        let mut plan = plan;
+        if let Some(exe) = &exe {
+            plan.under_init(exe.as_fd()).map_err(StartError::Spawn)?;
+        }
         // Just before the init is cloned: the first write to a cgroup.procs
         // after a quiet moment waits for an RCU grace period, and the
         // init's own joins that follow at once then do not.

@@ -20,6 +20,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::environment::Environment;
+use super::etc_files;
+use super::init;
 use crate::config::{self, ContainerSpec, MountKind, Network};
 use crate::errors;
 use crate::errors::{errno_text, io_text};
@@ -220,6 +222,12 @@ impl<'fd> Plan<'fd> {
             {
                 b.mount_point(m, at(&m.target)?);
             }
+            for (target, _) in etc_binds(spec, env) {
+                b.op(
+                    Step::TouchIfWritable(at(&target)?),
+                    format!("create mount point {target}"),
+                );
+            }
             b.op(
                 Step::RemountReadonly(Target::Host(rootfs.clone())),
                 "make the rootfs read-only",
@@ -234,6 +242,7 @@ impl<'fd> Plan<'fd> {
             None,
             "mount proc on /proc",
         );
+        b.sysctls(&spec.sysctl)?;
         // What a container's root must not write or read in /proc: kernel
         // tunables (core_pattern runs a program as host root), and files
         // that expose kernel memory or other tenants' keys.
@@ -343,6 +352,15 @@ impl<'fd> Plan<'fd> {
             b.op(Step::MaskOptional(at(p)?), format!("mask {p}"));
         }
 
+        for (target, source) in etc_binds(spec, env) {
+            b.op(
+                Step::BindFileOptional {
+                    source: cstr(source.as_os_str().as_bytes())?,
+                    target: at(&target)?,
+                },
+                format!("bind {} on {target} read-only", source.display()),
+            );
+        }
         for m in &spec.mounts {
             let target = at(&m.target)?;
             match &m.kind {
@@ -478,6 +496,7 @@ impl<'fd> Plan<'fd> {
         }
 
         // execve: argv, envp and every PATH candidate, built now.
+        let home = env.home.clone();
         let argv = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
         let mut env = spec.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -487,7 +506,7 @@ impl<'fd> Plan<'fd> {
             env.push(format!("HOSTNAME={}", spec.hostname));
         }
         if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push("HOME=/".to_string());
+            env.push(format!("HOME={}", home.as_deref().unwrap_or("/")));
         }
         let path_var = env
             .iter()
@@ -516,6 +535,38 @@ impl<'fd> Plan<'fd> {
             steps: b.steps,
             what: b.what,
         })
+    }
+
+    /// Runs the command under berth's own init (`"init": true`): the
+    /// last step, the command's exec, is preceded by the exec of the berth
+    /// binary open at `exe` as the container's pid 1, which starts the
+    /// command; the exec step stays to name the command's exec in a report
+    /// the init's child writes (see `init`).
+    pub fn under_init(&mut self, exe: BorrowedFd<'fd>) -> Result<(), SpawnError> {
+        let Some(Step::Exec {
+            candidates,
+            argv,
+            envp,
+        }) = self.steps.last()
+        else {
+            return Err(SpawnError::NoCommand);
+        };
+        let at = self.steps.len() - 1;
+        let command = init::Command {
+            // Where the exec step is once the init's is put before it.
+            step: (at + 1) as u32,
+            candidates: candidates.clone(),
+            argv: argv.strings().to_vec(),
+        };
+        let step = Step::ExecInit {
+            exe,
+            report_to: init::REPORT_FD,
+            argv: Argv::new(init::argv(&command)),
+            envp: Envp::new(envp.strings().to_vec()),
+        };
+        self.steps.insert(at, step);
+        self.what.insert(at, "start berth's init".to_string());
+        Ok(())
     }
 
     /// Clones the container's init into new namespaces and runs the plan
@@ -563,6 +614,19 @@ impl<'fd> Plan<'fd> {
     }
 }
 
+/// The /etc files berth provides, as (path in the container, host file),
+/// once written (`env.etc_dir`); one a `mounts` entry targets is left to it.
+fn etc_binds(spec: &ContainerSpec, env: &Environment) -> Vec<(String, std::path::PathBuf)> {
+    let Some(dir) = &env.etc_dir else {
+        return Vec::new();
+    };
+    etc_files::FILES
+        .iter()
+        .map(|name| (format!("/etc/{name}"), dir.join(name)))
+        .filter(|(target, _)| !spec.mounts.iter().any(|m| &m.target == target))
+        .collect()
+}
+
 /// Why a step that a definition asked for may fail on a host that works:
 /// what the kernel needs for it.
 fn hint(step: &Step<'_>, errno: i32) -> Option<&'static str> {
@@ -570,6 +634,9 @@ fn hint(step: &Step<'_>, errno: i32) -> Option<&'static str> {
         (Step::SetOomScoreAdj(_), libc::EACCES) => {
             Some("without CAP_SYS_RESOURCE, no lower than the daemon's own minimum")
         }
+        (Step::ExecInit { .. }, libc::ENOENT) => Some(
+            "berth's init runs the berth binary inside the rootfs: it must be statically linked",
+        ),
         (Step::SetRlimit { clamp: false, .. }, libc::EPERM) => Some(
             "a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open",
         ),
@@ -601,6 +668,21 @@ impl<'fd> Builder<'fd> {
         } else {
             self.op(Step::Touch(target), what);
         }
+    }
+
+    /// Writes each `sysctl` setting in the container's /proc/sys (mounted,
+    /// not yet read-only): "net.ipv4.ip_forward" is proc/sys/net/ipv4/ip_forward.
+    fn sysctls(&mut self, sysctl: &[(String, String)]) -> Result<(), SpawnError> {
+        for (key, value) in sysctl {
+            self.op(
+                Step::WriteInRoot {
+                    path: cstr(format!("proc/sys/{}", key.replace('.', "/")))?,
+                    data: cstr(value)?,
+                },
+                format!("set sysctl {key} to {value:?}"),
+            );
+        }
+        Ok(())
     }
 
     fn mount(
@@ -638,7 +720,8 @@ mod tests {
 
     /// What `spec` gets on a host like the development machine's.
     fn env(spec: &ContainerSpec) -> Environment {
-        environment::work_out(spec, &environment::TEST_HOST, Vec::new()).unwrap()
+        let identity = environment::numeric_identity(spec, Vec::new());
+        environment::work_out(spec, &environment::TEST_HOST, identity).unwrap()
     }
 
     /// Runs `f` on a plan for `spec`, with stdio from a pipe that outlives
@@ -770,6 +853,77 @@ mod tests {
         assert!(position(&what, "set user 1000:2000") < position(&what, "set parent death signal"));
         assert!(position(&what, "enter /") < position(&what, "enter workdir /data"));
         assert_eq!(what.last().map(String::as_str), Some("exec app"));
+    }
+
+    #[test]
+    fn sysctls_are_written_after_proc_is_mounted_and_before_it_is_read_only() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"],
+                "sysctl": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "65536"}}"#,
+        );
+        let (what, paths) = with_plan(&s, &[], None, |plan| {
+            let paths: Vec<String> = plan
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::WriteInRoot { path, data } => Some(format!(
+                        "{}={}",
+                        path.to_str().unwrap(),
+                        data.to_str().unwrap()
+                    )),
+                    _ => None,
+                })
+                .collect();
+            (plan.what.clone(), paths)
+        });
+        assert_eq!(
+            paths,
+            [
+                "proc/sys/net/ipv4/ip_forward=1",
+                "proc/sys/kernel/shmmax=65536"
+            ]
+        );
+        let set = position(&what, "set sysctl net.ipv4.ip_forward to \"1\"");
+        assert!(position(&what, "mount proc on /proc") < set);
+        assert!(set < position(&what, "make /proc/sys read-only"));
+    }
+
+    #[test]
+    fn etc_files_are_bound_before_the_mounts_and_a_mount_wins() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
+                "mounts": [{"source": "/etc/hosts", "target": "/etc/hosts"},
+                           {"type": "tmpfs", "target": "/tmp"}]}"#,
+        );
+        let mut e = env(&s);
+        e.etc_dir = Some(PathBuf::from("/run/berth/containers/web/etc"));
+        let plan = Plan::build(&s, &e, Path::new("/m"), &[], None, &stdio).unwrap();
+        let what = &plan.what;
+        let bind = "bind /run/berth/containers/web/etc/resolv.conf on /etc/resolv.conf read-only";
+        assert!(
+            position(what, "create mount point /etc/resolv.conf")
+                < position(what, "make the rootfs read-only")
+        );
+        assert!(position(what, "mount sysfs on /sys") < position(what, bind));
+        assert!(position(what, bind) < position(what, "mount tmpfs on /tmp"));
+        position(
+            what,
+            "bind /run/berth/containers/web/etc/hostname on /etc/hostname read-only",
+        );
+        assert!(
+            !what.iter().any(|w| w.ends_with("on /etc/hosts read-only")),
+            "{what:#?}"
+        );
+        position(what, "bind /etc/hosts on /etc/hosts");
+        // Without the files written (`"etc-files": false`), no step.
+        let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        assert!(!plan.what.iter().any(|w| w.contains("resolv.conf")));
     }
 
     #[test]
@@ -1009,6 +1163,48 @@ mod tests {
             plan.failure(failed(index("set rlimits.nofile to 10:20"), libc::EPERM))
                 .to_string(),
             "set rlimits.nofile to 10:20 (a hard limit above the daemon's own needs CAP_SYS_RESOURCE, and nofile is at most fs/nr_open): Operation not permitted"
+        );
+    }
+
+    #[test]
+    fn under_init_the_init_is_exec_d_and_its_child_reports_as_the_exec_step() {
+        let (r, w) = fd::pipe().unwrap();
+        let stdio = Stdio {
+            stdin: r.as_fd(),
+            stdout: w.as_fd(),
+            stderr: w.as_fd(),
+        };
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["sh", "-c", "x"], "init": true}"#);
+        let mut plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
+        let before = plan.steps.len();
+        plan.under_init(r.as_fd()).unwrap();
+        assert_eq!(plan.steps.len(), before + 1);
+        assert_eq!(plan.what.len(), plan.steps.len());
+        let n = plan.what.len();
+        assert_eq!(plan.what[n - 2..], ["start berth's init", "exec sh"]);
+        let Some(Step::ExecInit {
+            report_to, argv, ..
+        }) = plan.steps.get(n - 2)
+        else {
+            panic!("no init step");
+        };
+        assert_eq!(*report_to, init::REPORT_FD);
+        let args = argv
+            .strings()
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let command = init::parse(args).unwrap();
+        assert_eq!(command.step as usize, n - 1, "the exec step's index");
+        assert_eq!(texts(&command.argv), ["sh", "-c", "x"]);
+        assert_eq!(texts(&command.candidates)[0], "/usr/local/sbin/sh");
+        let failed = InitReport::Failed(Failure {
+            step: command.step,
+            errno: libc::ENOENT,
+        });
+        assert_eq!(
+            plan.failure(failed).to_string(),
+            "exec sh: No such file or directory"
         );
     }
 

@@ -1,8 +1,9 @@
-//! A container user's supplementary groups, from the rootfs's own
-//! /etc/passwd and /etc/group: the uid's name, then every group that lists
-//! that name as a member. The files are opened inside the rootfs (a symlink
-//! in it never leads to the host's), must be regular files, and are read
-//! up to a cap.
+//! Who a container's process is, from the rootfs's own /etc/passwd and
+//! /etc/group: a user or group given by name resolved to its number, the
+//! user's home directory, and its supplementary groups (every group that
+//! lists the user's name as a member). The files are opened inside the
+//! rootfs (a symlink in it never leads to the host's), must be regular
+//! files, and are read up to a cap.
 
 use std::ffi::CString;
 use std::fmt;
@@ -12,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::{Id, User};
 use crate::errors;
 use crate::sys::{fd, resolve};
 
@@ -41,29 +43,141 @@ impl fmt::Display for LookupError {
     }
 }
 
-/// The supplementary groups of `uid` in the rootfs at `rootfs`: none when
-/// the uid has no name in its /etc/passwd or either file is missing.
-pub fn supplementary_groups(rootfs: &Path, uid: u32) -> Result<Vec<u32>, LookupError> {
-    let error = |file, err| LookupError {
+/// Who the process is: ids, supplementary groups, home directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The user's home directory in /etc/passwd, if it has an entry.
+    pub home: Option<String>,
+}
+
+/// Why the user could not be resolved.
+#[derive(Debug)]
+pub enum IdentityError {
+    Read(LookupError),
+    /// A user or group name the rootfs's file does not hold.
+    NotFound {
+        rootfs: PathBuf,
+        /// "/etc/passwd" or "/etc/group".
+        file: &'static str,
+        name: String,
+    },
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityError::Read(e) => write!(f, "{e}"),
+            IdentityError::NotFound { rootfs, file, name } => {
+                let what = if *file == "/etc/group" {
+                    "group"
+                } else {
+                    "user"
+                };
+                write!(
+                    f,
+                    "{what} \"{name}\" is not in {file} of rootfs {}",
+                    rootfs.display()
+                )
+            }
+        }
+    }
+}
+
+/// Resolves `user` (root when `None`) in the rootfs at `rootfs`. Names
+/// must be found; a number needs no entry (then it has no home and no
+/// supplementary groups). A uid alone has gid = uid; a name alone its
+/// group in /etc/passwd.
+pub fn identity(rootfs: &Path, user: Option<&User>) -> Result<Identity, IdentityError> {
+    let error = |file, err| {
+        IdentityError::Read(LookupError {
+            rootfs: rootfs.to_path_buf(),
+            file,
+            err,
+        })
+    };
+    let not_found = |file, name: &str| IdentityError::NotFound {
         rootfs: rootfs.to_path_buf(),
         file,
-        err,
+        name: name.to_string(),
     };
     let path = CString::new(rootfs.as_os_str().as_bytes())
         .map_err(|_| error("/", io::Error::from_raw_os_error(libc::EINVAL)))?;
     let root = fd::open(&path, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|e| error("/", e))?;
     let read =
         |file: &'static str| read_in_root(root.as_fd(), &file[1..]).map_err(|e| error(file, e));
-    let Some(passwd) = read("/etc/passwd")? else {
-        return Ok(Vec::new());
+    let passwd = read("/etc/passwd")?.unwrap_or_default();
+    let (uid, primary) = match user.map(|u| &u.user) {
+        None => (0, Some(0)),
+        Some(Id::Number(uid)) => (*uid, Some(*uid)),
+        Some(Id::Name(name)) => match passwd_entry(&passwd, |n, _| n == name) {
+            Some(entry) => (entry.uid, Some(entry.gid)),
+            None => return Err(not_found("/etc/passwd", name)),
+        },
     };
-    let Some(name) = user_name(&passwd, uid) else {
-        return Ok(Vec::new());
+    let entry = passwd_entry(&passwd, |_, id| id == uid);
+    let mut group_text = None;
+    let gid = match user.and_then(|u| u.group.as_ref()) {
+        Some(Id::Number(gid)) => *gid,
+        Some(Id::Name(name)) => {
+            let text = group_text.insert(read("/etc/group")?.unwrap_or_default());
+            group_id(text, name).ok_or_else(|| not_found("/etc/group", name))?
+        }
+        None => primary.unwrap_or(0),
     };
-    let Some(group) = read("/etc/group")? else {
-        return Ok(Vec::new());
+    let groups = match &entry {
+        Some(e) => {
+            let text = match group_text {
+                Some(text) => text,
+                None => read("/etc/group")?.unwrap_or_default(),
+            };
+            groups_listing(&text, e.name)
+        }
+        None => Vec::new(),
     };
-    Ok(groups_listing(&group, name))
+    Ok(Identity {
+        uid,
+        gid,
+        groups,
+        home: entry.map(|e| e.home.to_string()).filter(|h| !h.is_empty()),
+    })
+}
+
+/// One line of passwd(5): name, uid, gid, home.
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+/// The first entry of passwd(5) text for which `matches(name, uid)`.
+fn passwd_entry(passwd: &str, matches: impl Fn(&str, u32) -> bool) -> Option<PasswdEntry<'_>> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let [name, _, uid, gid, _, home, ..] = fields[..] else {
+            return None;
+        };
+        let (uid, gid) = (uid.parse().ok()?, gid.parse().ok()?);
+        (!name.is_empty() && matches(name, uid)).then_some(PasswdEntry {
+            name,
+            uid,
+            gid,
+            home,
+        })
+    })
+}
+
+/// The gid of group `name` in group(5) text.
+fn group_id(group: &str, name: &str) -> Option<u32> {
+    group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let n = fields.next()?;
+        let gid = fields.nth(1)?;
+        (n == name).then(|| gid.parse().ok()).flatten()
+    })
 }
 
 /// The whole of a regular file at `path` inside `root`, None if missing.
@@ -89,16 +203,6 @@ fn read_in_root(root: std::os::fd::BorrowedFd<'_>, path: &str) -> io::Result<Opt
         )));
     }
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// The name of `uid` in passwd(5) text: the first line `name:x:UID:...`.
-pub fn user_name(passwd: &str, uid: u32) -> Option<&str> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id = fields.nth(1)?;
-        (!name.is_empty() && id.parse::<u32>().ok() == Some(uid)).then_some(name)
-    })
 }
 
 /// The gids of every group in group(5) text whose member list holds
@@ -146,14 +250,91 @@ mod tests {
 
     #[test]
     fn names_and_groups_from_the_files() {
-        assert_eq!(user_name(PASSWD, 0), Some("root"));
-        assert_eq!(user_name(PASSWD, 1000), Some("app"));
-        assert_eq!(user_name(PASSWD, 2000), None, "an empty name is no name");
-        assert_eq!(user_name(PASSWD, 5), None);
+        let name = |uid| passwd_entry(PASSWD, |_, id| id == uid).map(|e| e.name);
+        assert_eq!(name(0), Some("root"));
+        assert_eq!(name(1000), Some("app"));
+        assert_eq!(name(2000), None, "an empty name is no name");
+        assert_eq!(name(5), None);
+        assert_eq!(group_id(GROUP, "video"), Some(27));
+        assert_eq!(group_id(GROUP, "bad"), None);
         assert_eq!(groups_listing(GROUP, "app"), [4, 27]);
         assert_eq!(groups_listing(GROUP, "daemon"), [4, 27]);
         assert_eq!(groups_listing(GROUP, "root"), Vec::<u32>::new());
         assert_eq!(groups_listing("", "app"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn users_and_groups_by_name_or_number() {
+        let t = TempDir::new("identity");
+        let rootfs = t.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        fs::write(rootfs.join("etc/passwd"), PASSWD).unwrap();
+        fs::write(rootfs.join("etc/group"), GROUP).unwrap();
+        let user = |u: Id, g: Option<Id>| User { user: u, group: g };
+        let name = |s: &str| Id::Name(s.to_string());
+        let id = |u: Option<User>| identity(&rootfs, u.as_ref());
+
+        let root = id(None).unwrap();
+        assert_eq!(
+            (root.uid, root.gid, root.home.as_deref()),
+            (0, 0, Some("/root"))
+        );
+        let app = id(Some(user(name("app"), None))).unwrap();
+        assert_eq!(
+            app,
+            Identity {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![4, 27],
+                home: Some("/home/app".to_string())
+            }
+        );
+        let app = id(Some(user(name("app"), Some(name("video"))))).unwrap();
+        assert_eq!((app.uid, app.gid), (1000, 27));
+        let app = id(Some(user(Id::Number(1000), Some(name("adm"))))).unwrap();
+        assert_eq!(
+            (app.uid, app.gid, app.groups.clone()),
+            (1000, 4, vec![4, 27])
+        );
+        let app = id(Some(user(name("daemon"), Some(Id::Number(99))))).unwrap();
+        assert_eq!((app.uid, app.gid), (1, 99));
+        // A number without an entry: no home, no groups, gid = uid.
+        let odd = id(Some(user(Id::Number(4242), None))).unwrap();
+        assert_eq!(
+            (odd.uid, odd.gid, odd.home, odd.groups),
+            (4242, 4242, None, vec![])
+        );
+
+        let e = id(Some(user(name("nobody"), None))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "user \"nobody\" is not in /etc/passwd of rootfs {}",
+                rootfs.display()
+            )
+        );
+        let e = id(Some(user(name("app"), Some(name("wheel"))))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "group \"wheel\" is not in /etc/group of rootfs {}",
+                rootfs.display()
+            )
+        );
+        fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+        assert!(matches!(
+            id(Some(user(name("app"), None))),
+            Err(IdentityError::NotFound { .. })
+        ));
+        assert_eq!(id(None).unwrap().home, None);
+    }
+
+    fn supplementary_groups(rootfs: &Path, uid: u32) -> Result<Vec<u32>, IdentityError> {
+        let user = User {
+            user: Id::Number(uid),
+            group: None,
+        };
+        identity(rootfs, Some(&user)).map(|i| i.groups)
     }
 
     #[test]

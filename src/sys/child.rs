@@ -18,7 +18,10 @@
 //! If a step fails, the child writes a [`Failure`] (the step's index and
 //! errno) to a close-on-exec pipe and exits 127; when execve succeeds the
 //! pipe closes with nothing written. [`InitReport::decode`] turns what the
-//! parent read into one of the three outcomes.
+//! parent read into one of the three outcomes. With berth's own init
+//! ([`Step::ExecInit`]) the pipe stays open across the init's execve and
+//! the init's child ([`start_command`]) writes the report or, by its own
+//! execve, closes the pipe.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -77,6 +80,17 @@ pub enum Step<'fd> {
     /// Create an empty file in the rootfs to bind onto, and its parents
     /// (an existing path is fine).
     Touch(CString),
+    /// Like Touch, but a root that cannot take a new file (EROFS) is fine:
+    /// the file is then left out (see [`Step::BindFileOptional`]).
+    TouchIfWritable(CString),
+    /// Bind the host file `source` read-only onto `target` in the rootfs,
+    /// creating an empty file there first if missing; when there is none
+    /// and the root cannot take one (EROFS), or `target` is a symlink to
+    /// nothing, the file is left out.
+    BindFileOptional {
+        source: CString,
+        target: CString,
+    },
     /// Create the symlink `link` in the rootfs (an existing one is fine).
     Symlink {
         target: CString,
@@ -92,6 +106,12 @@ pub enum Step<'fd> {
     Dup2 {
         from: BorrowedFd<'fd>,
         to: RawFd,
+    },
+    /// Write `data` to the file at `path` in the rootfs (a /proc/sys
+    /// setting, once /proc is mounted there), resolved inside it.
+    WriteInRoot {
+        path: CString,
+        data: CString,
     },
     /// Write this number to /proc/self/oom_score_adj.
     SetOomScoreAdj(CString),
@@ -132,6 +152,18 @@ pub enum Step<'fd> {
     /// move on to the next; any other error is remembered and wins.
     Exec {
         candidates: Vec<CString>,
+        argv: Argv,
+        envp: Envp,
+    },
+    /// Run berth's own init from `exe` (an fd of the berth binary) with
+    /// execveat, the report pipe moved onto fd `report_to` (kept open
+    /// across that execve): the init starts the command and its child
+    /// writes the report (see [`start_command`]). The [`Step::Exec`] that
+    /// follows it in a program is never run in the child: it names the
+    /// command's exec for the report the init's child may write.
+    ExecInit {
+        exe: BorrowedFd<'fd>,
+        report_to: RawFd,
         argv: Argv,
         envp: Envp,
     },
@@ -264,6 +296,52 @@ pub fn start_unwatched(steps: &[Step<'_>]) -> Result<(i32, OwnedFd), LaunchError
     Ok((pid, pidfd))
 }
 
+/// Starts a container's command from berth's init: a child of this
+/// process that resets its signal mask and dispositions, closes every fd
+/// but 0 to 2 and `report` (close-on-exec, so a successful execve closes
+/// it), then execs each candidate like [`Step::Exec`]. If none runs, it
+/// writes the failure as step `step` to `report` and exits 127. Returns
+/// the child's pid and a pidfd for it.
+pub fn start_command(
+    candidates: &[CString],
+    argv: &Argv,
+    envp: &Envp,
+    report: BorrowedFd<'_>,
+    step: u32,
+) -> io::Result<(i32, OwnedFd)> {
+    // SAFETY: no namespace or sharing flags; the child below only makes
+    // system calls and ends in execve or _exit.
+    match unsafe { process::clone_raw(0, None) }? {
+        Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        Forked::Child => {
+            let errno = match signal::reset_all_raw()
+                // SAFETY: this child runs nothing but these calls and ends
+                // in execve or _exit: no owner of a closed fd runs again.
+                .and_then(|()| unsafe { fd::close_from_except(3, Some(report)) })
+            {
+                Err(e) => e,
+                Ok(()) => {
+                    let mut err = libc::ENOENT;
+                    for path in candidates {
+                        let e = process::execve(path, argv, envp);
+                        if e != libc::ENOENT && e != libc::ENOTDIR {
+                            err = e;
+                        }
+                    }
+                    err
+                }
+            };
+            let _ = fd::write_all(report, &Failure { step, errno }.encode());
+            process::exit_raw(127)
+        }
+    }
+}
+
+/// Writes `failure` to a report pipe (best effort: the reader may be gone).
+pub fn report_failure(report: BorrowedFd<'_>, failure: Failure) {
+    let _ = fd::write_all(report, &failure.encode());
+}
+
 /// The clone flags `start` accepts: new namespaces only. Any flag that
 /// shares memory or the thread with a child running on a copy of this
 /// stack is refused.
@@ -294,7 +372,9 @@ fn launch(
     let above = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Dup2 { to, .. } => Some(to.saturating_add(1)),
+            Step::Dup2 { to, .. } | Step::ExecInit { report_to: to, .. } => {
+                Some(to.saturating_add(1))
+            }
             _ => None,
         })
         .max()
@@ -318,7 +398,7 @@ fn launch(
     let mut lifted: Vec<Option<OwnedFd>> = Vec::with_capacity(steps.len());
     for step in steps {
         lifted.push(match step {
-            Step::Dup2 { from, .. } => lift(*from)?,
+            Step::Dup2 { from, .. } | Step::ExecInit { exe: from, .. } => lift(*from)?,
             _ => None,
         });
     }
@@ -326,7 +406,9 @@ fn launch(
         .iter()
         .zip(&lifted)
         .map(|(step, copy)| match step {
-            Step::Dup2 { from, .. } => Some(copy.as_ref().map_or(*from, |c| c.as_fd())),
+            Step::Dup2 { from, .. } | Step::ExecInit { exe: from, .. } => {
+                Some(copy.as_ref().map_or(*from, |c| c.as_fd()))
+            }
             _ => None,
         })
         .collect();
@@ -360,7 +442,8 @@ fn launch(
 }
 
 /// Runs the program in the child; never returns. `sources` holds, for each
-/// Dup2 step, the fd to copy (lifted above every target by `launch`).
+/// Dup2 step, the fd to copy, and for an ExecInit step the program's fd
+/// (lifted above every target by `launch`).
 fn run(
     steps: &[Step<'_>],
     sources: &[Option<BorrowedFd<'_>>],
@@ -386,6 +469,22 @@ fn run(
                     // `to` is used or dropped again; the sources and the
                     // report pipe were lifted above every target.
                     unsafe { fd::dup2_onto(from, *to) }
+                }
+                _ => Err(libc::EBADF),
+            },
+            Step::ExecInit {
+                report_to,
+                argv,
+                envp,
+                ..
+            } => match (sources.get(index).copied().flatten(), report) {
+                (Some(exe), Some(report)) if (exe.as_raw_fd() as u32) < closed_from => {
+                    // SAFETY: as for Dup2: nothing in this child uses fd
+                    // `report_to` again; the pipe was lifted above it.
+                    match unsafe { fd::dup2_onto(report, *report_to) } {
+                        Ok(()) => Err(process::execveat_fd(exe, argv, envp)),
+                        Err(e) => Err(e),
+                    }
                 }
                 _ => Err(libc::EBADF),
             },
@@ -521,11 +620,34 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
         Step::Symlink { target, link } => {
             resolve::symlink_raw(root.ok_or(libc::EBADF)?, target, link)
         }
+        Step::TouchIfWritable(path) => {
+            match resolve::create_file_raw(root.ok_or(libc::EBADF)?, path) {
+                Err(libc::EROFS) => Ok(()),
+                other => other,
+            }
+        }
+        Step::BindFileOptional { source, target } => {
+            match resolve::create_file_raw(root.ok_or(libc::EBADF)?, target) {
+                Ok(()) | Err(libc::EROFS) => {}
+                Err(e) => return Err(e),
+            }
+            let place = match in_root(root, target) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            };
+            mount::mount_raw(Some(source), place.path(), None, libc::MS_BIND, None)?;
+            // Opened again: the fd above is of what lies under the new mount.
+            mount::readonly_recursive_raw(in_root(root, target)?.path())
+        }
         Step::Chdir(path) => process::chdir_raw(path),
         Step::PivotRoot => mount::pivot_root_raw(c".", c"."),
         Step::UmountDetach(path) => mount::umount_detach_raw(path),
         Step::Hostname(name) => ns::sethostname_raw(name),
         Step::LoopbackUp => ns::loopback_up_raw(),
+        Step::WriteInRoot { path, data } => {
+            let file = resolve::open_raw(root.ok_or(libc::EBADF)?, path, libc::O_WRONLY)?;
+            fd::write_all(file.as_fd(), data.to_bytes())
+        }
         Step::SetOomScoreAdj(value) => {
             fd::write_file_raw(c"/proc/self/oom_score_adj", value.to_bytes())
         }
@@ -563,7 +685,9 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
             Err(err)
         }
         // Handled by `run`, which holds the fds.
-        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) => Err(libc::EINVAL),
+        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) | Step::ExecInit { .. } => {
+            Err(libc::EINVAL)
+        }
     }
 }
 
@@ -727,6 +851,41 @@ mod tests {
             InitReport::Failed(Failure {
                 step: 1,
                 errno: libc::EBADF
+            })
+        );
+    }
+
+    #[test]
+    fn exec_init_keeps_the_report_pipe_open_on_its_fd_across_execve() {
+        let sh = fd::open(c"/bin/sh", libc::O_PATH, 0).unwrap();
+        let strings = |v: &[&str]| v.iter().map(|a| CString::new(*a).unwrap()).collect();
+        // The program exec'd writes a report of its own on fd 7, as
+        // berth's init's child does: step 5, errno 2.
+        let report = "printf '\\005\\000\\000\\000\\002\\000\\000\\000' >&7";
+        let (got, status) = run_program(&[Step::ExecInit {
+            exe: sh.as_fd(),
+            report_to: 7,
+            argv: Argv::new(strings(&["sh", "-c", report])),
+            envp: Envp::new(Vec::new()),
+        }]);
+        assert_eq!(got, InitReport::Failed(Failure { step: 5, errno: 2 }));
+        assert_eq!(status, ExitStatus::Exited(0));
+        // And an exec that fails is the step's own failure.
+        let not_exec = fd::open(c"/etc/passwd", libc::O_PATH, 0).unwrap();
+        let (got, _) = run_program(&[
+            Step::Chdir(CString::from(c"/")),
+            Step::ExecInit {
+                exe: not_exec.as_fd(),
+                report_to: 7,
+                argv: Argv::new(strings(&["x"])),
+                envp: Envp::new(Vec::new()),
+            },
+        ]);
+        assert_eq!(
+            got,
+            InitReport::Failed(Failure {
+                step: 1,
+                errno: libc::EACCES
             })
         );
     }

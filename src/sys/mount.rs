@@ -142,6 +142,15 @@ pub(super) fn readonly_recursive_raw(path: &CStr) -> Result<(), i32> {
     )
 }
 
+/// Whether the file system at `path` is mounted read-only.
+pub fn is_read_only(path: &CStr) -> std::io::Result<bool> {
+    // SAFETY: an all-zero statvfs is valid storage.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is valid; `st` is valid for writes.
+    super::cvt(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+    Ok(st.f_flag & libc::ST_RDONLY != 0)
+}
+
 /// statvfs's "relatime" bit (the libc crate names it for glibc only).
 const ST_RELATIME: libc::c_ulong = 0x1000;
 

@@ -194,6 +194,28 @@ pub fn reap_any() -> Option<i32> {
     (pid > 0).then_some(pid)
 }
 
+/// Reaps any exited child without blocking, with how it ended; `None`
+/// when none has (or there is no child at all).
+pub fn reap_any_status() -> Option<(i32, ExitStatus)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write to.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == -1 && super::errno() == libc::EINTR {
+            continue;
+        }
+        if pid <= 0 {
+            return None;
+        }
+        let how = if libc::WIFEXITED(status) {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        } else {
+            ExitStatus::Signaled(libc::WTERMSIG(status))
+        };
+        return Some((pid, how));
+    }
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: getpid cannot fail and touches no memory.
     unsafe { libc::getpid() }
@@ -267,7 +289,6 @@ impl Argv {
         Argv(CStrArray::new(args))
     }
 
-    #[cfg(test)]
     pub fn strings(&self) -> &[CString] {
         &self.0._strings
     }
@@ -281,7 +302,6 @@ impl Envp {
         Envp(CStrArray::new(vars))
     }
 
-    #[cfg(test)]
     pub fn strings(&self) -> &[CString] {
         &self.0._strings
     }
@@ -311,6 +331,24 @@ pub(super) fn execve(path: &CStr, argv: &Argv, envp: &Envp) -> i32 {
     // SAFETY: `path` is a valid NUL-terminated string; argv and envp are
     // NULL-terminated arrays of pointers to strings they own.
     unsafe { libc::execve(path.as_ptr(), argv.0.ptrs.as_ptr(), envp.0.ptrs.as_ptr()) };
+    super::errno()
+}
+
+/// `execveat(fd, "", ...)` with AT_EMPTY_PATH: runs the program file open
+/// at `fd`; returns only on failure, with errno.
+pub(super) fn execveat_fd(fd: BorrowedFd<'_>, argv: &Argv, envp: &Envp) -> i32 {
+    // SAFETY: the path is an empty NUL-terminated string; argv and envp are
+    // NULL-terminated arrays of pointers to strings they own.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.0.ptrs.as_ptr(),
+            envp.0.ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
     super::errno()
 }
 

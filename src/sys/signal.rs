@@ -73,6 +73,47 @@ pub fn ignore(sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Every signal, 1 to 64, as the kernel's 8-byte mask.
+const ALL: u64 = u64::MAX;
+
+/// Blocks every signal (SIGKILL and SIGSTOP cannot be), real-time ones
+/// included, so that each one queues until [`wait_any`] takes it.
+pub fn block_all() -> io::Result<()> {
+    // SAFETY: an 8-byte mask; the old mask is not wanted.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &ALL as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    cvt(ret)?;
+    Ok(())
+}
+
+/// Waits for any blocked signal and takes it off the queue: its number.
+pub fn wait_any() -> io::Result<i32> {
+    loop {
+        // SAFETY: an 8-byte mask; no siginfo or timeout is wanted.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &ALL as *const u64,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                std::ptr::null::<libc::timespec>(),
+                8usize,
+            )
+        };
+        match cvt(ret) {
+            Ok(sig) => return Ok(sig as i32),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 // ---- for the cloned child (see `child`): no allocation, raw errno ----
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 alike: handler,

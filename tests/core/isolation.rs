@@ -16,7 +16,7 @@ fn container_sees_its_own_rootfs_as_root() {
     let marker = format!("marker of {}", world.cgroup_parent);
     fs::write(world.rootfs().join("marker"), &marker).unwrap();
     let script = "cat /marker; echo; \
-                  test -e /etc/hostname && echo host-etc-hostname || echo no-etc-hostname; \
+                  test -e /etc/passwd && echo host-etc-passwd || echo no-etc-passwd; \
                   test -e /usr && echo host-usr || echo no-usr; \
                   test -x /bin/busybox && echo busybox";
     world.add_container("fs", &["/bin/sh", "-c", script], ON_DEMAND);
@@ -25,7 +25,7 @@ fn container_sees_its_own_rootfs_as_root() {
     let (stdout, stderr) = world.logs("fs", &[]);
     assert_eq!(
         stdout,
-        format!("{marker}\nno-etc-hostname\nno-usr\nbusybox\n")
+        format!("{marker}\nno-etc-passwd\nno-usr\nbusybox\n")
     );
     assert_eq!(stderr, "");
     let host_name = fs::read_to_string("/etc/hostname").unwrap_or_default();
