@@ -11,13 +11,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds a squashfs image of `dir` at `out`.
+/// Builds a squashfs image of `dir` at `out` (gzip, mksquashfs's default).
 pub fn mksquashfs(dir: &Path, out: &Path) {
+    mksquashfs_with(dir, out, &[]);
+}
+
+/// Builds a squashfs image of `dir` at `out` with mksquashfs's options
+/// `extra` (e.g. `-comp lz4`).
+#[allow(dead_code)]
+pub fn mksquashfs_with(dir: &Path, out: &Path, extra: &[&str]) {
     run(
         Command::new("mksquashfs")
             .arg(dir)
             .arg(out)
-            .args(["-noappend", "-quiet", "-no-progress"]),
+            .args(["-noappend", "-quiet", "-no-progress"])
+            .args(extra),
         "mksquashfs (package squashfs-tools; tests/run installs it)",
     );
 }
@@ -26,18 +34,7 @@ pub fn mksquashfs(dir: &Path, out: &Path) {
 /// a file's bytes appear in it as they are.
 #[allow(dead_code)]
 pub fn mksquashfs_uncompressed(dir: &Path, out: &Path) {
-    run(
-        Command::new("mksquashfs").arg(dir).arg(out).args([
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-noI",
-            "-noD",
-            "-noF",
-            "-noX",
-        ]),
-        "mksquashfs (package squashfs-tools; tests/run installs it)",
-    );
+    mksquashfs_with(dir, out, &["-noI", "-noD", "-noF", "-noX"]);
 }
 
 /// Builds an erofs image of `dir` at `out`.
