@@ -12,9 +12,8 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::images::{LoopGuard, loops_backed_by, mksquashfs_uncompressed};
+use common::images::{LoopGuard, loops_backed_by, mksquashfs_uncompressed, veritysetup_format};
 use common::*;
 
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
@@ -31,26 +30,6 @@ struct VerityImage {
     data: PathBuf,
     hash_file: PathBuf,
     hash_file_root: String,
-}
-
-/// `veritysetup format ARGS` and the root hash it printed.
-fn veritysetup_format(args: &[&str]) -> String {
-    let out = Command::new("veritysetup")
-        .arg("format")
-        .args(args)
-        .output()
-        .expect("run veritysetup (Debian's cryptsetup-bin; tests/run installs it)");
-    assert!(
-        out.status.success(),
-        "veritysetup format {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Root hash:"))
-        .unwrap_or_else(|| panic!("no root hash in: {text}"));
-    line.split_whitespace().last().unwrap().to_string()
 }
 
 impl VerityImage {
