@@ -71,17 +71,24 @@ fn blob_byte(image: &Path) -> (u64, u8) {
     (at as u64, bytes[at] ^ 0x20)
 }
 
-fn container(image: &str, verity: &str) -> String {
-    // Reads the blob, then shows what the root is mounted from.
-    let command = [
-        "/bin/sh",
-        "-c",
-        "wc -c < /data/blob && cat /proc/self/mountinfo",
-    ];
+/// Reads the blob, then shows what the root is mounted from.
+const READ_BLOB: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "wc -c < /data/blob && cat /proc/self/mountinfo",
+];
+/// Reads the blob, then runs until stopped.
+const HOLD: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "wc -c < /data/blob; trap 'exit 0' TERM; while :; do sleep 0.05; done",
+];
+
+fn container(image: &str, command: &[&str], verity: &str) -> String {
     format!(
         r#"{{"image": {}, "command": {}, "autostart": false, "restart": "no", "verity": {verity}}}"#,
         json::string(image),
-        json::string_array(&command)
+        json::string_array(command)
     )
 }
 
@@ -137,23 +144,28 @@ fn build_initramfs(dir: &Path, kernel: &vm::Kernel) -> PathBuf {
         0o644,
         br#"{"containers-dir": "/vm/etc/containers", "state-dir": "/vm/state", "run-dir": "/run/berth", "socket": "/run/berth/berth.sock", "log-dir": "/vm/log", "cgroup-parent": "berth-vm", "live-restore": false, "log-level": "debug", "shutdown-timeout": 5}"#,
     );
-    let app_json = container(
-        APP_IMAGE,
-        &format!(
-            r#"{{"root-hash": {}, "hash-offset": {offset}}}"#,
-            json::string(&app_root)
-        ),
+    let after = format!(
+        r#"{{"root-hash": {}, "hash-offset": {offset}}}"#,
+        json::string(&app_root)
     );
-    let apart_json = container(
-        DATA_IMAGE,
-        &format!(
-            r#"{{"root-hash": {}, "hash-file": {}}}"#,
-            json::string(&data_root),
-            json::string(HASH_FILE)
-        ),
+    let apart = format!(
+        r#"{{"root-hash": {}, "hash-file": {}}}"#,
+        json::string(&data_root),
+        json::string(HASH_FILE)
     );
-    c.file("vm/etc/containers/app.json", 0o644, app_json.as_bytes());
-    c.file("vm/etc/containers/apart.json", 0o644, apart_json.as_bytes());
+    for (name, image, command, verity) in [
+        ("app", APP_IMAGE, READ_BLOB, &after),
+        ("apart", DATA_IMAGE, READ_BLOB, &apart),
+        ("held", APP_IMAGE, HOLD, &after),
+        ("held-apart", DATA_IMAGE, HOLD, &apart),
+    ] {
+        let json = container(image, command, verity);
+        c.file(
+            &format!("vm/etc/containers/{name}.json"),
+            0o644,
+            json.as_bytes(),
+        );
+    }
     c.copy(APP_IMAGE, &app, 0o644);
     c.copy(DATA_IMAGE, &data, 0o644);
     c.copy(HASH_FILE, &hash_file, 0o644);
@@ -263,6 +275,36 @@ fn a_verity_image_is_read_through_device_mapper_and_a_changed_block_fails() {
         ctx()
     );
 
+    // Two running containers: a device each, named for the container and
+    // its run, read-only, resumed, over one loop device or two.
+    let held = values(&lines, "held-device berth-");
+    assert_eq!(held.len(), 2, "{}", ctx());
+    for line in &held {
+        // "held-apart-RUNID ..." or "held-RUNID ...".
+        let (name, loops) = if line.starts_with("held-apart-") {
+            ("held-apart", 2)
+        } else {
+            ("held", 1)
+        };
+        let run_id = line
+            .strip_prefix(&format!("{name}-"))
+            .and_then(|l| l.split_once(' '))
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("{line}\n{}", ctx()));
+        assert!(!run_id.is_empty() && !run_id.contains('-'), "{line}");
+        assert!(
+            line.ends_with(&format!(" ro=1 suspended=0 slaves={loops}")),
+            "{line}\n{}",
+            ctx()
+        );
+    }
+    assert_eq!(
+        value(&lines, "left held "),
+        Some("dm=[] loop=[]"),
+        "{}",
+        ctx()
+    );
+
     for (name, image) in [("app", APP_IMAGE), ("apart", DATA_IMAGE)] {
         let exit = value(&lines, &format!("run bad {name} exit="));
         assert!(
@@ -298,5 +340,11 @@ fn a_verity_image_is_read_through_device_mapper_and_a_changed_block_fails() {
         "{}",
         ctx()
     );
+    // The status was read at each run's end and every removal deferred.
+    let log = values(&lines, "daemon-log ");
+    assert!(!log.is_empty(), "{}", ctx());
+    for bad in ["read its status", "deferred removal refused", "ERROR"] {
+        assert!(!log.iter().any(|l| l.contains(bad)), "{bad}\n{}", ctx());
+    }
     eprintln!("verity_vm: whole test {:?}", started.elapsed());
 }
