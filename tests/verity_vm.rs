@@ -304,6 +304,14 @@ fn a_verity_image_is_read_through_device_mapper_and_a_changed_block_fails() {
         "{}",
         ctx()
     );
+    let crash = value(&lines, "crash monitor=").unwrap_or("");
+    assert!(crash.ends_with(" devices=1") && !crash.starts_with(' '), "{}", ctx());
+    assert_eq!(
+        value(&lines, "left crash "),
+        Some("dm=[] loop=[]"),
+        "{}",
+        ctx()
+    );
 
     for (name, image) in [("app", APP_IMAGE), ("apart", DATA_IMAGE)] {
         let exit = value(&lines, &format!("run bad {name} exit="));
