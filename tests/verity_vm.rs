@@ -220,7 +220,11 @@ fn a_verity_image_is_read_through_device_mapper_and_a_changed_block_fails() {
     eprintln!(
         "verity_vm: kernel {}, {} ({} s to fetch/build, VM {:?}, guest booted at {} s, finished at {} s)\n{}",
         kernel.release,
-        if run.kvm { "KVM" } else { "TCG" },
+        match (run.kvm, &run.kvm_failed) {
+            (true, _) => "KVM",
+            (false, None) => "TCG",
+            (false, Some(_)) => "TCG (KVM failed)",
+        },
         built.as_secs_f32(),
         run.elapsed,
         value(&lines, "boot ").unwrap_or("?"),
@@ -305,7 +309,11 @@ fn a_verity_image_is_read_through_device_mapper_and_a_changed_block_fails() {
         ctx()
     );
     let crash = value(&lines, "crash monitor=").unwrap_or("");
-    assert!(crash.ends_with(" devices=1") && !crash.starts_with(' '), "{}", ctx());
+    assert!(
+        crash.ends_with(" devices=1") && !crash.starts_with(' '),
+        "{}",
+        ctx()
+    );
     assert_eq!(
         value(&lines, "left crash "),
         Some("dm=[] loop=[]"),

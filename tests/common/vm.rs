@@ -303,6 +303,11 @@ impl Cpio {
     }
 }
 
+/// How long a KVM guest may take to write its first result line before
+/// KVM is taken as unable to run it (a stock kernel hangs in its early
+/// boot on some nested setups) and the VM is booted again with TCG.
+const KVM_FIRST_LINE: Duration = Duration::from_secs(20);
+
 /// What a VM run left: the two serial ports' output and how it ended.
 pub struct VmRun {
     /// ttyS0: the kernel's console (and whatever the guest printed there).
@@ -310,6 +315,8 @@ pub struct VmRun {
     /// ttyS1: the guest's result lines.
     pub results: String,
     pub kvm: bool,
+    /// Why KVM was tried and given up for TCG, if it was.
+    pub kvm_failed: Option<String>,
     pub elapsed: Duration,
     /// False when the deadline passed and qemu was killed.
     pub finished: bool,
@@ -319,7 +326,7 @@ impl VmRun {
     /// Both outputs, for failure messages.
     pub fn describe(&self) -> String {
         format!(
-            "qemu {} after {:?} ({})\n---- results (ttyS1) ----\n{}\n---- console (ttyS0) ----\n{}",
+            "qemu {} after {:?} ({}{})\n---- results (ttyS1) ----\n{}\n---- console (ttyS0) ----\n{}",
             if self.finished {
                 "exited"
             } else {
@@ -327,6 +334,10 @@ impl VmRun {
             },
             self.elapsed,
             if self.kvm { "KVM" } else { "TCG" },
+            self.kvm_failed
+                .as_deref()
+                .map(|why| format!(", after KVM failed: {why}"))
+                .unwrap_or_default(),
             self.results,
             self.console
         )
@@ -337,8 +348,13 @@ impl VmRun {
 /// backed by hardware virtualisation (kvm_intel or kvm_amd). A /dev/kvm
 /// served by kvm_pvm (pagetable-based, for nested machines) runs only
 /// guests built for PVM: a stock kernel hangs in its early boot there, so
-/// such a machine gets TCG.
+/// such a machine gets TCG. BERTH_TEST_VM_ACCEL=kvm or tcg overrides this.
 pub fn kvm_usable() -> bool {
+    match std::env::var("BERTH_TEST_VM_ACCEL").as_deref() {
+        Ok("kvm") => return true,
+        Ok("tcg") => return false,
+        _ => {}
+    }
     let hardware = ["kvm_intel", "kvm_amd"]
         .iter()
         .any(|m| Path::new("/sys/module").join(m).exists());
@@ -365,9 +381,32 @@ impl Drop for Qemu {
 
 /// Boots `kernel` with `initrd` (a file in `dir`, where the serial
 /// outputs go too) and waits for the VM to power off, killing qemu when
-/// `deadline` passes first.
+/// `deadline` passes first. With KVM (see `kvm_usable`), a guest that
+/// writes no result line in its first `KVM_FIRST_LINE` (or whose qemu
+/// ends without one) is booted again with TCG.
 pub fn boot(kernel: &Kernel, initrd: &Path, dir: &Path, deadline: Duration) -> VmRun {
-    let kvm = kvm_usable();
+    if !kvm_usable() {
+        return boot_with(kernel, initrd, dir, deadline, false);
+    }
+    let run = boot_with(kernel, initrd, dir, deadline, true);
+    if !run.results.is_empty() {
+        return run;
+    }
+    let console_end: String = {
+        let lines: Vec<&str> = run.console.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    };
+    let why = format!(
+        "no result line after {:?}; the console ended with:\n{console_end}",
+        run.elapsed
+    );
+    eprintln!("vm: KVM failed, booting again with TCG: {why}");
+    let mut tcg = boot_with(kernel, initrd, dir, deadline, false);
+    tcg.kvm_failed = Some(why);
+    tcg
+}
+
+fn boot_with(kernel: &Kernel, initrd: &Path, dir: &Path, deadline: Duration, kvm: bool) -> VmRun {
     let console = dir.join("console.log");
     let results = dir.join("results.log");
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -400,6 +439,10 @@ pub fn boot(kernel: &Kernel, initrd: &Path, dir: &Path, deadline: Duration) -> V
             finished = true;
             break;
         }
+        let silent = || fs::metadata(&results).map_or(true, |m| m.len() == 0);
+        if kvm && started.elapsed() > KVM_FIRST_LINE && silent() {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     // Killed (by its pid, our unreaped child) if still running.
@@ -416,6 +459,7 @@ pub fn boot(kernel: &Kernel, initrd: &Path, dir: &Path, deadline: Duration) -> V
         console,
         results: read(&results),
         kvm,
+        kvm_failed: None,
         elapsed,
         finished,
     }
