@@ -6,7 +6,8 @@
 //! is reported when the run ends. The kernel of the development machine has
 //! no device-mapper (CONFIG_MD off): there the matching image's start fails
 //! naming that, and the check of a tampered block cannot run (see
-//! `a_matching_image_runs_where_the_kernel_can_verify_it`).
+//! `a_matching_image_runs_where_the_kernel_can_verify_it`; tests/verity_vm.rs
+//! runs it in a VM whose kernel has device-mapper).
 
 mod common;
 

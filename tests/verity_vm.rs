@@ -6,10 +6,11 @@
 //! modules for device-mapper, verity, loop, squashfs and overlay, two
 //! verity images (the tree after the data; the tree in a file of its own)
 //! and tests/fixtures/verity-vm-init.sh as /init. The guest runs a
-//! container from each image that reads /data/blob, changes one byte of
-//! the blob in each image file, runs them again, and reports what berth
-//! said and whether a device-mapper or loop device was left; the asserts
-//! are here, on its result lines.
+//! container from each image that reads /data/blob; holds two running and
+//! lists their devices; kills a monitor with SIGKILL; changes one byte of
+//! the blob in each image file and runs them again. After each step it
+//! reports what berth said and whether a device-mapper or loop device was
+//! left; the asserts are here, on its result lines (ttyS1).
 
 mod common;
 
