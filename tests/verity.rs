@@ -6,15 +6,15 @@
 //! is reported when the run ends. The kernel of the development machine has
 //! no device-mapper (CONFIG_MD off): there the matching image's start fails
 //! naming that, and the check of a tampered block cannot run (see
-//! `a_matching_image_runs_where_the_kernel_can_verify_it`).
+//! `a_matching_image_runs_where_the_kernel_can_verify_it`; tests/verity_vm.rs
+//! runs it in a VM whose kernel has device-mapper).
 
 mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::images::{LoopGuard, loops_backed_by, mksquashfs_uncompressed};
+use common::images::{LoopGuard, loops_backed_by, mksquashfs_uncompressed, veritysetup_format};
 use common::*;
 
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
@@ -31,26 +31,6 @@ struct VerityImage {
     data: PathBuf,
     hash_file: PathBuf,
     hash_file_root: String,
-}
-
-/// `veritysetup format ARGS` and the root hash it printed.
-fn veritysetup_format(args: &[&str]) -> String {
-    let out = Command::new("veritysetup")
-        .arg("format")
-        .args(args)
-        .output()
-        .expect("run veritysetup (Debian's cryptsetup-bin; tests/run installs it)");
-    assert!(
-        out.status.success(),
-        "veritysetup format {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Root hash:"))
-        .unwrap_or_else(|| panic!("no root hash in: {text}"));
-    line.split_whitespace().last().unwrap().to_string()
 }
 
 impl VerityImage {

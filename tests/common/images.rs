@@ -100,3 +100,25 @@ impl Drop for LoopGuard {
         }
     }
 }
+
+/// `veritysetup format ARGS` (Debian's cryptsetup-bin; tests/run installs
+/// it) and the root hash it printed.
+#[allow(dead_code)]
+pub fn veritysetup_format(args: &[&str]) -> String {
+    let out = Command::new("veritysetup")
+        .arg("format")
+        .args(args)
+        .output()
+        .expect("run veritysetup (Debian's cryptsetup-bin; tests/run installs it)");
+    assert!(
+        out.status.success(),
+        "veritysetup format {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Root hash:"))
+        .unwrap_or_else(|| panic!("no root hash in: {text}"));
+    line.split_whitespace().last().unwrap().to_string()
+}

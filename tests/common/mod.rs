@@ -22,6 +22,7 @@ pub mod json;
 pub mod records;
 pub mod rootfs;
 pub mod sys;
+pub mod vm;
 
 use std::cell::Cell;
 use std::fs::{self, File};
