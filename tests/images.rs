@@ -89,8 +89,9 @@ fn monitor_of(w: &World, name: &str) -> (u32, u64) {
 }
 
 /// While the container runs: the image is on exactly one loop device, the
-/// root is mounted in the monitor's namespace and nothing of it is in the
-/// test's (the host's).
+/// root is mounted in the container's namespace (as its "/"), and nothing
+/// of it is in the monitor's (back in the host's once the container was
+/// cloned) or the test's.
 fn assert_held(w: &World, name: &str, image: &Path, monitor: u32) {
     let loops = loops_backed_by(image);
     assert_eq!(
@@ -102,19 +103,39 @@ fn assert_held(w: &World, name: &str, image: &Path, monitor: u32) {
     let run = w.run_dir().join("containers").join(name);
     let run = run.to_str().unwrap();
     let dev = loops[0].to_str().unwrap();
-    let in_monitor = mounts_mentioning(&monitor.to_string(), dev);
+    // The container's "/" is the image (read-only) or the overlay on it.
+    let init = w.inspect(name).pid;
+    let mountinfo = fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap();
+    let root_fs = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
     assert!(
-        !in_monitor.is_empty(),
-        "{dev} is not mounted in the monitor's namespace"
+        ["squashfs", "erofs", "overlay"].contains(&root_fs.as_str()),
+        "the container's root is {root_fs:?}:\n{mountinfo}"
     );
-    assert!(
-        mounts_mentioning("self", dev).is_empty(),
-        "{dev} is mounted on the host"
+    let monitor = monitor.to_string();
+    assert_eq!(
+        fs::read_link(format!("/proc/{monitor}/ns/mnt")).unwrap(),
+        fs::read_link("/proc/self/ns/mnt").unwrap(),
+        "the monitor is not back in the host's mount namespace"
     );
-    assert!(
-        mounts_mentioning("self", run).is_empty(),
-        "a mount under {run} is on the host"
-    );
+    for (who, pid) in [
+        ("the monitor's namespace", monitor.as_str()),
+        ("the host", "self"),
+    ] {
+        assert!(
+            mounts_mentioning(pid, dev).is_empty(),
+            "{dev} is mounted in {who}"
+        );
+        assert!(
+            mounts_mentioning(pid, run).is_empty(),
+            "a mount under {run} is in {who}"
+        );
+    }
 }
 
 /// After a run: its monitor is gone (and with it its mount namespace), no
@@ -388,9 +409,45 @@ fn rm_removes_a_persistent_layer_only_once_the_definition_is_gone() {
         "data\n"
     );
 
+    // A process left in the container's cgroup (as a run this daemon could
+    // not trust and let go would be) keeps rm off the layer.
+    // In the memory hierarchy (v1), where the daemon's cgroup-parent lies
+    // below this test's own cgroup as it does below the daemon's.
+    let memory = common::cgroups::hierarchies()
+        .unwrap()
+        .into_iter()
+        .find(|h| h.controllers.iter().any(|c| c == "memory"))
+        .expect("a v1 memory hierarchy (this host is hybrid)");
+    let stray = memory.own_dir().join(&w.cgroup_parent).join("app");
+    fs::create_dir_all(&stray).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    fs::write(stray.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let out = w.berth(&["rm", "app"]);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    wait_for(SHORT, "the stray cgroup removed", || {
+        fs::remove_dir(&stray).is_ok()
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        err.contains(&format!(
+            "app still has processes in cgroup {}; end them first",
+            stray.display()
+        )),
+        "{err}"
+    );
+    assert!(layer.join("upper/kept").exists());
+
+    let logs = w.log_dir().join("app");
+    assert!(logs.exists());
     let out = w.berth_ok(&["rm", "app"]);
     assert!(out.contains("removed writable layer"), "{out}");
-    assert!(!layer.exists());
+    assert!(out.contains("removed logs"), "{out}");
+    assert!(!layer.exists() && !logs.exists());
     let out = w.berth(&["rm", "app"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

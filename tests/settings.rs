@@ -327,6 +327,17 @@ fn users_and_groups_by_name_from_the_rootfs() {
             rootfs.display()
         )],
     );
+    // Without `user`, nothing is needed from the files: a passwd that
+    // cannot be read fails no start.
+    fs::remove_file(etc.join("passwd")).unwrap();
+    fs::create_dir(etc.join("passwd")).unwrap();
+    // (The log holds every run: this one's lines are the last four.)
+    let lines = ids("root");
+    assert_eq!(
+        lines[lines.len() - 4..],
+        ["Uid: 0 0 0 0", "Gid: 0 0 0 0", "Groups:", "HOME=/"],
+        "root with an unreadable passwd"
+    );
 }
 
 /// Runs `mount ARGS`, asserting success.
@@ -390,7 +401,13 @@ fn etc_files_are_provided_read_only_unless_opted_out_or_mounted_over() {
             ),
         ),
     );
-    let daemon = w.start_daemon(&[]);
+    w.add_container(
+        "as-user",
+        &["sh", "-c", "cat /etc/hostname"],
+        &json::merge(ON_DEMAND, r#"{"user": "1000"}"#),
+    );
+    // Under a tight umask the files are still readable by any user.
+    let daemon = w.start_daemon_with(&[], |cmd| common::sys::umask_before_exec(cmd, 0o077));
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let hosts = |name: &str| {
         format!(
@@ -430,6 +447,7 @@ fn etc_files_are_provided_read_only_unless_opted_out_or_mounted_over() {
         fs::read_to_string(run.join("hosts")).unwrap(),
         hosts("box-2")
     );
+    assert_eq!(output_of(&w, "as-user"), "as-user\n");
     assert_eq!(
         output_of(&w, "mounted"),
         format!("== hostname\nmounted\n== hosts\n10.0.0.1 db\n== resolv.conf\n{resolv}read-only\n")

@@ -60,8 +60,8 @@ pub const CAPABILITIES: &[&str] = &[
 pub const ALL_CAPS: u64 = (1 << CAPABILITIES.len()) - 1;
 
 /// What a container keeps unless its file says otherwise: Docker's default
-/// set without MKNOD (berth has no device cgroup, so a node made in the
-/// rootfs would reach the device): CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
+/// set without MKNOD (a node made in the rootfs would reach the device
+/// wherever the host has no device cgroup): CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
 /// KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT,
 /// AUDIT_WRITE, SETFCAP.
 pub const DEFAULT_CAPS: u64 = bits(&[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 29, 31]);

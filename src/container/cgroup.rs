@@ -156,6 +156,24 @@ pub fn container_dirs(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Ve
         .collect()
 }
 
+/// The first of `dirs` (or of their descendants) that holds a process.
+pub fn first_populated(dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().find_map(|dir| {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if !procs.trim().is_empty() {
+            return Some(dir.clone());
+        }
+        let children: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        first_populated(&children)
+    })
+}
+
 /// The leaf of the container's cpu cgroup its monitor moves into.
 pub const MONITOR_LEAF: &str = "monitor";
 /// On cgroup2, the leaf the container's processes go into when the

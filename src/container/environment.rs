@@ -61,6 +61,9 @@ pub struct Environment {
     /// The directory holding the hostname, hosts and resolv.conf files
     /// bound onto the rootfs's /etc (see `etc_files`), once written.
     pub etc_dir: Option<std::path::PathBuf>,
+    /// Whether a missing /etc file may be created in the root as a mount
+    /// point: not in the host's own root directory.
+    pub etc_create: bool,
 }
 
 /// What the host contributes: its limits and what the monitor holds.
@@ -114,7 +117,18 @@ impl fmt::Display for EnvError {
 /// environment out.
 pub fn gather(spec: &ContainerSpec, root: &Path) -> Result<Environment, EnvError> {
     let host = Host::read()?;
-    let identity = users::identity(root, spec.user.as_ref()).map_err(EnvError::User)?;
+    let identity = match users::identity(root, spec.user.as_ref()) {
+        Ok(identity) => identity,
+        // Root, when no `user` is set, needs nothing from the rootfs's
+        // files: one that cannot be read gives no home and no groups.
+        Err(_) if spec.user.is_none() => users::Identity {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            home: None,
+        },
+        Err(e) => return Err(EnvError::User(e)),
+    };
     work_out(spec, &host, identity)
 }
 
@@ -215,6 +229,7 @@ pub fn work_out(
         oom_score_adj: spec.oom_score_adj,
         home,
         etc_dir: None,
+        etc_create: false,
     })
 }
 

@@ -11,9 +11,10 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::ContainerSpec;
@@ -75,18 +76,41 @@ pub fn write(dir: &Path, spec: &ContainerSpec) -> Result<(), WriteError> {
         ("resolv.conf", resolv),
     ] {
         let path = dir.join(name);
-        fs::write(&path, text).map_err(error(path))?;
+        // 0644 whatever the daemon's umask: a container's non-root user
+        // reads them.
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(&text)?;
+                f.set_permissions(fs::Permissions::from_mode(0o644))
+            })
+            .map_err(error(path))?;
     }
     Ok(())
 }
 
+/// Whether `root` is the host's own root directory (as with `"rootfs":
+/// "/"): berth then creates no file in it, so a host missing one of these
+/// files never gets an empty one.
+pub fn is_host_root(root: &Path) -> bool {
+    match (fs::metadata(root), fs::metadata("/")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// The files the child will leave out of the rootfs at `root` (as the
 /// monitor sees it, about to be entered): those the rootfs does not have
-/// (or has as a symlink to nothing) where no mount point can be made, on a
-/// read-only file system (a `readonly-rootfs` turns read-only only after
-/// the mount points are made). A file a `mounts` entry targets is not
-/// berth's. Best effort: what cannot be looked at is not named.
-pub fn left_out(root: &Path, spec: &ContainerSpec) -> Vec<&'static str> {
+/// (or has as a symlink to nothing) where no mount point may be made
+/// (`create` false) or can be made, on a read-only file system (a
+/// `readonly-rootfs` turns read-only only after the mount points are
+/// made). A file a `mounts` entry targets is not berth's. Best effort:
+/// what cannot be looked at is not named.
+pub fn left_out(root: &Path, spec: &ContainerSpec, create: bool) -> Vec<&'static str> {
     let Ok(path) = CString::new(root.as_os_str().as_bytes()) else {
         return Vec::new();
     };
@@ -110,7 +134,7 @@ pub fn left_out(root: &Path, spec: &ContainerSpec) -> Vec<&'static str> {
             let open = |flags| resolve::open_in_root(dir.as_fd(), &at, flags);
             let missing = |r: io::Result<_>| r.is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
             missing(open(libc::O_PATH))
-                && (read_only || !missing(open(libc::O_PATH | libc::O_NOFOLLOW)))
+                && (!create || read_only || !missing(open(libc::O_PATH | libc::O_NOFOLLOW)))
         })
         .collect()
 }
@@ -120,6 +144,14 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::testing::TempDir;
+
+    #[test]
+    fn only_the_hosts_own_root_is_the_host_root() {
+        assert!(is_host_root(Path::new("/")));
+        assert!(is_host_root(Path::new("/.")));
+        let dir = TempDir::new("etc-host-root");
+        assert!(!is_host_root(dir.path()));
+    }
 
     #[test]
     fn the_files_name_the_container() {

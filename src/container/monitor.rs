@@ -349,6 +349,9 @@ struct Monitor {
     warnings: Vec<String>,
     /// The verity device under the container's image, if any.
     verity: Option<super::verity::Device>,
+    /// The host's mount namespace while the monitor is in one of its own
+    /// (see `root::leave`).
+    host_mounts: Option<OwnedFd>,
 }
 
 const STDOUT: Token = Token(0);
@@ -369,6 +372,7 @@ impl Monitor {
             hierarchies: Vec::new(),
             placement: None,
             verity: None,
+            host_mounts: None,
             events_at_start: Counters::default(),
             exit_slot: None,
             in_leaf: false,
@@ -547,7 +551,8 @@ impl Monitor {
             let dir = self.paths.run.join("etc");
             etc_files::write(&dir, &self.spec).map_err(StartError::EtcFiles)?;
             env.etc_dir = Some(dir);
-            for name in etc_files::left_out(&self.spec.rootfs, &self.spec) {
+            env.etc_create = !etc_files::is_host_root(&self.spec.rootfs);
+            for name in etc_files::left_out(&self.spec.rootfs, &self.spec, env.etc_create) {
                 self.warnings.push(format!(
                     "/etc/{name} is not provided: the rootfs has none (or a symlink to nothing) and cannot take one"
                 ));
@@ -612,9 +617,16 @@ impl Monitor {
         // after a quiet moment waits for an RCU grace period, and the
         // init's own joins that follow at once then do not.
         self.join_cpu_leaf();
-        let (pid, pidfd) = plan
-            .spawn(self.spec.network, v2_fd.as_ref())
-            .map_err(StartError::Spawn)?;
+        let spawned = plan.spawn(self.spec.network, v2_fd.as_ref());
+        if let Some(host) = self.host_mounts.take() {
+            if let Err(e) = root::leave(host) {
+                self.warnings.push(format!(
+                    "the monitor could not return to the host's mount namespace (it keeps copies of the host's mounts until the run ends): {}",
+                    errors::io_text(&e)
+                ));
+            }
+        }
+        let (pid, pidfd) = spawned.map_err(StartError::Spawn)?;
         Ok((pid, pidfd, out_r, err_r, logs))
     }
 
@@ -635,6 +647,7 @@ impl Monitor {
             self.spec.readonly_rootfs |= made.readonly;
             self.spec.hash = made.hash;
             self.verity = made.verity;
+            self.host_mounts = made.host_mounts;
         }
         Ok(())
     }

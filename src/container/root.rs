@@ -20,15 +20,15 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::verity;
 use crate::config::{self, ContainerSpec, VerityHashes, Writable};
 use crate::errors;
 use crate::sys::loopdev::{self, LoopError};
-use crate::sys::{mount, ns};
+use crate::sys::{fd, mount, ns};
 
 /// The root the child binds, once made.
 #[derive(Debug)]
@@ -45,6 +45,9 @@ pub struct Root {
     /// The verity device under the image, kept to ask the kernel at the
     /// run's end whether a block failed verification.
     pub verity: Option<verity::Device>,
+    /// The host's mount namespace, which the monitor left to make the
+    /// root: it goes back once the container is cloned (see [`leave`]).
+    pub host_mounts: Option<OwnedFd>,
 }
 
 /// Why the root could not be made, by step, with the path.
@@ -111,10 +114,13 @@ pub fn prepare(spec: &ContainerSpec, at: &Places<'_>) -> Result<Option<Root>, Ro
                 readonly: true,
                 hash: spec.hash,
                 verity: None,
+                host_mounts: None,
             }));
         }
         (_, w) => w.unwrap_or(Writable::None),
     };
+    let host_mounts =
+        fd::open(c"/proc/self/ns/mnt", libc::O_RDONLY, 0).map_err(RootError::Unshare)?;
     ns::unshare(libc::CLONE_NEWNS).map_err(RootError::Unshare)?;
     mount::mount(None, c"/", None, libc::MS_REC | libc::MS_SLAVE, None)
         .map_err(RootError::MakeSlave)?;
@@ -133,6 +139,7 @@ pub fn prepare(spec: &ContainerSpec, at: &Places<'_>) -> Result<Option<Root>, Ro
                 readonly: true,
                 hash,
                 verity,
+                host_mounts: Some(host_mounts),
             }));
         }
         Writable::Tmpfs => {
@@ -180,7 +187,7 @@ pub fn prepare(spec: &ContainerSpec, at: &Places<'_>) -> Result<Option<Root>, Ro
         Some(c"overlay"),
         &target,
         Some(c"overlay"),
-        0,
+        libc::MS_NODEV,
         Some(&options),
         "the writable overlay",
     )?;
@@ -189,7 +196,18 @@ pub fn prepare(spec: &ContainerSpec, at: &Places<'_>) -> Result<Option<Root>, Ro
         readonly: false,
         hash,
         verity,
+        host_mounts: Some(host_mounts),
     }))
+}
+
+/// Takes the monitor back to the host's mount namespace, once the
+/// container (which pivoted away from the host's tree) is cloned: the
+/// private namespace goes, and with it the monitor's copies of the host's
+/// mounts, which would otherwise keep a host file system busy (on a host
+/// whose "/" is private, an unmount there does not reach a slave copy).
+/// The root's mounts live on in the container's namespace.
+pub fn leave(host_mounts: OwnedFd) -> io::Result<()> {
+    ns::setns(host_mounts.as_fd(), libc::CLONE_NEWNS)
 }
 
 /// Mounts `image` read-only on `target`, through a loop device (and a
@@ -202,10 +220,18 @@ fn mount_image(
     target: &Path,
     at: &Places<'_>,
 ) -> Result<(u64, Option<verity::Device>), RootError> {
-    let file = File::open(image).map_err(|e| RootError::OpenImage(image.to_path_buf(), e))?;
+    // Non-blocking: a FIFO put at the path cannot hang the monitor.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(image)
+        .map_err(|e| RootError::OpenImage(image.to_path_buf(), e))?;
     let meta = file
         .metadata()
         .map_err(|e| RootError::OpenImage(image.to_path_buf(), e))?;
+    if !meta.is_file() {
+        return Err(RootError::NotAnImage(image.to_path_buf()));
+    }
     let fs_type = config::read_image_fs(&file)
         .map_err(|e| RootError::OpenImage(image.to_path_buf(), e))?
         .ok_or_else(|| RootError::NotAnImage(image.to_path_buf()))?;
@@ -220,7 +246,7 @@ fn mount_image(
             Some(&cpath(&data.node)?),
             target,
             Some(&fs_name),
-            libc::MS_RDONLY,
+            libc::MS_RDONLY | libc::MS_NODEV,
             None,
             &what,
         )?;
@@ -245,22 +271,32 @@ fn mount_image(
     };
     let hash_dev = hashes.as_ref().map_or(data.dev, |h| h.dev);
     let dm_name = format!("berth-{}-{}", at.name, at.run_id);
-    let device = verity::activate(&dm_name, &table, data.dev, hash_dev)
+    let mut device = verity::activate(&dm_name, &table, data.dev, hash_dev)
         .map_err(|e| verity_err(e.to_string()))?;
+    // Held open by the monitor (for its status at the run's end) before
+    // the kernel is asked for the device's deferred removal and before the
+    // mount: from here on, whoever ends the monitor, the device goes with
+    // its last user.
+    let held = device.hold();
+    let released = device.release();
     let mounted = mount_at(
         Some(&cpath(&device.node)?),
         target,
         Some(&fs_name),
-        libc::MS_RDONLY,
+        libc::MS_RDONLY | libc::MS_NODEV,
         None,
         &format!("{what} through verity device {}", device.node.display()),
     );
-    // Deferred removal: the device goes with its last user, the mount
-    // (at once if the mount failed).
-    let released = device.release();
     drop(hashes);
     drop(data);
     mounted?;
+    if let Err(e) = held {
+        log::warn!(
+            "verity device {}: cannot hold it open, a failed verification may go unreported: {}",
+            device.name,
+            crate::errors::io_text(&e)
+        );
+    }
     if let Err(e) = released {
         log::warn!(
             "verity device {}: deferred removal refused, it stays after the run: {}",

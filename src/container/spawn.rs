@@ -222,7 +222,7 @@ impl<'fd> Plan<'fd> {
             {
                 b.mount_point(m, at(&m.target)?);
             }
-            for (target, _) in etc_binds(spec, env) {
+            for (target, _) in etc_binds(spec, env).into_iter().filter(|_| env.etc_create) {
                 b.op(
                     Step::TouchIfWritable(at(&target)?),
                     format!("create mount point {target}"),
@@ -357,6 +357,7 @@ impl<'fd> Plan<'fd> {
                 Step::BindFileOptional {
                     source: cstr(source.as_os_str().as_bytes())?,
                     target: at(&target)?,
+                    create: env.etc_create,
                 },
                 format!("bind {} on {target} read-only", source.display()),
             );

@@ -217,6 +217,8 @@ pub struct Device {
     /// The block device node to mount, e.g. /dev/dm-3.
     pub node: PathBuf,
     control: dm::Control,
+    /// The device held open (see [`Device::hold`]).
+    held: Option<File>,
 }
 
 /// Creates the verity device `dm_name` over the data and hash devices.
@@ -246,6 +248,7 @@ pub fn activate(
         name: dm_name.to_string(),
         node,
         control,
+        held: None,
     };
     match std::fs::metadata(&device.node) {
         Ok(m) if std::os::unix::fs::MetadataExt::rdev(&m) == dev => Ok(device),
@@ -269,6 +272,15 @@ impl Device {
             name: self.name.clone(),
             err,
         }
+    }
+
+    /// Opens the device and keeps it open as long as this value lives: a
+    /// device marked for deferred removal stays while it is open, so its
+    /// status can still be read when the container (and with it the
+    /// mount) is gone.
+    pub fn hold(&mut self) -> io::Result<()> {
+        self.held = Some(File::open(&self.node)?);
+        Ok(())
     }
 
     /// Whether the kernel has found a block that does not match the tree.

@@ -43,6 +43,7 @@ use mio::{Events, Interest, Poll};
 
 use crate::api::{self, Call, Reply};
 use crate::config::{self, DaemonConfig};
+use crate::container::cgroup;
 use crate::errors;
 use crate::host;
 use crate::state;
@@ -514,13 +515,25 @@ impl Daemon {
                 "{name} still runs (status {status}); wait until it has stopped"
             ));
         }
+        // One this daemon does not manage (a run it could not trust and
+        // let go) may still run on the layer: its cgroups tell.
+        let hierarchies = cgroup::discover_live().unwrap_or_default();
+        let dirs = cgroup::container_dirs(&hierarchies, &self.cfg.cgroup_parent, name);
+        if let Some(dir) = cgroup::first_populated(&dirs) {
+            return Err(format!(
+                "{name} still has processes in cgroup {}; end them first",
+                dir.display()
+            ));
+        }
         let paths = state::Paths::new(&self.cfg.run_dir, &self.cfg.state_dir, name);
         let layer = state::writable_layer(&self.cfg.state_dir, name);
+        let logs = self.cfg.log_dir.join(name);
         let mut removed = Vec::new();
         for (what, dir) in [
             ("writable layer", &layer),
             ("state", &paths.state),
             ("runtime records", &paths.run),
+            ("logs", &logs),
         ] {
             match fs::remove_dir_all(dir) {
                 Ok(()) => removed.push(format!("removed {what} {}", dir.display())),

@@ -84,12 +84,13 @@ pub enum Step<'fd> {
     /// the file is then left out (see [`Step::BindFileOptional`]).
     TouchIfWritable(CString),
     /// Bind the host file `source` read-only onto `target` in the rootfs,
-    /// creating an empty file there first if missing; when there is none
-    /// and the root cannot take one (EROFS), or `target` is a symlink to
-    /// nothing, the file is left out.
+    /// creating an empty file there first if missing and `create`; when
+    /// there is none and none may or can be made (EROFS), or `target` is a
+    /// symlink to nothing, the file is left out.
     BindFileOptional {
         source: CString,
         target: CString,
+        create: bool,
     },
     /// Create the symlink `link` in the rootfs (an existing one is fine).
     Symlink {
@@ -626,10 +627,16 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
                 other => other,
             }
         }
-        Step::BindFileOptional { source, target } => {
-            match resolve::create_file_raw(root.ok_or(libc::EBADF)?, target) {
-                Ok(()) | Err(libc::EROFS) => {}
-                Err(e) => return Err(e),
+        Step::BindFileOptional {
+            source,
+            target,
+            create,
+        } => {
+            if *create {
+                match resolve::create_file_raw(root.ok_or(libc::EBADF)?, target) {
+                    Ok(()) | Err(libc::EROFS) => {}
+                    Err(e) => return Err(e),
+                }
             }
             let place = match in_root(root, target) {
                 Err(libc::ENOENT) => return Ok(()),

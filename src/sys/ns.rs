@@ -50,6 +50,13 @@ pub(super) fn loopback_up_raw() -> Result<(), i32> {
     Ok(())
 }
 
+/// setns(2) for the monitor: joins the namespace `ns` is a handle of
+/// (`kind`: its CLONE_NEW* flag).
+pub fn setns(ns: std::os::fd::BorrowedFd<'_>, kind: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setns takes an fd, open for the call, and flags.
+    super::cvt(unsafe { libc::setns(ns.as_raw_fd(), kind) }).map(drop)
+}
+
 /// unshare(2) for the monitor: an `io::Error`.
 pub fn unshare(flags: libc::c_int) -> std::io::Result<()> {
     unshare_raw(flags).map_err(std::io::Error::from_raw_os_error)

@@ -49,6 +49,19 @@ pub fn join_cgroup_before_exec(cmd: &mut Command, procs: &Path) {
     }
 }
 
+/// Makes the spawned process set its umask to `mask` before exec.
+#[allow(dead_code)]
+pub fn umask_before_exec(cmd: &mut Command, mask: libc::mode_t) {
+    // SAFETY: the closure runs between fork and exec and only calls umask,
+    // which is async-signal-safe and cannot fail.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+}
+
 /// A pidfd for `pid`, or an error (ESRCH once it is gone).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
