@@ -904,6 +904,17 @@ mod tests {
         );
         let mut e = env(&s);
         e.etc_dir = Some(PathBuf::from("/run/berth/containers/web/etc"));
+        // In the host's own root no mount point is made; the binds stay.
+        let plan = Plan::build(&s, &e, Path::new("/m"), &[], None, &stdio).unwrap();
+        for file in ["hostname", "resolv.conf"] {
+            let create = format!("create mount point /etc/{file}");
+            assert!(!plan.what.contains(&create), "{:#?}", plan.what);
+        }
+        position(
+            &plan.what,
+            "bind /run/berth/containers/web/etc/hostname on /etc/hostname read-only",
+        );
+        e.etc_create = true;
         let plan = Plan::build(&s, &e, Path::new("/m"), &[], None, &stdio).unwrap();
         let what = &plan.what;
         let bind = "bind /run/berth/containers/web/etc/resolv.conf on /etc/resolv.conf read-only";
