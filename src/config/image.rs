@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::container_file::fnv1a64;
@@ -237,7 +237,12 @@ pub(super) fn check_image_host(spec: &ContainerSpec, file: &Path) -> Result<u64,
         return Ok(spec.hash);
     };
     let err = |reason: String| field_error(file, "image", format!("{}: {reason}", image.display()));
-    let opened = File::open(image).map_err(|e| err(super::load::io_reason(&e)))?;
+    // Non-blocking: a FIFO put at the path cannot hang the daemon.
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(image)
+        .map_err(|e| err(super::load::io_reason(&e)))?;
     let meta = opened
         .metadata()
         .map_err(|e| err(super::load::io_reason(&e)))?;
