@@ -12,72 +12,42 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::images::{LoopGuard, loops_backed_by, mksquashfs_uncompressed, veritysetup_format};
+use common::images::{LoopGuard, VerityImages, loops_backed_by};
 use common::*;
 
 const ON_DEMAND: &str = r#"{"autostart": false, "restart": "no"}"#;
 /// A pattern that occurs once in the image: the file /data/blob.
 const BLOB_LINE: &str = "verity-blob-pattern-0123456789abcdef\n";
 
-struct VerityImage {
-    dir: PathBuf,
-    /// Data, then the tree at `offset`.
-    image: PathBuf,
-    offset: u64,
-    root_hash: String,
-    /// The same data with the tree in a file of its own.
-    data: PathBuf,
-    hash_file: PathBuf,
-    hash_file_root: String,
+/// The world's rootfs with the blob, as the two images of
+/// `VerityImages`, in the world's `images` directory.
+fn build(w: &World) -> VerityImages {
+    fs::write(w.rootfs().join("data/blob"), BLOB_LINE.repeat(2048)).unwrap();
+    let dir = w.root.join("images");
+    fs::create_dir_all(&dir).unwrap();
+    VerityImages::build(&w.rootfs(), &dir)
 }
 
-impl VerityImage {
-    fn build(w: &World) -> VerityImage {
-        fs::write(w.rootfs().join("data/blob"), BLOB_LINE.repeat(2048)).unwrap();
-        let dir = w.root.join("images");
-        fs::create_dir_all(&dir).unwrap();
-        let image = dir.join("app.sqfs");
-        // Uncompressed, so the blob's bytes can be found and changed.
-        mksquashfs_uncompressed(&w.rootfs(), &image);
-        let offset = fs::metadata(&image).unwrap().len();
-        assert_eq!(offset % 4096, 0, "mksquashfs pads to 4 KiB");
-        let data = dir.join("data.sqfs");
-        fs::copy(&image, &data).unwrap();
-        let s = image.to_str().unwrap();
-        let root_hash = veritysetup_format(&[&format!("--hash-offset={offset}"), s, s]);
-        let hash_file = dir.join("data.verity");
-        let hash_file_root =
-            veritysetup_format(&[data.to_str().unwrap(), hash_file.to_str().unwrap()]);
-        VerityImage {
-            dir,
-            image,
-            offset,
-            root_hash,
-            data,
-            hash_file,
-            hash_file_root,
-        }
-    }
+/// A definition of `v.image` pinned by `root_hash`, its tree appended.
+fn with_offset(v: &VerityImages, root_hash: &str, command: &[&str]) -> String {
+    let verity = format!(
+        r#"{{"verity": {{"root-hash": {}, "hash-offset": {}}}}}"#,
+        json::string(root_hash),
+        v.offset
+    );
+    definition(&v.image, command, &verity)
+}
 
-    fn with_offset(&self, root_hash: &str, command: &[&str]) -> String {
-        let verity = format!(
-            r#"{{"verity": {{"root-hash": {}, "hash-offset": {}}}}}"#,
-            json::string(root_hash),
-            self.offset
-        );
-        definition(&self.image, command, &verity)
-    }
-
-    fn with_hash_file(&self, root_hash: &str, command: &[&str]) -> String {
-        let verity = format!(
-            r#"{{"verity": {{"root-hash": {}, "hash-file": {}}}}}"#,
-            json::string(root_hash),
-            json::string(self.hash_file.to_str().unwrap())
-        );
-        definition(&self.data, command, &verity)
-    }
+/// A definition of `v.data` pinned by `root_hash`, its tree in a file.
+fn with_hash_file(v: &VerityImages, root_hash: &str, command: &[&str]) -> String {
+    let verity = format!(
+        r#"{{"verity": {{"root-hash": {}, "hash-file": {}}}}}"#,
+        json::string(root_hash),
+        json::string(v.hash_file.to_str().unwrap())
+    );
+    definition(&v.data, command, &verity)
 }
 
 fn definition(image: &Path, command: &[&str], extra: &str) -> String {
@@ -104,19 +74,19 @@ fn start_error(w: &World, name: &str) -> String {
 #[test]
 fn a_wrong_root_hash_refuses_the_start_naming_both_hashes() {
     let mut w = World::new();
-    let v = VerityImage::build(&w);
+    let v = build(&w);
     let _loops = LoopGuard { dir: v.dir.clone() };
     let _d = w.start_daemon(&[]);
     for (name, json, image, found) in [
         (
             "after",
-            v.with_offset(&wrong(&v.root_hash), &["/bin/true"]),
+            with_offset(&v, &wrong(&v.root_hash), &["/bin/true"]),
             &v.image,
             &v.root_hash,
         ),
         (
             "apart",
-            v.with_hash_file(&wrong(&v.hash_file_root), &["/bin/true"]),
+            with_hash_file(&v, &wrong(&v.hash_file_root), &["/bin/true"]),
             &v.data,
             &v.hash_file_root,
         ),
@@ -163,11 +133,11 @@ fn a_wrong_root_hash_refuses_the_start_naming_both_hashes() {
 #[test]
 fn a_matching_image_runs_where_the_kernel_can_verify_it() {
     let mut w = World::new();
-    let v = VerityImage::build(&w);
+    let v = build(&w);
     let _loops = LoopGuard { dir: v.dir.clone() };
     let read_blob = ["/bin/sh", "-c", "wc -c < /data/blob"];
-    w.write_container("app", &v.with_offset(&v.root_hash, &read_blob));
-    w.write_container("apart", &v.with_hash_file(&v.hash_file_root, &read_blob));
+    w.write_container("app", &with_offset(&v, &v.root_hash, &read_blob));
+    w.write_container("apart", &with_hash_file(&v, &v.hash_file_root, &read_blob));
     let _d = w.start_daemon(&[]);
     if !Path::new("/dev/mapper/control").exists() {
         for name in ["app", "apart"] {

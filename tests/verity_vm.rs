@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::images::{mksquashfs_uncompressed, veritysetup_format};
+use common::images::VerityImages;
 use common::vm::{self, Cpio, VmRun};
 use common::{BERTH, Inspect, json, rootfs};
 
@@ -101,16 +101,15 @@ fn build_initramfs(dir: &Path, kernel: &vm::Kernel) -> PathBuf {
     let tree = dir.join("rootfs");
     rootfs::build(&tree, &busybox).unwrap();
     fs::write(tree.join("data/blob"), BLOB_LINE.repeat(BLOB_LINES)).unwrap();
-    let app = dir.join("app.sqfs");
-    mksquashfs_uncompressed(&tree, &app);
-    let offset = fs::metadata(&app).unwrap().len();
-    assert_eq!(offset % 4096, 0, "mksquashfs pads to 4 KiB");
-    let data = dir.join("data.sqfs");
-    fs::copy(&app, &data).unwrap();
-    let app_s = app.to_str().unwrap();
-    let app_root = veritysetup_format(&[&format!("--hash-offset={offset}"), app_s, app_s]);
-    let hash_file = dir.join("data.verity");
-    let data_root = veritysetup_format(&[data.to_str().unwrap(), hash_file.to_str().unwrap()]);
+    let VerityImages {
+        image: app,
+        offset,
+        root_hash: app_root,
+        data,
+        hash_file,
+        hash_file_root: data_root,
+        ..
+    } = VerityImages::build(&tree, dir);
     let ((app_at, flipped), (data_at, same)) = (blob_byte(&app), blob_byte(&data));
     assert!(app_at < offset);
     assert_eq!(flipped, same);

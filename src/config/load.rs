@@ -17,13 +17,27 @@ use crate::json::{self, Node, Value};
 use crate::sys::seccomp::Seccomp;
 
 /// What the daemon checks on the host before it starts a container: the
-/// rootfs is a directory and every bind source exists.
+/// rootfs is a directory (or the image an image file) and every bind
+/// source exists.
 pub fn check_container_host(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError> {
+    check_root_host(spec, file)?;
+    check_bind_sources(spec, file)
+}
+
+/// The root's side of `check_container_host`; returns the definition's
+/// hash, with an image file's identity in it (see
+/// `image::image_identity_hash`), so a reload recreates a container whose
+/// image was replaced. One open and stat per image definition.
+fn check_root_host(spec: &ContainerSpec, file: &Path) -> Result<u64, ConfigError> {
     if spec.image.is_some() {
-        super::image::check_image_host(spec, file)?;
+        super::image::check_image_host(spec, file)
     } else {
         check_rootfs_dir(spec, file)?;
+        Ok(spec.hash)
     }
+}
+
+fn check_bind_sources(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError> {
     for (i, mount) in spec.mounts.iter().enumerate() {
         if let MountKind::Bind { source } = &mount.kind
             && let Err(e) = fs::metadata(source)
@@ -116,19 +130,14 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
                 .and_then(|text| parse_container(&name, &text, &path))
                 .and_then(|spec| load_seccomp_profile(spec, &path))
                 .and_then(|spec| load_env_files(spec, &path))
-                .and_then(|spec| check_container_host(&spec, &path).map(|()| spec))
-                .and_then(|spec| with_image_identity(spec, &path));
+                .and_then(|mut spec| {
+                    spec.hash = check_root_host(&spec, &path)?;
+                    check_bind_sources(&spec, &path)?;
+                    Ok(spec)
+                });
             (name, spec)
         })
         .collect())
-}
-
-/// The definition with its image file's identity in its hash (see
-/// `image::image_identity_hash`): a reload recreates a container whose
-/// image was replaced. One open and stat per image definition.
-fn with_image_identity(mut spec: ContainerSpec, file: &Path) -> Result<ContainerSpec, ConfigError> {
-    spec.hash = super::image::check_image_host(&spec, file)?;
-    Ok(spec)
 }
 
 /// Reads the seccomp profile file `spec` names, if any, and returns the

@@ -163,15 +163,19 @@ pub fn first_populated(dirs: &[PathBuf]) -> Option<PathBuf> {
         if !procs.trim().is_empty() {
             return Some(dir.clone());
         }
-        let children: Vec<PathBuf> = fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect();
-        first_populated(&children)
+        first_populated(&child_dirs(dir))
     })
+}
+
+/// The cgroups directly below `dir` (none if it cannot be read).
+fn child_dirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// The leaf of the container's cpu cgroup its monitor moves into.
@@ -458,14 +462,7 @@ pub fn remove(dirs: &[PathBuf], deadline: Duration) -> Result<(), CgroupError> {
 /// Removes `dir` after the cgroups below it, deepest first. A cgroup
 /// directory holds only kernel files and child cgroups.
 fn remove_tree(dir: &Path, until: Instant) -> Result<(), CgroupError> {
-    let children: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    for child in children {
+    for child in child_dirs(dir) {
         remove_tree(&child, until)?;
     }
     loop {

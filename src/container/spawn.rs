@@ -725,6 +725,16 @@ mod tests {
         environment::work_out(spec, &environment::TEST_HOST, identity).unwrap()
     }
 
+    /// Stdio for a plan from a pipe that outlives it: stdin its read end,
+    /// stdout and stderr its write end.
+    fn pipe_stdio(pipe: &(OwnedFd, OwnedFd)) -> Stdio<'_> {
+        Stdio {
+            stdin: pipe.0.as_fd(),
+            stdout: pipe.1.as_fd(),
+            stderr: pipe.1.as_fd(),
+        }
+    }
+
     /// Runs `f` on a plan for `spec`, with stdio from a pipe that outlives
     /// it.
     fn with_plan<T>(
@@ -733,12 +743,8 @@ mod tests {
         born_in: Option<&Path>,
         f: impl FnOnce(&Plan<'_>) -> T,
     ) -> T {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let plan = Plan::build(
             spec,
             &env(spec),
@@ -891,12 +897,8 @@ mod tests {
 
     #[test]
     fn etc_files_are_bound_before_the_mounts_and_a_mount_wins() {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let s = spec(
             r#"{"rootfs": "/srv/web", "command": ["app"], "readonly-rootfs": true,
                 "mounts": [{"source": "/etc/hosts", "target": "/etc/hosts"},
@@ -1058,12 +1060,8 @@ mod tests {
 
     #[test]
     fn exec_candidates_argv_and_environment() {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let s = spec(
             r#"{"rootfs": "/srv/web", "command": ["app", "-v", ""],
                 "env": ["PATH=/opt/bin/::/usr/bin", "A=b"]}"#,
@@ -1093,12 +1091,8 @@ mod tests {
 
     #[test]
     fn a_nul_byte_or_no_command_is_refused() {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let mut s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
         s.env.push("A=b\0c".to_string());
         let err = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio)
@@ -1128,12 +1122,8 @@ mod tests {
 
     #[test]
     fn a_report_names_its_step() {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/nope"]}"#);
         let plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
         let last = plan.steps.len() as u32 - 1;
@@ -1180,16 +1170,12 @@ mod tests {
 
     #[test]
     fn under_init_the_init_is_exec_d_and_its_child_reports_as_the_exec_step() {
-        let (r, w) = fd::pipe().unwrap();
-        let stdio = Stdio {
-            stdin: r.as_fd(),
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-        };
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
         let s = spec(r#"{"rootfs": "/srv/web", "command": ["sh", "-c", "x"], "init": true}"#);
         let mut plan = Plan::build(&s, &env(&s), Path::new("/m"), &[], None, &stdio).unwrap();
         let before = plan.steps.len();
-        plan.under_init(r.as_fd()).unwrap();
+        plan.under_init(pipe.0.as_fd()).unwrap();
         assert_eq!(plan.steps.len(), before + 1);
         assert_eq!(plan.what.len(), plan.steps.len());
         let n = plan.what.len();

@@ -122,3 +122,44 @@ pub fn veritysetup_format(args: &[&str]) -> String {
         .unwrap_or_else(|| panic!("no root hash in: {text}"));
     line.split_whitespace().last().unwrap().to_string()
 }
+
+/// The same tree as two verity images in `dir`, with nothing compressed
+/// (so a file's bytes can be found and changed): `app.sqfs` with its hash
+/// tree appended at `offset`, and `data.sqfs` with its tree in
+/// `data.verity`; each with the root hash veritysetup printed.
+#[allow(dead_code)]
+pub struct VerityImages {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub offset: u64,
+    pub root_hash: String,
+    pub data: PathBuf,
+    pub hash_file: PathBuf,
+    pub hash_file_root: String,
+}
+
+#[allow(dead_code)]
+impl VerityImages {
+    pub fn build(tree: &Path, dir: &Path) -> VerityImages {
+        let image = dir.join("app.sqfs");
+        mksquashfs_uncompressed(tree, &image);
+        let offset = fs::metadata(&image).unwrap().len();
+        assert_eq!(offset % 4096, 0, "mksquashfs pads to 4 KiB");
+        let data = dir.join("data.sqfs");
+        fs::copy(&image, &data).unwrap();
+        let s = image.to_str().unwrap();
+        let root_hash = veritysetup_format(&[&format!("--hash-offset={offset}"), s, s]);
+        let hash_file = dir.join("data.verity");
+        let hash_file_root =
+            veritysetup_format(&[data.to_str().unwrap(), hash_file.to_str().unwrap()]);
+        VerityImages {
+            dir: dir.to_path_buf(),
+            image,
+            offset,
+            root_hash,
+            data,
+            hash_file,
+            hash_file_root,
+        }
+    }
+}
