@@ -141,6 +141,42 @@ pub struct LogStatus {
     pub log_dropped: u64,
 }
 
+/// run-dir/NAME/health.json: the health of the current run, written by
+/// its monitor (which runs the checks, with or without a daemon) each time
+/// a check ends and its status or streak changed.
+#[allow(dead_code)] // until the monitor writes it
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct HealthRecord {
+    pub version: u32,
+    #[nserde(rename = "run-id")]
+    pub run_id: String,
+    /// "starting", "healthy" or "unhealthy".
+    pub status: String,
+    /// Checks failed in a row.
+    #[nserde(rename = "failing-streak")]
+    pub failing_streak: u32,
+    /// The last few checks, oldest first.
+    pub log: Vec<HealthResult>,
+    /// Runs the monitor restarted for being unhealthy (`on-unhealthy`).
+    #[nserde(default)]
+    pub restarts: u32,
+}
+
+/// One health check's outcome.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct HealthResult {
+    /// Nanoseconds since the epoch.
+    pub start: u64,
+    pub end: u64,
+    /// Its exit code (128+N for signal N); null when it could not run or
+    /// timed out.
+    #[nserde(rename = "exit-code")]
+    pub exit_code: Option<i32>,
+    /// The start of its output, or why it failed.
+    pub output: String,
+}
+
 /// state-dir/NAME/state.json: decisions that outlive the daemon, written
 /// by the daemon only when they change.
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
@@ -439,6 +475,11 @@ impl Paths {
     }
     pub fn state(&self) -> PathBuf {
         self.state.join("state.json")
+    }
+    /// The health of the current run (see [`HealthRecord`]).
+    #[allow(dead_code)]
+    pub fn health(&self) -> PathBuf {
+        self.run.join("health.json")
     }
 }
 

@@ -18,6 +18,7 @@ use mio::net::UnixStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use super::events;
 use super::lifecycle::{
     self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, LimitsHit, Phase,
     RunFacts,
@@ -198,6 +199,9 @@ pub struct Containers {
     /// Monitor pidfds and channels, by token, naming their container.
     monitors: Slab<String>,
     channels: Slab<String>,
+    /// State changes not yet handed to the loop.
+    #[allow(dead_code)]
+    pub events: events::Queue,
 }
 
 impl Containers {
@@ -206,6 +210,7 @@ impl Containers {
             map: BTreeMap::new(),
             monitors: Slab::new(Tag::Monitor),
             channels: Slab::new(Tag::Channel),
+            events: events::Queue::default(),
         }
     }
 

@@ -25,6 +25,7 @@
 mod access;
 mod clients;
 mod containers;
+mod events;
 mod lifecycle;
 mod ratelimit;
 mod reload;
@@ -698,6 +699,7 @@ mod tests {
         ("access", include_str!("access.rs")),
         ("clients", include_str!("clients.rs")),
         ("containers", include_str!("containers.rs")),
+        ("events", include_str!("events.rs")),
         ("lifecycle", include_str!("lifecycle.rs")),
         ("ratelimit", include_str!("ratelimit.rs")),
         ("reload", include_str!("reload.rs")),
