@@ -24,7 +24,8 @@ mod seccomp_profile;
 mod settings;
 mod types;
 
-pub use container_file::parse_container;
+pub use container_file::{parse_container, parse_user};
+pub use settings::merge_env;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
