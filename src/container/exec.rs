@@ -29,6 +29,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::environment::{self, EnvError};
+use super::users::IdentityError;
 pub use super::spawn::Stdio;
 use super::spawn::{Join, Plan, SpawnError};
 use crate::config::{self, ContainerSpec};
@@ -39,7 +40,6 @@ use crate::sys::{fd, process};
 
 /// The running container to join.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // used by the exec client and health checks
 pub struct Target {
     pub name: String,
     /// Host pid of the container's init, and its start time (field 22 of
@@ -90,6 +90,14 @@ pub enum ExecError {
     Init { path: String, err: io::Error },
     /// `--user` is not a user.
     User(String),
+    /// The user or group is not in the container's /etc/passwd or
+    /// /etc/group.
+    UnknownUser {
+        container: String,
+        /// "/etc/passwd" or "/etc/group".
+        file: &'static str,
+        name: String,
+    },
     /// The user, groups or limits could not be worked out.
     Environment(EnvError),
     /// Allocating the terminal in the container.
@@ -106,6 +114,21 @@ impl fmt::Display for ExecError {
             ExecError::NotRunning { name } => write!(f, "container {name} is not running"),
             ExecError::Init { path, err } => write!(f, "open {path}: {}", errors::io_text(err)),
             ExecError::User(e) => write!(f, "user: {e}"),
+            ExecError::UnknownUser {
+                container,
+                file,
+                name,
+            } => {
+                let what = if *file == "/etc/group" {
+                    "group"
+                } else {
+                    "user"
+                };
+                write!(
+                    f,
+                    "{what} \"{name}\" is not in {file} of container {container}"
+                )
+            }
             ExecError::Environment(e) => write!(f, "{e}"),
             ExecError::Terminal { step, err } => {
                 write!(f, "{step}: {}", errors::io_text(err))
@@ -159,7 +182,14 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
     if let Some(user) = &opts.user {
         spec.user = Some(config::parse_user(user).map_err(ExecError::User)?);
     }
-    let env = environment::gather(&spec, &root_path).map_err(ExecError::Environment)?;
+    let env = environment::gather(&spec, &root_path).map_err(|e| match e {
+        EnvError::User(IdentityError::NotFound { file, name, .. }) => ExecError::UnknownUser {
+            container: target.name.clone(),
+            file,
+            name,
+        },
+        e => ExecError::Environment(e),
+    })?;
     // Everything read through /proc/PID was the init's if the pidfd still
     // names a live process with that pid and start time.
     if process::pidfd_send_signal(&init, 0).is_err() || !host::same_process(pid, target.init_start)
