@@ -200,14 +200,34 @@ pub enum Call {
     Ps,
     Reload,
     Version,
-    Start { name: String, wait: bool },
-    Stop { name: String, time: Option<u64> },
-    Restart { name: String, time: Option<u64> },
-    Kill { name: String, signal: i32 },
-    Wait { name: String },
-    Logs { name: String },
-    Inspect { name: String },
-    Rm { name: String },
+    Start {
+        name: String,
+        wait: bool,
+    },
+    Stop {
+        name: String,
+        time: Option<u64>,
+    },
+    Restart {
+        name: String,
+        time: Option<u64>,
+    },
+    Kill {
+        name: String,
+        signal: i32,
+    },
+    Wait {
+        name: String,
+    },
+    Logs {
+        name: String,
+    },
+    Inspect {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
     /// Where the running container is, for a client that joins it.
     Exec {
         name: String,
@@ -417,6 +437,38 @@ mod tests {
                 signal: libc::SIGKILL
             })
         );
+    }
+
+    #[test]
+    fn exec_needs_a_name_and_a_command() {
+        let mut r = req("exec", "web");
+        assert_eq!(
+            Call::from_request(r.clone()),
+            Err("exec needs a command".into())
+        );
+        r.command = vec!["sh".into()];
+        r.user = Some("app".into());
+        assert_eq!(
+            Call::from_request(r.clone()),
+            Ok(Call::Exec {
+                name: "web".into(),
+                command: vec!["sh".into()],
+                user: Some("app".into()),
+            })
+        );
+        r.name = "../web".into();
+        assert!(Call::from_request(r).is_err());
+        let line = Reply::Exec(Box::new(ExecTarget {
+            name: "web".into(),
+            init_pid: 42,
+            init_start: 7,
+            cgroups: vec!["/sys/fs/cgroup/berth/web".into()],
+            spec: "{}".into(),
+        }))
+        .into_line();
+        let r: Response = wire::decode(&line[..line.len() - 1]).unwrap();
+        let target = r.exec.unwrap();
+        assert_eq!((target.init_pid, target.init_start), (42, 7));
     }
 
     #[test]

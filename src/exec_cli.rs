@@ -30,7 +30,8 @@ use crate::errors;
 use crate::sys::pty::{self, WindowSize};
 use crate::sys::{fd, process, signal};
 
-pub const USAGE: &str = "usage: berth exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD [ARG...]";
+pub const USAGE: &str =
+    "usage: berth exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD [ARG...]";
 
 /// Signals passed on to the command.
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
@@ -195,8 +196,12 @@ pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
         .exec
         .ok_or_else(|| Failure("exec: the daemon's answer names no container".into(), 1))?;
     let origin = PathBuf::from(format!("{}.json", args.name));
-    let spec = config::parse_container(&args.name, &found.spec, &origin)
-        .map_err(|e| Failure(format!("exec {}: the daemon's definition: {e}", args.name), 1))?;
+    let spec = config::parse_container(&args.name, &found.spec, &origin).map_err(|e| {
+        Failure(
+            format!("exec {}: the daemon's definition: {e}", args.name),
+            1,
+        )
+    })?;
     let target = Target {
         name: found.name,
         init_pid: found.init_pid,
@@ -211,7 +216,8 @@ pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
         workdir: args.workdir.clone(),
         tty: args.tty.then(own_window),
     };
-    let fail = |what: &str, e: io::Error| Failure(format!("exec: {what}: {}", errors::io_text(&e)), 1);
+    let fail =
+        |what: &str, e: io::Error| Failure(format!("exec: {what}: {}", errors::io_text(&e)), 1);
     // Before the command exists, so that none of these signals is lost.
     signal::block(&[&FORWARDED[..], &[libc::SIGWINCH]].concat())
         .map_err(|e| fail("block signals", e))?;
@@ -221,7 +227,11 @@ pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
     let spawned = relay.start(&target, &opts).map_err(|e| {
         let code = match &e {
             ExecError::Spawn(SpawnError::Step { what, errno }) if what.starts_with("exec ") => {
-                if *errno == libc::ENOENT { 127 } else { 126 }
+                if *errno == libc::ENOENT {
+                    127
+                } else {
+                    126
+                }
             }
             _ => 1,
         };
@@ -234,11 +244,15 @@ pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
 
 /// This process's terminal's size, or the default.
 fn own_window() -> WindowSize {
-    [io::stdout().as_fd(), io::stdin().as_fd(), io::stderr().as_fd()]
-        .into_iter()
-        .find_map(|f| pty::window_size(&f).ok())
-        .filter(|w| w.rows > 0 && w.cols > 0)
-        .unwrap_or(DEFAULT_WINDOW)
+    [
+        io::stdout().as_fd(),
+        io::stdin().as_fd(),
+        io::stderr().as_fd(),
+    ]
+    .into_iter()
+    .find_map(|f| pty::window_size(&f).ok())
+    .filter(|w| w.rows > 0 && w.cols > 0)
+    .unwrap_or(DEFAULT_WINDOW)
 }
 
 const IN: Token = Token(0);
@@ -593,8 +607,18 @@ mod tests {
     #[test]
     fn every_option_in_every_form() {
         let a = parsed(&[
-            "--user", "nobody", "web", "-e", "A=1", "--env=B=2", "-eC=3", "-w", "/tmp", "-it",
-            "--", "sh",
+            "--user",
+            "nobody",
+            "web",
+            "-e",
+            "A=1",
+            "--env=B=2",
+            "-eC=3",
+            "-w",
+            "/tmp",
+            "-it",
+            "--",
+            "sh",
         ]);
         assert_eq!(a.user.as_deref(), Some("nobody"));
         assert_eq!(a.env, ["A=1", "B=2", "C=3"]);

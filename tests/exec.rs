@@ -9,6 +9,9 @@
 //! unknown container, and `inspect` listing the exec'd process while its
 //! `pid` stays the init's.
 
+// nanoserde's derived code trips this lint; it is not ours to rewrite.
+#![allow(clippy::question_mark)]
+
 mod common;
 
 use std::fs::{self, File};
@@ -135,7 +138,10 @@ impl Reaped {
                     .code()
                     .unwrap_or_else(|| panic!("client ended by a signal: {status}"));
             }
-            assert!(Instant::now() < end, "client still running after {deadline:?}");
+            assert!(
+                Instant::now() < end,
+                "client still running after {deadline:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -148,8 +154,16 @@ fn confinement(pid: i32) -> Vec<String> {
         .lines()
         .filter(|l| {
             [
-                "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
-                "NoNewPrivs:", "Seccomp:",
+                "Uid:",
+                "Gid:",
+                "Groups:",
+                "CapInh:",
+                "CapPrm:",
+                "CapEff:",
+                "CapBnd:",
+                "CapAmb:",
+                "NoNewPrivs:",
+                "Seccomp:",
             ]
             .iter()
             .any(|k| l.starts_with(k))
@@ -173,7 +187,16 @@ fn each_option_and_the_exit_status() {
     .unwrap();
 
     // Plain: the definition's user, env and workdir; the container's host name.
-    let out = exec_ok(&w, &["web", "--", "sh", "-c", "id -u; echo $A $FOO; pwd; hostname"]);
+    let out = exec_ok(
+        &w,
+        &[
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "id -u; echo $A $FOO; pwd; hostname",
+        ],
+    );
     assert_eq!(out, "0\n1 def\n/tmp\nweb\n");
     // Without "--" as well.
     assert_eq!(exec_ok(&w, &["web", "echo", "-n", "x"]), "x");
@@ -181,11 +204,22 @@ fn each_option_and_the_exit_status() {
     // --user by name: its ids, groups and home from the container's files.
     let out = exec_ok(
         &w,
-        &["--user", "app", "web", "--", "sh", "-c", "id -u; id -g; id -G; echo $HOME"],
+        &[
+            "--user",
+            "app",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; echo $HOME",
+        ],
     );
     assert_eq!(out, "1234\n2345\n2345 3000\n/home/app\n");
     // --user by number, user and group.
-    let out = exec_ok(&w, &["web", "-u", "1500:1600", "--", "sh", "-c", "id -u; id -g"]);
+    let out = exec_ok(
+        &w,
+        &["web", "-u", "1500:1600", "--", "sh", "-c", "id -u; id -g"],
+    );
     assert_eq!(out, "1500\n1600\n");
     // A name the container does not have.
     let out = w.berth(&["exec", "-u", "nosuch", "web", "true"]);
@@ -199,7 +233,16 @@ fn each_option_and_the_exit_status() {
     // --env over the definition's, and a new one.
     let out = exec_ok(
         &w,
-        &["web", "-e", "FOO=bar", "--env", "NEW=2", "sh", "-c", "echo $A $FOO $NEW"],
+        &[
+            "web",
+            "-e",
+            "FOO=bar",
+            "--env",
+            "NEW=2",
+            "sh",
+            "-c",
+            "echo $A $FOO $NEW",
+        ],
     );
     assert_eq!(out, "1 bar 2\n");
 
@@ -217,7 +260,11 @@ fn each_option_and_the_exit_status() {
 
     // The exit status, and 128 + N for a signal.
     exec_code(&w, &["web", "sh", "-c", "exit 42"], 42);
-    exec_code(&w, &["web", "sh", "-c", "kill -USR1 $$"], 128 + libc::SIGUSR1);
+    exec_code(
+        &w,
+        &["web", "sh", "-c", "kill -USR1 $$"],
+        128 + libc::SIGUSR1,
+    );
     // A command that is not there: 127, with the exec error.
     let out = w.berth(&["exec", "web", "/bin/nope"]);
     assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
@@ -260,7 +307,11 @@ fn each_option_and_the_exit_status() {
     writer.join().expect("writer");
     assert_eq!(child.wait_code(SHORT), 0);
     let want: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
-    assert!(stdout == format!("{want}end\n"), "{} bytes back", stdout.len());
+    assert!(
+        stdout == format!("{want}end\n"),
+        "{} bytes back",
+        stdout.len()
+    );
     // -i with a file as stdin.
     let file = w.out_dir().join("input");
     fs::write(&file, "from a file\n").unwrap();
@@ -302,7 +353,9 @@ fn the_same_confinement_as_the_init() {
     }
     // The same root: the container's.
     assert_eq!(
-        fs::metadata(format!("/proc/{pid}/root/bin/busybox")).unwrap().ino(),
+        fs::metadata(format!("/proc/{pid}/root/bin/busybox"))
+            .unwrap()
+            .ino(),
         fs::metadata(w.rootfs().join("bin/busybox")).unwrap().ino()
     );
     // The same cgroups, every hierarchy.
@@ -313,10 +366,16 @@ fn the_same_confinement_as_the_init() {
     // Ids, groups, capabilities, no_new_privs, seccomp.
     let (init_c, exec_c) = (confinement(init), confinement(pid));
     assert_eq!(exec_c, init_c);
-    assert!(exec_c.contains(&"Uid:\t1000\t1000\t1000\t1000".to_string()), "{exec_c:?}");
+    assert!(
+        exec_c.contains(&"Uid:\t1000\t1000\t1000\t1000".to_string()),
+        "{exec_c:?}"
+    );
     assert!(exec_c.contains(&"NoNewPrivs:\t1".to_string()), "{exec_c:?}");
     assert!(exec_c.contains(&"Seccomp:\t2".to_string()), "{exec_c:?}");
-    assert!(exec_c.contains(&"CapAmb:\t0000000000001000".to_string()), "{exec_c:?}");
+    assert!(
+        exec_c.contains(&"CapAmb:\t0000000000001000".to_string()),
+        "{exec_c:?}"
+    );
     // rlimits.
     let limits = |p: i32| fs::read_to_string(format!("/proc/{p}/limits")).unwrap();
     assert_eq!(limits(pid), limits(init));
@@ -353,7 +412,10 @@ fn inspect_lists_the_execd_process_and_the_pid_stays_the_inits() {
     let now = with_execs(&w, "web");
     assert_eq!(now.pid, init.pid, "inspect's pid is no longer the init's");
     assert_eq!(now.execs.len(), 1, "{now:?}");
-    assert!(execd.started_at.as_deref().is_some_and(is_rfc3339), "{execd:?}");
+    assert!(
+        execd.started_at.as_deref().is_some_and(is_rfc3339),
+        "{execd:?}"
+    );
     // ps --json says the same.
     let ps = w.berth_ok(&["ps", "--json"]);
     assert!(ps.contains(&format!("\"pid\":{}", init.pid)), "{ps}");
@@ -382,7 +444,14 @@ fn exec_works_across_a_daemon_kill_9_and_restart() {
     // An exec under way when the daemon dies finishes without it.
     let mut cmd = client(
         &w,
-        &["exec", "-i", "web", "sh", "-c", "read x; echo got $x; exit 5"],
+        &[
+            "exec",
+            "-i",
+            "web",
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 5",
+        ],
     );
     let mut c = Reaped(
         cmd.stdin(Stdio::piped())
@@ -408,7 +477,11 @@ fn exec_works_across_a_daemon_kill_9_and_restart() {
     // With no daemon, exec says so.
     let refused = w.berth(&["exec", "web", "true"]);
     assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
-    assert!(text(&refused).1.contains("daemon"), "{}", describe(&refused));
+    assert!(
+        text(&refused).1.contains("daemon"),
+        "{}",
+        describe(&refused)
+    );
     // A new daemon re-attaches the container; exec joins it as before.
     let _daemon = w.start_daemon(&["--live-restore"]);
     assert_eq!(w.inspect("web").pid, init);
@@ -438,11 +511,19 @@ fn exec_into_a_stopped_or_unknown_container_fails_clearly() {
     w.berth_ok(&["stop", "web"]);
     let out = w.berth(&["exec", "web", "true"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(text(&out).1.contains("container web is not running"), "{}", describe(&out));
+    assert!(
+        text(&out).1.contains("container web is not running"),
+        "{}",
+        describe(&out)
+    );
     // Usage errors exit 2.
     let out = w.berth(&["exec", "web"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(text(&out).1.contains("a command is needed"), "{}", describe(&out));
+    assert!(
+        text(&out).1.contains("a command is needed"),
+        "{}",
+        describe(&out)
+    );
 }
 
 // ---- terminals ----
@@ -456,13 +537,20 @@ fn open_pty() -> (OwnedFd, OwnedFd) {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK,
         )
     };
-    assert!(master >= 0, "open /dev/ptmx: {}", io::Error::last_os_error());
+    assert!(
+        master >= 0,
+        "open /dev/ptmx: {}",
+        io::Error::last_os_error()
+    );
     // SAFETY: just opened, owned by nobody else.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new fd.
     let peer = unsafe {
-        assert_eq!(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock), 0);
+        assert_eq!(
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock),
+            0
+        );
         libc::ioctl(
             master.as_raw_fd(),
             libc::TIOCGPTPEER,
@@ -482,14 +570,17 @@ fn set_size(fd: &OwnedFd, rows: u16, cols: u16) {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ reads the winsize.
-    assert_eq!(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+    let set = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(set, 0);
 }
 
 /// Whether the terminal is in raw mode (no echo, no canonical input).
 fn is_raw(fd: &OwnedFd) -> bool {
     // SAFETY: an all-zero termios is valid storage; tcgetattr fills it.
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+    // SAFETY: tcgetattr fills the termios the pointer names.
+    let got = unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) };
+    assert_eq!(got, 0);
     t.c_lflag & (libc::ECHO | libc::ICANON) == 0
 }
 
@@ -551,9 +642,16 @@ fn a_terminal_inside_the_container_with_its_size_and_resizes() {
     let execd = wait_execd(&w, "web", &["sh", "-c", script]);
     let inside = fs::metadata(format!("/proc/{}/fd/0", execd.pid)).unwrap();
     let ours = fs::metadata(format!("/proc/self/fd/{}", terminal.as_raw_fd())).unwrap();
-    assert_ne!(inside.dev(), ours.dev(), "the command is on the caller's devpts");
+    assert_ne!(
+        inside.dev(),
+        ours.dev(),
+        "the command is on the caller's devpts"
+    );
     // Raw mode on our terminal while it runs: input goes through as typed.
-    assert!(is_raw(&terminal), "the caller's terminal is not in raw mode");
+    assert!(
+        is_raw(&terminal),
+        "the caller's terminal is not in raw mode"
+    );
     screen.master.write_all(b"hello\r").unwrap();
     screen.wait_for("line:hello", SHORT);
     // A resize of our terminal reaches the command as SIGWINCH and the
@@ -563,14 +661,27 @@ fn a_terminal_inside_the_container_with_its_size_and_resizes() {
     screen.wait_for("50 160", SHORT);
     assert_eq!(c.wait_code(SHORT), 9);
     // Our terminal is as it was.
-    assert!(!is_raw(&terminal), "the caller's terminal was left in raw mode");
+    assert!(
+        !is_raw(&terminal),
+        "the caller's terminal was left in raw mode"
+    );
 }
 
 #[test]
 fn a_terminal_without_i_gets_no_input() {
     let (w, _daemon) = running("{}");
     let (master, terminal) = open_pty();
-    let mut cmd = client(&w, &["exec", "-t", "web", "sh", "-c", "tty >/dev/null && echo tty; stty size"]);
+    let mut cmd = client(
+        &w,
+        &[
+            "exec",
+            "-t",
+            "web",
+            "sh",
+            "-c",
+            "tty >/dev/null && echo tty; stty size",
+        ],
+    );
     let dup = |f: &OwnedFd| Stdio::from(f.try_clone().expect("dup"));
     let mut c = Reaped(
         cmd.stdin(Stdio::null())

@@ -29,9 +29,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::environment::{self, EnvError};
-use super::users::IdentityError;
 pub use super::spawn::Stdio;
 use super::spawn::{Join, Plan, SpawnError};
+use super::users::IdentityError;
 use crate::config::{self, ContainerSpec};
 use crate::errors;
 use crate::host;
@@ -73,7 +73,9 @@ pub struct Options {
 /// The process started.
 #[derive(Debug)]
 pub struct Spawned {
-    /// Its host pid; it is the caller's child.
+    /// Its host pid; it is the caller's child. (`berth exec` itself needs
+    /// only the pidfd; health checks report the pid.)
+    #[allow(dead_code)]
     pub pid: i32,
     pub pidfd: OwnedFd,
     /// The terminal's master side, non-blocking, when a terminal was asked
@@ -363,4 +365,52 @@ fn boot_time_ns() -> Option<u64> {
         .parse()
         .ok()?;
     Some(secs * 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_and_start_time_are_read_after_the_last_parenthesis() {
+        let mut stat = b"77 (a) b) (c) S 12".to_vec();
+        for field in 5..=22 {
+            stat.extend_from_slice(format!(" {field}").as_bytes());
+        }
+        assert_eq!(parent_and_start(&stat), Some((12, 22)));
+        assert_eq!(parent_and_start(b"77 (x) S"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_in_its_own_cgroup_and_its_children_are_not_joined() {
+        let me = process::getpid();
+        let dirs = init_cgroups(me).unwrap();
+        assert!(!dirs.is_empty());
+        // Seen as the "init", this process is left out; a child of it is
+        // inside, so it is not a process joined from outside either.
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let mut child = scopeguard(child);
+        let found = joined(&dirs[0], me);
+        assert!(
+            found
+                .iter()
+                .all(|j| j.pid != me && j.pid != child.0.id() as i32),
+            "{found:?}"
+        );
+        let _ = child.0.kill();
+    }
+
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    fn scopeguard(c: std::process::Child) -> Guard {
+        Guard(c)
+    }
 }

@@ -455,7 +455,12 @@ impl<'fd> Plan<'fd> {
             b.op(Step::Dup2 { from, to }, what);
         }
         b.privileges(spec, env)?;
-        b.exec(&spec.command, spec.env.clone(), &spec.hostname, env.home.as_deref())?;
+        b.exec(
+            &spec.command,
+            spec.env.clone(),
+            &spec.hostname,
+            env.home.as_deref(),
+        )?;
         Ok(Plan {
             steps: b.steps,
             what: b.what,
@@ -517,7 +522,10 @@ impl<'fd> Plan<'fd> {
             b.op(Step::Dup2 { from, to }, what);
         }
         if join.tty {
-            b.op(Step::ControllingTty, "make the terminal the controlling terminal");
+            b.op(
+                Step::ControllingTty,
+                "make the terminal the controlling terminal",
+            );
         }
         b.privileges(spec, env)?;
         b.exec(
@@ -687,68 +695,68 @@ impl<'fd> Builder<'fd> {
     /// filter, as `env` and `spec` give them: the same for a container's
     /// init and for a process joining it.
     fn privileges(&mut self, spec: &ContainerSpec, env: &Environment) -> Result<(), SpawnError> {
-    // Every limit and all five capability sets are set, so nothing the
-    // daemon inherited (raised limits, inheritable or ambient
-    // capabilities, supplementary groups) reaches the container.
-    for l in &env.rlimits {
-        let (soft, hard) = (config::limit_text(l.soft), config::limit_text(l.hard));
-        let what = if l.from_file {
-            format!("set rlimits.{} to {soft}:{hard}", l.name)
-        } else {
-            format!("set the default rlimit {} to {soft}:{hard}", l.name)
-        };
-        self.op(
-            Step::SetRlimit {
-                resource: l.resource,
-                soft: l.soft,
-                hard: l.hard,
-                clamp: !l.from_file,
-            },
-            what,
-        );
-    }
-    for c in 0..=LAST_CAP {
-        if env.capabilities & (1 << c) == 0 {
+        // Every limit and all five capability sets are set, so nothing the
+        // daemon inherited (raised limits, inheritable or ambient
+        // capabilities, supplementary groups) reaches the container.
+        for l in &env.rlimits {
+            let (soft, hard) = (config::limit_text(l.soft), config::limit_text(l.hard));
+            let what = if l.from_file {
+                format!("set rlimits.{} to {soft}:{hard}", l.name)
+            } else {
+                format!("set the default rlimit {} to {soft}:{hard}", l.name)
+            };
             self.op(
-                Step::DropBounding(c),
-                format!("drop {} from the bounding set", config::cap_name(c)),
+                Step::SetRlimit {
+                    resource: l.resource,
+                    soft: l.soft,
+                    hard: l.hard,
+                    clamp: !l.from_file,
+                },
+                what,
             );
         }
-    }
-    let groups = match env.groups.as_slice() {
-        [] => "clear supplementary groups".to_string(),
-        gids => format!(
-            "set supplementary groups {}",
-            gids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    };
-    self.op(Step::SetGroups(env.groups.clone()), groups);
-    self.op(Step::KeepCaps, "keep capabilities across the uid change");
-    let (uid, gid) = (env.uid, env.gid);
-    self.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
-    self.op(
-        Step::SetCaps {
-            effective: env.permitted,
-            permitted: env.permitted,
-            inheritable: env.ambient,
-        },
-        "set capabilities",
-    );
-    self.op(Step::SetAmbient(env.ambient), "set ambient capabilities");
-    self.op(Step::NoNewPrivs, "set no_new_privs");
-    // After the uid change, which would clear it.
-    self.op(Step::DieWithParent, "set parent death signal");
-    self.op(Step::CloexecFrom(3), "close inherited fds");
-    // The last step before exec; what the filter allows depends on the
-    // capabilities the process holds (a user's namespaces need none).
-    if let Some(filter) =
-        seccomp::prepare(&spec.seccomp, env.permitted).map_err(SpawnError::Seccomp)?
-    {
-        self.op(Step::Seccomp(filter), "install seccomp filter");
-    }
+        for c in 0..=LAST_CAP {
+            if env.capabilities & (1 << c) == 0 {
+                self.op(
+                    Step::DropBounding(c),
+                    format!("drop {} from the bounding set", config::cap_name(c)),
+                );
+            }
+        }
+        let groups = match env.groups.as_slice() {
+            [] => "clear supplementary groups".to_string(),
+            gids => format!(
+                "set supplementary groups {}",
+                gids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        self.op(Step::SetGroups(env.groups.clone()), groups);
+        self.op(Step::KeepCaps, "keep capabilities across the uid change");
+        let (uid, gid) = (env.uid, env.gid);
+        self.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
+        self.op(
+            Step::SetCaps {
+                effective: env.permitted,
+                permitted: env.permitted,
+                inheritable: env.ambient,
+            },
+            "set capabilities",
+        );
+        self.op(Step::SetAmbient(env.ambient), "set ambient capabilities");
+        self.op(Step::NoNewPrivs, "set no_new_privs");
+        // After the uid change, which would clear it.
+        self.op(Step::DieWithParent, "set parent death signal");
+        self.op(Step::CloexecFrom(3), "close inherited fds");
+        // The last step before exec; what the filter allows depends on the
+        // capabilities the process holds (a user's namespaces need none).
+        if let Some(filter) =
+            seccomp::prepare(&spec.seccomp, env.permitted).map_err(SpawnError::Seccomp)?
+        {
+            self.op(Step::Seccomp(filter), "install seccomp filter");
+        }
 
         Ok(())
     }
@@ -1370,5 +1378,86 @@ mod tests {
             SpawnError::from(LaunchError::Clone(e(libc::ENOSPC))).to_string(),
             "clone: No space left on device"
         );
+    }
+
+    /// The step descriptions of a plan joining a running container.
+    fn join_steps(spec: &ContainerSpec, tty: bool) -> Vec<String> {
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
+        let join = Join {
+            init: pipe.0.as_fd(),
+            namespaces: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
+            pid_to: pipe.1.as_fd(),
+            cgroups: vec![PathBuf::from("/sys/fs/cgroup/berth/web")],
+            command: vec!["sh".to_string(), "-c".to_string(), "id".to_string()],
+            vars: vec!["A=1".to_string()],
+            workdir: "/data".to_string(),
+            tty,
+        };
+        let plan = Plan::build_join(spec, &env(spec), &join, &stdio).unwrap();
+        assert_eq!(plan.steps.len(), plan.what.len());
+        plan.what
+    }
+
+    #[test]
+    fn a_joining_process_enters_after_its_cgroups_and_takes_the_inits_privileges() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "user": "1000:1000",
+                "cap-add": ["NET_ADMIN"], "rlimits": {"nofile": [10, 20]}}"#,
+        );
+        let what = join_steps(&s, false);
+        assert_eq!(
+            what[..6],
+            [
+                "reset signals",
+                "join cgroup /sys/fs/cgroup/berth/web",
+                "enter the namespaces of the container's init",
+                "setsid",
+                "set oom-score-adj to 0",
+                "enter workdir /data",
+            ]
+        );
+        let order = [
+            "set up stdin",
+            "set up stderr",
+            "set rlimits.nofile to 10:20",
+            "drop CAP_SYS_ADMIN from the bounding set",
+            "set user 1000:1000",
+            "set capabilities",
+            "set ambient capabilities",
+            "set no_new_privs",
+            "set parent death signal",
+            "close inherited fds",
+            "install seccomp filter",
+            "exec sh",
+        ];
+        let at: Vec<usize> = order.iter().map(|w| position(&what, w)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{what:#?}");
+        // Nothing of the container's making is done again.
+        for w in &what {
+            assert!(
+                !w.starts_with("mount") && !w.starts_with("pivot_root") && !w.contains("hostname"),
+                "{w}"
+            );
+        }
+        assert!(!what.iter().any(|w| w.contains("controlling terminal")));
+        // The same privileges as the init's plan, in the same order.
+        let init = build(&s, &[], None);
+        let privileges = |w: &[String]| -> Vec<String> {
+            let from = position(w, "set up stderr") + 1;
+            let to = position(w, "install seccomp filter");
+            w[from..=to].to_vec()
+        };
+        assert_eq!(privileges(&what), privileges(&init));
+    }
+
+    #[test]
+    fn a_joining_process_on_a_terminal_takes_it_as_controlling_terminal() {
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        let what = join_steps(&s, true);
+        let at = position(&what, "make the terminal the controlling terminal");
+        assert!(at > position(&what, "setsid"));
+        assert!(at > position(&what, "set up stderr"));
+        assert!(at < position(&what, "set user 0:0"));
     }
 }

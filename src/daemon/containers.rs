@@ -27,8 +27,8 @@ use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{Slab, Tag};
 use crate::api::{ExecInfo, ExecTarget, Info};
 use crate::config::{self, ContainerSpec, DaemonConfig};
-use crate::container::{cgroup, exec};
 use crate::container::monitor::{self, Job, Reply};
+use crate::container::{cgroup, exec};
 use crate::errors;
 use crate::host;
 use crate::state::{

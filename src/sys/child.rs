@@ -533,7 +533,11 @@ fn run(
 
 /// Step::Enter: setns, then clone with CLONE_PARENT. Returns in the new
 /// child only; this process ends here once it wrote the child's pid.
-fn enter(target: BorrowedFd<'_>, namespaces: libc::c_int, pid_to: BorrowedFd<'_>) -> Result<(), i32> {
+fn enter(
+    target: BorrowedFd<'_>,
+    namespaces: libc::c_int,
+    pid_to: BorrowedFd<'_>,
+) -> Result<(), i32> {
     ns::setns_raw(target, namespaces)?;
     // SAFETY: CLONE_PARENT shares neither memory nor the thread group; the
     // child goes on running `run`, which makes system calls only and ends
@@ -733,9 +737,7 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
         | Step::CloseFrom(_)
         | Step::OpenRoot(_)
         | Step::ExecInit { .. }
-        | Step::Enter { .. } => {
-            Err(libc::EINVAL)
-        }
+        | Step::Enter { .. } => Err(libc::EINVAL),
     }
 }
 

@@ -52,7 +52,10 @@ pub(super) fn loopback_up_raw() -> Result<(), i32> {
 
 /// setns(2) with a pidfd, for the child: joins every namespace in
 /// `namespaces` (CLONE_NEW* flags) of the process behind `pidfd` at once.
-pub(super) fn setns_raw(pidfd: std::os::fd::BorrowedFd<'_>, namespaces: libc::c_int) -> Result<(), i32> {
+pub(super) fn setns_raw(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    namespaces: libc::c_int,
+) -> Result<(), i32> {
     // SAFETY: setns takes an fd, open for the call, and flags.
     if unsafe { libc::setns(pidfd.as_raw_fd(), namespaces) } == -1 {
         return Err(super::errno());

@@ -23,11 +23,8 @@ pub struct WindowSize {
 /// on a devpts file system, and unlocks its peer. Non-blocking,
 /// close-on-exec, never the caller's controlling terminal.
 pub fn open_master(root: BorrowedFd<'_>, ptmx: &CStr) -> io::Result<OwnedFd> {
-    let master = resolve::open_in_root(
-        root,
-        ptmx,
-        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
-    )?;
+    let master =
+        resolve::open_in_root(root, ptmx, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK)?;
     // SAFETY: an all-zero statfs is valid storage for fstatfs to fill.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `master` is open for the call; `fs` is valid storage.
@@ -135,7 +132,10 @@ mod tests {
     fn a_pair_from_the_hosts_devpts_carries_bytes_and_a_window_size() {
         let master = open_master(dev_root().as_fd(), c"dev/pts/ptmx").unwrap();
         let peer = open_peer(&master).unwrap();
-        let size = WindowSize { rows: 33, cols: 101 };
+        let size = WindowSize {
+            rows: 33,
+            cols: 101,
+        };
         set_window_size(&master, size).unwrap();
         assert_eq!(window_size(&peer).unwrap(), size);
         assert!(std::io::IsTerminal::is_terminal(&peer));
