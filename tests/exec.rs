@@ -526,6 +526,25 @@ fn exec_into_a_stopped_or_unknown_container_fails_clearly() {
     );
 }
 
+#[test]
+fn a_reader_that_goes_away_ends_the_command_as_in_a_pipeline() {
+    let (w, _daemon) = running("{}");
+    // berth exec web yes | head -n 1
+    let mut c = Reaped(
+        client(&w, &["exec", "web", "yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn client"),
+    );
+    let mut stdout = c.0.stdout.take().expect("stdout");
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).expect("read");
+    assert_eq!(&first, b"y\n");
+    drop(stdout);
+    assert_eq!(c.wait_code(SHORT), 128 + libc::SIGPIPE);
+}
+
 // ---- terminals ----
 
 /// A pseudo-terminal pair of the host's devpts: (master, terminal).
