@@ -464,6 +464,12 @@ impl Relay {
             if ended && reading_stdin {
                 reading_stdin = false;
                 let _ = reg.deregister(&mut SourceFd(&stdin_fd));
+                if master.is_some() {
+                    // The end of our input ends the terminal's: its EOF
+                    // character (^D) after what was typed.
+                    pending.push(4);
+                    self.feed(to, &mut pending, false)?;
+                }
             }
             // Wait for room for what is pending (else only for output).
             let want_room = !pending.is_empty();
