@@ -33,6 +33,15 @@ use crate::sys::{fd, process, signal};
 pub const USAGE: &str =
     "usage: berth exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD [ARG...]";
 
+const HELP: &str = "\
+Runs CMD inside the running container NAME, confined as its init is.
+  -u, --user U       user or user:group, by name or number, instead of the definition's
+  -e, --env K=V      set a variable (K alone: this shell's value); may be repeated
+  -w, --workdir D    start in D instead of the definition's workdir
+  -i, --interactive  keep stdin open to the command (else /dev/null)
+  -t, --tty          run it on a terminal of the container's own
+The exit code is the command's (128 + N when signal N ended it).";
+
 /// Signals passed on to the command.
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 /// The window size when this process has no terminal to take one from.
@@ -49,6 +58,8 @@ pub struct ExecArgs {
     pub workdir: Option<String>,
     pub tty: bool,
     pub interactive: bool,
+    /// `--help` (or `-h`) came before the command.
+    pub help: bool,
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
@@ -66,6 +77,7 @@ pub fn parse(args: &[String]) -> Result<ExecArgs, Failure> {
         workdir: None,
         tty: false,
         interactive: false,
+        help: false,
     };
     let mut name = None;
     let mut i = 0;
@@ -111,6 +123,10 @@ pub fn parse(args: &[String]) -> Result<ExecArgs, Failure> {
             continue;
         }
         match flag.as_str() {
+            "--help" | "-h" => {
+                out.help = true;
+                return Ok(out);
+            }
             "--tty" => out.tty = true,
             "--interactive" => out.interactive = true,
             short if !short.starts_with("--") && short.len() > 1 => {
@@ -181,6 +197,10 @@ fn variables(args: &ExecArgs, lookup: impl Fn(&str) -> Option<String>) -> Vec<St
 /// Runs `berth exec`; returns the command's exit code.
 pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
     let args = parse(rest)?;
+    if args.help {
+        println!("{USAGE}\n\n{HELP}");
+        return Ok(0);
+    }
     let resp = cli::call(
         socket,
         &Request {
@@ -665,6 +685,15 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("root"));
         let d = parsed(&["web", "true"]);
         assert!(!d.tty && !d.interactive && d.user.is_none() && d.env.is_empty());
+    }
+
+    #[test]
+    fn help_before_the_command_is_ours_after_it_the_commands() {
+        assert!(parsed(&["--help"]).help);
+        assert!(parsed(&["web", "-h"]).help);
+        let a = parsed(&["web", "ls", "--help"]);
+        assert!(!a.help);
+        assert_eq!(a.argv, ["ls", "--help"]);
     }
 
     #[test]

@@ -436,6 +436,28 @@ fn the_same_confinement_as_the_init() {
 }
 
 #[test]
+fn a_container_on_the_hosts_network_is_joined_in_every_other_namespace() {
+    let (w, _daemon) = running(r#"{"network": "host"}"#);
+    let init = w.inspect("web").pid;
+    let out = exec_ok(
+        &w,
+        &[
+            "web",
+            "sh",
+            "-c",
+            "for n in net mnt pid; do readlink /proc/self/ns/$n; done",
+        ],
+    );
+    let link = |p: String| fs::read_link(p).unwrap().to_string_lossy().into_owned();
+    let want = [
+        link("/proc/self/ns/net".into()),
+        link(format!("/proc/{init}/ns/mnt")),
+        link(format!("/proc/{init}/ns/pid")),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
 fn inspect_lists_the_execd_process_and_the_pid_stays_the_inits() {
     let (w, _daemon) = running("{}");
     let init = with_execs(&w, "web");
@@ -722,12 +744,16 @@ fn a_terminal_inside_the_container_with_its_size_and_resizes() {
 #[test]
 fn piped_input_to_a_terminal_ends_with_its_eof() {
     let (w, _daemon) = running("{}");
-    // echo 'echo in-$((1+2))' | berth exec -it web sh
-    let mut cmd = client(&w, &["exec", "-it", "web", "sh"]);
+    // printf 'one\ntwo\n' | berth exec -it web sh -c 'cat; echo end'
+    // (a command that leaves the terminal's modes alone: an interactive
+    // shell switching to its line editor may flush input typed ahead).
+    let mut cmd = client(&w, &["exec", "-it", "web", "sh", "-c", "cat; echo end"]);
     let (code, out, err) =
-        Reaped::spawn(cmd.stdin(Stdio::piped())).finish(Some(b"echo in-$((1+2))\n".to_vec()));
+        Reaped::spawn(cmd.stdin(Stdio::piped())).finish(Some(b"one\ntwo\n".to_vec()));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("in-3\r\n"), "{out}{err}");
+    // The terminal echoes each line, cat writes it again, then the EOF.
+    assert!(out.ends_with("two\r\nend\r\n"), "{out:?}{err}");
+    assert_eq!(out.matches("one\r\n").count(), 2, "{out:?}");
 }
 
 #[test]
