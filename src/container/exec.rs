@@ -173,12 +173,15 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
             });
         }
     };
-    if pid <= 0 || !host::same_process(pid, target.init_start) {
+    let alive = || pid > 0 && host::same_process(pid, target.init_start);
+    if !alive() {
         return Err(not_running());
     }
-    let namespaces = namespaces_to_join(pid)?;
+    // A /proc entry that cannot be read because the init just ended.
+    let gone_or = |e: ExecError| if alive() { e } else { not_running() };
+    let namespaces = namespaces_to_join(pid).map_err(gone_or)?;
     let root_path = PathBuf::from(format!("/proc/{pid}/root"));
-    let root = open_dir(&root_path)?;
+    let root = open_dir(&root_path).map_err(gone_or)?;
 
     let mut spec = target.spec.clone();
     if let Some(user) = &opts.user {
@@ -190,12 +193,11 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
             file,
             name,
         },
-        e => ExecError::Environment(e),
+        e => gone_or(ExecError::Environment(e)),
     })?;
     // Everything read through /proc/PID was the init's if the pidfd still
     // names a live process with that pid and start time.
-    if process::pidfd_send_signal(&init, 0).is_err() || !host::same_process(pid, target.init_start)
-    {
+    if process::pidfd_send_signal(&init, 0).is_err() || !alive() {
         return Err(not_running());
     }
 
