@@ -458,6 +458,31 @@ fn a_container_on_the_hosts_network_is_joined_in_every_other_namespace() {
 }
 
 #[test]
+fn a_container_under_berths_init_is_joined_and_its_command_is_no_exec() {
+    // berth's init is the berth binary run inside the rootfs: static, as
+    // tests/run builds it.
+    let (w, _daemon) = running(r#"{"init": true}"#);
+    let out = exec_ok(
+        &w,
+        &["web", "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo"],
+    );
+    assert!(out.starts_with("berth-init "), "{out:?}");
+    let mut c = Reaped(
+        client(&w, &["exec", "web", "sh", "-c", "exec sleep 998"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn client"),
+    );
+    wait_execd(&w, "web", &["sleep", "998"]);
+    // The command berth's init started is inside, not an exec.
+    let execs = with_execs(&w, "web").execs;
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    sys::kill_child(c.0.id(), libc::SIGTERM).unwrap();
+    assert_eq!(c.wait_code(SHORT), 128 + libc::SIGTERM);
+}
+
+#[test]
 fn inspect_lists_the_execd_process_and_the_pid_stays_the_inits() {
     let (w, _daemon) = running("{}");
     let init = with_execs(&w, "web");
