@@ -7,7 +7,8 @@
 //! window size and a resize followed, exec across a daemon kill -9 and
 //! restart (and while the daemon is away), clear errors for a stopped or
 //! unknown container, and `inspect` listing the exec'd process while its
-//! `pid` stays the init's.
+//! `pid` stays the init's. The test with `"init": true` needs the static
+//! binary tests/run builds, as tests/init.rs does.
 
 // nanoserde's derived code trips this lint; it is not ours to rewrite.
 #![allow(clippy::question_mark)]
