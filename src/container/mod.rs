@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod devices;
 pub mod environment;
 pub mod etc_files;
+pub mod health;
 pub mod init;
 pub mod logs;
 pub mod monitor;
