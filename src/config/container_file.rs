@@ -280,7 +280,7 @@ fn get_env(node: &Node, file: &Path) -> Result<Vec<String>, ConfigError> {
 
 /// "user" or "user:group", each a name or a number (below 4294967295);
 /// a uid alone means gid = uid, a name alone its group in /etc/passwd.
-fn parse_user(s: &str) -> Result<User, String> {
+pub fn parse_user(s: &str) -> Result<User, String> {
     let id = |part: &str| -> Option<Id> {
         if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
             return part

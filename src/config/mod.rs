@@ -26,12 +26,13 @@ mod seccomp_profile;
 mod settings;
 mod types;
 
-pub use container_file::parse_container;
+pub use container_file::{parse_container, parse_user};
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
+pub use settings::merge_env;
 pub use types::{
     ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Healthcheck, Id, MAX_TIMEOUT,
     Mount, MountKind, Network, OnUnhealthy, RestartPolicy, SocketGroup, User, VerityHashes,

@@ -11,11 +11,13 @@
 //! not count.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::exec;
 use crate::config::{ContainerSpec, Healthcheck};
+use crate::errors;
 use crate::state::{self, FORMAT_VERSION, HealthRecord, HealthResult};
 use crate::sys::{fd, process};
 
@@ -306,16 +308,38 @@ impl Checker {
 }
 
 /// Starts `command` inside the container whose init is `init` (pid,
-/// start time), confined as the init is, stdin /dev/null, stdout and
-/// stderr on one pipe: returns its pidfd and the pipe's read end.
+/// start time, in the cgroups `cgroups`), confined as the init is (see
+/// `exec`), stdin /dev/null, stdout and stderr on one pipe: returns its
+/// pidfd and the pipe's read end.
 pub fn spawn_check(
     init: (i32, u64),
     cgroups: &[PathBuf],
     spec: &ContainerSpec,
     command: &[String],
 ) -> Result<(OwnedFd, OwnedFd), String> {
-    let _ = (init, cgroups, spec, command);
-    Err("exec into the container is not built yet".to_string())
+    let target = exec::Target {
+        name: spec.name.clone(),
+        init_pid: init.0,
+        init_start: init.1,
+        cgroups: cgroups.to_vec(),
+        spec: spec.clone(),
+    };
+    let opts = exec::Options {
+        argv: command.to_vec(),
+        ..exec::Options::default()
+    };
+    let (out_r, out_w) = fd::pipe().map_err(|e| format!("create pipe: {}", errors::io_text(&e)))?;
+    let devnull = fd::open(c"/dev/null", libc::O_RDONLY, 0)
+        .map_err(|e| format!("open /dev/null: {}", errors::io_text(&e)))?;
+    let stdio = exec::Stdio {
+        stdin: devnull.as_fd(),
+        stdout: out_w.as_fd(),
+        stderr: out_w.as_fd(),
+    };
+    let spawned = exec::spawn(&target, &opts, stdio).map_err(|e| e.to_string())?;
+    // Only the check holds the write end now: its end is the pipe's.
+    drop(out_w);
+    Ok((spawned.pidfd, out_r))
 }
 
 /// "30 s", "1.5 s".

@@ -941,7 +941,7 @@ struct Health {
     stop_timeout: Duration,
     /// The init the checks go into: (pid, start time).
     init: (i32, u64),
-    /// What a check joins: the container's cgroups and definition.
+    /// What a check joins: the init's cgroups and the definition.
     cgroups: Vec<PathBuf>,
     spec: ContainerSpec,
     /// The init is being stopped for failing its checks: SIGKILL then.
@@ -968,7 +968,10 @@ impl Health {
     /// A new init runs (the first of the run, or one started again).
     fn init_started(&mut self, monitor: &Monitor, pid: i32, start: u64, restarted: bool) {
         self.init = (pid, start);
-        self.cgroups = monitor.cgroups().to_vec();
+        self.cgroups = monitor
+            .placement
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.init.clone());
         self.spec = monitor.spec.clone();
         self.kill_at = None;
         self.restart_due = false;

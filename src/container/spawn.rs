@@ -26,6 +26,7 @@ use crate::config::{self, ContainerSpec, MountKind, Network};
 use crate::errors;
 use crate::errors::{errno_text, io_text};
 use crate::sys::child::{self, Failure, InitReport, LaunchError, Step, Target};
+use crate::sys::fd;
 use crate::sys::process::{self, Argv, Envp};
 use crate::sys::seccomp::{self, SeccompError};
 
@@ -126,6 +127,26 @@ fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SpawnError> {
     CString::new(s.as_ref().to_vec()).map_err(|_| SpawnError::NulByte)
 }
 
+/// What a process joining a running container needs besides its
+/// definition (see [`Plan::build_join`]).
+pub struct Join<'fd> {
+    /// A pidfd of the container's init.
+    pub init: BorrowedFd<'fd>,
+    /// The init's namespaces to join (CLONE_NEW* flags): every one it
+    /// does not share with this process.
+    pub namespaces: libc::c_int,
+    /// The writing end of a pipe that gets the process's pid.
+    pub pid_to: BorrowedFd<'fd>,
+    /// The init's cgroups, one directory per hierarchy.
+    pub cgroups: Vec<std::path::PathBuf>,
+    pub command: Vec<String>,
+    /// Its environment (PATH, HOSTNAME and HOME are added if missing).
+    pub vars: Vec<String>,
+    pub workdir: String,
+    /// Whether stdio is a terminal to make the controlling one.
+    pub tty: bool,
+}
+
 /// The fds the container's stdio comes from.
 pub struct Stdio<'fd> {
     pub stdin: BorrowedFd<'fd>,
@@ -149,9 +170,9 @@ impl<'fd> Plan<'fd> {
         born_in: Option<&Path>,
         stdio: &Stdio<'fd>,
     ) -> Result<Plan<'fd>, SpawnError> {
-        let Some(prog) = spec.command.first() else {
+        if spec.command.is_empty() {
             return Err(SpawnError::NoCommand);
-        };
+        }
         let mut b = Builder {
             steps: Vec::new(),
             what: Vec::new(),
@@ -433,109 +454,123 @@ impl<'fd> Plan<'fd> {
         ] {
             b.op(Step::Dup2 { from, to }, what);
         }
-        // Every limit and all five capability sets are set, so nothing the
-        // daemon inherited (raised limits, inheritable or ambient
-        // capabilities, supplementary groups) reaches the container.
-        for l in &env.rlimits {
-            let (soft, hard) = (config::limit_text(l.soft), config::limit_text(l.hard));
-            let what = if l.from_file {
-                format!("set rlimits.{} to {soft}:{hard}", l.name)
-            } else {
-                format!("set the default rlimit {} to {soft}:{hard}", l.name)
-            };
-            b.op(
-                Step::SetRlimit {
-                    resource: l.resource,
-                    soft: l.soft,
-                    hard: l.hard,
-                    clamp: !l.from_file,
-                },
-                what,
-            );
-        }
-        for c in 0..=LAST_CAP {
-            if env.capabilities & (1 << c) == 0 {
-                b.op(
-                    Step::DropBounding(c),
-                    format!("drop {} from the bounding set", config::cap_name(c)),
-                );
-            }
-        }
-        let groups = match env.groups.as_slice() {
-            [] => "clear supplementary groups".to_string(),
-            gids => format!(
-                "set supplementary groups {}",
-                gids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        };
-        b.op(Step::SetGroups(env.groups.clone()), groups);
-        b.op(Step::KeepCaps, "keep capabilities across the uid change");
-        let (uid, gid) = (env.uid, env.gid);
-        b.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
-        b.op(
-            Step::SetCaps {
-                effective: env.permitted,
-                permitted: env.permitted,
-                inheritable: env.ambient,
-            },
-            "set capabilities",
-        );
-        b.op(Step::SetAmbient(env.ambient), "set ambient capabilities");
-        b.op(Step::NoNewPrivs, "set no_new_privs");
-        // After the uid change, which would clear it.
-        b.op(Step::DieWithParent, "set parent death signal");
-        b.op(Step::CloexecFrom(3), "close inherited fds");
-        // The last step before exec; what the filter allows depends on the
-        // capabilities the process holds (a user's namespaces need none).
-        if let Some(filter) =
-            seccomp::prepare(&spec.seccomp, env.permitted).map_err(SpawnError::Seccomp)?
-        {
-            b.op(Step::Seccomp(filter), "install seccomp filter");
-        }
-
-        // execve: argv, envp and every PATH candidate, built now.
-        let home = env.home.clone();
-        let argv = spec.command.iter().map(cstr).collect::<Result<_, _>>()?;
-        let mut env = spec.env.clone();
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, format!("PATH={DEFAULT_PATH}"));
-        }
-        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-            env.push(format!("HOSTNAME={}", spec.hostname));
-        }
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", home.as_deref().unwrap_or("/")));
-        }
-        let path_var = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH)
-            .to_string();
-        let envp = env.iter().map(cstr).collect::<Result<_, _>>()?;
-        let candidates = if prog.contains('/') {
-            vec![cstr(prog)?]
-        } else {
-            path_var
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| cstr(format!("{}/{prog}", d.trim_end_matches('/'))))
-                .collect::<Result<_, _>>()?
-        };
-        b.op(
-            Step::Exec {
-                candidates,
-                argv: Argv::new(argv),
-                envp: Envp::new(envp),
-            },
-            format!("exec {prog}"),
-        );
+        b.privileges(spec, env)?;
+        b.exec(
+            &spec.command,
+            spec.env.clone(),
+            &spec.hostname,
+            env.home.as_deref(),
+        )?;
         Ok(Plan {
             steps: b.steps,
             what: b.what,
         })
+    }
+
+    /// The program of a process joining a running container (`berth
+    /// exec`): it joins the init's cgroups, then its namespaces (a clone
+    /// of its own, see `Step::Enter`), then takes the same limits,
+    /// capabilities, ids, no_new_privs and seccomp filter as the init
+    /// would with `env`, and execs `join.command`. With `join.tty` its
+    /// stdio (all three the terminal) becomes its controlling terminal.
+    pub fn build_join(
+        spec: &ContainerSpec,
+        env: &Environment,
+        join: &Join<'fd>,
+        stdio: &Stdio<'fd>,
+    ) -> Result<Plan<'fd>, SpawnError> {
+        if join.command.is_empty() {
+            return Err(SpawnError::NoCommand);
+        }
+        let mut b = Builder {
+            steps: Vec::new(),
+            what: Vec::new(),
+        };
+        b.op(Step::ResetSignals, "reset signals");
+        for dir in &join.cgroups {
+            let procs = dir.join("cgroup.procs");
+            b.op(
+                Step::JoinCgroup {
+                    procs: cstr(procs.as_os_str().as_bytes())?,
+                    born_here: false,
+                },
+                format!("join cgroup {}", dir.display()),
+            );
+        }
+        b.op(
+            Step::Enter {
+                process: join.init,
+                namespaces: join.namespaces,
+                pid_to: join.pid_to,
+            },
+            "enter the namespaces of the container's init",
+        );
+        b.op(Step::Setsid, "setsid");
+        b.op(
+            Step::SetOomScoreAdj(cstr(env.oom_score_adj.to_string())?),
+            format!("set oom-score-adj to {}", env.oom_score_adj),
+        );
+        b.op(
+            Step::Chdir(cstr(&join.workdir)?),
+            format!("enter workdir {}", join.workdir),
+        );
+        for (from, to, what) in [
+            (stdio.stdin, 0, "set up stdin"),
+            (stdio.stdout, 1, "set up stdout"),
+            (stdio.stderr, 2, "set up stderr"),
+        ] {
+            b.op(Step::Dup2 { from, to }, what);
+        }
+        if join.tty {
+            b.op(
+                Step::ControllingTty,
+                "make the terminal the controlling terminal",
+            );
+        }
+        b.privileges(spec, env)?;
+        b.exec(
+            &join.command,
+            join.vars.clone(),
+            &spec.hostname,
+            env.home.as_deref(),
+        )?;
+        Ok(Plan {
+            steps: b.steps,
+            what: b.what,
+        })
+    }
+
+    /// Runs a plan made by `build_join`: the process is started (through
+    /// a short-lived process of its own that joins the namespaces), and
+    /// this returns once it exec'd, with its pid and a pidfd, or with the
+    /// failed step. `pid_from` is the reading end of the pipe whose
+    /// writing end the plan's `Join::pid_to` is.
+    pub fn spawn_joined(&self, pid_from: &OwnedFd) -> Result<(i32, OwnedFd), SpawnError> {
+        let middle = child::start(&self.steps, 0, None)?;
+        let report = middle.wait_for_exec().map_err(SpawnError::ReadReport);
+        // The middle process ends once it cloned (or failed): its pid
+        // report is then in the pipe, if it wrote one.
+        let _ = process::waitid_pidfd(&middle.pidfd, true);
+        let report = report?;
+        let mut pid = [0u8; 4];
+        let joined = fd::set_nonblocking(pid_from, true)
+            .and_then(|()| fd::read(pid_from, &mut pid))
+            .ok()
+            .filter(|&n| n == pid.len())
+            .map(|_| i32::from_le_bytes(pid))
+            .map(process::pidfd_open);
+        let (pid, pidfd) = match joined {
+            Some(Ok(pidfd)) => (i32::from_le_bytes(pid), pidfd),
+            // Our own child, not reaped yet: it cannot be gone.
+            Some(Err(e)) => return Err(SpawnError::Clone(e)),
+            None if report == InitReport::Execed => return Err(SpawnError::DiedBeforeExec),
+            None => return Err(self.failure(report)),
+        };
+        if report == InitReport::Execed {
+            return Ok((pid, pidfd));
+        }
+        let _ = process::waitid_pidfd(&pidfd, true);
+        Err(self.failure(report))
     }
 
     /// Runs the command under berth's own init (`"init": true`): the
@@ -654,6 +689,124 @@ impl<'fd> Builder<'fd> {
     fn op(&mut self, step: Step<'fd>, what: impl Into<String>) {
         self.steps.push(step);
         self.what.push(what.into());
+    }
+
+    /// Limits, capabilities, groups and ids, no_new_privs and the seccomp
+    /// filter, as `env` and `spec` give them: the same for a container's
+    /// init and for a process joining it.
+    fn privileges(&mut self, spec: &ContainerSpec, env: &Environment) -> Result<(), SpawnError> {
+        // Every limit and all five capability sets are set, so nothing the
+        // daemon inherited (raised limits, inheritable or ambient
+        // capabilities, supplementary groups) reaches the container.
+        for l in &env.rlimits {
+            let (soft, hard) = (config::limit_text(l.soft), config::limit_text(l.hard));
+            let what = if l.from_file {
+                format!("set rlimits.{} to {soft}:{hard}", l.name)
+            } else {
+                format!("set the default rlimit {} to {soft}:{hard}", l.name)
+            };
+            self.op(
+                Step::SetRlimit {
+                    resource: l.resource,
+                    soft: l.soft,
+                    hard: l.hard,
+                    clamp: !l.from_file,
+                },
+                what,
+            );
+        }
+        for c in 0..=LAST_CAP {
+            if env.capabilities & (1 << c) == 0 {
+                self.op(
+                    Step::DropBounding(c),
+                    format!("drop {} from the bounding set", config::cap_name(c)),
+                );
+            }
+        }
+        let groups = match env.groups.as_slice() {
+            [] => "clear supplementary groups".to_string(),
+            gids => format!(
+                "set supplementary groups {}",
+                gids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        self.op(Step::SetGroups(env.groups.clone()), groups);
+        self.op(Step::KeepCaps, "keep capabilities across the uid change");
+        let (uid, gid) = (env.uid, env.gid);
+        self.op(Step::SetIds { uid, gid }, format!("set user {uid}:{gid}"));
+        self.op(
+            Step::SetCaps {
+                effective: env.permitted,
+                permitted: env.permitted,
+                inheritable: env.ambient,
+            },
+            "set capabilities",
+        );
+        self.op(Step::SetAmbient(env.ambient), "set ambient capabilities");
+        self.op(Step::NoNewPrivs, "set no_new_privs");
+        // After the uid change, which would clear it.
+        self.op(Step::DieWithParent, "set parent death signal");
+        self.op(Step::CloexecFrom(3), "close inherited fds");
+        // The last step before exec; what the filter allows depends on the
+        // capabilities the process holds (a user's namespaces need none).
+        if let Some(filter) =
+            seccomp::prepare(&spec.seccomp, env.permitted).map_err(SpawnError::Seccomp)?
+        {
+            self.op(Step::Seccomp(filter), "install seccomp filter");
+        }
+
+        Ok(())
+    }
+
+    /// The execve of `command`: argv, envp (`vars` with PATH, HOSTNAME and
+    /// HOME added where missing) and every PATH candidate, built now.
+    fn exec(
+        &mut self,
+        command: &[String],
+        mut vars: Vec<String>,
+        hostname: &str,
+        home: Option<&str>,
+    ) -> Result<(), SpawnError> {
+        let Some(prog) = command.first() else {
+            return Err(SpawnError::NoCommand);
+        };
+        let argv = command.iter().map(cstr).collect::<Result<_, _>>()?;
+        if !vars.iter().any(|e| e.starts_with("PATH=")) {
+            vars.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
+        if !vars.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            vars.push(format!("HOSTNAME={hostname}"));
+        }
+        if !vars.iter().any(|e| e.starts_with("HOME=")) {
+            vars.push(format!("HOME={}", home.unwrap_or("/")));
+        }
+        let path_var = vars
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        let envp = vars.iter().map(cstr).collect::<Result<_, _>>()?;
+        let candidates = if prog.contains('/') {
+            vec![cstr(prog)?]
+        } else {
+            path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstr(format!("{}/{prog}", d.trim_end_matches('/'))))
+                .collect::<Result<_, _>>()?
+        };
+        self.op(
+            Step::Exec {
+                candidates,
+                argv: Argv::new(argv),
+                envp: Envp::new(envp),
+            },
+            format!("exec {prog}"),
+        );
+        Ok(())
     }
 
     /// Creates what mount `m` goes on (at `target`): a directory, or an

@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::mount::FdPath;
 use super::process::{self, Argv, Envp, Forked};
-use super::{cap, fd, mount, ns, resolve, seccomp, signal};
+use super::{cap, fd, mount, ns, pty, resolve, seccomp, signal};
 
 /// Where a mount step acts.
 pub enum Target {
@@ -46,6 +46,19 @@ pub enum Step<'fd> {
     /// Unblock every signal and reset every disposition to its default.
     ResetSignals,
     Setsid,
+    /// Make the terminal on fd 0 this session's controlling terminal
+    /// (after Setsid, and the Dup2 that put the terminal there).
+    ControllingTty,
+    /// Join the namespaces (`namespaces`, CLONE_NEW* flags) of the process
+    /// behind the pidfd `process`, then clone: this process writes the
+    /// new child's pid (4 bytes, little-endian) to `pid_to` and exits 0;
+    /// the child, a child of this process's parent (CLONE_PARENT) and so
+    /// in the joined pid namespace, goes on with the next steps.
+    Enter {
+        process: BorrowedFd<'fd>,
+        namespaces: libc::c_int,
+        pid_to: BorrowedFd<'fd>,
+    },
     /// Have the kernel SIGKILL this process when its parent dies, then make
     /// sure the parent had not already died (the report pipe's reading end
     /// is closed); if it had, exit quietly.
@@ -489,6 +502,11 @@ fn run(
                 }
                 _ => Err(libc::EBADF),
             },
+            Step::Enter {
+                process: target,
+                namespaces,
+                pid_to,
+            } => enter(*target, *namespaces, *pid_to),
             Step::CloseFrom(first) => {
                 closed_from = closed_from.min(*first);
                 // SAFETY: as for Dup2, nothing owns the closed fds from here
@@ -511,6 +529,28 @@ fn run(
     }
     // A program without an Exec step: say so as an unknown step.
     fail(report, steps.len(), libc::ENOEXEC)
+}
+
+/// Step::Enter: setns, then clone with CLONE_PARENT. Returns in the new
+/// child only; this process ends here once it wrote the child's pid.
+fn enter(
+    target: BorrowedFd<'_>,
+    namespaces: libc::c_int,
+    pid_to: BorrowedFd<'_>,
+) -> Result<(), i32> {
+    ns::setns_raw(target, namespaces)?;
+    // SAFETY: CLONE_PARENT shares neither memory nor the thread group; the
+    // child goes on running `run`, which makes system calls only and ends
+    // in execve or _exit, and this process ends just below.
+    match unsafe { process::clone_raw(libc::CLONE_PARENT as u64, None) } {
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        Ok(Forked::Child) => Ok(()),
+        Ok(Forked::Parent { pid, pidfd }) => {
+            let written = fd::write_all(pid_to, &pid.to_le_bytes());
+            drop(pidfd);
+            process::exit_raw(if written.is_ok() { 0 } else { 127 })
+        }
+    }
 }
 
 fn fail(report: Option<BorrowedFd<'_>>, step: usize, errno: i32) -> ! {
@@ -566,6 +606,7 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
     match step {
         Step::ResetSignals => signal::reset_all_raw(),
         Step::Setsid => process::setsid_raw(),
+        Step::ControllingTty => pty::set_controlling_raw(0),
         Step::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
         Step::ReadonlyOptional(path) => {
             let place = match in_root(root, path) {
@@ -692,9 +733,11 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
             Err(err)
         }
         // Handled by `run`, which holds the fds.
-        Step::Dup2 { .. } | Step::CloseFrom(_) | Step::OpenRoot(_) | Step::ExecInit { .. } => {
-            Err(libc::EINVAL)
-        }
+        Step::Dup2 { .. }
+        | Step::CloseFrom(_)
+        | Step::OpenRoot(_)
+        | Step::ExecInit { .. }
+        | Step::Enter { .. } => Err(libc::EINVAL),
     }
 }
 

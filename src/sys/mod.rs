@@ -16,6 +16,7 @@ pub mod loopdev;
 pub mod mount;
 pub mod ns;
 pub mod process;
+pub mod pty;
 pub mod resolve;
 pub mod seccomp;
 pub mod signal;

@@ -50,6 +50,19 @@ pub(super) fn loopback_up_raw() -> Result<(), i32> {
     Ok(())
 }
 
+/// setns(2) with a pidfd, for the child: joins every namespace in
+/// `namespaces` (CLONE_NEW* flags) of the process behind `pidfd` at once.
+pub(super) fn setns_raw(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    namespaces: libc::c_int,
+) -> Result<(), i32> {
+    // SAFETY: setns takes an fd, open for the call, and flags.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), namespaces) } == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
+
 /// setns(2) for the monitor: joins the namespace `ns` is a handle of
 /// (`kind`: its CLONE_NEW* flag).
 pub fn setns(ns: std::os::fd::BorrowedFd<'_>, kind: libc::c_int) -> std::io::Result<()> {

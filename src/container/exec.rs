@@ -1,0 +1,251 @@
+//! Running a process inside a running container (`berth exec`, health
+//! checks): the same confinement as the container's init, joined rather
+//! than rebuilt.
+//!
+//! The init is named by (pid, start time), checked through a pidfd taken
+//! first: a pid reused by another process is refused. The process joins
+//! the init's cgroups (the directories the caller names, the container's
+//! own), then every namespace the init does not share with the caller,
+//! through the init's pidfd; a short-lived process in between does the
+//! setns and clones the process itself with CLONE_PARENT, so that it is
+//! in the container's pid namespace and still the caller's child. Then it
+//! takes what the definition gives the init: rlimits, the five capability
+//! sets, groups and ids (the definition's `user`, or another one resolved
+//! in the container's own /etc/passwd and /etc/group), no_new_privs, the
+//! seccomp filter; the same step program as the init's (see `spawn`).
+//!
+//! With a terminal, the pseudo-terminal is the container's own: its
+//! /dev/pts/ptmx opened through the init's root, never the caller's
+//! terminal. The caller keeps the master and relays.
+//!
+//! Nothing here needs the daemon: the client calls it after asking the
+//! daemon where the container is, and the monitor calls it for health
+//! checks.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use super::environment::{self, EnvError};
+pub use super::spawn::Stdio;
+use super::spawn::{Join, Plan, SpawnError};
+use crate::config::{self, ContainerSpec};
+use crate::errors;
+use crate::host;
+use crate::sys::pty::{self, WindowSize};
+use crate::sys::{fd, process};
+
+/// The running container to join.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // used by the exec client and health checks
+pub struct Target {
+    pub name: String,
+    /// Host pid of the container's init, and its start time (field 22 of
+    /// /proc/PID/stat).
+    pub init_pid: i32,
+    pub init_start: u64,
+    /// The cgroups the init is in, one directory per hierarchy.
+    pub cgroups: Vec<PathBuf>,
+    /// The definition the container runs.
+    pub spec: ContainerSpec,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The command and its arguments; a name without '/' is looked up in
+    /// the PATH of its environment.
+    pub argv: Vec<String>,
+    /// "user" or "user:group", names or numbers, instead of the
+    /// definition's `user`.
+    pub user: Option<String>,
+    /// KEY=VALUE, over the definition's `env`.
+    pub env: Vec<String>,
+    /// Instead of the definition's `workdir`.
+    pub workdir: Option<String>,
+    /// A terminal of this size, allocated in the container; its stdio is
+    /// then the terminal and the `stdio` given to [`spawn`] is not used.
+    pub tty: Option<WindowSize>,
+}
+
+/// The process started.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its host pid; it is the caller's child.
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The terminal's master side, non-blocking, when a terminal was asked
+    /// for.
+    pub pty: Option<OwnedFd>,
+}
+
+/// Why the process could not be started.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The container's init is gone (or its pid is another process now).
+    NotRunning { name: String },
+    /// Opening a pidfd or a /proc entry of the init.
+    Init { path: String, err: io::Error },
+    /// `--user` is not a user.
+    User(String),
+    /// The user, groups or limits could not be worked out.
+    Environment(EnvError),
+    /// Allocating the terminal in the container.
+    Terminal { step: &'static str, err: io::Error },
+    /// A pipe for the process's pid.
+    Pipe(io::Error),
+    /// Building or running the process's steps.
+    Spawn(SpawnError),
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::NotRunning { name } => write!(f, "container {name} is not running"),
+            ExecError::Init { path, err } => write!(f, "open {path}: {}", errors::io_text(err)),
+            ExecError::User(e) => write!(f, "user: {e}"),
+            ExecError::Environment(e) => write!(f, "{e}"),
+            ExecError::Terminal { step, err } => {
+                write!(f, "{step}: {}", errors::io_text(err))
+            }
+            ExecError::Pipe(e) => write!(f, "create pipe: {}", errors::io_text(e)),
+            ExecError::Spawn(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The namespaces a process has, as named in /proc/PID/ns, with their
+/// clone flags.
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+];
+
+/// Starts `opts.argv` in the running container `target` (see the module
+/// documentation), with `stdio` as its stdin, stdout and stderr unless a
+/// terminal is asked for. Returns once the command was exec'd; the
+/// process is the caller's child, to be waited for through its pidfd.
+pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawned, ExecError> {
+    let pid = target.init_pid;
+    let not_running = || ExecError::NotRunning {
+        name: target.name.clone(),
+    };
+    let init = match process::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(not_running()),
+        Err(err) => {
+            return Err(ExecError::Init {
+                path: format!("a pidfd of the container's init (pid {pid})"),
+                err,
+            });
+        }
+    };
+    if pid <= 0 || !host::same_process(pid, target.init_start) {
+        return Err(not_running());
+    }
+    let namespaces = namespaces_to_join(pid)?;
+    let root_path = PathBuf::from(format!("/proc/{pid}/root"));
+    let root = open_dir(&root_path)?;
+
+    let mut spec = target.spec.clone();
+    if let Some(user) = &opts.user {
+        spec.user = Some(config::parse_user(user).map_err(ExecError::User)?);
+    }
+    let env = environment::gather(&spec, &root_path).map_err(ExecError::Environment)?;
+    // Everything read through /proc/PID was the init's if the pidfd still
+    // names a live process with that pid and start time.
+    if process::pidfd_send_signal(&init, 0).is_err() || !host::same_process(pid, target.init_start)
+    {
+        return Err(not_running());
+    }
+
+    let terminal = match opts.tty {
+        Some(size) => Some(open_terminal(&root, size, env.uid)?),
+        None => None,
+    };
+    let stdio = match &terminal {
+        Some((_, peer)) => Stdio {
+            stdin: peer.as_fd(),
+            stdout: peer.as_fd(),
+            stderr: peer.as_fd(),
+        },
+        None => stdio,
+    };
+    let (pid_from, pid_to) = fd::pipe().map_err(ExecError::Pipe)?;
+    let join = Join {
+        init: init.as_fd(),
+        namespaces,
+        pid_to: pid_to.as_fd(),
+        cgroups: target.cgroups.clone(),
+        command: opts.argv.clone(),
+        vars: config::merge_env(spec.env.clone(), &opts.env),
+        workdir: opts.workdir.clone().unwrap_or_else(|| spec.workdir.clone()),
+        tty: terminal.is_some(),
+    };
+    let plan = Plan::build_join(&spec, &env, &join, &stdio).map_err(ExecError::Spawn)?;
+    let (pid, pidfd) = plan.spawn_joined(&pid_from).map_err(ExecError::Spawn)?;
+    Ok(Spawned {
+        pid,
+        pidfd,
+        pty: terminal.map(|(master, _)| master),
+    })
+}
+
+/// The CLONE_NEW* flags of every namespace of process `pid` that this
+/// process is not in (joining one's own user namespace is refused).
+fn namespaces_to_join(pid: i32) -> Result<libc::c_int, ExecError> {
+    let mut flags = 0;
+    for (name, flag) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let target = match fs::read_link(&theirs) {
+            Ok(t) => t,
+            // A kind of namespace this kernel does not have.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && *name == "time" => continue,
+            Err(err) => {
+                return Err(ExecError::Init { path: theirs, err });
+            }
+        };
+        let ours = fs::read_link(format!("/proc/self/ns/{name}")).ok();
+        if ours.as_deref() != Some(target.as_path()) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, ExecError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        ExecError::Init {
+            path: path.display().to_string(),
+            err: io::Error::from_raw_os_error(libc::EINVAL),
+        }
+    })?;
+    fd::open(&c, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|err| ExecError::Init {
+        path: path.display().to_string(),
+        err,
+    })
+}
+
+/// A new terminal of the container's own devpts (its /dev/pts/ptmx,
+/// resolved in its root): (master, peer), the peer given to `uid`.
+fn open_terminal(
+    root: &OwnedFd,
+    size: WindowSize,
+    uid: u32,
+) -> Result<(OwnedFd, OwnedFd), ExecError> {
+    let step = |step: &'static str| move |err| ExecError::Terminal { step, err };
+    let master = pty::open_master(root.as_fd(), c"dev/pts/ptmx")
+        .map_err(step("open /dev/pts/ptmx in the container"))?;
+    pty::set_window_size(&master, size).map_err(step("set the terminal's window size"))?;
+    let peer = pty::open_peer(&master).map_err(step("open the terminal in the container"))?;
+    pty::give_to(&peer, uid).map_err(step("give the terminal to the user"))?;
+    Ok((master, peer))
+}
