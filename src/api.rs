@@ -25,6 +25,12 @@ pub struct Request {
     pub time: Option<u64>,
     /// kill: the signal, by name or number.
     pub signal: Option<String>,
+    /// exec: the command the client will run (logged by the daemon).
+    #[nserde(default)]
+    pub command: Vec<String>,
+    /// exec: the user it runs as, if not the definition's.
+    #[nserde(default)]
+    pub user: Option<String>,
 }
 
 /// One container as `inspect` and `ps --json` show it.
@@ -83,6 +89,10 @@ pub struct Info {
     /// when none runs).
     #[nserde(default)]
     pub health: Option<Health>,
+    /// Processes started in it by `berth exec` (or a health check) that
+    /// still run: found from the kernel, so they survive a daemon restart.
+    #[nserde(default)]
+    pub execs: Vec<ExecInfo>,
 }
 
 /// A container's health, as its monitor last recorded it.
@@ -96,6 +106,34 @@ pub struct Health {
     pub log: Vec<crate::state::HealthResult>,
 }
 
+/// A process running in a container beside its init, started into it from
+/// outside (`berth exec`, a health check).
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct ExecInfo {
+    /// Its host pid.
+    pub pid: i32,
+    /// Its argv, from /proc/PID/cmdline.
+    pub command: Vec<String>,
+    /// When it started (RFC 3339, UTC).
+    #[nserde(rename = "started-at")]
+    pub started_at: Option<String>,
+}
+
+/// What a client needs to join a running container (the `exec` answer).
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct ExecTarget {
+    pub name: String,
+    /// The init's host pid and start time (/proc/PID/stat field 22).
+    #[nserde(rename = "init-pid")]
+    pub init_pid: i32,
+    #[nserde(rename = "init-start")]
+    pub init_start: u64,
+    /// The cgroups the init is in, one directory per hierarchy.
+    pub cgroups: Vec<String>,
+    /// The definition it runs, canonical JSON.
+    pub spec: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct Response {
     pub ok: bool,
@@ -107,6 +145,9 @@ pub struct Response {
     pub version: Option<String>,
     /// reload: one line per action taken.
     pub actions: Option<Vec<String>>,
+    /// exec: where the container is.
+    #[nserde(default)]
+    pub exec: Option<ExecTarget>,
 }
 
 /// The verbs the daemon answers.
@@ -123,10 +164,11 @@ pub enum Verb {
     Reload,
     Version,
     Rm,
+    Exec,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 11] = [
+    pub const ALL: [Verb; 12] = [
         Verb::Ps,
         Verb::Start,
         Verb::Stop,
@@ -138,6 +180,7 @@ impl Verb {
         Verb::Reload,
         Verb::Version,
         Verb::Rm,
+        Verb::Exec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +196,7 @@ impl Verb {
             Verb::Reload => "reload",
             Verb::Version => "version",
             Verb::Rm => "rm",
+            Verb::Exec => "exec",
         }
     }
 
@@ -172,14 +216,40 @@ pub enum Call {
     Ps,
     Reload,
     Version,
-    Start { name: String, wait: bool },
-    Stop { name: String, time: Option<u64> },
-    Restart { name: String, time: Option<u64> },
-    Kill { name: String, signal: i32 },
-    Wait { name: String },
-    Logs { name: String },
-    Inspect { name: String },
-    Rm { name: String },
+    Start {
+        name: String,
+        wait: bool,
+    },
+    Stop {
+        name: String,
+        time: Option<u64>,
+    },
+    Restart {
+        name: String,
+        time: Option<u64>,
+    },
+    Kill {
+        name: String,
+        signal: i32,
+    },
+    Wait {
+        name: String,
+    },
+    Logs {
+        name: String,
+    },
+    Inspect {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
+    /// Where the running container is, for a client that joins it.
+    Exec {
+        name: String,
+        command: Vec<String>,
+        user: Option<String>,
+    },
 }
 
 impl Call {
@@ -226,6 +296,16 @@ impl Call {
             Verb::Logs => Call::Logs { name },
             Verb::Inspect => Call::Inspect { name },
             Verb::Rm => Call::Rm { name },
+            Verb::Exec => {
+                if req.command.is_empty() {
+                    return Err("exec needs a command".to_string());
+                }
+                Call::Exec {
+                    name,
+                    command: req.command,
+                    user: req.user,
+                }
+            }
         })
     }
 
@@ -240,7 +320,8 @@ impl Call {
             | Call::Wait { name }
             | Call::Logs { name }
             | Call::Inspect { name }
-            | Call::Rm { name } => Some(name),
+            | Call::Rm { name }
+            | Call::Exec { name, .. } => Some(name),
         }
     }
 }
@@ -260,6 +341,7 @@ pub enum Reply {
     Version(String),
     /// reload: one line per action taken.
     Reloaded(Vec<String>),
+    Exec(Box<ExecTarget>),
 }
 
 impl From<Reply> for Response {
@@ -294,6 +376,10 @@ impl From<Reply> for Response {
             },
             Reply::Reloaded(actions) => Response {
                 actions: Some(actions),
+                ..ok
+            },
+            Reply::Exec(target) => Response {
+                exec: Some(*target),
                 ..ok
             },
         }

@@ -97,7 +97,7 @@ fn receive(mut stream: UnixStream) -> Result<Response, Failure> {
     }
 }
 
-fn checked(resp: Response) -> Result<Response, Failure> {
+pub fn checked(resp: Response) -> Result<Response, Failure> {
     if resp.ok {
         Ok(resp)
     } else {
@@ -190,6 +190,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
         return Err(usage(format!("unknown command: {verb}")));
     };
     match typed {
+        Verb::Exec => crate::exec_cli::run(rest, socket),
         Verb::Version => {
             Args::parse(rest, &[], &[])?;
             Ok(version(socket))

@@ -249,3 +249,88 @@ fn open_terminal(
     pty::give_to(&peer, uid).map_err(step("give the terminal to the user"))?;
     Ok((master, peer))
 }
+
+/// The cgroups process `pid` (a container's init) is in, one directory
+/// per hierarchy berth places containers in, from the kernel's
+/// /proc/PID/cgroup: what a process joining the container joins. The
+/// caller checks afterwards that `pid` is still the init.
+pub fn init_cgroups(pid: i32) -> io::Result<Vec<PathBuf>> {
+    let hierarchies = super::cgroup::discover(
+        &fs::read_to_string("/proc/self/mountinfo")?,
+        &fs::read_to_string(format!("/proc/{pid}/cgroup"))?,
+    );
+    Ok(hierarchies.iter().map(super::cgroup::own_dir).collect())
+}
+
+/// A process started into a container from outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub pid: i32,
+    /// Its argv, from /proc/PID/cmdline.
+    pub command: Vec<String>,
+    /// Its start time, nanoseconds since the epoch (0 if unknown).
+    pub started_at: u64,
+}
+
+/// The processes started into the container whose init is `init_pid`
+/// (and whose cgroup is `dir`, one of its init cgroups) from outside it:
+/// those in the cgroup whose parent is not, the init itself aside. The
+/// kernel's view, so it holds whoever started them and across daemon
+/// restarts.
+pub fn joined(dir: &Path, init_pid: i32) -> Vec<Joined> {
+    let procs: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let boot = boot_time_ns();
+    let tick = process::clock_tick_ns();
+    procs
+        .iter()
+        .filter(|&&pid| pid != init_pid)
+        .filter_map(|&pid| {
+            let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+            let (parent, start) = parent_and_start(&stat)?;
+            if procs.contains(&parent) {
+                return None;
+            }
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let command = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let started_at = match boot {
+                Some(boot) if tick > 0 => boot + start.saturating_mul(tick),
+                _ => 0,
+            };
+            Some(Joined {
+                pid,
+                command,
+                started_at,
+            })
+        })
+        .collect()
+}
+
+/// (parent pid, start time in clock ticks) from a /proc/PID/stat line:
+/// fields 4 and 22, counted from the last ')' (see `host::parse_stat`).
+fn parent_and_start(stat: &[u8]) -> Option<(i32, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state).
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// The boot time, nanoseconds since the epoch (btime in /proc/stat).
+fn boot_time_ns() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(secs * 1_000_000_000)
+}

@@ -26,10 +26,10 @@ use super::lifecycle::{
 use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{self, Slab, Tag};
 use super::watch::{Changed, Watch};
-use crate::api::{self, Info};
+use crate::api::{self, ExecInfo, ExecTarget, Info};
 use crate::config::{self, ContainerSpec, DaemonConfig};
-use crate::container::cgroup;
 use crate::container::monitor::{self, Job, Reply};
+use crate::container::{cgroup, exec};
 use crate::errors;
 use crate::host;
 use crate::state::{
@@ -203,6 +203,10 @@ impl Ctr {
                     }),
                     (None, _) => None,
                 }),
+            execs: match run {
+                Some(r) if running && r.exec == Exec::Done => execs_of(r),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -213,6 +217,38 @@ impl Ctr {
             Loaded::Ok(r) if run.is_none_or(|run| run.run_id == r.run_id) => Some(r),
             _ => None,
         }
+    }
+
+    /// Where the running container is, for `berth exec`: its init, the
+    /// cgroups the init is in, and the definition it runs.
+    pub fn exec_target(&self) -> Result<ExecTarget, String> {
+        let run = match self.phase() {
+            Phase::Running { run } if run.exec == Exec::Done => run,
+            _ => return Err(format!("container {} is not running", self.name)),
+        };
+        let Some(spec) = &self.spec else {
+            return Err(format!("container {} has no definition", self.name));
+        };
+        let cgroups = exec::init_cgroups(run.init_pid);
+        // Read from /proc/PID: the init's only if it still runs after.
+        if !host::same_process(run.init_pid, run.init_start) {
+            return Err(format!("container {} is not running", self.name));
+        }
+        let cgroups = cgroups.map_err(|e| {
+            format!(
+                "container {}: read /proc/{}/cgroup: {}",
+                self.name,
+                run.init_pid,
+                errors::io_text(&e)
+            )
+        })?;
+        Ok(ExecTarget {
+            name: self.name.clone(),
+            init_pid: run.init_pid,
+            init_start: run.init_start,
+            cgroups: cgroups.iter().map(|d| d.display().to_string()).collect(),
+            spec: spec.canonical.clone(),
+        })
     }
 
     /// What the monitor of the running run has counted so far.
@@ -1128,6 +1164,30 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
             Exec::Done
         },
     }
+}
+
+/// The processes started into a running container from outside (`berth
+/// exec`, health checks), as the kernel shows them.
+fn execs_of(run: &RunFacts) -> Vec<ExecInfo> {
+    let Some(dir) = exec::init_cgroups(run.init_pid)
+        .ok()
+        .and_then(|dirs| dirs.into_iter().next())
+    else {
+        return Vec::new();
+    };
+    let found = exec::joined(&dir, run.init_pid);
+    // Read through /proc/PID: the init's only if it still runs after.
+    if !host::same_process(run.init_pid, run.init_start) {
+        return Vec::new();
+    }
+    found
+        .into_iter()
+        .map(|j| ExecInfo {
+            pid: j.pid,
+            command: j.command,
+            started_at: (j.started_at > 0).then(|| host::rfc3339(j.started_at)),
+        })
+        .collect()
 }
 
 /// What the lifecycle needs of a definition.

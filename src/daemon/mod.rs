@@ -370,6 +370,26 @@ impl Daemon {
         self.clients.answer(self.poll.registry(), client, reply);
     }
 
+    /// `exec`: where the running container `name` is, for the client
+    /// that then joins it; the operator's exec is logged (never rate
+    /// limited) and queued as an event.
+    fn exec(&mut self, name: &str, command: &[String], user: Option<&str>) -> Reply {
+        let Some(ctr) = self.containers.get(name) else {
+            return Reply::Error(format!("no such container: {name}"));
+        };
+        match ctr.exec_target() {
+            Ok(target) => {
+                let who = user.map_or(String::new(), |u| format!(" as user {u}"));
+                log::info!("{name}: exec {command:?}{who}");
+                self.containers
+                    .events
+                    .emit(name, events::Kind::Exec, format!("{command:?}{who}"));
+                Reply::Exec(Box::new(target))
+            }
+            Err(e) => Reply::Error(e),
+        }
+    }
+
     /// Answers the lifecycle gave.
     fn deliver(&mut self, answers: Answers) {
         for (client, answer) in answers {
@@ -435,6 +455,13 @@ impl Daemon {
                     .containers
                     .info(name, &self.cfg.log_dir)
                     .map(|i| Reply::Container(Box::new(i)));
+            }
+            Call::Exec {
+                name,
+                command,
+                user,
+            } => {
+                return Some(self.exec(name, command, user.as_deref()));
             }
             Call::Reload => {
                 return Some(match self.reload() {

@@ -91,6 +91,13 @@ pub fn try_lock(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes what it can of `buf`; how much.
+pub fn write(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length.
+    let n = cvt(unsafe { libc::write(fd.as_fd().as_raw_fd(), buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
 /// Reads into `buf`, retrying on EINTR: the count read, 0 at end of file.
 pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     let fd = fd.as_fd().as_raw_fd();

@@ -45,7 +45,8 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 ///
 /// # Safety
 ///
-/// `ns_flags` may hold CLONE_NEW* flags only: a flag that shares memory or
+/// `ns_flags` may hold CLONE_NEW* flags and CLONE_PARENT only: a flag
+/// that shares memory or
 /// the thread group (CLONE_VM, CLONE_THREAD, ...) with a child running on a
 /// copy of this stack would corrupt both. In the child (`Forked::Child`),
 /// the caller may only make async-signal-safe calls (the parent may have
@@ -61,7 +62,13 @@ pub(super) unsafe fn clone_raw(
     let mut args = CloneArgs {
         flags: ns_flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child signals its parent as this process
+        // does, and clone3 wants no exit signal of its own.
+        exit_signal: if ns_flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..CloneArgs::default()
     };
     if let Some(dir) = cgroup {
@@ -107,6 +114,14 @@ pub(super) unsafe fn clone_raw(
         pid: pid as i32,
         pidfd,
     })
+}
+
+/// The length of a clock tick (the unit of start times in /proc/PID/stat)
+/// in nanoseconds; 0 if unknown.
+pub fn clock_tick_ns() -> u64 {
+    // SAFETY: sysconf takes a constant and returns a number.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { 1_000_000_000 / hz as u64 } else { 0 }
 }
 
 /// A pidfd for an existing process (not necessarily a child).
