@@ -166,8 +166,9 @@ impl Checker {
         self.running.is_none() && self.next.is_some_and(|t| t <= now)
     }
 
-    /// A check was started (its pidfd and the read end of its output), or
-    /// could not be (why): then it has failed already.
+    /// A check was started at `now_ns` (its pidfd and the read end of its
+    /// output), or could not be (why): then it has failed already. Its
+    /// timeout runs from `now`, once it was started.
     pub fn begin(
         &mut self,
         spawned: Result<(OwnedFd, OwnedFd), String>,
@@ -190,7 +191,7 @@ impl Checker {
             Err(why) => {
                 let result = HealthResult {
                     start: now_ns,
-                    end: now_ns,
+                    end: crate::host::now_ns(),
                     exit_code: None,
                     output: format!("the check could not run: {why}"),
                 };

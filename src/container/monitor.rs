@@ -18,6 +18,14 @@
 //! exit record at the end) and noted in the log once it has room again.
 //! At the end it reads what the container's limits did (out-of-memory
 //! kills, refused forks) into the exit record.
+//!
+//! With a `healthcheck`, the same loop runs the checks (see `health`):
+//! each one joins the running container as `berth exec` does, its poll
+//! timeout is the next check's time, and health.json says how it went.
+//! With `on-unhealthy: "restart"`, a container that becomes unhealthy is
+//! stopped (stop signal, SIGKILL after its stop timeout) and started
+//! again by the same monitor: same run, same logs, a new init in a new
+//! runtime record, whether a daemon runs or not.
 
 use std::ffi::CString;
 use std::fmt;
@@ -463,7 +471,17 @@ impl Monitor {
                 Ok(next) => {
                     started_at = host::now_ns();
                     let start = host::start_time(next.0).unwrap_or(0);
-                    let _ = self.record_runtime(next.0, start, started_at);
+                    if let Err(err) = self.record_runtime(next.0, start, started_at) {
+                        // As at the first start: no run nobody can find.
+                        let _ = process::pidfd_send_signal(&next.1, libc::SIGKILL);
+                        let _ = process::waitid_pidfd(&next.1, true);
+                        let e = StartError::WriteRuntime {
+                            path: self.paths.runtime(),
+                            err,
+                        };
+                        let why = format!("start again after failing its health checks: {e}");
+                        break (None, Some(why));
+                    }
                     init = (next.0, start, next.1, next.2, next.3);
                     restarted = true;
                 }
@@ -997,8 +1015,9 @@ impl Health {
         if !self.checker.due(now) {
             return;
         }
+        let started = host::now_ns();
         let spawned = self.spawn_check();
-        if let Some(change) = self.checker.begin(spawned, now, host::now_ns()) {
+        if let Some(change) = self.checker.begin(spawned, Instant::now(), started) {
             self.changed(&change, init, now);
         }
         if let Some((pidfd, output)) = self.checker.fds() {
