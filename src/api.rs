@@ -456,6 +456,38 @@ mod tests {
     }
 
     #[test]
+    fn exec_needs_a_name_and_a_command() {
+        let mut r = req("exec", "web");
+        assert_eq!(
+            Call::from_request(r.clone()),
+            Err("exec needs a command".into())
+        );
+        r.command = vec!["sh".into()];
+        r.user = Some("app".into());
+        assert_eq!(
+            Call::from_request(r.clone()),
+            Ok(Call::Exec {
+                name: "web".into(),
+                command: vec!["sh".into()],
+                user: Some("app".into()),
+            })
+        );
+        r.name = "../web".into();
+        assert!(Call::from_request(r).is_err());
+        let line = Reply::Exec(Box::new(ExecTarget {
+            name: "web".into(),
+            init_pid: 42,
+            init_start: 7,
+            cgroups: vec!["/sys/fs/cgroup/berth/web".into()],
+            spec: "{}".into(),
+        }))
+        .into_line();
+        let r: Response = wire::decode(&line[..line.len() - 1]).unwrap();
+        let target = r.exec.unwrap();
+        assert_eq!((target.init_pid, target.init_start), (42, 7));
+    }
+
+    #[test]
     fn replies_keep_their_wire_shape() {
         let line = Reply::Exit {
             code: Some(42),

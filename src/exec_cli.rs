@@ -357,18 +357,18 @@ impl Relay {
 
     fn copy(&mut self, spawned: exec::Spawned) -> io::Result<i32> {
         let mut poll = Poll::new()?;
-        let reg = poll.registry();
         let master = spawned.pty;
         let mut stdin_w = self.stdin_w.take();
-        // Where the command's output comes from, and its input goes.
+        // Where the command's output comes from (its input goes to the
+        // master too, with a terminal).
         let out_from = master.as_ref().or(self.stdout_r.as_ref());
-        let to_child = master.as_ref().or(stdin_w.as_ref());
-        for f in [out_from, self.stderr_r.as_ref(), to_child]
+        for f in [out_from, self.stderr_r.as_ref(), stdin_w.as_ref()]
             .into_iter()
             .flatten()
         {
             fd::set_nonblocking(f, true)?;
         }
+        let reg = poll.registry();
         if let Some(f) = out_from {
             reg.register(&mut SourceFd(&f.as_raw_fd()), OUT, Interest::READABLE)?;
         }
@@ -390,7 +390,10 @@ impl Relay {
             CHILD,
             Interest::READABLE,
         )?;
+        // Input read but not yet taken by the command.
         let mut pending: Vec<u8> = Vec::new();
+        let mut out_open = out_from.is_some();
+        let mut waiting_room = false;
         let mut events = Events::with_capacity(16);
         let mut status = None;
         while status.is_none() {
@@ -399,14 +402,17 @@ impl Relay {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let mut input = false;
             for ev in events.iter() {
                 match ev.token() {
                     OUT => {
                         if let Some(f) = out_from {
                             if drain(f, &mut io::stdout())? {
+                                out_open = false;
                                 let _ = poll.registry().deregister(&mut SourceFd(&f.as_raw_fd()));
                             }
                         }
+                        input |= master.is_some();
                     }
                     ERR => {
                         if let Some(f) = &self.stderr_r {
@@ -415,38 +421,7 @@ impl Relay {
                             }
                         }
                     }
-                    IN | TO_CHILD => {
-                        let Some(to) = master.as_ref().or(stdin_w.as_ref()) else {
-                            continue;
-                        };
-                        let ended = self.feed(to, &mut pending, reading_stdin)?;
-                        // Wait for room for what is pending, else for input.
-                        let reg = poll.registry();
-                        let to_raw = to.as_raw_fd();
-                        if pending.is_empty() {
-                            let _ = reg.deregister(&mut SourceFd(&to_raw));
-                        } else {
-                            let _ = reg
-                                .register(&mut SourceFd(&to_raw), TO_CHILD, Interest::WRITABLE)
-                                .or_else(|_| {
-                                    reg.reregister(
-                                        &mut SourceFd(&to_raw),
-                                        TO_CHILD,
-                                        Interest::WRITABLE,
-                                    )
-                                });
-                        }
-                        if ended && reading_stdin {
-                            reading_stdin = false;
-                            let _ = reg.deregister(&mut SourceFd(&stdin_fd));
-                        }
-                        if ended && pending.is_empty() && !self.tty {
-                            // The command sees the end of its input.
-                            if let Some(w) = stdin_w.take() {
-                                let _ = reg.deregister(&mut SourceFd(&w.as_raw_fd()));
-                            }
-                        }
-                    }
+                    IN | TO_CHILD => input = true,
                     SIGNALS => {
                         while let Some(sig) = signal::read_signalfd(&self.signals)? {
                             if sig == libc::SIGWINCH {
@@ -461,6 +436,45 @@ impl Relay {
                     CHILD => status = process::waitid_pidfd(&spawned.pidfd, false)?,
                     _ => {}
                 }
+            }
+            if !input {
+                continue;
+            }
+            let Some(to) = master.as_ref().or(stdin_w.as_ref()) else {
+                continue;
+            };
+            let ended = self.feed(to, &mut pending, reading_stdin)?;
+            let reg = poll.registry();
+            if ended && reading_stdin {
+                reading_stdin = false;
+                let _ = reg.deregister(&mut SourceFd(&stdin_fd));
+            }
+            // Wait for room for what is pending (else only for output).
+            let want_room = !pending.is_empty();
+            let to_raw = to.as_raw_fd();
+            if master.is_some() {
+                if out_open {
+                    let interest = if want_room {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    reg.reregister(&mut SourceFd(&to_raw), OUT, interest)?;
+                }
+            } else if want_room != waiting_room {
+                if want_room {
+                    reg.register(&mut SourceFd(&to_raw), TO_CHILD, Interest::WRITABLE)?;
+                } else {
+                    let _ = reg.deregister(&mut SourceFd(&to_raw));
+                }
+                waiting_room = want_room;
+            }
+            if ended && pending.is_empty() && master.is_none() {
+                // The command sees the end of its input.
+                if waiting_room {
+                    let _ = reg.deregister(&mut SourceFd(&to_raw));
+                }
+                stdin_w = None;
             }
         }
         // What the command wrote before it ended is in the pipes (or the
@@ -499,8 +513,14 @@ impl Relay {
             if ended {
                 return Ok(true);
             }
+            // Our stdin may be blocking (and is not ours to change): read
+            // only what is there.
+            let stdin = io::stdin();
+            if !fd::readable_now(&stdin.as_fd())? {
+                return Ok(false);
+            }
             let mut buf = [0u8; 16 * 1024];
-            match fd::read(&io::stdin().as_fd(), &mut buf) {
+            match fd::read(&stdin.as_fd(), &mut buf) {
                 Ok(0) => ended = true,
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

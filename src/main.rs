@@ -49,6 +49,8 @@ commands:
   reload                           re-read the configuration (as SIGHUP does)
   rm NAME                          delete what is kept of a container whose
                                    definition is gone (its persistent layer)
+  exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD...
+                                   run a command inside the running container
   version
 
 The client finds the daemon by --socket, $BERTH_SOCKET, the socket named in

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use super::environment::{self, EnvError};
 pub use super::spawn::Stdio;
 use super::spawn::{Join, Plan, SpawnError};
+use super::users::IdentityError;
 use crate::config::{self, ContainerSpec};
 use crate::errors;
 use crate::host;
@@ -39,7 +40,6 @@ use crate::sys::{fd, process};
 
 /// The running container to join.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // used by the exec client and health checks
 pub struct Target {
     pub name: String,
     /// Host pid of the container's init, and its start time (field 22 of
@@ -73,7 +73,9 @@ pub struct Options {
 /// The process started.
 #[derive(Debug)]
 pub struct Spawned {
-    /// Its host pid; it is the caller's child.
+    /// Its host pid; it is the caller's child. (`berth exec` itself needs
+    /// only the pidfd; health checks report the pid.)
+    #[allow(dead_code)]
     pub pid: i32,
     pub pidfd: OwnedFd,
     /// The terminal's master side, non-blocking, when a terminal was asked
@@ -90,6 +92,14 @@ pub enum ExecError {
     Init { path: String, err: io::Error },
     /// `--user` is not a user.
     User(String),
+    /// The user or group is not in the container's /etc/passwd or
+    /// /etc/group.
+    UnknownUser {
+        container: String,
+        /// "/etc/passwd" or "/etc/group".
+        file: &'static str,
+        name: String,
+    },
     /// The user, groups or limits could not be worked out.
     Environment(EnvError),
     /// Allocating the terminal in the container.
@@ -106,6 +116,21 @@ impl fmt::Display for ExecError {
             ExecError::NotRunning { name } => write!(f, "container {name} is not running"),
             ExecError::Init { path, err } => write!(f, "open {path}: {}", errors::io_text(err)),
             ExecError::User(e) => write!(f, "user: {e}"),
+            ExecError::UnknownUser {
+                container,
+                file,
+                name,
+            } => {
+                let what = if *file == "/etc/group" {
+                    "group"
+                } else {
+                    "user"
+                };
+                write!(
+                    f,
+                    "{what} \"{name}\" is not in {file} of container {container}"
+                )
+            }
             ExecError::Environment(e) => write!(f, "{e}"),
             ExecError::Terminal { step, err } => {
                 write!(f, "{step}: {}", errors::io_text(err))
@@ -159,7 +184,14 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
     if let Some(user) = &opts.user {
         spec.user = Some(config::parse_user(user).map_err(ExecError::User)?);
     }
-    let env = environment::gather(&spec, &root_path).map_err(ExecError::Environment)?;
+    let env = environment::gather(&spec, &root_path).map_err(|e| match e {
+        EnvError::User(IdentityError::NotFound { file, name, .. }) => ExecError::UnknownUser {
+            container: target.name.clone(),
+            file,
+            name,
+        },
+        e => ExecError::Environment(e),
+    })?;
     // Everything read through /proc/PID was the init's if the pidfd still
     // names a live process with that pid and start time.
     if process::pidfd_send_signal(&init, 0).is_err() || !host::same_process(pid, target.init_start)
@@ -333,4 +365,52 @@ fn boot_time_ns() -> Option<u64> {
         .parse()
         .ok()?;
     Some(secs * 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_and_start_time_are_read_after_the_last_parenthesis() {
+        let mut stat = b"77 (a) b) (c) S 12".to_vec();
+        for field in 5..=22 {
+            stat.extend_from_slice(format!(" {field}").as_bytes());
+        }
+        assert_eq!(parent_and_start(&stat), Some((12, 22)));
+        assert_eq!(parent_and_start(b"77 (x) S"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_in_its_own_cgroup_and_its_children_are_not_joined() {
+        let me = process::getpid();
+        let dirs = init_cgroups(me).unwrap();
+        assert!(!dirs.is_empty());
+        // Seen as the "init", this process is left out; a child of it is
+        // inside, so it is not a process joined from outside either.
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let mut child = scopeguard(child);
+        let found = joined(&dirs[0], me);
+        assert!(
+            found
+                .iter()
+                .all(|j| j.pid != me && j.pid != child.0.id() as i32),
+            "{found:?}"
+        );
+        let _ = child.0.kill();
+    }
+
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    fn scopeguard(c: std::process::Child) -> Guard {
+        Guard(c)
+    }
 }

@@ -1379,4 +1379,85 @@ mod tests {
             "clone: No space left on device"
         );
     }
+
+    /// The step descriptions of a plan joining a running container.
+    fn join_steps(spec: &ContainerSpec, tty: bool) -> Vec<String> {
+        let pipe = fd::pipe().unwrap();
+        let stdio = pipe_stdio(&pipe);
+        let join = Join {
+            init: pipe.0.as_fd(),
+            namespaces: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
+            pid_to: pipe.1.as_fd(),
+            cgroups: vec![PathBuf::from("/sys/fs/cgroup/berth/web")],
+            command: vec!["sh".to_string(), "-c".to_string(), "id".to_string()],
+            vars: vec!["A=1".to_string()],
+            workdir: "/data".to_string(),
+            tty,
+        };
+        let plan = Plan::build_join(spec, &env(spec), &join, &stdio).unwrap();
+        assert_eq!(plan.steps.len(), plan.what.len());
+        plan.what
+    }
+
+    #[test]
+    fn a_joining_process_enters_after_its_cgroups_and_takes_the_inits_privileges() {
+        let s = spec(
+            r#"{"rootfs": "/srv/web", "command": ["/bin/app"], "user": "1000:1000",
+                "cap-add": ["NET_ADMIN"], "rlimits": {"nofile": [10, 20]}}"#,
+        );
+        let what = join_steps(&s, false);
+        assert_eq!(
+            what[..6],
+            [
+                "reset signals",
+                "join cgroup /sys/fs/cgroup/berth/web",
+                "enter the namespaces of the container's init",
+                "setsid",
+                "set oom-score-adj to 0",
+                "enter workdir /data",
+            ]
+        );
+        let order = [
+            "set up stdin",
+            "set up stderr",
+            "set rlimits.nofile to 10:20",
+            "drop CAP_SYS_ADMIN from the bounding set",
+            "set user 1000:1000",
+            "set capabilities",
+            "set ambient capabilities",
+            "set no_new_privs",
+            "set parent death signal",
+            "close inherited fds",
+            "install seccomp filter",
+            "exec sh",
+        ];
+        let at: Vec<usize> = order.iter().map(|w| position(&what, w)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{what:#?}");
+        // Nothing of the container's making is done again.
+        for w in &what {
+            assert!(
+                !w.starts_with("mount") && !w.starts_with("pivot_root") && !w.contains("hostname"),
+                "{w}"
+            );
+        }
+        assert!(!what.iter().any(|w| w.contains("controlling terminal")));
+        // The same privileges as the init's plan, in the same order.
+        let init = build(&s, &[], None);
+        let privileges = |w: &[String]| -> Vec<String> {
+            let from = position(w, "set up stderr") + 1;
+            let to = position(w, "install seccomp filter");
+            w[from..=to].to_vec()
+        };
+        assert_eq!(privileges(&what), privileges(&init));
+    }
+
+    #[test]
+    fn a_joining_process_on_a_terminal_takes_it_as_controlling_terminal() {
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        let what = join_steps(&s, true);
+        let at = position(&what, "make the terminal the controlling terminal");
+        assert!(at > position(&what, "setsid"));
+        assert!(at > position(&what, "set up stderr"));
+        assert!(at < position(&what, "set user 0:0"));
+    }
 }

@@ -91,6 +91,20 @@ pub fn try_lock(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a read from `fd` would not block now (data, end of file or an
+/// error to report): poll(2) with no wait, for an fd that may be in
+/// blocking mode and shared with other processes (a caller's stdin).
+pub fn readable_now(fd: &impl AsFd) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the count passed.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(n > 0 && p.revents != 0)
+}
+
 /// Writes what it can of `buf`; how much.
 pub fn write(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of its length.
