@@ -387,3 +387,50 @@ fn errors_in_the_health_keys_name_the_file_and_field() {
         assert!(err.contains(&expected), "{err}\nexpected: {expected}");
     }
 }
+
+#[test]
+fn a_restart_remakes_an_image_root_and_releases_the_old_one() {
+    use common::images::{LoopGuard, loops_backed_by, mksquashfs};
+    let w = World::new();
+    let dir = w.root.join("images");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("app.sqfs");
+    mksquashfs(&w.rootfs(), &image);
+    let _loops = LoopGuard { dir: dir.clone() };
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    // Each init leaves a mark in its tmpfs layer: a new root has none.
+    let script = "if test -e /mark; then echo found; else echo fresh; fi; touch /mark; \
+                  trap 'exit 0' TERM; while :; do sleep 0.05; done";
+    let json = format!(
+        r#"{{"image": {}, "writable": "tmpfs", "command": ["/bin/sh", "-c", {}],
+             "mounts": [{}], "on-unhealthy": "restart", "stop-timeout": 5,
+             "healthcheck": {{"command": ["test", "-e", "/data/ok"], "interval": 1, "retries": 2}}}}"#,
+        json::string(image.to_str().unwrap()),
+        json::string(script),
+        w.data_mount()
+    );
+    w.write_container("img", &json);
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("img");
+    wait_checked(&w, "img", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, before) = runtime(&w, "img");
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(LONG, "the monitor to start a new init", || {
+        runtime(&w, "img").1.init_pid != before.init_pid
+    });
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let (_, after) = runtime(&w, "img");
+    let c = wait_checked(&w, "img", "to run healthy again", SHORT, |c| {
+        c.pid == after.init_pid && status_of(c) == "healthy"
+    });
+    assert_eq!(c.restart_count, 1, "{c:?}");
+    let log = fs::read_to_string(w.container_log("img")).unwrap();
+    assert_eq!(log.matches("fresh").count(), 2, "{log}");
+    assert!(!log.contains("found"), "{log}");
+    // The first root's loop device goes with its last mount.
+    wait_for(SHORT, "one loop device on the image", || {
+        loops_backed_by(&image).len() == 1
+    });
+}
