@@ -434,3 +434,21 @@ fn a_restart_remakes_an_image_root_and_releases_the_old_one() {
         loops_backed_by(&image).len() == 1
     });
 }
+
+#[test]
+fn a_check_s_long_output_is_cut_and_does_not_fail_it() {
+    let w = World::new();
+    w.add_container(
+        "chatty",
+        POLITE,
+        r#"{"healthcheck": {"command": ["/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"], "interval": 1}}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("chatty");
+    let c = wait_checked(&w, "chatty", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let r = c.health.unwrap().log.pop().unwrap();
+    assert_eq!(r.exit_code, Some(0), "all of it was read: no SIGPIPE");
+    assert_eq!(r.output, "x".repeat(4096));
+}

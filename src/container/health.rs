@@ -25,6 +25,8 @@ use crate::sys::{fd, process};
 pub const LOG_KEPT: usize = 5;
 /// Bytes of a check's output kept in its result.
 pub const OUTPUT_CAP: usize = 4096;
+/// Bytes of a check's output read (and dropped past the cap) in one go.
+const TURN: usize = 64 * 1024;
 
 pub const STARTING: &str = "starting";
 pub const HEALTHY: &str = "healthy";
@@ -205,8 +207,11 @@ impl Checker {
         self.running.as_ref().map(|r| (&r.pidfd, r.output.as_ref()))
     }
 
-    /// Reads what the check wrote; keeps `OUTPUT_CAP` bytes. Returns
-    /// whether the pipe reached its end (and was closed).
+    /// Reads what the check wrote, at most `TURN` bytes at a time (a
+    /// check writing without end must not hold the monitor's loop); keeps
+    /// `OUTPUT_CAP` bytes. Returns whether more may be waiting (the turn's
+    /// limit was reached): then it is to be called again without waiting
+    /// for readiness.
     pub fn read_output(&mut self) -> bool {
         let Some(r) = self.running.as_mut() else {
             return false;
@@ -215,23 +220,26 @@ impl Checker {
             return false;
         };
         let mut buf = [0u8; 4096];
-        loop {
+        let mut total = 0;
+        while total < TURN {
             match fd::read(out, &mut buf) {
                 Ok(0) => {
                     r.output = None;
-                    return true;
+                    return false;
                 }
                 Ok(n) => {
                     let room = OUTPUT_CAP.saturating_sub(r.text.len());
                     r.text.extend_from_slice(&buf[..n.min(room)]);
+                    total += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(_) => {
                     r.output = None;
-                    return true;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// The check's pidfd fired: reaps it and, if it has ended, records
@@ -494,5 +502,37 @@ mod tests {
         );
         c.halt();
         assert_eq!(c.deadline(), None);
+    }
+
+    #[test]
+    fn output_is_read_a_turn_at_a_time_and_capped() {
+        let tmp = crate::testing::TempDir::new("health-out");
+        let mut c = Checker::new(check(1, 0), tmp.path().join("health.json"), "r1");
+        let now = Instant::now();
+        c.init_started(now, 0, false);
+        let (r, w) = fd::pipe().unwrap();
+        fd::set_nonblocking(&w, true).unwrap();
+        let _ = fd::set_pipe_size(&w, 1 << 20);
+        // Any pidfd will do for reading output (this process's own: never
+        // signalled or waited for here).
+        let me = process::pidfd_open(process::getpid()).unwrap();
+        assert_eq!(c.begin(Ok((me, r)), now, 1), None);
+        let mut w = std::fs::File::from(w);
+        let chunk = vec![b'x'; 4096];
+        let mut written = 0;
+        while written < 3 * TURN {
+            match std::io::Write::write(&mut w, &chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        assert!(written > TURN, "the pipe took {written} bytes");
+        assert!(c.read_output(), "more than a turn waits");
+        while c.read_output() {}
+        drop(w);
+        assert!(!c.read_output(), "at its end");
+        let r = c.running.as_ref().unwrap();
+        assert_eq!(r.text.len(), OUTPUT_CAP);
+        assert!(r.output.is_none(), "closed at its end");
     }
 }

@@ -966,6 +966,8 @@ struct Health {
     kill_at: Option<Instant>,
     /// Start a new init once this one is reaped.
     restart_due: bool,
+    /// The check's output may hold more than one turn read.
+    output_pending: bool,
 }
 
 impl Health {
@@ -980,6 +982,7 @@ impl Health {
             spec: spec.clone(),
             kill_at: None,
             restart_due: false,
+            output_pending: false,
         }
     }
 
@@ -1115,7 +1118,8 @@ fn pump(
         }
         let status_due = status_file.as_ref().and_then(|f| f.due(logs.dropped));
         let health_due = health.as_ref().and_then(|h| h.deadline());
-        let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) {
+        let check_output = health.as_ref().is_some_and(|h| h.output_pending);
+        let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) || check_output {
             Some(Duration::ZERO)
         } else {
             [drain_until, status_due, health_due]
@@ -1152,7 +1156,7 @@ fn pump(
                 }
                 CHECK_OUT => {
                     if let Some(h) = health.as_deref_mut() {
-                        h.checker.read_output();
+                        h.output_pending = true;
                     }
                 }
                 t => pending[t.0] = true,
@@ -1175,8 +1179,13 @@ fn pump(
         if let Some(f) = status_file.as_deref_mut() {
             f.update(logs.dropped);
         }
-        if let (Some(h), None) = (health.as_deref_mut(), status) {
-            h.service(poll.registry(), pidfd, Instant::now());
+        if let Some(h) = health.as_deref_mut() {
+            if h.output_pending {
+                h.output_pending = h.checker.read_output();
+            }
+            if status.is_none() {
+                h.service(poll.registry(), pidfd, Instant::now());
+            }
         }
     }
     match status {
