@@ -791,7 +791,11 @@ impl Containers {
                 _ => None,
             };
         }
-        self.feed(env, name, Event::Attached(run))
+        let mut answers = self.feed(env, name, Event::Attached(run));
+        // A new init its monitor recorded between the read of `rec` and
+        // the watch.
+        answers.extend(self.runtime_changed(env, name));
+        answers
     }
 
     /// Watches a container's run directory for the records its monitor
