@@ -361,8 +361,10 @@ impl Relay {
         let mut stdin_w = self.stdin_w.take();
         // Where the command's output comes from (its input goes to the
         // master too, with a terminal).
-        let out_from = master.as_ref().or(self.stdout_r.as_ref());
-        for f in [out_from, self.stderr_r.as_ref(), stdin_w.as_ref()]
+        let mut out_pipe = self.stdout_r.take();
+        let mut err_pipe = self.stderr_r.take();
+        let out_from = master.as_ref().or(out_pipe.as_ref());
+        for f in [out_from, err_pipe.as_ref(), stdin_w.as_ref()]
             .into_iter()
             .flatten()
         {
@@ -372,7 +374,7 @@ impl Relay {
         if let Some(f) = out_from {
             reg.register(&mut SourceFd(&f.as_raw_fd()), OUT, Interest::READABLE)?;
         }
-        if let Some(f) = &self.stderr_r {
+        if let Some(f) = &err_pipe {
             reg.register(&mut SourceFd(&f.as_raw_fd()), ERR, Interest::READABLE)?;
         }
         let stdin_fd = io::stdin().as_raw_fd();
@@ -406,19 +408,33 @@ impl Relay {
             for ev in events.iter() {
                 match ev.token() {
                     OUT => {
-                        if let Some(f) = out_from {
-                            if drain(f, &mut io::stdout())? {
-                                out_open = false;
-                                let _ = poll.registry().deregister(&mut SourceFd(&f.as_raw_fd()));
-                            }
+                        let Some(f) = master.as_ref().or(out_pipe.as_ref()) else {
+                            continue;
+                        };
+                        let drained = drain(f, &mut io::stdout())?;
+                        if drained != Drained::More {
+                            out_open = false;
+                            let _ = poll.registry().deregister(&mut SourceFd(&f.as_raw_fd()));
                         }
-                        input |= master.is_some();
+                        if drained == Drained::ReaderGone {
+                            // As when a pipeline's reader ends: the
+                            // command's next write fails (SIGPIPE), or its
+                            // terminal hangs up.
+                            if master.is_some() {
+                                let _ = process::pidfd_send_signal(&spawned.pidfd, libc::SIGHUP);
+                            }
+                            out_pipe = None;
+                        }
+                        input |= master.is_some() && out_open;
                     }
                     ERR => {
-                        if let Some(f) = &self.stderr_r {
-                            if drain(f, &mut io::stderr())? {
-                                let _ = poll.registry().deregister(&mut SourceFd(&f.as_raw_fd()));
-                            }
+                        let Some(f) = &err_pipe else { continue };
+                        let drained = drain(f, &mut io::stderr())?;
+                        if drained != Drained::More {
+                            let _ = poll.registry().deregister(&mut SourceFd(&f.as_raw_fd()));
+                        }
+                        if drained == Drained::ReaderGone {
+                            err_pipe = None;
                         }
                     }
                     IN | TO_CHILD => input = true,
@@ -448,6 +464,12 @@ impl Relay {
             if ended && reading_stdin {
                 reading_stdin = false;
                 let _ = reg.deregister(&mut SourceFd(&stdin_fd));
+                if master.is_some() {
+                    // The end of our input ends the terminal's: its EOF
+                    // character (^D) after what was typed.
+                    pending.push(4);
+                    self.feed(to, &mut pending, false)?;
+                }
             }
             // Wait for room for what is pending (else only for output).
             let want_room = !pending.is_empty();
@@ -480,10 +502,10 @@ impl Relay {
         // What the command wrote before it ended is in the pipes (or the
         // terminal) now: read it, without waiting for processes it left
         // behind that hold them open.
-        if let Some(f) = out_from {
+        if let Some(f) = master.as_ref().or(out_pipe.as_ref()) {
             let _ = drain(f, &mut io::stdout());
         }
-        if let Some(f) = &self.stderr_r {
+        if let Some(f) = &err_pipe {
             let _ = drain(f, &mut io::stderr());
         }
         let _ = io::stdout().flush();
@@ -531,23 +553,32 @@ impl Relay {
     }
 }
 
-/// Copies what `from` has now to `to`. Returns whether `from` has ended
-/// (end of file, or EIO: a terminal whose last user is gone).
-fn drain(from: &OwnedFd, to: &mut impl Write) -> io::Result<bool> {
+/// How far [`drain`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// All there was; more may come.
+    More,
+    /// `from` has ended (end of file, or EIO: a terminal whose last user
+    /// is gone).
+    Ended,
+    /// Writing to `to` failed: its reader is gone.
+    ReaderGone,
+}
+
+/// Copies what `from` has now to `to`.
+fn drain(from: &OwnedFd, to: &mut impl Write) -> io::Result<Drained> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match fd::read(from, &mut buf) {
-            Ok(0) => return Ok(true),
+            Ok(0) => return Ok(Drained::Ended),
             Ok(n) => {
-                // A reader of our output that went away ends nothing.
-                if to.write_all(&buf[..n]).is_err() {
-                    continue;
+                if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                    return Ok(Drained::ReaderGone);
                 }
-                let _ = to.flush();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::More),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(Drained::Ended),
             Err(e) => return Err(e),
         }
     }

@@ -130,6 +130,67 @@ impl Drop for Reaped {
 }
 
 impl Reaped {
+    /// Spawns `cmd` with its stdio piped (but where it is set already).
+    fn spawn(cmd: &mut Command) -> Reaped {
+        Reaped(
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn client"),
+        )
+    }
+
+    /// Writes `input` to its stdin and closes it (with `None`, keeps its
+    /// stdin open and unwritten until it ends), waits for its exit within
+    /// `SHORT` and returns (code, stdout, stderr). Readers run in threads,
+    /// so a full pipe cannot stall it; on a timeout the client is killed,
+    /// which ends them.
+    fn finish(mut self, input: Option<Vec<u8>>) -> (i32, String, String) {
+        let stdin = self.0.stdin.take();
+        // Without input, stdin stays open (and unwritten) while it runs.
+        let mut kept = None;
+        let writer = match (input, stdin) {
+            (Some(data), Some(mut stdin)) => Some(std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            })),
+            (_, stdin) => {
+                kept = stdin;
+                None
+            }
+        };
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = reader(
+            self.0
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = reader(
+            self.0
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let code = self.wait_code(SHORT);
+        drop(kept);
+        if let Some(w) = writer {
+            w.join().expect("writer");
+        }
+        (
+            code,
+            out.join().expect("stdout reader"),
+            err.join().expect("stderr reader"),
+        )
+    }
+
     fn wait_code(&mut self, deadline: Duration) -> i32 {
         let end = Instant::now() + deadline;
         loop {
@@ -281,32 +342,13 @@ fn each_option_and_the_exit_status() {
 
     // Without -i stdin is /dev/null; with -i it is ours, to its end.
     let mut cmd = client(&w, &["exec", "web", "sh", "-c", "cat; echo end"]);
-    let out = cmd.stdin(Stdio::piped()).output().expect("run client");
-    assert_eq!(text(&out).0, "end\n", "{}", describe(&out));
+    let (code, stdout, stderr) = Reaped::spawn(cmd.stdin(Stdio::piped())).finish(None);
+    assert_eq!((code, stdout.as_str()), (0, "end\n"), "{stderr}");
     let mut cmd = client(&w, &["exec", "-i", "web", "sh", "-c", "cat; echo end"]);
-    let mut child = Reaped(
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn client"),
-    );
-    let big: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
-    let mut stdin = child.0.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(big.as_bytes()).expect("write stdin");
-    });
-    let mut stdout = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
-    writer.join().expect("writer");
-    assert_eq!(child.wait_code(SHORT), 0);
     let want: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    let (code, stdout, stderr) =
+        Reaped::spawn(cmd.stdin(Stdio::piped())).finish(Some(want.clone().into_bytes()));
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout == format!("{want}end\n"),
         "{} bytes back",
@@ -316,11 +358,8 @@ fn each_option_and_the_exit_status() {
     let file = w.out_dir().join("input");
     fs::write(&file, "from a file\n").unwrap();
     let mut cmd = client(&w, &["exec", "-i", "web", "cat"]);
-    let out = cmd
-        .stdin(File::open(&file).unwrap())
-        .output()
-        .expect("run client");
-    assert_eq!(text(&out).0, "from a file\n", "{}", describe(&out));
+    let (code, stdout, stderr) = Reaped::spawn(cmd.stdin(File::open(&file).unwrap())).finish(None);
+    assert_eq!((code, stdout.as_str()), (0, "from a file\n"), "{stderr}");
 }
 
 #[test]
@@ -453,27 +492,11 @@ fn exec_works_across_a_daemon_kill_9_and_restart() {
             "read x; echo got $x; exit 5",
         ],
     );
-    let mut c = Reaped(
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn client"),
-    );
+    let c = Reaped::spawn(cmd.stdin(Stdio::piped()));
     wait_execd(&w, "web", &["sh", "-c", "read x; echo got $x; exit 5"]);
     daemon.kill_9();
-    c.0.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"it\n")
-        .expect("write");
-    let mut out = String::new();
-    c.0.stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    assert_eq!(c.wait_code(SHORT), 5);
-    assert_eq!(out, "got it\n");
+    let (code, out, err) = c.finish(Some(b"it\n".to_vec()));
+    assert_eq!((code, out.as_str()), (5, "got it\n"), "{err}");
     // With no daemon, exec says so.
     let refused = w.berth(&["exec", "web", "true"]);
     assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
@@ -524,6 +547,35 @@ fn exec_into_a_stopped_or_unknown_container_fails_clearly() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_as_in_a_pipeline() {
+    let (w, _daemon) = running("{}");
+    // berth exec web yes | head -n 1
+    let mut c = Reaped(
+        client(&w, &["exec", "web", "yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn client"),
+    );
+    let mut stdout = c.0.stdout.take().expect("stdout");
+    // Read in a thread, so that a client that prints nothing fails the
+    // test at the deadline instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = [0u8; 2];
+        let got = stdout.read_exact(&mut first).map(|()| first);
+        let _ = tx.send(got.map(|f| (f, stdout)));
+    });
+    let (first, stdout) = rx
+        .recv_timeout(SHORT)
+        .expect("output within the deadline")
+        .expect("read");
+    assert_eq!(&first, b"y\n");
+    drop(stdout);
+    assert_eq!(c.wait_code(SHORT), 128 + libc::SIGPIPE);
 }
 
 // ---- terminals ----
@@ -665,6 +717,17 @@ fn a_terminal_inside_the_container_with_its_size_and_resizes() {
         !is_raw(&terminal),
         "the caller's terminal was left in raw mode"
     );
+}
+
+#[test]
+fn piped_input_to_a_terminal_ends_with_its_eof() {
+    let (w, _daemon) = running("{}");
+    // echo 'echo in-$((1+2))' | berth exec -it web sh
+    let mut cmd = client(&w, &["exec", "-it", "web", "sh"]);
+    let (code, out, err) =
+        Reaped::spawn(cmd.stdin(Stdio::piped())).finish(Some(b"echo in-$((1+2))\n".to_vec()));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("in-3\r\n"), "{out}{err}");
 }
 
 #[test]

@@ -36,7 +36,7 @@ use crate::config::{self, ContainerSpec};
 use crate::errors;
 use crate::host;
 use crate::sys::pty::{self, WindowSize};
-use crate::sys::{fd, process};
+use crate::sys::{fd, process, resolve};
 
 /// The running container to join.
 #[derive(Debug, Clone)]
@@ -274,8 +274,20 @@ fn open_terminal(
     uid: u32,
 ) -> Result<(OwnedFd, OwnedFd), ExecError> {
     let step = |step: &'static str| move |err| ExecError::Terminal { step, err };
-    let master = pty::open_master(root.as_fd(), c"dev/pts/ptmx")
-        .map_err(step("open /dev/pts/ptmx in the container"))?;
+    let open = "open /dev/pts/ptmx in the container";
+    let master = resolve::open_in_root(
+        root.as_fd(),
+        c"dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+    )
+    .map_err(step(open))?;
+    if !pty::is_devpts(&master).map_err(step(open))? {
+        return Err(ExecError::Terminal {
+            step: open,
+            err: io::Error::other("it is not on a devpts file system"),
+        });
+    }
+    pty::unlock(&master).map_err(step("unlock the terminal"))?;
     pty::set_window_size(&master, size).map_err(step("set the terminal's window size"))?;
     let peer = pty::open_peer(&master).map_err(step("open the terminal in the container"))?;
     pty::give_to(&peer, uid).map_err(step("give the terminal to the user"))?;
