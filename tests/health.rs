@@ -337,6 +337,35 @@ fn failures_in_the_start_period_do_not_count() {
 }
 
 #[test]
+fn a_changed_healthcheck_recreates_the_container_on_reload() {
+    let w = World::new();
+    let def = |interval: u32| {
+        format!(r#"{{"healthcheck": {{"command": ["true"], "interval": {interval}}}}}"#)
+    };
+    w.add_container("app", POLITE, &def(1));
+    let _daemon = w.start_daemon(&[]);
+    let first = w.wait_running("app");
+    wait_checked(&w, "app", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let out = w.berth_ok(&["reload"]);
+    assert!(!out.contains("app"), "unchanged: {out}");
+    w.add_container("app", POLITE, &def(2));
+    let reloaded = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("app: changed, recreating"), "{out}");
+    let c = wait_checked(&w, "app", "to run again, healthy", SHORT, |c| {
+        c.pid != first.pid as i32 && c.status == "running" && status_of(c) == "healthy"
+    });
+    // A new run: its own health record, none of the old run's results.
+    let log = c.health.unwrap().log;
+    assert!(log.iter().all(|r| r.start > reloaded), "{log:?}");
+}
+
+#[test]
 fn errors_in_the_health_keys_name_the_file_and_field() {
     let w = World::new();
     w.add_container("a", POLITE, "{}");
