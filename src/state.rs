@@ -147,7 +147,7 @@ pub struct LogStatus {
 
 /// run-dir/NAME/health.json: the health of the current run, written by
 /// its monitor (which runs the checks, with or without a daemon) each time
-/// a check ends and its status or streak changed.
+/// a check ends (its result joins the log) and each time an init starts.
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct HealthRecord {
     pub version: u32,
