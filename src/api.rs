@@ -84,10 +84,26 @@ pub struct Info {
     /// run while it runs, else of the last one.
     #[nserde(default, rename = "log-dropped-bytes")]
     pub log_dropped_bytes: u64,
+    /// null when the definition has no healthcheck (or no run was ever
+    /// checked); else the health of the current run (of the last one
+    /// when none runs).
+    #[nserde(default)]
+    pub health: Option<Health>,
     /// Processes started in it by `berth exec` (or a health check) that
     /// still run: found from the kernel, so they survive a daemon restart.
     #[nserde(default)]
     pub execs: Vec<ExecInfo>,
+}
+
+/// A container's health, as its monitor last recorded it.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct Health {
+    /// "starting", "healthy" or "unhealthy".
+    pub status: String,
+    #[nserde(rename = "failing-streak")]
+    pub failing_streak: u32,
+    /// The last checks, oldest first.
+    pub log: Vec<crate::state::HealthResult>,
 }
 
 /// A process running in a container beside its init, started into it from

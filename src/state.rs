@@ -26,7 +26,7 @@
 //! records are made durable.
 //!
 //! Fields added within a format, defaulted when missing: the exit record's
-//! `oom-killed` and `cause`. An exit record may be followed by padding
+//! `oom-killed`, `cause` and `health-restarts`. An exit record may be followed by padding
 //! (spaces and a newline): the monitor reserves the record's blocks when
 //! the run starts and overwrites that reservation in place at its end (see
 //! [`Reserved`]), so a full file system cannot cost the exit code. The
@@ -127,6 +127,10 @@ pub struct ExitRecord {
     /// Only in the placeholder of a reservation: not how a run ended.
     #[nserde(default)]
     pub reserved: bool,
+    /// Times its monitor started the init again for failing its health
+    /// checks during the run (`on-unhealthy: "restart"`).
+    #[nserde(default, rename = "health-restarts")]
+    pub health_restarts: u32,
 }
 
 /// run-dir/NAME/log-status.json: what the monitor of the current run has
@@ -143,8 +147,7 @@ pub struct LogStatus {
 
 /// run-dir/NAME/health.json: the health of the current run, written by
 /// its monitor (which runs the checks, with or without a daemon) each time
-/// a check ends and its status or streak changed.
-#[allow(dead_code)] // until the monitor writes it
+/// a check ends (its result joins the log) and each time an init starts.
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct HealthRecord {
     pub version: u32,
@@ -163,7 +166,6 @@ pub struct HealthRecord {
 }
 
 /// One health check's outcome.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct HealthResult {
     /// Nanoseconds since the epoch.
@@ -477,7 +479,6 @@ impl Paths {
         self.state.join("state.json")
     }
     /// The health of the current run (see [`HealthRecord`]).
-    #[allow(dead_code)]
     pub fn health(&self) -> PathBuf {
         self.run.join("health.json")
     }

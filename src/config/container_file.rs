@@ -10,6 +10,7 @@ use super::fields::{
     field_error, get_array, get_bool, get_path, get_size, get_str, get_uint, members, number_text,
     parse_top, quoted, unknown_key, validate_name, wrong_type,
 };
+use super::health;
 use super::image;
 use super::privileges;
 use super::seccomp_profile::get_seccomp;
@@ -17,7 +18,7 @@ use super::settings;
 use super::types::CapList;
 use super::types::{
     ConfigError, ContainerSpec, Id, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
-    MAX_TIMEOUT, MIB, Mount, MountKind, Network, RestartPolicy, User,
+    MAX_TIMEOUT, MIB, Mount, MountKind, Network, OnUnhealthy, RestartPolicy, User,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
@@ -60,6 +61,8 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         sysctl: Vec::new(),
         env_files: Vec::new(),
         etc_files: true,
+        healthcheck: None,
+        on_unhealthy: OnUnhealthy::None,
         hash: 0,
         canonical: String::new(),
     };
@@ -125,6 +128,11 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "sysctl" => spec.sysctl = settings::get_sysctl(node, file)?,
             "env-file" => spec.env_files = settings::get_env_files(node, file)?,
             "etc-files" => spec.etc_files = get_bool(node).map_err(err)?,
+            "healthcheck" => spec.healthcheck = Some(health::get_healthcheck(node, file)?),
+            "on-unhealthy" => {
+                spec.on_unhealthy =
+                    health::parse_on_unhealthy(get_str(node).map_err(err)?).map_err(err)?;
+            }
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -133,6 +141,13 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         return Err(field_error(file, "command", "required key is missing"));
     }
     privileges::check_caps(spec.cap_add, spec.cap_drop, file)?;
+    if spec.on_unhealthy == OnUnhealthy::Restart && spec.healthcheck.is_none() {
+        return Err(field_error(
+            file,
+            "on-unhealthy",
+            "needs a \"healthcheck\" to act on",
+        ));
+    }
     settings::check_sysctl_network(&spec.sysctl, spec.network, file)?;
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {

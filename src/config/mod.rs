@@ -9,7 +9,8 @@
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
 //! `privileges` the capability and resource limit keys, `devices` the
 //! host devices passed in, `image` the image, writable and verity keys,
-//! `settings` the sysctl and env-file keys, and
+//! `settings` the sysctl and env-file keys, `health` the healthcheck and
+//! on-unhealthy keys, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -17,6 +18,7 @@ mod container_file;
 mod daemon_file;
 mod devices;
 mod fields;
+mod health;
 mod image;
 mod load;
 mod privileges;
@@ -32,8 +34,9 @@ pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Id, MAX_TIMEOUT, Mount,
-    MountKind, Network, RestartPolicy, SocketGroup, User, VerityHashes, Writable,
+    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Healthcheck, Id, MAX_TIMEOUT,
+    Mount, MountKind, Network, OnUnhealthy, RestartPolicy, SocketGroup, User, VerityHashes,
+    Writable,
 };
 
 /// What the tests of several files here share.

@@ -231,6 +231,32 @@ pub struct Verity {
     pub hashes: VerityHashes,
 }
 
+/// `healthcheck`: a command run inside the running container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// argv, run as `berth exec` runs it.
+    pub command: Vec<String>,
+    /// From the end of one check to the start of the next (and from the
+    /// start of the run to the first).
+    pub interval: std::time::Duration,
+    /// A check still running after this is killed, and counts as failed.
+    pub timeout: std::time::Duration,
+    /// Failures in a row that make the container unhealthy.
+    pub retries: u32,
+    /// Failures before this much time since the start do not count.
+    pub start_period: std::time::Duration,
+}
+
+/// `on-unhealthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnhealthy {
+    /// Only say so.
+    #[default]
+    None,
+    /// The monitor restarts the container in place.
+    Restart,
+}
+
 /// One container definition (containers-dir/NAME.json).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
@@ -293,6 +319,10 @@ pub struct ContainerSpec {
     pub env_files: Vec<std::path::PathBuf>,
     /// Provide /etc/hostname, /etc/hosts and /etc/resolv.conf (default).
     pub etc_files: bool,
+    /// The check its monitor runs inside it, if any.
+    pub healthcheck: Option<Healthcheck>,
+    /// What its monitor does when the checks find it unhealthy.
+    pub on_unhealthy: OnUnhealthy,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

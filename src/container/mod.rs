@@ -8,6 +8,7 @@ pub mod devices;
 pub mod environment;
 pub mod etc_files;
 pub mod exec;
+pub mod health;
 pub mod init;
 pub mod logs;
 pub mod monitor;

@@ -18,6 +18,14 @@
 //! exit record at the end) and noted in the log once it has room again.
 //! At the end it reads what the container's limits did (out-of-memory
 //! kills, refused forks) into the exit record.
+//!
+//! With a `healthcheck`, the same loop runs the checks (see `health`):
+//! each one joins the running container as `berth exec` does, its poll
+//! timeout is the next check's time, and health.json says how it went.
+//! With `on-unhealthy: "restart"`, a container that becomes unhealthy is
+//! stopped (stop signal, SIGKILL after its stop timeout) and started
+//! again by the same monitor: same run, same logs, a new init in a new
+//! runtime record, whether a daemon runs or not.
 
 use std::ffi::CString;
 use std::fmt;
@@ -36,10 +44,11 @@ use super::cgroup::{self, CgroupError, Counters, Hierarchy, Limits, Placement};
 use super::devices::{self, DeviceError};
 use super::environment::{self, EnvError};
 use super::etc_files;
+use super::health::{self, Checker};
 use super::logs::{LogWriter, Stream};
 use super::root::{self, RootError};
 use super::spawn::{Plan, SpawnError, Stdio};
-use crate::config::{self, ConfigError, ContainerSpec};
+use crate::config::{self, ConfigError, ContainerSpec, OnUnhealthy};
 use crate::errors;
 use crate::host;
 use crate::state::{
@@ -352,11 +361,19 @@ struct Monitor {
     /// The host's mount namespace while the monitor is in one of its own
     /// (see `root::leave`).
     host_mounts: Option<OwnedFd>,
+    /// The definition as the job gave it (`spec` is changed by the root
+    /// made for a start).
+    defined: ContainerSpec,
+    /// Times the init was started again for failing its health checks.
+    restarts: u32,
 }
 
 const STDOUT: Token = Token(0);
 const STDERR: Token = Token(1);
 const INIT: Token = Token(2);
+/// A health check's pidfd and the read end of its output.
+const CHECK: Token = Token(3);
+const CHECK_OUT: Token = Token(4);
 
 impl Monitor {
     fn new(job: Job, spec: ContainerSpec) -> Monitor {
@@ -367,7 +384,9 @@ impl Monitor {
         );
         Monitor {
             job,
+            defined: spec.clone(),
             spec,
+            restarts: 0,
             paths,
             hierarchies: Vec::new(),
             placement: None,
@@ -386,8 +405,12 @@ impl Monitor {
     }
 
     fn run(mut self, mut channel: UnixStream) -> i32 {
-        let started_at = host::now_ns();
-        let (init_pid, pidfd, out_r, err_r, mut logs) = match self.start() {
+        let mut started_at = host::now_ns();
+        let mut logs = match self.open_run() {
+            Ok(logs) => logs,
+            Err(e) => return self.fail_start(&mut channel, started_at, &e),
+        };
+        let (init_pid, pidfd, out_r, err_r) = match self.launch() {
             Ok(v) => v,
             Err(e) => return self.fail_start(&mut channel, started_at, &e),
         };
@@ -416,26 +439,84 @@ impl Monitor {
         );
         drop(channel);
 
+        let mut health = self.spec.healthcheck.clone().map(|check| {
+            Health::new(
+                Checker::new(check, self.paths.health(), &self.job.run_id),
+                &self.spec,
+            )
+        });
         let mut status_file = StatusFile::new(self.paths.log_status(), &self.job.run_id);
-        let status = pump(&pidfd, out_r, err_r, &mut logs, Some(&mut status_file));
+        let mut init = (init_pid, init_start, pidfd, out_r, err_r);
+        let mut restarted = false;
+        let (status, error) = loop {
+            let (init_pid, init_start, pidfd, out_r, err_r) = init;
+            if let Some(h) = health.as_mut() {
+                h.init_started(&self, init_pid, init_start, restarted);
+            }
+            let status = pump(
+                &pidfd,
+                out_r,
+                err_r,
+                &mut logs,
+                Some(&mut status_file),
+                health.as_mut(),
+            );
+            let again = health.as_ref().is_some_and(|h| h.restart_due);
+            if status.is_err() || !again {
+                let error = status.as_ref().err().map(|e| format!("monitor: {e}"));
+                break (status.ok(), error);
+            }
+            // Unhealthy, stopped and reaped: a new init in the same run.
+            match self.relaunch() {
+                Ok(next) => {
+                    started_at = host::now_ns();
+                    let start = host::start_time(next.0).unwrap_or(0);
+                    if let Err(err) = self.record_runtime(next.0, start, started_at) {
+                        // As at the first start: no run nobody can find.
+                        let _ = process::pidfd_send_signal(&next.1, libc::SIGKILL);
+                        let _ = process::waitid_pidfd(&next.1, true);
+                        let e = StartError::WriteRuntime {
+                            path: self.paths.runtime(),
+                            err,
+                        };
+                        let why = format!("start again after failing its health checks: {e}");
+                        break (None, Some(why));
+                    }
+                    init = (next.0, start, next.1, next.2, next.3);
+                    restarted = true;
+                }
+                Err(e) => {
+                    let why = format!("start again after failing its health checks: {e}");
+                    break (None, Some(why));
+                }
+            }
+        };
         logs.finish();
         let (oom_killed, cause) = self.limits_cause();
-        let error = match status {
-            Ok(_) => None,
-            Err(ref e) => Some(format!("monitor: {e}")),
-        };
         self.record_exit(Ending {
-            status: status.ok(),
+            status,
             started_at,
             error,
             log_dropped: logs.dropped,
             oom_killed,
             cause,
+            health_restarts: health.as_ref().map_or(0, |h| h.checker.record().restarts),
         });
         let _ = fs::remove_file(self.paths.log_status());
         self.leave_cpu_leaf();
         let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         0
+    }
+
+    /// The container once more, after its init was stopped for failing
+    /// its health checks: the definition as it came in the job, the root,
+    /// cgroups and pipes made again; the logs and the exit record's
+    /// reservation stay.
+    fn relaunch(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd), StartError> {
+        self.leave_cpu_leaf();
+        self.spec = self.defined.clone();
+        self.restarts += 1;
+        self.launch()
     }
 
     /// Records a start that failed, removes its cgroups and tells the
@@ -455,6 +536,7 @@ impl Monitor {
             log_dropped: 0,
             oom_killed,
             cause,
+            health_restarts: 0,
         });
         self.leave_cpu_leaf();
         let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
@@ -528,9 +610,9 @@ impl Monitor {
         (oom_killed, Some(cause))
     }
 
-    /// Everything up to a successful exec.
-    #[allow(clippy::type_complexity)]
-    fn start(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd, LogWriter), StartError> {
+    /// What a run has once, however often its init is started: its
+    /// directories, the exit record's reservation, the logs.
+    fn open_run(&mut self) -> Result<LogWriter, StartError> {
         for dir in [&self.paths.run, &self.paths.state] {
             state::ensure_dir(dir).map_err(|err| StartError::CreateDir {
                 path: dir.clone(),
@@ -538,12 +620,20 @@ impl Monitor {
             })?;
         }
         self.reserve_exit_record();
+        // A health record of an earlier run is not this run's.
+        let _ = fs::remove_file(self.paths.health());
         let log_dir = Path::new(&self.job.log_dir).join(&self.job.name);
-        let logs = LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files)
-            .map_err(|err| StartError::OpenLog {
+        LogWriter::open(&log_dir, self.job.log_max_size, self.job.log_max_files).map_err(|err| {
+            StartError::OpenLog {
                 path: log_dir.clone(),
                 err,
-            })?;
+            }
+        })
+    }
+
+    /// Everything from the root to a successful exec of the init: the
+    /// init's pid and pidfd and the read ends of its stdout and stderr.
+    fn launch(&mut self) -> Result<(i32, OwnedFd, OwnedFd, OwnedFd), StartError> {
         self.prepare_root()?;
         let mut env =
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
@@ -627,7 +717,7 @@ impl Monitor {
             }
         }
         let (pid, pidfd) = spawned.map_err(StartError::Spawn)?;
-        Ok((pid, pidfd, out_r, err_r, logs))
+        Ok((pid, pidfd, out_r, err_r))
     }
 
     /// Mounts the root from an image or with a writable layer, if the
@@ -636,10 +726,16 @@ impl Monitor {
     /// the hash covers the image file opened.
     fn prepare_root(&mut self) -> Result<(), StartError> {
         let layer = state::writable_layer(Path::new(&self.job.state_dir), &self.job.name);
+        // Each start of the init has its own verity device name (the
+        // previous one goes with its last mount).
+        let run_id = match self.restarts {
+            0 => self.job.run_id.clone(),
+            n => format!("{}-{n}", self.job.run_id),
+        };
         let places = root::Places {
             run: &self.paths.run,
             layer: &layer,
-            run_id: &self.job.run_id,
+            run_id: &run_id,
             name: &self.job.name,
         };
         if let Some(made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
@@ -720,6 +816,7 @@ impl Monitor {
             oom_killed: end.oom_killed,
             cause: end.cause.map(|c| cut(c, MAX_TEXT)),
             reserved: false,
+            health_restarts: end.health_restarts,
         };
         let mut text = record.serialize_json();
         text.push('\n');
@@ -743,6 +840,8 @@ struct Ending {
     log_dropped: u64,
     oom_killed: bool,
     cause: Option<String>,
+    /// Times the init was started again for failing its health checks.
+    health_restarts: u32,
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -851,16 +950,140 @@ enum Drained {
     Eof,
 }
 
+/// The health checks of a run, as the monitor's loop drives them, and
+/// what `on-unhealthy` asks for.
+struct Health {
+    checker: Checker,
+    restart: bool,
+    stop_signal: i32,
+    stop_timeout: Duration,
+    /// The init the checks go into: (pid, start time).
+    init: (i32, u64),
+    /// What a check joins: the init's cgroups and the definition.
+    cgroups: Vec<PathBuf>,
+    spec: ContainerSpec,
+    /// The init is being stopped for failing its checks: SIGKILL then.
+    kill_at: Option<Instant>,
+    /// Start a new init once this one is reaped.
+    restart_due: bool,
+    /// The check's output may hold more than one turn read.
+    output_pending: bool,
+}
+
+impl Health {
+    fn new(checker: Checker, spec: &ContainerSpec) -> Health {
+        Health {
+            checker,
+            restart: spec.on_unhealthy == OnUnhealthy::Restart,
+            stop_signal: spec.stop_signal,
+            stop_timeout: Duration::from_secs(spec.stop_timeout),
+            init: (0, 0),
+            cgroups: Vec::new(),
+            spec: spec.clone(),
+            kill_at: None,
+            restart_due: false,
+            output_pending: false,
+        }
+    }
+
+    /// A new init runs (the first of the run, or one started again).
+    fn init_started(&mut self, monitor: &Monitor, pid: i32, start: u64, restarted: bool) {
+        self.init = (pid, start);
+        self.cgroups = monitor
+            .placement
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.init.clone());
+        self.spec = monitor.spec.clone();
+        self.kill_at = None;
+        self.restart_due = false;
+        self.checker
+            .init_started(Instant::now(), host::now_ns(), restarted);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        [self.checker.deadline(), self.kill_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Starts a check that is due, kills one past its timeout, and the
+    /// init past its stop timeout.
+    fn service(&mut self, registry: &mio::Registry, init: &OwnedFd, now: Instant) {
+        self.checker.expire(now);
+        if self.kill_at.is_some_and(|t| now >= t) {
+            self.kill_at = None;
+            let _ = process::pidfd_send_signal(init, libc::SIGKILL);
+        }
+        if !self.checker.due(now) {
+            return;
+        }
+        let started = host::now_ns();
+        let spawned = self.spawn_check();
+        if let Some(change) = self.checker.begin(spawned, Instant::now(), started) {
+            self.changed(&change, init, now);
+        }
+        if let Some((pidfd, output)) = self.checker.fds() {
+            let _ = registry.register(&mut SourceFd(&pidfd.as_raw_fd()), CHECK, Interest::READABLE);
+            if let Some(out) = output {
+                let _ = registry.register(
+                    &mut SourceFd(&out.as_raw_fd()),
+                    CHECK_OUT,
+                    Interest::READABLE,
+                );
+            }
+        }
+    }
+
+    /// The check's pidfd fired.
+    fn check_exited(&mut self, init: &OwnedFd, now: Instant) {
+        if let Some(change) = self.checker.exited(now, host::now_ns()) {
+            self.changed(&change, init, now);
+        }
+    }
+
+    /// A check changed the record: become unhealthy with `on-unhealthy:
+    /// "restart"` stops the init (stop signal, SIGKILL after its stop
+    /// timeout) to start a new one.
+    fn changed(&mut self, change: &health::Change, init: &OwnedFd, now: Instant) {
+        let became_unhealthy = change.to == health::UNHEALTHY && change.from != health::UNHEALTHY;
+        if !(became_unhealthy && self.restart) || self.restart_due {
+            return;
+        }
+        self.restart_due = true;
+        self.checker.halt();
+        if self.stop_timeout.is_zero() {
+            let _ = process::pidfd_send_signal(init, libc::SIGKILL);
+        } else {
+            let _ = process::pidfd_send_signal(init, self.stop_signal);
+            self.kill_at = Some(now + self.stop_timeout);
+        }
+    }
+
+    /// The init has exited: no check runs on.
+    fn init_exited(&mut self) {
+        self.checker.halt();
+        self.kill_at = None;
+    }
+
+    /// Runs the check inside the container, confined as its init is, with
+    /// its output on a pipe: (pidfd, read end).
+    fn spawn_check(&self) -> Result<(OwnedFd, OwnedFd), String> {
+        health::spawn_check(self.init, &self.cgroups, &self.spec, self.checker.command())
+    }
+}
+
 /// Copies the container's output into the logs until its init has exited
 /// and the pipes are drained; returns how the init ended. Readiness is edge
 /// triggered, so a stream cut off at its turn's limit is read again
-/// without waiting for a new event.
+/// without waiting for a new event. With `health`, runs the checks too.
 fn pump(
     pidfd: &OwnedFd,
     out_r: OwnedFd,
     err_r: OwnedFd,
     logs: &mut LogWriter,
     mut status_file: Option<&mut StatusFile>,
+    mut health: Option<&mut Health>,
 ) -> io::Result<process::ExitStatus> {
     fd::set_nonblocking(&out_r, true)?;
     fd::set_nonblocking(&err_r, true)?;
@@ -894,10 +1117,12 @@ fn pump(
             break;
         }
         let status_due = status_file.as_ref().and_then(|f| f.due(logs.dropped));
-        let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) {
+        let health_due = health.as_ref().and_then(|h| h.deadline());
+        let check_output = health.as_ref().is_some_and(|h| h.output_pending);
+        let timeout = if pending.iter().zip(&open).any(|(p, o)| *p && *o) || check_output {
             Some(Duration::ZERO)
         } else {
-            [drain_until, status_due]
+            [drain_until, status_due, health_due]
                 .into_iter()
                 .flatten()
                 .min()
@@ -918,9 +1143,22 @@ fn pump(
                         let _ = poll
                             .registry()
                             .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+                        if let Some(h) = health.as_deref_mut() {
+                            h.init_exited();
+                        }
                     }
                 }
                 INIT => {}
+                CHECK => {
+                    if let Some(h) = health.as_deref_mut() {
+                        h.check_exited(pidfd, Instant::now());
+                    }
+                }
+                CHECK_OUT => {
+                    if let Some(h) = health.as_deref_mut() {
+                        h.output_pending = true;
+                    }
+                }
                 t => pending[t.0] = true,
             }
         }
@@ -940,6 +1178,14 @@ fn pump(
         }
         if let Some(f) = status_file.as_deref_mut() {
             f.update(logs.dropped);
+        }
+        if let Some(h) = health.as_deref_mut() {
+            if h.output_pending {
+                h.output_pending = h.checker.read_output();
+            }
+            if status.is_none() {
+                h.service(poll.registry(), pidfd, Instant::now());
+            }
         }
     }
     match status {
@@ -1251,7 +1497,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pidfd = process::pidfd_open(child.id() as i32).unwrap();
-        let status = pump(&pidfd, out_r, err_r, &mut logs, None).unwrap();
+        let status = pump(&pidfd, out_r, err_r, &mut logs, None, None).unwrap();
         logs.finish();
         assert_eq!(status, process::ExitStatus::Exited(3));
         let mut got = records(&tmp.0);

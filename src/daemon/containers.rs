@@ -18,22 +18,23 @@ use mio::net::UnixStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::events;
+use super::events::{self, Kind};
 use super::lifecycle::{
     self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, LimitsHit, Phase,
     RunFacts,
 };
 use super::ratelimit::{RateLimit, Verdict};
-use super::tokens::{Slab, Tag};
-use crate::api::{ExecInfo, ExecTarget, Info};
+use super::tokens::{self, Slab, Tag};
+use super::watch::{Changed, Watch};
+use crate::api::{self, ExecInfo, ExecTarget, Info};
 use crate::config::{self, ContainerSpec, DaemonConfig};
 use crate::container::monitor::{self, Job, Reply};
 use crate::container::{cgroup, exec};
 use crate::errors;
 use crate::host;
 use crate::state::{
-    self, ContainerState, ExitRecord, FORMAT_VERSION, Loaded, LogStatus, Paths, RuntimeRecord,
-    StartOptions,
+    self, ContainerState, ExitRecord, FORMAT_VERSION, HealthRecord, Loaded, LogStatus, Paths,
+    RuntimeRecord, StartOptions,
 };
 use crate::sys::{fd, process};
 use crate::wire::{self, Got, LineReader};
@@ -78,6 +79,11 @@ pub struct Ctr {
     save_retry: Option<Instant>,
     /// Where the monitor of a run counts its dropped log bytes.
     log_status: PathBuf,
+    /// Where the monitor of a run writes its health.
+    health: PathBuf,
+    /// The health status last heard of (run id, status), so that each
+    /// change is told once.
+    health_seen: Option<(String, String)>,
 }
 
 impl Ctr {
@@ -126,6 +132,7 @@ impl Ctr {
         };
         let running = status == "running";
         let spec = self.spec.as_ref();
+        let health = self.health_record(running.then_some(run).flatten());
         Info {
             name: self.name.clone(),
             status: status.to_string(),
@@ -133,7 +140,13 @@ impl Ctr {
                 .filter(|r| r.exec == Exec::Done)
                 .map_or(untrusted_pid.unwrap_or(0), |r| r.init_pid),
             exit_code: if running { None } else { last.exit_code },
-            restart_count: self.persist().restart_count,
+            // The restarts its monitor made in this run count too.
+            restart_count: self.persist().restart_count.saturating_add(
+                health
+                    .as_ref()
+                    .filter(|_| running)
+                    .map_or(0, |r| r.restarts),
+            ),
             started_at: last.started_at.map(host::rfc3339),
             finished_at: if running {
                 None
@@ -175,10 +188,34 @@ impl Ctr {
                 Some(r) if running => self.log_dropped_now(&r.run_id),
                 _ => last.limits.log_dropped,
             },
+            health: spec
+                .filter(|s| s.healthcheck.is_some())
+                .and_then(|_| match (&health, run) {
+                    (Some(r), _) => Some(api::Health {
+                        status: r.status.clone(),
+                        failing_streak: r.failing_streak,
+                        log: r.log.clone(),
+                    }),
+                    // Running, not checked yet.
+                    (None, Some(_)) if running => Some(api::Health {
+                        status: crate::container::health::STARTING.to_string(),
+                        ..api::Health::default()
+                    }),
+                    (None, _) => None,
+                }),
             execs: match run {
                 Some(r) if running && r.exec == Exec::Done => execs_of(r),
                 _ => Vec::new(),
             },
+        }
+    }
+
+    /// The health record of `run` when one runs, else the last one on
+    /// file.
+    fn health_record(&self, run: Option<&RunFacts>) -> Option<HealthRecord> {
+        match state::load::<HealthRecord>(&self.health) {
+            Loaded::Ok(r) if run.is_none_or(|run| run.run_id == r.run_id) => Some(r),
+            _ => None,
         }
     }
 
@@ -237,6 +274,9 @@ pub struct Containers {
     channels: Slab<String>,
     /// State changes not yet handed to the loop.
     pub events: events::Queue,
+    /// The containers' run directories, for what their monitors change
+    /// (made at the first run).
+    watch: Option<Watch>,
 }
 
 impl Containers {
@@ -246,6 +286,7 @@ impl Containers {
             monitors: Slab::new(Tag::Monitor),
             channels: Slab::new(Tag::Channel),
             events: events::Queue::default(),
+            watch: None,
         }
     }
 
@@ -289,6 +330,8 @@ impl Containers {
             limiter: RateLimit::new(),
             save_retry: None,
             log_status: Paths::new(&cfg.run_dir, &cfg.state_dir, name).log_status(),
+            health: Paths::new(&cfg.run_dir, &cfg.state_dir, name).health(),
+            health_seen: None,
         };
         self.map.insert(name.to_string(), ctr);
     }
@@ -505,6 +548,9 @@ impl Containers {
                 let _ = fs::remove_dir_all(&paths.state);
                 self.release(env.registry, name);
                 self.map.remove(name);
+                if let Some(w) = self.watch.as_mut() {
+                    w.remove(name);
+                }
                 info!("{name}: removed");
             }
         }
@@ -629,6 +675,7 @@ impl Containers {
         };
         let paths = Paths::new(&cfg.run_dir, &cfg.state_dir, name);
         fs::create_dir_all(&paths.run).map_err(|e| StartError::CreateDir(paths.run.clone(), e))?;
+        self.watch_dir(env, name, &paths.run);
         let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
         let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
@@ -734,7 +781,125 @@ impl Containers {
             });
         }
         let run = run_of(rec);
-        self.feed(env, name, Event::Attached(run))
+        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+        self.watch_dir(env, name, &paths.run);
+        if let Some(c) = self.map.get_mut(name) {
+            // What the monitor recorded while no daemon ran is known, not
+            // news.
+            c.health_seen = match state::load::<HealthRecord>(&c.health) {
+                Loaded::Ok(r) if r.run_id == rec.run_id => Some((r.run_id, r.status)),
+                _ => None,
+            };
+        }
+        let mut answers = self.feed(env, name, Event::Attached(run));
+        // A new init its monitor recorded between the read of `rec` and
+        // the watch.
+        answers.extend(self.runtime_changed(env, name));
+        answers
+    }
+
+    /// Watches a container's run directory for the records its monitor
+    /// renames into place (see `watch`). Without the watch the daemon
+    /// still finds a new init at the next start-up: said once.
+    fn watch_dir(&mut self, env: &Env, name: &str, dir: &Path) {
+        if self.watch.is_none() {
+            match Watch::new(env.registry) {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => {
+                    let msg = format!(
+                        "inotify: {err}; health changes and restarts by the monitor are seen only at the next daemon start",
+                        err = errors::io_text(&e)
+                    );
+                    self.note(name, log::Level::Warn, &msg);
+                    return;
+                }
+            }
+        }
+        if let Some(Err(e)) = self.watch.as_mut().map(|w| w.add(name, dir)) {
+            let msg = format!(
+                "watch {}: {err}; health changes and restarts by the monitor are seen only at the next daemon start",
+                dir.display(),
+                err = errors::io_text(&e)
+            );
+            self.note(name, log::Level::Warn, &msg);
+        }
+    }
+
+    /// The watch fired: what the monitors changed.
+    fn records_changed(&mut self, env: &Env) -> Answers {
+        let changes = self.watch.as_mut().map_or_else(Vec::new, Watch::read);
+        let mut answers = Vec::new();
+        for (name, what) in changes {
+            match what {
+                Changed::Runtime => answers.extend(self.runtime_changed(env, &name)),
+                Changed::Health => self.health_changed(&name),
+            }
+        }
+        answers
+    }
+
+    /// A runtime record rewritten by the monitor of the running run with
+    /// another init: it restarted the container for failing its health
+    /// checks. Signals go to the new init from now on.
+    fn runtime_changed(&mut self, env: &Env, name: &str) -> Answers {
+        let Some(run) = self
+            .map
+            .get(name)
+            .and_then(|c| c.phase().run())
+            .filter(|r| r.exec == Exec::Done)
+            .cloned()
+        else {
+            return Vec::new();
+        };
+        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+        let Loaded::Ok(rec) = state::load::<RuntimeRecord>(&paths.runtime()) else {
+            return Vec::new();
+        };
+        let same = (rec.init_pid, rec.init_start) == (run.init_pid, run.init_start);
+        if rec.run_id != run.run_id || rec.init_pid == 0 || same {
+            return Vec::new();
+        }
+        let init = process::pidfd_open(rec.init_pid)
+            .ok()
+            .filter(|_| host::same_process(rec.init_pid, rec.init_start));
+        if let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) {
+            h.init_pidfd = init;
+        }
+        self.events.emit(name, Kind::Restart, "unhealthy");
+        self.feed(
+            env,
+            name,
+            Event::Reinit {
+                init_pid: rec.init_pid,
+                init_start: rec.init_start,
+                started_at: rec.started_at,
+            },
+        )
+    }
+
+    /// The monitor wrote the run's health: a new status is told.
+    fn health_changed(&mut self, name: &str) {
+        let Some(c) = self.map.get_mut(name) else {
+            return;
+        };
+        let Some(run_id) = c.phase().run().map(|r| r.run_id.clone()) else {
+            return;
+        };
+        let Loaded::Ok(rec) = state::load::<HealthRecord>(&c.health) else {
+            return;
+        };
+        let seen = Some((rec.run_id.clone(), rec.status.clone()));
+        if rec.run_id != run_id || c.health_seen == seen {
+            return;
+        }
+        c.health_seen = seen;
+        self.events.emit(name, Kind::Health, rec.status.clone());
+        let level = if rec.status == crate::container::health::UNHEALTHY {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        self.note(name, level, &format!("health: {}", rec.status));
     }
 
     /// Deregisters and closes the fds of the container's run.
@@ -749,8 +914,11 @@ impl Containers {
         Some(h)
     }
 
-    /// A monitor's pidfd or channel is readable.
+    /// A monitor's pidfd or channel, or the watch, is readable.
     pub fn event(&mut self, env: &Env, token: Token) -> Answers {
+        if tokens::tag_of(token) == Some(Tag::Watch) {
+            return self.records_changed(env);
+        }
         if let Some(name) = self.monitors.get(token).cloned() {
             return self.monitor_exited(env, &name, token);
         }
@@ -1043,6 +1211,7 @@ fn ending_of(rec: &ExitRecord) -> Ending {
         error: rec.error.clone(),
         started_at: rec.started_at,
         finished_at: rec.finished_at,
+        health_restarts: rec.health_restarts,
         limits: LimitsHit {
             oom_killed: rec.oom_killed,
             cause: rec.cause.clone(),

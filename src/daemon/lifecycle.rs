@@ -38,6 +38,7 @@
 //! running     --restart-->      stopping
 //! running     --ended-->        idle
 //! running     --ended-->        backing-off
+//! running     --reinit-->       running      its monitor started a new init
 //! stopping    --execed-->       stopping     the stop signal goes out now
 //! stopping    --exec-failed-->  stopping
 //! stopping    --tick-->         stopping     grace over: SIGKILL
@@ -317,6 +318,9 @@ pub struct Ending {
     pub finished_at: u64,
     /// What the container's limits did (out of memory, pids), if anything.
     pub limits: LimitsHit,
+    /// Times its monitor started the init again for failing its health
+    /// checks (`on-unhealthy: "restart"`): restarts to count.
+    pub health_restarts: u32,
 }
 
 /// What a container's limits did to a run, from its exit record.
@@ -368,6 +372,13 @@ pub enum Event {
     },
     /// The monitor reports that the start failed.
     ExecFailed(String),
+    /// The monitor stopped the init for failing its health checks and
+    /// started a new one in the same run (learnt from its runtime record).
+    Reinit {
+        init_pid: i32,
+        init_start: u64,
+        started_at: u64,
+    },
     /// The monitor is gone: how the run ended (or why that is not known).
     /// `found`: a run that ended while no daemon ran, found at start-up
     /// (`seen`: a previous daemon had handled its end already).
@@ -407,6 +418,7 @@ impl Event {
             Event::SpawnFailed(_) => "spawn-failed",
             Event::Execed { .. } => "execed",
             Event::ExecFailed(_) => "exec-failed",
+            Event::Reinit { .. } => "reinit",
             Event::Ended { .. } => "ended",
             Event::Tick => "tick",
             Event::Kill { .. } => "kill",
@@ -591,6 +603,11 @@ impl Transition<'_, '_> {
                 alive,
             } => self.execed(init_pid, init_start, started_at, alive),
             Event::ExecFailed(why) => self.exec_failed(why),
+            Event::Reinit {
+                init_pid,
+                init_start,
+                started_at,
+            } => self.reinit(init_pid, init_start, started_at),
             Event::Ended { outcome, found } => self.ended(outcome, found),
             Event::Tick => self.tick(),
             Event::Kill { why } => self.kill(why),
@@ -911,6 +928,30 @@ impl Transition<'_, '_> {
         }
     }
 
+    /// A new init of the same run: the signals go to it from now on. A
+    /// stop under way is sent to it too.
+    fn reinit(&mut self, init_pid: i32, init_start: u64, started_at: u64) {
+        let stopping = matches!(self.s.phase, Phase::Stopping { .. });
+        let Some(run) = self.s.phase.run_mut() else {
+            return;
+        };
+        if run.exec != Exec::Done || (run.init_pid, run.init_start) == (init_pid, init_start) {
+            return;
+        }
+        let old = run.init_pid;
+        run.init_pid = init_pid;
+        run.init_start = init_start;
+        run.started_at = started_at;
+        self.s.last.started_at = Some(started_at);
+        self.log(
+            log::Level::Warn,
+            format!("unhealthy: its monitor restarted it, pid {old} -> {init_pid}"),
+        );
+        if stopping {
+            self.fx.push(Effect::Signal(self.ctx.stop_signal()));
+        }
+    }
+
     fn exec_failed(&mut self, why: String) {
         let Some(run) = self.s.phase.run_mut() else {
             return;
@@ -966,6 +1007,12 @@ impl Transition<'_, '_> {
         }
         self.s.last.exit_code = code;
         self.s.last.error = error.clone();
+        let health_restarts = outcome.as_ref().map_or(0, |e| e.health_restarts);
+        if !seen && health_restarts > 0 {
+            let p = &mut self.s.persist;
+            p.restart_count = p.restart_count.saturating_add(health_restarts);
+            self.fx.push(Effect::Persist);
+        }
         let mut notes: Vec<String> = limits.cause.iter().cloned().collect();
         if limits.log_dropped > 0 {
             let n = limits.log_dropped;
@@ -1364,6 +1411,7 @@ mod tests {
                 error: None,
                 started_at: 1_000_000_000,
                 finished_at: 2_000_000_000,
+                health_restarts: 0,
             }),
             found: None,
         }
@@ -1480,6 +1528,11 @@ mod tests {
         v.push(Event::ExecFailed(
             "exec /bin/nope: No such file or directory".into(),
         ));
+        v.push(Event::Reinit {
+            init_pid: 202,
+            init_start: 3,
+            started_at: 1_700_000_000,
+        });
         for code in [Some(0), Some(1), Some(143), None] {
             v.push(ended(code));
         }
@@ -1495,6 +1548,7 @@ mod tests {
                     limits: LimitsHit::default(),
                     started_at: 1,
                     finished_at: 2,
+                    health_restarts: 0,
                 }),
                 found: Some((run(Exec::Done), seen)),
             });
@@ -1824,6 +1878,7 @@ mod tests {
                     started_at: 1,
                     finished_at: 2,
                     limits: LimitsHit::default(),
+                    health_restarts: 0,
                 }),
                 found: Some((run(Exec::Done), false)),
             };
@@ -1933,6 +1988,7 @@ mod tests {
                 started_at: 1_000_000_000,
                 finished_at: 2_000_000_000,
                 limits: limits.clone(),
+                health_restarts: 0,
             }),
             found: None,
         };
@@ -2117,6 +2173,7 @@ mod tests {
                 limits: LimitsHit::default(),
                 started_at: 1,
                 finished_at: 2,
+                health_restarts: 0,
             }),
             found: Some((run(Exec::Done), false)),
         };
@@ -2258,5 +2315,57 @@ mod tests {
             )]
         );
         assert_eq!(s.phase, Phase::Idle(Rest::Failed));
+    }
+
+    #[test]
+    fn a_new_init_from_the_monitor_is_taken_and_its_restarts_counted() {
+        let now = Instant::now();
+        let c = ctx(now, Ok(def(RestartPolicy::No, true)));
+        let s = with(Phase::Running {
+            run: run(Exec::Done),
+        });
+        let reinit = Event::Reinit {
+            init_pid: 202,
+            init_start: 3,
+            started_at: 1_700_000_000,
+        };
+        let (s, fx) = step(s, reinit.clone(), &c);
+        let r = s.phase.run().unwrap();
+        assert_eq!(
+            (r.init_pid, r.init_start, r.started_at),
+            (202, 3, 1_700_000_000)
+        );
+        assert_eq!(s.last.started_at, Some(1_700_000_000));
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Signal(_))), "{fx:?}");
+        // The same init again changes nothing.
+        let (again, fx) = step(s.clone(), reinit.clone(), &c);
+        assert_eq!(again, s);
+        assert!(fx.is_empty(), "{fx:?}");
+        // While a stop is under way, the new init gets the stop signal.
+        let stopping = with(Phase::Stopping {
+            run: run(Exec::Done),
+            reason: StopReason::User,
+            kill_at: Some(now + Duration::from_secs(5)),
+            then: Then::Nothing,
+            shown: Status::Running,
+        });
+        let (s2, fx) = step(stopping, reinit, &c);
+        assert_eq!(s2.phase.run().unwrap().init_pid, 202);
+        assert!(fx.contains(&Effect::Signal(libc::SIGTERM)), "{fx:?}");
+        // At the end of the run, the monitor's restarts are counted.
+        let end = Event::Ended {
+            outcome: Ok(Ending {
+                code: Some(0),
+                error: None,
+                limits: LimitsHit::default(),
+                started_at: 1,
+                finished_at: 2,
+                health_restarts: 2,
+            }),
+            found: None,
+        };
+        let (s, fx) = step(s, end, &c);
+        assert_eq!(s.persist.restart_count, 2);
+        assert!(fx.contains(&Effect::Persist), "{fx:?}");
     }
 }

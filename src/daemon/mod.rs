@@ -6,6 +6,9 @@
 //! - `containers`: per container the monitor's pidfd and, while it starts,
 //!   the channel on which the monitor reports the exec (tags `Monitor`,
 //!   `Channel`), and the executor of each container's `lifecycle`;
+//! - `watch`: an inotify fd on the containers' run directories, through
+//!   which `containers` learns what a monitor changed on its own (health,
+//!   a new init) (tag `Watch`);
 //! - `signals`: the signalfd (SIGHUP, SIGTERM, SIGINT, SIGCHLD, blocked
 //!   before anything else);
 //! - timers: each component says when it next needs to run; the poll
@@ -32,6 +35,7 @@ mod reload;
 mod restore;
 mod signals;
 mod tokens;
+mod watch;
 
 use std::fs;
 use std::io;
@@ -322,7 +326,7 @@ impl Daemon {
                     self.incoming(incoming);
                 }
             }
-            Some(Tag::Monitor | Tag::Channel) => {
+            Some(Tag::Monitor | Tag::Channel | Tag::Watch) => {
                 let env = env(&self.poll, &self.cfg, &self.shutdown);
                 let answers = self.containers.event(&env, token);
                 self.deliver(answers);
@@ -733,6 +737,7 @@ mod tests {
         ("restore", include_str!("restore.rs")),
         ("signals", include_str!("signals.rs")),
         ("tokens", include_str!("tokens.rs")),
+        ("watch", include_str!("watch.rs")),
     ];
 
     /// The siblings a module names through `super::`.

@@ -13,15 +13,18 @@ pub enum Tag {
     Client,
     Monitor,
     Channel,
+    /// The inotify fd on the containers' run directories.
+    Watch,
 }
 
 const TAG_BITS: u32 = 3;
-const TAGS: [Tag; 5] = [
+const TAGS: [Tag; 6] = [
     Tag::Listener,
     Tag::Signals,
     Tag::Client,
     Tag::Monitor,
     Tag::Channel,
+    Tag::Watch,
 ];
 /// Bits for the slot index: half of what the tag leaves (32-bit targets:
 /// 16384 slots per component and 15-bit generations).

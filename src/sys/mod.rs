@@ -11,6 +11,7 @@ pub mod cap;
 pub mod child;
 pub mod dm;
 pub mod fd;
+pub mod inotify;
 pub mod loopdev;
 pub mod mount;
 pub mod ns;

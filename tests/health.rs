@@ -1,0 +1,483 @@
+//! Health checks through the real binary: a check run inside the
+//! container turns it healthy, then unhealthy when what it tests goes
+//! away; `on-unhealthy: "restart"` has the monitor start a new init, with
+//! the daemon running and while no daemon runs (killed with -9), and the
+//! next daemon shows the health and the restarts; a check that hangs is
+//! killed at its timeout; failures in the start period do not count;
+//! errors in the keys name the file and the field.
+
+// nanoserde's derived code trips this lint; it is not ours to rewrite.
+#![allow(clippy::question_mark)]
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nanoserde::DeJson;
+
+use common::records::runtime;
+use common::*;
+
+/// The part of `inspect` (and of each `ps --json` element) about health.
+#[derive(DeJson, Debug, Clone)]
+struct Checked {
+    name: String,
+    status: String,
+    pid: i32,
+    #[nserde(rename = "restart-count")]
+    restart_count: u32,
+    health: Option<Health>,
+}
+
+#[derive(DeJson, Debug, Clone)]
+struct Health {
+    status: String,
+    #[nserde(rename = "failing-streak")]
+    failing_streak: u32,
+    log: Vec<Check>,
+}
+
+#[derive(DeJson, Debug, Clone)]
+struct Check {
+    start: u64,
+    end: u64,
+    #[nserde(rename = "exit-code")]
+    exit_code: Option<i32>,
+    output: String,
+}
+
+/// health.json as the monitor writes it.
+#[derive(DeJson, Debug, Clone)]
+struct Record {
+    status: String,
+    restarts: u32,
+}
+
+fn checked(w: &World, name: &str) -> Checked {
+    let out = w.berth_ok(&["inspect", name]);
+    Checked::deserialize_json(out.trim()).unwrap_or_else(|e| panic!("inspect {name}: {e}: {out}"))
+}
+
+/// Waits until NAME's inspect satisfies `cond`; returns it.
+fn wait_checked(
+    w: &World,
+    name: &str,
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut(&Checked) -> bool,
+) -> Checked {
+    let end = Instant::now() + deadline;
+    loop {
+        let c = checked(w, name);
+        if cond(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {name} {what}; last inspect: {c:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_of(c: &Checked) -> &str {
+    c.health.as_ref().map_or("", |h| h.status.as_str())
+}
+
+fn health_path(w: &World, name: &str) -> PathBuf {
+    w.run_dir()
+        .join("containers")
+        .join(name)
+        .join("health.json")
+}
+
+fn health_record(w: &World, name: &str) -> Option<Record> {
+    let text = fs::read_to_string(health_path(w, name)).ok()?;
+    Record::deserialize_json(text.trim()).ok()
+}
+
+/// A definition with a healthcheck (and more keys) and /data bound from
+/// the world's host dir.
+fn with_check(w: &World, health: &str, extra: &str) -> String {
+    format!(
+        r#"{{"mounts": [{}], "healthcheck": {health}{extra}}}"#,
+        w.data_mount()
+    )
+}
+
+/// The check most tests use: passes while /data/ok exists, and says the
+/// hostname it sees (the container's, not the host's).
+const CHECK_OK_FILE: &str = r#"["/bin/sh", "-c", "echo seen from $(hostname); test -e /data/ok"]"#;
+
+#[test]
+fn a_check_passes_then_fails_when_its_file_goes() {
+    let w = World::new();
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    w.add_container(
+        "web",
+        POLITE,
+        &with_check(
+            &w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 2}}"#),
+            "",
+        ),
+    );
+    w.add_container("plain", POLITE, "{}");
+    let daemon = w.start_daemon(&[]);
+    let first = w.wait_running("web");
+    assert_eq!(
+        checked(&w, "plain").health.map(|h| h.status),
+        None,
+        "no healthcheck: health is null"
+    );
+    let healthy = wait_checked(&w, "web", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let h = healthy.health.unwrap();
+    assert_eq!(h.failing_streak, 0);
+    let last = h.log.last().expect("a result in the log");
+    assert_eq!(last.exit_code, Some(0));
+    assert_eq!(last.output, "seen from web\n", "run inside the container");
+    assert!(last.end >= last.start);
+    daemon.wait_for_log_line(&["web: health: healthy"]);
+    // ps --json carries it too.
+    let out = w.berth_ok(&["ps", "--json"]);
+    let list = Vec::<Checked>::deserialize_json(out.trim()).unwrap();
+    let web = list.iter().find(|c| c.name == "web").unwrap();
+    assert_eq!(status_of(web), "healthy");
+
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    let sick = wait_checked(&w, "web", "to be unhealthy", SHORT, |c| {
+        status_of(c) == "unhealthy"
+    });
+    let h = sick.health.unwrap();
+    assert!(h.failing_streak >= 2, "{h:?}");
+    assert!(h.log.len() <= 5, "{h:?}");
+    let failures: Vec<_> = h.log.iter().rev().take(2).collect();
+    for f in failures {
+        assert_eq!(f.exit_code, Some(1), "{h:?}");
+        assert_eq!(f.output, "seen from web\n");
+    }
+    daemon.wait_for_log_line(&["web: health: unhealthy"]);
+    // Without on-unhealthy, nothing else happens to it.
+    assert_eq!(
+        (sick.status.as_str(), sick.pid),
+        ("running", first.pid as i32)
+    );
+    assert_eq!(sick.restart_count, 0);
+
+    // Healthy again when the file is back.
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    wait_checked(&w, "web", "to be healthy again", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+}
+
+#[test]
+fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon() {
+    let w = World::new();
+    w.write_daemon_json(r#"{"live-restore": true}"#);
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    w.add_container(
+        "app",
+        POLITE,
+        &with_check(
+            &w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 3}}"#),
+            r#", "on-unhealthy": "restart", "stop-timeout": 5"#,
+        ),
+    );
+    let mut daemon = w.start_daemon(&[]);
+    w.wait_running("app");
+    wait_checked(&w, "app", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, before) = runtime(&w, "app");
+
+    // With the daemon running.
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(LONG, "the monitor to start a new init", || {
+        runtime(&w, "app").1.init_pid != before.init_pid
+    });
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let (_, second) = runtime(&w, "app");
+    assert_eq!(second.monitor_pid, before.monitor_pid, "the same monitor");
+    assert!(is_gone(before.init_pid, before.init_start), "old init gone");
+    assert!(
+        !is_gone(second.init_pid, second.init_start),
+        "new init runs"
+    );
+    let c = wait_checked(&w, "app", "to follow the new init", SHORT, |c| {
+        c.pid == second.init_pid && status_of(c) == "healthy"
+    });
+    assert_eq!(c.restart_count, 1, "{c:?}");
+    assert_eq!(c.status, "running");
+    daemon.wait_for_log_line(&["app: unhealthy: its monitor restarted it"]);
+    // The failures that caused it are in the log.
+    let log = c.health.unwrap().log;
+    assert!(
+        log.iter().filter(|r| r.exit_code == Some(1)).count() >= 3,
+        "{log:?}"
+    );
+
+    // With no daemon running.
+    daemon.kill_9();
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(
+        LONG,
+        "the monitor to start a new init with no daemon",
+        || runtime(&w, "app").1.init_pid != second.init_pid,
+    );
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let (_, third) = runtime(&w, "app");
+    assert_eq!(third.monitor_pid, before.monitor_pid);
+    assert!(is_gone(second.init_pid, second.init_start));
+    assert!(!is_gone(third.init_pid, third.init_start));
+    let cmdline = fs::read(format!("/proc/{}/cmdline", third.init_pid)).unwrap();
+    assert!(cmdline.starts_with(b"/bin/sh\0-c\0trap"), "{cmdline:?}");
+    wait_for(SHORT, "health.json to count two restarts", || {
+        health_record(&w, "app").is_some_and(|r| r.restarts == 2)
+    });
+
+    // The next daemon shows it all, and its signals reach the new init.
+    let daemon = w.start_daemon(&[]);
+    let c = wait_checked(&w, "app", "to be healthy after the restart", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    assert_eq!((c.status.as_str(), c.pid), ("running", third.init_pid));
+    assert_eq!(c.restart_count, 2, "{c:?}");
+    assert_eq!(health_record(&w, "app").unwrap().status, "healthy");
+    w.berth_ok(&["stop", "app"]);
+    let c = checked(&w, "app");
+    assert_eq!(c.status, "stopped");
+    assert!(is_gone(third.init_pid, third.init_start));
+    drop(daemon);
+}
+
+#[test]
+fn a_check_that_hangs_is_killed_at_its_timeout() {
+    let w = World::new();
+    w.add_container(
+        "slow",
+        POLITE,
+        &with_check(
+            &w,
+            r#"{"command": ["/bin/sh", "-c", "echo begun; exec sleep 1000"], "interval": 1, "timeout": 1, "retries": 1}"#,
+            "",
+        ),
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("slow");
+    let c = wait_checked(&w, "slow", "to be unhealthy", SHORT, |c| {
+        status_of(c) == "unhealthy"
+    });
+    let h = c.health.unwrap();
+    let r = &h.log[0];
+    assert_eq!(r.exit_code, None, "{r:?}");
+    assert_eq!(r.output, "begun\nhealth check timed out after 1 s", "{r:?}");
+    let took = Duration::from_nanos(r.end - r.start);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // Only one check at a time: the next starts after this one ended.
+    let c = wait_checked(&w, "slow", "to have a second result", SHORT, |c| {
+        c.health.as_ref().is_some_and(|h| h.log.len() >= 2)
+    });
+    let log = c.health.unwrap().log;
+    assert!(log[1].start >= log[0].end, "{log:?}");
+    // A killed check does not linger: at most the one under way runs.
+    let sleeping = w
+        .procs()
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\x001000"))
+        })
+        .count();
+    assert!(sleeping <= 1, "{sleeping} checks still run");
+}
+
+#[test]
+fn failures_in_the_start_period_do_not_count() {
+    let w = World::new();
+    w.add_container(
+        "late",
+        POLITE,
+        &with_check(
+            &w,
+            r#"{"command": ["/bin/false"], "interval": 1, "retries": 1, "start-period": 4}"#,
+            "",
+        ),
+    );
+    let _daemon = w.start_daemon(&[]);
+    let running = w.wait_running("late");
+    let started = Instant::now();
+    assert!(running.is_running());
+    // Failures are logged, but it stays starting with no streak.
+    let c = wait_checked(&w, "late", "to fail twice", SHORT, |c| {
+        c.health.as_ref().is_some_and(|h| h.log.len() >= 2)
+    });
+    let h = c.health.unwrap();
+    if h.status == "starting" {
+        assert_eq!(h.failing_streak, 0, "{h:?}");
+    }
+    assert!(h.log.iter().all(|r| r.exit_code == Some(1)), "{h:?}");
+    let c = wait_checked(&w, "late", "to be unhealthy", SHORT, |c| {
+        status_of(c) == "unhealthy"
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "unhealthy within the start period: {c:?}"
+    );
+    let h = c.health.unwrap();
+    assert!(h.log.len() >= 4, "checks at 1, 2, 3 s did not count: {h:?}");
+    assert_eq!(h.failing_streak, 1, "{h:?}");
+}
+
+#[test]
+fn a_changed_healthcheck_recreates_the_container_on_reload() {
+    let w = World::new();
+    let def = |interval: u32| {
+        format!(r#"{{"healthcheck": {{"command": ["true"], "interval": {interval}}}}}"#)
+    };
+    w.add_container("app", POLITE, &def(1));
+    let _daemon = w.start_daemon(&[]);
+    let first = w.wait_running("app");
+    wait_checked(&w, "app", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let out = w.berth_ok(&["reload"]);
+    assert!(!out.contains("app"), "unchanged: {out}");
+    w.add_container("app", POLITE, &def(2));
+    let reloaded = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("app: changed, recreating"), "{out}");
+    let c = wait_checked(&w, "app", "to run again, healthy", SHORT, |c| {
+        c.pid != first.pid as i32 && c.status == "running" && status_of(c) == "healthy"
+    });
+    // A new run: its own health record, none of the old run's results.
+    let log = c.health.unwrap().log;
+    assert!(log.iter().all(|r| r.start > reloaded), "{log:?}");
+}
+
+#[test]
+fn errors_in_the_health_keys_name_the_file_and_field() {
+    let w = World::new();
+    w.add_container("a", POLITE, "{}");
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("a");
+    for (extra, field, reason) in [
+        (
+            r#", "healthcheck": {"command": ["true"], "interval": 0}"#,
+            "healthcheck.interval",
+            "must be from 1 to 86400, found 0",
+        ),
+        (
+            r#", "healthcheck": {"command": ["true"], "timeout": "5s"}"#,
+            "healthcheck.timeout",
+            "expected an integer, found a string",
+        ),
+        (
+            r#", "healthcheck": {"interval": 5}"#,
+            "healthcheck.command",
+            "required key is missing",
+        ),
+        (
+            r#", "healthcheck": {"command": ["true"], "retry": 5}"#,
+            "healthcheck.retry",
+            "unknown key",
+        ),
+        (
+            r#", "healthcheck": {"command": ["true"]}, "on-unhealthy": "reboot""#,
+            "on-unhealthy",
+            "expected \"none\" or \"restart\", found \"reboot\"",
+        ),
+        (
+            r#", "on-unhealthy": "restart""#,
+            "on-unhealthy",
+            "needs a \"healthcheck\" to act on",
+        ),
+    ] {
+        let json = format!(
+            r#"{{"rootfs": {}, "command": ["/bin/true"]{extra}}}"#,
+            json::string(w.rootfs().to_str().unwrap())
+        );
+        w.write_container("bad", &json);
+        let out = w.berth(&["reload"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let file = w.containers_dir().join("bad.json");
+        let expected = format!("{}: field \"{field}\": {reason}", file.display());
+        assert!(err.contains(&expected), "{err}\nexpected: {expected}");
+    }
+}
+
+#[test]
+fn a_restart_remakes_an_image_root_and_releases_the_old_one() {
+    use common::images::{LoopGuard, loops_backed_by, mksquashfs};
+    let w = World::new();
+    let dir = w.root.join("images");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("app.sqfs");
+    mksquashfs(&w.rootfs(), &image);
+    let _loops = LoopGuard { dir: dir.clone() };
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    // Each init leaves a mark in its tmpfs layer: a new root has none.
+    let script = "if test -e /mark; then echo found; else echo fresh; fi; touch /mark; \
+                  trap 'exit 0' TERM; while :; do sleep 0.05; done";
+    let json = format!(
+        r#"{{"image": {}, "writable": "tmpfs", "command": ["/bin/sh", "-c", {}],
+             "mounts": [{}], "on-unhealthy": "restart", "stop-timeout": 5,
+             "healthcheck": {{"command": ["test", "-e", "/data/ok"], "interval": 1, "retries": 2}}}}"#,
+        json::string(image.to_str().unwrap()),
+        json::string(script),
+        w.data_mount()
+    );
+    w.write_container("img", &json);
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("img");
+    wait_checked(&w, "img", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, before) = runtime(&w, "img");
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(LONG, "the monitor to start a new init", || {
+        runtime(&w, "img").1.init_pid != before.init_pid
+    });
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let (_, after) = runtime(&w, "img");
+    let c = wait_checked(&w, "img", "to run healthy again", SHORT, |c| {
+        c.pid == after.init_pid && status_of(c) == "healthy"
+    });
+    assert_eq!(c.restart_count, 1, "{c:?}");
+    let log = fs::read_to_string(w.container_log("img")).unwrap();
+    assert_eq!(log.matches("fresh").count(), 2, "{log}");
+    assert!(!log.contains("found"), "{log}");
+    // The first root's loop device goes with its last mount.
+    wait_for(SHORT, "one loop device on the image", || {
+        loops_backed_by(&image).len() == 1
+    });
+}
+
+#[test]
+fn a_check_s_long_output_is_cut_and_does_not_fail_it() {
+    let w = World::new();
+    w.add_container(
+        "chatty",
+        POLITE,
+        r#"{"healthcheck": {"command": ["/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"], "interval": 1}}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("chatty");
+    let c = wait_checked(&w, "chatty", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let r = c.health.unwrap().log.pop().unwrap();
+    assert_eq!(r.exit_code, Some(0), "all of it was read: no SIGPIPE");
+    assert_eq!(r.output, "x".repeat(4096));
+}
