@@ -14,7 +14,8 @@ pub const MAX_REQUEST: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct Request {
-    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm
+    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm,
+    /// events
     pub verb: String,
     #[nserde(default)]
     pub name: String,
@@ -25,6 +26,30 @@ pub struct Request {
     pub time: Option<u64>,
     /// kill: the signal, by name or number.
     pub signal: Option<String>,
+    /// events: the kept events after this time (nanoseconds since the
+    /// epoch) come first.
+    #[nserde(default)]
+    pub since: Option<u64>,
+}
+
+/// One event, as `events` streams it (after its first response line),
+/// one line each, and as the daemon keeps them in run-dir.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct EventLine {
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    /// The same, as nanoseconds since the epoch: what `since` compares.
+    #[nserde(rename = "time-ns")]
+    pub time_ns: u64,
+    /// The container, or "" for the daemon's own (reload).
+    pub name: String,
+    /// start, exit, oom, restart, health, stop, reload, reattach, exec
+    pub event: String,
+    #[nserde(default)]
+    pub detail: String,
+    /// exit: the container's exit code, when it has one.
+    #[nserde(default, rename = "exit-code")]
+    pub exit_code: Option<i32>,
 }
 
 /// One container as `inspect` and `ps --json` show it.
@@ -107,10 +132,11 @@ pub enum Verb {
     Reload,
     Version,
     Rm,
+    Events,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 11] = [
+    pub const ALL: [Verb; 12] = [
         Verb::Ps,
         Verb::Start,
         Verb::Stop,
@@ -122,6 +148,7 @@ impl Verb {
         Verb::Reload,
         Verb::Version,
         Verb::Rm,
+        Verb::Events,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +164,7 @@ impl Verb {
             Verb::Reload => "reload",
             Verb::Version => "version",
             Verb::Rm => "rm",
+            Verb::Events => "events",
         }
     }
 
@@ -146,7 +174,10 @@ impl Verb {
 
     /// Verbs about one container.
     pub fn takes_name(self) -> bool {
-        !matches!(self, Verb::Ps | Verb::Reload | Verb::Version)
+        !matches!(
+            self,
+            Verb::Ps | Verb::Reload | Verb::Version | Verb::Events
+        )
     }
 }
 
@@ -164,6 +195,9 @@ pub enum Call {
     Logs { name: String },
     Inspect { name: String },
     Rm { name: String },
+    /// Stream events (the kept ones after `since` first) until the client
+    /// hangs up.
+    Events { since: Option<u64> },
 }
 
 impl Call {
@@ -210,13 +244,14 @@ impl Call {
             Verb::Logs => Call::Logs { name },
             Verb::Inspect => Call::Inspect { name },
             Verb::Rm => Call::Rm { name },
+            Verb::Events => Call::Events { since: req.since },
         })
     }
 
     /// The container it is about, if any.
     pub fn name(&self) -> Option<&str> {
         match self {
-            Call::Ps | Call::Reload | Call::Version => None,
+            Call::Ps | Call::Reload | Call::Version | Call::Events { .. } => None,
             Call::Start { name, .. }
             | Call::Stop { name, .. }
             | Call::Restart { name, .. }

@@ -190,6 +190,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
         return Err(usage(format!("unknown command: {verb}")));
     };
     match typed {
+        Verb::Events => crate::events_cli::run(rest, socket),
         Verb::Version => {
             Args::parse(rest, &[], &[])?;
             Ok(version(socket))

@@ -60,6 +60,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         sysctl: Vec::new(),
         env_files: Vec::new(),
         etc_files: true,
+        depends_on: Vec::new(),
         hash: 0,
         canonical: String::new(),
     };
@@ -125,6 +126,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "sysctl" => spec.sysctl = settings::get_sysctl(node, file)?,
             "env-file" => spec.env_files = settings::get_env_files(node, file)?,
             "etc-files" => spec.etc_files = get_bool(node).map_err(err)?,
+            "depends-on" => spec.depends_on = super::depends::get_depends_on(node, file, name)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }

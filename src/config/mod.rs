@@ -9,12 +9,13 @@
 //! as a field, `daemon_file` and `container_file` the two kinds of file,
 //! `privileges` the capability and resource limit keys, `devices` the
 //! host devices passed in, `image` the image, writable and verity keys,
-//! `settings` the sysctl and env-file keys, and
+//! `settings` the sysctl and env-file keys, `depends` the start order, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
 mod daemon_file;
+mod depends;
 mod devices;
 mod fields;
 mod image;
@@ -25,6 +26,7 @@ mod settings;
 mod types;
 
 pub use container_file::parse_container;
+pub use depends::Condition;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};

@@ -293,6 +293,8 @@ pub struct ContainerSpec {
     pub env_files: Vec<std::path::PathBuf>,
     /// Provide /etc/hostname, /etc/hosts and /etc/resolv.conf (default).
     pub etc_files: bool,
+    /// `depends-on`: what must run (or be healthy) before it starts.
+    pub depends_on: Vec<super::depends::Dependency>,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.
