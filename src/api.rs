@@ -174,10 +174,7 @@ impl Verb {
 
     /// Verbs about one container.
     pub fn takes_name(self) -> bool {
-        !matches!(
-            self,
-            Verb::Ps | Verb::Reload | Verb::Version | Verb::Events
-        )
+        !matches!(self, Verb::Ps | Verb::Reload | Verb::Version | Verb::Events)
     }
 }
 
@@ -187,17 +184,39 @@ pub enum Call {
     Ps,
     Reload,
     Version,
-    Start { name: String, wait: bool },
-    Stop { name: String, time: Option<u64> },
-    Restart { name: String, time: Option<u64> },
-    Kill { name: String, signal: i32 },
-    Wait { name: String },
-    Logs { name: String },
-    Inspect { name: String },
-    Rm { name: String },
+    Start {
+        name: String,
+        wait: bool,
+    },
+    Stop {
+        name: String,
+        time: Option<u64>,
+    },
+    Restart {
+        name: String,
+        time: Option<u64>,
+    },
+    Kill {
+        name: String,
+        signal: i32,
+    },
+    Wait {
+        name: String,
+    },
+    Logs {
+        name: String,
+    },
+    Inspect {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
     /// Stream events (the kept ones after `since` first) until the client
     /// hangs up.
-    Events { since: Option<u64> },
+    Events {
+        since: Option<u64>,
+    },
 }
 
 impl Call {

@@ -90,12 +90,18 @@ pub fn run(args: &[String], socket: &Path) -> Result<i32, Failure> {
     wire::send(&mut stream, &req)
         .map_err(|e| Failure(format!("send request: {err}", err = errors::io_text(&e)), 1))?;
     let mut reader = io::BufReader::new(stream);
-    let first = read_line(&mut reader)?
-        .ok_or_else(|| Failure("the daemon closed the connection without answering".into(), 1))?;
+    let first = read_line(&mut reader)?.ok_or_else(|| {
+        Failure(
+            "the daemon closed the connection without answering".into(),
+            1,
+        )
+    })?;
     let resp: Response = wire::decode(&first)
         .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))?;
     if !resp.ok {
-        let e = resp.error.unwrap_or_else(|| "the daemon reported an error".into());
+        let e = resp
+            .error
+            .unwrap_or_else(|| "the daemon reported an error".into());
         return Err(Failure(e, 1));
     }
     let stdout = io::stdout();
@@ -142,7 +148,12 @@ fn read_line(r: &mut impl BufRead) -> Result<Option<Vec<u8>>, Failure> {
     let mut line = Vec::new();
     let n = io::Read::take(&mut *r, MAX_LINE as u64 + 1)
         .read_until(b'\n', &mut line)
-        .map_err(|e| Failure(format!("read from the daemon: {err}", err = errors::io_text(&e)), 1))?;
+        .map_err(|e| {
+            Failure(
+                format!("read from the daemon: {err}", err = errors::io_text(&e)),
+                1,
+            )
+        })?;
     if n == 0 {
         return Ok(None);
     }
@@ -205,7 +216,9 @@ fn parse_duration(s: &str) -> Option<u64> {
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit: u64 = match &rest[..unit_len] {
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
@@ -231,7 +244,9 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -293,7 +308,10 @@ mod tests {
         for t in [0, now, now + 123_456_789, 951_827_696_500_000_000] {
             assert_eq!(parse_since(&host::rfc3339(t), 0), Ok(t), "{t}");
         }
-        assert_eq!(parse_since("2026-11-26T01:30:00.5+01:30", 0), Ok(now + 500_000_000));
+        assert_eq!(
+            parse_since("2026-11-26T01:30:00.5+01:30", 0),
+            Ok(now + 500_000_000)
+        );
         assert_eq!(parse_since("2026-11-25T22:00:00-02:00", 0), Ok(now));
         assert_eq!(parse_since("1795651200", 0), Ok(now));
         assert_eq!(parse_since("1795651200.25", 0), Ok(now + 250_000_000));
@@ -301,7 +319,15 @@ mod tests {
         assert_eq!(parse_since("1h30m", now), Ok(now - 5_400_000_000_000));
         assert_eq!(parse_since("500ms", now), Ok(now - 500_000_000));
         assert_eq!(parse_since("2d", now), Ok(now - 172_800_000_000_000));
-        for bad in ["", "10x", "m", "2026-13-01T00:00:00Z", "2026-11-26T00:00:00", "1.2.3", "-5"] {
+        for bad in [
+            "",
+            "10x",
+            "m",
+            "2026-13-01T00:00:00Z",
+            "2026-11-26T00:00:00",
+            "1.2.3",
+            "-5",
+        ] {
             assert!(parse_since(bad, now).is_err(), "{bad}");
         }
     }
@@ -316,7 +342,10 @@ mod tests {
             detail: "exit-code 1".into(),
             exit_code: Some(1),
         };
-        assert_eq!(text_line(&e), "2026-11-29T17:40:00.123000000Z web exit exit-code 1");
+        assert_eq!(
+            text_line(&e),
+            "2026-11-29T17:40:00.123000000Z web exit exit-code 1"
+        );
         let r = EventLine {
             name: String::new(),
             event: "reload".into(),

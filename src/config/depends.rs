@@ -151,7 +151,10 @@ pub fn check_all(dir: &Path, entries: &mut [ContainerEntry]) {
             .filter(|n| !defined.contains(*n))
             .collect();
         let reason = if !missing.is_empty() {
-            Some(format!("no container named {} is defined", missing.join(", ")))
+            Some(format!(
+                "no container named {} is defined",
+                missing.join(", ")
+            ))
         } else {
             cycles
                 .get(name.as_str())
@@ -268,7 +271,10 @@ mod tests {
             name: n.into(),
             condition: Condition::Running,
         };
-        assert_eq!(parse("app", r#"["db", "cache"]"#), Ok(vec![run("db"), run("cache")]));
+        assert_eq!(
+            parse("app", r#"["db", "cache"]"#),
+            Ok(vec![run("db"), run("cache")])
+        );
         assert_eq!(
             parse("app", r#"{"db": "healthy", "cache": "running"}"#),
             Ok(vec![
@@ -281,16 +287,26 @@ mod tests {
         );
         assert_eq!(parse("app", "[]"), Ok(vec![]));
         let e = |r: &str| format!("/c/app.json: field \"depends-on\": {r}");
-        assert_eq!(parse("app", r#"["app"]"#), Err(e("app cannot depend on itself")));
+        assert_eq!(
+            parse("app", r#"["app"]"#),
+            Err(e("app cannot depend on itself"))
+        );
         assert_eq!(
             parse("app", r#"{"db": "started"}"#),
-            Err(e(r#""db": expected "running" or "healthy", found "started""#))
+            Err(e(
+                r#""db": expected "running" or "healthy", found "started""#
+            ))
         );
         assert_eq!(
             parse("app", r#"{"db": true}"#),
-            Err(e(r#""db": expected "running" or "healthy", found a boolean"#))
+            Err(e(
+                r#""db": expected "running" or "healthy", found a boolean"#
+            ))
         );
-        assert_eq!(parse("app", r#"["db", "db"]"#), Err(e(r#""db" is named twice"#)));
+        assert_eq!(
+            parse("app", r#"["db", "db"]"#),
+            Err(e(r#""db" is named twice"#))
+        );
         assert_eq!(
             parse("app", r#"["../x"]"#),
             Err(e(r#"name "../x" may only contain A-Z a-z 0-9 _ . -"#))
@@ -299,7 +315,11 @@ mod tests {
             parse("app", r#"[1]"#),
             Err(e("0: expected a container name (a string), found a number"))
         );
-        assert!(parse("app", r#""db""#).unwrap_err().contains("expected a list"));
+        assert!(
+            parse("app", r#""db""#)
+                .unwrap_err()
+                .contains("expected a list")
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ mod settings;
 mod types;
 
 pub use container_file::parse_container;
-pub use depends::Condition;
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
+pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};

@@ -487,7 +487,8 @@ impl Clients {
             }
             Ok(true) => {}
             Ok(false) => {
-                let _ = registry.reregister(&mut c.stream, t, Interest::READABLE | Interest::WRITABLE);
+                let _ =
+                    registry.reregister(&mut c.stream, t, Interest::READABLE | Interest::WRITABLE);
             }
             Err(_) => {
                 self.close(registry, id(t));

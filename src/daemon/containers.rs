@@ -401,10 +401,7 @@ impl Containers {
             };
             let gate = match &gate_text {
                 None => Gate::Open,
-                Some((why, stuck)) => Gate::Wait {
-                    why,
-                    stuck: *stuck,
-                },
+                Some((why, stuck)) => Gate::Wait { why, stuck: *stuck },
             };
             let ctx = Ctx {
                 name,

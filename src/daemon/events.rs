@@ -122,7 +122,9 @@ pub fn of_transition(
     let phase = to.phase();
     match event {
         lifecycle::Event::Execed { init_pid, .. } => {
-            let was_pending = from.run().is_some_and(|r| r.exec == lifecycle::Exec::Pending);
+            let was_pending = from
+                .run()
+                .is_some_and(|r| r.exec == lifecycle::Exec::Pending);
             let done = phase.run().is_some_and(|r| r.exec == lifecycle::Exec::Done);
             if was_pending && done {
                 out.push((Kind::Start, format!("pid {init_pid}"), None));
@@ -278,7 +280,10 @@ mod tests {
         assert_eq!(got[0], []);
         assert_eq!(got[1], []);
         assert_eq!(got[2], [(Kind::Start, "pid 101".to_string(), None)]);
-        assert_eq!(got[3][0], (Kind::Exit, "exit-code 137".to_string(), Some(137)));
+        assert_eq!(
+            got[3][0],
+            (Kind::Exit, "exit-code 137".to_string(), Some(137))
+        );
         assert_eq!(
             got[3][1],
             (
@@ -306,7 +311,10 @@ mod tests {
                 ended(0, false),
             ],
         );
-        assert_eq!(got[3], [(Kind::Stop, "asked by a client".to_string(), None)]);
+        assert_eq!(
+            got[3],
+            [(Kind::Stop, "asked by a client".to_string(), None)]
+        );
         // A second stop on top is no new event.
         assert_eq!(got[4], []);
         assert_eq!(got[5], [(Kind::Exit, "exit-code 0".to_string(), Some(0))]);

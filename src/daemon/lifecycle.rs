@@ -209,7 +209,10 @@ pub enum Phase {
     Removed,
     /// A start waits for what it depends on; shows as `shown` (what it
     /// was before), with `why` as a warning.
-    Waiting { why: String, shown: Status },
+    Waiting {
+        why: String,
+        shown: Status,
+    },
 }
 
 /// The kinds of phase, for the diagram and its test.
@@ -515,7 +518,10 @@ pub enum Gate<'a> {
     Open,
     /// Not yet: `why` says what for ("waiting for db (healthy)"); `stuck`:
     /// a dependency is at rest, and nothing will start it.
-    Wait { why: &'a str, stuck: bool },
+    Wait {
+        why: &'a str,
+        stuck: bool,
+    },
 }
 
 impl Ctx<'_> {

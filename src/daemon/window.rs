@@ -75,7 +75,10 @@ impl Window {
         };
         for line in text.split(|&b| b == b'\n') {
             w.lines_in_file += 1;
-            let Some(e) = wire::decode::<EventLine>(line).ok().and_then(|l| event_of(&l)) else {
+            let Some(e) = wire::decode::<EventLine>(line)
+                .ok()
+                .and_then(|l| event_of(&l))
+            else {
                 continue;
             };
             if e.time > w.last_time {
