@@ -774,6 +774,68 @@ mod tests {
     }
 
     #[test]
+    fn a_streaming_client_gets_each_line_and_one_that_falls_behind_is_closed() {
+        let mut s = setup(Limits::DEFAULT);
+        let mut ids = Vec::new();
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let mut c = s.connect();
+            c.write_all(b"{\"verb\":\"events\"}\n").unwrap();
+            streams.push(c);
+            for i in s.accept() {
+                let Incoming::Request(id, Ok(r)) = i else {
+                    panic!("{i:?}")
+                };
+                assert_eq!(r.verb, "events");
+                ids.push(id);
+            }
+        }
+        let registry = s.poll.registry();
+        for &id in &ids {
+            s.clients.stream(registry, id, b"{\"ok\":true}\n");
+        }
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        let (mut reader, _slow) = (streams.remove(0), streams.remove(0));
+        assert_eq!(s.clients.streams, 2);
+        // Streaming clients are not idle: no timeout closes them.
+        assert!(s.clients.idle.is_empty());
+        s.clients.publish(registry, b"one\n");
+        let mut got = vec![0u8; 16];
+        reader
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let n = reader.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"{\"ok\":true}\none\n");
+        // The slow one reads nothing: past its buffer it is closed, and
+        // publishing never blocks on it.
+        let line = vec![b'x'; 4096];
+        let mut drained = 0;
+        for _ in 0..(2 * MAX_STREAM_BUFFER / line.len()) {
+            s.clients.publish(registry, &line);
+            // The reader keeps up.
+            reader.set_nonblocking(true).unwrap();
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                drained += n;
+            }
+        }
+        assert_eq!(s.clients.streams, 1, "the slow client is still there");
+        assert!(drained >= MAX_STREAM_BUFFER, "{drained}");
+        // A client that hangs up is gone too.
+        drop(reader);
+        let token = token(ids[0]);
+        assert!(
+            s.clients
+                .event(registry, token, true, false, false)
+                .is_none()
+        );
+        assert_eq!(s.clients.streams, 0);
+    }
+
+    #[test]
     fn calls_wait_for_what_they_ask() {
         let start = |wait| Call::Start {
             name: "x".into(),

@@ -158,6 +158,17 @@ pub fn of_transition(
                 }
             }
         }
+        lifecycle::Event::SpawnFailed(why) if matches!(phase, Phase::Idle(_)) => {
+            // No run came of it: its end is the failure.
+            out.push((Kind::Exit, why.clone(), None));
+        }
+        lifecycle::Event::Stop { reason, then, .. }
+            if matches!(from, Phase::BackingOff { .. } | Phase::Waiting { .. })
+                && matches!(phase, Phase::Idle(_)) =>
+        {
+            // A restart or a start that will not come now.
+            out.push((Kind::Stop, stop_reason(*reason, *then).to_string(), None));
+        }
         _ => {}
     }
     if let Phase::BackingOff { until } = phase {
@@ -169,17 +180,20 @@ pub fn of_transition(
     }
     if let Phase::Stopping { reason, then, .. } = phase {
         if !matches!(from, Phase::Stopping { .. }) {
-            let why = match (reason, then) {
-                (StopReason::User, _) => "asked by a client",
-                (StopReason::Shutdown, _) => "the daemon is shutting down",
-                (_, Then::Forget) => "its definition is gone",
-                (_, Then::Start) => "to start it again",
-                _ => "asked by the daemon",
-            };
-            out.push((Kind::Stop, why.to_string(), None));
+            out.push((Kind::Stop, stop_reason(*reason, *then).to_string(), None));
         }
     }
     out
+}
+
+fn stop_reason(reason: StopReason, then: Then) -> &'static str {
+    match (reason, then) {
+        (StopReason::User, _) => "asked by a client",
+        (StopReason::Shutdown, _) => "the daemon is shutting down",
+        (_, Then::Forget) => "its definition is gone",
+        (_, Then::Start) => "to start it again",
+        _ => "asked by the daemon",
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +332,19 @@ mod tests {
         // A second stop on top is no new event.
         assert_eq!(got[4], []);
         assert_eq!(got[5], [(Kind::Exit, "exit-code 0".to_string(), Some(0))]);
+        // A start with no monitor ends as a failure; a restart cancelled
+        // by a stop is a stop.
+        let got = changes(
+            RestartPolicy::Always,
+            vec![
+                lifecycle::Event::Start {
+                    cause: lifecycle::Cause::Daemon,
+                    waiter: None,
+                },
+                lifecycle::Event::SpawnFailed("no rootfs".into()),
+            ],
+        );
+        assert_eq!(got[1], [(Kind::Exit, "no rootfs".to_string(), None)]);
     }
 
     #[test]
