@@ -1,5 +1,6 @@
 //! `berth events` through the real binary: a streaming client sees each
-//! start, exit (with its code), policy restart, stop and reload as it
+//! start, exit (with its code), out-of-memory kill, policy restart, stop
+//! and reload as it
 //! happens, in text or JSON; and a client that comes back after the
 //! daemon was killed with SIGKILL and restarted, passing the time of the
 //! last event it saw, gets what happened meanwhile (the new daemon's
@@ -95,6 +96,18 @@ fn a_streaming_client_sees_starts_exits_restarts_and_stops() {
             .count()
             == 2
     });
+
+    // An out-of-memory kill: the exit, then why.
+    w.add_container(
+        "hog",
+        &["/bin/sh", "-c", "head -c 100m /dev/zero | tail"],
+        r#"{"memory": "8m"}"#,
+    );
+    w.berth_ok(&["reload"]);
+    let exit = wait_event(&json, "hog's exit", |e| is(e, "hog", "exit"));
+    assert_eq!(exit.exit_code, Some(137), "{exit:?}");
+    let oom = wait_event(&json, "hog's oom", |e| is(e, "hog", "oom"));
+    assert_eq!(oom.detail, "out of memory (memory limit 8 MiB)");
 
     w.berth_ok(&["stop", "svc"]);
     let stop = wait_event(&json, "svc's stop", |e| is(e, "svc", "stop"));
