@@ -483,7 +483,6 @@ impl Paths {
         self.state.join("state.json")
     }
     /// The health of the current run (see [`HealthRecord`]).
-    #[allow(dead_code)]
     pub fn health(&self) -> PathBuf {
         self.run.join("health.json")
     }
