@@ -32,26 +32,6 @@ pub struct Request {
     pub since: Option<u64>,
 }
 
-/// One event, as `events` streams it (after its first response line),
-/// one line each, and as the daemon keeps them in run-dir.
-#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
-pub struct EventLine {
-    /// RFC 3339, UTC, nanoseconds.
-    pub time: String,
-    /// The same, as nanoseconds since the epoch: what `since` compares.
-    #[nserde(rename = "time-ns")]
-    pub time_ns: u64,
-    /// The container, or "" for the daemon's own (reload).
-    pub name: String,
-    /// start, exit, oom, restart, health, stop, reload, reattach, exec
-    pub event: String,
-    #[nserde(default)]
-    pub detail: String,
-    /// exit: the container's exit code, when it has one.
-    #[nserde(default, rename = "exit-code")]
-    pub exit_code: Option<i32>,
-}
-
 /// One container as `inspect` and `ps --json` show it.
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 #[nserde(serialize_none_as_null)]
@@ -116,6 +96,26 @@ pub struct Response {
     pub version: Option<String>,
     /// reload: one line per action taken.
     pub actions: Option<Vec<String>>,
+}
+
+/// One event, as `events` streams it (after its first response line),
+/// one line each, and as the daemon keeps them in run-dir.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct EventLine {
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    /// The same, as nanoseconds since the epoch: what `since` compares.
+    #[nserde(rename = "time-ns")]
+    pub time_ns: u64,
+    /// The container, or "" for the daemon's own (reload).
+    pub name: String,
+    /// start, exit, oom, restart, health, stop, reload, reattach, exec
+    pub event: String,
+    #[nserde(default)]
+    pub detail: String,
+    /// exit: the container's exit code, when it has one.
+    #[nserde(default, rename = "exit-code")]
+    pub exit_code: Option<i32>,
 }
 
 /// The verbs the daemon answers.
