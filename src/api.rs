@@ -14,7 +14,8 @@ pub const MAX_REQUEST: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
 pub struct Request {
-    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm
+    /// ps, start, stop, restart, kill, wait, logs, inspect, reload, version, rm,
+    /// events
     pub verb: String,
     #[nserde(default)]
     pub name: String,
@@ -31,6 +32,10 @@ pub struct Request {
     /// exec: the user it runs as, if not the definition's.
     #[nserde(default)]
     pub user: Option<String>,
+    /// events: the kept events after this time (nanoseconds since the
+    /// epoch) come first.
+    #[nserde(default)]
+    pub since: Option<u64>,
 }
 
 /// One container as `inspect` and `ps --json` show it.
@@ -150,6 +155,26 @@ pub struct Response {
     pub exec: Option<ExecTarget>,
 }
 
+/// One event, as `events` streams it (after its first response line),
+/// one line each, and as the daemon keeps them in run-dir.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct EventLine {
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    /// The same, as nanoseconds since the epoch: what `since` compares.
+    #[nserde(rename = "time-ns")]
+    pub time_ns: u64,
+    /// The container, or "" for the daemon's own (reload).
+    pub name: String,
+    /// start, exit, oom, restart, health, stop, reload, reattach, exec
+    pub event: String,
+    #[nserde(default)]
+    pub detail: String,
+    /// exit: the container's exit code, when it has one.
+    #[nserde(default, rename = "exit-code")]
+    pub exit_code: Option<i32>,
+}
+
 /// The verbs the daemon answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -165,10 +190,11 @@ pub enum Verb {
     Version,
     Rm,
     Exec,
+    Events,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 12] = [
+    pub const ALL: [Verb; 13] = [
         Verb::Ps,
         Verb::Start,
         Verb::Stop,
@@ -181,6 +207,7 @@ impl Verb {
         Verb::Version,
         Verb::Rm,
         Verb::Exec,
+        Verb::Events,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -197,6 +224,7 @@ impl Verb {
             Verb::Version => "version",
             Verb::Rm => "rm",
             Verb::Exec => "exec",
+            Verb::Events => "events",
         }
     }
 
@@ -206,7 +234,7 @@ impl Verb {
 
     /// Verbs about one container.
     pub fn takes_name(self) -> bool {
-        !matches!(self, Verb::Ps | Verb::Reload | Verb::Version)
+        !matches!(self, Verb::Ps | Verb::Reload | Verb::Version | Verb::Events)
     }
 }
 
@@ -249,6 +277,11 @@ pub enum Call {
         name: String,
         command: Vec<String>,
         user: Option<String>,
+    },
+    /// Stream events (the kept ones after `since` first) until the client
+    /// hangs up.
+    Events {
+        since: Option<u64>,
     },
 }
 
@@ -306,13 +339,14 @@ impl Call {
                     user: req.user,
                 }
             }
+            Verb::Events => Call::Events { since: req.since },
         })
     }
 
     /// The container it is about, if any.
     pub fn name(&self) -> Option<&str> {
         match self {
-            Call::Ps | Call::Reload | Call::Version => None,
+            Call::Ps | Call::Reload | Call::Version | Call::Events { .. } => None,
             Call::Start { name, .. }
             | Call::Stop { name, .. }
             | Call::Restart { name, .. }

@@ -191,6 +191,7 @@ pub fn run(verb: &str, rest: &[String], socket: &Path) -> Result<i32, Failure> {
     };
     match typed {
         Verb::Exec => crate::exec_cli::run(rest, socket),
+        Verb::Events => crate::events_cli::run(rest, socket),
         Verb::Version => {
             Args::parse(rest, &[], &[])?;
             Ok(version(socket))

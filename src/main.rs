@@ -17,6 +17,7 @@ mod config;
 mod container;
 mod daemon;
 mod errors;
+mod events_cli;
 mod exec_cli;
 mod host;
 mod json;

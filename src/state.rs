@@ -438,6 +438,12 @@ pub fn save_unsynced<T: SerJson>(path: &Path, record: &T) -> io::Result<()> {
     replace(path, text.as_bytes(), false)
 }
 
+/// Replaces `path` with `data` (temp + rename) without syncing: for what
+/// lives in run-dir (tmpfs) and may be lost with the host.
+pub fn write_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
 /// Where a container's records live.
 #[derive(Debug, Clone)]
 pub struct Paths {

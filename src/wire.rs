@@ -134,6 +134,11 @@ impl Outbox {
         self.buf.is_empty()
     }
 
+    /// Bytes not yet written.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Writes what the stream takes now. `Ok(true)`: all written;
     /// `Ok(false)`: it would block; `Err`: the peer is gone.
     pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<bool> {

@@ -63,6 +63,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         etc_files: true,
         healthcheck: None,
         on_unhealthy: OnUnhealthy::None,
+        depends_on: Vec::new(),
         hash: 0,
         canonical: String::new(),
     };
@@ -133,6 +134,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
                 spec.on_unhealthy =
                     health::parse_on_unhealthy(get_str(node).map_err(err)?).map_err(err)?;
             }
+            "depends-on" => spec.depends_on = super::depends::get_depends_on(node, file, name)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }

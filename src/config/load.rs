@@ -122,7 +122,7 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
         found.push((file_name, name, path, checked));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found
+    let mut entries: Vec<ContainerEntry> = found
         .into_iter()
         .map(|(_, name, path, checked)| {
             let spec = checked
@@ -137,7 +137,9 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
                 });
             (name, spec)
         })
-        .collect())
+        .collect();
+    super::depends::check_all(dir, &mut entries);
+    Ok(entries)
 }
 
 /// Reads the seccomp profile file `spec` names, if any, and returns the

@@ -10,12 +10,13 @@
 //! `privileges` the capability and resource limit keys, `devices` the
 //! host devices passed in, `image` the image, writable and verity keys,
 //! `settings` the sysctl and env-file keys, `health` the healthcheck and
-//! on-unhealthy keys, and
+//! on-unhealthy keys, `depends` the start order, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
 mod daemon_file;
+mod depends;
 mod devices;
 mod fields;
 mod health;
@@ -28,6 +29,7 @@ mod types;
 
 pub use container_file::{parse_container, parse_user};
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
+pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};

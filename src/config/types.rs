@@ -323,6 +323,8 @@ pub struct ContainerSpec {
     pub healthcheck: Option<Healthcheck>,
     /// What its monitor does when the checks find it unhealthy.
     pub on_unhealthy: OnUnhealthy,
+    /// `depends-on`: what must run (or be healthy) before it starts.
+    pub depends_on: Vec<super::depends::Dependency>,
     /// FNV-1a 64 of the canonical form of the definition (keys sorted,
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.

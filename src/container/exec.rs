@@ -73,10 +73,7 @@ pub struct Options {
 /// The process started.
 #[derive(Debug)]
 pub struct Spawned {
-    /// Its host pid; it is the caller's child. (`berth exec` itself needs
-    /// only the pidfd; health checks report the pid.)
-    #[allow(dead_code)]
-    pub pid: i32,
+    /// A pidfd of it; it is the caller's child.
     pub pidfd: OwnedFd,
     /// The terminal's master side, non-blocking, when a terminal was asked
     /// for.
@@ -225,9 +222,8 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
         tty: terminal.is_some(),
     };
     let plan = Plan::build_join(&spec, &env, &join, &stdio).map_err(ExecError::Spawn)?;
-    let (pid, pidfd) = plan.spawn_joined(&pid_from).map_err(ExecError::Spawn)?;
+    let (_pid, pidfd) = plan.spawn_joined(&pid_from).map_err(ExecError::Spawn)?;
     Ok(Spawned {
-        pid,
         pidfd,
         pty: terminal.map(|(master, _)| master),
     })

@@ -16,6 +16,11 @@
 //! - waiting for an exit (wait, start --wait: as long as the container
 //!   runs): at most `Limits::exiting`, with no timeout.
 //!
+//! - streaming events (`events`: until it hangs up): at most
+//!   `MAX_STREAMS`, each with at most `MAX_STREAM_BUFFER` bytes not yet
+//!   read; one that falls further behind is closed, so a slow client never
+//!   holds the loop or its memory.
+//!
 //! A request beyond its kind's limit is answered at once with an error.
 //! The listener is always drained, in batches so that the clients already
 //! in get their turn: a connection is let in or gets an error line, never
@@ -45,6 +50,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections accepted per listener event before the others' turn.
 const ACCEPT_BATCH: usize = 64;
+
+/// Clients streaming events at most.
+pub const MAX_STREAMS: usize = 32;
+/// Bytes a streaming client may leave unread before it is closed.
+pub const MAX_STREAM_BUFFER: usize = 1 << 20;
 
 /// What a waiting client waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +128,8 @@ struct Client {
     hung_up: bool,
     /// When it became idle: connected, or answered after waiting.
     since: Instant,
+    /// Streaming events until it hangs up.
+    streaming: bool,
 }
 
 /// What a client's event amounts to.
@@ -137,6 +149,7 @@ pub struct Clients {
     /// Clients waiting for a change, and for an exit.
     changing: usize,
     exiting: usize,
+    streams: usize,
     limits: Limits,
     access: Access,
     /// An fd held in reserve: when accept fails for want of fds, closing
@@ -164,6 +177,7 @@ impl Clients {
             idle: VecDeque::new(),
             changing: 0,
             exiting: 0,
+            streams: 0,
             limits,
             access,
             spare: spare_fd(),
@@ -227,6 +241,7 @@ impl Clients {
             answered: false,
             hung_up: false,
             since: now,
+            streaming: false,
         };
         let token = self.slab.insert(client)?;
         let c = self.slab.get_mut(token).expect("just inserted");
@@ -288,7 +303,14 @@ impl Clients {
         let c = self.slab.get_mut(token)?;
         let mut request = None;
         let mut gone = false;
-        if readable && !c.answered && c.waiting.is_none() {
+        if c.streaming {
+            // It has nothing more to say: what it sends is dropped, and
+            // its end of the stream ends it.
+            if readable {
+                gone |= discard_input(&mut c.stream);
+            }
+            gone |= hung_up;
+        } else if readable && !c.answered && c.waiting.is_none() {
             match c.reader.read_from(&mut c.stream) {
                 Ok(Got::Line(line)) => {
                     request = Some(wire::decode::<Request>(&line).map_err(|_| {
@@ -409,11 +431,79 @@ impl Clients {
         }
     }
 
+    /// The request was `events`: the client streams from now on, starting
+    /// with `first` (the answer and the kept events it asked for).
+    pub fn stream(&mut self, registry: &Registry, client: ClientId, first: &[u8]) {
+        let t = token(client);
+        if self.slab.get(t).is_none() {
+            return;
+        }
+        if self.streams >= MAX_STREAMS {
+            let why = format!("too many clients streaming events ({MAX_STREAMS}); try again later");
+            return self.answer(registry, client, Reply::Error(why));
+        }
+        let Some(c) = self.slab.get_mut(t) else {
+            return;
+        };
+        c.streaming = true;
+        let hung_up = c.hung_up;
+        self.streams += 1;
+        self.forget_idle(t);
+        if hung_up {
+            self.close(registry, client);
+            return;
+        }
+        self.send(registry, t, first);
+    }
+
+    /// Sends `line` to every streaming client; one that has more than
+    /// `MAX_STREAM_BUFFER` bytes unread is closed.
+    pub fn publish(&mut self, registry: &Registry, line: &[u8]) {
+        let streaming: Vec<Token> = self
+            .slab
+            .iter()
+            .filter(|(_, c)| c.streaming)
+            .map(|(t, _)| t)
+            .collect();
+        for t in streaming {
+            self.send(registry, t, line);
+        }
+    }
+
+    fn send(&mut self, registry: &Registry, t: Token, bytes: &[u8]) {
+        let Some(c) = self.slab.get_mut(t) else {
+            return;
+        };
+        let was_empty = c.outbox.is_empty();
+        c.outbox.push(bytes);
+        if c.outbox.len() > MAX_STREAM_BUFFER {
+            debug!("closing an events client that does not keep up");
+            self.close(registry, id(t));
+            return;
+        }
+        match c.outbox.flush_to(&mut c.stream) {
+            Ok(true) if !was_empty => {
+                let _ = registry.reregister(&mut c.stream, t, Interest::READABLE);
+            }
+            Ok(true) => {}
+            Ok(false) => {
+                let _ =
+                    registry.reregister(&mut c.stream, t, Interest::READABLE | Interest::WRITABLE);
+            }
+            Err(_) => {
+                self.close(registry, id(t));
+            }
+        }
+    }
+
     /// Closes a client; says so if it was waiting for a container.
     fn close(&mut self, registry: &Registry, client: ClientId) -> Option<Incoming> {
         let t = token(client);
         let mut c = self.slab.remove(t)?;
         let _ = registry.deregister(&mut c.stream);
+        if c.streaming {
+            self.streams -= 1;
+        }
         match c.waiting {
             Some(kind) => {
                 *self.count(kind) -= 1;
@@ -461,6 +551,25 @@ impl Clients {
             }
         }
     }
+}
+
+/// Reads and drops what a streaming client sends; true when it has hung
+/// up (or its socket failed).
+fn discard_input(stream: &mut UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    // Bounded: a client that writes without end is read from again on
+    // its next event.
+    for _ in 0..64 {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -662,6 +771,68 @@ mod tests {
                 .read(&mut buf)
                 .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
         );
+    }
+
+    #[test]
+    fn a_streaming_client_gets_each_line_and_one_that_falls_behind_is_closed() {
+        let mut s = setup(Limits::DEFAULT);
+        let mut ids = Vec::new();
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let mut c = s.connect();
+            c.write_all(b"{\"verb\":\"events\"}\n").unwrap();
+            streams.push(c);
+            for i in s.accept() {
+                let Incoming::Request(id, Ok(r)) = i else {
+                    panic!("{i:?}")
+                };
+                assert_eq!(r.verb, "events");
+                ids.push(id);
+            }
+        }
+        let registry = s.poll.registry();
+        for &id in &ids {
+            s.clients.stream(registry, id, b"{\"ok\":true}\n");
+        }
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        let (mut reader, _slow) = (streams.remove(0), streams.remove(0));
+        assert_eq!(s.clients.streams, 2);
+        // Streaming clients are not idle: no timeout closes them.
+        assert!(s.clients.idle.is_empty());
+        s.clients.publish(registry, b"one\n");
+        let mut got = vec![0u8; 16];
+        reader
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let n = reader.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"{\"ok\":true}\none\n");
+        // The slow one reads nothing: past its buffer it is closed, and
+        // publishing never blocks on it.
+        let line = vec![b'x'; 4096];
+        let mut drained = 0;
+        for _ in 0..(2 * MAX_STREAM_BUFFER / line.len()) {
+            s.clients.publish(registry, &line);
+            // The reader keeps up.
+            reader.set_nonblocking(true).unwrap();
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                drained += n;
+            }
+        }
+        assert_eq!(s.clients.streams, 1, "the slow client is still there");
+        assert!(drained >= MAX_STREAM_BUFFER, "{drained}");
+        // A client that hangs up is gone too.
+        drop(reader);
+        let token = token(ids[0]);
+        assert!(
+            s.clients
+                .event(registry, token, true, false, false)
+                .is_none()
+        );
+        assert_eq!(s.clients.streams, 0);
     }
 
     #[test]

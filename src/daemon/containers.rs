@@ -20,9 +20,10 @@ use mio::{Interest, Registry, Token};
 
 use super::events::{self, Kind};
 use super::lifecycle::{
-    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Lifecycle, LimitsHit, Phase,
-    RunFacts,
+    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Gate, Lifecycle, LimitsHit,
+    Phase, RunFacts, Status, Then,
 };
+use super::order::{self, Dep, DepState};
 use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{self, Slab, Tag};
 use super::watch::{Changed, Watch};
@@ -128,6 +129,7 @@ impl Ctr {
                 let status = if alive.is_some() { "running" } else { "failed" };
                 (status, alive, Some(why.clone()))
             }
+            Phase::Waiting { why, .. } => (phase.status().as_str(), None, Some(why.clone())),
             p => (p.status().as_str(), None, self.warning.clone()),
         };
         let running = status == "running";
@@ -467,6 +469,7 @@ impl Containers {
         let mut answers = Vec::new();
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
+            let gate_text = self.gate(env, name);
             let Some(c) = self.map.get_mut(name) else {
                 break;
             };
@@ -475,6 +478,10 @@ impl Containers {
                 (None, Some(why)) => Err(Some(why.as_str())),
                 (None, None) => Err(None),
             };
+            let gate = match &gate_text {
+                None => Gate::Open,
+                Some((why, stuck)) => Gate::Wait { why, stuck: *stuck },
+            };
             let ctx = Ctx {
                 name,
                 now: Instant::now(),
@@ -482,11 +489,21 @@ impl Containers {
                 def,
                 live_restore: env.cfg.live_restore,
                 shutting_down: env.shutting_down,
+                gate,
             };
             let machine = std::mem::take(&mut c.machine);
             let from = machine.phase().kind();
             let what = event.kind();
-            let (machine, effects) = lifecycle::on(machine, event, &ctx);
+            let (from_phase, last_before) = (machine.phase().clone(), machine.last().clone());
+            let (machine, effects) = lifecycle::on(machine, event.clone(), &ctx);
+            for (kind, detail, code) in
+                events::of_transition(&from_phase, &last_before, &event, &machine, ctx.now)
+            {
+                self.events.emit_with_code(name, kind, detail, code);
+            }
+            let Some(c) = self.map.get_mut(name) else {
+                break;
+            };
             log::trace!(
                 "{name}: {} --{what}--> {}",
                 from.as_str(),
@@ -496,6 +513,69 @@ impl Containers {
             for effect in effects {
                 queue.extend(self.execute(env, name, effect, &mut answers));
             }
+        }
+        answers
+    }
+
+    /// Whether what `name` depends on lets it start now: `None` if so,
+    /// else what it waits for and whether a dependency is at rest.
+    fn gate(&self, env: &Env, name: &str) -> Option<(String, bool)> {
+        let spec = self.map.get(name)?.spec.as_ref()?;
+        let deps: Vec<Dep> = spec
+            .depends_on
+            .iter()
+            .map(|d| Dep {
+                name: &d.name,
+                condition: d.condition,
+                state: self.dep_state(env, &d.name),
+            })
+            .collect();
+        order::gate(&deps)
+    }
+
+    /// Where a dependency stands, for `order::gate`.
+    fn dep_state(&self, env: &Env, name: &str) -> DepState {
+        let Some(c) = self.map.get(name) else {
+            return DepState::Missing;
+        };
+        match c.phase() {
+            Phase::Running { run } => {
+                let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+                let healthy = match state::load::<state::HealthRecord>(&paths.health()) {
+                    Loaded::Ok(h) => h.run_id == run.run_id && h.status == "healthy",
+                    _ => false,
+                };
+                DepState::Running { healthy }
+            }
+            // Stopped to be started again (a restart, a recreation).
+            Phase::Stopping {
+                then: Then::Start | Then::Autostart,
+                ..
+            } => DepState::Coming,
+            Phase::Stopping { .. } => DepState::AtRest(Status::Stopped),
+            Phase::Starting { run, .. } if run.exec == Exec::Failed => {
+                DepState::AtRest(Status::Failed)
+            }
+            Phase::Starting { .. } | Phase::BackingOff { .. } | Phase::Waiting { .. } => {
+                DepState::Coming
+            }
+            p @ (Phase::Idle(_) | Phase::Untrusted { .. }) => DepState::AtRest(p.status()),
+            Phase::Removed => DepState::Missing,
+        }
+    }
+
+    /// Feeds `Wake` to every container that waits for what it depends on
+    /// (the loop calls it when it takes events of starts and health).
+    pub fn wake(&mut self, env: &Env) -> Answers {
+        let waiting: Vec<String> = self
+            .map
+            .values()
+            .filter(|c| matches!(c.phase(), Phase::Waiting { .. }))
+            .map(|c| c.name.clone())
+            .collect();
+        let mut answers = Vec::new();
+        for name in waiting {
+            answers.extend(self.feed(env, &name, Event::Wake));
         }
         answers
     }

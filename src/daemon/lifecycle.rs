@@ -11,6 +11,11 @@
 //!
 //! ```text
 //! idle        --start-->        idle         spawn asked; `spawned` follows
+//! idle        --start-->        waiting      what it depends on is not ready
+//! idle        --restart-->      waiting
+//! idle        --boot-->         waiting
+//! idle        --redefined-->    waiting
+//! idle        --ended-->        waiting      a run found ended; its policy restarts it
 //! idle        --spawned-->      starting
 //! idle        --spawn-failed--> idle         failed, with the reason
 //! idle        --ended-->        idle         a run found ended at start-up
@@ -22,10 +27,14 @@
 //! idle        --distrusted-->   untrusted    its records cannot be trusted
 //! idle        --undefined-->    removed
 //! backing-off --start-->        backing-off  spawn asked
+//! backing-off --start-->        waiting
+//! backing-off --restart-->      waiting
+//! backing-off --redefined-->    waiting
 //! backing-off --spawned-->      starting
 //! backing-off --spawn-failed--> idle
 //! backing-off --stop-->         idle
 //! backing-off --tick-->         backing-off  back-off over: spawn asked
+//! backing-off --tick-->         waiting      ... what it depends on is not ready
 //! backing-off --redefined-->    idle
 //! backing-off --undefined-->    removed
 //! starting    --stop-->         stopping
@@ -34,18 +43,37 @@
 //! starting    --exec-failed-->  starting     shown failed until the monitor ends
 //! starting    --ended-->        idle
 //! starting    --ended-->        backing-off
+//! starting    --ended-->        waiting      ... to start again, but not ready
 //! running     --stop-->         stopping
 //! running     --restart-->      stopping
 //! running     --ended-->        idle
 //! running     --ended-->        backing-off
 //! running     --reinit-->       running      its monitor started a new init
+//! running     --ended-->        waiting
 //! stopping    --execed-->       stopping     the stop signal goes out now
 //! stopping    --exec-failed-->  stopping
 //! stopping    --tick-->         stopping     grace over: SIGKILL
 //! stopping    --ended-->        idle
 //! stopping    --ended-->        removed      its definition is gone
+//! stopping    --ended-->        waiting      to start again, but not ready
 //! untrusted   --undefined-->    removed
+//! waiting     --start-->        waiting      spawn asked once ready
+//! waiting     --restart-->      waiting
+//! waiting     --wake-->         waiting      ready: spawn asked; or still waiting
+//! waiting     --spawned-->      starting
+//! waiting     --spawn-failed--> idle
+//! waiting     --stop-->         idle
+//! waiting     --redefined-->    idle
+//! waiting     --undefined-->    removed
 //! ```
+//!
+//! `waiting`: a start was asked for (boot, reload, a client, a restart)
+//! while a container it depends on (`depends-on`) is not running or not
+//! healthy ([`Gate`], which the caller works out). It waits until a
+//! `wake` finds the gate open. A client's start is refused at once when a
+//! dependency is at rest (stopped, exited, failed: nothing would start it),
+//! and one waiting is answered with that reason when a dependency comes to
+//! rest meanwhile; the container itself goes on waiting.
 //!
 //! Every other (phase, event) pair keeps the phase kind: it may answer a
 //! client, log, or change the phase's data (a stop's deadline, what follows
@@ -180,6 +208,12 @@ pub enum Phase {
     },
     /// Its definition is gone and so is its run: the loop drops it.
     Removed,
+    /// A start waits for what it depends on; shows as `shown` (what it
+    /// was before), with `why` as a warning.
+    Waiting {
+        why: String,
+        shown: Status,
+    },
 }
 
 /// The kinds of phase, for the diagram and its test.
@@ -192,6 +226,7 @@ pub enum Kind {
     Stopping,
     Untrusted,
     Removed,
+    Waiting,
 }
 
 impl Kind {
@@ -204,6 +239,7 @@ impl Kind {
             Kind::Stopping => "stopping",
             Kind::Untrusted => "untrusted",
             Kind::Removed => "removed",
+            Kind::Waiting => "waiting",
         }
     }
 }
@@ -218,6 +254,7 @@ impl Phase {
             Phase::Stopping { .. } => Kind::Stopping,
             Phase::Untrusted { .. } => Kind::Untrusted,
             Phase::Removed => Kind::Removed,
+            Phase::Waiting { .. } => Kind::Waiting,
         }
     }
 
@@ -262,6 +299,7 @@ impl Phase {
                 Exec::Pending => *shown,
             },
             Phase::Untrusted { .. } => Status::Failed,
+            Phase::Waiting { shown, .. } => *shown,
         }
     }
 
@@ -405,6 +443,8 @@ pub enum Event {
     Boot,
     /// A waiting client went away.
     ClientGone(ClientId),
+    /// Something it may depend on changed: start it if its gate is open.
+    Wake,
 }
 
 impl Event {
@@ -428,6 +468,7 @@ impl Event {
             Event::Distrusted { .. } => "distrusted",
             Event::Boot => "boot",
             Event::ClientGone(_) => "client-gone",
+            Event::Wake => "wake",
         }
     }
 }
@@ -479,6 +520,20 @@ pub struct Ctx<'a> {
     pub def: Result<Def, Option<&'a str>>,
     pub live_restore: bool,
     pub shutting_down: bool,
+    /// Whether what it depends on lets it start now.
+    pub gate: Gate<'a>,
+}
+
+/// Whether the containers a container depends on let it start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate<'a> {
+    Open,
+    /// Not yet: `why` says what for ("waiting for db (healthy)"); `stuck`:
+    /// a dependency is at rest, and nothing will start it.
+    Wait {
+        why: &'a str,
+        stuck: bool,
+    },
 }
 
 impl Ctx<'_> {
@@ -617,6 +672,7 @@ impl Transition<'_, '_> {
             Event::Distrusted { why, seen } => self.distrusted(why, seen),
             Event::Boot => self.boot(),
             Event::ClientGone(client) => self.s.waiters.retain(|w| w.client != client),
+            Event::Wake => self.wake(),
         }
     }
 
@@ -665,8 +721,16 @@ impl Transition<'_, '_> {
         if cause == Cause::User {
             self.user_started();
         }
+        if let Gate::Wait { why, stuck } = self.ctx.gate {
+            if matches!(
+                self.s.phase,
+                Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Waiting { .. }
+            ) {
+                return self.hold(why, stuck, cause, waiter);
+            }
+        }
         match &mut self.s.phase {
-            Phase::Idle(_) | Phase::BackingOff { .. } => {
+            Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Waiting { .. } => {
                 // Asked twice in one transition (a stop's "then" and the
                 // policy): still one monitor.
                 if !self.fx.contains(&Effect::Spawn) {
@@ -755,13 +819,19 @@ impl Transition<'_, '_> {
             rest => {
                 // No run to stop: a restart that will not come, and whoever
                 // waits for an exit has seen the last one.
+                if matches!(rest, Phase::Waiting { .. }) {
+                    let msg = format!("{} was stopped before it could start", self.ctx.name);
+                    self.fail_start_waiters(&msg);
+                }
                 self.s.phase = match rest {
-                    Phase::BackingOff { .. } | Phase::Idle(Rest::Exited | Rest::Failed)
+                    Phase::BackingOff { .. }
+                    | Phase::Waiting { .. }
+                    | Phase::Idle(Rest::Exited | Rest::Failed)
                         if reason == StopReason::User =>
                     {
                         Phase::Idle(Rest::StoppedByUser)
                     }
-                    Phase::BackingOff { .. } => Phase::Idle(Rest::Stopped),
+                    Phase::BackingOff { .. } | Phase::Waiting { .. } => Phase::Idle(Rest::Stopped),
                     other => other,
                 };
                 let code = self.s.last.exit_code;
@@ -861,6 +931,7 @@ impl Transition<'_, '_> {
     fn wait_for_exit(&mut self, client: ClientId) {
         match self.s.phase {
             Phase::BackingOff { .. }
+            | Phase::Waiting { .. }
             | Phase::Starting { .. }
             | Phase::Running { .. }
             | Phase::Stopping { .. } => self.wait(Waiter {
@@ -876,7 +947,9 @@ impl Transition<'_, '_> {
 
     fn spawned(&mut self, run: RunFacts) {
         let shown = match &self.s.phase {
-            Phase::Idle(_) | Phase::BackingOff { .. } => self.s.phase.status(),
+            Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Waiting { .. } => {
+                self.s.phase.status()
+            }
             // Only a spawn this machine asked for is taken.
             _ => return,
         };
@@ -888,7 +961,10 @@ impl Transition<'_, '_> {
     fn spawn_failed(&mut self, why: String) {
         self.log(log::Level::Error, format!("start failed: {why}"));
         self.fail_start_waiters(&why);
-        if matches!(self.s.phase, Phase::Idle(_) | Phase::BackingOff { .. }) {
+        if matches!(
+            self.s.phase,
+            Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Waiting { .. }
+        ) {
             self.s.phase = Phase::Idle(Rest::Failed);
             self.s.last.error = Some(why);
             // No run is coming: whoever waits for an exit (a `wait` on a
@@ -1167,6 +1243,11 @@ impl Transition<'_, '_> {
                 self.answer_exit_waiters(code, None);
             }
             Phase::Idle(Rest::Failed) if !start => self.s.phase = Phase::Idle(Rest::Stopped),
+            Phase::Waiting { .. } if !start => {
+                let msg = format!("{} is no longer to be started", self.ctx.name);
+                self.fail_start_waiters(&msg);
+                self.s.phase = Phase::Idle(Rest::Stopped);
+            }
             _ => {}
         }
         if start {
@@ -1179,7 +1260,10 @@ impl Transition<'_, '_> {
             return; // it has a definition (maybe an invalid one) after all
         }
         match self.s.phase {
-            Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Untrusted { .. } => self.forget(),
+            Phase::Idle(_)
+            | Phase::BackingOff { .. }
+            | Phase::Waiting { .. }
+            | Phase::Untrusted { .. } => self.forget(),
             // Active: the caller stops it first, with `Then::Forget`.
             _ => {}
         }
@@ -1272,6 +1356,47 @@ impl Transition<'_, '_> {
         }
         self.log(log::Level::Warn, why.clone());
         self.s.phase = Phase::Untrusted { why, seen };
+    }
+
+    /// A start that must wait for what it depends on (see [`Gate`]).
+    fn hold(&mut self, why: &str, stuck: bool, cause: Cause, waiter: Option<Waiter>) {
+        let name = self.ctx.name;
+        if let (Some(w), true) = (waiter, stuck) {
+            // Nothing would start the dependency: say so now rather than
+            // leave the client waiting.
+            let msg = format!("cannot start {name}: {why}; start it first");
+            return self.answer(w.client, Answer::Error(msg));
+        }
+        if cause == Cause::User {
+            self.user_started();
+        }
+        if let Some(w) = waiter {
+            self.wait(w);
+        }
+        if stuck {
+            // Who waited for the start hears why it is not coming.
+            self.fail_start_waiters(why);
+        }
+        let changed = match &self.s.phase {
+            Phase::Waiting { why: old, .. } => old != why,
+            _ => true,
+        };
+        if changed {
+            self.log(log::Level::Info, why.to_string());
+        }
+        let shown = self.s.phase.status();
+        self.s.phase = Phase::Waiting {
+            why: why.to_string(),
+            shown,
+        };
+    }
+
+    /// What it depends on may have changed: start it if it waits and its
+    /// gate is open now.
+    fn wake(&mut self) {
+        if matches!(self.s.phase, Phase::Waiting { .. }) {
+            self.start(Cause::Daemon, None);
+        }
     }
 
     fn boot(&mut self) {
@@ -1372,6 +1497,7 @@ mod tests {
             def,
             live_restore: true,
             shutting_down: false,
+            gate: Gate::Open,
         }
     }
 
@@ -1457,6 +1583,10 @@ mod tests {
                 seen: None,
             },
             Phase::Removed,
+            Phase::Waiting {
+                why: "waiting for db (running)".into(),
+                shown: Status::Stopped,
+            },
         ];
         for exec in [Exec::Pending, Exec::Failed, Exec::Done] {
             for reason in [
@@ -1566,6 +1696,7 @@ mod tests {
         });
         v.push(Event::Boot);
         v.push(Event::ClientGone(ClientId(1)));
+        v.push(Event::Wake);
         v
     }
 
@@ -1583,13 +1714,27 @@ mod tests {
             Err(None),
             Err(Some("app.json: field \"command\": missing")),
         ];
+        let gates = [
+            Gate::Open,
+            Gate::Wait {
+                why: "waiting for db (running)",
+                stuck: false,
+            },
+            Gate::Wait {
+                why: "waiting for db (running): db is stopped",
+                stuck: true,
+            },
+        ];
         for d in defs {
             for (live_restore, shutting_down) in [(true, false), (false, false), (true, true)] {
-                v.push(Ctx {
-                    live_restore,
-                    shutting_down,
-                    ..ctx(now, d)
-                });
+                for gate in gates {
+                    v.push(Ctx {
+                        live_restore,
+                        shutting_down,
+                        gate,
+                        ..ctx(now, d)
+                    });
+                }
             }
         }
         v
@@ -1704,7 +1849,10 @@ mod tests {
                     // A monitor is spawned only from rest.
                     if fx.contains(&Effect::Spawn) {
                         assert!(
-                            matches!(s.phase, Phase::Idle(_) | Phase::BackingOff { .. }),
+                            matches!(
+                                s.phase,
+                                Phase::Idle(_) | Phase::BackingOff { .. } | Phase::Waiting { .. }
+                            ),
                             "{what} -> {:?}",
                             s.phase
                         );

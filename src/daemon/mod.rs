@@ -11,6 +11,10 @@
 //!   a new init) (tag `Watch`);
 //! - `signals`: the signalfd (SIGHUP, SIGTERM, SIGINT, SIGCHLD, blocked
 //!   before anything else);
+//! - events: what happened to the containers (`events`), taken from the
+//!   containers' queue at the end of each turn, kept (`window`, also in
+//!   run-dir) and streamed to `events` clients; taking them wakes the
+//!   containers that wait for what they depend on (`order`);
 //! - timers: each component says when it next needs to run; the poll
 //!   timeout is the nearest deadline (stop grace, restart back-off, a slow
 //!   client, the shutdown), or none: an idle daemon does not wake up.
@@ -30,12 +34,14 @@ mod clients;
 mod containers;
 mod events;
 mod lifecycle;
+mod order;
 mod ratelimit;
 mod reload;
 mod restore;
 mod signals;
 mod tokens;
 mod watch;
+mod window;
 
 use std::fs;
 use std::io;
@@ -68,6 +74,13 @@ pub struct Options {
     pub log_level: Option<log::LevelFilter>,
 }
 
+/// The events kept in run-dir (see `window`).
+const EVENTS_FILE: &str = "events.jsonl";
+
+/// How many rounds of events one turn hands on at most: each round's
+/// wake-ups may make more (a spawn that fails at once).
+const EVENT_ROUNDS: usize = 16;
+
 /// A shutdown in progress (live restore off).
 struct Shutdown {
     /// When every container still running gets SIGKILL.
@@ -85,6 +98,8 @@ pub struct Daemon {
     signals: signals::Signals,
     clients: Clients,
     containers: Containers,
+    /// The events kept for `events` clients.
+    window: window::Window,
     boot_id: String,
     shutdown: Option<Shutdown>,
     exit_now: bool,
@@ -238,6 +253,7 @@ impl Daemon {
                 },
             )?;
         }
+        let events_file = cfg.run_dir.join(EVENTS_FILE);
         Ok(Daemon {
             opts,
             cfg,
@@ -246,6 +262,7 @@ impl Daemon {
             signals,
             clients: Clients::new(access, Limits::for_open_files(open_files)),
             containers: Containers::new(),
+            window: window::Window::load(events_file, host::now_ns()),
             boot_id,
             shutdown: None,
             exit_now: false,
@@ -257,6 +274,7 @@ impl Daemon {
         let t0 = Instant::now();
         let env = env(&self.poll, &self.cfg, &self.shutdown);
         restore::restore(&mut self.containers, &env, &self.opts.config, &self.boot_id);
+        self.hand_on_events();
         info!(
             "berth {} ready on {} ({} containers, {} running, restore took {:.1} ms)",
             env!("CARGO_PKG_VERSION"),
@@ -294,6 +312,7 @@ impl Daemon {
                 self.route(ev);
             }
             self.fire_timers(Instant::now());
+            self.hand_on_events();
             if self.shutdown.is_some() && self.containers.active() == 0 {
                 break;
             }
@@ -340,6 +359,7 @@ impl Daemon {
             Incoming::Request(client, Err(e)) => self.reply(client, Reply::Error(e)),
             Incoming::Request(client, Ok(req)) => {
                 let (reply, wait) = match Call::from_request(req) {
+                    Ok(Call::Events { since }) => return self.subscribe(client, since),
                     Ok(call) => {
                         let wait = Wait::of(&call);
                         (self.call(client, call, wait), wait)
@@ -362,6 +382,42 @@ impl Daemon {
             Incoming::Gone(client) => {
                 let env = env(&self.poll, &self.cfg, &self.shutdown);
                 self.containers.client_gone(&env, client);
+            }
+        }
+    }
+
+    /// `events`: the client streams from now on, the kept events after
+    /// `since` first.
+    fn subscribe(&mut self, client: ClientId, since: Option<u64>) {
+        let mut first = Reply::Ok.into_line();
+        if let Some(since) = since {
+            for e in self.window.since(since) {
+                first.extend_from_slice(&crate::wire::encode(&window::line_of(e)));
+            }
+        }
+        self.clients.stream(self.poll.registry(), client, &first);
+    }
+
+    /// Takes the events the containers made this turn: keeps them, sends
+    /// them to the `events` clients, and wakes the containers that wait
+    /// for what they depend on.
+    fn hand_on_events(&mut self) {
+        for _ in 0..EVENT_ROUNDS {
+            let batch = self.containers.events.take();
+            if batch.is_empty() {
+                return;
+            }
+            let kept = self.window.add(batch, host::now_ns());
+            for e in &kept {
+                let line = crate::wire::encode(&window::line_of(e));
+                self.clients.publish(self.poll.registry(), &line);
+            }
+            // A start or a health change may open a dependant's gate; an
+            // exit or stop may close it for good (and it says so).
+            if kept.iter().any(|e| !e.name.is_empty()) {
+                let env = env(&self.poll, &self.cfg, &self.shutdown);
+                let answers = self.containers.wake(&env);
+                self.deliver(answers);
             }
         }
     }
@@ -515,6 +571,7 @@ impl Daemon {
             }
             Call::Wait { .. } => Event::Wait { client },
             Call::Rm { .. } => unreachable!("answered above"),
+            Call::Events { .. } => unreachable!("taken by `incoming`"),
         };
         let name = call
             .name()
@@ -622,10 +679,22 @@ impl Daemon {
         match result {
             Ok((report, answers)) => {
                 self.deliver(answers);
+                let detail = if report.is_empty() {
+                    "nothing changed".to_string()
+                } else {
+                    report.join("; ")
+                };
+                self.containers
+                    .events
+                    .emit("", events::Kind::Reload, detail);
                 Ok(report)
             }
             Err(e) => {
                 error!("reload refused, nothing changed: {e}");
+                let detail = format!("refused: {e}");
+                self.containers
+                    .events
+                    .emit("", events::Kind::Reload, detail);
                 Err(e)
             }
         }
@@ -732,12 +801,14 @@ mod tests {
         ("containers", include_str!("containers.rs")),
         ("events", include_str!("events.rs")),
         ("lifecycle", include_str!("lifecycle.rs")),
+        ("order", include_str!("order.rs")),
         ("ratelimit", include_str!("ratelimit.rs")),
         ("reload", include_str!("reload.rs")),
         ("restore", include_str!("restore.rs")),
         ("signals", include_str!("signals.rs")),
         ("tokens", include_str!("tokens.rs")),
         ("watch", include_str!("watch.rs")),
+        ("window", include_str!("window.rs")),
     ];
 
     /// The siblings a module names through `super::`.

@@ -190,6 +190,7 @@ fn apply(
             }
             answers.extend(ctrs.feed(env, &name, start_it));
             match start_failure(ctrs, &name) {
+                Some(e) if is_waiting(ctrs, &name) => format!("{name}: added, {e}"),
                 Some(e) => format!("{name}: added, start failed: {e}"),
                 None => format!("{name}: added and started"),
             }
@@ -225,6 +226,7 @@ fn apply(
                 return format!("{name}: changed");
             }
             match start_failure(ctrs, &name) {
+                Some(e) if is_waiting(ctrs, &name) => format!("{name}: changed, {e}"),
                 Some(e) => format!("{name}: changed, start failed: {e}"),
                 None => format!("{name}: changed, started"),
             }
@@ -232,11 +234,20 @@ fn apply(
     }
 }
 
-/// Why the start just asked for failed, if it did.
+/// The start asked for waits for what it depends on.
+fn is_waiting(ctrs: &Containers, name: &str) -> bool {
+    ctrs.get(name)
+        .is_some_and(|c| matches!(c.phase(), Phase::Waiting { .. }))
+}
+
+/// Why the start just asked for failed (or what it waits for), if it did.
 fn start_failure(ctrs: &Containers, name: &str) -> Option<String> {
     let c = ctrs.get(name)?;
     if c.phase().is_active() {
         return None;
+    }
+    if let Phase::Waiting { why, .. } = c.phase() {
+        return Some(why.clone());
     }
     Some(c.error().unwrap_or("not started").to_string())
 }

@@ -124,9 +124,7 @@ impl<T> Slab<T> {
         Some(value)
     }
 
-    /// Every source and its token (no component needs to walk its slab
-    /// at the moment; kept for the tests and for the next that does).
-    #[allow(dead_code)]
+    /// Every source and its token.
     pub fn iter(&self) -> impl Iterator<Item = (Token, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             s.value
