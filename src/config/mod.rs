@@ -31,8 +31,8 @@ pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Id, MAX_TIMEOUT, Mount,
-    MountKind, Network, RestartPolicy, SocketGroup, User, VerityHashes, Writable,
+    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Id, LogTarget, MAX_TIMEOUT,
+    Mount, MountKind, Network, RestartPolicy, SocketGroup, User, VerityHashes, Writable,
 };
 
 /// What the tests of several files here share.

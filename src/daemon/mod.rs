@@ -123,9 +123,7 @@ pub fn main(opts: Options) -> i32 {
         }
     };
     let level = opts.log_level.unwrap_or(cfg.log_level);
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Trace)
-        .init();
+    crate::logger::init(&cfg.log_target);
     log::set_max_level(level);
     let open_files = match open_files {
         Ok(n) => n,
@@ -433,14 +431,22 @@ impl Daemon {
                     .map(|i| Reply::Container(Box::new(i)));
             }
             Call::Reload => {
+                info!("reload requested by a client");
                 return Some(match self.reload() {
                     Ok(actions) => Reply::Reloaded(actions),
                     Err(e) => Reply::Error(e),
                 });
             }
             Call::Kill { name, signal } => {
+                info!(
+                    "{name}: {} requested by a client",
+                    crate::signals::signal_name(*signal)
+                );
                 return Some(match self.containers.signal(name, *signal) {
-                    Ok(()) => Reply::Ok,
+                    Ok(()) => {
+                        self.containers.mark_operator(name);
+                        Reply::Ok
+                    }
                     Err(e) => Reply::Error(e),
                 });
             }
@@ -448,6 +454,7 @@ impl Daemon {
                 if self.shutdown.is_some() {
                     return shutting_down();
                 }
+                info!("{}: start requested by a client", call.name().unwrap_or(""));
                 let kind = if *wait {
                     WaitKind::StartedThenExit
                 } else {
@@ -462,6 +469,7 @@ impl Daemon {
                 if self.shutdown.is_some() {
                     return shutting_down();
                 }
+                info!("{name}: restart requested by a client");
                 Event::Restart {
                     grace: grace(name, *time),
                     waiter: Waiter {

@@ -99,6 +99,9 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     if new.socket_group != old.socket_group {
         keep.push("socket-group");
     }
+    if new.log_target != old.log_target {
+        keep.push("log-target");
+    }
     if !keep.is_empty() {
         let msg = format!(
             "{} changed but need a daemon restart; keeping the old values",
@@ -112,6 +115,7 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     next.run_dir = old.run_dir.clone();
     next.state_dir = old.state_dir.clone();
     next.socket_group = old.socket_group.clone();
+    next.log_target = old.log_target.clone();
     if overrides.live_restore {
         next.live_restore = true; // the command line wins
     }
