@@ -43,6 +43,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/berth/daemon.json";
 /// One verb's help: its synopsis lines, what it does, its options.
 pub struct Help {
     pub verb: &'static str,
+    /// For the list of commands.
+    pub summary: &'static str,
     pub synopsis: &'static [&'static str],
     pub about: &'static str,
     pub options: &'static [(&'static str, &'static str)],
@@ -52,6 +54,7 @@ pub struct Help {
 pub const HELP: &[Help] = &[
     Help {
         verb: "ps",
+        summary: "list containers",
         synopsis: &["ps [-a|--all] [-q|--quiet] [--json]"],
         about: "List the containers (all of them: -a is accepted for Docker's habit).",
         options: &[
@@ -61,12 +64,14 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "start",
+        summary: "start containers",
         synopsis: &["start NAME...", "start --wait NAME"],
         about: "Start containers; with --wait, wait until it exits and exit with its code.",
         options: &[("--wait", "wait for the exit (one name only)")],
     },
     Help {
         verb: "stop",
+        summary: "stop containers",
         synopsis: &["stop [-t|--time SECS] NAME..."],
         about: "Send the stop signal, then SIGKILL after the grace time.",
         options: &[(
@@ -76,12 +81,14 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "restart",
+        summary: "stop, then start containers",
         synopsis: &["restart [-t|--time SECS] NAME..."],
         about: "Stop, then start.",
         options: &[("-t, --time SECS", "grace before SIGKILL")],
     },
     Help {
         verb: "kill",
+        summary: "send a signal to containers",
         synopsis: &["kill [-s|--signal SIG] NAME..."],
         about: "Send a signal to the container's init.",
         options: &[(
@@ -91,12 +98,14 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "wait",
+        summary: "wait for containers to exit",
         synopsis: &["wait NAME..."],
         about: "Wait for containers to exit; print each exit code.",
         options: &[],
     },
     Help {
         verb: "logs",
+        summary: "print a container's output",
         synopsis: &[
             "logs [-f|--follow] [-n|--tail N] [-t|--timestamps] [--since T] [--until T] NAME",
             "logs --removed NAME",
@@ -120,12 +129,14 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "inspect",
+        summary: "print containers as JSON",
         synopsis: &["inspect NAME..."],
         about: "Print one JSON object per container, one a line (one name: one object).",
         options: &[],
     },
     Help {
         verb: "stats",
+        summary: "CPU, memory, pids and log bytes of containers",
         synopsis: &["stats [--no-stream] [--json] [NAME...]"],
         about: "CPU %, memory use and limit, pids and log bytes, read from the \
                 containers' cgroups; a fresh table every second until interrupted. \
@@ -137,6 +148,7 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "exec",
+        summary: "run a process in a running container",
         synopsis: &["exec [-t] [-i] [--user U] [--env K=V] [--workdir D] NAME -- CMD..."],
         about: "Run a process in a running container, confined as its init; exit \
                 with its exit status.",
@@ -156,6 +168,7 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "events",
+        summary: "print state changes as they happen",
         synopsis: &["events [--json] [--since T]"],
         about: "Print state changes (start, exit, oom, restart, health, reload, \
                 reattach) as they happen, until interrupted.",
@@ -169,12 +182,14 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "reload",
+        summary: "re-read the configuration",
         synopsis: &["reload"],
         about: "Re-read the configuration, as SIGHUP does; print what changed.",
         options: &[],
     },
     Help {
         verb: "rm",
+        summary: "delete what is kept of removed containers",
         synopsis: &["rm NAME..."],
         about: "Delete what is kept of containers whose definition is gone: \
                 persistent layer, records, logs.",
@@ -182,18 +197,21 @@ pub const HELP: &[Help] = &[
     },
     Help {
         verb: "version",
+        summary: "print versions",
         synopsis: &["version"],
         about: "This binary's version, and the daemon's if one answers.",
         options: &[],
     },
     Help {
         verb: "help",
+        summary: "help on a command",
         synopsis: &["help [VERB]"],
         about: "This text, or one verb's.",
         options: &[],
     },
     Help {
         verb: "daemon",
+        summary: "run the daemon",
         synopsis: &["daemon [--config FILE] [--live-restore] [--pidfile FILE] [--log-level LEVEL]"],
         about: "Run the daemon.",
         options: &[],
@@ -227,7 +245,8 @@ pub fn verb_help(h: &Help) -> String {
         let lead = if i == 0 { "usage:" } else { "      " };
         s.push_str(&format!("{lead} berth {line}\n"));
     }
-    s.push_str(&format!("\n{}\n", h.about));
+    s.push('\n');
+    s.push_str(&wrap(h.about, 76));
     if !h.options.is_empty() {
         s.push_str("\noptions:\n");
         let w = h.options.iter().map(|(o, _)| o.len()).max().unwrap_or(0);
@@ -238,15 +257,34 @@ pub fn verb_help(h: &Help) -> String {
     s
 }
 
+/// `text` broken into lines of at most `width` characters (words longer
+/// than that stand alone).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
 /// `berth --help`.
 pub fn main_help() -> String {
     let mut s =
         String::from("usage: berth [--socket PATH | --config FILE] COMMAND [ARGS]\n\ncommands:\n");
     let w = HELP.iter().map(|h| h.verb.len()).max().unwrap_or(0);
     for h in HELP {
-        let first = h.about.split(". ").next().unwrap_or(h.about);
-        let first = first.trim_end_matches('.');
-        s.push_str(&format!("  {:<w$}  {first}\n", h.verb));
+        s.push_str(&format!("  {:<w$}  {}\n", h.verb, h.summary));
     }
     s.push_str(
         "\nThe client finds the daemon by --socket, $BERTH_SOCKET, the socket named in\n\
@@ -518,8 +556,7 @@ impl Args {
                 };
                 out.flags.push((opt.long, v));
             } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
-                let mut chars = shorts.char_indices();
-                while let Some((i, c)) = chars.next() {
+                for (i, c) in shorts.char_indices() {
                     let opt = opts
                         .iter()
                         .find(|o| o.short == Some(c))
@@ -652,6 +689,10 @@ fn dispatch(verb: &str, rest: &[String], g: &Globals) -> Result<i32, Failure> {
         return match rest.first().map(String::as_str) {
             None => {
                 outln(main_help());
+                Ok(0)
+            }
+            Some("-h" | "--help") => {
+                out(verb_help(help_of("help").expect("help has help")));
                 Ok(0)
             }
             Some(v) => match help_of(v) {

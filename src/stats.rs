@@ -371,7 +371,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            read(&[d.clone()]),
+            read(std::slice::from_ref(&d)),
             Reading {
                 cpu_ns: Some(2_500_000),
                 memory: Some(1_048_576),
