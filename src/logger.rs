@@ -149,10 +149,23 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
-/// Installs the daemon's logger for `target`; the level is set apart
-/// (`log::set_max_level`). A syslog socket that cannot be reached now
-/// falls back to stderr, with a warning.
-pub fn init(target: &LogTarget) {
+/// The daemon's logger: stderr until `set_target` says otherwise.
+static LOGGER: Logger = Logger {
+    sink: Mutex::new(Sink::Stderr),
+};
+
+/// Installs the daemon's logger, on stderr, first thing (so that even a
+/// configuration error is stamped); the level is set apart
+/// (`log::set_max_level`).
+pub fn init() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+}
+
+/// Sends the log where daemon.json's `log-target` says. A syslog socket
+/// that cannot be reached now leaves it on stderr, with a warning.
+pub fn set_target(target: &LogTarget) {
     let (sink, warning) = match target {
         LogTarget::Stderr => (Sink::Stderr, None),
         LogTarget::Syslog(path) => match Syslog::connect(path) {
@@ -175,11 +188,8 @@ pub fn init(target: &LogTarget) {
             ),
         },
     };
-    let logger = Box::leak(Box::new(Logger {
-        sink: Mutex::new(sink),
-    }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(log::LevelFilter::Trace);
+    if let Ok(mut current) = LOGGER.sink.lock() {
+        *current = sink;
     }
     if let Some(w) = warning {
         log::warn!("{w}");

@@ -390,3 +390,28 @@ fn logs_with_no_daemon_since_until_and_removed() {
         );
     }
 }
+
+#[test]
+fn logs_follow_a_container_with_no_daemon() {
+    let w = World::new();
+    w.write_daemon_json(r#"{"live-restore": true}"#);
+    let wait_go = "echo first; while [ ! -e /data/go ]; do sleep 0.02; done; echo last";
+    w.add_container(
+        "tick",
+        &["sh", "-c", wait_go],
+        &format!(r#"{{"restart": "no", "mounts": [{}]}}"#, w.data_mount()),
+    );
+    let mut daemon = w.start_daemon(&[]);
+    w.wait_running("tick");
+    daemon.kill_9();
+    // No daemon: the runtime record names the monitor to follow until.
+    let follow = w.spawn_berth(&["logs", "-f", "tick"]);
+    let path = follow.stdout_path.clone();
+    wait_for(SHORT, "the first line", || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t == "first\n")
+    });
+    std::fs::write(w.host_dir().join("go"), "").unwrap();
+    let out = follow.finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "first\nlast\n");
+}

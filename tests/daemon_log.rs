@@ -186,4 +186,7 @@ fn syslog_target_reconnects_and_falls_back_to_stderr() {
         err.contains("log-target") && err.contains(&*w.config_path().to_string_lossy()),
         "{err}"
     );
+    // Stamped too: the log is set up before the configuration is read.
+    assert!(err.lines().all(well_formed), "{err}");
+    assert!(err.contains(" ERROR "), "{err}");
 }

@@ -101,9 +101,10 @@ fn env<'a>(poll: &'a Poll, cfg: &'a DaemonConfig, shutdown: &Option<Shutdown>) -
 
 /// Entry point of `berth daemon`; returns the process exit code.
 pub fn main(opts: Options) -> i32 {
+    crate::logger::init();
     // Before anything else: these signals are read from a signalfd only.
     if let Err(e) = signals::block() {
-        eprintln!("berth: block signals: {err}", err = errors::io_text(&e));
+        error!("block signals: {err}", err = errors::io_text(&e));
         return 1;
     }
     let _ = signal::ignore(libc::SIGPIPE);
@@ -118,12 +119,12 @@ pub fn main(opts: Options) -> i32 {
     let cfg = match config::read_daemon_file(&opts.config) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("berth: {e}");
+            error!("{e}");
             return 1;
         }
     };
     let level = opts.log_level.unwrap_or(cfg.log_level);
-    crate::logger::init(&cfg.log_target);
+    crate::logger::set_target(&cfg.log_target);
     log::set_max_level(level);
     let open_files = match open_files {
         Ok(n) => n,
