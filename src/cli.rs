@@ -400,9 +400,13 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// Connects to the daemon's socket.
 pub fn connect(socket: &Path) -> Result<UnixStream, Failure> {
     UnixStream::connect(socket).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => "only root and the socket-group may connect",
+            _ => "is the daemon running?",
+        };
         Failure(
             format!(
-                "{CANNOT_CONNECT}{}: {err} (is the daemon running?)",
+                "{CANNOT_CONNECT}{}: {err} ({hint})",
                 socket.display(),
                 err = errors::io_text(&e)
             ),
