@@ -170,6 +170,8 @@ fn apply(
         return format!("{name}: left untouched (its records cannot be trusted)");
     }
     let grace = ctrs.get(&name).map(|c| c.grace()).unwrap_or_default();
+    // A reload is an operator's: what it does is never rate-limited away.
+    ctrs.mark_operator(&name);
     // Stopped as its running definition says (its stop signal and
     // timeout), then started from the new one, if any.
     let stop = |then| Event::Stop {
@@ -192,6 +194,7 @@ fn apply(
             if ctrs.get(&name).is_some_and(|c| c.persist().stopped_by_user) {
                 return format!("{name}: added");
             }
+            ctrs.mark_operator(&name);
             answers.extend(ctrs.feed(env, &name, start_it));
             match start_failure(ctrs, &name) {
                 Some(e) => format!("{name}: added, start failed: {e}"),
