@@ -312,12 +312,9 @@ pub fn run(socket: &Path, names: &[String], stream: bool, json: bool) -> Result<
             text.push_str(&table(&rows));
         }
         let mut out = std::io::stdout().lock();
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            return Ok(0); // nobody reads any more
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            crate::cli::closed_stdout(&e); // nobody reads any more: ends here
+            return Err(Failure(format!("write to stdout: {e}"), 1));
         }
         drop(out);
         if !stream {

@@ -273,7 +273,12 @@ fn several_names_statuses_and_short_flags() {
     assert!(ps_status(&table, "web").0.starts_with("Stopped"), "{table}");
 
     // A reader that has gone: no panic, no message, ended by SIGPIPE.
-    for args in [&["ps"][..], &["logs", "job"], &["inspect", "web"]] {
+    for args in [
+        &["ps"][..],
+        &["logs", "job"],
+        &["inspect", "web"],
+        &["stats", "--no-stream"],
+    ] {
         let out = with_closed_stdout(&w, args);
         assert_eq!(
             out.status.signal(),
