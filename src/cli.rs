@@ -153,17 +153,14 @@ pub const HELP: &[Help] = &[
         about: "Run a process in a running container, confined as its init; exit \
                 with its exit status.",
         options: &[
+            ("-t", "a pseudo-terminal allocated inside the container"),
+            ("-i", "pass stdin on"),
             (
-                "-t, --tty",
-                "a pseudo-terminal allocated inside the container",
-            ),
-            ("-i, --interactive", "pass stdin on"),
-            (
-                "-u, --user U",
+                "--user U",
                 "user (name or uid[:gid]) instead of the container's",
             ),
-            ("-e, --env K=V", "an environment variable (repeatable)"),
-            ("-w, --workdir D", "working directory"),
+            ("--env K=V", "an environment variable (repeatable)"),
+            ("--workdir D", "working directory"),
         ],
     },
     Help {
