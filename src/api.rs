@@ -35,7 +35,7 @@ pub struct Request {
 #[nserde(serialize_none_as_null)]
 pub struct Info {
     pub name: String,
-    /// running, exited, stopped, restarting, failed
+    /// created, running, exited, stopped, restarting, failed
     pub status: String,
     /// Host pid of the container's init, 0 if none.
     pub pid: i32,
