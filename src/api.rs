@@ -5,9 +5,12 @@
 //! when the container has exited) and closes. Requests are size-capped;
 //! anything that is not one well-formed request gets one error response.
 
-use nanoserde::{DeJson, SerJson};
+use std::fmt::Write as _;
+use std::str::Chars;
 
-use crate::{config, wire};
+use nanoserde::{DeJson, DeJsonErr, DeJsonState, DeJsonTok, SerJson, SerJsonState};
+
+use crate::{config, json, wire};
 
 /// Largest request line the daemon reads.
 pub const MAX_REQUEST: usize = 16 * 1024;
@@ -43,7 +46,7 @@ pub struct Request {
 #[nserde(serialize_none_as_null)]
 pub struct Info {
     pub name: String,
-    /// running, exited, stopped, restarting, failed
+    /// created, running, exited, stopped, restarting, failed
     pub status: String,
     /// Host pid of the container's init, 0 if none.
     pub pid: i32,
@@ -98,6 +101,14 @@ pub struct Info {
     /// still run: found from the kernel, so they survive a daemon restart.
     #[nserde(default)]
     pub execs: Vec<ExecInfo>,
+    /// The effective definition: its canonical JSON (keys sorted, paths
+    /// resolved), as an object; null when it has none.
+    #[nserde(default)]
+    pub config: Option<RawJson>,
+    /// The container's cgroup directories while it runs (empty otherwise):
+    /// where `berth stats` reads its numbers.
+    #[nserde(default)]
+    pub cgroups: Vec<String>,
 }
 
 /// A container's health, as its monitor last recorded it.
@@ -122,6 +133,64 @@ pub struct ExecInfo {
     /// When it started (RFC 3339, UTC).
     #[nserde(rename = "started-at")]
     pub started_at: Option<String>,
+}
+
+/// JSON text carried as it is: written unquoted, and read back from any
+/// JSON value (compacted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawJson(pub String);
+
+impl SerJson for RawJson {
+    fn ser_json(&self, _d: usize, s: &mut SerJsonState) {
+        s.out
+            .push_str(if self.0.is_empty() { "null" } else { &self.0 });
+    }
+}
+
+impl DeJson for RawJson {
+    fn de_json(s: &mut DeJsonState, i: &mut Chars) -> Result<RawJson, DeJsonErr> {
+        let mut out = String::new();
+        let mut depth = 0usize;
+        loop {
+            match s.tok {
+                DeJsonTok::Str => json::escape_into(&mut out, &s.strbuf),
+                DeJsonTok::U64(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                DeJsonTok::I64(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                DeJsonTok::F64(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                DeJsonTok::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+                DeJsonTok::Null => out.push_str("null"),
+                DeJsonTok::Colon => out.push(':'),
+                DeJsonTok::Comma => out.push(','),
+                DeJsonTok::CurlyOpen | DeJsonTok::BlockOpen => {
+                    out.push(if s.tok == DeJsonTok::CurlyOpen {
+                        '{'
+                    } else {
+                        '['
+                    });
+                    depth += 1;
+                }
+                DeJsonTok::CurlyClose | DeJsonTok::BlockClose if depth > 0 => {
+                    out.push(if s.tok == DeJsonTok::CurlyClose {
+                        '}'
+                    } else {
+                        ']'
+                    });
+                    depth -= 1;
+                }
+                _ => return Err(s.err_token("a JSON value")),
+            }
+            s.next_tok(i)?;
+            if depth == 0 {
+                return Ok(RawJson(out));
+            }
+        }
+    }
 }
 
 /// What a client needs to join a running container (the `exec` answer).
@@ -519,6 +588,25 @@ mod tests {
         let r: Response = wire::decode(&line[..line.len() - 1]).unwrap();
         let target = r.exec.unwrap();
         assert_eq!((target.init_pid, target.init_start), (42, 7));
+    }
+
+    #[test]
+    fn raw_json_passes_through() {
+        let info = Info {
+            name: "a".into(),
+            config: Some(RawJson(
+                r#"{"command":["/bin/sh","-c","echo \"hi\""],"env":[],"memory":"64m","pids":-1.5,"x":{"y":[true,null,7]}}"#
+                    .into(),
+            )),
+            ..Info::default()
+        };
+        let text = info.serialize_json();
+        assert!(text.contains(r#""config":{"command":["/bin/sh""#), "{text}");
+        let back = Info::deserialize_json(&text).unwrap();
+        assert_eq!(back, info);
+        let none = Info::default().serialize_json();
+        assert!(none.contains(r#""config":null"#), "{none}");
+        assert_eq!(Info::deserialize_json(&none).unwrap().config, None);
     }
 
     #[test]

@@ -21,43 +21,24 @@ mod events_cli;
 mod exec_cli;
 mod host;
 mod json;
+mod logger;
+mod logs_cli;
 mod plan;
 mod policy;
 mod sha256;
 mod signals;
 mod state;
+mod stats;
 mod sys;
 #[cfg(test)]
 mod testing;
+mod when;
 mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: berth daemon [--config FILE] [--live-restore] [--pidfile FILE] [--log-level LEVEL]
-       berth [--socket PATH | --config FILE] COMMAND [ARGS]
-
-commands:
-  ps [--json]                      list containers
-  start NAME [--wait]              start; with --wait, exit with its exit code
-  stop NAME [--time SECS]          stop signal, then SIGKILL after SECS
-  restart NAME [--time SECS]       stop, then start
-  kill NAME [--signal SIG]         send a signal (default SIGKILL)
-  wait NAME                        wait for it to exit, print the exit code
-  logs NAME [--follow] [--tail N] [--timestamps]
-  inspect NAME                     one JSON object
-  reload                           re-read the configuration (as SIGHUP does)
-  rm NAME                          delete what is kept of a container whose
-                                   definition is gone (its persistent layer)
-  exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD...
-                                   run a command inside the running container
-  version
-
-The client finds the daemon by --socket, $BERTH_SOCKET, the socket named in
---config FILE, or /run/berth/berth.sock.";
-
-const DEFAULT_CONFIG: &str = "/etc/berth/daemon.json";
+const DEFAULT_CONFIG: &str = cli::DEFAULT_CONFIG;
 
 fn main() -> ExitCode {
     // berth's init in a container (argv[0] "berth-init" and pid 1), before
@@ -67,19 +48,20 @@ fn main() -> ExitCode {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
+        Some("daemon") if wants_help(&args[1..]) => cli::main(&args),
         Some("daemon") => run_daemon(&args[1..]),
         Some("monitor") => match args.get(1) {
             Some(name) if args.len() == 2 => container::monitor::main(name),
             _ => fail(2, "monitor is started by the daemon: berth monitor NAME"),
         },
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            0
-        }
-        None => fail(2, USAGE),
-        Some(_) => run_client(&args),
+        None => fail(2, &format!("a command is needed\n{}", cli::main_help())),
+        Some(_) => cli::main(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
 }
 
 fn fail(code: i32, msg: &str) -> i32 {
@@ -121,52 +103,8 @@ fn run_daemon(args: &[String]) -> i32 {
             other => Err(format!("daemon: unknown option {other}")),
         };
         if let Err(e) = result {
-            return fail(2, &e);
+            return fail(2, &format!("{e}\n{}", cli::short_usage("daemon")));
         }
     }
     daemon::main(opts)
-}
-
-fn run_client(args: &[String]) -> i32 {
-    // Global options may come before or after the command.
-    let mut socket = None;
-    let mut config_file = None;
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        match flag {
-            "--socket" | "--config" => {
-                let Some(v) = inline.or_else(|| it.next().cloned()) else {
-                    return fail(2, &format!("{flag} needs a value"));
-                };
-                if flag == "--socket" {
-                    socket = Some(PathBuf::from(v));
-                } else {
-                    config_file = Some(PathBuf::from(v));
-                }
-            }
-            _ => rest.push(a.clone()),
-        }
-    }
-    let Some((verb, rest)) = rest.split_first() else {
-        return fail(2, USAGE);
-    };
-    let socket = match cli::socket_path(socket, config_file.as_deref()) {
-        Ok(s) => s,
-        Err(cli::Failure(msg, code)) => return fail(code, &msg),
-    };
-    match cli::run(verb, rest, &socket) {
-        Ok(code) => code,
-        Err(cli::Failure(msg, code)) => {
-            let code = fail(code, &msg);
-            if code == 2 {
-                eprintln!("{USAGE}");
-            }
-            code
-        }
-    }
 }

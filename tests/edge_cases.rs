@@ -449,7 +449,7 @@ fn without_live_restore_a_container_started_by_hand_is_restarted_by_policy() {
         r#"{"autostart": false, "restart": "always"}"#,
     );
     let mut daemon = w.start_daemon(&[]);
-    assert_eq!(w.inspect("app").status, "stopped");
+    assert_eq!(w.inspect("app").status, "created");
     w.berth_ok(&["start", "app"]);
     let before = w.wait_running("app");
     let (_, rec) = runtime(&w, "app");

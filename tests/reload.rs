@@ -60,7 +60,7 @@ fn reload_reconciles_added_removed_changed_and_unchanged() {
             .contains("second")
     });
     w.wait_running("new");
-    assert_eq!(w.inspect("idle").status, "stopped");
+    assert_eq!(w.inspect("idle").status, "created");
     wait_for(SHORT, "drop to be forgotten", || {
         !w.berth(&["inspect", "drop"]).status.success()
     });

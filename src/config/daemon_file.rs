@@ -9,7 +9,8 @@ use super::fields::{
 };
 use super::load::read_capped;
 use super::types::{
-    ConfigError, DaemonConfig, GIB, KIB, MAX_GID, MAX_SOCKET_PATH, MAX_TIMEOUT, MIB, SocketGroup,
+    ConfigError, DaemonConfig, GIB, KIB, LogTarget, MAX_GID, MAX_SOCKET_PATH, MAX_TIMEOUT, MIB,
+    SYSLOG_SOCKET, SocketGroup,
 };
 use crate::json::{Node, Value};
 
@@ -43,6 +44,7 @@ pub fn default_daemon() -> DaemonConfig {
         cgroup_parent: "berth".to_string(),
         shutdown_timeout: 10,
         socket_group: None,
+        log_target: LogTarget::Stderr,
     }
 }
 
@@ -82,6 +84,9 @@ pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError
                 cfg.shutdown_timeout = get_uint(node, 0, MAX_TIMEOUT).map_err(err)?;
             }
             "socket-group" => cfg.socket_group = Some(get_group(node).map_err(err)?),
+            "log-target" => {
+                cfg.log_target = parse_log_target(get_str(node).map_err(err)?).map_err(err)?
+            }
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -103,6 +108,28 @@ pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError
         ));
     }
     Ok(cfg)
+}
+
+/// `log-target`: "stderr", "syslog", or "syslog:PATH" (an absolute path
+/// to a syslog datagram socket other than /dev/log).
+fn parse_log_target(s: &str) -> Result<LogTarget, String> {
+    match s {
+        "stderr" => Ok(LogTarget::Stderr),
+        "syslog" => Ok(LogTarget::Syslog(PathBuf::from(SYSLOG_SOCKET))),
+        _ => match s.strip_prefix("syslog:") {
+            Some(path) if path.starts_with('/') && path.len() <= MAX_SOCKET_PATH => {
+                Ok(LogTarget::Syslog(PathBuf::from(path)))
+            }
+            Some(path) => Err(format!(
+                "syslog:PATH needs an absolute socket path of at most {MAX_SOCKET_PATH} bytes, found {}",
+                quoted(path)
+            )),
+            None => Err(format!(
+                "expected \"stderr\", \"syslog\" or \"syslog:PATH\", found {}",
+                quoted(s)
+            )),
+        },
+    }
 }
 
 /// Reads (at most `MAX_FILE_SIZE` bytes) and parses daemon.json.
@@ -205,7 +232,8 @@ mod tests {
                 "log-max-files": 7,
                 "cgroup-parent": "/system.slice/berth",
                 "shutdown-timeout": 0,
-                "socket-group": "berth"
+                "socket-group": "berth",
+                "log-target": "syslog"
             }"#,
         );
         assert_eq!(
@@ -223,6 +251,7 @@ mod tests {
                 cgroup_parent: "/system.slice/berth".into(),
                 shutdown_timeout: 0,
                 socket_group: Some(SocketGroup::Name("berth".into())),
+                log_target: LogTarget::Syslog("/dev/log".into()),
             }
         );
         for (text, group) in [

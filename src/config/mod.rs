@@ -36,9 +36,9 @@ pub use load::{check_container_host, read_containers_dir};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;
 pub use types::{
-    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Healthcheck, Id, MAX_TIMEOUT,
-    Mount, MountKind, Network, OnUnhealthy, RestartPolicy, SocketGroup, User, VerityHashes,
-    Writable,
+    ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Healthcheck, Id, LogTarget,
+    MAX_TIMEOUT, Mount, MountKind, Network, OnUnhealthy, RestartPolicy, SocketGroup, User,
+    VerityHashes, Writable,
 };
 
 /// What the tests of several files here share.

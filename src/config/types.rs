@@ -62,7 +62,20 @@ pub struct DaemonConfig {
     pub shutdown_timeout: u64,
     /// The group that may use the API socket besides root.
     pub socket_group: Option<SocketGroup>,
+    /// Where the daemon's own messages go.
+    pub log_target: LogTarget,
 }
+
+/// `log-target`: stderr, or a syslog socket (`"syslog"` is /dev/log;
+/// `"syslog:PATH"` names another socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    Syslog(PathBuf),
+}
+
+/// The socket `"log-target": "syslog"` sends to.
+pub const SYSLOG_SOCKET: &str = "/dev/log";
 
 /// `socket-group`: a group name (looked up in /etc/group when the daemon
 /// starts) or a number.

@@ -20,8 +20,8 @@ use mio::{Interest, Registry, Token};
 
 use super::events::{self, Kind};
 use super::lifecycle::{
-    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Gate, Lifecycle, LimitsHit,
-    Phase, RunFacts, Status, Then,
+    self, Answers, ClientId, Ctx, Def, Effect, Ending, Event, Exec, Gate, Kind as PhaseKind,
+    Lifecycle, LimitsHit, Phase, RunFacts, Status, Then,
 };
 use super::order::{self, Dep, DepState};
 use super::ratelimit::{RateLimit, Verdict};
@@ -76,6 +76,13 @@ pub struct Ctr {
     machine: Lifecycle,
     handles: Option<Handles>,
     limiter: RateLimit,
+    /// An operator's request (start, stop, restart, kill) is under way:
+    /// what is logged about it until the container comes to rest or runs
+    /// is never rate-limited away.
+    operator: bool,
+    /// Where the monitor of a run writes its runtime record (for the
+    /// cgroups it made).
+    runtime: PathBuf,
     /// state.json could not be written: when to try again.
     save_retry: Option<Instant>,
     /// Where the monitor of a run counts its dropped log bytes.
@@ -209,6 +216,20 @@ impl Ctr {
                 Some(r) if running && r.exec == Exec::Done => execs_of(r),
                 _ => Vec::new(),
             },
+            config: spec.map(|s| crate::api::RawJson(s.canonical.clone())),
+            cgroups: match run {
+                Some(r) if running => self.cgroups_now(r),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The cgroups the monitor of the running run made, as its runtime
+    /// record says.
+    fn cgroups_now(&self, run: &RunFacts) -> Vec<String> {
+        match state::load::<RuntimeRecord>(&self.runtime) {
+            Loaded::Ok(rec) if rec.run_id == run.run_id => rec.options.cgroups,
+            _ => run.options.cgroups.clone(),
         }
     }
 
@@ -330,6 +351,8 @@ impl Containers {
             machine: Lifecycle::new(persist),
             handles: None,
             limiter: RateLimit::new(),
+            operator: false,
+            runtime: Paths::new(&cfg.run_dir, &cfg.state_dir, name).runtime(),
             save_retry: None,
             log_status: Paths::new(&cfg.run_dir, &cfg.state_dir, name).log_status(),
             health: Paths::new(&cfg.run_dir, &cfg.state_dir, name).health(),
@@ -466,6 +489,9 @@ impl Containers {
     /// effects, with the events they cause; returns the answers for
     /// clients.
     pub fn feed(&mut self, env: &Env, name: &str, event: Event) -> Answers {
+        if is_operators(&event) {
+            self.mark_operator(name);
+        }
         let mut answers = Vec::new();
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
@@ -512,6 +538,13 @@ impl Containers {
             c.machine = machine;
             for effect in effects {
                 queue.extend(self.execute(env, name, effect, &mut answers));
+            }
+        }
+        if let Some(c) = self.map.get_mut(name) {
+            // The request has had its outcome once the container rests or
+            // runs.
+            if !matches!(c.phase().kind(), PhaseKind::Starting | PhaseKind::Stopping) {
+                c.operator = false;
             }
         }
         answers
@@ -668,12 +701,22 @@ impl Containers {
         }
     }
 
-    /// Logs a message about one container, rate-limited per container.
+    /// An operator asked something of `name` (a signal, an exec): what
+    /// is logged about it until it rests or runs is not rate-limited.
+    pub fn mark_operator(&mut self, name: &str) {
+        if let Some(c) = self.map.get_mut(name) {
+            c.operator = true;
+        }
+    }
+
+    /// Logs a message about one container, rate-limited per container
+    /// unless an operator's request is under way.
     fn note(&mut self, name: &str, level: log::Level, msg: &str) {
         if level > log::max_level() {
             return; // filtered out anyway: spend none of the budget on it
         }
         let verdict = match self.map.get_mut(name) {
+            Some(c) if c.operator => Verdict::Log,
             Some(c) => c.limiter.check(Instant::now()),
             None => Verdict::Log,
         };
@@ -1102,6 +1145,20 @@ impl Containers {
     pub fn info(&self, name: &str, cfg_log_dir: &Path) -> Option<Info> {
         self.map.get(name).map(|c| c.info(cfg_log_dir))
     }
+}
+
+/// Whether an event is an operator's request.
+fn is_operators(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Start {
+            cause: lifecycle::Cause::User,
+            ..
+        } | Event::Stop {
+            reason: lifecycle::StopReason::User,
+            ..
+        } | Event::Restart { .. }
+    )
 }
 
 /// Why no monitor could be started.

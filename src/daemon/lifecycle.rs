@@ -92,7 +92,9 @@ pub struct ClientId(pub usize);
 /// How a container at rest got there (for `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rest {
-    /// Never started in this boot, or stopped by the daemon.
+    /// Defined, and not run in this boot.
+    Created,
+    /// Stopped by the daemon.
     Stopped,
     /// Stopped by a user's `berth stop`.
     StoppedByUser,
@@ -103,6 +105,7 @@ pub enum Rest {
 /// What `status` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    Created,
     Stopped,
     Running,
     Exited,
@@ -113,6 +116,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Created => "created",
             Status::Stopped => "stopped",
             Status::Running => "running",
             Status::Exited => "exited",
@@ -284,6 +288,7 @@ impl Phase {
 
     pub fn status(&self) -> Status {
         match self {
+            Phase::Idle(Rest::Created) => Status::Created,
             Phase::Idle(Rest::Stopped | Rest::StoppedByUser) => Status::Stopped,
             Phase::Idle(Rest::Exited) => Status::Exited,
             Phase::Idle(Rest::Failed) | Phase::Removed => Status::Failed,
@@ -583,7 +588,7 @@ impl Lifecycle {
         // Records of an older format are upgraded on the next write.
         persist.version = FORMAT_VERSION;
         Lifecycle {
-            phase: Phase::Idle(Rest::Stopped),
+            phase: Phase::Idle(Rest::Created),
             last: Last::default(),
             persist,
             quick_failures: 0,
@@ -1400,7 +1405,9 @@ impl Transition<'_, '_> {
     }
 
     fn boot(&mut self) {
-        if let (Phase::Idle(Rest::Stopped), Err(Some(_))) = (&self.s.phase, self.ctx.def) {
+        if let (Phase::Idle(Rest::Created | Rest::Stopped), Err(Some(_))) =
+            (&self.s.phase, self.ctx.def)
+        {
             // Its definition is invalid: that is a failure to show.
             self.s.phase = Phase::Idle(Rest::Failed);
             return;
@@ -1410,7 +1417,7 @@ impl Transition<'_, '_> {
         let wanted = self.ctx.def().is_some_and(|d| {
             d.autostart && (!self.s.persist.stopped_by_user || d.restart == RestartPolicy::Always)
         });
-        if self.s.phase == Phase::Idle(Rest::Stopped) && wanted {
+        if matches!(self.s.phase, Phase::Idle(Rest::Created | Rest::Stopped)) && wanted {
             self.start(Cause::Daemon, None);
         }
     }
@@ -1561,6 +1568,7 @@ mod tests {
         let past = now - Duration::from_secs(1);
         let future = now + Duration::from_secs(60);
         let mut v = vec![
+            Phase::Idle(Rest::Created),
             Phase::Idle(Rest::Stopped),
             Phase::Idle(Rest::StoppedByUser),
             Phase::Idle(Rest::Exited),
@@ -1912,7 +1920,7 @@ mod tests {
         };
         let (s, fx) = step(Lifecycle::default(), start, &c);
         assert_eq!(fx, [Effect::Spawn]);
-        assert_eq!(s.phase.status(), Status::Stopped, "no pid yet: not running");
+        assert_eq!(s.phase.status(), Status::Created, "no pid yet: not running");
         let (s, _) = step(s, Event::Spawned(run(Exec::Pending)), &c);
         assert_eq!(s.phase.kind(), Kind::Starting);
         let execed = Event::Execed {

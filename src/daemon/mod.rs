@@ -120,9 +120,10 @@ fn env<'a>(poll: &'a Poll, cfg: &'a DaemonConfig, shutdown: &Option<Shutdown>) -
 
 /// Entry point of `berth daemon`; returns the process exit code.
 pub fn main(opts: Options) -> i32 {
+    crate::logger::init();
     // Before anything else: these signals are read from a signalfd only.
     if let Err(e) = signals::block() {
-        eprintln!("berth: block signals: {err}", err = errors::io_text(&e));
+        error!("block signals: {err}", err = errors::io_text(&e));
         return 1;
     }
     let _ = signal::ignore(libc::SIGPIPE);
@@ -137,14 +138,12 @@ pub fn main(opts: Options) -> i32 {
     let cfg = match config::read_daemon_file(&opts.config) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("berth: {e}");
+            error!("{e}");
             return 1;
         }
     };
     let level = opts.log_level.unwrap_or(cfg.log_level);
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Trace)
-        .init();
+    crate::logger::set_target(&cfg.log_target);
     log::set_max_level(level);
     let open_files = match open_files {
         Ok(n) => n,
@@ -520,14 +519,22 @@ impl Daemon {
                 return Some(self.exec(name, command, user.as_deref()));
             }
             Call::Reload => {
+                info!("reload requested by a client");
                 return Some(match self.reload() {
                     Ok(actions) => Reply::Reloaded(actions),
                     Err(e) => Reply::Error(e),
                 });
             }
             Call::Kill { name, signal } => {
+                info!(
+                    "{name}: {} requested by a client",
+                    crate::signals::signal_name(*signal)
+                );
                 return Some(match self.containers.signal(name, *signal) {
-                    Ok(()) => Reply::Ok,
+                    Ok(()) => {
+                        self.containers.mark_operator(name);
+                        Reply::Ok
+                    }
                     Err(e) => Reply::Error(e),
                 });
             }
@@ -535,6 +542,7 @@ impl Daemon {
                 if self.shutdown.is_some() {
                     return shutting_down();
                 }
+                info!("{}: start requested by a client", call.name().unwrap_or(""));
                 let kind = if *wait {
                     WaitKind::StartedThenExit
                 } else {
@@ -549,6 +557,7 @@ impl Daemon {
                 if self.shutdown.is_some() {
                     return shutting_down();
                 }
+                info!("{name}: restart requested by a client");
                 Event::Restart {
                     grace: grace(name, *time),
                     waiter: Waiter {

@@ -99,6 +99,9 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     if new.socket_group != old.socket_group {
         keep.push("socket-group");
     }
+    if new.log_target != old.log_target {
+        keep.push("log-target");
+    }
     if !keep.is_empty() {
         let msg = format!(
             "{} changed but need a daemon restart; keeping the old values",
@@ -112,6 +115,7 @@ fn apply_options(cfg: &mut DaemonConfig, new: DaemonConfig, overrides: Overrides
     next.run_dir = old.run_dir.clone();
     next.state_dir = old.state_dir.clone();
     next.socket_group = old.socket_group.clone();
+    next.log_target = old.log_target.clone();
     if overrides.live_restore {
         next.live_restore = true; // the command line wins
     }
@@ -166,6 +170,8 @@ fn apply(
         return format!("{name}: left untouched (its records cannot be trusted)");
     }
     let grace = ctrs.get(&name).map(|c| c.grace()).unwrap_or_default();
+    // A reload is an operator's: what it does is never rate-limited away.
+    ctrs.mark_operator(&name);
     // Stopped as its running definition says (its stop signal and
     // timeout), then started from the new one, if any.
     let stop = |then| Event::Stop {
@@ -188,6 +194,7 @@ fn apply(
             if ctrs.get(&name).is_some_and(|c| c.persist().stopped_by_user) {
                 return format!("{name}: added");
             }
+            ctrs.mark_operator(&name);
             answers.extend(ctrs.feed(env, &name, start_it));
             match start_failure(ctrs, &name) {
                 Some(e) if is_waiting(ctrs, &name) => format!("{name}: added, {e}"),

@@ -73,6 +73,21 @@ pub fn ignore(sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets a signal's default disposition back and raises it: the client
+/// ends by SIGPIPE, as a pipeline's writer does, when the reader of its
+/// stdout is gone (`berth ps | head -1`).
+pub fn raise_default(sig: i32) -> io::Result<()> {
+    // SAFETY: SIG_DFL is a valid disposition; no handler code is involved.
+    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raise takes a plain signal number and touches no memory.
+    if unsafe { libc::raise(sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Every signal, 1 to 64, as the kernel's 8-byte mask.
 const ALL: u64 = u64::MAX;
 

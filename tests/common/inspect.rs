@@ -52,7 +52,14 @@ const INSPECT_KEYS: &[&str] = &[
 ];
 
 /// The statuses a container can have.
-pub const STATUSES: &[&str] = &["running", "exited", "stopped", "restarting", "failed"];
+pub const STATUSES: &[&str] = &[
+    "created",
+    "running",
+    "exited",
+    "stopped",
+    "restarting",
+    "failed",
+];
 
 impl Inspect {
     /// Parses one inspect object, checking that every contract key is
