@@ -6,9 +6,8 @@
 //! running container, and cycles, unknown names and self-dependencies are
 //! configuration errors naming the file and the field.
 //!
-//! The `"healthy"` form is covered here by its configuration and by the
-//! wait it makes while its dependency has no health record; the health
-//! checks that write one are another part of berth.
+//! The `"healthy"` form waits while its dependency has no health record,
+//! and while its checks fail, and starts once one passes.
 
 mod common;
 
@@ -61,7 +60,7 @@ fn a_cold_boot_starts_a_chain_in_order_and_the_rest_at_once() {
         "d-held",
         "waiting for e-off (running): e-off is stopped",
     );
-    assert_eq!(held.status, "stopped", "{held:?}");
+    assert_eq!(held.status, "created", "never run in this boot: {held:?}");
     let needy = waiting_for(&w, "f-needy", "g-broken failed");
     assert_eq!(w.inspect("g-broken").status, "failed");
     assert_ne!(needy.status, "running");
@@ -114,7 +113,7 @@ fn start_of_a_container_whose_dependency_is_stopped_is_refused_with_the_reason()
         err.contains("cannot start app: waiting for db (running): db is stopped; start it first"),
         "{err}"
     );
-    assert_eq!(w.inspect("app").status, "stopped");
+    assert_eq!(w.inspect("app").status, "created");
     // Dependencies first, then the dependant: it starts.
     w.berth_ok(&["start", "db"]);
     w.berth_ok(&["start", "app"]);
@@ -153,6 +152,36 @@ fn a_healthy_dependency_is_waited_for_until_its_health_says_so() {
             file.display()
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn a_dependant_starts_once_the_dependency_s_health_check_passes() {
+    let w = World::new();
+    let db = json::merge(
+        &format!(r#"{{"mounts": [{}]}}"#, w.data_mount()),
+        r#"{"healthcheck": {"command": ["/bin/sh", "-c", "test -e /data/ready"], "interval": 1, "retries": 1}}"#,
+    );
+    w.add_container("db", POLITE, &db);
+    w.add_container("app", POLITE, r#"{"depends-on": {"db": "healthy"}}"#);
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("db");
+    waiting_for(&w, "app", "waiting for db (healthy)");
+    // Checks run every second and fail: app keeps waiting through several.
+    holds_for(
+        std::time::Duration::from_millis(2500),
+        "app waiting",
+        || w.inspect("app").pid == 0,
+    );
+    assert_eq!(
+        w.inspect("db").health.map(|h| h.status).as_deref(),
+        Some("unhealthy")
+    );
+    fs::write(w.host_dir().join("ready"), "").unwrap();
+    w.wait_running("app");
+    assert_eq!(
+        w.inspect("db").health.map(|h| h.status).as_deref(),
+        Some("healthy")
     );
 }
 

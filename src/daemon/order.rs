@@ -46,6 +46,8 @@ impl Dep<'_> {
         match self.state {
             DepState::AtRest(Status::Exited) => Some(format!("{name} has exited")),
             DepState::AtRest(Status::Failed) => Some(format!("{name} failed")),
+            // Never run in this boot: to a dependant, as stopped as can be.
+            DepState::AtRest(Status::Created) => Some(format!("{name} is stopped")),
             DepState::AtRest(s) => Some(format!("{name} is {}", s.as_str())),
             DepState::Missing => Some(format!("{name} is not defined")),
             DepState::Running { .. } | DepState::Coming => None,
@@ -110,6 +112,10 @@ mod tests {
         let at_rest = |state| gate(&[dep("db", Running, state)]).unwrap();
         assert_eq!(
             at_rest(DepState::AtRest(Status::Stopped)),
+            ("waiting for db (running): db is stopped".into(), true)
+        );
+        assert_eq!(
+            at_rest(DepState::AtRest(Status::Created)),
             ("waiting for db (running): db is stopped".into(), true)
         );
         assert_eq!(

@@ -35,6 +35,15 @@ pub struct Inspect {
     /// Output the log could not take (disk full), in bytes.
     #[nserde(default, rename = "log-dropped-bytes")]
     pub log_dropped_bytes: u64,
+    /// null without a healthcheck.
+    #[nserde(default)]
+    pub health: Option<HealthStatus>,
+}
+
+/// The status part of `inspect`'s `health`.
+#[derive(Debug, Clone, Default, PartialEq, DeJson)]
+pub struct HealthStatus {
+    pub status: String,
 }
 
 /// Keys `inspect` must always print, null or not.
