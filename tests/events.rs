@@ -316,10 +316,20 @@ fn usage_errors_and_a_missing_daemon_are_named() {
     let out = w.berth(&["events", "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--since \"yesterday\""), "{err}");
+    assert!(
+        err.contains("--since: \"yesterday\" is not a time"),
+        "{err}"
+    );
     assert!(err.contains("usage: berth events"), "{err}");
     let out = w.berth(&["events", "web"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // The times every verb takes: no 30th of February.
+    let out = w.berth(&["events", "--since", "2026-02-30"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = w.berth(&["events", "--json=yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--json takes no value"), "{err}");
     let out = w.berth(&["events"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
