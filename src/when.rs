@@ -77,7 +77,8 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 
 /// A `--since`/`--until` value, relative to `now_ns`: RFC 3339, unix
 /// seconds (with an optional fraction), or a duration back from now made
-/// of numbers with units `ns`, `us`, `ms`, `s`, `m`, `h` (`1h30m`, `10m`).
+/// of numbers with units `ns`, `us`, `ms`, `s`, `m`, `h`, `d` (`1h30m`,
+/// `10m`, `2d`).
 pub fn parse_point(s: &str, now_ns: u64) -> Result<u64, String> {
     let bad = || {
         format!(
@@ -107,7 +108,8 @@ pub fn parse_point(s: &str, now_ns: u64) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
-/// Nanoseconds in a Go-style duration (`10m`, `1h30m`, `2.5s`, `500ms`).
+/// Nanoseconds in a Go-style duration (`10m`, `1h30m`, `2.5s`, `500ms`),
+/// and days (`2d`).
 fn parse_duration(s: &str) -> Option<u64> {
     let mut total: f64 = 0.0;
     let mut rest = s;
@@ -130,6 +132,7 @@ fn parse_duration(s: &str) -> Option<u64> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
+            "d" => 86_400e9,
             _ => return None,
         };
         rest = &rest[u..];
@@ -232,6 +235,11 @@ mod tests {
         assert_eq!(parse_point("10m", now), Ok(now - 600 * 1_000_000_000));
         assert_eq!(parse_point("1h30m", now), Ok(now - 5400 * 1_000_000_000));
         assert_eq!(parse_point("500ms", now), Ok(now - 500_000_000));
+        assert_eq!(parse_point("2d", now), Ok(now - 2 * 86_400 * 1_000_000_000));
+        assert_eq!(
+            parse_point("1d12h", now),
+            Ok(now - 36 * 3600 * 1_000_000_000)
+        );
         assert_eq!(
             parse_point("1700000000", now),
             Ok(1_700_000_000_000_000_000)

@@ -4,7 +4,8 @@
 //! happens, in text or JSON; and a client that comes back after the
 //! daemon was killed with SIGKILL and restarted, passing the time of the
 //! last event it saw, gets what happened meanwhile (the new daemon's
-//! re-attaches and the exits it found) and nothing twice.
+//! re-attaches and the exits it found, the health changes and the
+//! restarts a container's monitor made on its own) and nothing twice.
 
 // nanoserde's derive trips this lint.
 #![allow(clippy::question_mark)]
@@ -204,16 +205,131 @@ fn a_client_back_after_a_daemon_kill_9_misses_nothing_and_sees_nothing_twice() {
     assert!(!again.iter().any(|e| e.event == "start"), "{again:#?}");
 }
 
+/// health.json as the monitor writes it.
+#[derive(Debug, DeJson)]
+struct Health {
+    status: String,
+    restarts: u32,
+}
+
+fn health_record(w: &World, name: &str) -> Option<Health> {
+    let path = w
+        .run_dir()
+        .join("containers")
+        .join(name)
+        .join("health.json");
+    Health::deserialize_json(fs::read_to_string(path).ok()?.trim()).ok()
+}
+
+/// The events a finished client printed.
+fn printed(out: &std::process::Output) -> Vec<Ev> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| Ev::deserialize_json(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn health_changes_and_unhealthy_restarts_while_no_daemon_ran_are_told() {
+    let w = World::new();
+    w.write_daemon_json(r#"{"live-restore": true}"#);
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    w.add_container(
+        "app",
+        POLITE,
+        &format!(
+            r#"{{"mounts": [{}], "healthcheck": {{"command": ["/bin/sh", "-c", "test -e /data/ok"], "interval": 1, "retries": 1}}, "on-unhealthy": "restart", "stop-timeout": 5}}"#,
+            w.data_mount()
+        ),
+    );
+    let mut daemon = w.start_daemon(&[]);
+    let client = subscribe(&w, &["--json", "--since", "10m"]);
+    wait_event(&client, "app to be healthy", |e| {
+        is(e, "app", "health") && e.detail == "healthy"
+    });
+    let (_, first) = runtime(&w, "app");
+    daemon.kill_9();
+    let out = client.finish(SHORT);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let seen = printed(&out);
+    let last = seen.last().expect("events seen").time.clone();
+
+    // While no daemon runs, the check fails: the monitor restarts app,
+    // which turns healthy again.
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(LONG, "the monitor to start a new init", || {
+        runtime(&w, "app").1.init_pid != first.init_pid
+    });
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    wait_for(LONG, "app to be healthy after one restart", || {
+        health_record(&w, "app").is_some_and(|h| h.restarts == 1 && h.status == "healthy")
+    });
+
+    let mut daemon = w.start_daemon(&[]);
+    let back = subscribe(&w, &["--json", "--since", &last]);
+    wait_event(&back, "app's health now", |e| {
+        is(e, "app", "health") && e.detail == "healthy"
+    });
+    let got: Vec<(String, String)> = events_of(&back)
+        .into_iter()
+        .filter(|e| e.name == "app")
+        .map(|e| (e.event, e.detail))
+        .collect();
+    let want = [
+        ("health", "unhealthy"),
+        ("restart", "unhealthy (while no daemon ran)"),
+        ("health", "healthy"),
+    ];
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(got[0].0, "reattach", "{got:#?}");
+    for (g, (event, detail)) in got[1..].iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str()), (event, detail), "{got:#?}");
+    }
+    let again = events_of(&back);
+    assert!(again.iter().all(|e| e.time > last), "{again:#?}");
+
+    // A daemon after that one, with nothing new meanwhile, tells only its
+    // re-attach.
+    let last = again.last().unwrap().time.clone();
+    daemon.kill_9();
+    let out = back.finish(SHORT);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let _daemon = w.start_daemon(&[]);
+    let third = subscribe(&w, &["--json", "--since", &last]);
+    wait_event(&third, "app's re-attach", |e| is(e, "app", "reattach"));
+    // A reload after it: once the client has it, all that came before it
+    // is there.
+    wait_for(SHORT, "the client to see a reload", || {
+        w.berth_ok(&["reload"]);
+        events_of(&third).iter().any(|e| is(e, "", "reload"))
+    });
+    let told: Vec<Ev> = events_of(&third)
+        .into_iter()
+        .filter(|e| e.name == "app")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+}
+
 #[test]
 fn usage_errors_and_a_missing_daemon_are_named() {
     let w = World::new();
     let out = w.berth(&["events", "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--since \"yesterday\""), "{err}");
+    assert!(
+        err.contains("--since: \"yesterday\" is not a time"),
+        "{err}"
+    );
     assert!(err.contains("usage: berth events"), "{err}");
     let out = w.berth(&["events", "web"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // The times every verb takes: no 30th of February.
+    let out = w.berth(&["events", "--since", "2026-02-30"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = w.berth(&["events", "--json=yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--json takes no value"), "{err}");
     let out = w.berth(&["events"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);

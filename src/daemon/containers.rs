@@ -27,6 +27,7 @@ use super::order::{self, Dep, DepState};
 use super::ratelimit::{RateLimit, Verdict};
 use super::tokens::{self, Slab, Tag};
 use super::watch::{Changed, Watch};
+use super::window::{self, Told};
 use crate::api::{self, ExecInfo, ExecTarget, Info};
 use crate::config::{self, ContainerSpec, DaemonConfig};
 use crate::container::monitor::{self, Job, Reply};
@@ -300,6 +301,9 @@ pub struct Containers {
     /// The containers' run directories, for what their monitors change
     /// (made at the first run).
     watch: Option<Watch>,
+    /// What the kept events last told of each container's health, for the
+    /// re-attach to tell what changed while no daemon ran.
+    pub told: BTreeMap<String, Told>,
 }
 
 impl Containers {
@@ -310,6 +314,7 @@ impl Containers {
             channels: Slab::new(Tag::Channel),
             events: events::Queue::default(),
             watch: None,
+            told: BTreeMap::new(),
         }
     }
 
@@ -906,19 +911,61 @@ impl Containers {
         let run = run_of(rec);
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         self.watch_dir(env, name, &paths.run);
+        // What the monitor recorded while no daemon ran: news where it
+        // differs from what the kept events told (after the re-attach).
+        let recorded = match self
+            .map
+            .get(name)
+            .map(|c| state::load::<HealthRecord>(&c.health))
+        {
+            Some(Loaded::Ok(r)) if r.run_id == rec.run_id => Some(r),
+            _ => None,
+        };
         if let Some(c) = self.map.get_mut(name) {
-            // What the monitor recorded while no daemon ran is known, not
-            // news.
-            c.health_seen = match state::load::<HealthRecord>(&c.health) {
-                Loaded::Ok(r) if r.run_id == rec.run_id => Some((r.run_id, r.status)),
-                _ => None,
-            };
+            c.health_seen = recorded
+                .as_ref()
+                .map(|r| (r.run_id.clone(), r.status.clone()));
         }
+        let told = self.told.remove(name).unwrap_or_default();
         let mut answers = self.feed(env, name, Event::Attached(run));
+        if let Some(h) = &recorded {
+            self.tell_missed(name, &told, h);
+        }
         // A new init its monitor recorded between the read of `rec` and
         // the watch.
         answers.extend(self.runtime_changed(env, name));
         answers
+    }
+
+    /// Tells what the monitor did while no daemon ran, where it differs
+    /// from what the events last told: the restarts it made for the
+    /// container being unhealthy (after an `unhealthy` status, which each
+    /// of them follows), then the status now.
+    fn tell_missed(&mut self, name: &str, told: &Told, now: &HealthRecord) {
+        /// Restarts told one by one at most; the rest in one event.
+        const ONE_BY_ONE: u32 = 20;
+        let missed = now.restarts.saturating_sub(told.restarts);
+        let unhealthy = crate::container::health::UNHEALTHY;
+        let mut last = told.health.as_deref();
+        if missed > 0 && last != Some(unhealthy) {
+            self.events.emit(name, Kind::Health, unhealthy);
+            last = Some(unhealthy);
+        }
+        for _ in 0..missed.min(ONE_BY_ONE) {
+            let detail = format!("{} (while no daemon ran)", window::UNHEALTHY);
+            self.events.emit(name, Kind::Restart, detail);
+        }
+        if missed > ONE_BY_ONE {
+            let detail = format!(
+                "{}: {} more restarts while no daemon ran",
+                window::UNHEALTHY,
+                missed - ONE_BY_ONE
+            );
+            self.events.emit(name, Kind::Restart, detail);
+        }
+        if last != Some(now.status.as_str()) {
+            self.events.emit(name, Kind::Health, now.status.clone());
+        }
     }
 
     /// Watches a container's run directory for the records its monitor

@@ -272,6 +272,7 @@ impl Daemon {
     fn run(&mut self) -> i32 {
         let t0 = Instant::now();
         let env = env(&self.poll, &self.cfg, &self.shutdown);
+        self.containers.told = self.window.told().clone();
         restore::restore(&mut self.containers, &env, &self.opts.config, &self.boot_id);
         self.hand_on_events();
         info!(

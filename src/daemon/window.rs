@@ -8,14 +8,24 @@
 //! event once. The file is written unsynced (run-dir is tmpfs): each batch
 //! is appended, one JSON line per event, and once the file holds twice
 //! the window it is rewritten whole (temp + rename), so it stays bounded
-//! and is never torn but at its last line, which loading skips.
+//! and is never torn but at its last line, which loading cuts off (so that
+//! the next batch starts a line of its own).
+//!
+//! The window also keeps, per container, what it last told of its health
+//! ([`Told`]: the last status, the restarts for being unhealthy since the
+//! last start), also once those events are old: a file rewritten whole
+//! begins with that as of its time. A daemon that re-attaches to a
+//! container compares it with the container's health record and tells
+//! what changed while no daemon ran.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use nanoserde::{DeJson, SerJson};
 
 use super::events::{Event, Kind};
 use crate::api::EventLine;
@@ -27,6 +37,55 @@ pub const KEEP: usize = 1000;
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 /// The longest detail kept of an event.
 const MAX_DETAIL: usize = 512;
+/// How the detail of a restart by the monitor for failing health checks
+/// begins.
+pub const UNHEALTHY: &str = "unhealthy";
+
+/// The restarts by the monitor one restart event tells of: `unhealthy...`
+/// one, `unhealthy: N more restarts...` N; none for another restart.
+pub fn unhealthy_restarts(detail: &str) -> Option<u32> {
+    let rest = detail.strip_prefix(UNHEALTHY)?;
+    let counted = rest
+        .strip_prefix(": ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok());
+    Some(counted.unwrap_or(1))
+}
+
+/// What the events told of a container's health.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerJson, DeJson)]
+pub struct Told {
+    /// The last health status told.
+    #[nserde(default)]
+    pub health: Option<String>,
+    /// The restarts by its monitor for being unhealthy told since the
+    /// container's last start.
+    #[nserde(default)]
+    pub restarts: u32,
+}
+
+impl Told {
+    fn note(&mut self, e: &Event) {
+        match e.kind {
+            Kind::Start => self.restarts = 0,
+            Kind::Health => self.health = Some(e.detail.clone()),
+            Kind::Restart => {
+                let n = unhealthy_restarts(&e.detail).unwrap_or(0);
+                self.restarts = self.restarts.saturating_add(n);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first line of a file rewritten whole: what was told of each
+/// container by the events up to `as_of`.
+#[derive(SerJson, DeJson)]
+struct ToldLine {
+    #[nserde(rename = "told-as-of")]
+    as_of: u64,
+    told: BTreeMap<String, Told>,
+}
 
 pub struct Window {
     events: VecDeque<Event>,
@@ -37,6 +96,11 @@ pub struct Window {
     last_time: u64,
     /// The file could not be written: said once.
     failed: bool,
+    /// What the events told of each container's health.
+    told: BTreeMap<String, Told>,
+    /// The file must be rewritten whole at the next save (its torn end
+    /// could not be cut off, or the last rewrite failed).
+    rewrite: bool,
 }
 
 /// The line an event goes out as, to clients and to the file.
@@ -65,29 +129,64 @@ impl Window {
     /// The window a previous daemon left in `path`, those of its events
     /// still young enough at `now_ns`.
     pub fn load(path: PathBuf, now_ns: u64) -> Window {
-        let text = fs::read(&path).unwrap_or_default();
+        let mut text = fs::read(&path).unwrap_or_default();
         let mut w = Window {
             events: VecDeque::new(),
             path,
             lines_in_file: 0,
             last_time: 0,
             failed: false,
+            told: BTreeMap::new(),
+            rewrite: false,
         };
-        for line in text.split(|&b| b == b'\n') {
+        if text.last().is_some_and(|&b| b != b'\n') {
+            // A line torn by a daemon that died writing it: cut off, or
+            // the next batch would continue it.
+            let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            text.truncate(whole);
+            if let Err(e) = cut(&w.path, whole as u64) {
+                log::warn!(
+                    "cut the torn end off {}: {err}; it is rewritten at the next event",
+                    w.path.display(),
+                    err = errors::io_text(&e)
+                );
+                w.rewrite = true;
+            }
+        }
+        let mut told_as_of = 0;
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             w.lines_in_file += 1;
-            let Some(e) = wire::decode::<EventLine>(line)
-                .ok()
-                .and_then(|l| event_of(&l))
-            else {
+            let Ok(l) = wire::decode::<EventLine>(line) else {
+                if let Ok(t) = wire::decode::<ToldLine>(line) {
+                    w.told = t.told;
+                    told_as_of = t.as_of;
+                }
+                continue;
+            };
+            let Some(e) = event_of(&l) else {
                 continue;
             };
             if e.time > w.last_time {
                 w.last_time = e.time;
+                if e.time > told_as_of {
+                    w.note(&e);
+                }
                 w.events.push_back(e);
             }
         }
         w.trim(now_ns);
         w
+    }
+
+    /// What the events told of each container's health.
+    pub fn told(&self) -> &BTreeMap<String, Told> {
+        &self.told
+    }
+
+    fn note(&mut self, e: &Event) {
+        if matches!(e.kind, Kind::Start | Kind::Health | Kind::Restart) && !e.name.is_empty() {
+            self.told.entry(e.name.clone()).or_default().note(e);
+        }
     }
 
     fn trim(&mut self, now_ns: u64) {
@@ -115,6 +214,7 @@ impl Window {
                 }
                 e.detail.truncate(cut);
             }
+            self.note(&e);
             self.events.push_back(e.clone());
             kept.push(e);
         }
@@ -136,10 +236,17 @@ impl Window {
             }
             out
         };
-        let result = if self.lines_in_file + batch.len() > 2 * KEEP {
-            let all = text(&mut self.events.iter());
-            self.lines_in_file = self.events.len();
-            state::write_unsynced(&self.path, &all)
+        let result = if self.rewrite || self.lines_in_file + batch.len() > 2 * KEEP {
+            let told = ToldLine {
+                as_of: self.last_time,
+                told: self.told.clone(),
+            };
+            let mut all = wire::encode(&told);
+            all.extend_from_slice(&text(&mut self.events.iter()));
+            self.lines_in_file = self.events.len() + 1;
+            let written = state::write_unsynced(&self.path, &all);
+            self.rewrite = written.is_err();
+            written
         } else {
             self.lines_in_file += batch.len();
             fs::OpenOptions::new()
@@ -162,6 +269,11 @@ impl Window {
             Err(_) => {}
         }
     }
+}
+
+/// Cuts `path` to its first `len` bytes.
+fn cut(path: &std::path::Path, len: u64) -> std::io::Result<()> {
+    fs::OpenOptions::new().write(true).open(path)?.set_len(len)
 }
 
 #[cfg(test)]
@@ -202,6 +314,86 @@ mod tests {
         let kept = w.add(vec![ev(NOW, "d")], NOW + 10);
         assert_eq!(kept[0].time, NOW + 3);
         assert_eq!(w.since(NOW + 2).count(), 1);
+        // The torn end was cut off: the event after it is a line of its
+        // own, there for the daemon after.
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let w = Window::load(path.clone(), NOW + 20);
+        let names: Vec<&str> = w.since(0).map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        // A file that is one torn line.
+        fs::write(&path, b"{\"time\":").unwrap();
+        let mut w = Window::load(path.clone(), NOW);
+        w.add(vec![ev(NOW, "e")], NOW);
+        let w = Window::load(path.clone(), NOW);
+        let names: Vec<&str> = w.since(0).map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["e"]);
+    }
+
+    fn told_ev(time: u64, name: &str, kind: Kind, detail: &str) -> Event {
+        Event {
+            time,
+            name: name.into(),
+            kind,
+            detail: detail.into(),
+            code: None,
+        }
+    }
+
+    #[test]
+    fn what_was_told_of_health_outlives_the_events() {
+        let dir = TempDir::new("window-told");
+        let path = dir.path().join("events.jsonl");
+        let mut w = Window::load(path.clone(), NOW);
+        w.add(
+            vec![
+                told_ev(NOW, "app", Kind::Restart, "unhealthy"),
+                told_ev(NOW, "app", Kind::Start, "pid 5"),
+                told_ev(NOW, "app", Kind::Health, "unhealthy"),
+                told_ev(NOW, "app", Kind::Restart, "unhealthy"),
+                told_ev(NOW, "app", Kind::Health, "healthy"),
+                told_ev(NOW, "app", Kind::Restart, "restart 1 in 100 ms"),
+                told_ev(NOW, "web", Kind::Health, "starting"),
+                told_ev(
+                    NOW,
+                    "web",
+                    Kind::Restart,
+                    "unhealthy: 30 more restarts while",
+                ),
+            ],
+            NOW,
+        );
+        let app = Told {
+            health: Some("healthy".into()),
+            restarts: 1,
+        };
+        let web = Told {
+            health: Some("starting".into()),
+            restarts: 30,
+        };
+        assert_eq!(w.told().get("app"), Some(&app));
+        // Read back from the file.
+        let mut w = Window::load(path.clone(), NOW);
+        assert_eq!(w.told().get("app"), Some(&app));
+        assert_eq!(w.told().get("web"), Some(&web));
+        // Once the file was rewritten without them, and they are too old
+        // for the window, it is still known; what came after the rewrite
+        // counts once.
+        for i in 0..(2 * KEEP as u64) {
+            w.add(vec![ev(NOW + i, "other")], NOW + i);
+        }
+        let later = NOW + 2 * KEEP as u64;
+        w.add(
+            vec![told_ev(later, "app", Kind::Restart, "unhealthy")],
+            later,
+        );
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("\"name\":\"web\""), "web's events are gone");
+        let w = Window::load(path.clone(), later + MAX_AGE.as_nanos() as u64 + 100);
+        assert_eq!(w.since(0).count(), 0);
+        let app = Told { restarts: 2, ..app };
+        assert_eq!(w.told().get("app"), Some(&app));
+        assert_eq!(w.told().get("web"), Some(&web));
     }
 
     #[test]
