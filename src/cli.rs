@@ -149,18 +149,28 @@ pub const HELP: &[Help] = &[
     Help {
         verb: "exec",
         summary: "run a process in a running container",
-        synopsis: &["exec [-t] [-i] [--user U] [--env K=V] [--workdir D] NAME -- CMD..."],
-        about: "Run a process in a running container, confined as its init; exit \
-                with its exit status.",
+        synopsis: &["exec [-i] [-t] [-u U] [-e K=V]... [-w D] NAME [--] CMD [ARG...]"],
+        about: "Run CMD in the running container NAME, confined as its init is; exit \
+                with its exit code (128 + N when signal N ended it). Options go before \
+                CMD: every word from CMD on is the command's, --help included.",
         options: &[
-            ("-t", "a pseudo-terminal allocated inside the container"),
-            ("-i", "pass stdin on"),
             (
-                "--user U",
-                "user (name or uid[:gid]) instead of the container's",
+                "-i, --interactive",
+                "keep stdin open to the command (else /dev/null)",
             ),
-            ("--env K=V", "an environment variable (repeatable)"),
-            ("--workdir D", "working directory"),
+            ("-t, --tty", "run it on a terminal of the container's own"),
+            (
+                "-u, --user U",
+                "user or user:group, by name or number, instead of the definition's",
+            ),
+            (
+                "-e, --env K=V",
+                "set a variable (K alone: this shell's value); may be repeated",
+            ),
+            (
+                "-w, --workdir D",
+                "start in D instead of the definition's workdir",
+            ),
         ],
     },
     Help {
@@ -215,7 +225,7 @@ pub const HELP: &[Help] = &[
     },
 ];
 
-fn help_of(verb: &str) -> Option<&'static Help> {
+pub fn help_of(verb: &str) -> Option<&'static Help> {
     HELP.iter().find(|h| h.verb == verb)
 }
 
@@ -330,11 +340,17 @@ pub fn main(args: &[String]) -> i32 {
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--" {
-            rest.push(a.clone());
+        rest.push(a.clone());
+        // From `--` or exec's command on, every word is passed on as it is.
+        let at_command = match rest.split_first() {
+            Some((verb, after)) if verb == "exec" => command_at(verb, after) < after.len(),
+            _ => false,
+        };
+        if a == "--" || at_command {
             rest.extend(it.by_ref().cloned());
             break;
         }
+        rest.pop();
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (a.as_str(), None),
@@ -602,11 +618,42 @@ impl Args {
     }
 }
 
-/// Asks whether the words before `--` ask for help.
-fn wants_help(rest: &[String]) -> bool {
-    rest.iter()
-        .take_while(|a| *a != "--")
+/// Asks whether the verb's own words (those before its command, see
+/// [`command_at`]) ask for help.
+fn wants_help(verb: &str, rest: &[String]) -> bool {
+    rest[..command_at(verb, rest)]
+        .iter()
         .any(|a| a == "-h" || a == "--help")
+}
+
+/// exec's options that take the next word as their value.
+const EXEC_VALUED: &[&str] = &["-u", "--user", "-e", "--env", "-w", "--workdir"];
+
+/// Where the words that are not the verb's own begin in `rest` (the words
+/// after the verb): at `--`, and for exec at the command, the first word
+/// after NAME that is neither an option nor an option's value.
+fn command_at(verb: &str, rest: &[String]) -> usize {
+    let end = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    if verb != "exec" {
+        return end;
+    }
+    let mut named = false;
+    let mut i = 0;
+    while i < end {
+        let a = rest[i].as_str();
+        if EXEC_VALUED.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') || a == "-" {
+            if named {
+                return i;
+            }
+            named = true;
+        }
+        i += 1;
+    }
+    end
 }
 
 /// Runs one request per name; an error line each for those that fail
@@ -676,7 +723,7 @@ fn dispatch(verb: &str, rest: &[String], g: &Globals) -> Result<i32, Failure> {
             },
         };
     }
-    if let Some(h) = help_of(verb).filter(|_| wants_help(rest)) {
+    if let Some(h) = help_of(verb).filter(|_| wants_help(verb, rest)) {
         out(verb_help(h));
         return Ok(0);
     }
@@ -1195,9 +1242,25 @@ mod tests {
         for verb in ["stats", "exec", "events"] {
             assert!(help_of(verb).is_some(), "{verb}");
         }
-        assert!(wants_help(&strings(&["app", "-h"])));
-        assert!(wants_help(&strings(&["--help"])));
-        assert!(!wants_help(&strings(&["app", "--", "-h"])));
+        let help = |verb: &str, args: &[&str]| wants_help(verb, &strings(args));
+        assert!(help("logs", &["app", "-h"]));
+        assert!(help("logs", &["--help"]));
+        assert!(!help("logs", &["app", "--", "-h"]));
+        // exec: its own options come before the command; from the
+        // command on, every word is the command's.
+        assert!(help("exec", &["--help"]));
+        assert!(help("exec", &["-h", "app", "ls"]));
+        assert!(help("exec", &["-it", "app", "-h"]));
+        assert!(help("exec", &["-u", "root", "app", "--help"]));
+        assert!(!help("exec", &["app", "ls", "--help"]));
+        assert!(!help("exec", &["-u", "root", "app", "ls", "-h"]));
+        assert!(!help("exec", &["app", "sh", "-c", "echo ok", "--help"]));
+        assert!(!help("exec", &["app", "--", "-h"]));
+        let at = |args: &[&str]| command_at("exec", &strings(args));
+        assert_eq!(at(&["app", "ls", "-l"]), 1);
+        assert_eq!(at(&["-e", "A=1", "--user=root", "-it", "app", "ls"]), 5);
+        assert_eq!(at(&["app", "--", "ls"]), 1);
+        assert_eq!(at(&["app"]), 1);
         let out = dispatch("stop", &strings(&["--help"]), &globals());
         assert!(matches!(out, Ok(0)));
     }

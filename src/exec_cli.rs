@@ -30,18 +30,6 @@ use crate::errors;
 use crate::sys::pty::{self, WindowSize};
 use crate::sys::{fd, process, signal};
 
-pub const USAGE: &str =
-    "usage: berth exec NAME [--user U] [--env K=V]... [--workdir D] [-t] [-i] [--] CMD [ARG...]";
-
-const HELP: &str = "\
-Runs CMD inside the running container NAME, confined as its init is.
-  -u, --user U       user or user:group, by name or number, instead of the definition's
-  -e, --env K=V      set a variable (K alone: this shell's value); may be repeated
-  -w, --workdir D    start in D instead of the definition's workdir
-  -i, --interactive  keep stdin open to the command (else /dev/null)
-  -t, --tty          run it on a terminal of the container's own
-The exit code is the command's (128 + N when signal N ended it).";
-
 /// Signals passed on to the command.
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 /// The window size when this process has no terminal to take one from.
@@ -62,8 +50,9 @@ pub struct ExecArgs {
     pub help: bool,
 }
 
+/// A usage error; the client adds exec's usage lines.
 fn usage(msg: impl Into<String>) -> Failure {
-    Failure(format!("exec: {}\n{USAGE}", msg.into()), 2)
+    Failure(format!("exec: {}", msg.into()), 2)
 }
 
 /// Parses what follows `exec`: flags before and after NAME, up to `--` or
@@ -198,7 +187,8 @@ fn variables(args: &ExecArgs, lookup: impl Fn(&str) -> Option<String>) -> Vec<St
 pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
     let args = parse(rest)?;
     if args.help {
-        println!("{USAGE}\n\n{HELP}");
+        // The client answers --help before it gets here; this is the same.
+        cli::out(cli::verb_help(cli::help_of("exec").expect("exec has help")));
         return Ok(0);
     }
     let resp = cli::call(
@@ -707,7 +697,6 @@ mod tests {
         assert!(refused(&["web", "-w", "tmp", "sh"]).contains("absolute"));
         assert!(refused(&["web", "-e", "=1", "sh"]).contains("needs a name"));
         assert!(refused(&["../x", "sh"]).contains("exec:"));
-        assert!(refused(&["web"]).contains("usage: berth exec"));
     }
 
     #[test]

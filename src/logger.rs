@@ -1,8 +1,9 @@
 //! The daemon's own log: every line starts with its time (RFC 3339, UTC,
 //! milliseconds) and level, on stderr; or, with `"log-target": "syslog"`,
 //! each message is one RFC 3164 datagram (`<PRI>Mmm dd hh:mm:ss
-//! berth[PID]: msg`, facility daemon) to /dev/log (or the socket
-//! `"syslog:PATH"` names).
+//! berth[PID]: msg`, facility daemon, the time in UTC: the time zone
+//! database is not read) to /dev/log (or the socket `"syslog:PATH"`
+//! names).
 //!
 //! The syslog socket never blocks the loop: sends are non-blocking, and a
 //! message the socket cannot take now is dropped and counted; the count is
@@ -43,7 +44,8 @@ fn severity(level: log::Level) -> u8 {
     }
 }
 
-/// One RFC 3164 message: `<PRI>Mmm dd hh:mm:ss berth[PID]: msg`.
+/// One RFC 3164 message: `<PRI>Mmm dd hh:mm:ss berth[PID]: msg`, the
+/// time in UTC (RFC 3164 has no zone; readers assume their local one).
 pub fn syslog_line(ns: u64, level: log::Level, pid: i32, msg: &str) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -5,8 +5,11 @@
 //! `memory.limit_in_bytes`), cgroup2 (`cpu.stat` usage_usec,
 //! `memory.current`, `memory.max`) and the hybrid layout (v1 controllers
 //! next to a cgroup2 hierarchy: each number is taken from the first of the
-//! container's directories that has it). CPU % is the CPU time used
-//! between two readings over the wall time between them (100% = one CPU).
+//! container's directories that has it). Memory and pids are those of the
+//! container's processes (on cgroup2, its init's leaf, not the monitor's;
+//! on cgroup v1 the monitor joins only the cpu hierarchy). CPU % is the
+//! CPU time used between two readings over the wall time between them
+//! (100% = one CPU), the monitor's included (see [`read`]).
 
 use std::fs;
 use std::io::{IsTerminal, Write};
@@ -17,6 +20,7 @@ use nanoserde::SerJson;
 
 use crate::api::{Info, Request, Verb};
 use crate::cli::{Failure, call, checked};
+use crate::container::cgroup::CONTAINER_LEAF;
 use crate::container::logs;
 use crate::host;
 
@@ -90,17 +94,28 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Reads the numbers of a container's cgroup directories.
+/// Reads the numbers of a container's cgroup directories. Memory and pids
+/// are the container's processes' own: on cgroup2 the container's
+/// directory holds the monitor's leaf beside the init's, so they come
+/// from the init's leaf when it has the files (its limits are there too),
+/// else from the directory. CPU time is the whole directory's, the
+/// monitor's included where it has a leaf there (cgroup2; v1 `cpuacct`
+/// with `cpu`): its draining of the logs counts against the container's
+/// CPU limit, set above both leaves.
 pub fn read(dirs: &[PathBuf]) -> Reading {
+    let own: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| [d.join(CONTAINER_LEAF), d.clone()])
+        .collect();
     Reading {
         cpu_ns: first(dirs, "cpuacct.usage", number)
             .or_else(|| first(dirs, "cpu.stat", |t| keyed(t, "usage_usec")).map(|us| us * 1000)),
-        memory: first(dirs, "memory.usage_in_bytes", number)
-            .or_else(|| first(dirs, "memory.current", number)),
-        memory_limit: first(dirs, "memory.limit_in_bytes", Limit::parse)
-            .or_else(|| first(dirs, "memory.max", Limit::parse)),
-        pids: first(dirs, "pids.current", number),
-        pids_limit: first(dirs, "pids.max", Limit::parse),
+        memory: first(&own, "memory.usage_in_bytes", number)
+            .or_else(|| first(&own, "memory.current", number)),
+        memory_limit: first(&own, "memory.limit_in_bytes", Limit::parse)
+            .or_else(|| first(&own, "memory.max", Limit::parse)),
+        pids: first(&own, "pids.current", number),
+        pids_limit: first(&own, "pids.max", Limit::parse),
     }
 }
 
@@ -379,9 +394,43 @@ mod tests {
         );
         fs::write(d.join("memory.max"), "max\n").unwrap();
         fs::write(d.join("pids.max"), "128\n").unwrap();
-        let r = read(&[d]);
+        let r = read(std::slice::from_ref(&d));
         assert_eq!(r.memory_limit, Some(Limit::Unlimited));
         assert_eq!(r.pids_limit, Some(Limit::Of(128)));
+
+        // The init's leaf beside the monitor's: memory and pids (and their
+        // limits) are the leaf's, CPU the whole directory's.
+        write(
+            &d.join("monitor"),
+            &[("memory.current", "4096\n"), ("pids.current", "1\n")],
+        );
+        write(
+            &d.join("container"),
+            &[
+                ("cpu.stat", "usage_usec 2000\n"),
+                ("memory.current", "1044480\n"),
+                ("memory.max", "67108864\n"),
+                ("pids.current", "2\n"),
+                ("pids.max", "64\n"),
+            ],
+        );
+        assert_eq!(
+            read(std::slice::from_ref(&d)),
+            Reading {
+                cpu_ns: Some(2_500_000),
+                memory: Some(1_044_480),
+                memory_limit: Some(Limit::Of(67_108_864)),
+                pids: Some(2),
+                pids_limit: Some(Limit::Of(64)),
+            }
+        );
+        // A leaf without the counters (no controller enabled below the
+        // directory): the directory's numbers.
+        for f in ["memory.current", "memory.max", "pids.current", "pids.max"] {
+            fs::remove_file(d.join("container").join(f)).unwrap();
+        }
+        let r = read(&[d]);
+        assert_eq!((r.memory, r.pids), (Some(1_048_576), Some(3)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! unknown among them, Docker's short flags, `ps` statuses and columns,
 //! `ps -q`, a closed stdout ending the client quietly, `inspect` with the
 //! effective definition, and `logs` with no daemon, with --since/--until,
-//! and of a removed container until `berth rm`.
+//! and of a removed container until `berth rm`; `exec`'s help asked for
+//! before the command, a command's own --help (and --config) left to it.
 
 mod common;
 
@@ -419,4 +420,41 @@ fn logs_follow_a_container_with_no_daemon() {
     let out = follow.finish(SHORT);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(text(&out.stdout), "first\nlast\n");
+}
+
+#[test]
+fn exec_help_is_ours_only_before_the_command() {
+    let w = World::new();
+    w.add_container("web", POLITE, ON_DEMAND);
+    let _daemon = w.start_daemon(&[]);
+    w.berth_ok(&["start", "web"]);
+    w.wait_running("web");
+    let help = w.berth_ok(&["help", "exec"]);
+    assert!(help.starts_with("usage: berth exec"), "{help}");
+    for args in [
+        &["exec", "--help"][..],
+        &["exec", "-h"],
+        &["exec", "-h", "web", "ls"],
+        &["exec", "-i", "web", "--help"],
+    ] {
+        assert_eq!(w.berth_ok(args), help, "{args:?}");
+    }
+    // From the command on, every word is the command's.
+    let cases: [(&[&str], &str); 4] = [
+        (&["exec", "web", "sh", "-c", "echo ok", "--help"], "ok\n"),
+        (&["exec", "web", "echo", "--help"], "--help\n"),
+        (&["exec", "-u", "0", "web", "echo", "-h"], "-h\n"),
+        (
+            &["exec", "web", "echo", "--config", "x", "--socket=y"],
+            "--config x --socket=y\n",
+        ),
+    ];
+    for (args, said) in cases {
+        assert_eq!(w.berth_ok(args), said, "{args:?}");
+    }
+    // `ls --help` runs busybox's ls, whose help goes to stderr.
+    let out = w.berth(&["exec", "web", "ls", "--help"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("Usage: ls"), "{}", describe(&out));
+    assert!(!text(&out.stdout).contains("berth"), "{}", describe(&out));
 }

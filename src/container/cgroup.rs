@@ -311,6 +311,7 @@ pub fn create(
             err,
         })?;
     }
+    leaf_counters(hierarchies, placement);
     let wanted = [
         ("memory", limits.memory.is_some()),
         ("pids", limits.pids.is_some()),
@@ -426,6 +427,29 @@ pub fn join(dir: &Path) -> Result<(), CgroupError> {
 /// This process's own cgroup in hierarchy `h`, as found at discovery.
 pub fn own_dir(h: &Hierarchy) -> PathBuf {
     h.mount.join(h.own.trim_start_matches('/'))
+}
+
+/// On cgroup2 the init's leaf gets the memory and pids controllers its
+/// container's cgroup is offered, limits or not, so that its counters are
+/// the container's processes' alone, apart from the monitor's leaf
+/// (`berth stats` reads them). Best effort: without them the numbers are
+/// only the container cgroup's, monitor included.
+fn leaf_counters(hierarchies: &[Hierarchy], placement: &Placement) {
+    for (i, h) in hierarchies.iter().enumerate() {
+        let (dir, init) = (&placement.dirs[i], &placement.init[i]);
+        if !h.is_v2() || dir == init {
+            continue;
+        }
+        let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        for controller in ["memory", "pids"] {
+            if offered.split_whitespace().any(|c| c == controller) {
+                let _ = write(
+                    dir.join("cgroup.subtree_control"),
+                    &format!("+{controller}"),
+                );
+            }
+        }
+    }
 }
 
 /// On cgroup2 a limit needs its controller enabled in the parent's
@@ -693,6 +717,25 @@ not a mountinfo line
         // The last controller enabled (a real cgroup file keeps them all).
         assert_eq!(read(parent.join("cgroup.subtree_control")), "+cpu");
         assert_eq!(read(web.join("cgroup.subtree_control")), "+pids");
+    }
+
+    #[test]
+    fn v2_init_leaf_counts_apart_from_the_monitor_without_limits() {
+        let tmp = TempDir::new("v2-counters");
+        let h = fake(&tmp.0, &[("unified", &[])]);
+        let p = Placement::new(&h, "berth", "web");
+        let web = tmp.0.join("unified/berth/web");
+        fs::create_dir_all(&web).unwrap();
+        fs::write(web.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        create(&h, &p, Limits::default()).unwrap();
+        // The last one enabled (a real cgroup file keeps them all).
+        assert_eq!(read(web.join("cgroup.subtree_control")), "+memory");
+        assert!(!web.join("container/memory.max").exists());
+        // Not offered: left alone.
+        fs::write(web.join("cgroup.controllers"), "cpu\n").unwrap();
+        fs::remove_file(web.join("cgroup.subtree_control")).unwrap();
+        create(&h, &p, Limits::default()).unwrap();
+        assert!(!web.join("cgroup.subtree_control").exists());
     }
 
     #[test]
