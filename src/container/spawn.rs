@@ -551,26 +551,40 @@ impl<'fd> Plan<'fd> {
         // The middle process ends once it cloned (or failed): its pid
         // report is then in the pipe, if it wrote one.
         let _ = process::waitid_pidfd(&middle.pidfd, true);
-        let report = report?;
-        let mut pid = [0u8; 4];
-        let joined = fd::set_nonblocking(pid_from, true)
-            .and_then(|()| fd::read(pid_from, &mut pid))
+        let mut bytes = [0u8; 4];
+        let pid = fd::set_nonblocking(pid_from, true)
+            .and_then(|()| fd::read(pid_from, &mut bytes))
             .ok()
-            .filter(|&n| n == pid.len())
-            .map(|_| i32::from_le_bytes(pid))
-            .map(process::pidfd_open);
-        let (pid, pidfd) = match joined {
-            Some(Ok(pidfd)) => (i32::from_le_bytes(pid), pidfd),
-            // Our own child, not reaped yet: it cannot be gone.
-            Some(Err(e)) => return Err(SpawnError::Clone(e)),
-            None if report == InitReport::Execed => return Err(SpawnError::DiedBeforeExec),
-            None => return Err(self.failure(report)),
+            .filter(|&n| n == bytes.len())
+            .map(|_| i32::from_le_bytes(bytes))
+            .filter(|&pid| pid > 0);
+        // From here the joined process, once there is one, is our child:
+        // unless it is handed back, it is killed and reaped.
+        let Some(pid) = pid else {
+            return Err(match report? {
+                InitReport::Execed => SpawnError::DiedBeforeExec,
+                report => self.failure(report),
+            });
         };
-        if report == InitReport::Execed {
+        let pidfd = match process::pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // Not reaped yet, so the pid is still the joined process's.
+                process::kill_and_reap_child(pid);
+                return Err(SpawnError::Clone(e));
+            }
+        };
+        if let Ok(InitReport::Execed) = report {
             return Ok((pid, pidfd));
         }
+        // It failed a step (and exits), or how it went is not known: end
+        // it, reap it, then say why.
+        let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
         let _ = process::waitid_pidfd(&pidfd, true);
-        Err(self.failure(report))
+        Err(match report {
+            Ok(report) => self.failure(report),
+            Err(e) => e,
+        })
     }
 
     /// Runs the command under berth's own init (`"init": true`): the
