@@ -314,26 +314,46 @@ pub struct Joined {
     pub started_at: u64,
 }
 
+/// How many processes of a container's cgroup [`joined`] looks at, at
+/// most: each costs a read of /proc/PID/stat, on the daemon's loop.
+pub const JOINED_LOOKS_AT: usize = 10_000;
+
+/// What [`joined`] found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub joined: Vec<Joined>,
+    /// The cgroup had more than [`JOINED_LOOKS_AT`] processes: the rest
+    /// were not looked at.
+    pub cut_short: bool,
+}
+
 /// The processes started into the container whose init is `init_pid`
 /// (and whose cgroup is `dir`, one of its init cgroups) from outside it:
 /// those in the cgroup whose parent is not, the init itself aside. The
 /// kernel's view, so it holds whoever started them and across daemon
-/// restarts.
-pub fn joined(dir: &Path, init_pid: i32) -> Vec<Joined> {
+/// restarts. At most [`JOINED_LOOKS_AT`] processes are looked at.
+pub fn joined(dir: &Path, init_pid: i32) -> Found {
+    joined_within(dir, init_pid, JOINED_LOOKS_AT)
+}
+
+/// As [`joined`], looking at `limit` processes at most.
+fn joined_within(dir: &Path, init_pid: i32, limit: usize) -> Found {
     let procs: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
+    let inside: std::collections::HashSet<i32> = procs.iter().copied().collect();
     let boot = boot_time_ns();
     let tick = process::clock_tick_ns();
-    procs
-        .iter()
-        .filter(|&&pid| pid != init_pid)
+    let others = procs.iter().filter(|&&pid| pid != init_pid);
+    let joined = others
+        .clone()
+        .take(limit)
         .filter_map(|&pid| {
             let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
             let (parent, start) = parent_and_start(&stat)?;
-            if procs.contains(&parent) {
+            if inside.contains(&parent) {
                 return None;
             }
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -352,7 +372,11 @@ pub fn joined(dir: &Path, init_pid: i32) -> Vec<Joined> {
                 started_at,
             })
         })
-        .collect()
+        .collect();
+    Found {
+        joined,
+        cut_short: others.count() > limit,
+    }
 }
 
 /// (parent pid, start time in clock ticks) from a /proc/PID/stat line:
@@ -404,6 +428,8 @@ mod tests {
             .unwrap();
         let mut child = scopeguard(child);
         let found = joined(&dirs[0], me);
+        assert!(!found.cut_short);
+        let found = found.joined;
         assert!(
             found
                 .iter()
@@ -411,6 +437,23 @@ mod tests {
             "{found:?}"
         );
         let _ = child.0.kill();
+    }
+
+    #[test]
+    fn no_more_processes_are_looked_at_than_the_limit_and_it_says_so() {
+        let me = process::getpid();
+        let dirs = init_cgroups(me).unwrap();
+        let spawn = || {
+            scopeguard(
+                std::process::Command::new("/bin/sleep")
+                    .arg("5")
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let _children = [spawn(), spawn()];
+        assert!(joined_within(&dirs[0], me, 1).cut_short);
+        assert!(!joined_within(&dirs[0], me, usize::MAX).cut_short);
     }
 
     struct Guard(std::process::Child);
