@@ -251,6 +251,11 @@ pub fn reap_any_status() -> Option<(i32, ExitStatus)> {
     }
 }
 
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: getpid cannot fail and touches no memory.
     unsafe { libc::getpid() }
