@@ -151,7 +151,7 @@ pub const HELP: &[Help] = &[
         summary: "run a process in a running container",
         synopsis: &["exec [-t] [-i] [--user U] [--env K=V] [--workdir D] NAME -- CMD..."],
         about: "Run a process in a running container, confined as its init; exit \
-                with its exit status.",
+                with its exit status. Needs root: the client joins the container itself.",
         options: &[
             ("-t", "a pseudo-terminal allocated inside the container"),
             ("-i", "pass stdin on"),

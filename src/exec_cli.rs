@@ -40,7 +40,8 @@ Runs CMD inside the running container NAME, confined as its init is.
   -w, --workdir D    start in D instead of the definition's workdir
   -i, --interactive  keep stdin open to the command (else /dev/null)
   -t, --tty          run it on a terminal of the container's own
-The exit code is the command's (128 + N when signal N ended it).";
+The exit code is the command's (128 + N when signal N ended it).
+Needs root: this process joins the container itself.";
 
 /// Signals passed on to the command.
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
