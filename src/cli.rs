@@ -152,7 +152,8 @@ pub const HELP: &[Help] = &[
         synopsis: &["exec [-i] [-t] [-u U] [-e K=V]... [-w D] NAME [--] CMD [ARG...]"],
         about: "Run CMD in the running container NAME, confined as its init is; exit \
                 with its exit code (128 + N when signal N ended it). Options go before \
-                CMD: every word from CMD on is the command's, --help included.",
+                CMD: every word from CMD on is the command's, --help included. Needs \
+                root: the client joins the container itself.",
         options: &[
             (
                 "-i, --interactive",

@@ -245,6 +245,9 @@ pub fn run(rest: &[String], socket: &Path) -> Result<i32, Failure> {
             }
             _ => 1,
         };
+        if e.needs_root() {
+            return Failure(format!("exec needs root: exec {}: {e}", args.name), code);
+        }
         Failure(format!("exec {}: {e}", args.name), code)
     })?;
     relay

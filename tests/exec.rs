@@ -365,13 +365,37 @@ fn each_option_and_the_exit_status() {
 
 #[test]
 fn the_same_confinement_as_the_init() {
+    same_confinement_as_the_init(false);
+}
+
+/// Where setns(2) takes no pidfd (Linux before 5.8; here a seccomp filter
+/// on the client answers EINVAL as such a kernel does), the namespaces
+/// are joined one by one through /proc/PID/ns: the same confinement.
+#[test]
+fn the_same_confinement_as_the_init_where_setns_takes_no_pidfd() {
+    same_confinement_as_the_init(true);
+}
+
+/// A client running `berth exec ARGS`; with `old_kernel`, as on a kernel
+/// whose setns(2) takes no pidfd.
+fn exec_client(w: &World, args: &[&str], old_kernel: bool) -> Command {
+    let mut all = vec!["exec"];
+    all.extend_from_slice(args);
+    let mut cmd = client(w, &all);
+    if old_kernel {
+        sys::without_setns_on_a_pidfd(&mut cmd);
+    }
+    cmd
+}
+
+fn same_confinement_as_the_init(old_kernel: bool) {
     let (w, _daemon) = running(
         r#"{"user": "1000:1000", "cap-add": ["NET_ADMIN"], "cap-drop": ["CHOWN"],
             "rlimits": {"nofile": [100, 200], "nproc": [50, 60]}, "network": "none"}"#,
     );
     let init = w.inspect("web").pid as i32;
     let mut c = Reaped(
-        client(&w, &["exec", "web", "sh", "-c", "exec sleep 1000"])
+        exec_client(&w, &["web", "sh", "-c", "exec sleep 1000"], old_kernel)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -427,7 +451,9 @@ fn the_same_confinement_as_the_init() {
         limits(pid)
     );
     // Its pid inside is not 1 and its parent is outside the container.
-    let inside = exec_ok(&w, &["web", "sh", "-c", "echo $$ $PPID"]);
+    let mut cmd = exec_client(&w, &["web", "sh", "-c", "echo $$ $PPID"], old_kernel);
+    let (code, inside, stderr) = Reaped::spawn(cmd.stdin(Stdio::null())).finish(None);
+    assert_eq!(code, 0, "{stderr}");
     let (own, parent) = inside.trim().split_once(' ').unwrap();
     assert_ne!(own, "1");
     assert_eq!(parent, "0", "{inside}");
@@ -595,6 +621,38 @@ fn exec_into_a_stopped_or_unknown_container_fails_clearly() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn a_socket_group_member_is_told_exec_needs_root_and_the_daemon_logs_a_request() {
+    let w = world();
+    w.add_container("web", POLITE, ON_DEMAND);
+    w.write_daemon_json(r#"{"socket-group": 4242}"#);
+    let daemon = w.start_daemon(&[]);
+    w.berth_ok(&["start", "web"]);
+    w.wait_running("web");
+    // uid 65534 in the socket's group: the daemon answers, the join fails.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534", "--groups", "4242"])
+        .args(["--inh-caps", "-all", "--bounding-set", "-all", "--"])
+        .arg(BERTH)
+        .arg("--socket")
+        .arg(w.socket())
+        .args(["exec", "web", "true"])
+        .env_remove("BERTH_SOCKET")
+        .current_dir("/");
+    let out = w.run_client(cmd, SHORT);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with("berth: exec needs root: exec web: "),
+        "{}",
+        describe(&out)
+    );
+    // What the daemon saw is a request, and it says so.
+    let line = daemon.wait_for_log_line(&["web: exec requested: [\"true\"]"]);
+    assert!(!line.contains("ERROR"), "{line}");
 }
 
 #[test]

@@ -6,9 +6,12 @@
 //! first: a pid reused by another process is refused. The process joins
 //! the init's cgroups (the directories the caller names, the container's
 //! own), then every namespace the init does not share with the caller,
-//! through the init's pidfd; a short-lived process in between does the
-//! setns and clones the process itself with CLONE_PARENT, so that it is
-//! in the container's pid namespace and still the caller's child. Then it
+//! through the init's pidfd (before Linux 5.8, whose setns(2) takes no
+//! pidfd, through handles opened from /proc/PID/ns while the pidfd shows
+//! the init alive, checked again after); a short-lived process in
+//! between does the setns and clones the process itself with
+//! CLONE_PARENT, so that it is in the container's pid namespace and still
+//! the caller's child. Then it
 //! takes what the definition gives the init: rlimits, the five capability
 //! sets, groups and ids (the definition's `user`, or another one resolved
 //! in the container's own /etc/passwd and /etc/group), no_new_privs, the
@@ -30,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use super::environment::{self, EnvError};
 pub use super::spawn::Stdio;
-use super::spawn::{Join, Plan, SpawnError};
+use super::spawn::{Join, NsHandle, Plan, SpawnError};
 use super::users::IdentityError;
 use crate::config::{self, ContainerSpec};
 use crate::errors;
@@ -138,18 +141,50 @@ impl fmt::Display for ExecError {
     }
 }
 
+impl ExecError {
+    /// Whether this is what a caller without root meets: the container's
+    /// /proc entries, cgroups or namespaces refused (EPERM, EACCES).
+    pub fn needs_root(&self) -> bool {
+        let refused = |errno: Option<i32>| matches!(errno, Some(libc::EPERM | libc::EACCES));
+        let joining = match self {
+            ExecError::Init { err, .. } => refused(err.raw_os_error()),
+            ExecError::Spawn(SpawnError::Step { what, errno }) => {
+                refused(Some(*errno))
+                    && (what.starts_with("join cgroup")
+                        || what.starts_with("join the init's namespace")
+                        || what.starts_with("enter the namespaces"))
+            }
+            _ => false,
+        };
+        joining && process::geteuid() != 0
+    }
+}
+
 /// The namespaces a process has, as named in /proc/PID/ns, with their
-/// clone flags.
+/// clone flags, in the order they are joined one by one (see
+/// [`join_by_handles`]): the user namespace first, as the others then
+/// belong to it; pid and time only take effect for the clone made after;
+/// the mount namespace last, as joining it moves root and cwd.
 const NAMESPACES: &[(&str, libc::c_int)] = &[
     ("user", libc::CLONE_NEWUSER),
-    ("mnt", libc::CLONE_NEWNS),
     ("uts", libc::CLONE_NEWUTS),
     ("ipc", libc::CLONE_NEWIPC),
     ("net", libc::CLONE_NEWNET),
     ("pid", libc::CLONE_NEWPID),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("time", libc::CLONE_NEWTIME),
+    ("mnt", libc::CLONE_NEWNS),
 ];
+
+/// Whether a process joins the init's namespaces one by one, through
+/// handles opened from /proc/PID/ns, rather than with setns(2) on the
+/// init's pidfd, which names the process itself and so cannot join
+/// another that reused the pid but which Linux takes only from 5.8 on
+/// (before, EINVAL). The kernel is asked once per process.
+fn join_by_handles() -> bool {
+    static TAKES_PIDFD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !*TAKES_PIDFD.get_or_init(crate::sys::ns::setns_takes_pidfd)
+}
 
 /// Starts `opts.argv` in the running container `target` (see the module
 /// documentation), with `stdio` as its stdin, stdout and stderr unless a
@@ -177,6 +212,12 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
     // A /proc entry that cannot be read because the init just ended.
     let gone_or = |e: ExecError| if alive() { e } else { not_running() };
     let namespaces = namespaces_to_join(pid).map_err(gone_or)?;
+    // Opened while the pidfd shows the init alive, and checked again below.
+    let handles = if join_by_handles() {
+        Some(open_namespaces(pid, namespaces).map_err(gone_or)?)
+    } else {
+        None
+    };
     let root_path = PathBuf::from(format!("/proc/{pid}/root"));
     let root = open_dir(&root_path).map_err(gone_or)?;
 
@@ -214,6 +255,15 @@ pub fn spawn(target: &Target, opts: &Options, stdio: Stdio<'_>) -> Result<Spawne
     let join = Join {
         init: init.as_fd(),
         namespaces,
+        handles: handles.as_ref().map(|h| {
+            h.iter()
+                .map(|(path, kind, fd)| NsHandle {
+                    fd: fd.as_fd(),
+                    kind: *kind,
+                    path: path.clone(),
+                })
+                .collect()
+        }),
         pid_to: pid_to.as_fd(),
         cgroups: target.cgroups.clone(),
         command: opts.argv.clone(),
@@ -249,6 +299,28 @@ fn namespaces_to_join(pid: i32) -> Result<libc::c_int, ExecError> {
         }
     }
     Ok(flags)
+}
+
+/// Opens /proc/PID/ns/NAME of every namespace in `namespaces`, in the
+/// order of [`NAMESPACES`]: (path, flag, handle).
+fn open_namespaces(
+    pid: i32,
+    namespaces: libc::c_int,
+) -> Result<Vec<(String, libc::c_int, OwnedFd)>, ExecError> {
+    let mut handles = Vec::new();
+    for (name, flag) in NAMESPACES {
+        if namespaces & flag == 0 {
+            continue;
+        }
+        let path = format!("/proc/{pid}/ns/{name}");
+        let c = std::ffi::CString::new(path.as_bytes()).expect("no NUL in a /proc path");
+        let fd = fd::open(&c, libc::O_RDONLY, 0).map_err(|err| ExecError::Init {
+            path: path.clone(),
+            err,
+        })?;
+        handles.push((path, *flag, fd));
+    }
+    Ok(handles)
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, ExecError> {
@@ -314,26 +386,46 @@ pub struct Joined {
     pub started_at: u64,
 }
 
+/// How many processes of a container's cgroup [`joined`] looks at, at
+/// most: each costs a read of /proc/PID/stat, on the daemon's loop.
+pub const JOINED_LOOKS_AT: usize = 10_000;
+
+/// What [`joined`] found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub joined: Vec<Joined>,
+    /// The cgroup had more than [`JOINED_LOOKS_AT`] processes: the rest
+    /// were not looked at.
+    pub cut_short: bool,
+}
+
 /// The processes started into the container whose init is `init_pid`
 /// (and whose cgroup is `dir`, one of its init cgroups) from outside it:
 /// those in the cgroup whose parent is not, the init itself aside. The
 /// kernel's view, so it holds whoever started them and across daemon
-/// restarts.
-pub fn joined(dir: &Path, init_pid: i32) -> Vec<Joined> {
+/// restarts. At most [`JOINED_LOOKS_AT`] processes are looked at.
+pub fn joined(dir: &Path, init_pid: i32) -> Found {
+    joined_within(dir, init_pid, JOINED_LOOKS_AT)
+}
+
+/// As [`joined`], looking at `limit` processes at most.
+fn joined_within(dir: &Path, init_pid: i32, limit: usize) -> Found {
     let procs: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
+    let inside: std::collections::HashSet<i32> = procs.iter().copied().collect();
     let boot = boot_time_ns();
     let tick = process::clock_tick_ns();
-    procs
-        .iter()
-        .filter(|&&pid| pid != init_pid)
+    let others = procs.iter().filter(|&&pid| pid != init_pid);
+    let joined = others
+        .clone()
+        .take(limit)
         .filter_map(|&pid| {
             let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
             let (parent, start) = parent_and_start(&stat)?;
-            if procs.contains(&parent) {
+            if inside.contains(&parent) {
                 return None;
             }
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -352,7 +444,11 @@ pub fn joined(dir: &Path, init_pid: i32) -> Vec<Joined> {
                 started_at,
             })
         })
-        .collect()
+        .collect();
+    Found {
+        joined,
+        cut_short: others.count() > limit,
+    }
 }
 
 /// (parent pid, start time in clock ticks) from a /proc/PID/stat line:
@@ -404,6 +500,8 @@ mod tests {
             .unwrap();
         let mut child = scopeguard(child);
         let found = joined(&dirs[0], me);
+        assert!(!found.cut_short);
+        let found = found.joined;
         assert!(
             found
                 .iter()
@@ -411,6 +509,23 @@ mod tests {
             "{found:?}"
         );
         let _ = child.0.kill();
+    }
+
+    #[test]
+    fn no_more_processes_are_looked_at_than_the_limit_and_it_says_so() {
+        let me = process::getpid();
+        let dirs = init_cgroups(me).unwrap();
+        let spawn = || {
+            scopeguard(
+                std::process::Command::new("/bin/sleep")
+                    .arg("5")
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let _children = [spawn(), spawn()];
+        assert!(joined_within(&dirs[0], me, 1).cut_short);
+        assert!(!joined_within(&dirs[0], me, usize::MAX).cut_short);
     }
 
     struct Guard(std::process::Child);

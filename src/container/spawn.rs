@@ -135,6 +135,10 @@ pub struct Join<'fd> {
     /// The init's namespaces to join (CLONE_NEW* flags): every one it
     /// does not share with this process.
     pub namespaces: libc::c_int,
+    /// Instead of setns(2) with `init` (which Linux takes from 5.8 on):
+    /// a handle of each namespace to join, opened from /proc/PID/ns, in
+    /// the order to join them, each with its path and CLONE_NEW* flag.
+    pub handles: Option<Vec<NsHandle<'fd>>>,
     /// The writing end of a pipe that gets the process's pid.
     pub pid_to: BorrowedFd<'fd>,
     /// The init's cgroups, one directory per hierarchy.
@@ -145,6 +149,15 @@ pub struct Join<'fd> {
     pub workdir: String,
     /// Whether stdio is a terminal to make the controlling one.
     pub tty: bool,
+}
+
+/// A namespace of the container's init, open: see `Join::handles`.
+pub struct NsHandle<'fd> {
+    pub fd: BorrowedFd<'fd>,
+    /// Its CLONE_NEW* flag.
+    pub kind: libc::c_int,
+    /// Where it was opened (/proc/PID/ns/NAME).
+    pub path: String,
 }
 
 /// The fds the container's stdio comes from.
@@ -497,9 +510,20 @@ impl<'fd> Plan<'fd> {
                 format!("join cgroup {}", dir.display()),
             );
         }
+        if let Some(handles) = &join.handles {
+            for h in handles {
+                b.op(
+                    Step::SetNs {
+                        ns: h.fd,
+                        kind: h.kind,
+                    },
+                    format!("join the init's namespace {}", h.path),
+                );
+            }
+        }
         b.op(
             Step::Enter {
-                process: join.init,
+                process: join.handles.is_none().then_some(join.init),
                 namespaces: join.namespaces,
                 pid_to: join.pid_to,
             },
@@ -551,26 +575,40 @@ impl<'fd> Plan<'fd> {
         // The middle process ends once it cloned (or failed): its pid
         // report is then in the pipe, if it wrote one.
         let _ = process::waitid_pidfd(&middle.pidfd, true);
-        let report = report?;
-        let mut pid = [0u8; 4];
-        let joined = fd::set_nonblocking(pid_from, true)
-            .and_then(|()| fd::read(pid_from, &mut pid))
+        let mut bytes = [0u8; 4];
+        let pid = fd::set_nonblocking(pid_from, true)
+            .and_then(|()| fd::read(pid_from, &mut bytes))
             .ok()
-            .filter(|&n| n == pid.len())
-            .map(|_| i32::from_le_bytes(pid))
-            .map(process::pidfd_open);
-        let (pid, pidfd) = match joined {
-            Some(Ok(pidfd)) => (i32::from_le_bytes(pid), pidfd),
-            // Our own child, not reaped yet: it cannot be gone.
-            Some(Err(e)) => return Err(SpawnError::Clone(e)),
-            None if report == InitReport::Execed => return Err(SpawnError::DiedBeforeExec),
-            None => return Err(self.failure(report)),
+            .filter(|&n| n == bytes.len())
+            .map(|_| i32::from_le_bytes(bytes))
+            .filter(|&pid| pid > 0);
+        // From here the joined process, once there is one, is our child:
+        // unless it is handed back, it is killed and reaped.
+        let Some(pid) = pid else {
+            return Err(match report? {
+                InitReport::Execed => SpawnError::DiedBeforeExec,
+                report => self.failure(report),
+            });
         };
-        if report == InitReport::Execed {
+        let pidfd = match process::pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // Not reaped yet, so the pid is still the joined process's.
+                process::kill_and_reap_child(pid);
+                return Err(SpawnError::Clone(e));
+            }
+        };
+        if let Ok(InitReport::Execed) = report {
             return Ok((pid, pidfd));
         }
+        // It failed a step (and exits), or how it went is not known: end
+        // it, reap it, then say why.
+        let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
         let _ = process::waitid_pidfd(&pidfd, true);
-        Err(self.failure(report))
+        Err(match report {
+            Ok(report) => self.failure(report),
+            Err(e) => e,
+        })
     }
 
     /// Runs the command under berth's own init (`"init": true`): the
@@ -1382,11 +1420,28 @@ mod tests {
 
     /// The step descriptions of a plan joining a running container.
     fn join_steps(spec: &ContainerSpec, tty: bool) -> Vec<String> {
+        join_steps_by(spec, tty, false)
+    }
+
+    /// As `join_steps`; with `by_handles`, the namespaces are joined
+    /// through handles (the pipe's ends stand in for them).
+    fn join_steps_by(spec: &ContainerSpec, tty: bool, by_handles: bool) -> Vec<String> {
         let pipe = fd::pipe().unwrap();
         let stdio = pipe_stdio(&pipe);
+        let handle = |kind, name: &str| NsHandle {
+            fd: pipe.0.as_fd(),
+            kind,
+            path: format!("/proc/7/ns/{name}"),
+        };
         let join = Join {
             init: pipe.0.as_fd(),
             namespaces: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
+            handles: by_handles.then(|| {
+                vec![
+                    handle(libc::CLONE_NEWPID, "pid"),
+                    handle(libc::CLONE_NEWNS, "mnt"),
+                ]
+            }),
             pid_to: pipe.1.as_fd(),
             cgroups: vec![PathBuf::from("/sys/fs/cgroup/berth/web")],
             command: vec!["sh".to_string(), "-c".to_string(), "id".to_string()],
@@ -1449,6 +1504,21 @@ mod tests {
             w[from..=to].to_vec()
         };
         assert_eq!(privileges(&what), privileges(&init));
+    }
+
+    #[test]
+    fn without_setns_on_a_pidfd_each_namespace_is_joined_by_its_handle_before_the_clone() {
+        let s = spec(r#"{"rootfs": "/srv/web", "command": ["/bin/app"]}"#);
+        let what = join_steps_by(&s, false, true);
+        assert_eq!(
+            what[1..5],
+            [
+                "join cgroup /sys/fs/cgroup/berth/web",
+                "join the init's namespace /proc/7/ns/pid",
+                "join the init's namespace /proc/7/ns/mnt",
+                "enter the namespaces of the container's init",
+            ]
+        );
     }
 
     #[test]

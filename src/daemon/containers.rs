@@ -1368,7 +1368,16 @@ fn execs_of(run: &RunFacts) -> Vec<ExecInfo> {
     if !host::same_process(run.init_pid, run.init_start) {
         return Vec::new();
     }
+    if found.cut_short {
+        log::warn!(
+            "{}: more than {} processes: exec'd processes are looked for among the first {} only",
+            dir.display(),
+            exec::JOINED_LOOKS_AT,
+            exec::JOINED_LOOKS_AT
+        );
+    }
     found
+        .joined
         .into_iter()
         .map(|j| ExecInfo {
             pid: j.pid,

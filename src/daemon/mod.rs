@@ -427,8 +427,9 @@ impl Daemon {
     }
 
     /// `exec`: where the running container `name` is, for the client
-    /// that then joins it; the operator's exec is logged (never rate
-    /// limited) and queued as an event.
+    /// that then joins it. What happened here is the request (the client
+    /// may still fail to join, e.g. without root): it is logged as such
+    /// (never rate limited) and queued as an event.
     fn exec(&mut self, name: &str, command: &[String], user: Option<&str>) -> Reply {
         let Some(ctr) = self.containers.get(name) else {
             return Reply::Error(format!("no such container: {name}"));
@@ -436,10 +437,12 @@ impl Daemon {
         match ctr.exec_target() {
             Ok(target) => {
                 let who = user.map_or(String::new(), |u| format!(" as user {u}"));
-                log::info!("{name}: exec {command:?}{who}");
-                self.containers
-                    .events
-                    .emit(name, events::Kind::Exec, format!("{command:?}{who}"));
+                log::info!("{name}: exec requested: {command:?}{who}");
+                self.containers.events.emit(
+                    name,
+                    events::Kind::Exec,
+                    format!("requested: {command:?}{who}"),
+                );
                 Reply::Exec(Box::new(target))
             }
             Err(e) => Reply::Error(e),

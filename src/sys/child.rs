@@ -50,14 +50,22 @@ pub enum Step<'fd> {
     /// (after Setsid, and the Dup2 that put the terminal there).
     ControllingTty,
     /// Join the namespaces (`namespaces`, CLONE_NEW* flags) of the process
-    /// behind the pidfd `process`, then clone: this process writes the
-    /// new child's pid (4 bytes, little-endian) to `pid_to` and exits 0;
-    /// the child, a child of this process's parent (CLONE_PARENT) and so
-    /// in the joined pid namespace, goes on with the next steps.
+    /// behind the pidfd `process`, if one is given (else SetNs steps
+    /// joined them already), then clone: this process writes the new
+    /// child's pid (4 bytes, little-endian) to `pid_to` and exits 0; the
+    /// child, a child of this process's parent (CLONE_PARENT) and so in
+    /// the joined pid namespace, goes on with the next steps.
     Enter {
-        process: BorrowedFd<'fd>,
+        process: Option<BorrowedFd<'fd>>,
         namespaces: libc::c_int,
         pid_to: BorrowedFd<'fd>,
+    },
+    /// Join one namespace through its handle (an open /proc/PID/ns/NAME;
+    /// `kind` its CLONE_NEW* flag): for kernels whose setns(2) does not
+    /// take a pidfd (before 5.8).
+    SetNs {
+        ns: BorrowedFd<'fd>,
+        kind: libc::c_int,
     },
     /// Have the kernel SIGKILL this process when its parent dies, then make
     /// sure the parent had not already died (the report pipe's reading end
@@ -534,11 +542,13 @@ fn run(
 /// Step::Enter: setns, then clone with CLONE_PARENT. Returns in the new
 /// child only; this process ends here once it wrote the child's pid.
 fn enter(
-    target: BorrowedFd<'_>,
+    target: Option<BorrowedFd<'_>>,
     namespaces: libc::c_int,
     pid_to: BorrowedFd<'_>,
 ) -> Result<(), i32> {
-    ns::setns_raw(target, namespaces)?;
+    if let Some(target) = target {
+        ns::setns_raw(target, namespaces)?;
+    }
     // SAFETY: CLONE_PARENT shares neither memory nor the thread group; the
     // child goes on running `run`, which makes system calls only and ends
     // in execve or _exit, and this process ends just below.
@@ -608,6 +618,7 @@ fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
         Step::Setsid => process::setsid_raw(),
         Step::ControllingTty => pty::set_controlling_raw(0),
         Step::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
+        Step::SetNs { ns, kind } => ns::setns_raw(*ns, *kind),
         Step::ReadonlyOptional(path) => {
             let place = match in_root(root, path) {
                 Err(libc::ENOENT) => return Ok(()),

@@ -50,14 +50,15 @@ pub(super) fn loopback_up_raw() -> Result<(), i32> {
     Ok(())
 }
 
-/// setns(2) with a pidfd, for the child: joins every namespace in
-/// `namespaces` (CLONE_NEW* flags) of the process behind `pidfd` at once.
+/// setns(2), for the child: with a pidfd, joins every namespace in
+/// `namespaces` (CLONE_NEW* flags) of the process behind it at once (Linux
+/// 5.8 and later); with a namespace's handle, joins that one.
 pub(super) fn setns_raw(
-    pidfd: std::os::fd::BorrowedFd<'_>,
+    fd: std::os::fd::BorrowedFd<'_>,
     namespaces: libc::c_int,
 ) -> Result<(), i32> {
     // SAFETY: setns takes an fd, open for the call, and flags.
-    if unsafe { libc::setns(pidfd.as_raw_fd(), namespaces) } == -1 {
+    if unsafe { libc::setns(fd.as_raw_fd(), namespaces) } == -1 {
         return Err(super::errno());
     }
     Ok(())
@@ -73,4 +74,32 @@ pub fn setns(ns: std::os::fd::BorrowedFd<'_>, kind: libc::c_int) -> std::io::Res
 /// unshare(2) for the monitor: an `io::Error`.
 pub fn unshare(flags: libc::c_int) -> std::io::Result<()> {
     unshare_raw(flags).map_err(std::io::Error::from_raw_os_error)
+}
+
+/// Whether setns(2) takes a pidfd (Linux 5.8): asked by joining, through
+/// a pidfd of this process, the UTS and network namespaces this thread is
+/// in already, which changes nothing. A kernel without it refuses the fd
+/// as no namespace's (EINVAL) before looking at anything else; one with
+/// it succeeds, or refuses a caller without CAP_SYS_ADMIN (EPERM).
+pub fn setns_takes_pidfd() -> bool {
+    let Ok(me) = super::process::pidfd_open(super::process::getpid()) else {
+        return false;
+    };
+    let flags = libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
+    // SAFETY: setns takes an fd, open for the call, and flags.
+    let ret = unsafe { libc::setns(me.as_raw_fd(), flags) };
+    ret == 0 || super::errno() != libc::EINVAL
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn setns_takes_a_pidfd_from_linux_5_8() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let version = (numbers.next().unwrap(), numbers.next().unwrap());
+        assert_eq!(super::setns_takes_pidfd(), version >= (5, 8), "{release}");
+    }
 }

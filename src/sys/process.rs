@@ -201,6 +201,26 @@ pub fn waitid_pidfd(pidfd: &impl AsFd, block: bool) -> io::Result<Option<ExitSta
     }))
 }
 
+/// Kills child `pid` of this process with SIGKILL and reaps it. Only for
+/// a child not reaped yet, whose pid cannot name another process, and
+/// when no pidfd of it could be had.
+pub fn kill_and_reap_child(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: kill takes plain arguments; `pid` is our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write to.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if ret == -1 && super::errno() == libc::EINTR {
+            continue;
+        }
+        return;
+    }
+}
+
 /// Reaps any exited child without blocking; `None` when there is none.
 pub fn reap_any() -> Option<i32> {
     let mut status = 0;
@@ -229,6 +249,11 @@ pub fn reap_any_status() -> Option<(i32, ExitStatus)> {
         };
         return Some((pid, how));
     }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
 }
 
 pub fn getpid() -> i32 {

@@ -1,8 +1,9 @@
 //! The harness's only `unsafe` code: the few raw syscalls std does not offer
 //! (joining a cgroup between fork and exec, giving a process things to
-//! inherit, failing a syscall with ENOSYS as an older kernel would,
-//! signalling through a pidfd, detaching a mount, raising the open files
-//! limit). Each wrapper makes one call and turns -1 into `io::Error`.
+//! inherit, failing a syscall with ENOSYS or setns on a pidfd with EINVAL
+//! as an older kernel would, signalling through a pidfd, detaching a
+//! mount, raising the open files limit). Each wrapper makes one call and
+//! turns -1 into `io::Error`.
 
 use std::ffi::CString;
 use std::io;
@@ -237,6 +238,58 @@ pub fn without_syscall(cmd: &mut Command, nr: libc::c_long) {
     ];
     // SAFETY: the closure runs between fork and exec and only calls prctl
     // with a filter program built before the fork and moved into it.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes setns(2) with more than one namespace flag fail with EINVAL in
+/// the process `cmd` spawns and everything it starts (a seccomp filter),
+/// as Linux before 5.8 answers setns on a pidfd: one namespace's handle
+/// with its own flag still works.
+pub fn without_setns_on_a_pidfd(cmd: &mut Command) {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const TAX: u16 = 0x07; // BPF_MISC | BPF_TAX
+    const SUB_K: u16 = 0x14; // BPF_ALU | BPF_SUB | BPF_K
+    const AND_X: u16 = 0x5c; // BPF_ALU | BPF_AND | BPF_X
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 1, 0, ARCH),
+        op(RET_K, 0, 0, ALLOW),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JEQ_K, 1, 0, libc::SYS_setns as u32),
+        op(RET_K, 0, 0, ALLOW),
+        op(LD_W_ABS, 0, 0, 24), // the low half of args[1], the flags
+        op(TAX, 0, 0, 0),
+        op(SUB_K, 0, 0, 1),
+        op(AND_X, 0, 0, 0), // flags & (flags - 1): 0 for at most one bit
+        op(JEQ_K, 0, 1, 0),
+        op(RET_K, 0, 0, ALLOW),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32),
+    ];
+    // SAFETY: as in `without_syscall`.
     unsafe {
         cmd.pre_exec(move || {
             let prog = libc::sock_fprog {
