@@ -510,7 +510,7 @@ fn a_check_failing_while_berth_stops_it_never_starts_it_again() {
             r#", "on-unhealthy": "restart", "stop-timeout": 5"#,
         ),
     );
-    let daemon = w.start_daemon(&[]);
+    let mut daemon = w.start_daemon(&[]);
     w.wait_running("leaving");
     wait_checked(&w, "leaving", "to be healthy", SHORT, |c| {
         status_of(c) == "healthy"
@@ -541,6 +541,20 @@ fn a_check_failing_while_berth_stops_it_never_starts_it_again() {
     assert_eq!(log.matches("began").count(), 1, "{log}");
     // No check ran once the stop was asked for: it is not unhealthy.
     assert_ne!(health_record(&w, "leaving").unwrap().status, "unhealthy");
+
+    // The same when the daemon stops it at its own end (no live restore).
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    w.berth_ok(&["start", "leaving"]);
+    wait_checked(&w, "leaving", "to be healthy again", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, second) = runtime(&w, "leaving");
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(LONG);
+    assert!(is_gone(second.monitor_pid, second.monitor_start));
+    assert!(w.procs().is_empty(), "left running: {:?}", w.procs());
+    let log = fs::read_to_string(w.container_log("leaving")).unwrap();
+    assert_eq!(log.matches("began").count(), 2, "{log}");
 }
 
 #[test]
