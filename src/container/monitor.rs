@@ -24,8 +24,10 @@
 //! timeout is the next check's time, and health.json says how it went.
 //! With `on-unhealthy: "restart"`, a container that becomes unhealthy is
 //! stopped (stop signal, SIGKILL after its stop timeout) and started
-//! again by the same monitor: same run, same logs, a new init in a new
-//! runtime record, whether a daemon runs or not.
+//! again by the same monitor after a back-off: same run, same logs, a new
+//! init in a new runtime record, whether a daemon runs or not. A daemon
+//! that stops the container itself sends the monitor `STOP_REQUEST`
+//! first: the checks end and the init is not started again.
 
 use std::ffi::CString;
 use std::fmt;
