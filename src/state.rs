@@ -76,6 +76,10 @@ pub struct RuntimeRecord {
     /// The berth version that ran the monitor.
     #[nserde(default)]
     pub berth: String,
+    /// Times the monitor started the init again in this run for failing
+    /// its health checks (`on-unhealthy: "restart"`).
+    #[nserde(default, rename = "health-restarts")]
+    pub health_restarts: u32,
 }
 
 /// Daemon options that shape a running container; a daemon that finds them

@@ -210,7 +210,11 @@ fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon(
         "new init runs"
     );
     let c = wait_checked(&w, "app", "to follow the new init", SHORT, |c| {
-        c.pid == second.init_pid && status_of(c) == "healthy"
+        c.pid == second.init_pid
+    });
+    assert_eq!(c.restart_count, 1, "counted as soon as followed: {c:?}");
+    let c = wait_checked(&w, "app", "to be healthy again", SHORT, |c| {
+        status_of(c) == "healthy"
     });
     assert_eq!(c.restart_count, 1, "{c:?}");
     assert_eq!(c.status, "running");
@@ -252,6 +256,7 @@ fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon(
     w.berth_ok(&["stop", "app"]);
     let c = checked(&w, "app");
     assert_eq!(c.status, "stopped");
+    assert_eq!(c.restart_count, 2, "counted once at the end: {c:?}");
     assert!(is_gone(third.init_pid, third.init_start));
     drop(daemon);
 }
@@ -480,4 +485,156 @@ fn a_check_s_long_output_is_cut_and_does_not_fail_it() {
     let r = c.health.unwrap().log.pop().unwrap();
     assert_eq!(r.exit_code, Some(0), "all of it was read: no SIGPIPE");
     assert_eq!(r.output, "x".repeat(4096));
+}
+
+/// A record of run-dir/containers/NAME/ (runtime.json, last-run.json).
+fn run_record(w: &World, name: &str, file: &str) -> Option<common::records::Runtime> {
+    let path = w.run_dir().join("containers").join(name).join(file);
+    let text = fs::read_to_string(path).ok()?;
+    common::records::Runtime::deserialize_json(text.trim()).ok()
+}
+
+#[test]
+fn a_check_failing_while_berth_stops_it_never_starts_it_again() {
+    let w = World::new();
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    // On TERM it makes its own check fail, and takes its time to go.
+    let script = "echo began; trap 'rm -f /data/ok; sleep 3; exit 0' TERM; \
+                  while :; do sleep 0.05; done";
+    w.add_container(
+        "leaving",
+        &["/bin/sh", "-c", script],
+        &with_check(
+            &w,
+            r#"{"command": ["test", "-e", "/data/ok"], "interval": 1, "retries": 1}"#,
+            r#", "on-unhealthy": "restart", "stop-timeout": 5"#,
+        ),
+    );
+    let mut daemon = w.start_daemon(&[]);
+    w.wait_running("leaving");
+    wait_checked(&w, "leaving", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, before) = runtime(&w, "leaving");
+    let stop = w.berth(&["stop", "leaving"]);
+    assert!(stop.status.success(), "{}", describe(&stop));
+    let c = checked(&w, "leaving");
+    assert_eq!(
+        (c.status.as_str(), c.restart_count),
+        ("stopped", 0),
+        "{c:?}"
+    );
+    // The run the daemon archived is the one it stopped: the same init.
+    let last = run_record(&w, "leaving", "last-run.json").expect("last-run.json");
+    assert_eq!(
+        (last.monitor_pid, last.init_pid),
+        (before.monitor_pid, before.init_pid)
+    );
+    assert!(is_gone(before.monitor_pid, before.monitor_start));
+    let left: Vec<i32> = w
+        .procs()
+        .into_iter()
+        .filter(|&pid| pid != daemon.pid() as i32)
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+    let log = fs::read_to_string(w.container_log("leaving")).unwrap();
+    assert_eq!(log.matches("began").count(), 1, "{log}");
+    // No check ran once the stop was asked for: it is not unhealthy.
+    assert_ne!(health_record(&w, "leaving").unwrap().status, "unhealthy");
+
+    // The same when the daemon stops it at its own end (no live restore).
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    w.berth_ok(&["start", "leaving"]);
+    wait_checked(&w, "leaving", "to be healthy again", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    let (_, second) = runtime(&w, "leaving");
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(LONG);
+    assert!(is_gone(second.monitor_pid, second.monitor_start));
+    assert!(w.procs().is_empty(), "left running: {:?}", w.procs());
+    let log = fs::read_to_string(w.container_log("leaving")).unwrap();
+    assert_eq!(log.matches("began").count(), 2, "{log}");
+}
+
+#[test]
+fn unhealthy_restarts_back_off() {
+    let w = World::new();
+    w.add_container(
+        "sick",
+        POLITE,
+        r#"{"healthcheck": {"command": ["false"], "interval": 1, "retries": 1},
+            "on-unhealthy": "restart", "stop-timeout": 5}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("sick");
+    // When each new init is first seen (polled every 10 ms).
+    let mut seen: Vec<(i32, Instant)> = Vec::new();
+    wait_for(LONG, "four inits", || {
+        if let Some(r) = run_record(&w, "sick", "runtime.json") {
+            if r.init_pid != 0 && seen.last().is_none_or(|(pid, _)| *pid != r.init_pid) {
+                seen.push((r.init_pid, Instant::now()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        seen.len() >= 4
+    });
+    // Each init lives one interval (its first check fails), then the
+    // back-off doubles from 100 ms: 100, 200, 400 ms. The first init was
+    // seen late (after the start): its span is not measured.
+    let slack = Duration::from_millis(40);
+    for (k, pair) in seen.windows(2).enumerate().skip(1) {
+        let gap = pair[1].1 - pair[0].1;
+        let backoff = Duration::from_millis(100 << k);
+        assert!(
+            gap + slack >= Duration::from_secs(1) + backoff,
+            "restart {}: {gap:?} after the last, back-off {backoff:?}",
+            k + 1
+        );
+    }
+    let c = checked(&w, "sick");
+    assert!(c.restart_count >= 3, "{c:?}");
+}
+
+#[test]
+fn an_image_replaced_on_disk_is_not_started_by_an_unhealthy_restart() {
+    use common::images::{LoopGuard, mksquashfs};
+    let w = World::new();
+    let dir = w.root.join("images");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("app.sqfs");
+    mksquashfs(&w.rootfs(), &image);
+    let _loops = LoopGuard { dir: dir.clone() };
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let json = format!(
+        r#"{{"image": {}, "command": {}, "mounts": [{}], "on-unhealthy": "restart",
+             "stop-timeout": 5,
+             "healthcheck": {{"command": ["test", "-e", "/data/ok"], "interval": 1, "retries": 1}}}}"#,
+        json::string(image.to_str().unwrap()),
+        json::string_array(POLITE),
+        w.data_mount()
+    );
+    w.write_container("img", &json);
+    let _daemon = w.start_daemon(&[]);
+    let first = w.wait_running("img");
+    wait_checked(&w, "img", "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    });
+    // Another image renamed over the one the run started with.
+    let other = dir.join("other.sqfs");
+    mksquashfs(&w.rootfs(), &other);
+    fs::rename(&other, &image).unwrap();
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    let ended = w.wait_inspect("img", "to end", LONG, |i| i.status != "running");
+    let error = ended.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "image {} was replaced since the run started",
+            image.display()
+        )),
+        "{ended:?}"
+    );
+    assert_eq!(ended.pid, 0, "{ended:?}");
+    let last = run_record(&w, "img", "last-run.json").expect("last-run.json");
+    assert_eq!(last.init_pid as u32, first.pid, "no other init ran");
 }

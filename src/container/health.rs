@@ -122,10 +122,6 @@ impl Checker {
         }
     }
 
-    pub fn record(&self) -> &HealthRecord {
-        &self.record
-    }
-
     pub fn command(&self) -> &[String] {
         &self.check.command
     }

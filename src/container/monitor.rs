@@ -24,8 +24,10 @@
 //! timeout is the next check's time, and health.json says how it went.
 //! With `on-unhealthy: "restart"`, a container that becomes unhealthy is
 //! stopped (stop signal, SIGKILL after its stop timeout) and started
-//! again by the same monitor: same run, same logs, a new init in a new
-//! runtime record, whether a daemon runs or not.
+//! again by the same monitor after a back-off: same run, same logs, a new
+//! init in a new runtime record, whether a daemon runs or not. A daemon
+//! that stops the container itself sends the monitor `STOP_REQUEST`
+//! first: the checks end and the init is not started again.
 
 use std::ffi::CString;
 use std::fmt;
@@ -51,6 +53,7 @@ use super::spawn::{Plan, SpawnError, Stdio};
 use crate::config::{self, ConfigError, ContainerSpec, OnUnhealthy};
 use crate::errors;
 use crate::host;
+use crate::policy;
 use crate::state::{
     self, ExitRecord, FORMAT_VERSION, LogStatus, Reserved, RuntimeRecord, StartOptions,
 };
@@ -175,6 +178,11 @@ pub enum StartError {
         path: PathBuf,
         err: io::Error,
     },
+    /// Starting the init again: its image file is not the one the run
+    /// started with.
+    ImageChanged {
+        image: PathBuf,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -213,6 +221,11 @@ impl fmt::Display for StartError {
             StartError::WriteRuntime { path, err } => {
                 write!(f, "write {}: {}", path.display(), errors::io_text(err))
             }
+            StartError::ImageChanged { image } => write!(
+                f,
+                "image {} was replaced since the run started; the run keeps the image it started with, so it ends here (start it again to use the new one)",
+                image.display()
+            ),
         }
     }
 }
@@ -265,6 +278,7 @@ pub fn main(name: &str) -> i32 {
     let _ = signal::ignore(libc::SIGPIPE);
     let _ = signal::ignore(libc::SIGHUP);
     let _ = signal::ignore(libc::SIGINT);
+    let stop = stop_requests();
     let channel = match fd::take_inherited(CHANNEL_FD) {
         Ok(fd) => UnixStream::from(fd),
         Err(e) => {
@@ -280,7 +294,25 @@ pub fn main(name: &str) -> i32 {
         Ok(v) => v,
         Err(e) => return fail_early(&mut channel, &e.to_string()),
     };
-    Monitor::new(job, spec).run(channel)
+    Monitor::new(job, spec, stop).run(channel)
+}
+
+/// The signal by which the daemon says it is stopping the container on
+/// purpose (`berth stop`, restart, recreate, removal, its own shutdown):
+/// the checks end at once and the init is never started again.
+pub const STOP_REQUEST: i32 = libc::SIGUSR1;
+
+/// A signalfd for [`STOP_REQUEST`], blocked first so that it queues
+/// there and never ends the monitor. Blocked before the job is read, so
+/// before any daemon can send it; the children reset their mask. Without
+/// a signalfd the signal is ignored instead: the monitor still never dies
+/// of it.
+fn stop_requests() -> Option<OwnedFd> {
+    let fd = signal::block(&[STOP_REQUEST]).and_then(|()| signal::signalfd(&[STOP_REQUEST]));
+    if fd.is_err() {
+        let _ = signal::ignore(STOP_REQUEST);
+    }
+    fd.ok()
 }
 
 /// Reads the one job line from the daemon.
@@ -366,6 +398,11 @@ struct Monitor {
     defined: ContainerSpec,
     /// Times the init was started again for failing its health checks.
     restarts: u32,
+    /// The hash of the definition and image the run started with: an
+    /// init started again must run the same.
+    run_hash: u64,
+    /// Where the daemon's stop requests arrive (see `STOP_REQUEST`).
+    stop: Option<OwnedFd>,
 }
 
 const STDOUT: Token = Token(0);
@@ -374,9 +411,11 @@ const INIT: Token = Token(2);
 /// A health check's pidfd and the read end of its output.
 const CHECK: Token = Token(3);
 const CHECK_OUT: Token = Token(4);
+/// The stop requests' signalfd.
+const STOP: Token = Token(5);
 
 impl Monitor {
-    fn new(job: Job, spec: ContainerSpec) -> Monitor {
+    fn new(job: Job, spec: ContainerSpec, stop: Option<OwnedFd>) -> Monitor {
         let paths = state::Paths::new(
             Path::new(&job.run_dir),
             Path::new(&job.state_dir),
@@ -387,6 +426,8 @@ impl Monitor {
             defined: spec.clone(),
             spec,
             restarts: 0,
+            run_hash: 0,
+            stop,
             paths,
             hierarchies: Vec::new(),
             placement: None,
@@ -405,7 +446,10 @@ impl Monitor {
     }
 
     fn run(mut self, mut channel: UnixStream) -> i32 {
-        let mut started_at = host::now_ns();
+        // The run's start, in its records however often the init is
+        // started again (each init is told apart by its pid and start
+        // time).
+        let started_at = host::now_ns();
         let mut logs = match self.open_run() {
             Ok(logs) => logs,
             Err(e) => return self.fail_start(&mut channel, started_at, &e),
@@ -415,6 +459,7 @@ impl Monitor {
             Err(e) => return self.fail_start(&mut channel, started_at, &e),
         };
         let init_start = host::start_time(init_pid).unwrap_or(0);
+        self.run_hash = self.spec.hash;
         if let Err(err) = self.record_runtime(init_pid, init_start, started_at) {
             // Without a runtime record no daemon could find this container
             // again: do not leave it running unmanaged.
@@ -438,11 +483,17 @@ impl Monitor {
             },
         );
         drop(channel);
+        // Told to the daemon. An init started again meets the same ones
+        // (the same definition on the same host) and nobody to tell:
+        // they are not kept.
+        self.warnings.clear();
 
+        let stop = self.stop.take();
         let mut health = self.spec.healthcheck.clone().map(|check| {
             Health::new(
                 Checker::new(check, self.paths.health(), &self.job.run_id),
                 &self.spec,
+                stop,
             )
         });
         let mut status_file = StatusFile::new(self.paths.log_status(), &self.job.run_id);
@@ -461,15 +512,24 @@ impl Monitor {
                 Some(&mut status_file),
                 health.as_mut(),
             );
-            let again = health.as_ref().is_some_and(|h| h.restart_due);
-            if status.is_err() || !again {
-                let error = status.as_ref().err().map(|e| format!("monitor: {e}"));
-                break (status.ok(), error);
+            let status = match status {
+                Ok(s) => s,
+                Err(e) => break (None, Some(format!("monitor: {e}"))),
+            };
+            let Some(h) = health.as_mut() else {
+                break (Some(status), None);
+            };
+            if !h.restart_wanted() {
+                break (Some(status), None);
             }
-            // Unhealthy, stopped and reaped: a new init in the same run.
+            // Unhealthy, stopped and reaped: after the back-off (unless
+            // the daemon stops it meanwhile), a new init in the same run.
+            if !h.back_off() {
+                break (Some(status), None);
+            }
+            self.warnings.clear();
             match self.relaunch() {
                 Ok(next) => {
-                    started_at = host::now_ns();
                     let start = host::start_time(next.0).unwrap_or(0);
                     if let Err(err) = self.record_runtime(next.0, start, started_at) {
                         // As at the first start: no run nobody can find.
@@ -500,7 +560,7 @@ impl Monitor {
             log_dropped: logs.dropped,
             oom_killed,
             cause,
-            health_restarts: health.as_ref().map_or(0, |h| h.checker.record().restarts),
+            health_restarts: self.restarts,
         });
         let _ = fs::remove_file(self.paths.log_status());
         self.leave_cpu_leaf();
@@ -660,7 +720,12 @@ impl Monitor {
         cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
         devices::restrict(&self.hierarchies, &placement, &device_rules)
             .map_err(StartError::Cgroup)?;
-        self.events_at_start = Counters::read(&self.hierarchies, &placement);
+        // The cgroups stay for the whole run: what its limits did is
+        // counted from the first init's start, so the exit record covers
+        // every init of the run.
+        if self.restarts == 0 {
+            self.events_at_start = Counters::read(&self.hierarchies, &placement);
+        }
 
         let (out_r, out_w) = fd::pipe().map_err(StartError::CreatePipe)?;
         let (err_r, err_w) = fd::pipe().map_err(StartError::CreatePipe)?;
@@ -739,6 +804,15 @@ impl Monitor {
             name: &self.job.name,
         };
         if let Some(made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+            if self.restarts > 0 && made.hash != self.run_hash {
+                // The image file was replaced since the run started: the
+                // run keeps the image it started with, or ends.
+                if let Some(host) = made.host_mounts {
+                    let _ = root::leave(host);
+                }
+                let image = self.spec.image.clone().unwrap_or_default();
+                return Err(StartError::ImageChanged { image });
+            }
             self.spec.rootfs = made.path;
             self.spec.readonly_rootfs |= made.readonly;
             self.spec.hash = made.hash;
@@ -761,6 +835,7 @@ impl Monitor {
             init_start,
             started_at,
             config_hash: format!("{:016x}", self.spec.hash),
+            health_restarts: self.restarts,
             options: StartOptions {
                 log_dir: self.job.log_dir.clone(),
                 log_max_size: self.job.log_max_size,
@@ -968,10 +1043,20 @@ struct Health {
     restart_due: bool,
     /// The check's output may hold more than one turn read.
     output_pending: bool,
+    /// Where the daemon's stop requests arrive (see `STOP_REQUEST`).
+    stop_fd: Option<OwnedFd>,
+    /// The daemon is stopping the container: no check, no start again.
+    stopping: bool,
+    /// Since when the current init is healthy.
+    healthy_since: Option<Instant>,
+    /// How long the init stopped last was healthy before it was not.
+    healthy_for: Duration,
+    /// Restarts in a row after short healthy spells, for the back-off.
+    quick_restarts: u32,
 }
 
 impl Health {
-    fn new(checker: Checker, spec: &ContainerSpec) -> Health {
+    fn new(checker: Checker, spec: &ContainerSpec, stop_fd: Option<OwnedFd>) -> Health {
         Health {
             checker,
             restart: spec.on_unhealthy == OnUnhealthy::Restart,
@@ -983,7 +1068,54 @@ impl Health {
             kill_at: None,
             restart_due: false,
             output_pending: false,
+            stop_fd,
+            stopping: false,
+            healthy_since: None,
+            healthy_for: Duration::ZERO,
+            quick_restarts: 0,
         }
+    }
+
+    /// Takes the stop requests queued on the signalfd: one is enough to
+    /// halt the checks for good and call off a start again.
+    fn read_stop(&mut self) {
+        let Some(fd) = &self.stop_fd else {
+            return;
+        };
+        let mut asked = false;
+        while let Ok(Some(_)) = signal::read_signalfd(fd) {
+            asked = true;
+        }
+        if asked && !self.stopping {
+            self.stopping = true;
+            self.restart_due = false;
+            self.checker.halt();
+        }
+    }
+
+    /// Whether a new init is to be started now that the last one was
+    /// reaped. A stop request is sent before the daemon's stop signal,
+    /// so one that ended this init is queued by now.
+    fn restart_wanted(&mut self) -> bool {
+        self.read_stop();
+        self.restart_due && !self.stopping
+    }
+
+    /// Waits out the back-off before a start again: the daemon's restart
+    /// back-off (see `policy::backoff`), where a run is the time the init
+    /// stayed healthy, so a container healthy that long starts again at
+    /// the first delay. False if the daemon asked for a stop meanwhile.
+    fn back_off(&mut self) -> bool {
+        let (delay, quick) = policy::backoff(self.quick_restarts, self.healthy_for);
+        self.quick_restarts = quick;
+        let until = Instant::now() + delay;
+        let waited = self.stop_fd.as_ref().map(|fd| wait_readable(fd, until));
+        if !matches!(waited, Some(Ok(()))) {
+            // No signalfd to wait on: the delay all the same.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+        self.read_stop();
+        !self.stopping
     }
 
     /// A new init runs (the first of the run, or one started again).
@@ -996,6 +1128,7 @@ impl Health {
         self.spec = monitor.spec.clone();
         self.kill_at = None;
         self.restart_due = false;
+        self.healthy_since = None;
         self.checker
             .init_started(Instant::now(), host::now_ns(), restarted);
     }
@@ -1046,10 +1179,17 @@ impl Health {
     /// "restart"` stops the init (stop signal, SIGKILL after its stop
     /// timeout) to start a new one.
     fn changed(&mut self, change: &health::Change, init: &OwnedFd, now: Instant) {
+        if change.to == health::HEALTHY && change.from != health::HEALTHY {
+            self.healthy_since = Some(now);
+        }
         let became_unhealthy = change.to == health::UNHEALTHY && change.from != health::UNHEALTHY;
-        if !(became_unhealthy && self.restart) || self.restart_due {
+        if !(became_unhealthy && self.restart) || self.restart_due || self.stopping {
             return;
         }
+        self.healthy_for = self
+            .healthy_since
+            .take()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.restart_due = true;
         self.checker.halt();
         if self.stop_timeout.is_zero() {
@@ -1070,6 +1210,26 @@ impl Health {
     /// its output on a pipe: (pidfd, read end).
     fn spawn_check(&self) -> Result<(OwnedFd, OwnedFd), String> {
         health::spawn_check(self.init, &self.cgroups, &self.spec, self.checker.command())
+    }
+}
+
+/// Waits until `fd` is readable or `until` passed, whichever is first.
+fn wait_readable(fd: &OwnedFd, until: Instant) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut SourceFd(&fd.as_raw_fd()), STOP, Interest::READABLE)?;
+    let mut events = Events::with_capacity(1);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        match poll.poll(&mut events, Some(left)) {
+            Ok(()) if !events.is_empty() => return Ok(()),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -1100,6 +1260,9 @@ fn pump(
         Interest::READABLE,
     )?;
     registry.register(&mut SourceFd(&pidfd.as_raw_fd()), INIT, Interest::READABLE)?;
+    if let Some(stop) = health.as_ref().and_then(|h| h.stop_fd.as_ref()) {
+        registry.register(&mut SourceFd(&stop.as_raw_fd()), STOP, Interest::READABLE)?;
+    }
     let pipes = [(&out_r, Stream::Stdout), (&err_r, Stream::Stderr)];
     let mut events = Events::with_capacity(8);
     let mut open = [true, true];
@@ -1157,6 +1320,11 @@ fn pump(
                 CHECK_OUT => {
                     if let Some(h) = health.as_deref_mut() {
                         h.output_pending = true;
+                    }
+                }
+                STOP => {
+                    if let Some(h) = health.as_deref_mut() {
+                        h.read_stop();
                     }
                 }
                 t => pending[t.0] = true,

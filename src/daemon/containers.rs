@@ -150,13 +150,12 @@ impl Ctr {
                 .filter(|r| r.exec == Exec::Done)
                 .map_or(untrusted_pid.unwrap_or(0), |r| r.init_pid),
             exit_code: if running { None } else { last.exit_code },
-            // The restarts its monitor made in this run count too.
-            restart_count: self.persist().restart_count.saturating_add(
-                health
-                    .as_ref()
-                    .filter(|_| running)
-                    .map_or(0, |r| r.restarts),
-            ),
+            // The restarts its monitor made in this run count too (added
+            // to the persisted count when the run ends).
+            restart_count: self
+                .persist()
+                .restart_count
+                .saturating_add(run.map_or(0, |r| r.health_restarts)),
             started_at: last.started_at.map(host::rfc3339),
             finished_at: if running {
                 None
@@ -632,6 +631,7 @@ impl Containers {
             Effect::Spawn => return Some(self.spawn(env, name)),
             Effect::Answer(client, a) => answers.push((client, a)),
             Effect::Signal(sig) => {
+                self.tell_monitor_stopping(name);
                 let _ = self.signal(name, sig);
             }
             Effect::KillMonitor => {
@@ -734,6 +734,21 @@ impl Containers {
         }
     }
 
+    /// Before berth's stop signal reaches the init, its monitor learns
+    /// that the stop is meant (see `monitor::STOP_REQUEST`): it halts the
+    /// health checks and does not start the init again.
+    fn tell_monitor_stopping(&self, name: &str) {
+        let Some(c) = self.map.get(name) else {
+            return;
+        };
+        if !matches!(c.phase(), Phase::Stopping { .. }) {
+            return;
+        }
+        if let Some(h) = &c.handles {
+            let _ = process::pidfd_send_signal(&h.monitor_pidfd, monitor::STOP_REQUEST);
+        }
+    }
+
     /// Sends `sig` to the container's init through its pidfd.
     pub fn signal(&self, name: &str, sig: i32) -> Result<(), String> {
         let c = self
@@ -823,6 +838,7 @@ impl Containers {
             hash: spec.hash,
             options,
             exec: Exec::Pending,
+            health_restarts: 0,
         };
         // The monitor starts nothing before it has the job, and it exits
         // when the channel closes first: the record naming it is written
@@ -1043,6 +1059,7 @@ impl Containers {
                 init_pid: rec.init_pid,
                 init_start: rec.init_start,
                 started_at: rec.started_at,
+                restarts: rec.health_restarts,
             },
         )
     }
@@ -1351,6 +1368,7 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
         } else {
             Exec::Done
         },
+        health_restarts: rec.health_restarts,
     }
 }
 
@@ -1448,6 +1466,7 @@ fn record_intent(paths: &Paths, name: &str, run: &RunFacts) -> io::Result<()> {
         config_hash: format!("{:016x}", run.hash),
         options: run.options.clone(),
         berth: env!("CARGO_PKG_VERSION").to_string(),
+        health_restarts: 0,
     };
     state::save_unsynced(&paths.runtime(), &record)
 }

@@ -213,6 +213,7 @@ mod tests {
             init_start: 0,
             started_at: 1,
             hash: 7,
+            health_restarts: 0,
             options: StartOptions::default(),
             exec,
         }

@@ -151,6 +151,10 @@ pub struct RunFacts {
     pub hash: u64,
     pub options: StartOptions,
     pub exec: Exec,
+    /// Times its monitor started the init again in this run for failing
+    /// its health checks (counted into the persisted restart count when
+    /// the run ends).
+    pub health_restarts: u32,
 }
 
 /// Why a stop was asked for.
@@ -421,6 +425,8 @@ pub enum Event {
         init_pid: i32,
         init_start: u64,
         started_at: u64,
+        /// The monitor's count of such restarts in this run.
+        restarts: u32,
     },
     /// The monitor is gone: how the run ended (or why that is not known).
     /// `found`: a run that ended while no daemon ran, found at start-up
@@ -667,7 +673,8 @@ impl Transition<'_, '_> {
                 init_pid,
                 init_start,
                 started_at,
-            } => self.reinit(init_pid, init_start, started_at),
+                restarts,
+            } => self.reinit(init_pid, init_start, started_at, restarts),
             Event::Ended { outcome, found } => self.ended(outcome, found),
             Event::Tick => self.tick(),
             Event::Kill { why } => self.kill(why),
@@ -1011,7 +1018,7 @@ impl Transition<'_, '_> {
 
     /// A new init of the same run: the signals go to it from now on. A
     /// stop under way is sent to it too.
-    fn reinit(&mut self, init_pid: i32, init_start: u64, started_at: u64) {
+    fn reinit(&mut self, init_pid: i32, init_start: u64, started_at: u64, restarts: u32) {
         let stopping = matches!(self.s.phase, Phase::Stopping { .. });
         let Some(run) = self.s.phase.run_mut() else {
             return;
@@ -1023,6 +1030,8 @@ impl Transition<'_, '_> {
         run.init_pid = init_pid;
         run.init_start = init_start;
         run.started_at = started_at;
+        // At least this one, whatever an older monitor wrote.
+        run.health_restarts = restarts.max(run.health_restarts + 1);
         self.s.last.started_at = Some(started_at);
         self.log(
             log::Level::Warn,
@@ -1519,6 +1528,7 @@ mod tests {
             hash: 7,
             options: StartOptions::default(),
             exec,
+            health_restarts: 0,
         }
     }
 
@@ -1670,6 +1680,7 @@ mod tests {
             init_pid: 202,
             init_start: 3,
             started_at: 1_700_000_000,
+            restarts: 1,
         });
         for code in [Some(0), Some(1), Some(143), None] {
             v.push(ended(code));
@@ -2484,6 +2495,7 @@ mod tests {
             init_pid: 202,
             init_start: 3,
             started_at: 1_700_000_000,
+            restarts: 1,
         };
         let (s, fx) = step(s, reinit.clone(), &c);
         let r = s.phase.run().unwrap();
@@ -2491,6 +2503,8 @@ mod tests {
             (r.init_pid, r.init_start, r.started_at),
             (202, 3, 1_700_000_000)
         );
+        // Counted while it runs, in the run (not yet persisted).
+        assert_eq!((r.health_restarts, s.persist.restart_count), (1, 0));
         assert_eq!(s.last.started_at, Some(1_700_000_000));
         assert!(!fx.iter().any(|e| matches!(e, Effect::Signal(_))), "{fx:?}");
         // The same init again changes nothing.
