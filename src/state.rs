@@ -80,6 +80,10 @@ pub struct RuntimeRecord {
     /// its health checks (`on-unhealthy: "restart"`).
     #[nserde(default, rename = "health-restarts")]
     pub health_restarts: u32,
+    /// Its monitor takes SIGUSR1 as notice of a stop berth asked for
+    /// (monitors of older versions die of it: they never get one).
+    #[nserde(default, rename = "stop-notice")]
+    pub stop_notice: bool,
 }
 
 /// Daemon options that shape a running container; a daemon that finds them

@@ -836,6 +836,7 @@ impl Monitor {
             started_at,
             config_hash: format!("{:016x}", self.spec.hash),
             health_restarts: self.restarts,
+            stop_notice: true,
             options: StartOptions {
                 log_dir: self.job.log_dir.clone(),
                 log_max_size: self.job.log_max_size,

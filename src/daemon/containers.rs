@@ -744,6 +744,11 @@ impl Containers {
         if !matches!(c.phase(), Phase::Stopping { .. }) {
             return;
         }
+        // A monitor of an older berth (re-attached after an upgrade) would
+        // die of the signal, its container's exit code with it.
+        if !c.phase().run().is_some_and(|r| r.stop_notice) {
+            return;
+        }
         if let Some(h) = &c.handles {
             let _ = process::pidfd_send_signal(&h.monitor_pidfd, monitor::STOP_REQUEST);
         }
@@ -839,6 +844,7 @@ impl Containers {
             options,
             exec: Exec::Pending,
             health_restarts: 0,
+            stop_notice: true,
         };
         // The monitor starts nothing before it has the job, and it exits
         // when the channel closes first: the record naming it is written
@@ -1369,6 +1375,7 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
             Exec::Done
         },
         health_restarts: rec.health_restarts,
+        stop_notice: rec.stop_notice,
     }
 }
 
@@ -1467,6 +1474,7 @@ fn record_intent(paths: &Paths, name: &str, run: &RunFacts) -> io::Result<()> {
         options: run.options.clone(),
         berth: env!("CARGO_PKG_VERSION").to_string(),
         health_restarts: 0,
+        stop_notice: true,
     };
     state::save_unsynced(&paths.runtime(), &record)
 }
@@ -1513,6 +1521,21 @@ mod tests {
             finished_at: started_at + 1,
             ..ExitRecord::default()
         }
+    }
+
+    #[test]
+    fn a_monitor_of_an_older_berth_is_never_sent_the_stop_notice() {
+        // What berth 0.1 before health checks wrote: no "stop-notice".
+        let old = r#"{"version":3,"name":"web","run-id":"r1","boot-id":"b","monitor-pid":10,"monitor-start":5,"init-pid":11,"init-start":6,"started-at":1,"config-hash":"00000000000000ff"}"#;
+        let rec: RuntimeRecord = crate::json::decode(old).unwrap();
+        assert!(!run_of(&rec).stop_notice);
+        let now = RuntimeRecord {
+            stop_notice: true,
+            ..rec
+        };
+        let back: RuntimeRecord =
+            crate::json::decode(&nanoserde::SerJson::serialize_json(&now)).unwrap();
+        assert!(run_of(&back).stop_notice);
     }
 
     #[test]

@@ -214,6 +214,7 @@ mod tests {
             started_at: 1,
             hash: 7,
             health_restarts: 0,
+            stop_notice: true,
             options: StartOptions::default(),
             exec,
         }

@@ -155,6 +155,8 @@ pub struct RunFacts {
     /// its health checks (counted into the persisted restart count when
     /// the run ends).
     pub health_restarts: u32,
+    /// Its monitor takes notice of a stop (see `RuntimeRecord`).
+    pub stop_notice: bool,
 }
 
 /// Why a stop was asked for.
@@ -1529,6 +1531,7 @@ mod tests {
             options: StartOptions::default(),
             exec,
             health_restarts: 0,
+            stop_notice: true,
         }
     }
 
