@@ -247,6 +247,9 @@ pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
     let steps = [
         Step::Setsid,
         Step::ResetSignals,
+        // Blocked from the first instruction of the monitor on: a stop
+        // notice sent while it starts up waits for its signalfd.
+        Step::Block(STOP_REQUEST),
         Step::Dup2 {
             from: channel.as_fd(),
             to: CHANNEL_FD,
@@ -302,9 +305,9 @@ pub fn main(name: &str) -> i32 {
 /// the checks end at once and the init is never started again.
 pub const STOP_REQUEST: i32 = libc::SIGUSR1;
 
-/// A signalfd for [`STOP_REQUEST`], blocked first so that it queues
-/// there and never ends the monitor. Blocked before the job is read, so
-/// before any daemon can send it; the children reset their mask. Without
+/// A signalfd for [`STOP_REQUEST`], blocked (already by the daemon's
+/// spawn, again here) so that it queues there and never ends the monitor;
+/// the children reset their mask. Without
 /// a signalfd the signal is ignored instead: the monitor still never dies
 /// of it.
 fn stop_requests() -> Option<OwnedFd> {

@@ -45,6 +45,9 @@ pub enum Target {
 pub enum Step<'fd> {
     /// Unblock every signal and reset every disposition to its default.
     ResetSignals,
+    /// Block one signal (after ResetSignals): it queues until the program
+    /// exec'd takes it from a signalfd, and cannot end it before then.
+    Block(libc::c_int),
     Setsid,
     /// Make the terminal on fd 0 this session's controlling terminal
     /// (after Setsid, and the Dup2 that put the terminal there).
@@ -615,6 +618,7 @@ fn resolve_target<'a>(
 fn run_step(step: &Step<'_>, root: Option<BorrowedFd<'_>>) -> Result<(), i32> {
     match step {
         Step::ResetSignals => signal::reset_all_raw(),
+        Step::Block(sig) => signal::block_raw(*sig),
         Step::Setsid => process::setsid_raw(),
         Step::ControllingTty => pty::set_controlling_raw(0),
         Step::DieWithParent => process::set_parent_death_signal_raw(libc::SIGKILL),
@@ -842,6 +846,20 @@ mod tests {
         let (report, status) = run_program(&[exec(&["/bin/sh", "-c", "exit 7"])]);
         assert_eq!(report, InitReport::Execed);
         assert_eq!(status, ExitStatus::Exited(7));
+    }
+
+    #[test]
+    fn a_blocked_signal_stays_blocked_across_exec_and_the_rest_are_not() {
+        // SigBlk is the mask in hex: SIGUSR1 (10) alone is bit 9, 0x200.
+        // grep itself is exec'd (a shell would reset the mask of its own
+        // children).
+        let (report, status) = run_program(&[
+            Step::ResetSignals,
+            Step::Block(libc::SIGUSR1),
+            exec(&["/bin/grep", "-qE", "^SigBlk:.0*200$", "/proc/self/status"]),
+        ]);
+        assert_eq!(report, InitReport::Execed);
+        assert_eq!(status, ExitStatus::Exited(0));
     }
 
     #[test]

@@ -146,6 +146,25 @@ struct KernelSigaction {
 /// container that inherited the daemon's mask would ignore SIGTERM. Raw
 /// rt_sigaction reaches the real-time signals the C library keeps for
 /// itself, which its `signal()` refuses.
+/// Adds `sig` to the blocked signals; for a child after fork.
+pub(super) fn block_raw(sig: i32) -> Result<(), i32> {
+    let mask: u64 = 1 << (sig - 1);
+    // SAFETY: an 8-byte mask; the old mask is not wanted.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if ret == -1 {
+        return Err(super::errno());
+    }
+    Ok(())
+}
+
 pub(super) fn reset_all_raw() -> Result<(), i32> {
     let default = KernelSigaction {
         handler: 0, // SIG_DFL
