@@ -103,12 +103,7 @@ mod tests {
     use super::*;
     use crate::config::parse_container;
 
-    const FILE: &str = "/etc/berth/containers/app.json";
-
-    fn parse(extra: &str) -> Result<crate::config::ContainerSpec, ConfigError> {
-        let text = format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"]{extra}}}"#);
-        parse_container("app", &text, Path::new(FILE))
-    }
+    use super::super::testing::{APP_FILE as FILE, parse_app as parse};
 
     fn err(extra: &str) -> (Option<String>, String) {
         let e = parse(extra).unwrap_err();

@@ -50,4 +50,14 @@ mod testing {
     }
 
     pub use crate::testing::TempDir;
+
+    /// The file the definitions of `parse_app` come from.
+    pub const APP_FILE: &str = "/etc/berth/containers/app.json";
+
+    /// A minimal definition of `app`, with `extra` (",\"key\": value...")
+    /// added to it.
+    pub fn parse_app(extra: &str) -> Result<super::ContainerSpec, super::ConfigError> {
+        let text = format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"]{extra}}}"#);
+        super::parse_container("app", &text, std::path::Path::new(APP_FILE))
+    }
 }

@@ -193,14 +193,8 @@ pub fn merge_env(base: Vec<String>, over: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_container;
 
-    const FILE: &str = "/etc/berth/containers/app.json";
-
-    fn parse(extra: &str) -> Result<crate::config::ContainerSpec, ConfigError> {
-        let text = format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"]{extra}}}"#);
-        parse_container("app", &text, Path::new(FILE))
-    }
+    use super::super::testing::parse_app as parse;
 
     #[test]
     fn namespaced_sysctls_are_taken_and_others_refused() {

@@ -460,24 +460,8 @@ impl<'fd> Plan<'fd> {
             Step::Chdir(cstr(&spec.workdir)?),
             format!("enter workdir {}", spec.workdir),
         );
-        for (from, to, what) in [
-            (stdio.stdin, 0, "set up stdin"),
-            (stdio.stdout, 1, "set up stdout"),
-            (stdio.stderr, 2, "set up stderr"),
-        ] {
-            b.op(Step::Dup2 { from, to }, what);
-        }
-        b.privileges(spec, env)?;
-        b.exec(
-            &spec.command,
-            spec.env.clone(),
-            &spec.hostname,
-            env.home.as_deref(),
-        )?;
-        Ok(Plan {
-            steps: b.steps,
-            what: b.what,
-        })
+        b.stdio(stdio);
+        b.finish(spec, env, &spec.command, spec.env.clone())
     }
 
     /// The program of a process joining a running container (`berth
@@ -538,30 +522,14 @@ impl<'fd> Plan<'fd> {
             Step::Chdir(cstr(&join.workdir)?),
             format!("enter workdir {}", join.workdir),
         );
-        for (from, to, what) in [
-            (stdio.stdin, 0, "set up stdin"),
-            (stdio.stdout, 1, "set up stdout"),
-            (stdio.stderr, 2, "set up stderr"),
-        ] {
-            b.op(Step::Dup2 { from, to }, what);
-        }
+        b.stdio(stdio);
         if join.tty {
             b.op(
                 Step::ControllingTty,
                 "make the terminal the controlling terminal",
             );
         }
-        b.privileges(spec, env)?;
-        b.exec(
-            &join.command,
-            join.vars.clone(),
-            &spec.hostname,
-            env.home.as_deref(),
-        )?;
-        Ok(Plan {
-            steps: b.steps,
-            what: b.what,
-        })
+        b.finish(spec, env, &join.command, join.vars.clone())
     }
 
     /// Runs a plan made by `build_join`: the process is started (through
@@ -727,6 +695,34 @@ impl<'fd> Builder<'fd> {
     fn op(&mut self, step: Step<'fd>, what: impl Into<String>) {
         self.steps.push(step);
         self.what.push(what.into());
+    }
+
+    /// stdin, stdout and stderr onto fds 0, 1 and 2.
+    fn stdio(&mut self, stdio: &Stdio<'fd>) {
+        for (from, to, what) in [
+            (stdio.stdin, 0, "set up stdin"),
+            (stdio.stdout, 1, "set up stdout"),
+            (stdio.stderr, 2, "set up stderr"),
+        ] {
+            self.op(Step::Dup2 { from, to }, what);
+        }
+    }
+
+    /// The end of every program: the privileges, then the exec of
+    /// `command` with `vars`.
+    fn finish(
+        mut self,
+        spec: &ContainerSpec,
+        env: &Environment,
+        command: &[String],
+        vars: Vec<String>,
+    ) -> Result<Plan<'fd>, SpawnError> {
+        self.privileges(spec, env)?;
+        self.exec(command, vars, &spec.hostname, env.home.as_deref())?;
+        Ok(Plan {
+            steps: self.steps,
+            what: self.what,
+        })
     }
 
     /// Limits, capabilities, groups and ids, no_new_privs and the seccomp

@@ -87,14 +87,6 @@ fn cpu_ns(pid: u32) -> (u64, u64) {
     (own, ticks * 10_000_000)
 }
 
-fn mem_kib(pid: u32, field: &str) -> u64 {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A number field of a container's runtime record.
 fn record_number(w: &World, name: &str, key: &str) -> u32 {
     let text =

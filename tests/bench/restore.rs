@@ -21,16 +21,6 @@ const CMD: &[&str] = &[
     "trap 'exit 0' TERM; while :; do sleep 1; done",
 ];
 
-/// A field of /proc/PID/smaps_rollup in KiB: "Rss", "Pss" (shared pages
-/// divided among their users), "Private_Dirty".
-fn mem_kib(pid: u32, field: &str) -> u64 {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn mem(pid: u32) -> String {
     format!(
         "RSS {} / PSS {} / private dirty {} KiB",

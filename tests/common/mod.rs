@@ -844,3 +844,13 @@ pub fn proc_stat(pid: i32) -> io::Result<(char, u64)> {
         .ok_or_else(bad)?;
     Ok((state, start))
 }
+
+/// A field of /proc/PID/smaps_rollup in KiB: "Rss", "Pss" (shared pages
+/// divided among their users), "Private_Dirty"; 0 if there is none.
+pub fn mem_kib(pid: u32, field: &str) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -236,6 +236,12 @@ pub fn without_syscall(cmd: &mut Command, nr: libc::c_long) {
         op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
+    with_filter(cmd, filter.to_vec());
+}
+
+/// Installs the seccomp filter `filter` in the process `cmd` spawns, just
+/// before its exec (no_new_privs is not needed: tests run as root).
+fn with_filter(cmd: &mut Command, filter: Vec<libc::sock_filter>) {
     // SAFETY: the closure runs between fork and exec and only calls prctl
     // with a filter program built before the fork and moved into it.
     unsafe {
@@ -289,24 +295,7 @@ pub fn without_setns_on_a_pidfd(cmd: &mut Command) {
         op(RET_K, 0, 0, ALLOW),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32),
     ];
-    // SAFETY: as in `without_syscall`.
-    unsafe {
-        cmd.pre_exec(move || {
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    with_filter(cmd, filter.to_vec());
 }
 
 /// Mounts a tmpfs at `target` with `options` (e.g. "size=1m"); the world's
