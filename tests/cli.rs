@@ -240,6 +240,9 @@ fn several_names_statuses_and_short_flags() {
     assert!(one.contains(r#""config":{"#), "{one}");
     assert!(one.contains(r#""command":["/bin/sh","-c","trap"#), "{one}");
     assert!(one.contains(r#""restart":"no""#), "{one}");
+    // Keys the file leaves out are shown at their defaults.
+    assert!(one.contains(r#""etc-files":true"#), "{one}");
+    assert!(one.contains(r#""stop-signal":"SIGTERM""#), "{one}");
     assert!(one.contains(r#""cgroups":["/sys/fs/cgroup/"#), "{one}");
     let out = w.berth(&["inspect", "web", "nope", "idle"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

@@ -196,6 +196,48 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
     ))
 }
 
+/// The keys a definition may leave out and what berth then does: a value
+/// is what leaving the key out means (a unit test checks that writing it
+/// parses to the same definition); null means "none" or "unlimited".
+const DEFAULTS: &str = r#"{"autostart": true, "cap-add": [], "cap-drop": [],
+    "cpus": null, "depends-on": [], "devices": [], "env": [], "env-file": [],
+    "etc-files": true, "healthcheck": null, "init": false, "memory": null,
+    "mounts": [], "network": "none", "on-unhealthy": "none", "oom-score-adj": 0,
+    "pids": null, "readonly-rootfs": false, "restart": "no", "rlimits": {},
+    "seccomp": "default", "stop-signal": "SIGTERM", "stop-timeout": 10,
+    "sysctl": {}, "user": null, "workdir": "/"}"#;
+
+/// The definition as it runs: its canonical text with every key it
+/// leaves out at its default, `hostname` as chosen, and `env` with the
+/// env files' variables merged in (what `inspect` shows as `config`).
+pub fn effective(spec: &ContainerSpec) -> String {
+    let (Ok(mut root), Ok(defaults)) = (json::parse(&spec.canonical), json::parse(DEFAULTS)) else {
+        return spec.canonical.clone();
+    };
+    let (Value::Object(members), Value::Object(defaults)) = (&mut root.value, defaults.value)
+    else {
+        return spec.canonical.clone();
+    };
+    for (key, value) in defaults {
+        if !members.iter().any(|(k, _)| *k == key) {
+            members.push((key, value));
+        }
+    }
+    let node = |value| Node {
+        value,
+        line: 0,
+        col: 0,
+    };
+    let string = |s: &str| node(Value::String(s.to_string()));
+    members.retain(|(k, _)| k != "hostname" && k != "env");
+    members.push(("hostname".into(), string(&spec.hostname)));
+    members.push((
+        "env".into(),
+        node(Value::Array(spec.env.iter().map(|v| string(v)).collect())),
+    ));
+    json::to_canonical(&root)
+}
+
 /// FNV-1a, 64 bits: the hash of a definition's canonical text.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -1066,6 +1108,66 @@ mod tests {
             m(r#"[{"type": "tmpfs", "target": "/t"}, {"source": "/s", "target": "/t"}]"#),
             field("mounts[1].target", "duplicate target \"/t\"")
         );
+    }
+
+    #[test]
+    fn the_defaults_inspect_shows_are_what_leaving_keys_out_means() {
+        let file = Path::new(CONTAINER_FILE);
+        let minimal = r#"{"rootfs": "/srv/app", "command": ["/bin/app"]}"#;
+        let spec = parse_container("app", minimal, file).unwrap();
+        let shown = effective(&spec);
+        // Every default key is shown; the null ones ("none", "unlimited")
+        // cannot be written, the others must mean what leaving them out
+        // means.
+        let Value::Object(members) = json::parse(&shown).unwrap().value else {
+            panic!("not an object: {shown}");
+        };
+        let Value::Object(defaults) = json::parse(DEFAULTS).unwrap().value else {
+            panic!("DEFAULTS is not an object");
+        };
+        for (key, _) in &defaults {
+            assert!(members.iter().any(|(k, _)| k == key), "{key} not shown");
+        }
+        let written: Vec<String> = members
+            .iter()
+            .filter(|(_, n)| n.value != Value::Null)
+            .map(|(k, n)| {
+                format!(
+                    "{}: {}",
+                    json::to_canonical(&string_node(k)),
+                    json::to_canonical(n)
+                )
+            })
+            .collect();
+        let again = parse_container("app", &format!("{{{}}}", written.join(", ")), file).unwrap();
+        let bare = |s: ContainerSpec| ContainerSpec {
+            canonical: String::new(),
+            hash: 0,
+            ..s
+        };
+        assert_eq!(bare(again), bare(spec));
+        // What the file says wins, and the chosen hostname and the merged
+        // env are shown.
+        let mut spec = parse_container(
+            "app",
+            r#"{"rootfs": "/srv/app", "command": ["/bin/app"], "restart": "always", "memory": "64m"}"#,
+            file,
+        )
+        .unwrap();
+        spec.env.push("FROM_FILE=1".into());
+        let shown = effective(&spec);
+        assert!(shown.contains(r#""restart":"always""#), "{shown}");
+        assert!(shown.contains(r#""memory":"64m""#), "{shown}");
+        assert!(shown.contains(r#""hostname":"app""#), "{shown}");
+        assert!(shown.contains(r#""env":["FROM_FILE=1"]"#), "{shown}");
+    }
+
+    fn string_node(s: &str) -> Node {
+        Node {
+            value: Value::String(s.to_string()),
+            line: 0,
+            col: 0,
+        }
     }
 
     #[test]

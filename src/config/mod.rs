@@ -27,7 +27,7 @@ mod seccomp_profile;
 mod settings;
 mod types;
 
-pub use container_file::{parse_container, parse_user};
+pub use container_file::{effective, parse_container, parse_user};
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use depends::Condition;
 pub use fields::validate_name;

@@ -216,7 +216,7 @@ impl Ctr {
                 Some(r) if running && r.exec == Exec::Done => execs_of(r),
                 _ => Vec::new(),
             },
-            config: spec.map(|s| crate::api::RawJson(s.canonical.clone())),
+            config: spec.map(|s| crate::api::RawJson(config::effective(s))),
             cgroups: match run {
                 Some(r) if running => self.cgroups_now(r),
                 _ => Vec::new(),
