@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nanoserde::DeJson;
 
-use common::records::runtime;
+use common::records::{Runtime, runtime};
 use common::*;
 
 /// The part of `inspect` (and of each `ps --json` element) about health.
@@ -82,6 +82,26 @@ fn wait_checked(
     }
 }
 
+/// Waits until NAME's checks found it healthy.
+fn wait_healthy(w: &World, name: &str) -> Checked {
+    wait_checked(w, name, "to be healthy", SHORT, |c| {
+        status_of(c) == "healthy"
+    })
+}
+
+/// Makes NAME's check (on /data/ok) fail until its monitor has started
+/// an init other than `now`'s, then pass again; the new runtime record.
+fn fail_until_new_init(w: &World, name: &str, now: &Runtime, when: &str) -> Runtime {
+    fs::remove_file(w.host_dir().join("ok")).unwrap();
+    wait_for(
+        LONG,
+        &format!("the monitor to start a new init{when}"),
+        || runtime(w, name).1.init_pid != now.init_pid,
+    );
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    runtime(w, name).1
+}
+
 fn status_of(c: &Checked) -> &str {
     c.health.as_ref().map_or("", |h| h.status.as_str())
 }
@@ -132,9 +152,7 @@ fn a_check_passes_then_fails_when_its_file_goes() {
         None,
         "no healthcheck: health is null"
     );
-    let healthy = wait_checked(&w, "web", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    let healthy = wait_healthy(&w, "web");
     let h = healthy.health.unwrap();
     assert_eq!(h.failing_streak, 0);
     let last = h.log.last().expect("a result in the log");
@@ -191,18 +209,11 @@ fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon(
     );
     let mut daemon = w.start_daemon(&[]);
     w.wait_running("app");
-    wait_checked(&w, "app", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    wait_healthy(&w, "app");
     let (_, before) = runtime(&w, "app");
 
     // With the daemon running.
-    fs::remove_file(w.host_dir().join("ok")).unwrap();
-    wait_for(LONG, "the monitor to start a new init", || {
-        runtime(&w, "app").1.init_pid != before.init_pid
-    });
-    fs::write(w.host_dir().join("ok"), "").unwrap();
-    let (_, second) = runtime(&w, "app");
+    let second = fail_until_new_init(&w, "app", &before, "");
     assert_eq!(second.monitor_pid, before.monitor_pid, "the same monitor");
     assert!(is_gone(before.init_pid, before.init_start), "old init gone");
     assert!(
@@ -228,14 +239,7 @@ fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon(
 
     // With no daemon running.
     daemon.kill_9();
-    fs::remove_file(w.host_dir().join("ok")).unwrap();
-    wait_for(
-        LONG,
-        "the monitor to start a new init with no daemon",
-        || runtime(&w, "app").1.init_pid != second.init_pid,
-    );
-    fs::write(w.host_dir().join("ok"), "").unwrap();
-    let (_, third) = runtime(&w, "app");
+    let third = fail_until_new_init(&w, "app", &second, " with no daemon");
     assert_eq!(third.monitor_pid, before.monitor_pid);
     assert!(is_gone(second.init_pid, second.init_start));
     assert!(!is_gone(third.init_pid, third.init_start));
@@ -350,9 +354,7 @@ fn a_changed_healthcheck_recreates_the_container_on_reload() {
     w.add_container("app", POLITE, &def(1));
     let _daemon = w.start_daemon(&[]);
     let first = w.wait_running("app");
-    wait_checked(&w, "app", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    wait_healthy(&w, "app");
     let out = w.berth_ok(&["reload"]);
     assert!(!out.contains("app"), "unchanged: {out}");
     w.add_container("app", POLITE, &def(2));
@@ -446,16 +448,9 @@ fn a_restart_remakes_an_image_root_and_releases_the_old_one() {
     w.write_container("img", &json);
     let _daemon = w.start_daemon(&[]);
     w.wait_running("img");
-    wait_checked(&w, "img", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    wait_healthy(&w, "img");
     let (_, before) = runtime(&w, "img");
-    fs::remove_file(w.host_dir().join("ok")).unwrap();
-    wait_for(LONG, "the monitor to start a new init", || {
-        runtime(&w, "img").1.init_pid != before.init_pid
-    });
-    fs::write(w.host_dir().join("ok"), "").unwrap();
-    let (_, after) = runtime(&w, "img");
+    let after = fail_until_new_init(&w, "img", &before, "");
     let c = wait_checked(&w, "img", "to run healthy again", SHORT, |c| {
         c.pid == after.init_pid && status_of(c) == "healthy"
     });
@@ -479,9 +474,7 @@ fn a_check_s_long_output_is_cut_and_does_not_fail_it() {
     );
     let _daemon = w.start_daemon(&[]);
     w.wait_running("chatty");
-    let c = wait_checked(&w, "chatty", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    let c = wait_healthy(&w, "chatty");
     let r = c.health.unwrap().log.pop().unwrap();
     assert_eq!(r.exit_code, Some(0), "all of it was read: no SIGPIPE");
     assert_eq!(r.output, "x".repeat(4096));
@@ -512,9 +505,7 @@ fn a_check_failing_while_berth_stops_it_never_starts_it_again() {
     );
     let mut daemon = w.start_daemon(&[]);
     w.wait_running("leaving");
-    wait_checked(&w, "leaving", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    wait_healthy(&w, "leaving");
     let (_, before) = runtime(&w, "leaving");
     let stop = w.berth(&["stop", "leaving"]);
     assert!(stop.status.success(), "{}", describe(&stop));
@@ -617,9 +608,7 @@ fn an_image_replaced_on_disk_is_not_started_by_an_unhealthy_restart() {
     w.write_container("img", &json);
     let _daemon = w.start_daemon(&[]);
     let first = w.wait_running("img");
-    wait_checked(&w, "img", "to be healthy", SHORT, |c| {
-        status_of(c) == "healthy"
-    });
+    wait_healthy(&w, "img");
     // Another image renamed over the one the run started with.
     let other = dir.join("other.sqfs");
     mksquashfs(&w.rootfs(), &other);
