@@ -14,6 +14,7 @@ pub mod fd;
 pub mod inotify;
 pub mod loopdev;
 pub mod mount;
+pub mod netlink;
 pub mod ns;
 pub mod process;
 pub mod pty;
