@@ -5,6 +5,7 @@
 //! when the container has exited) and closes. Requests are size-capped;
 //! anything that is not one well-formed request gets one error response.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::str::Chars;
 
@@ -39,6 +40,28 @@ pub struct Request {
     /// epoch) come first.
     #[nserde(default)]
     pub since: Option<u64>,
+}
+
+/// One bridge network a container is on.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct NetworkInfo {
+    pub address: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub bridge: String,
+    /// Its name in the container (eth0, ...).
+    pub interface: String,
+}
+
+/// One published port.
+#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
+pub struct PortInfo {
+    #[nserde(rename = "host-ip")]
+    pub host_ip: String,
+    #[nserde(rename = "host-port")]
+    pub host_port: u16,
+    pub port: u16,
+    pub proto: String,
 }
 
 /// One container as `inspect` and `ps --json` show it.
@@ -101,6 +124,13 @@ pub struct Info {
     /// still run: found from the kernel, so they survive a daemon restart.
     #[nserde(default)]
     pub execs: Vec<ExecInfo>,
+    /// The bridge networks it is on, by name (those of its namespace's
+    /// owner with `container:NAME`); empty with none or host.
+    #[nserde(default)]
+    pub networks: BTreeMap<String, NetworkInfo>,
+    /// Its published ports.
+    #[nserde(default)]
+    pub ports: Vec<PortInfo>,
     /// The effective definition: its canonical JSON (keys sorted, paths
     /// resolved), as an object; null when it has none.
     #[nserde(default)]

@@ -4,10 +4,12 @@
 //! directory, then bound read-only onto the rootfs's files by the child
 //! (see `spawn`). A `mounts` entry onto one of them wins over berth's.
 //!
-//! hostname is the container's; hosts maps localhost and the hostname to
-//! loopback (the container has no other address: its network is "none" or
-//! the host's); resolv.conf is the host's, read at each start, as Docker
-//! gives it for these networks.
+//! hostname is the container's; hosts maps localhost to loopback, then
+//! either the hostname to loopback too (no address of its own: its network
+//! is "none" or the host's) or, on bridge networks, the lines the daemon
+//! gives: the container's address and those of its network peers (which
+//! the daemon rewrites in place as peers come and go); resolv.conf is the
+//! host's, read at each start, as Docker gives it.
 
 use std::ffi::CString;
 use std::fs;
@@ -32,18 +34,22 @@ pub fn hostname(spec: &ContainerSpec) -> String {
     format!("{}\n", spec.hostname)
 }
 
-/// /etc/hosts's text.
-pub fn hosts(spec: &ContainerSpec) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n\
+/// /etc/hosts's text; `network` the lines naming the container's network
+/// peers (itself first), empty when it has no address of its own.
+pub fn hosts(spec: &ContainerSpec, network: &str) -> String {
+    let mut text = "127.0.0.1\tlocalhost\n\
          ::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\n\
          ff00::0\tip6-mcastprefix\n\
          ff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n\
-         127.0.0.1\t{}\n",
-        spec.hostname
-    )
+         ff02::2\tip6-allrouters\n"
+        .to_string();
+    if network.is_empty() {
+        text.push_str(&format!("127.0.0.1\t{}\n", spec.hostname));
+    } else {
+        text.push_str(network);
+    }
+    text
 }
 
 /// The host's resolv.conf (empty when it has none), up to a cap.
@@ -65,14 +71,15 @@ pub struct WriteError {
     pub err: io::Error,
 }
 
-/// Writes the three files into `dir` (created if missing) for `spec`.
-pub fn write(dir: &Path, spec: &ContainerSpec) -> Result<(), WriteError> {
+/// Writes the three files into `dir` (created if missing) for `spec`;
+/// `network` as for `hosts`.
+pub fn write(dir: &Path, spec: &ContainerSpec, network: &str) -> Result<(), WriteError> {
     let error = |path: PathBuf| move |err| WriteError { path, err };
     fs::create_dir_all(dir).map_err(error(dir.to_path_buf()))?;
     let resolv = host_resolv_conf().map_err(error(PathBuf::from(HOST_RESOLV_CONF)))?;
     for (name, text) in [
         ("hostname", hostname(spec).into_bytes()),
-        ("hosts", hosts(spec).into_bytes()),
+        ("hosts", hosts(spec, network).into_bytes()),
         ("resolv.conf", resolv),
     ] {
         let path = dir.join(name);
@@ -162,19 +169,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hostname(&spec), "web-1\n");
-        let hosts = hosts(&spec);
+        let hosts = hosts(&spec, "");
         assert!(
             hosts.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
         );
         assert!(hosts.ends_with("127.0.0.1\tweb-1\n"));
         let t = TempDir::new("etc-files");
         let dir = t.path().join("etc");
-        write(&dir, &spec).unwrap();
+        write(&dir, &spec, "").unwrap();
         assert_eq!(fs::read_to_string(dir.join("hostname")).unwrap(), "web-1\n");
         assert_eq!(fs::read_to_string(dir.join("hosts")).unwrap(), hosts);
         assert_eq!(
             fs::read(dir.join("resolv.conf")).unwrap(),
             fs::read(HOST_RESOLV_CONF).unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn on_a_network_the_hostname_is_the_address_the_daemon_gives() {
+        let spec = config::parse_container(
+            "web",
+            r#"{"rootfs": "/srv/web", "command": ["x"]}"#,
+            Path::new("web.json"),
+        )
+        .unwrap();
+        let peers = "10.88.0.2\tweb\n10.88.0.3\tdb\n";
+        let text = hosts(&spec, peers);
+        assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(text.ends_with(&format!("ff02::2\tip6-allrouters\n{peers}")), "{text}");
+        assert!(!text.contains("127.0.0.1\tweb"));
     }
 }

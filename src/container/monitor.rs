@@ -50,7 +50,7 @@ use super::health::{self, Checker};
 use super::logs::{LogWriter, Stream};
 use super::root::{self, RootError};
 use super::spawn::{Plan, SpawnError, Stdio};
-use crate::config::{self, ConfigError, ContainerSpec, OnUnhealthy};
+use crate::config::{self, ConfigError, ContainerSpec, Network, OnUnhealthy};
 use crate::errors;
 use crate::host;
 use crate::policy;
@@ -89,6 +89,13 @@ pub struct Job {
     pub log_max_size: u64,
     pub log_max_files: u32,
     pub cgroup_parent: String,
+    /// The network namespace to join (held by the daemon, see `net`);
+    /// empty: a new one ("none") or the host's.
+    #[nserde(default)]
+    pub netns: String,
+    /// /etc/hosts lines naming the container's network peers.
+    #[nserde(default)]
+    pub hosts: String,
 }
 
 /// The monitor's one answer.
@@ -170,6 +177,8 @@ pub enum StartError {
     OpenDevNull(io::Error),
     /// Writing the /etc files berth provides.
     EtcFiles(etc_files::WriteError),
+    /// The network namespace the job names cannot be opened.
+    JoinNetwork { path: PathBuf, err: io::Error },
     /// Opening the berth binary for `"init": true`.
     OpenExe(io::Error),
     Spawn(SpawnError),
@@ -212,6 +221,12 @@ impl fmt::Display for StartError {
             StartError::EtcFiles(e) => {
                 write!(f, "write {}: {}", e.path.display(), errors::io_text(&e.err))
             }
+            StartError::JoinNetwork { path, err } => write!(
+                f,
+                "open the network namespace {}: {}",
+                path.display(),
+                errors::io_text(err)
+            ),
             StartError::OpenExe(e) => write!(
                 f,
                 "open /proc/self/exe for berth's init: {err}",
@@ -702,7 +717,7 @@ impl Monitor {
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         if self.spec.etc_files {
             let dir = self.paths.run.join("etc");
-            etc_files::write(&dir, &self.spec).map_err(StartError::EtcFiles)?;
+            etc_files::write(&dir, &self.spec, &self.job.hosts).map_err(StartError::EtcFiles)?;
             env.etc_dir = Some(dir);
             env.etc_create = !etc_files::is_host_root(&self.spec.rootfs);
             for name in etc_files::left_out(&self.spec.rootfs, &self.spec, env.etc_create) {
@@ -768,6 +783,27 @@ impl Monitor {
             None
         };
         let mut plan = plan;
+        // The network namespace the daemon holds for it.
+        let netns = match self.job.netns.as_str() {
+            "" => None,
+            path => {
+                let c = std::ffi::CString::new(path).map_err(|_| StartError::JoinNetwork {
+                    path: PathBuf::from(path),
+                    err: io::Error::from_raw_os_error(libc::EINVAL),
+                })?;
+                Some(
+                    fd::open(&c, libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|err| {
+                        StartError::JoinNetwork {
+                            path: PathBuf::from(path),
+                            err,
+                        }
+                    })?,
+                )
+            }
+        };
+        if let Some(ns) = &netns {
+            plan.join_network(ns.as_fd(), Path::new(&self.job.netns));
+        }
         if let Some(exe) = &exe {
             plan.under_init(exe.as_fd()).map_err(StartError::Spawn)?;
         }
@@ -775,7 +811,8 @@ impl Monitor {
         // after a quiet moment waits for an RCU grace period, and the
         // init's own joins that follow at once then do not.
         self.join_cpu_leaf();
-        let spawned = plan.spawn(self.spec.network, v2_fd.as_ref());
+        let new_net = netns.is_none() && self.spec.network == Network::None;
+        let spawned = plan.spawn(new_net, v2_fd.as_ref());
         if let Some(host) = self.host_mounts.take() {
             if let Err(e) = root::leave(host) {
                 self.warnings.push(format!(

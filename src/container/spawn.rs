@@ -579,6 +579,21 @@ impl<'fd> Plan<'fd> {
         })
     }
 
+    /// Makes the init join the network namespace `ns` (held at `path`, see
+    /// `net::netns`) before anything else, instead of a new one: call it
+    /// before `under_init`, which counts the steps.
+    pub fn join_network(&mut self, ns: BorrowedFd<'fd>, path: &Path) {
+        self.steps.insert(
+            0,
+            Step::SetNs {
+                ns,
+                kind: libc::CLONE_NEWNET,
+            },
+        );
+        self.what
+            .insert(0, format!("join the network namespace {}", path.display()));
+    }
+
     /// Runs the command under berth's own init (`"init": true`): the
     /// last step, the command's exec, is preceded by the exec of the berth
     /// binary open at `exe` as the container's pid 1, which starts the
@@ -611,19 +626,19 @@ impl<'fd> Plan<'fd> {
         Ok(())
     }
 
-    /// Clones the container's init into new namespaces and runs the plan
-    /// in it. Returns once execve succeeded (or with the failed step).
+    /// Clones the container's init into new namespaces (a network
+    /// namespace of its own with `new_net`) and runs the plan in it. Returns once execve succeeded (or with the failed step).
     /// `cgroup` is an fd of the cgroup2 directory given to `build` as
     /// `born_in`: the child is created in it (CLONE_INTO_CGROUP) when the
     /// kernel allows, else it joins by writing cgroup.procs like the others.
     pub fn spawn(
         &self,
-        network: Network,
+        new_net: bool,
         cgroup: Option<&OwnedFd>,
     ) -> Result<(i32, OwnedFd), SpawnError> {
         let mut flags =
             libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        if network == Network::None {
+        if new_net {
             flags |= libc::CLONE_NEWNET;
         }
         let init = child::start(&self.steps, flags, cgroup.map(AsFd::as_fd))?;

@@ -29,11 +29,12 @@ use super::tokens::{self, Slab, Tag};
 use super::watch::{Changed, Watch};
 use super::window::{self, Told};
 use crate::api::{self, ExecInfo, ExecTarget, Info};
-use crate::config::{self, ContainerSpec, DaemonConfig};
+use crate::config::{self, ContainerSpec, DaemonConfig, Network};
 use crate::container::monitor::{self, Job, Reply};
 use crate::container::{cgroup, exec};
 use crate::errors;
 use crate::host;
+use crate::net::{Net, Prepared};
 use crate::state::{
     self, ContainerState, ExitRecord, FORMAT_VERSION, HealthRecord, Loaded, LogStatus, Paths,
     RuntimeRecord, StartOptions,
@@ -221,6 +222,9 @@ impl Ctr {
                 Some(r) if running => self.cgroups_now(r),
                 _ => Vec::new(),
             },
+            // Filled by `Containers::info`, which has the networks.
+            networks: BTreeMap::new(),
+            ports: Vec::new(),
         }
     }
 
@@ -303,6 +307,9 @@ pub struct Containers {
     /// What the kept events last told of each container's health, for the
     /// re-attach to tell what changed while no daemon ran.
     pub told: BTreeMap<String, Told>,
+    /// The bridge networks (see `net`); Err says why there are none (the
+    /// address leases could not be read), for the starts that need them.
+    pub net: Result<Net, String>,
 }
 
 impl Containers {
@@ -314,6 +321,25 @@ impl Containers {
             events: events::Queue::default(),
             watch: None,
             told: BTreeMap::new(),
+            net: Err("the daemon has not read its networks yet".to_string()),
+        }
+    }
+
+    /// Whether another definition names `name` in `container:NAME`.
+    fn shared(&self, name: &str) -> bool {
+        self.map.values().any(|c| {
+            matches!(c.spec.as_ref().map(|s| &s.network), Some(Network::Container(o)) if o == name)
+        })
+    }
+
+    /// Makes what `spec`'s start needs of the networks.
+    fn attach_network(&mut self, spec: &ContainerSpec) -> Result<Prepared, String> {
+        let shared = self.shared(&spec.name);
+        let needs = shared || matches!(spec.network, Network::Bridge(_) | Network::Container(_));
+        match &mut self.net {
+            Ok(net) => net.attach(spec, shared),
+            Err(why) if needs => Err(why.clone()),
+            Err(_) => Ok(Prepared::default()),
         }
     }
 
@@ -662,6 +688,9 @@ impl Containers {
                 let _ = fs::remove_file(paths.last_run());
             }
             Effect::Forget => {
+                if let Ok(net) = &mut self.net {
+                    net.detach(name);
+                }
                 let _ = fs::remove_dir_all(&paths.run);
                 let _ = fs::remove_dir_all(&paths.state);
                 self.release(env.registry, name);
@@ -798,6 +827,7 @@ impl Containers {
             .ok_or_else(|| StartError::NoDefinition(name.to_string()))?;
         config::check_container_host(&spec, &cfg.containers_dir.join(format!("{name}.json")))
             .map_err(StartError::Definition)?;
+        let prepared = self.attach_network(&spec).map_err(StartError::Network)?;
         let run_id = format!(
             "{:016x}",
             process::random_u64().map_err(StartError::Random)?
@@ -813,6 +843,11 @@ impl Containers {
             log_max_size: cfg.log_max_size,
             log_max_files: cfg.log_max_files,
             cgroup_parent: cfg.cgroup_parent.clone(),
+            netns: prepared
+                .netns
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            hosts: prepared.hosts,
         };
         let options = StartOptions {
             log_dir: job.log_dir.clone(),
@@ -1213,7 +1248,34 @@ impl Containers {
 
     /// What `inspect` shows of `name`.
     pub fn info(&self, name: &str, cfg_log_dir: &Path) -> Option<Info> {
-        self.map.get(name).map(|c| c.info(cfg_log_dir))
+        let c = self.map.get(name)?;
+        let mut info = c.info(cfg_log_dir);
+        if let (Ok(net), Some(spec)) = (&self.net, c.spec()) {
+            let (joined, ports) = net.info(spec);
+            info.networks = joined
+                .into_iter()
+                .map(|j| {
+                    let entry = api::NetworkInfo {
+                        address: j.address.to_string(),
+                        prefix: j.prefix,
+                        gateway: j.gateway.to_string(),
+                        bridge: j.bridge,
+                        interface: j.interface,
+                    };
+                    (j.network, entry)
+                })
+                .collect();
+            info.ports = ports
+                .iter()
+                .map(|p| api::PortInfo {
+                    host_ip: p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                    host_port: p.host_port,
+                    port: p.port,
+                    proto: p.proto.as_str().to_string(),
+                })
+                .collect();
+        }
+        Some(info)
     }
 }
 
@@ -1249,6 +1311,8 @@ pub enum StartError {
     /// The new monitor's start time could not be read (its pid).
     MonitorStart(i32),
     TooManySources,
+    /// Its network could not be made (why).
+    Network(String),
 }
 
 impl fmt::Display for StartError {
@@ -1288,6 +1352,7 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::TooManySources => f.write_str("too many containers for the event loop"),
+            StartError::Network(why) => write!(f, "network: {why}"),
         }
     }
 }

@@ -9,6 +9,10 @@
 //! - `watch`: an inotify fd on the containers' run directories, through
 //!   which `containers` learns what a monitor changed on its own (health,
 //!   a new init) (tag `Watch`);
+//! - networks (`crate::net`, held by `containers`): two netlink sockets
+//!   that tell when someone else deletes a bridge of berth's or changes
+//!   its nf_tables table, which are then made again (tags `NetLinks`,
+//!   `NetTable`);
 //! - `signals`: the signalfd (SIGHUP, SIGTERM, SIGINT, SIGCHLD, blocked
 //!   before anything else);
 //! - events: what happened to the containers (`events`), taken from the
@@ -345,6 +349,11 @@ impl Daemon {
                     self.incoming(incoming);
                 }
             }
+            Some(Tag::NetLinks | Tag::NetTable) => {
+                if let Ok(net) = &mut self.containers.net {
+                    net.changed();
+                }
+            }
             Some(Tag::Monitor | Tag::Channel | Tag::Watch) => {
                 let env = env(&self.poll, &self.cfg, &self.shutdown);
                 let answers = self.containers.event(&env, token);
@@ -631,6 +640,12 @@ impl Daemon {
         let layer = state::writable_layer(&self.cfg.state_dir, name);
         let logs = self.cfg.log_dir.join(name);
         let mut removed = Vec::new();
+        if let Ok(net) = &mut self.containers.net {
+            if net.holds(name) {
+                net.detach(name);
+                removed.push("removed its network namespace, veths and addresses".to_string());
+            }
+        }
         for (what, dir) in [
             ("writable layer", &layer),
             ("state", &paths.state),

@@ -49,7 +49,14 @@ pub fn reload(
         return Err(errors.join("; "));
     }
 
+    let mut refs: Vec<&mut ContainerSpec> = specs.iter_mut().collect();
+    crate::net::fold_hashes(&new_cfg.networks, &mut refs);
     let mut report = apply_options(cfg, new_cfg, overrides);
+    if let Ok(net) = &mut ctrs.net {
+        let refs: Vec<&ContainerSpec> = specs.iter().collect();
+        report.extend(net.configure(&cfg.networks, &refs));
+        net.repair(false);
+    }
     let current: Vec<Current> = ctrs
         .iter()
         .map(|c| Current {

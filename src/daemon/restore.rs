@@ -16,8 +16,10 @@ use log::{debug, error, info, warn};
 
 use super::containers::{self, Containers, Env};
 use super::lifecycle::{Answers, Event};
+use super::tokens::{self, Tag};
 use crate::config::{self, DaemonConfig};
 use crate::host;
+use crate::net::Net;
 use crate::state::{self, FORMAT_VERSION, Loaded, Paths, RuntimeRecord};
 use crate::sys::process;
 
@@ -36,6 +38,12 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             Vec::new()
         }
     };
+    let mut specs = specs;
+    let mut defined: Vec<&mut config::ContainerSpec> =
+        specs.iter_mut().filter_map(|(_, r)| r.as_mut().ok()).collect();
+    crate::net::fold_hashes(&cfg.networks, &mut defined);
+    let defined: Vec<&config::ContainerSpec> = defined.into_iter().map(|s| &*s).collect();
+    ctrs.net = start_networks(env, &defined);
     for (name, result) in specs {
         match result {
             Ok(spec) => ctrs.add(&name, Some(spec), None, cfg),
@@ -59,6 +67,25 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
     for name in &names {
         drop_answers(ctrs.feed(env, name, Event::Boot));
     }
+}
+
+/// The bridge networks: daemon.json's bridges made or checked, and what a
+/// previous daemon made for the containers taken in again; the watches
+/// that tell when someone else deletes a bridge or the table.
+fn start_networks(env: &Env, specs: &[&config::ContainerSpec]) -> Result<Net, String> {
+    let cfg = env.cfg;
+    let mut net = Net::new(&cfg.run_dir, &cfg.state_dir).inspect_err(|e| {
+        error!("{e}: containers on bridge networks cannot start");
+    })?;
+    for line in net.configure(&cfg.networks, specs) {
+        info!("{line}");
+    }
+    net.restore(specs);
+    let tokens = (tokens::fixed(Tag::NetLinks), tokens::fixed(Tag::NetTable));
+    if let Err(e) = net.watch(env.registry, tokens.0, tokens.1) {
+        warn!("networks: {e}: a deleted bridge or table is only made again at the next reload");
+    }
+    Ok(net)
 }
 
 /// Temp files of record writes cut short by a crash: nobody finishes them.

@@ -15,16 +15,22 @@ pub enum Tag {
     Channel,
     /// The inotify fd on the containers' run directories.
     Watch,
+    /// The netlink socket that tells of deleted links.
+    NetLinks,
+    /// The netlink socket that tells of nf_tables changes.
+    NetTable,
 }
 
 const TAG_BITS: u32 = 3;
-const TAGS: [Tag; 6] = [
+const TAGS: [Tag; 8] = [
     Tag::Listener,
     Tag::Signals,
     Tag::Client,
     Tag::Monitor,
     Tag::Channel,
     Tag::Watch,
+    Tag::NetLinks,
+    Tag::NetTable,
 ];
 /// Bits for the slot index: half of what the tag leaves (32-bit targets:
 /// 16384 slots per component and 15-bit generations).

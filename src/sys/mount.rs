@@ -84,6 +84,11 @@ pub(super) fn umount_detach_raw(target: &CStr) -> Result<(), i32> {
     Ok(())
 }
 
+/// umount2(target, MNT_DETACH) for the daemon: an `io::Error`.
+pub fn umount_detach(target: &CStr) -> std::io::Result<()> {
+    umount_detach_raw(target).map_err(std::io::Error::from_raw_os_error)
+}
+
 /// pivot_root(new_root, put_old); berth calls it as pivot_root(".", ".").
 pub(super) fn pivot_root_raw(new_root: &CStr, put_old: &CStr) -> Result<(), i32> {
     // SAFETY: both are valid NUL-terminated strings.
