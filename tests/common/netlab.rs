@@ -105,10 +105,16 @@ impl Lab {
         ];
         ip(dev, &peer);
         ip(out, &["link", "set", "lo", "up"]);
-        ip(out, &["addr", "add", &format!("{OUTSIDE}/24"), "dev", OUTSIDE_LINK]);
+        ip(
+            out,
+            &["addr", "add", &format!("{OUTSIDE}/24"), "dev", OUTSIDE_LINK],
+        );
         ip(out, &["link", "set", OUTSIDE_LINK, "up"]);
         ip(dev, &["link", "set", "lo", "up"]);
-        ip(dev, &["addr", "add", &format!("{UPLINK}/24"), "dev", DEVICE_LINK]);
+        ip(
+            dev,
+            &["addr", "add", &format!("{UPLINK}/24"), "dev", DEVICE_LINK],
+        );
         ip(dev, &["link", "set", DEVICE_LINK, "up"]);
         ip(
             dev,
@@ -152,7 +158,11 @@ impl Lab {
     /// `nft list table ip berth` in the device namespace: the table's text,
     /// or None when there is no such table.
     pub fn berth_table(&self) -> Option<String> {
-        let out = run(command_in(self.device(), "nft", &["list", "table", "ip", "berth"]));
+        let out = run(command_in(
+            self.device(),
+            "nft",
+            &["list", "table", "ip", "berth"],
+        ));
         if out.status.success() {
             return Some(String::from_utf8_lossy(&out.stdout).into_owned());
         }
@@ -197,9 +207,7 @@ pub fn run(mut cmd: Command) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -341,7 +349,9 @@ impl Echo {
     /// A TCP echo server bound to `addr` in `ns` (port 0: any free one).
     pub fn tcp(ns: &Path, addr: SocketAddr) -> Echo {
         Echo::start(ns, addr, |listener: TcpListener, peers, stop| {
-            listener.set_nonblocking(true).expect("nonblocking listener");
+            listener
+                .set_nonblocking(true)
+                .expect("nonblocking listener");
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, peer)) => {
