@@ -706,7 +706,7 @@ fn bad_network_keys_in_container_files_are_named_by_file_and_field() {
         ("lost", "network", "nope"),
         ("outside", "address", "10.99.0.5"),
         ("garbled", "address", "10.88.0.300"),
-        ("portless", "ports", "9000"),
+        ("portless", "ports", ""),
     ] {
         let i = w.wait_status(name, "failed", SHORT);
         let error = i.error.clone().unwrap_or_default();

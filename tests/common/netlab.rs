@@ -155,21 +155,19 @@ impl Lab {
         links(self.device())
     }
 
-    /// `nft list table ip berth` in the device namespace: the table's text,
-    /// or None when there is no such table.
+    /// `nft --stateless list table ip berth` in the device namespace: the
+    /// table's text without counter values (so two readings compare), or
+    /// None when there is no such table.
     pub fn berth_table(&self) -> Option<String> {
-        let out = run(command_in(
-            self.device(),
-            "nft",
-            &["list", "table", "ip", "berth"],
-        ));
+        let args = ["--stateless", "list", "table", "ip", "berth"];
+        let out = run(command_in(self.device(), "nft", &args));
         if out.status.success() {
             return Some(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("No such file or directory"),
-            "nft list table ip berth: {}",
+            "nft {args:?}: {}",
             describe(&out)
         );
         None
