@@ -2,8 +2,9 @@
 //! (joining a cgroup between fork and exec, giving a process things to
 //! inherit, failing a syscall with ENOSYS or setns on a pidfd with EINVAL
 //! as an older kernel would, signalling through a pidfd, detaching a
-//! mount, raising the open files limit). Each wrapper makes one call and
-//! turns -1 into `io::Error`.
+//! mount, raising the open files limit, making and entering network
+//! namespaces). Each wrapper makes one call and turns -1 into
+//! `io::Error`.
 
 use std::ffi::CString;
 use std::io;
@@ -318,4 +319,42 @@ pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
         .into(),
     )
     .map(drop)
+}
+
+/// Makes the spawned process unshare its network namespace before exec:
+/// it starts in a new one, with only a `lo` that is down.
+pub fn new_net_namespace_before_exec(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls
+    // unshare, which takes a flag and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes the spawned process join the network namespace `ns` (an open
+/// /proc/PID/ns/net or a bind mount of one) before exec.
+pub fn join_net_namespace_before_exec(cmd: &mut Command, ns: OwnedFd) {
+    // SAFETY: the closure runs between fork and exec and only calls setns
+    // on an fd opened before the fork and moved into it (CLOEXEC, so exec
+    // closes it).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Moves the calling thread into the network namespace `ns` (network
+/// namespaces are per thread: the others stay where they are).
+pub fn join_net_namespace(ns: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag and touches no memory.
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }.into()).map(drop)
 }

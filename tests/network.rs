@@ -1,0 +1,843 @@
+//! Networking through the real binary, each test inside a lab of its own
+//! (tests/common/netlab.rs): the daemon runs in a "device" network
+//! namespace whose uplink 192.0.2.2 faces an "outside" namespace at
+//! 192.0.2.1, and nothing else is touched.
+//!
+//! Bridge networks from daemon.json's `networks`: containers on one
+//! network ping each other by name and find every member in /etc/hosts,
+//! kept current by reload; a container reaches the outside through NAT
+//! and the outside sees the uplink's address; published TCP and UDP ports
+//! answer from the outside and from the device itself, also while no
+//! daemon runs and after a kill -9 and a restart (same address, same
+//! pid); removal leaves no interface, lease or rule behind; a table
+//! flushed and a bridge deleted by an admin are recreated, and said so;
+//! configuration errors name file and field; `container:NAME` shares a
+//! namespace and follows its owner's recreation.
+//!
+//! The containers' TCP service is busybox `nc -ll -e /bin/cat` (an echo);
+//! Debian's busybox nc has no UDP, so the UDP service is the lab's echo
+//! server bound inside the container's own namespace.
+
+// nanoserde's derived code trips this lint; it is not ours to rewrite.
+#![allow(clippy::question_mark)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::symlink;
+use std::process::Output;
+
+use nanoserde::DeJson;
+
+use common::netlab::{self, Echo, Lab, OUTSIDE, UPLINK, answered, ns_of, tcp_ask, udp_ask};
+use common::*;
+
+/// busybox applets these tests use beyond the harness's.
+const MORE_APPLETS: &[&str] = &["ping", "nc", "grep"];
+
+/// One bridge network, live restore on.
+const LAN: &str = r#"{"live-restore": true, "networks": {"lan": {"bridge": "berth0", "subnet": "10.88.0.0/24"}}}"#;
+
+/// A TCP echo service on port 80 that stops at once on SIGTERM.
+const TCP_ECHO: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM; nc -ll -p 80 -e /bin/cat & wait",
+];
+
+/// `web`'s definition: the TCP echo on lan, 8080 -> 80/tcp and
+/// 5353 -> 53/udp published.
+const WEB: &str = r#"{"network": "lan", "ports": ["8080:80", "5353:53/udp"]}"#;
+
+/// What `inspect` says of a container's networking.
+#[derive(DeJson, Debug, Clone, PartialEq)]
+struct Net {
+    pid: u32,
+    networks: HashMap<String, Attachment>,
+    ports: Vec<Published>,
+}
+
+#[derive(DeJson, Debug, Clone, PartialEq)]
+struct Attachment {
+    address: String,
+    prefix: u8,
+    gateway: String,
+    bridge: String,
+    interface: String,
+}
+
+#[derive(DeJson, Debug, Clone, PartialEq)]
+struct Published {
+    #[nserde(rename = "host-ip")]
+    host_ip: String,
+    #[nserde(rename = "host-port")]
+    host_port: u16,
+    port: u16,
+    proto: String,
+}
+
+/// A world with the extra applets and daemon.json's members `daemon`.
+fn world(daemon: &str) -> World {
+    let w = World::new();
+    for applet in MORE_APPLETS {
+        symlink("busybox", w.rootfs().join("bin").join(applet)).expect("link applet");
+    }
+    w.write_daemon_json(daemon);
+    w
+}
+
+fn net(w: &World, name: &str) -> Net {
+    let out = w.berth_ok(&["inspect", name]);
+    Net::deserialize_json(out.trim()).unwrap_or_else(|e| panic!("inspect {name}: {e}: {out}"))
+}
+
+/// NAME's address on lan, checked against lan's contract entry.
+fn lan_address(w: &World, name: &str) -> Ipv4Addr {
+    let n = net(w, name);
+    let lan = n
+        .networks
+        .get("lan")
+        .unwrap_or_else(|| panic!("{name} has no lan entry: {n:?}"));
+    let address: Ipv4Addr = lan
+        .address
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}'s address {:?}: {e}", lan.address));
+    assert_eq!(
+        (
+            lan.prefix,
+            lan.gateway.as_str(),
+            lan.bridge.as_str(),
+            lan.interface.as_str()
+        ),
+        (24, "10.88.0.1", "berth0", "eth0"),
+        "{name}: {n:?}"
+    );
+    assert_eq!(n.networks.len(), 1, "{name}: {n:?}");
+    assert_eq!(address.octets()[..3], [10, 88, 0], "{name}: {n:?}");
+    assert!(
+        ![0, 1, 255].contains(&address.octets()[3]),
+        "{name} got the network, gateway or broadcast address: {n:?}"
+    );
+    address
+}
+
+/// The container's /etc/hosts, read through its init's root.
+fn hosts(pid: u32) -> String {
+    let path = format!("/proc/{pid}/root/etc/hosts");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+fn lists(hosts: &str, address: Ipv4Addr, name: &str) -> bool {
+    let line = format!("{address}\t{name}");
+    hosts.lines().any(|l| l == line)
+}
+
+fn names_in(hosts: &str, name: &str) -> bool {
+    hosts
+        .lines()
+        .any(|l| l.split_whitespace().skip(1).any(|n| n == name))
+}
+
+/// `berth exec NAME -- ARGS`.
+fn exec(w: &World, name: &str, args: &[&str]) -> Output {
+    let mut all = vec!["exec", name, "--"];
+    all.extend_from_slice(args);
+    w.berth(&all)
+}
+
+fn exec_ok(w: &World, name: &str, args: &[&str]) -> String {
+    let out = exec(w, name, args);
+    assert!(
+        out.status.success(),
+        "exec {name} {args:?}: {}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// "PEER TEXT" from an echo server, split; panics on another shape.
+fn peer_and_text(answer: &str) -> (SocketAddr, &str) {
+    let (peer, text) = answer
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("not an echo answer: {answer:?}"));
+    let peer = peer
+        .parse()
+        .unwrap_or_else(|e| panic!("echo answer {answer:?}: {e}"));
+    (peer, text)
+}
+
+/// NAME connects to the outside's TCP echo with busybox nc; asserts the
+/// outside saw the uplink's address and returns the port it came from.
+fn reaches_outside(w: &World, name: &str, echo: &Echo) -> u16 {
+    let port = echo.addr().port().to_string();
+    let script = format!("echo from-{name} | nc {OUTSIDE} {port}");
+    let answer = exec_ok(w, name, &["/bin/sh", "-c", &script]);
+    let (peer, text) = peer_and_text(&answer);
+    assert_eq!(
+        (peer.ip(), text),
+        (IpAddr::V4(UPLINK), format!("from-{name}\n").as_str()),
+        "what the outside saw of {name}"
+    );
+    assert!(
+        echo.peers().contains(&peer),
+        "{peer} not among {:?}",
+        echo.peers()
+    );
+    peer.port()
+}
+
+/// web's published ports (8080/tcp to the TCP echo, 5353/udp to the UDP
+/// echo in its namespace) answer from the outside namespace (to the
+/// uplink address) and from the device namespace (to 127.0.0.1 and to
+/// the uplink address).
+fn ports_answer(lab: &Lab) {
+    let places = [
+        (lab.outside(), UPLINK, "the outside"),
+        (lab.device(), Ipv4Addr::LOCALHOST, "the device"),
+        (lab.device(), UPLINK, "the device"),
+    ];
+    for (ns, ip, from) in places {
+        let tcp = SocketAddr::from((ip, 8080));
+        let text = format!("tcp to {tcp} from {from}\n");
+        answered(
+            SHORT,
+            &format!("an answer on {tcp}/tcp from {from}"),
+            || tcp_ask(ns, tcp, &text),
+            |a| a == text,
+        );
+        let udp = SocketAddr::from((ip, 5353));
+        let text = format!("udp to {udp} from {from}");
+        let answer = answered(
+            SHORT,
+            &format!("an answer on {udp}/udp from {from}"),
+            || udp_ask(ns, udp, &text),
+            |a| a.ends_with(&format!(" {text}")),
+        );
+        peer_and_text(&answer);
+    }
+}
+
+/// The published ports web's inspect must show.
+fn web_ports() -> Vec<Published> {
+    let port = |host_port, port, proto: &str| Published {
+        host_ip: "0.0.0.0".to_string(),
+        host_port,
+        port,
+        proto: proto.to_string(),
+    };
+    vec![port(8080, 80, "tcp"), port(5353, 53, "udp")]
+}
+
+/// The host ends of veth pairs in the device namespace.
+fn veths(lab: &Lab) -> Vec<String> {
+    let mut found: Vec<String> = lab
+        .device_links()
+        .into_iter()
+        .filter(|l| l.starts_with("bth"))
+        .collect();
+    for name in &found {
+        assert!(
+            name.len() == 11 && name[3..].bytes().all(|b| b.is_ascii_hexdigit()),
+            "a veth named {name:?}: not bth + 8 hex digits"
+        );
+    }
+    found.sort();
+    found
+}
+
+fn leases(w: &World) -> String {
+    fs::read_to_string(w.state_dir().join("networks.json")).unwrap_or_default()
+}
+
+fn file_of(w: &World, name: &str) -> String {
+    w.containers_dir()
+        .join(format!("{name}.json"))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn lab_works() {
+    let lab = Lab::new();
+    let ours = fs::read_link("/proc/self/ns/net").unwrap();
+    for ns in [lab.device(), lab.outside()] {
+        assert_ne!(fs::read_link(ns).unwrap(), ours, "{}", ns.display());
+    }
+    assert!(
+        lab.device_links()
+            .contains(&netlab::DEVICE_LINK.to_string()),
+        "{:?}",
+        lab.device_links()
+    );
+    let route = netlab::ip(lab.device(), &["route", "show", "default"]);
+    assert!(
+        route.contains(&format!(
+            "default via {OUTSIDE} dev {}",
+            netlab::DEVICE_LINK
+        )),
+        "{route}"
+    );
+    let ping = netlab::ok_in(
+        lab.device(),
+        "busybox",
+        &["ping", "-c", "1", "-W", "2", &OUTSIDE.to_string()],
+    );
+    assert!(ping.contains("1 packets received"), "{ping}");
+    assert_eq!(
+        lab.berth_table(),
+        None,
+        "a fresh namespace has no berth table"
+    );
+
+    let tcp = Echo::tcp(lab.outside(), SocketAddr::from((OUTSIDE, 0)));
+    let udp = Echo::udp(lab.outside(), SocketAddr::from((OUTSIDE, 0)));
+    let answer = tcp_ask(lab.device(), tcp.addr(), "hello\n").unwrap();
+    let (peer, text) = peer_and_text(&answer);
+    assert_eq!((peer.ip(), text), (IpAddr::V4(UPLINK), "hello\n"));
+    assert_eq!(tcp.peers(), [peer]);
+    let answer = udp_ask(lab.device(), udp.addr(), "datagram").unwrap();
+    let (peer, text) = peer_and_text(&answer);
+    assert_eq!((peer.ip(), text), (IpAddr::V4(UPLINK), "datagram"));
+    assert_eq!(udp.peers(), [peer]);
+    // The lab's addresses do not exist where the test itself runs.
+    let here = std::net::TcpStream::connect_timeout(&tcp.addr(), SHORT / 20);
+    assert!(here.is_err(), "{here:?}");
+}
+
+#[test]
+fn containers_on_one_network_ping_each_other_by_name_and_hosts_follow_members() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("a", POLITE, r#"{"network": "lan"}"#);
+    w.add_container("b", POLITE, r#"{"network": "lan"}"#);
+    let daemon = lab.start_daemon(&w, &[]);
+    let a = w.wait_running("a");
+    let b = w.wait_running("b");
+    let (a_addr, b_addr) = (lan_address(&w, "a"), lan_address(&w, "b"));
+    assert_ne!(a_addr, b_addr, "one address handed out twice");
+    assert_eq!(net(&w, "a").ports, [], "nothing published");
+    daemon.wait_for_log_line(&["IP forwarding enabled (net.ipv4.ip_forward was 0)"]);
+
+    for pid in [a.pid, b.pid] {
+        let h = hosts(pid);
+        assert!(
+            h.lines()
+                .any(|l| l.starts_with("127.0.0.1") && names_in(l, "localhost")),
+            "no loopback line:\n{h}"
+        );
+        assert!(lists(&h, a_addr, "a") && lists(&h, b_addr, "b"), "{h}");
+    }
+    for (from, to, to_addr) in [("a", "b", b_addr), ("b", "a", a_addr)] {
+        let ping = exec_ok(&w, from, &["ping", "-c", "1", "-W", "2", to]);
+        assert!(
+            ping.contains(&format!("PING {to} ({to_addr})")) && ping.contains("1 packets received"),
+            "{from} pinging {to}: {ping}"
+        );
+    }
+
+    // A member added by reload appears in the others' /etc/hosts...
+    w.add_container("c", POLITE, r#"{"network": "lan"}"#);
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("c: added and started"), "{out}");
+    let c = w.wait_running("c");
+    let c_addr = lan_address(&w, "c");
+    assert!(
+        c_addr != a_addr && c_addr != b_addr,
+        "{c_addr} handed out twice"
+    );
+    for pid in [a.pid, b.pid, c.pid] {
+        wait_for(SHORT, &format!("c's line in {pid}'s /etc/hosts"), || {
+            lists(&hosts(pid), c_addr, "c")
+        });
+    }
+    assert!(lists(&hosts(c.pid), a_addr, "a") && lists(&hosts(c.pid), b_addr, "b"));
+    let ping = exec_ok(&w, "a", &["ping", "-c", "1", "-W", "2", "c"]);
+    assert!(ping.contains(&format!("PING c ({c_addr})")), "{ping}");
+    // ...and leaves them when it goes, the others untouched.
+    fs::remove_file(w.containers_dir().join("c.json")).unwrap();
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("c: removed"), "{out}");
+    for pid in [a.pid, b.pid] {
+        wait_for(SHORT, &format!("c gone from {pid}'s /etc/hosts"), || {
+            !names_in(&hosts(pid), "c")
+        });
+        assert!(lists(&hosts(pid), a_addr, "a") && lists(&hosts(pid), b_addr, "b"));
+    }
+    assert_eq!((w.inspect("a").pid, w.inspect("b").pid), (a.pid, b.pid));
+}
+
+#[test]
+fn a_container_reaches_the_outside_through_nat_from_the_uplink_address() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("app", POLITE, r#"{"network": "lan"}"#);
+    let echo = Echo::tcp(lab.outside(), SocketAddr::from((OUTSIDE, 7000)));
+    let daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("app");
+    let address = lan_address(&w, "app");
+    daemon.wait_for_log_line(&["IP forwarding enabled (net.ipv4.ip_forward was 0)"]);
+    let forwarding = netlab::ok_in(lab.device(), "cat", &["/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(forwarding.trim(), "1");
+
+    let ping = exec_ok(
+        &w,
+        "app",
+        &["ping", "-c", "1", "-W", "2", &OUTSIDE.to_string()],
+    );
+    assert!(ping.contains("1 packets received"), "{ping}");
+    reaches_outside(&w, "app", &echo);
+    assert!(
+        echo.peers().iter().all(|p| p.ip() == IpAddr::V4(UPLINK)),
+        "the outside saw another source than {UPLINK}: {:?} (app is {address})",
+        echo.peers()
+    );
+    // The container's own view: eth0 with its address, the default route
+    // via the gateway.
+    let addr = exec_ok(&w, "app", &["ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {address}/24")), "{addr}");
+    let route = exec_ok(&w, "app", &["ip", "route"]);
+    assert!(
+        route
+            .lines()
+            .any(|l| l.starts_with("default via 10.88.0.1")),
+        "{route}"
+    );
+}
+
+#[test]
+fn published_tcp_and_udp_ports_answer_from_the_outside_and_the_device() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("web", TCP_ECHO, WEB);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let web = w.wait_running("web");
+    lan_address(&w, "web");
+    assert_eq!(net(&w, "web").ports, web_ports());
+    let _udp = Echo::udp(
+        &ns_of(web.pid),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)),
+    );
+    ports_answer(&lab);
+    let table = lab.berth_table().expect("berth's table exists");
+    assert!(table.contains("8080") && table.contains("5353"), "{table}");
+}
+
+#[test]
+fn ports_addresses_and_nat_survive_a_daemon_kill_9_and_work_without_it() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("web", TCP_ECHO, WEB);
+    w.add_container("peer", POLITE, r#"{"network": "lan"}"#);
+    let echo = Echo::tcp(lab.outside(), SocketAddr::from((OUTSIDE, 7000)));
+    let mut daemon = lab.start_daemon(&w, &[]);
+    let web = w.wait_running("web");
+    let peer = w.wait_running("peer");
+    let before = (net(&w, "web"), net(&w, "peer"));
+    let (web_addr, peer_addr) = (lan_address(&w, "web"), lan_address(&w, "peer"));
+    let _udp = Echo::udp(
+        &ns_of(web.pid),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)),
+    );
+    ports_answer(&lab);
+    let leased = leases(&w);
+    assert!(
+        leased.contains(&web_addr.to_string()) && leased.contains("\"web\""),
+        "state-dir/networks.json: {leased}"
+    );
+    let table = lab.berth_table().expect("berth's table exists");
+    let links = veths(&lab);
+    assert_eq!(links.len(), 2, "one veth per container: {links:?}");
+
+    daemon.kill_9();
+    // No daemon: everything still flows.
+    ports_answer(&lab);
+    reaches_outside(&w, "web", &echo);
+    let ping = exec_ok(&w, "peer", &["ping", "-c", "1", "-W", "2", "web"]);
+    assert!(ping.contains(&format!("PING web ({web_addr})")), "{ping}");
+
+    let daemon = lab.start_daemon(&w, &[]);
+    assert_eq!(w.wait_running("web").pid, web.pid, "web was restarted");
+    assert_eq!(w.wait_running("peer").pid, peer.pid, "peer was restarted");
+    assert_eq!((net(&w, "web"), net(&w, "peer")), before);
+    assert_eq!(
+        (lan_address(&w, "web"), lan_address(&w, "peer")),
+        (web_addr, peer_addr)
+    );
+    ports_answer(&lab);
+    reaches_outside(&w, "web", &echo);
+    assert_eq!(veths(&lab), links, "the veths were remade");
+    assert_eq!(
+        lab.berth_table().as_deref(),
+        Some(table.as_str()),
+        "the rules changed"
+    );
+    let log = daemon.stderr();
+    assert!(
+        !log.contains("was missing: recreated"),
+        "nothing was missing:\n{log}"
+    );
+    assert!(leases(&w).contains(&web_addr.to_string()), "{}", leases(&w));
+}
+
+#[test]
+fn removal_leaves_no_interface_lease_or_rule() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("web", TCP_ECHO, WEB);
+    w.add_container("keep", POLITE, r#"{"network": "lan"}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("web");
+    let keep = w.wait_running("keep");
+    let web_addr = lan_address(&w, "web");
+    let keep_addr = lan_address(&w, "keep");
+    let all = veths(&lab);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let table = lab.berth_table().expect("berth's table exists");
+    assert!(
+        table.contains(&web_addr.to_string()) && table.contains("8080"),
+        "{table}"
+    );
+    assert!(leases(&w).contains(&web_addr.to_string()), "{}", leases(&w));
+    wait_for(SHORT, "web in keep's /etc/hosts", || {
+        lists(&hosts(keep.pid), web_addr, "web")
+    });
+    assert!(w.run_dir().join("netns/web").exists());
+
+    fs::remove_file(w.containers_dir().join("web.json")).unwrap();
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("web: removed"), "{out}");
+    wait_for(SHORT, "web to be gone", || {
+        !w.berth(&["inspect", "web"]).status.success()
+    });
+    let gone = |why: &str| {
+        wait_for(SHORT, &format!("web's veth to go ({why})"), || {
+            veths(&lab).len() == 1
+        });
+        let left = veths(&lab);
+        assert!(all.contains(&left[0]), "{left:?} is not one of {all:?}");
+        let table = lab.berth_table().expect("keep still needs the table");
+        assert!(
+            !table.contains(&web_addr.to_string())
+                && !table.contains("8080")
+                && !table.contains("5353"),
+            "a rule for web is left ({why}):\n{table}"
+        );
+        let leased = leases(&w);
+        assert!(
+            !leased.contains(&web_addr.to_string()) && !leased.contains("\"web\""),
+            "web's lease is left ({why}): {leased}"
+        );
+        assert!(
+            leased.contains(&keep_addr.to_string()),
+            "keep's lease went too ({why}): {leased}"
+        );
+        assert!(
+            !w.run_dir().join("netns/web").exists(),
+            "web's netns file is left ({why})"
+        );
+        assert!(!names_in(&hosts(keep.pid), "web"), "{}", hosts(keep.pid));
+        for (ns, from) in [(lab.outside(), UPLINK), (lab.device(), Ipv4Addr::LOCALHOST)] {
+            let to = SocketAddr::from((from, 8080));
+            let tried = tcp_ask(ns, to, "anyone?\n");
+            assert!(tried.is_err(), "{to} still answers ({why}): {tried:?}");
+        }
+    };
+    gone("removed by reload");
+    assert!(
+        netlab::ip(lab.device(), &["-4", "addr"]).contains("10.88.0.1/24"),
+        "the bridge keeps its address while keep is on it"
+    );
+    let out = w.berth(&["rm", "web"]);
+    assert!(out.status.success(), "rm web: {}", describe(&out));
+    gone("after rm");
+    assert_eq!(w.inspect("keep").pid, keep.pid);
+}
+
+#[test]
+fn a_flushed_table_and_a_deleted_bridge_are_recreated_by_a_restart_and_a_reload() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("web", TCP_ECHO, WEB);
+    w.add_container("peer", POLITE, r#"{"network": "lan"}"#);
+    let echo = Echo::tcp(lab.outside(), SocketAddr::from((OUTSIDE, 7000)));
+    let mut daemon = lab.start_daemon(&w, &[]);
+    let web = w.wait_running("web");
+    let peer = w.wait_running("peer");
+    let web_addr = lan_address(&w, "web");
+    let _udp = Echo::udp(
+        &ns_of(web.pid),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)),
+    );
+    ports_answer(&lab);
+    let table = lab.berth_table().expect("berth's table exists");
+    let table_lines = "nf_tables table ip berth was missing: recreated";
+    let bridge_lines = "bridge berth0 was missing: recreated";
+
+    let vandalise = || {
+        netlab::ok_in(lab.device(), "nft", &["flush", "ruleset"]);
+        netlab::ip(lab.device(), &["link", "del", "berth0"]);
+        assert_eq!(lab.berth_table(), None);
+        assert!(!lab.device_links().contains(&"berth0".to_string()));
+    };
+    let repaired = |why: &str| {
+        wait_for(SHORT, &format!("berth0 back ({why})"), || {
+            lab.device_links().contains(&"berth0".to_string())
+        });
+        let back = lab.berth_table().expect("the table is back");
+        assert_eq!(back, table, "the table differs after {why}");
+        ports_answer(&lab);
+        reaches_outside(&w, "web", &echo);
+        let ping = exec_ok(&w, "peer", &["ping", "-c", "1", "-W", "2", "web"]);
+        assert!(
+            ping.contains(&format!("PING web ({web_addr})")) && ping.contains("1 packets received"),
+            "after {why}: {ping}"
+        );
+        assert_eq!(w.inspect("web").pid, web.pid, "web was restarted ({why})");
+        assert_eq!(
+            w.inspect("peer").pid,
+            peer.pid,
+            "peer was restarted ({why})"
+        );
+    };
+
+    daemon.kill_9();
+    vandalise();
+    let daemon = lab.start_daemon(&w, &[]);
+    daemon.wait_for_log_line(&[table_lines]);
+    daemon.wait_for_log_line(&[bridge_lines]);
+    repaired("a restart");
+
+    vandalise();
+    let out = w.berth_ok(&["reload"]);
+    assert!(!out.contains("web") && !out.contains("peer"), "{out}");
+    wait_for(SHORT, "the reload to say what it recreated", || {
+        let log = daemon.stderr();
+        log.matches(table_lines).count() == 2 && log.matches(bridge_lines).count() == 2
+    });
+    repaired("a reload");
+}
+
+#[test]
+fn bad_networks_in_daemon_json_are_fatal_and_named() {
+    let lab = Lab::new();
+    let w = world("{}");
+    let config = w.config_path().display().to_string();
+    let overlap = r#"{"networks": {"lan": {"bridge": "berth0", "subnet": "10.88.0.0/24"},
+                                  "db": {"bridge": "berth1", "subnet": "10.88.0.128/25"}}}"#;
+    let ipv6 =
+        r#"{"networks": {"lan": {"bridge": "berth0", "subnet": "10.88.0.0/24", "ipv6": true}}}"#;
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            overlap,
+            &[&config, "field \"networks.", "lan", "db", "overlap"],
+        ),
+        (ipv6, &[&config, "field \"networks.lan", "ipv6"]),
+    ];
+    for (extra, needles) in cases {
+        w.write_daemon_json(extra);
+        let mut daemon = lab.spawn_daemon(&w, &[]);
+        let status = daemon.wait_exit(SHORT);
+        assert!(!status.success(), "daemon accepted {extra}");
+        let log = daemon.stderr();
+        assert!(
+            log.lines().any(|l| needles.iter().all(|n| l.contains(n))),
+            "no line with {needles:?}:\n{log}"
+        );
+        assert!(!lab.device_links().contains(&"berth0".to_string()));
+    }
+
+    // The same daemon.json brought by a reload is refused, naming it.
+    w.write_daemon_json(LAN);
+    w.add_container("app", POLITE, r#"{"network": "lan"}"#);
+    let daemon = lab.start_daemon(&w, &[]);
+    let app = w.wait_running("app");
+    w.write_daemon_json(&json::merge(overlap, r#"{"live-restore": true}"#));
+    let out = w.berth(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&config) && err.contains("field \"networks.") && err.contains("overlap"),
+        "{err}"
+    );
+    daemon.wait_for_log_line(&["reload refused", &config]);
+    assert_eq!(w.inspect("app").pid, app.pid);
+}
+
+#[test]
+fn bad_network_keys_in_container_files_are_named_by_file_and_field() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container(
+        "fine",
+        POLITE,
+        r#"{"network": "lan", "ports": ["8080:80/udp"]}"#,
+    );
+    w.add_container(
+        "first",
+        POLITE,
+        r#"{"network": "lan", "ports": ["8080:80"]}"#,
+    );
+    w.add_container(
+        "second",
+        POLITE,
+        r#"{"network": "lan", "ports": ["8080:81"]}"#,
+    );
+    w.add_container("lost", POLITE, r#"{"network": "nope"}"#);
+    w.add_container(
+        "outside",
+        POLITE,
+        r#"{"network": "lan", "address": "10.99.0.5"}"#,
+    );
+    w.add_container(
+        "garbled",
+        POLITE,
+        r#"{"network": "lan", "address": "10.88.0.300"}"#,
+    );
+    w.add_container(
+        "portless",
+        POLITE,
+        r#"{"network": "none", "ports": ["9000:9000"]}"#,
+    );
+    let daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("fine");
+    for (name, field, what) in [
+        ("lost", "network", "nope"),
+        ("outside", "address", "10.99.0.5"),
+        ("garbled", "address", "10.88.0.300"),
+        ("portless", "ports", ""),
+    ] {
+        let i = w.wait_status(name, "failed", SHORT);
+        let error = i.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&file_of(&w, name))
+                && error.contains(&format!("field \"{field}\""))
+                && error.contains(what),
+            "{name}: {i:?}"
+        );
+        daemon.wait_for_log_line(&[&file_of(&w, name), &format!("field \"{field}\"")]);
+    }
+    // The port conflict: one of the two fails with an error naming both
+    // files; they do not both run.
+    let (first, second) = (file_of(&w, "first"), file_of(&w, "second"));
+    let mut failed = Vec::new();
+    wait_for(SHORT, "the port conflict to fail one of them", || {
+        failed = ["first", "second"]
+            .into_iter()
+            .map(|n| w.inspect(n))
+            .filter(|i| i.status == "failed")
+            .collect();
+        !failed.is_empty()
+    });
+    for i in &failed {
+        let error = i.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&first)
+                && error.contains(&second)
+                && error.contains("field \"ports\"")
+                && error.contains("8080"),
+            "{i:?}"
+        );
+        daemon.wait_for_log_line(&[&first, &second, "field \"ports\""]);
+    }
+    assert!(
+        w.inspect("fine").is_running(),
+        "8080/udp does not conflict with 8080/tcp"
+    );
+
+    // A conflict brought by a reload is refused whole, naming both files.
+    for name in ["first", "second", "lost", "outside", "garbled", "portless"] {
+        fs::remove_file(w.containers_dir().join(format!("{name}.json"))).unwrap();
+    }
+    w.add_container("a", POLITE, r#"{"network": "lan", "ports": ["9090:80"]}"#);
+    w.berth_ok(&["reload"]);
+    let a = w.wait_running("a");
+    w.add_container("b", POLITE, r#"{"network": "lan", "ports": ["9090:90"]}"#);
+    let out = w.berth(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&file_of(&w, "a"))
+            && err.contains(&file_of(&w, "b"))
+            && err.contains("field \"ports\"")
+            && err.contains("9090"),
+        "{err}"
+    );
+    assert_eq!(w.inspect("a").pid, a.pid);
+    assert!(!w.berth(&["inspect", "b"]).status.success(), "b was added");
+}
+
+#[test]
+fn a_sidecar_shares_its_owners_namespace_and_follows_its_recreation() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    // Named so that the daemon comes to the sidecar first.
+    w.add_container("a-side", POLITE, r#"{"network": "container:web"}"#);
+    w.add_container(
+        "web",
+        TCP_ECHO,
+        r#"{"network": "lan", "ports": ["8080:80"]}"#,
+    );
+    let _daemon = lab.start_daemon(&w, &[]);
+    let side = w.wait_running("a-side");
+    let web = w.wait_running("web");
+    assert!(
+        web.started_at < side.started_at,
+        "the sidecar started first: web {:?}, sidecar {:?}",
+        web.started_at,
+        side.started_at
+    );
+    let same_namespace = |side: u32, web: u32| {
+        fs::read_link(ns_of(side)).unwrap() == fs::read_link(ns_of(web)).unwrap()
+    };
+    assert!(same_namespace(side.pid, web.pid));
+    let web_net = net(&w, "web");
+    lan_address(&w, "web");
+    assert_eq!(
+        net(&w, "a-side").networks,
+        web_net.networks,
+        "the owner's entries"
+    );
+    let via_lo = exec_ok(
+        &w,
+        "a-side",
+        &["/bin/sh", "-c", "echo hi | nc 127.0.0.1 80"],
+    );
+    assert_eq!(via_lo, "hi\n");
+
+    // web recreated: the sidecar is recreated with it, in the new namespace.
+    w.add_container(
+        "web",
+        TCP_ECHO,
+        r#"{"network": "lan", "ports": ["8080:80"], "env": ["V=2"]}"#,
+    );
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("web: changed, recreating"), "{out}");
+    let web2 = w.wait_inspect("web", "to run anew", SHORT, |i| {
+        i.is_running() && i.pid != web.pid
+    });
+    let side2 = w.wait_inspect("a-side", "to run anew", SHORT, |i| {
+        i.is_running() && i.pid != side.pid
+    });
+    assert!(
+        web2.started_at < side2.started_at,
+        "the sidecar started first: web {:?}, sidecar {:?}",
+        web2.started_at,
+        side2.started_at
+    );
+    assert!(same_namespace(side2.pid, web2.pid));
+    assert_eq!(net(&w, "a-side").networks, net(&w, "web").networks);
+    let via_lo = exec_ok(
+        &w,
+        "a-side",
+        &["/bin/sh", "-c", "echo again | nc 127.0.0.1 80"],
+    );
+    assert_eq!(via_lo, "again\n");
+    answered(
+        SHORT,
+        "web's port from the outside",
+        || tcp_ask(lab.outside(), SocketAddr::from((UPLINK, 8080)), "out\n"),
+        |a| a == "out\n",
+    );
+}
