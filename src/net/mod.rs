@@ -220,9 +220,11 @@ impl Net {
                         "{owner} has no network namespace of its own to share (it has not started, or its network is \"host\")"
                     ));
                 }
+                // Its own hostname is its own; the addresses are the
+                // owner's.
                 Ok(Prepared {
                     netns: Some(path),
-                    hosts: self.hosts_of(owner),
+                    hosts: format!("127.0.0.1\t{}\n{}", spec.hostname, self.hosts_of(owner)),
                 })
             }
             Network::Bridge(nets) => {
