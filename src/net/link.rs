@@ -17,10 +17,12 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
+use crate::sha256::Sha256;
 use crate::sys::netlink::{self, Message, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Reply, Socket};
 use crate::sys::ns;
 
 // Attribute types of linux/if_link.h, veth.h, if_addr.h and rtnetlink.h.
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -100,11 +102,16 @@ impl Route {
         Ok(replies.iter().filter_map(parse_link).collect())
     }
 
-    /// Creates the bridge `name` (down); its index.
+    /// Creates the bridge `name` (down); its index. Its MAC address is
+    /// one of its own, made from its name: a bridge without one set takes
+    /// the lowest of its ports' and changes it as ports come and go,
+    /// which leaves the others' ARP entries of the gateway stale.
     pub fn add_bridge(&mut self, name: &str) -> io::Result<u32> {
         check_name(name)?;
         let mut m = Message::new(libc::RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.bytes(&ifinfo(0, 0, 0)).attr_str(IFLA_IFNAME, name);
+        m.bytes(&ifinfo(0, 0, 0))
+            .attr_str(IFLA_IFNAME, name)
+            .attr(IFLA_ADDRESS, &bridge_mac(name));
         let info = m.nest(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "bridge");
         m.end(info);
@@ -356,6 +363,18 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A locally administered unicast MAC address made from `name`.
+fn bridge_mac(name: &str) -> [u8; 6] {
+    let mut hash = Sha256::new();
+    hash.update(b"berth bridge ");
+    hash.update(name.as_bytes());
+    let digest = hash.finish();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac
+}
+
 /// struct ifinfomsg: family AF_UNSPEC, type 0, index, flags, change mask.
 fn ifinfo(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG] {
     let mut b = [0u8; IFINFOMSG];
@@ -505,6 +524,14 @@ mod tests {
         })
     }
 
+    fn mac_of(route: &mut Route, name: &str) -> [u8; 6] {
+        let mut m = Message::new(libc::RTM_GETLINK, 0);
+        m.bytes(&ifinfo(0, 0, 0)).attr_str(IFLA_IFNAME, name);
+        let reply = route.socket.get(m).unwrap();
+        let mac = netlink::find(&reply.payload[IFINFOMSG..], IFLA_ADDRESS).unwrap();
+        mac.try_into().unwrap()
+    }
+
     #[test]
     fn a_veth_peer_lands_in_the_other_namespace_on_the_bridge_with_address_and_route() {
         let container = new_netns();
@@ -517,7 +544,15 @@ mod tests {
             let veth = host
                 .add_veth("bth0a1b2c3d", "eth0", container.as_fd())
                 .unwrap();
+            let mac = mac_of(&mut host, "berth0");
+            assert_eq!(mac, bridge_mac("berth0"));
+            assert_eq!(mac[0] & 0x03, 0x02, "locally administered, unicast");
             host.set_master(veth, bridge).unwrap();
+            assert_eq!(
+                mac_of(&mut host, "berth0"),
+                mac,
+                "a port does not change it"
+            );
             host.set_up(veth).unwrap();
 
             let links = host.links().unwrap();
