@@ -233,6 +233,31 @@ pub fn u32_of(value: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(value.get(..4)?.try_into().ok()?))
 }
 
+/// An error the kernel answered with, in its own words (extended
+/// acknowledgement). An `io::Error` carrying one has no raw errno: ask
+/// [`errno_of`].
+#[derive(Debug)]
+pub struct KernelError {
+    pub errno: i32,
+    pub text: String,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base = io::Error::from_raw_os_error(self.errno);
+        write!(f, "{base}: {}", self.text)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// The errno of an error a netlink request returned, whether or not the
+/// kernel gave its words with it.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error()
+        .or_else(|| Some(e.get_ref()?.downcast_ref::<KernelError>()?.errno))
+}
+
 /// The error an error message carries (None for an acknowledgement), with
 /// the kernel's own words when it gave some.
 fn error_of(reply: &Reply) -> Option<io::Error> {
@@ -259,7 +284,7 @@ fn error_of(reply: &Reply) -> Option<io::Error> {
     let tlvs = reply.payload.get(4 + align(request_len)..).unwrap_or(&[]);
     match find(tlvs, NLMSGERR_ATTR_MSG).map(str_of) {
         Some(text) if !text.is_empty() => {
-            Some(io::Error::new(base.kind(), format!("{base}: {text}")))
+            Some(io::Error::new(base.kind(), KernelError { errno, text }))
         }
         _ => Some(base),
     }
@@ -310,11 +335,31 @@ impl Socket {
     /// RTNLGRP_LINK) of `protocol`; read it with `receive`.
     pub fn listen(protocol: i32, groups: &[u32]) -> io::Result<Socket> {
         let socket = Socket::open(protocol)?;
+        // Bound to a port id of its own: the kernel sends its notices
+        // from port 0 and skips a socket whose port id is the sender's,
+        // as an unbound socket's (0) is.
+        socket.bind()?;
         for &group in groups {
             socket.set_option(libc::NETLINK_ADD_MEMBERSHIP, group as libc::c_int)?;
         }
         super::fd::set_nonblocking(&socket.fd, true)?;
         Ok(socket)
+    }
+
+    /// Binds to a port id the kernel picks.
+    fn bind(&self) -> io::Result<()> {
+        // SAFETY: an all-zero sockaddr_nl asks for any port id, no groups.
+        let mut at: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        at.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `at` is a valid sockaddr_nl for its length.
+        cvt(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&raw const at).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        })?;
+        Ok(())
     }
 
     fn set_option(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -359,15 +404,33 @@ impl Socket {
     /// One read: the messages it brought (empty when nothing was waiting
     /// on a non-blocking socket).
     pub fn receive(&self) -> io::Result<Vec<Reply>> {
+        match self.read_messages() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// One read of the answer to a request: an error once the answer
+    /// timeout passed (SO_RCVTIMEO) without one.
+    fn answers(&self) -> io::Result<Vec<Reply>> {
+        match self.read_messages() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the kernel within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                ),
+            )),
+            other => other,
+        }
+    }
+
+    fn read_messages(&self) -> io::Result<Vec<Reply>> {
         let mut buf = vec![0u8; RECV_BUFFER];
         // SAFETY: `buf` is valid for writes of its length.
         let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(Vec::new());
-            }
-            return Err(e);
+            return Err(io::Error::last_os_error());
         }
         Ok(messages(&buf[..n as usize]))
     }
@@ -405,17 +468,7 @@ impl Socket {
         self.send(&bytes)?;
         let mut first_error = None;
         while !waiting.is_empty() {
-            let replies = match self.receive() {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The answer timeout passed (SO_RCVTIMEO).
-                    return Err(
-                        first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-                    );
-                }
-                Err(e) => return Err(e),
-            };
-            for reply in replies {
+            for reply in self.answers()? {
                 if reply.kind != NLMSG_ERROR {
                     continue;
                 }
@@ -454,6 +507,26 @@ impl Socket {
         }
     }
 
+    /// Sends one request the kernel answers with one message (RTM_GETLINK
+    /// of a named link) and returns that message.
+    pub fn get(&mut self, mut msg: Message) -> io::Result<Reply> {
+        let seq = self.next_seq();
+        self.send(msg.finish(seq))?;
+        loop {
+            for reply in self.answers()? {
+                if reply.seq != seq {
+                    continue;
+                }
+                if reply.kind == NLMSG_ERROR {
+                    return Err(error_of(&reply).unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "an acknowledgement, no answer")
+                    }));
+                }
+                return Ok(reply);
+            }
+        }
+    }
+
     /// Sends a dump request and returns every message of the answer.
     pub fn dump(&mut self, mut msg: Message) -> io::Result<Vec<Reply>> {
         let flags = msg.flags() | NLM_F_DUMP;
@@ -462,7 +535,7 @@ impl Socket {
         self.send(msg.finish(seq))?;
         let mut out = Vec::new();
         loop {
-            for reply in self.receive()? {
+            for reply in self.answers()? {
                 if reply.seq != seq {
                     continue;
                 }
@@ -539,6 +612,7 @@ mod tests {
         let e = error_of(&reply).unwrap();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert!(e.to_string().ends_with(": File exists here"), "{e}");
+        assert_eq!(errno_of(&e), Some(libc::EEXIST));
         let ack = Reply {
             kind: NLMSG_ERROR,
             flags: 0,
@@ -550,23 +624,35 @@ mod tests {
 
     #[test]
     fn the_kernel_answers_a_dump_and_refuses_a_bad_request() {
-        // The links of this namespace: lo at least.
-        let mut s = Socket::open(libc::NETLINK_ROUTE).unwrap();
-        let mut m = Message::new(libc::RTM_GETLINK, 0);
-        m.bytes(&[0u8; 16]);
-        let links = s.dump(m).unwrap();
-        assert!(!links.is_empty());
-        assert!(links.iter().all(|r| r.kind == libc::RTM_NEWLINK));
-        // Deleting a link that does not exist is refused, and the socket
-        // still answers the next request.
-        let mut del = Message::new(libc::RTM_DELLINK, 0);
-        let mut ifi = [0u8; 16];
-        ifi[4..8].copy_from_slice(&0x7fff_fff0i32.to_ne_bytes());
-        del.bytes(&ifi);
-        let e = s.request(del).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
-        let mut again = Message::new(libc::RTM_GETLINK, 0);
-        again.bytes(&[0u8; 16]);
-        assert!(!s.dump(again).unwrap().is_empty());
+        // In a network namespace of this test's own (namespaces are per
+        // thread).
+        std::thread::spawn(|| {
+            super::super::ns::unshare(libc::CLONE_NEWNET).unwrap();
+            // The links of this namespace: lo.
+            let mut s = Socket::open(libc::NETLINK_ROUTE).unwrap();
+            let mut m = Message::new(libc::RTM_GETLINK, 0);
+            m.bytes(&[0u8; 16]);
+            let links = s.dump(m).unwrap();
+            assert!(!links.is_empty());
+            assert!(links.iter().all(|r| r.kind == libc::RTM_NEWLINK));
+            // Deleting a link that does not exist is refused, and the socket
+            // still answers the next request.
+            let mut del = Message::new(libc::RTM_DELLINK, 0);
+            let mut ifi = [0u8; 16];
+            ifi[4..8].copy_from_slice(&0x7fff_fff0i32.to_ne_bytes());
+            del.bytes(&ifi);
+            let e = s.request(del).unwrap_err();
+            assert_eq!(errno_of(&e), Some(libc::ENODEV), "{e}");
+            // One link asked for by name: its own message.
+            let mut get = Message::new(libc::RTM_GETLINK, 0);
+            get.bytes(&[0u8; 16]).attr_str(3, "lo");
+            let lo = s.get(get).unwrap();
+            assert_eq!(lo.kind, libc::RTM_NEWLINK);
+            let mut again = Message::new(libc::RTM_GETLINK, 0);
+            again.bytes(&[0u8; 16]);
+            assert!(!s.dump(again).unwrap().is_empty());
+        })
+        .join()
+        .unwrap();
     }
 }
