@@ -511,7 +511,7 @@ impl Net {
     /// left to read later is someone else's.
     fn drain_watches(&mut self) {
         if let Some(w) = self.links.as_mut() {
-            w.read();
+            let _ = w.read();
         }
         if let Some(w) = self.table.as_mut() {
             w.read();
@@ -522,10 +522,12 @@ impl Net {
     /// table someone else deleted is made again.
     pub fn changed(&mut self) {
         let bridges: BTreeSet<String> = self.defs.iter().map(|d| d.bridge.clone()).collect();
-        let bridge_gone = self.links.as_mut().is_some_and(|w| {
-            w.read()
+        // Notices lost (ENOBUFS): every bridge is looked at.
+        let bridge_gone = self.links.as_mut().is_some_and(|w| match w.read() {
+            Ok(events) => events
                 .iter()
-                .any(|e| e.deleted && bridges.contains(&e.name))
+                .any(|e| e.deleted && bridges.contains(&e.name)),
+            Err(_) => true,
         });
         let table_touched = self.table.as_mut().is_some_and(|w| w.read());
         if bridge_gone || table_touched {
