@@ -775,7 +775,7 @@ impl Monitor {
         // after a quiet moment waits for an RCU grace period, and the
         // init's own joins that follow at once then do not.
         self.join_cpu_leaf();
-        let spawned = plan.spawn(self.spec.network, v2_fd.as_ref());
+        let spawned = plan.spawn(&self.spec.network, v2_fd.as_ref());
         if let Some(host) = self.host_mounts.take() {
             if let Err(e) = root::leave(host) {
                 self.warnings.push(format!(

@@ -453,7 +453,7 @@ impl<'fd> Plan<'fd> {
             Step::Hostname(cstr(&spec.hostname)?),
             format!("set hostname {}", spec.hostname),
         );
-        if spec.network == Network::None {
+        if spec.network != Network::Host {
             b.op(Step::LoopbackUp, "bring up lo");
         }
         b.op(
@@ -618,12 +618,12 @@ impl<'fd> Plan<'fd> {
     /// kernel allows, else it joins by writing cgroup.procs like the others.
     pub fn spawn(
         &self,
-        network: Network,
+        network: &Network,
         cgroup: Option<&OwnedFd>,
     ) -> Result<(i32, OwnedFd), SpawnError> {
         let mut flags =
             libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        if network == Network::None {
+        if *network != Network::Host {
             flags |= libc::CLONE_NEWNET;
         }
         let init = child::start(&self.steps, flags, cgroup.map(AsFd::as_fd))?;

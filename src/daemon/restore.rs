@@ -25,7 +25,7 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let specs = match config::read_containers_dir(&cfg.containers_dir) {
+    let mut specs = match config::read_containers_dir(&cfg.containers_dir) {
         Ok(list) => list,
         Err(e) => {
             error!(
@@ -36,6 +36,11 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             Vec::new()
         }
     };
+    // What ran before this daemon keeps the addresses and ports it holds.
+    let incumbents = state::list_names(&cfg.run_dir.join("containers"))
+        .into_iter()
+        .collect();
+    config::check_networks(&cfg.containers_dir, &cfg.networks, &mut specs, &incumbents);
     for (name, result) in specs {
         match result {
             Ok(spec) => ctrs.add(&name, Some(spec), None, cfg),
