@@ -35,7 +35,7 @@ pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
-pub use network::{Network, NetworkDef, PortMap, Proto, check_networks};
+pub use network::{Network, NetworkDef, PortMap, check_networks};
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;
 pub use types::{

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::network::{Network, NetworkDef, PortMap};
+use super::{Network, NetworkDef, PortMap};
 use crate::sys::seccomp::Seccomp;
 
 /// Largest daemon.json or container file accepted.

@@ -1,0 +1,3 @@
+//! Bridge networks on the host: the addresses containers hold on them.
+
+pub mod ipam;
