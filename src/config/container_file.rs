@@ -772,9 +772,9 @@ mod tests {
                 "the retry count in \"on-failure:0\" must be a number from 1 to 1000000",
             ),
             (
-                r#","network": "bridge""#,
+                r#","network": "bridge:x""#,
                 "network",
-                "expected \"none\" or \"host\", found \"bridge\"",
+                "expected \"none\", \"host\", \"container:NAME\" or the name of a network, found \"bridge:x\"",
             ),
             (
                 r#","memory": "1023k""#,

@@ -730,3 +730,744 @@ pub fn check_networks(
         entries[i].1 = Err(e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::container_file::parse_container;
+    use crate::config::daemon_file::parse_daemon;
+    use crate::config::testing::{APP_FILE, field, parse_app};
+
+    const DAEMON_FILE: &str = "/etc/berth/daemon.json";
+
+    fn nets(networks: &str) -> Vec<NetworkDef> {
+        let text = format!(r#"{{"networks": {networks}}}"#);
+        parse_daemon(&text, Path::new(DAEMON_FILE))
+            .unwrap()
+            .networks
+    }
+
+    fn nets_err(networks: &str) -> (Option<String>, String) {
+        let text = format!(r#"{{"networks": {networks}}}"#);
+        let e = parse_daemon(&text, Path::new(DAEMON_FILE)).expect_err(networks);
+        assert_eq!(e.file, Path::new(DAEMON_FILE));
+        (e.field, e.reason)
+    }
+
+    fn def(name: &str, bridge: &str, subnet: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetworkDef {
+        NetworkDef {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet: subnet.into(),
+            prefix,
+            gateway: gateway.into(),
+            nat: true,
+        }
+    }
+
+    #[test]
+    fn networks_parse_with_their_defaults() {
+        assert!(nets("{}").is_empty());
+        assert!(
+            parse_daemon("{}", Path::new(DAEMON_FILE))
+                .unwrap()
+                .networks
+                .is_empty()
+        );
+        let got = nets(
+            r#"{"lan": {"bridge": "berth0", "subnet": "10.88.0.0/24"},
+                "db": {"bridge": "br-db", "subnet": "172.20.0.0/16", "gateway": "172.20.255.254", "nat": false}}"#,
+        );
+        let mut db = def("db", "br-db", [172, 20, 0, 0], 16, [172, 20, 255, 254]);
+        db.nat = false;
+        assert_eq!(
+            got,
+            [def("lan", "berth0", [10, 88, 0, 0], 24, [10, 88, 0, 1]), db]
+        );
+        let lan = &got[0];
+        assert_eq!(lan.broadcast(), Ipv4Addr::new(10, 88, 0, 255));
+        assert_eq!(lan.cidr(), "10.88.0.0/24");
+        assert_eq!(lan.mask(), 0xffff_ff00);
+        assert!(lan.contains(Ipv4Addr::new(10, 88, 0, 255)));
+        assert!(!lan.contains(Ipv4Addr::new(10, 88, 1, 0)));
+        assert!(lan.is_assignable(Ipv4Addr::new(10, 88, 0, 2)));
+        assert!(lan.is_assignable(Ipv4Addr::new(10, 88, 0, 254)));
+        for bad in [
+            [10, 88, 0, 0],
+            [10, 88, 0, 1],
+            [10, 88, 0, 255],
+            [10, 89, 0, 2],
+        ] {
+            assert!(!lan.is_assignable(bad.into()), "{bad:?}");
+        }
+        // The smallest and largest subnets.
+        let edge = nets(
+            r#"{"p2p": {"bridge": "b30", "subnet": "192.168.7.4/30"},
+                "big": {"bridge": "b8", "subnet": "10.0.0.0/8", "gateway": "10.255.255.254"}}"#,
+        );
+        assert_eq!(edge[0].gateway, Ipv4Addr::new(192, 168, 7, 5));
+        assert_eq!(edge[0].broadcast(), Ipv4Addr::new(192, 168, 7, 7));
+        assert_eq!(edge[1].broadcast(), Ipv4Addr::new(10, 255, 255, 255));
+    }
+
+    #[test]
+    fn every_bad_network_names_the_file_and_field() {
+        let ok = r#""bridge": "b0", "subnet": "10.88.0.0/24""#;
+        let one = |body: &str| nets_err(&format!(r#"{{"lan": {{{body}}}}}"#));
+        let cases: Vec<((Option<String>, String), (&str, String))> = vec![
+            (
+                nets_err("[]"),
+                ("networks", "expected an object of network name to definition, found an array".into()),
+            ),
+            (
+                nets_err(r#"{"lan": "10.88.0.0/24"}"#),
+                ("networks.lan", "expected an object, found a string".into()),
+            ),
+            (
+                nets_err(&format!(r#"{{"none": {{{ok}}}}}"#)),
+                ("networks.none", "network name \"none\" is reserved (\"none\", \"host\" and \"container:NAME\" mean something else)".into()),
+            ),
+            (
+                nets_err(&format!(r#"{{"host": {{{ok}}}}}"#)),
+                ("networks.host", "network name \"host\" is reserved (\"none\", \"host\" and \"container:NAME\" mean something else)".into()),
+            ),
+            (
+                nets_err(&format!(r#"{{"container:x": {{{ok}}}}}"#)),
+                ("networks.container:x", "network name \"container:x\" is reserved (\"none\", \"host\" and \"container:NAME\" mean something else)".into()),
+            ),
+            (
+                nets_err(&format!(r#"{{"my lan": {{{ok}}}}}"#)),
+                ("networks.my lan", "network name \"my lan\" may only contain A-Z a-z 0-9 _ . -".into()),
+            ),
+            (
+                one(r#""subnet": "10.88.0.0/24""#),
+                ("networks.lan.bridge", "required key is missing".into()),
+            ),
+            (
+                one(r#""bridge": "b0""#),
+                ("networks.lan.subnet", "required key is missing".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "Subnet": "x""#)),
+                ("networks.lan.Subnet", "unknown key".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "ipv6": {{"subnet": "fd00::/64"}}"#)),
+                ("networks.lan.ipv6", "IPv6 is not supported: networks are IPv4 only for now".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "nat": "yes""#)),
+                ("networks.lan.nat", "expected a boolean, found a string".into()),
+            ),
+            (
+                one(r#""bridge": "", "subnet": "10.88.0.0/24""#),
+                ("networks.lan.bridge", "an interface name is 1 to 15 bytes, found \"\"".into()),
+            ),
+            (
+                one(r#""bridge": "a-very-long-name", "subnet": "10.88.0.0/24""#),
+                ("networks.lan.bridge", "an interface name is 1 to 15 bytes, found \"a-very-long-name\"".into()),
+            ),
+            (
+                one(r#""bridge": "bth0123abcd", "subnet": "10.88.0.0/24""#),
+                ("networks.lan.bridge", "\"bth0123abcd\" has the form of berth's own veth ends (bth and 8 hex digits)".into()),
+            ),
+            (
+                one(r#""bridge": 7, "subnet": "10.88.0.0/24""#),
+                ("networks.lan.bridge", "expected a string, found a number".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.88.0.0""#),
+                ("networks.lan.subnet", "expected an IPv4 subnet like \"10.88.0.0/24\", found \"10.88.0.0\"".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.88.0/24""#),
+                ("networks.lan.subnet", "expected an IPv4 subnet like \"10.88.0.0/24\", found \"10.88.0/24\"".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "010.88.0.0/24""#),
+                ("networks.lan.subnet", "expected an IPv4 subnet like \"10.88.0.0/24\", found \"010.88.0.0/24\"".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.88.0.0/+8""#),
+                ("networks.lan.subnet", "expected an IPv4 subnet like \"10.88.0.0/24\", found \"10.88.0.0/+8\"".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.88.0.0/31""#),
+                ("networks.lan.subnet", "the prefix length must be from 8 to 30, found /31".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.0.0.0/7""#),
+                ("networks.lan.subnet", "the prefix length must be from 8 to 30, found /7".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "10.88.0.1/24""#),
+                ("networks.lan.subnet", "10.88.0.1/24 has host bits set: the network address would be 10.88.0.0/24".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "127.1.0.0/16""#),
+                ("networks.lan.subnet", "127.1.0.0/16 overlaps the loopback block 127.0.0.0/8".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "169.254.0.0/24""#),
+                ("networks.lan.subnet", "169.254.0.0/24 overlaps the link-local block 169.254.0.0/16".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "239.0.0.0/8""#),
+                ("networks.lan.subnet", "239.0.0.0/8 overlaps the multicast and reserved block 224.0.0.0/3".into()),
+            ),
+            (
+                one(r#""bridge": "b0", "subnet": "0.0.0.0/8""#),
+                ("networks.lan.subnet", "0.0.0.0/8 overlaps the \"this network\" block 0.0.0.0/8".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "gateway": "10.88.1.1""#)),
+                ("networks.lan.gateway", "10.88.1.1 is outside 10.88.0.0/24".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "gateway": "10.88.0.0""#)),
+                ("networks.lan.gateway", "10.88.0.0 is the network address of 10.88.0.0/24".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "gateway": "10.88.0.255""#)),
+                ("networks.lan.gateway", "10.88.0.255 is the broadcast address of 10.88.0.0/24".into()),
+            ),
+            (
+                one(&format!(r#"{ok}, "gateway": "10.88.0.1/24""#)),
+                ("networks.lan.gateway", "expected an IPv4 address, found \"10.88.0.1/24\"".into()),
+            ),
+            (
+                nets_err(
+                    r#"{"lan": {"bridge": "b0", "subnet": "10.88.0.0/24"},
+                        "db": {"bridge": "b0", "subnet": "10.89.0.0/24"}}"#,
+                ),
+                ("networks.db.bridge", "bridge \"b0\" is also network lan's".into()),
+            ),
+            (
+                nets_err(
+                    r#"{"lan": {"bridge": "b0", "subnet": "10.88.4.0/24"},
+                        "wide": {"bridge": "b1", "subnet": "10.88.0.0/16"}}"#,
+                ),
+                ("networks.wide.subnet", "10.88.0.0/16 overlaps 10.88.4.0/24 of network lan".into()),
+            ),
+        ];
+        for (got, (f, reason)) in cases {
+            assert_eq!(got, field(f, &reason));
+        }
+        for bad in ["a/b", "a b", "a:b", "a\\tb", ".", ".."] {
+            let (f, reason) = one(&format!(r#""bridge": "{bad}", "subnet": "10.88.0.0/24""#));
+            assert_eq!(f.as_deref(), Some("networks.lan.bridge"), "{bad}");
+            assert!(reason.contains("not a valid interface name"), "{reason}");
+        }
+        let many: Vec<String> = (0..=MAX_NETWORKS)
+            .map(|i| format!(r#""n{i}": {{"bridge": "b{i}", "subnet": "10.{i}.0.0/16"}}"#))
+            .collect();
+        assert_eq!(
+            nets_err(&format!("{{{}}}", many.join(","))),
+            field("networks", "has more than 64 entries")
+        );
+        let e = parse_daemon(
+            r#"{"networks": {"lan": {"bridge": "b0", "subnet": "10.88.0.0/33"}}}"#,
+            Path::new(DAEMON_FILE),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/berth/daemon.json: field \"networks.lan.subnet\": the prefix length must be from 8 to 30, found /33"
+        );
+    }
+
+    fn app(extra: &str) -> crate::config::ContainerSpec {
+        parse_app(extra).unwrap()
+    }
+
+    fn app_err(extra: &str) -> (Option<String>, String) {
+        let e = parse_app(extra).expect_err(extra);
+        assert_eq!(e.file, Path::new(APP_FILE));
+        (e.field, e.reason)
+    }
+
+    #[test]
+    fn a_container_joins_networks_with_an_address_and_ports() {
+        let s = |v: &str| app(&format!(r#","network": {v}"#)).network;
+        assert_eq!(s(r#""none""#), Network::None);
+        assert_eq!(s(r#""host""#), Network::Host);
+        assert_eq!(s(r#""lan""#), Network::Bridge(vec!["lan".into()]));
+        assert_eq!(
+            s(r#"["lan", "db"]"#),
+            Network::Bridge(vec!["lan".into(), "db".into()])
+        );
+        assert_eq!(s(r#""container:db""#), Network::Container("db".into()));
+        assert_eq!(app("").network, Network::None);
+        assert_eq!(app("").address, None);
+        assert!(app("").ports.is_empty());
+        assert_eq!(
+            Network::Bridge(vec!["a".into(), "b".into()]).to_string(),
+            "a, b"
+        );
+        assert_eq!(Network::Container("db".into()).to_string(), "container:db");
+
+        let full = app(r#","network": "lan", "address": "10.88.0.7",
+               "ports": ["8080:80", "127.0.0.1:5353:53/udp", "9000:9000/tcp", "0.0.0.0:53:53/udp", "127.0.0.1:53:53"]"#);
+        assert_eq!(full.address, Some(Ipv4Addr::new(10, 88, 0, 7)));
+        let pm = |host_ip: Option<[u8; 4]>, host_port, port, proto| PortMap {
+            host_ip: host_ip.map(Ipv4Addr::from),
+            host_port,
+            port,
+            proto,
+        };
+        assert_eq!(
+            full.ports,
+            [
+                pm(None, 8080, 80, Proto::Tcp),
+                pm(Some([127, 0, 0, 1]), 5353, 53, Proto::Udp),
+                pm(None, 9000, 9000, Proto::Tcp),
+                pm(None, 53, 53, Proto::Udp),
+                pm(Some([127, 0, 0, 1]), 53, 53, Proto::Tcp),
+            ]
+        );
+        assert_eq!(Proto::Udp.as_str(), "udp");
+        assert_eq!(full.ports[1].host_side(), "127.0.0.1:5353/udp");
+        // The canonical text parses back to the same definition.
+        let again = parse_container("app", &full.canonical, Path::new(APP_FILE));
+        assert_eq!(again.as_ref(), Ok(&full));
+        // Several networks may publish ports; net.* sysctls are fine off
+        // the host's network.
+        let multi = app(
+            r#","network": ["lan", "db"], "ports": ["1:1", "65535:65535"],
+               "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}"#,
+        );
+        assert_eq!(multi.ports.len(), 2);
+    }
+
+    #[test]
+    fn every_bad_container_network_key_names_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#","network": 1"#,
+                "network",
+                "expected a network name, a list of them, \"none\", \"host\" or \"container:NAME\", found a number",
+            ),
+            (
+                r#","network": "my lan""#,
+                "network",
+                "expected \"none\", \"host\", \"container:NAME\" or the name of a network, found \"my lan\"",
+            ),
+            (
+                r#","network": []"#,
+                "network",
+                "a list of networks must not be empty (use \"none\" for no network)",
+            ),
+            (
+                r#","network": ["lan", "lan"]"#,
+                "network[1]",
+                "network \"lan\" is named twice",
+            ),
+            (
+                r#","network": ["lan", "host"]"#,
+                "network[1]",
+                "expected the name of a network, found \"host\" (\"none\", \"host\" and \"container:NAME\" stand alone)",
+            ),
+            (
+                r#","network": ["container:db"]"#,
+                "network[0]",
+                "expected the name of a network, found \"container:db\" (\"none\", \"host\" and \"container:NAME\" stand alone)",
+            ),
+            (
+                r#","network": ["lan", 2]"#,
+                "network[1]",
+                "expected a string, found a number",
+            ),
+            (
+                r#","network": "container:""#,
+                "network",
+                "container:NAME needs a container name must not be empty",
+            ),
+            (
+                r#","network": "container:../x""#,
+                "network",
+                "container:NAME needs a container name \"../x\" may only contain A-Z a-z 0-9 _ . -",
+            ),
+            (
+                r#","network": "container:app""#,
+                "network",
+                "app cannot share its own network namespace",
+            ),
+            (
+                r#","address": "10.88.0.7""#,
+                "address",
+                "needs exactly one bridge network in \"network\", found \"none\"",
+            ),
+            (
+                r#","network": "host", "address": "10.88.0.7""#,
+                "address",
+                "needs exactly one bridge network in \"network\", found \"host\"",
+            ),
+            (
+                r#","network": ["a", "b"], "address": "10.88.0.7""#,
+                "address",
+                "needs exactly one bridge network in \"network\", found \"a, b\"",
+            ),
+            (
+                r#","network": "container:db", "address": "10.88.0.7""#,
+                "address",
+                "needs exactly one bridge network in \"network\", found \"container:db\"",
+            ),
+            (
+                r#","network": "lan", "address": "10.88.0""#,
+                "address",
+                "expected an IPv4 address like \"10.88.0.7\", found \"10.88.0\"",
+            ),
+            (
+                r#","network": "lan", "address": 7"#,
+                "address",
+                "expected a string, found a number",
+            ),
+            (
+                r#","ports": ["8080:80"]"#,
+                "ports",
+                "publishing ports needs a bridge network in \"network\", found \"none\"",
+            ),
+            (
+                r#","network": "host", "ports": ["8080:80"]"#,
+                "ports",
+                "publishing ports needs a bridge network in \"network\", found \"host\"",
+            ),
+            (
+                r#","network": "container:db", "ports": ["8080:80"]"#,
+                "ports",
+                "publishing ports needs a bridge network in \"network\", found \"container:db\"",
+            ),
+            (
+                r#","network": "lan", "ports": "8080:80""#,
+                "ports",
+                "expected an array, found a string",
+            ),
+            (
+                r#","network": "lan", "ports": [8080]"#,
+                "ports[0]",
+                "expected a string, found a number",
+            ),
+            (
+                r#","network": "lan", "ports": ["80"]"#,
+                "ports[0]",
+                "expected \"[HOST-IP:]HOST-PORT:PORT[/tcp|/udp]\" like \"8080:80\", found \"80\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["1:2:3:4"]"#,
+                "ports[0]",
+                "expected \"[HOST-IP:]HOST-PORT:PORT[/tcp|/udp]\" like \"8080:80\", found \"1:2:3:4\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["http:80"]"#,
+                "ports[0]",
+                "expected \"[HOST-IP:]HOST-PORT:PORT[/tcp|/udp]\" like \"8080:80\", found \"http:80\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:-80"]"#,
+                "ports[0]",
+                "expected \"[HOST-IP:]HOST-PORT:PORT[/tcp|/udp]\" like \"8080:80\", found \"8080:-80\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["0:80"]"#,
+                "ports[0]",
+                "ports must be from 1 to 65535, found 0 in \"0:80\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:65536"]"#,
+                "ports[0]",
+                "ports must be from 1 to 65535, found 65536 in \"8080:65536\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:80/sctp"]"#,
+                "ports[0]",
+                "the protocol must be tcp or udp, found \"sctp\" in \"8080:80/sctp\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:80/TCP"]"#,
+                "ports[0]",
+                "the protocol must be tcp or udp, found \"TCP\" in \"8080:80/TCP\"",
+            ),
+            (
+                r#","network": "lan", "ports": ["localhost:8080:80"]"#,
+                "ports[0]",
+                "\"localhost\" is not an IPv4 address (in \"localhost:8080:80\")",
+            ),
+            (
+                r#","network": "lan", "ports": ["224.0.0.1:8080:80"]"#,
+                "ports[0]",
+                "the host address 224.0.0.1 is not a unicast address (in \"224.0.0.1:8080:80\")",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:80", "8080:81/tcp"]"#,
+                "ports[1]",
+                "host port 8080/tcp is already published by ports[0]",
+            ),
+            (
+                r#","network": "lan", "ports": ["127.0.0.1:8080:80", "8080:81"]"#,
+                "ports[1]",
+                "host port 8080/tcp is already published by ports[0]",
+            ),
+            (
+                r#","network": "lan", "ports": ["8080:80", "0.0.0.0:8080:81"]"#,
+                "ports[1]",
+                "host port 8080/tcp is already published by ports[0]",
+            ),
+            (
+                r#","network": "lan", "ports": ["53:53/udp", "127.0.0.1:53:54/udp"]"#,
+                "ports[1]",
+                "host port 127.0.0.1:53/udp is already published by ports[0]",
+            ),
+        ];
+        for &(extra, f, reason) in cases {
+            assert_eq!(app_err(extra), field(f, reason), "{extra}");
+        }
+        // Different protocols or different host addresses do not clash.
+        app(
+            r#","network": "lan", "ports": ["53:53/udp", "53:53/tcp", "127.0.0.1:80:80", "127.0.0.2:80:80"]"#,
+        );
+    }
+
+    #[test]
+    fn sharing_a_namespace_is_a_dependency_not_written_into_depends_on() {
+        let s = app(r#","network": "container:db""#);
+        assert_eq!(s.depends_on.len(), 1);
+        assert_eq!(s.depends_on[0].name, "db");
+        assert_eq!(s.depends_on[0].condition, super::super::Condition::Running);
+        assert!(!s.canonical.contains("depends-on"), "{}", s.canonical);
+        let shown = crate::config::effective(&s);
+        assert!(shown.contains(r#""depends-on":[]"#), "{shown}");
+        // What the file says of it wins.
+        let s = app(r#","network": "container:db", "depends-on": {"db": "healthy"}"#);
+        assert_eq!(s.depends_on.len(), 1);
+        assert_eq!(s.depends_on[0].condition, super::super::Condition::Healthy);
+        let again = parse_container("app", &s.canonical, Path::new(APP_FILE)).unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn network_address_and_ports_change_the_hash() {
+        let base = app(r#","network": "lan", "address": "10.88.0.7", "ports": ["8080:80"]"#);
+        for other in [
+            r#","network": "db", "address": "10.88.0.7", "ports": ["8080:80"]"#,
+            r#","network": "lan", "address": "10.88.0.8", "ports": ["8080:80"]"#,
+            r#","network": "lan", "ports": ["8080:80"]"#,
+            r#","network": "lan", "address": "10.88.0.7", "ports": ["8081:80"]"#,
+            r#","network": "lan", "address": "10.88.0.7", "ports": ["8080:80/udp"]"#,
+            r#","network": "lan", "address": "10.88.0.7""#,
+        ] {
+            assert_ne!(app(other).hash, base.hash, "{other}");
+        }
+        let same = app(r#","ports": ["8080:80"], "address": "10.88.0.7", "network": "lan""#);
+        assert_eq!(same.hash, base.hash);
+    }
+
+    /// Definitions as the containers directory /c holds them.
+    fn entries(files: &[(&str, &str)]) -> Vec<ContainerEntry> {
+        files
+            .iter()
+            .map(|(name, extra)| {
+                let text = format!(r#"{{"rootfs": "/r", "command": ["x"]{extra}}}"#);
+                let file = format!("/c/{name}.json");
+                (
+                    name.to_string(),
+                    parse_container(name, &text, Path::new(&file)),
+                )
+            })
+            .collect()
+    }
+
+    fn lan_and_db() -> Vec<NetworkDef> {
+        vec![
+            def("lan", "berth0", [10, 88, 0, 0], 24, [10, 88, 0, 1]),
+            def("db", "berth1", [10, 89, 0, 0], 24, [10, 89, 0, 1]),
+        ]
+    }
+
+    fn check(
+        networks: &[NetworkDef],
+        files: &[(&str, &str)],
+        incumbents: &[&str],
+    ) -> Vec<Result<(), String>> {
+        let mut list = entries(files);
+        let incumbents = incumbents.iter().map(|s| s.to_string()).collect();
+        check_networks(Path::new("/c"), networks, &mut list, &incumbents);
+        list.into_iter()
+            .map(|(_, r)| r.map(|_| ()).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn networks_and_addresses_are_checked_against_daemon_json() {
+        let got = check(
+            &lan_and_db(),
+            &[
+                ("a", r#","network": "lan", "address": "10.88.0.7""#),
+                ("b", r#","network": ["lan", "wan"]"#),
+                ("c", r#","network": "lan", "address": "10.89.0.7""#),
+                ("d", r#","network": "lan", "address": "10.88.0.1""#),
+                ("e", r#","network": "lan", "address": "10.88.0.0""#),
+                ("f", r#","network": "db", "address": "10.89.0.255""#),
+                ("g", r#","network": ["db", "lan"]"#),
+                ("h", r#","network": "host""#),
+            ],
+            &[],
+        );
+        assert_eq!(
+            got,
+            [
+                Ok(()),
+                Err("/c/b.json: field \"network\": no network named \"wan\" is defined (defined: lan, db)".into()),
+                Err("/c/c.json: field \"address\": 10.89.0.7 is outside network lan's subnet 10.88.0.0/24".into()),
+                Err("/c/d.json: field \"address\": 10.88.0.1 is the gateway of network lan".into()),
+                Err("/c/e.json: field \"address\": 10.88.0.0 is the network address of 10.88.0.0/24 (network lan)".into()),
+                Err("/c/f.json: field \"address\": 10.89.0.255 is the broadcast address of 10.89.0.0/24 (network db)".into()),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+        assert_eq!(
+            check(&[], &[("a", r#","network": "lan""#)], &[]),
+            [Err("/c/a.json: field \"network\": no network named \"lan\" is defined (daemon.json defines no networks)".into())]
+        );
+    }
+
+    #[test]
+    fn a_fixed_address_is_one_container_s_incumbent_first() {
+        let files = [
+            ("a", r#","network": "lan", "address": "10.88.0.7""#),
+            ("b", r#","network": "lan", "address": "10.88.0.7""#),
+            ("c", r#","network": "db", "address": "10.88.0.7""#),
+            ("d", r#","network": "lan", "address": "10.88.0.8""#),
+        ];
+        let mut nets = lan_and_db();
+        nets[1] = def("db", "berth1", [10, 88, 0, 0], 24, [10, 88, 0, 1]);
+        // Without incumbents, the first by name keeps it; the same address
+        // on another network is no clash.
+        assert_eq!(
+            check(&nets, &files, &[]),
+            [
+                Ok(()),
+                Err("/c/b.json: field \"address\": 10.88.0.7 on network lan in /c/b.json is already the address of a (/c/a.json)".into()),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+        // A running container keeps what it has.
+        assert_eq!(
+            check(&nets, &files, &["b"]),
+            [
+                Err("/c/a.json: field \"address\": 10.88.0.7 on network lan in /c/a.json is already the address of b (/c/b.json)".into()),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+        // Two incumbents: name order again.
+        assert!(check(&nets, &files, &["a", "b"])[1].is_err());
+    }
+
+    #[test]
+    fn a_published_host_port_is_one_container_s_incumbent_first() {
+        let files = [
+            ("a", r#","network": "lan", "ports": ["8080:80"]"#),
+            (
+                "b",
+                r#","network": "lan", "ports": ["9000:9000", "127.0.0.1:8080:80"]"#,
+            ),
+            (
+                "c",
+                r#","network": "db", "ports": ["8080:80/udp", "127.0.0.2:9000:1"]"#,
+            ),
+            ("d", r#","network": "db", "ports": ["127.0.0.2:9001:1"]"#),
+        ];
+        assert_eq!(
+            check(&lan_and_db(), &files, &[]),
+            [
+                Ok(()),
+                Err("/c/b.json: field \"ports\": host port 127.0.0.1:8080/tcp in /c/b.json is already published by a (/c/a.json)".into()),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+        // b runs: a is the newcomer and fails; c, now checked after b,
+        // clashes with b's 9000 on every address.
+        assert_eq!(
+            check(&lan_and_db(), &files, &["b"]),
+            [
+                Err("/c/a.json: field \"ports\": host port 8080/tcp in /c/a.json is already published by b (/c/b.json)".into()),
+                Ok(()),
+                Err("/c/c.json: field \"ports\": host port 127.0.0.2:9000/tcp in /c/c.json is already published by b (/c/b.json)".into()),
+                Ok(()),
+            ]
+        );
+        // A definition that failed claims nothing.
+        let files = [
+            ("a", r#","network": "wan", "ports": ["8080:80"]"#),
+            ("b", r#","network": "lan", "ports": ["8080:80"]"#),
+        ];
+        let got = check(&lan_and_db(), &files, &[]);
+        assert!(got[0].is_err());
+        assert_eq!(got[1], Ok(()));
+    }
+
+    #[test]
+    fn container_name_must_have_a_namespace_of_its_own() {
+        let mut list = entries(&[
+            ("app", r#","network": "container:db""#),
+            ("db", r#","network": "lan""#),
+            ("host-side", r#","network": "host""#),
+            ("side", r#","network": "container:app""#),
+            ("on-host", r#","network": "container:host-side""#),
+            ("nowhere", r#","network": "container:ghost""#),
+            ("to-broken", r#","network": "container:broken""#),
+        ]);
+        list.push((
+            "broken".into(),
+            parse_container("broken", "{", Path::new("/c/broken.json")),
+        ));
+        super::super::depends::check_all(Path::new("/c"), &mut list);
+        check_networks(Path::new("/c"), &lan_and_db(), &mut list, &BTreeSet::new());
+        let got: Vec<Result<(), String>> = list
+            .iter()
+            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(
+            got[..7],
+            [
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err("/c/side.json: field \"network\": app itself shares the network namespace of db: name container:db".into()),
+                Err("/c/on-host.json: field \"network\": host-side uses the host's network: use \"network\": \"host\"".into()),
+                Err("/c/nowhere.json: field \"network\": no container named ghost is defined".into()),
+                // A broken owner is defined: its own error says what is wrong.
+                Ok(()),
+            ]
+        );
+    }
+
+    #[test]
+    fn sharing_a_namespace_counts_in_dependency_cycles() {
+        let mut list = entries(&[
+            ("a", r#","network": "container:b""#),
+            ("b", r#","depends-on": ["a"]"#),
+            ("c", r#","network": "container:d", "depends-on": ["e"]"#),
+            ("d", r#","network": "lan""#),
+            ("e", ""),
+        ]);
+        super::super::depends::check_all(Path::new("/c"), &mut list);
+        let err = |i: usize| list[i].1.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err(0),
+            Err("/c/a.json: field \"network\": dependency cycle: a -> b -> a".into())
+        );
+        assert_eq!(
+            err(1),
+            Err("/c/b.json: field \"depends-on\": dependency cycle: b -> a -> b".into())
+        );
+        assert_eq!(err(2), Ok(()));
+        let spec = list[2].1.as_ref().unwrap();
+        let names: Vec<&str> = spec.depends_on.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["e", "d"]);
+    }
+}
