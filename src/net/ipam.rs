@@ -358,3 +358,285 @@ fn printable(s: &str) -> String {
     out.remove(0);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::testing::TempDir;
+
+    fn net(subnet: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetworkDef {
+        NetworkDef {
+            name: "lan".into(),
+            bridge: "berth0".into(),
+            subnet: subnet.into(),
+            prefix,
+            gateway: gateway.into(),
+            nat: true,
+        }
+    }
+
+    fn lan() -> NetworkDef {
+        net([10, 88, 0, 0], 24, [10, 88, 0, 1])
+    }
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 88, 0, last)
+    }
+
+    fn empty() -> Ipam {
+        Ipam {
+            path: PathBuf::from("/nonexistent/networks.json"),
+            leases: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn dynamic_addresses_are_the_lowest_free_ones() {
+        let lan = lan();
+        let mut ipam = empty();
+        assert_eq!(ipam.assign(&lan, "a", None, &[]).unwrap(), ip(2));
+        assert_eq!(ipam.assign(&lan, "b", None, &[]).unwrap(), ip(3));
+        // Reserved addresses (others' fixed ones) are skipped.
+        assert_eq!(
+            ipam.assign(&lan, "c", None, &[ip(4), ip(5)]).unwrap(),
+            ip(6)
+        );
+        // A released address is the next one handed out.
+        assert!(ipam.release("lan", "a"));
+        assert!(!ipam.release("lan", "a"));
+        assert!(!ipam.release("wan", "b"));
+        assert_eq!(ipam.lease("lan", "a"), None);
+        assert_eq!(ipam.assign(&lan, "d", None, &[]).unwrap(), ip(2));
+        // A gateway elsewhere than first: the first host address is free.
+        let high = net([10, 90, 0, 0], 24, [10, 90, 0, 254]);
+        let mut other = empty();
+        assert_eq!(
+            other.assign(&high, "a", None, &[]).unwrap(),
+            Ipv4Addr::new(10, 90, 0, 1)
+        );
+        assert_eq!(
+            ipam.leases("lan"),
+            [
+                ("b".to_string(), ip(3)),
+                ("c".to_string(), ip(6)),
+                ("d".to_string(), ip(2))
+            ]
+        );
+        assert!(ipam.leases("wan").is_empty());
+    }
+
+    #[test]
+    fn a_lease_is_kept_while_it_fits() {
+        let lan = lan();
+        let mut ipam = empty();
+        assert_eq!(ipam.assign(&lan, "a", None, &[]).unwrap(), ip(2));
+        assert_eq!(ipam.assign(&lan, "b", None, &[]).unwrap(), ip(3));
+        ipam.release("lan", "a");
+        // b keeps .3 though .2 is free again.
+        assert_eq!(ipam.assign(&lan, "b", None, &[]).unwrap(), ip(3));
+        // Another container's fixed address now: b moves.
+        assert_eq!(ipam.assign(&lan, "b", None, &[ip(3)]).unwrap(), ip(2));
+        assert_eq!(ipam.lease("lan", "b"), Some(ip(2)));
+        // Fixed: the lease follows the file.
+        assert_eq!(ipam.assign(&lan, "b", Some(ip(9)), &[]).unwrap(), ip(9));
+        assert_eq!(
+            ipam.assign(&lan, "b", Some(ip(9)), &[ip(9)]).unwrap(),
+            ip(9)
+        );
+        assert_eq!(ipam.leases("lan"), [("b".to_string(), ip(9))]);
+        // The subnet changed under it: a new address from the new subnet.
+        let moved = net([10, 77, 0, 0], 24, [10, 77, 0, 1]);
+        assert_eq!(
+            ipam.assign(&moved, "b", None, &[]).unwrap(),
+            Ipv4Addr::new(10, 77, 0, 2)
+        );
+        // The gateway moved onto it.
+        let mut ipam = empty();
+        assert_eq!(ipam.assign(&lan, "a", None, &[]).unwrap(), ip(2));
+        let regw = net([10, 88, 0, 0], 24, [10, 88, 0, 2]);
+        assert_eq!(ipam.assign(&regw, "a", None, &[]).unwrap(), ip(1));
+    }
+
+    #[test]
+    fn a_fixed_address_is_checked_and_never_given_twice() {
+        let lan = lan();
+        let mut ipam = empty();
+        assert_eq!(ipam.assign(&lan, "a", Some(ip(7)), &[]).unwrap(), ip(7));
+        let e = ipam.assign(&lan, "b", Some(ip(7)), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "10.88.0.7 on network lan is already leased to a"
+        );
+        assert_eq!(ipam.lease("lan", "b"), None);
+        for (addr, reason) in [
+            (ip(1), "10.88.0.1 is the gateway of network lan"),
+            (
+                ip(0),
+                "10.88.0.0 is the network address of 10.88.0.0/24 (network lan)",
+            ),
+            (
+                ip(255),
+                "10.88.0.255 is the broadcast address of 10.88.0.0/24 (network lan)",
+            ),
+            (
+                Ipv4Addr::new(10, 89, 0, 7),
+                "10.89.0.7 is outside network lan's subnet 10.88.0.0/24",
+            ),
+        ] {
+            let e = ipam.assign(&lan, "b", Some(addr), &[]).unwrap_err();
+            assert_eq!(e.to_string(), reason);
+        }
+        // Dynamic ones go around fixed ones, held or not.
+        for name in ["c", "d", "e", "f", "g"] {
+            ipam.assign(&lan, name, None, &[ip(8)]).unwrap();
+        }
+        let taken: Vec<Ipv4Addr> = ipam.leases("lan").iter().map(|(_, a)| *a).collect();
+        assert_eq!(taken, [ip(7), ip(2), ip(3), ip(4), ip(5), ip(6)]);
+        assert_eq!(ipam.assign(&lan, "h", None, &[ip(8)]).unwrap(), ip(9));
+        // A container moving from dynamic to fixed gives its old one up.
+        assert_eq!(ipam.assign(&lan, "c", Some(ip(8)), &[]).unwrap(), ip(8));
+        assert_eq!(ipam.assign(&lan, "i", None, &[]).unwrap(), ip(2));
+    }
+
+    #[test]
+    fn an_exhausted_subnet_is_an_error_naming_it() {
+        // A /30: network, gateway, one host, broadcast.
+        let p2p = net([192, 168, 7, 4], 30, [192, 168, 7, 5]);
+        let mut ipam = empty();
+        assert_eq!(
+            ipam.assign(&p2p, "a", None, &[]).unwrap(),
+            Ipv4Addr::new(192, 168, 7, 6)
+        );
+        let e = ipam.assign(&p2p, "b", None, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no free address left in 192.168.7.4/30 (network lan)"
+        );
+        ipam.release("lan", "a");
+        let e = ipam
+            .assign(&p2p, "b", None, &[Ipv4Addr::new(192, 168, 7, 6)])
+            .unwrap_err();
+        assert!(matches!(e, IpamError::Exhausted { .. }));
+        // A whole /24 hands out 253 addresses, each once.
+        let lan = lan();
+        let mut ipam = empty();
+        let mut seen = BTreeSet::new();
+        for i in 0..253 {
+            let a = ipam.assign(&lan, &format!("c{i}"), None, &[]).unwrap();
+            assert!(seen.insert(a), "{a} twice");
+        }
+        assert!(ipam.assign(&lan, "one-more", None, &[]).is_err());
+    }
+
+    #[test]
+    fn leases_survive_a_save_and_load() {
+        let tmp = TempDir::new("ipam");
+        let state = tmp.path().join("state");
+        let mut ipam = Ipam::load(&state).unwrap();
+        assert!(ipam.networks().is_empty());
+        assert_eq!(ipam.path(), state.join("networks.json"));
+        let lan = lan();
+        let mut db = net([10, 89, 0, 0], 24, [10, 89, 0, 1]);
+        db.name = "db".into();
+        ipam.assign(&lan, "web", None, &[]).unwrap();
+        ipam.assign(&lan, "app", Some(ip(50)), &[]).unwrap();
+        ipam.assign(&db, "app", None, &[]).unwrap();
+        ipam.save().unwrap();
+        assert_eq!(
+            fs::read_to_string(state.join("networks.json")).unwrap(),
+            "{\"leases\":{\"db\":{\"app\":\"10.89.0.2\"},\"lan\":{\"app\":\"10.88.0.50\",\"web\":\"10.88.0.2\"}},\"version\":1}\n"
+        );
+        let again = Ipam::load(&state).unwrap();
+        assert_eq!(again, ipam);
+        assert_eq!(again.networks(), ["db", "lan"]);
+        assert_eq!(again.lease("lan", "web"), Some(ip(2)));
+        // No temp file is left behind.
+        let names: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["networks.json"]);
+        // Forgetting a network, and releasing a network's last lease,
+        // leave nothing of it.
+        let mut ipam = again;
+        ipam.forget_network("db");
+        ipam.release("lan", "web");
+        ipam.release("lan", "app");
+        assert!(ipam.networks().is_empty());
+        ipam.save().unwrap();
+        assert_eq!(
+            fs::read_to_string(state.join("networks.json")).unwrap(),
+            "{\"leases\":{},\"version\":1}\n"
+        );
+        assert!(Ipam::load(&state).unwrap().networks().is_empty());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_trusted_is_an_error_naming_it() {
+        let tmp = TempDir::new("ipam-bad");
+        let path = tmp.path().join("networks.json");
+        let shown = path.display().to_string();
+        let cases = [
+            (
+                "",
+                "line 1 column 1: expected a value, found end of input",
+            ),
+            (
+                "{\"leases\": {}, \"version\": 1",
+                "line 1 column 28: expected ',' or '}'",
+            ),
+            ("[]", "expected an object, found an array"),
+            ("{\"leases\": {}}", "no format version"),
+            (
+                "{\"leases\": {}, \"version\": \"1\"}",
+                "\"version\" is not a format number",
+            ),
+            (
+                "{\"leases\": {}, \"version\": 2}",
+                "format 2 was written by a newer berth (this one reads up to 1)",
+            ),
+            ("{\"version\": 1, \"extra\": 1}", "unknown key \"extra\""),
+            (
+                "{\"version\": 1, \"leases\": []}",
+                "\"leases\": expected an object, found an array",
+            ),
+            (
+                "{\"version\": 1, \"leases\": {\"../x\": {}}}",
+                "\"leases\": network name \"../x\" may only contain A-Z a-z 0-9 _ . -",
+            ),
+            (
+                "{\"version\": 1, \"leases\": {\"lan\": {\"a\": \"10.88.0.300\"}}}",
+                "network lan: a: not an IPv4 address",
+            ),
+            (
+                "{\"version\": 1, \"leases\": {\"lan\": {\"a/b\": \"10.88.0.3\"}}}",
+                "network lan: container name \"a/b\" may only contain A-Z a-z 0-9 _ . -",
+            ),
+            (
+                "{\"version\": 1, \"leases\": {\"lan\": {\"a\": \"10.88.0.3\", \"b\": \"10.88.0.3\"}}}",
+                "network lan: 10.88.0.3 is leased twice (a and b)",
+            ),
+        ];
+        for (text, reason) in cases {
+            fs::write(&path, text).unwrap();
+            let e = Ipam::load(tmp.path()).unwrap_err();
+            assert!(matches!(e, IpamError::Corrupt { .. }), "{text}");
+            assert_eq!(
+                e.to_string(),
+                format!("{shown}: not a usable lease file: {reason}"),
+                "{text}"
+            );
+        }
+        fs::remove_file(&path).unwrap();
+        symlink("/etc/hostname", &path).unwrap();
+        let e = Ipam::load(tmp.path()).unwrap_err();
+        assert_eq!(e.to_string(), format!("read {shown}: is a symlink"));
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let e = Ipam::load(tmp.path()).unwrap_err();
+        assert_eq!(e.to_string(), format!("read {shown}: not a regular file"));
+    }
+}
