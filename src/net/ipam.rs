@@ -580,10 +580,7 @@ mod tests {
         let path = tmp.path().join("networks.json");
         let shown = path.display().to_string();
         let cases = [
-            (
-                "",
-                "line 1 column 1: expected a value, found end of input",
-            ),
+            ("", "line 1 column 1: expected a value, found end of input"),
             (
                 "{\"leases\": {}, \"version\": 1",
                 "line 1 column 28: expected ',' or '}'",
