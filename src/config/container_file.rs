@@ -12,13 +12,14 @@ use super::fields::{
 };
 use super::health;
 use super::image;
+use super::network::{self, Network};
 use super::privileges;
 use super::seccomp_profile::get_seccomp;
 use super::settings;
 use super::types::CapList;
 use super::types::{
     ConfigError, ContainerSpec, Id, KIB, MAX_LIST_LEN, MAX_MOUNTS, MAX_PIDS, MAX_RESTART_RETRIES,
-    MAX_TIMEOUT, MIB, Mount, MountKind, Network, OnUnhealthy, RestartPolicy, User,
+    MAX_TIMEOUT, MIB, Mount, MountKind, OnUnhealthy, RestartPolicy, User,
 };
 use crate::json::{self, Node, Value};
 use crate::signals::{MAX_SIGNAL, parse_signal};
@@ -51,6 +52,8 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         mounts: Vec::new(),
         devices: Vec::new(),
         network: Network::None,
+        address: None,
+        ports: Vec::new(),
         memory: None,
         pids: None,
         cpus_milli: None,
@@ -107,18 +110,9 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "oom-score-adj" => spec.oom_score_adj = get_int(node, -1000, 1000).map_err(err)? as i32,
             "mounts" => spec.mounts = get_mounts(node, file)?,
             "devices" => spec.devices = super::devices::get_devices(node, file)?,
-            "network" => {
-                spec.network = match get_str(node).map_err(err)? {
-                    "none" => Network::None,
-                    "host" => Network::Host,
-                    s => {
-                        return Err(err(format!(
-                            "expected \"none\" or \"host\", found {}",
-                            quoted(s)
-                        )));
-                    }
-                };
-            }
+            "network" => spec.network = network::get_network_key(node, file, name)?,
+            "address" => spec.address = Some(network::get_address(node).map_err(err)?),
+            "ports" => spec.ports = network::get_ports(node, file)?,
             "memory" => spec.memory = Some(get_size(node, MIB, u64::MAX).map_err(err)?),
             "pids" => spec.pids = Some(get_uint(node, 1, MAX_PIDS).map_err(err)?),
             "cpus" => spec.cpus_milli = Some(get_cpus(node).map_err(err)?),
@@ -150,7 +144,19 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
             "needs a \"healthcheck\" to act on",
         ));
     }
-    settings::check_sysctl_network(&spec.sysctl, spec.network, file)?;
+    settings::check_sysctl_network(&spec.sysctl, &spec.network, file)?;
+    network::check_keys(&spec.network, spec.address, &spec.ports, file)?;
+    // A container sharing another's namespace starts after it: the owner
+    // is one more thing it depends on (its own `depends-on` text is left
+    // as written).
+    if let Network::Container(owner) = &spec.network
+        && !spec.depends_on.iter().any(|d| d.name == *owner)
+    {
+        spec.depends_on.push(super::depends::Dependency {
+            name: owner.clone(),
+            condition: super::depends::Condition::Running,
+        });
+    }
     spec.hostname = hostname.unwrap_or_else(|| {
         if is_hostname(name) {
             name.to_string()
@@ -199,13 +205,13 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
 /// The keys a definition may leave out and what berth then does: a value
 /// is what leaving the key out means (a unit test checks that writing it
 /// parses to the same definition); null means "none" or "unlimited".
-const DEFAULTS: &str = r#"{"autostart": true, "cap-add": [], "cap-drop": [],
-    "cpus": null, "depends-on": [], "devices": [], "env": [], "env-file": [],
-    "etc-files": true, "healthcheck": null, "init": false, "memory": null,
-    "mounts": [], "network": "none", "on-unhealthy": "none", "oom-score-adj": 0,
-    "pids": null, "readonly-rootfs": false, "restart": "no", "rlimits": {},
-    "seccomp": "default", "stop-signal": "SIGTERM", "stop-timeout": 10,
-    "sysctl": {}, "user": null, "workdir": "/"}"#;
+const DEFAULTS: &str = r#"{"address": null, "autostart": true, "cap-add": [],
+    "cap-drop": [], "cpus": null, "depends-on": [], "devices": [], "env": [],
+    "env-file": [], "etc-files": true, "healthcheck": null, "init": false,
+    "memory": null, "mounts": [], "network": "none", "on-unhealthy": "none",
+    "oom-score-adj": 0, "pids": null, "ports": [], "readonly-rootfs": false,
+    "restart": "no", "rlimits": {}, "seccomp": "default", "stop-signal": "SIGTERM",
+    "stop-timeout": 10, "sysctl": {}, "user": null, "workdir": "/"}"#;
 
 /// The definition as it runs: its canonical text with every key it
 /// leaves out at its default, `hostname` as chosen, and `env` with the
@@ -766,9 +772,9 @@ mod tests {
                 "the retry count in \"on-failure:0\" must be a number from 1 to 1000000",
             ),
             (
-                r#","network": "bridge""#,
+                r#","network": "bridge:x""#,
                 "network",
-                "expected \"none\" or \"host\", found \"bridge\"",
+                "expected \"none\", \"host\", \"container:NAME\" or the name of a network, found \"bridge:x\"",
             ),
             (
                 r#","memory": "1023k""#,

@@ -45,6 +45,7 @@ pub fn default_daemon() -> DaemonConfig {
         shutdown_timeout: 10,
         socket_group: None,
         log_target: LogTarget::Stderr,
+        networks: Vec::new(),
     }
 }
 
@@ -87,6 +88,7 @@ pub fn parse_daemon(text: &str, file: &Path) -> Result<DaemonConfig, ConfigError
             "log-target" => {
                 cfg.log_target = parse_log_target(get_str(node).map_err(err)?).map_err(err)?
             }
+            "networks" => cfg.networks = super::network::get_networks(node, file)?,
             _ => return Err(unknown_key(file, "", key)),
         }
     }
@@ -252,6 +254,7 @@ mod tests {
                 shutdown_timeout: 0,
                 socket_group: Some(SocketGroup::Name("berth".into())),
                 log_target: LogTarget::Syslog("/dev/log".into()),
+                networks: Vec::new(),
             }
         );
         for (text, group) in [

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::fields::{field_error, get_array, quoted, validate_name, wrong_type};
 use super::load::ContainerEntry;
+use super::network::Network;
 use super::types::{ConfigError, MAX_LIST_LEN};
 use crate::json::{Node, Value};
 
@@ -125,8 +126,9 @@ pub(super) fn get_depends_on(
 /// Checks the dependencies of every definition against the others: a
 /// dependency must be defined (a file of that name, valid or not), and no
 /// chain may lead back to where it began. A definition that fails becomes
-/// an error of its own file, field `depends-on`; every member of a cycle
-/// fails, each naming the whole cycle.
+/// an error of its own file, field `depends-on` (or `network` when the
+/// step is to the container whose network namespace it shares); every
+/// member of a cycle fails, each naming the whole cycle.
 pub fn check_all(dir: &Path, entries: &mut [ContainerEntry]) {
     let defined: BTreeSet<String> = entries.iter().map(|(n, _)| n.clone()).collect();
     let graph: BTreeMap<String, Vec<String>> = entries
@@ -144,25 +146,37 @@ pub fn check_all(dir: &Path, entries: &mut [ContainerEntry]) {
         let Ok(spec) = result.as_ref() else {
             continue;
         };
+        // The owner of a shared network namespace is a dependency too;
+        // its being undefined is the `network` check's to say.
+        let owner = match &spec.network {
+            Network::Container(owner) => Some(owner.as_str()),
+            _ => None,
+        };
         let missing: Vec<&str> = spec
             .depends_on
             .iter()
             .map(|d| d.name.as_str())
-            .filter(|n| !defined.contains(*n))
+            .filter(|n| !defined.contains(*n) && Some(*n) != owner)
             .collect();
-        let reason = if !missing.is_empty() {
-            Some(format!(
-                "no container named {} is defined",
-                missing.join(", ")
+        let failure = if !missing.is_empty() {
+            Some((
+                FIELD,
+                format!("no container named {} is defined", missing.join(", ")),
             ))
         } else {
-            cycles
-                .get(name.as_str())
-                .map(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))
+            cycles.get(name.as_str()).map(|cycle| {
+                // Named by the key that makes its first step.
+                let field = if cycle.get(1).map(String::as_str) == owner {
+                    "network"
+                } else {
+                    FIELD
+                };
+                (field, format!("dependency cycle: {}", cycle.join(" -> ")))
+            })
         };
-        if let Some(reason) = reason {
+        if let Some((field, reason)) = failure {
             let file = dir.join(format!("{name}.json"));
-            *result = Err(field_error(&file, FIELD, reason));
+            *result = Err(field_error(&file, field, reason));
         }
     }
 }

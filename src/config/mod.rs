@@ -10,7 +10,9 @@
 //! `privileges` the capability and resource limit keys, `devices` the
 //! host devices passed in, `image` the image, writable and verity keys,
 //! `settings` the sysctl and env-file keys, `health` the healthcheck and
-//! on-unhealthy keys, `depends` the start order, and
+//! on-unhealthy keys, `depends` the start order, `network` the bridge
+//! networks and a container's network, address and ports, `network_check`
+//! those keys across the containers directory, and
 //! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
@@ -22,6 +24,8 @@ mod fields;
 mod health;
 mod image;
 mod load;
+mod network;
+mod network_check;
 mod privileges;
 mod seccomp_profile;
 mod settings;
@@ -33,12 +37,14 @@ pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
+pub use network::{Network, NetworkDef, PortMap};
+pub use network_check::check_networks;
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;
 pub use types::{
     ConfigError, ContainerSpec, DaemonConfig, Device, DeviceAccess, Healthcheck, Id, LogTarget,
-    MAX_TIMEOUT, Mount, MountKind, Network, OnUnhealthy, RestartPolicy, SocketGroup, User,
-    VerityHashes, Writable,
+    MAX_TIMEOUT, Mount, MountKind, OnUnhealthy, RestartPolicy, SocketGroup, User, VerityHashes,
+    Writable,
 };
 
 /// What the tests of several files here share.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::fields::{
     field_error, file_error, get_array, get_int, get_path, get_str, quoted, wrong_type,
 };
-use super::types::{ConfigError, MAX_LIST_LEN, Network};
+use super::network::Network;
+use super::types::{ConfigError, MAX_LIST_LEN};
 use crate::json::{Node, Value};
 
 /// Most `sysctl` entries.
@@ -97,11 +98,11 @@ pub(super) fn get_sysctl(node: &Node, file: &Path) -> Result<Vec<(String, String
 /// net.* settings are the host's own with network "host": refused.
 pub(super) fn check_sysctl_network(
     sysctl: &[(String, String)],
-    network: Network,
+    network: &Network,
     file: &Path,
 ) -> Result<(), ConfigError> {
     match sysctl.iter().find(|(k, _)| k.starts_with("net.")) {
-        Some((key, _)) if network == Network::Host => Err(field_error(
+        Some((key, _)) if *network == Network::Host => Err(field_error(
             file,
             sysctl_field(key),
             "net.* settings need the container's own network: not with \"network\": \"host\""

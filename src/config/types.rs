@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::{Network, NetworkDef, PortMap};
 use crate::sys::seccomp::Seccomp;
 
 /// Largest daemon.json or container file accepted.
@@ -64,6 +65,8 @@ pub struct DaemonConfig {
     pub socket_group: Option<SocketGroup>,
     /// Where the daemon's own messages go.
     pub log_target: LogTarget,
+    /// The bridge networks containers may join, in file order.
+    pub networks: Vec<NetworkDef>,
 }
 
 /// `log-target`: stderr, or a syslog socket (`"syslog"` is /dev/log;
@@ -94,14 +97,6 @@ pub enum RestartPolicy {
     OnFailure { max: Option<u32> },
     Always,
     UnlessStopped,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    /// New network namespace with only loopback, up.
-    None,
-    /// The host's network namespace.
-    Host,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +305,10 @@ pub struct ContainerSpec {
     /// Host devices bound in, with their device cgroup access.
     pub devices: Vec<Device>,
     pub network: Network,
+    /// A fixed address on its one bridge network (else IPAM picks one).
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Container ports published on the host (only on a bridge network).
+    pub ports: Vec<PortMap>,
     /// Memory limit in bytes.
     pub memory: Option<u64>,
     /// Maximum number of tasks.
@@ -382,14 +381,5 @@ impl fmt::Display for RestartPolicy {
             RestartPolicy::Always => f.write_str("always"),
             RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
         }
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Network::None => "none",
-            Network::Host => "host",
-        })
     }
 }

@@ -453,7 +453,7 @@ impl<'fd> Plan<'fd> {
             Step::Hostname(cstr(&spec.hostname)?),
             format!("set hostname {}", spec.hostname),
         );
-        if spec.network == Network::None {
+        if spec.network != Network::Host {
             b.op(Step::LoopbackUp, "bring up lo");
         }
         b.op(

@@ -27,7 +27,7 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let specs = match config::read_containers_dir(&cfg.containers_dir) {
+    let mut specs = match config::read_containers_dir(&cfg.containers_dir) {
         Ok(list) => list,
         Err(e) => {
             error!(
@@ -38,7 +38,11 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             Vec::new()
         }
     };
-    let mut specs = specs;
+    // What ran before this daemon keeps the addresses and ports it holds.
+    let incumbents = state::list_names(&cfg.run_dir.join("containers"))
+        .into_iter()
+        .collect();
+    config::check_networks(&cfg.containers_dir, &cfg.networks, &mut specs, &incumbents);
     let mut defined: Vec<&mut config::ContainerSpec> =
         specs.iter_mut().filter_map(|(_, r)| r.as_mut().ok()).collect();
     crate::net::fold_hashes(&cfg.networks, &mut defined);
