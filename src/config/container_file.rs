@@ -68,6 +68,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
         on_unhealthy: OnUnhealthy::None,
         depends_on: Vec::new(),
         hash: 0,
+        net_mix: 0,
         canonical: String::new(),
     };
     let mut hostname = None;
@@ -1149,6 +1150,7 @@ mod tests {
         let bare = |s: ContainerSpec| ContainerSpec {
             canonical: String::new(),
             hash: 0,
+            net_mix: 0,
             ..s
         };
         assert_eq!(bare(again), bare(spec));

@@ -341,6 +341,10 @@ pub struct ContainerSpec {
     /// no white space): equal definitions hash equal whatever their layout,
     /// and a field added with a default in a later version changes nothing.
     pub hash: u64,
+    /// What its network adds to `hash` beyond its own file (see
+    /// `net::fold_hashes`); 0 for nothing. The monitor is given it, so the
+    /// hash it records is the daemon's.
+    pub net_mix: u64,
     /// The canonical JSON text the hash is taken over; parsing it again
     /// yields the same definition (it is how the monitor receives it).
     pub canonical: String,

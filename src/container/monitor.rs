@@ -96,6 +96,10 @@ pub struct Job {
     /// /etc/hosts lines naming the container's network peers.
     #[nserde(default)]
     pub hosts: String,
+    /// What the daemon folded into the definition's hash for its network
+    /// (see `net::fold_hashes`), folded in here too.
+    #[nserde(default)]
+    pub net_mix: u64,
 }
 
 /// The monitor's one answer.
@@ -365,7 +369,9 @@ fn parse_spec(job: Job, name: &str) -> Result<(Job, ContainerSpec), JobError> {
         });
     }
     let origin = PathBuf::from(format!("{}.json", job.name));
-    let spec = config::parse_container(&job.name, &job.spec, &origin).map_err(JobError::Spec)?;
+    let mut spec =
+        config::parse_container(&job.name, &job.spec, &origin).map_err(JobError::Spec)?;
+    spec.hash = crate::net::fold(spec.hash, job.net_mix);
     Ok((job, spec))
 }
 
@@ -843,7 +849,8 @@ impl Monitor {
             run_id: &run_id,
             name: &self.job.name,
         };
-        if let Some(made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+        if let Some(mut made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+            made.hash = crate::net::fold(made.hash, self.job.net_mix);
             if self.restarts > 0 && made.hash != self.run_hash {
                 // The image file was replaced since the run started: the
                 // run keeps the image it started with, or ends.

@@ -848,6 +848,7 @@ impl Containers {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             hosts: prepared.hosts,
+            net_mix: spec.net_mix,
         };
         let options = StartOptions {
             log_dir: job.log_dir.clone(),

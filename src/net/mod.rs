@@ -576,17 +576,28 @@ pub fn fold_hashes(defs: &[NetworkDef], specs: &mut [&mut ContainerSpec]) {
                 .iter()
                 .filter_map(|n| defs.iter().find(|d| &d.name == n))
                 .collect();
-            let mix = crate::config::fnv1a64(format!("{used:?}").as_bytes());
-            spec.hash = spec.hash.rotate_left(1) ^ mix;
+            spec.net_mix = crate::config::fnv1a64(format!("{used:?}").as_bytes()) | 1;
+            spec.hash = fold(spec.hash, spec.net_mix);
         }
     }
     let owners: BTreeMap<String, u64> = specs.iter().map(|s| (s.name.clone(), s.hash)).collect();
     for spec in specs.iter_mut() {
         if let Network::Container(owner) = &spec.network {
-            if let Some(h) = owners.get(owner) {
-                spec.hash = spec.hash.rotate_left(1) ^ h;
+            if let Some(&h) = owners.get(owner) {
+                spec.net_mix = h | 1;
+                spec.hash = fold(spec.hash, spec.net_mix);
             }
         }
+    }
+}
+
+/// A definition's hash with `mix` (a `net_mix`) folded in; 0 folds
+/// nothing.
+pub fn fold(hash: u64, mix: u64) -> u64 {
+    if mix == 0 {
+        hash
+    } else {
+        hash.rotate_left(1) ^ mix
     }
 }
 
