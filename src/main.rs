@@ -23,6 +23,7 @@ mod host;
 mod json;
 mod logger;
 mod logs_cli;
+mod net;
 mod plan;
 mod policy;
 mod sha256;

@@ -23,6 +23,7 @@ pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_REPLACE: u16 = 0x100;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
 /// Set on an attribute type whose data is attributes.
 pub const NLA_F_NESTED: u16 = 0x8000;
 
@@ -148,6 +149,12 @@ impl Message {
 
     fn flags(&self) -> u16 {
         u16::from_ne_bytes([self.buf[6], self.buf[7]])
+    }
+
+    /// The finished bytes as a first message would be sent.
+    #[cfg(test)]
+    pub fn wire(mut self) -> Vec<u8> {
+        self.finish(1).to_vec()
     }
 
     /// The finished bytes, with length and sequence number filled in.
@@ -310,6 +317,22 @@ impl Socket {
     /// RTNLGRP_LINK) of `protocol`; read it with `receive`.
     pub fn listen(protocol: i32, groups: &[u32]) -> io::Result<Socket> {
         let socket = Socket::open(protocol)?;
+        // A port id of its own first: a multicast skips the listeners
+        // whose port id is the one it excludes, and a notification nobody
+        // asked to have echoed excludes port id 0, which is the port id of
+        // a socket never bound.
+        // SAFETY: an all-zero sockaddr_nl (nl_pid 0) asks for any free
+        // port id.
+        let mut me: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        me.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `me` is a valid sockaddr_nl for the call.
+        cvt(unsafe {
+            libc::bind(
+                socket.fd.as_raw_fd(),
+                (&raw const me).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        })?;
         for &group in groups {
             socket.set_option(libc::NETLINK_ADD_MEMBERSHIP, group as libc::c_int)?;
         }
@@ -387,10 +410,17 @@ impl Socket {
     /// nfnetlink batch markers, which the kernel never answers); returns
     /// the first error. nf_tables applies a batch between its begin and end
     /// markers as one transaction: all of it or nothing.
-    pub fn batch(&mut self, mut msgs: Vec<Message>) -> io::Result<()> {
+    pub fn batch(&mut self, msgs: Vec<Message>) -> io::Result<()> {
+        self.batch_at(msgs).map_err(|(_, e)| e)
+    }
+
+    /// As [`Socket::batch`], and with the error the index in `msgs` of the
+    /// message the kernel refused (None when no one message was: the send
+    /// failed or no answer came).
+    pub fn batch_at(&mut self, mut msgs: Vec<Message>) -> Result<(), (Option<usize>, io::Error)> {
         let mut bytes = Vec::new();
         let mut waiting = Vec::new();
-        for msg in &mut msgs {
+        for (index, msg) in msgs.iter_mut().enumerate() {
             let marker = msg.marker;
             if !marker {
                 let flags = msg.flags() | NLM_F_ACK;
@@ -398,30 +428,30 @@ impl Socket {
             }
             let seq = self.next_seq();
             if !marker {
-                waiting.push(seq);
+                waiting.push((seq, index));
             }
             bytes.extend_from_slice(msg.finish(seq));
         }
-        self.send(&bytes)?;
+        self.send(&bytes).map_err(|e| (None, e))?;
         let mut first_error = None;
         while !waiting.is_empty() {
             let replies = match self.receive() {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The answer timeout passed (SO_RCVTIMEO).
-                    return Err(
-                        first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-                    );
+                    return Err(first_error
+                        .unwrap_or_else(|| (None, io::Error::from(io::ErrorKind::TimedOut))));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err((None, e)),
             };
             for reply in replies {
                 if reply.kind != NLMSG_ERROR {
                     continue;
                 }
-                waiting.retain(|&s| s != reply.seq);
+                let index = waiting.iter().find(|w| w.0 == reply.seq).map(|w| w.1);
+                waiting.retain(|w| w.0 != reply.seq);
                 if let Some(e) = error_of(&reply) {
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert((index, e));
                 }
             }
             if first_error.is_some() {

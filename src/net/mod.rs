@@ -1,0 +1,2 @@
+pub mod firewall;
+pub mod nft;
