@@ -579,6 +579,48 @@ mod tests {
         });
     }
 
+    /// nft's own reading of the table, when nft is installed: the rules
+    /// in each chain are the words `ruleset` gives them.
+    #[test]
+    fn firewall_nft_reads_the_rules_as_written() {
+        let Ok(version) = std::process::Command::new("nft").arg("--version").output() else {
+            eprintln!("nft is not installed: skipped");
+            return;
+        };
+        assert!(version.status.success());
+        let listing = in_netns(|| {
+            apply(&sample()).unwrap();
+            let out = std::process::Command::new("nft")
+                .args(["list", "table", "ip", TABLE])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        });
+        let mut chain = String::new();
+        let mut have = Vec::new();
+        for line in listing.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("chain ") {
+                chain = name.trim_end_matches(" {").to_string();
+            } else if !(line.is_empty()
+                || line.starts_with("table ")
+                || line.starts_with("type ")
+                || line == "}")
+            {
+                have.push(format!("{chain}: {line}"));
+            }
+        }
+        // nft says `meta l4proto tcp th dport` shorter.
+        let want: Vec<String> = texts(&sample())
+            .iter()
+            .map(|t| {
+                t.replace("meta l4proto tcp th", "tcp")
+                    .replace("meta l4proto udp th", "udp")
+            })
+            .collect();
+        assert_eq!(have, want, "{listing}");
+    }
+
     // Links and addresses for the traffic test, by rtnetlink.
 
     fn rtnl(m: Message) {
@@ -691,79 +733,151 @@ mod tests {
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
-    /// A container's servers: each answers with the address a request came
-    /// from, until a request says "stop".
-    fn serve(tcp: TcpListener, udp: UdpSocket) -> Vec<std::thread::JoinHandle<()>> {
-        let t = std::thread::spawn(move || {
-            for conn in tcp.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut line = [0u8; 4];
-                let _ = conn.read_exact(&mut line);
-                if &line == b"stop" {
-                    return;
-                }
-                let peer = conn
-                    .peer_addr()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default();
-                let _ = conn.write_all(peer.as_bytes());
-            }
-        });
-        let u = std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while let Ok((n, from)) = udp.recv_from(&mut buf) {
-                if &buf[..n] == b"stop" {
-                    return;
-                }
-                let _ = udp.send_to(from.ip().to_string().as_bytes(), from);
-            }
-        });
-        vec![t, u]
+    /// Servers answering with the address a request came from, until a
+    /// request says "stop"; stopped however the test ends.
+    struct Servers {
+        host: File,
+        threads: Vec<std::thread::JoinHandle<()>>,
+        tcp: Vec<SocketAddr>,
+        udp: Vec<SocketAddr>,
     }
 
-    /// Stops the servers however the test ends.
-    struct Servers(Option<Vec<std::thread::JoinHandle<()>>>);
+    impl Servers {
+        fn tcp(&mut self, listener: TcpListener, at: SocketAddr) {
+            self.tcp.push(at);
+            self.threads.push(std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut conn) = conn else { continue };
+                    let mut line = [0u8; 4];
+                    let _ = conn.read_exact(&mut line);
+                    if &line == b"stop" {
+                        return;
+                    }
+                    let peer = conn.peer_addr().map(|a| a.ip().to_string());
+                    let _ = conn.write_all(peer.unwrap_or_default().as_bytes());
+                }
+            }));
+        }
+
+        fn udp(&mut self, socket: UdpSocket, at: SocketAddr) {
+            self.udp.push(at);
+            self.threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    if &buf[..n] == b"stop" {
+                        return;
+                    }
+                    let _ = socket.send_to(from.ip().to_string().as_bytes(), from);
+                }
+            }));
+        }
+    }
 
     impl Drop for Servers {
         fn drop(&mut self) {
-            let tcp = SocketAddr::from((CONTAINER, 80));
-            if let Ok(mut s) = TcpStream::connect_timeout(&tcp, WAIT) {
-                let _ = s.write_all(b"stop");
+            // Every server is reached directly from the host.
+            let _ = ns::setns(self.host.as_fd(), libc::CLONE_NEWNET);
+            for at in &self.tcp {
+                if let Ok(mut s) = TcpStream::connect_timeout(at, WAIT) {
+                    let _ = s.write_all(b"stop");
+                }
             }
-            if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
-                let _ = s.send_to(b"stop", (CONTAINER, 53));
+            for at in &self.udp {
+                if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+                    let _ = s.send_to(b"stop", at);
+                }
             }
-            for t in self.0.take().unwrap_or_default() {
+            for t in self.threads.drain(..) {
                 let _ = t.join();
             }
         }
     }
 
+    /// Runs `f` in namespace `ns`, then comes back to `back`; what `f`
+    /// makes (sockets) stays in `ns`.
+    fn within<T>(ns: &File, back: &File, f: impl FnOnce() -> T) -> T {
+        enter(ns);
+        let out = f();
+        enter(back);
+        out
+    }
+
+    /// What a server answered over a connection made already.
+    fn answer(mut s: TcpStream) -> String {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"who\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
     const HOST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
     const CONTAINER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+    const UPLINK: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    fn default_route(via: Ipv4Addr) {
+        const RTA_GATEWAY: u16 = 5;
+        let mut m = Message::new(
+            libc::RTM_NEWROUTE,
+            netlink::NLM_F_CREATE | netlink::NLM_F_EXCL,
+        );
+        // rtmsg: AF_INET, no prefix, main table, boot protocol, universe
+        // scope, unicast.
+        m.bytes(&[libc::AF_INET as u8, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0])
+            .attr(RTA_GATEWAY, &via.octets());
+        rtnl(m);
+    }
 
     #[test]
-    fn firewall_published_ports_answer_from_loopback_host_address_and_hairpin() {
+    fn firewall_traffic_nat_out_and_published_ports_in() {
         in_netns(|| {
-            // This namespace is the host; a second one the container, on
-            // the far end of a veth pair whose host end stands in for the
-            // bridge.
+            // This namespace is the host. The container is a second one on
+            // the far end of a veth pair whose host end ("vh") stands in
+            // for the bridge; the outside world a third, behind the host's
+            // uplink ("up0").
             let host = this_netns();
+            let mut servers = Servers {
+                host: this_netns(),
+                threads: Vec::new(),
+                tcp: Vec::new(),
+                udp: Vec::new(),
+            };
             ns::unshare(libc::CLONE_NEWNET).unwrap();
             let container = this_netns();
             up("lo");
-            let tcp = TcpListener::bind("0.0.0.0:80").unwrap();
-            let udp = UdpSocket::bind("0.0.0.0:53").unwrap();
+            servers.tcp(
+                TcpListener::bind("0.0.0.0:80").unwrap(),
+                (CONTAINER, 80).into(),
+            );
+            servers.udp(
+                UdpSocket::bind("0.0.0.0:53").unwrap(),
+                (CONTAINER, 53).into(),
+            );
+            ns::unshare(libc::CLONE_NEWNET).unwrap();
+            let outside = this_netns();
+            up("lo");
+            servers.tcp(
+                TcpListener::bind("0.0.0.0:80").unwrap(),
+                (OUTSIDE, 80).into(),
+            );
             enter(&host);
             up("lo");
             veth("vh", "eth0", container.as_fd());
             address("vh", HOST, 24);
             up("vh");
-            enter(&container);
-            address("eth0", CONTAINER, 24);
-            up("eth0");
-            enter(&host);
-            let _servers = Servers(Some(serve(tcp, udp)));
+            veth("up0", "eth0", outside.as_fd());
+            address("up0", UPLINK, 24);
+            up("up0");
+            within(&container, &host, || {
+                address("eth0", CONTAINER, 24);
+                up("eth0");
+                default_route(HOST);
+            });
+            within(&outside, &host, || {
+                address("eth0", OUTSIDE, 24);
+                up("eth0");
+            });
 
             let bridge = Bridge {
                 name: "vh".to_string(),
@@ -792,23 +906,32 @@ mod tests {
                 std::fs::write(format!("/proc/sys/{path}"), value).unwrap();
             }
 
-            let host_answer = HOST.to_string();
+            // Out: the outside world sees the host's uplink address.
+            let out = within(&container, &host, || {
+                TcpStream::connect_timeout(&(OUTSIDE, 80).into(), WAIT)
+            });
+            assert_eq!(answer(out.unwrap()), UPLINK.to_string());
+            // In from outside: the container sees who called.
+            let incoming = within(&outside, &host, || {
+                TcpStream::connect_timeout(&(UPLINK, 8080).into(), WAIT)
+            });
+            assert_eq!(answer(incoming.unwrap()), OUTSIDE.to_string());
+            // From the host itself, on its own addresses (the one it
+            // connects to is the source), and on loopback, masqueraded to
+            // the bridge's address.
+            let bridge_side = HOST.to_string();
             let loopback = Ipv4Addr::LOCALHOST;
-            assert_eq!(tcp_peer((loopback, 8080).into()).unwrap(), host_answer);
-            assert_eq!(tcp_peer((HOST, 8080).into()).unwrap(), host_answer);
-            assert_eq!(udp_peer((loopback, 5353).into()).unwrap(), host_answer);
-            // From the container to the host's address: back into the
-            // container itself, masqueraded so its answer returns the same
-            // way.
-            enter(&container);
-            let hairpin = TcpStream::connect_timeout(&(HOST, 8080).into(), WAIT);
-            enter(&host);
-            let mut hairpin = hairpin.unwrap();
-            hairpin.set_read_timeout(Some(WAIT)).unwrap();
-            hairpin.write_all(b"who\n").unwrap();
-            let mut answer = String::new();
-            hairpin.read_to_string(&mut answer).unwrap();
-            assert_eq!(answer, host_answer);
+            assert_eq!(tcp_peer((HOST, 8080).into()).unwrap(), bridge_side);
+            assert_eq!(tcp_peer((UPLINK, 8080).into()).unwrap(), UPLINK.to_string());
+            assert_eq!(tcp_peer((loopback, 8080).into()).unwrap(), bridge_side);
+            assert_eq!(udp_peer((loopback, 5353).into()).unwrap(), bridge_side);
+            // From the container to a host address: back into the
+            // container itself (hairpin), masqueraded so its answer
+            // returns the same way.
+            let hairpin = within(&container, &host, || {
+                TcpStream::connect_timeout(&(UPLINK, 8080).into(), WAIT)
+            });
+            assert_eq!(answer(hairpin.unwrap()), bridge_side);
 
             // Without the ports, nothing answers there.
             apply(&Rules {
@@ -818,6 +941,10 @@ mod tests {
             .unwrap();
             let e = tcp_peer((loopback, 8080).into()).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+            let e = within(&outside, &host, || {
+                TcpStream::connect_timeout(&(UPLINK, 8080).into(), WAIT)
+            });
+            assert_eq!(e.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
         });
     }
 }
