@@ -54,7 +54,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
 use super::nft::{self, Chain, Hook, NFPROTO_IPV4, Rule};
-use crate::sys::netlink::Socket;
+use crate::sys::netlink::{Reply, Socket};
 
 pub const TABLE: &str = "berth";
 
@@ -260,24 +260,48 @@ pub fn localhost_sysctls(rules: &Rules) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Tells when someone else deleted table ip berth or emptied it (deleted
-/// its chains or rules): a listener to nf_tables' notifications, in the
-/// network namespace of the thread that made it. Each committed
-/// transaction's notifications end with a new-generation message; one
-/// that deleted anything of the table and did not create the table anew
-/// after it is a loss. `apply` always creates it anew (silent); `remove`
-/// does not (reported).
+/// Tells when table ip berth was deleted or emptied (its chains or rules
+/// deleted) by someone else: a listener to nf_tables' notifications, in
+/// the network namespace of the thread that made it. Each committed
+/// transaction's notifications end with a new-generation message naming
+/// the task that committed it. A transaction that deleted anything of the
+/// table is a loss when another task made it (even if it created the
+/// table anew: that is not berth's rule set), or when this thread made it
+/// and did not create the table anew after: `apply` (silent) always does,
+/// `remove` (reported) does not. Make it in the thread that calls `apply`.
 pub struct TableWatch {
     socket: Socket,
+    /// The thread that made the watch, the one that applies the rules: its
+    /// id and its name. The kernel names a task by its id in the initial
+    /// pid namespace, /proc by its id in the namespace /proc belongs to:
+    /// where the two differ, the name alone says.
+    me: Option<u32>,
+    my_name: Option<String>,
     /// What the transaction read so far did to the table.
     damaged: bool,
+    rebuilt: bool,
+}
+
+/// The calling thread's id, from /proc/thread-self (PID/task/TID).
+fn thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// The calling thread's name (comm).
+fn thread_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/thread-self/comm").ok()?;
+    Some(name.trim_end_matches('\n').to_string())
 }
 
 impl TableWatch {
     pub fn new() -> io::Result<TableWatch> {
         Ok(TableWatch {
             socket: Socket::listen(libc::NETLINK_NETFILTER, &[nft::NFNLGRP_NFTABLES])?,
+            me: thread_id(),
+            my_name: thread_name(),
             damaged: false,
+            rebuilt: false,
         })
     }
 
@@ -309,14 +333,18 @@ impl TableWatch {
         }
     }
 
-    /// Takes one notification; true when it ends a transaction that left
-    /// the table damaged.
-    fn note(&mut self, reply: &crate::sys::netlink::Reply) -> bool {
+    /// Takes one notification; true when it ends a transaction that
+    /// damaged the table.
+    fn note(&mut self, reply: &Reply) -> bool {
         let Some((msg, family)) = nft::kind_of(reply) else {
             return false;
         };
         if msg == nft::NFT_MSG_NEWGEN {
-            return std::mem::take(&mut self.damaged);
+            let (id, name) = nft::committer(reply);
+            let mine = (self.me.is_some() && id == self.me)
+                || (self.my_name.is_some() && name == self.my_name);
+            let rebuilt = std::mem::take(&mut self.rebuilt);
+            return std::mem::take(&mut self.damaged) && !(mine && rebuilt);
         }
         if family != NFPROTO_IPV4 || nft::table_of(reply).as_deref() != Some(TABLE) {
             return false;
@@ -327,8 +355,11 @@ impl TableWatch {
             | nft::NFT_MSG_DELRULE
             | nft::NFT_MSG_DESTROYTABLE
             | nft::NFT_MSG_DESTROYCHAIN
-            | nft::NFT_MSG_DESTROYRULE => self.damaged = true,
-            nft::NFT_MSG_NEWTABLE => self.damaged = false,
+            | nft::NFT_MSG_DESTROYRULE => {
+                self.damaged = true;
+                self.rebuilt = false;
+            }
+            nft::NFT_MSG_NEWTABLE => self.rebuilt = true,
             _ => {}
         }
         false
@@ -576,6 +607,26 @@ mod tests {
             apply(&rules).unwrap();
             remove().unwrap();
             assert!(watch.read(), "remove deletes it too");
+            // Another task replacing the table with its own is a loss too.
+            // A watch that knows this thread by its name only (another pid
+            // namespace's /proc) tells the same.
+            let mut by_name = TableWatch::new().unwrap();
+            by_name.me = Some(u32::MAX);
+            apply(&rules).unwrap();
+            assert!(!watch.read());
+            assert!(!by_name.read());
+            let here = this_netns();
+            let intruder = std::thread::Builder::new().name("intruder".to_string());
+            intruder
+                .spawn(move || {
+                    enter(&here);
+                    nft::replace_table(NFPROTO_IPV4, TABLE, &chains()[..1], &[]).unwrap();
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(watch.read(), "replaced by someone else");
+            assert!(by_name.read());
         });
     }
 

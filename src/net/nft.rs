@@ -582,6 +582,18 @@ pub fn table_of(reply: &Reply) -> Option<String> {
     netlink::find(attrs, NFTA_TABLE_NAME).map(netlink::str_of)
 }
 
+/// The task that committed the transaction a new-generation notification
+/// ends: its thread id (in the initial pid namespace) and its name.
+pub fn committer(reply: &Reply) -> (Option<u32>, Option<String>) {
+    const NFTA_GEN_PROC_PID: u16 = 2;
+    const NFTA_GEN_PROC_NAME: u16 = 3;
+    let attrs = reply.payload.get(4..).unwrap_or(&[]);
+    (
+        netlink::find(attrs, NFTA_GEN_PROC_PID).and_then(be32),
+        netlink::find(attrs, NFTA_GEN_PROC_NAME).map(netlink::str_of),
+    )
+}
+
 fn table_message(msg: u8, flags: u16, family: u8, table: &str) -> Message {
     let mut m = message(msg, flags, family);
     m.attr_str(NFTA_TABLE_NAME, table);
@@ -733,8 +745,7 @@ pub fn rules(family: u8, table: &str) -> io::Result<Vec<Rule>> {
     Ok(out)
 }
 
-/// The expressions of a rule in the words of `nft --debug=netlink`, for a
-/// failed comparison.
+/// A rule's expressions one per bracket, for a failed comparison.
 pub fn debug(exprs: &[Expr]) -> String {
     let mut out = String::new();
     for e in exprs {

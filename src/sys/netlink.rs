@@ -277,6 +277,9 @@ fn error_of(reply: &Reply) -> Option<io::Error> {
 pub struct Socket {
     fd: OwnedFd,
     seq: u32,
+    /// The sequence number of the message the last batch's first error
+    /// answered.
+    refused: Option<u32>,
 }
 
 impl Socket {
@@ -291,7 +294,11 @@ impl Socket {
         })?;
         // SAFETY: the fd is new and owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let socket = Socket { fd, seq: 1 };
+        let socket = Socket {
+            fd,
+            seq: 1,
+            refused: None,
+        };
         // The kernel's words with an error, and acknowledgements without a
         // copy of the request. Older kernels refuse: not needed.
         let _ = socket.set_option(libc::NETLINK_EXT_ACK, 1);
@@ -317,27 +324,31 @@ impl Socket {
     /// RTNLGRP_LINK) of `protocol`; read it with `receive`.
     pub fn listen(protocol: i32, groups: &[u32]) -> io::Result<Socket> {
         let socket = Socket::open(protocol)?;
-        // A port id of its own first: a multicast skips the listeners
-        // whose port id is the one it excludes, and a notification nobody
-        // asked to have echoed excludes port id 0, which is the port id of
-        // a socket never bound.
-        // SAFETY: an all-zero sockaddr_nl (nl_pid 0) asks for any free
-        // port id.
-        let mut me: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        me.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `me` is a valid sockaddr_nl for the call.
-        cvt(unsafe {
-            libc::bind(
-                socket.fd.as_raw_fd(),
-                (&raw const me).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        })?;
+        // Bound to a port id of its own: the kernel sends its notices
+        // from port 0 and skips a socket whose port id is the sender's,
+        // as an unbound socket's (0) is.
+        socket.bind()?;
         for &group in groups {
             socket.set_option(libc::NETLINK_ADD_MEMBERSHIP, group as libc::c_int)?;
         }
         super::fd::set_nonblocking(&socket.fd, true)?;
         Ok(socket)
+    }
+
+    /// Binds to a port id the kernel picks.
+    fn bind(&self) -> io::Result<()> {
+        // SAFETY: an all-zero sockaddr_nl asks for any port id, no groups.
+        let mut at: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        at.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `at` is a valid sockaddr_nl for its length.
+        cvt(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&raw const at).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        })?;
+        Ok(())
     }
 
     fn set_option(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -405,22 +416,25 @@ impl Socket {
         self.batch(vec![msg])
     }
 
+    /// As [`Socket::batch`], and with an error the index in `msgs` of the
+    /// message the kernel refused (None when no one message was: the send
+    /// failed or no answer came).
+    pub fn batch_at(&mut self, msgs: Vec<Message>) -> Result<(), (Option<usize>, io::Error)> {
+        let first = self.seq.wrapping_add(1);
+        self.refused = None;
+        self.batch(msgs)
+            .map_err(|e| (self.refused.map(|s| s.wrapping_sub(first) as usize), e))
+    }
+
     /// Sends `msgs` in one write and waits until the kernel answered each
     /// (an acknowledgement is asked for every message but those of the
     /// nfnetlink batch markers, which the kernel never answers); returns
     /// the first error. nf_tables applies a batch between its begin and end
     /// markers as one transaction: all of it or nothing.
-    pub fn batch(&mut self, msgs: Vec<Message>) -> io::Result<()> {
-        self.batch_at(msgs).map_err(|(_, e)| e)
-    }
-
-    /// As [`Socket::batch`], and with the error the index in `msgs` of the
-    /// message the kernel refused (None when no one message was: the send
-    /// failed or no answer came).
-    pub fn batch_at(&mut self, mut msgs: Vec<Message>) -> Result<(), (Option<usize>, io::Error)> {
+    pub fn batch(&mut self, mut msgs: Vec<Message>) -> io::Result<()> {
         let mut bytes = Vec::new();
         let mut waiting = Vec::new();
-        for (index, msg) in msgs.iter_mut().enumerate() {
+        for msg in &mut msgs {
             let marker = msg.marker;
             if !marker {
                 let flags = msg.flags() | NLM_F_ACK;
@@ -428,30 +442,31 @@ impl Socket {
             }
             let seq = self.next_seq();
             if !marker {
-                waiting.push((seq, index));
+                waiting.push(seq);
             }
             bytes.extend_from_slice(msg.finish(seq));
         }
-        self.send(&bytes).map_err(|e| (None, e))?;
+        self.send(&bytes)?;
         let mut first_error = None;
         while !waiting.is_empty() {
             let replies = match self.receive() {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The answer timeout passed (SO_RCVTIMEO).
-                    return Err(first_error
-                        .unwrap_or_else(|| (None, io::Error::from(io::ErrorKind::TimedOut))));
+                    return Err(
+                        first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+                    );
                 }
-                Err(e) => return Err((None, e)),
+                Err(e) => return Err(e),
             };
             for reply in replies {
                 if reply.kind != NLMSG_ERROR {
                     continue;
                 }
-                let index = waiting.iter().find(|w| w.0 == reply.seq).map(|w| w.1);
-                waiting.retain(|w| w.0 != reply.seq);
+                waiting.retain(|&s| s != reply.seq);
                 if let Some(e) = error_of(&reply) {
-                    first_error.get_or_insert((index, e));
+                    self.refused.get_or_insert(reply.seq);
+                    first_error.get_or_insert(e);
                 }
             }
             if first_error.is_some() {
