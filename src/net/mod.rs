@@ -14,6 +14,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
+pub mod nft;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

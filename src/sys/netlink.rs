@@ -23,6 +23,7 @@ pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_REPLACE: u16 = 0x100;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
 /// Set on an attribute type whose data is attributes.
 pub const NLA_F_NESTED: u16 = 0x8000;
 
@@ -148,6 +149,12 @@ impl Message {
 
     fn flags(&self) -> u16 {
         u16::from_ne_bytes([self.buf[6], self.buf[7]])
+    }
+
+    /// The finished bytes as a first message would be sent.
+    #[cfg(test)]
+    pub fn wire(mut self) -> Vec<u8> {
+        self.finish(1).to_vec()
     }
 
     /// The finished bytes, with length and sequence number filled in.
@@ -295,6 +302,9 @@ fn error_of(reply: &Reply) -> Option<io::Error> {
 pub struct Socket {
     fd: OwnedFd,
     seq: u32,
+    /// The sequence number of the message the last batch's first error
+    /// answered.
+    refused: Option<u32>,
 }
 
 impl Socket {
@@ -309,7 +319,11 @@ impl Socket {
         })?;
         // SAFETY: the fd is new and owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let socket = Socket { fd, seq: 1 };
+        let socket = Socket {
+            fd,
+            seq: 1,
+            refused: None,
+        };
         // The kernel's words with an error, and acknowledgements without a
         // copy of the request. Older kernels refuse: not needed.
         let _ = socket.set_option(libc::NETLINK_EXT_ACK, 1);
@@ -445,6 +459,16 @@ impl Socket {
         self.batch(vec![msg])
     }
 
+    /// As [`Socket::batch`], and with an error the index in `msgs` of the
+    /// message the kernel refused (None when no one message was: the send
+    /// failed or no answer came).
+    pub fn batch_at(&mut self, msgs: Vec<Message>) -> Result<(), (Option<usize>, io::Error)> {
+        let first = self.seq.wrapping_add(1);
+        self.refused = None;
+        self.batch(msgs)
+            .map_err(|e| (self.refused.map(|s| s.wrapping_sub(first) as usize), e))
+    }
+
     /// Sends `msgs` in one write and waits until the kernel answered each
     /// (an acknowledgement is asked for every message but those of the
     /// nfnetlink batch markers, which the kernel never answers); returns
@@ -474,6 +498,7 @@ impl Socket {
                 }
                 waiting.retain(|&s| s != reply.seq);
                 if let Some(e) = error_of(&reply) {
+                    self.refused.get_or_insert(reply.seq);
                     first_error.get_or_insert(e);
                 }
             }
