@@ -31,13 +31,13 @@ mod seccomp_profile;
 mod settings;
 mod types;
 
-pub use container_file::{effective, parse_container, parse_user};
+pub use container_file::{effective, fnv1a64, parse_container, parse_user};
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
 pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
 pub use load::{check_container_host, read_containers_dir};
-pub use network::{Network, NetworkDef, PortMap};
+pub use network::{Network, NetworkDef, PortMap, Proto};
 pub use network_check::check_networks;
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;

@@ -196,7 +196,10 @@ mod tests {
         let peers = "10.88.0.2\tweb\n10.88.0.3\tdb\n";
         let text = hosts(&spec, peers);
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
-        assert!(text.ends_with(&format!("ff02::2\tip6-allrouters\n{peers}")), "{text}");
+        assert!(
+            text.ends_with(&format!("ff02::2\tip6-allrouters\n{peers}")),
+            "{text}"
+        );
         assert!(!text.contains("127.0.0.1\tweb"));
     }
 }

@@ -182,7 +182,10 @@ pub enum StartError {
     /// Writing the /etc files berth provides.
     EtcFiles(etc_files::WriteError),
     /// The network namespace the job names cannot be opened.
-    JoinNetwork { path: PathBuf, err: io::Error },
+    JoinNetwork {
+        path: PathBuf,
+        err: io::Error,
+    },
     /// Opening the berth binary for `"init": true`.
     OpenExe(io::Error),
     Spawn(SpawnError),

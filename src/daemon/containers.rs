@@ -1269,7 +1269,10 @@ impl Containers {
             info.ports = ports
                 .iter()
                 .map(|p| api::PortInfo {
-                    host_ip: p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                    host_ip: p
+                        .host_ip
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+                        .to_string(),
                     host_port: p.host_port,
                     port: p.port,
                     proto: p.proto.as_str().to_string(),

@@ -43,8 +43,10 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
         .into_iter()
         .collect();
     config::check_networks(&cfg.containers_dir, &cfg.networks, &mut specs, &incumbents);
-    let mut defined: Vec<&mut config::ContainerSpec> =
-        specs.iter_mut().filter_map(|(_, r)| r.as_mut().ok()).collect();
+    let mut defined: Vec<&mut config::ContainerSpec> = specs
+        .iter_mut()
+        .filter_map(|(_, r)| r.as_mut().ok())
+        .collect();
     crate::net::fold_hashes(&cfg.networks, &mut defined);
     let defined: Vec<&config::ContainerSpec> = defined.into_iter().map(|s| &*s).collect();
     ctrs.net = start_networks(env, &defined);

@@ -46,8 +46,6 @@
 //! firewall's own nftables table) still drops bridge traffic, and such a
 //! host needs its own rule to let it through.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 use std::io;
 use std::net::Ipv4Addr;
@@ -240,6 +238,7 @@ pub fn present() -> io::Result<bool> {
     Ok(nft::tables(NFPROTO_IPV4)?.iter().any(|t| t == TABLE))
 }
 
+#[cfg(test)]
 /// Deletes table ip berth if it exists.
 pub fn remove() -> io::Result<()> {
     nft::delete_table(NFPROTO_IPV4, TABLE)

@@ -8,8 +8,6 @@
 //! itself is pure: [`Ipam::assign`] takes the network's definition and
 //! answers from the leases in memory; [`Ipam::save`] makes them durable.
 
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
@@ -103,6 +101,7 @@ impl Ipam {
         }
     }
 
+    #[cfg(test)]
     /// The file the leases are saved to.
     pub fn path(&self) -> &Path {
         &self.path
@@ -205,6 +204,7 @@ impl Ipam {
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// The networks that have leases, by name (a network no longer
     /// defined may still be among them).
     pub fn networks(&self) -> Vec<String> {

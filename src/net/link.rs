@@ -8,7 +8,6 @@
 //! that is there already is `ErrorKind::AlreadyExists`.
 
 // Used by the daemon's network code once it is wired in.
-#![allow(dead_code)]
 
 use std::fmt;
 use std::fs::{self, File};
@@ -34,6 +33,7 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+#[cfg(test)]
 const RTA_TABLE: u16 = 15;
 /// struct ifinfomsg and struct ifaddrmsg, struct rtmsg: their sizes.
 const IFINFOMSG: usize = 16;
@@ -95,6 +95,7 @@ impl Route {
         }
     }
 
+    #[cfg(test)]
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
         let mut m = Message::new(libc::RTM_GETLINK, 0);
         m.bytes(&ifinfo(0, 0, 0));
@@ -230,6 +231,7 @@ impl Route {
             .map_err(failed(format_args!("set the default route via {gateway}")))
     }
 
+    #[cfg(test)]
     /// The gateway of the main table's default route, if there is one.
     pub fn default_route(&mut self) -> io::Result<Option<Ipv4Addr>> {
         let mut m = Message::new(libc::RTM_GETROUTE, 0);
@@ -441,6 +443,7 @@ fn parse_address(reply: &Reply) -> Option<(u32, Ipv4Addr, u8)> {
     ))
 }
 
+#[cfg(test)]
 /// The gateway of an RTM_NEWROUTE message if it is the main table's IPv4
 /// default route.
 fn default_gateway(reply: &Reply) -> Option<Ipv4Addr> {

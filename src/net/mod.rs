@@ -112,10 +112,6 @@ impl Net {
         })
     }
 
-    pub fn defs(&self) -> &[NetworkDef] {
-        &self.defs
-    }
-
     fn def(&self, network: &str) -> Option<&NetworkDef> {
         self.defs.iter().find(|d| d.name == network)
     }
@@ -207,7 +203,11 @@ impl Net {
             Network::None => {
                 let path = netns::path(&self.run_dir, name);
                 netns::create(&path).map_err(|e| {
-                    format!("create the network namespace {}: {}", path.display(), errors::io_text(&e))
+                    format!(
+                        "create the network namespace {}: {}",
+                        path.display(),
+                        errors::io_text(&e)
+                    )
                 })?;
                 Ok(Prepared {
                     netns: Some(path),
@@ -246,7 +246,11 @@ impl Net {
         let path = netns::path(&self.run_dir, name);
         let fresh = !netns::is_held(&path);
         let ns = netns::create(&path).map_err(|e| {
-            format!("create the network namespace {}: {}", path.display(), errors::io_text(&e))
+            format!(
+                "create the network namespace {}: {}",
+                path.display(),
+                errors::io_text(&e)
+            )
         })?;
         let mut joined = Vec::new();
         for (i, network) in nets.iter().enumerate() {
@@ -270,7 +274,11 @@ impl Net {
                 .map_err(|e| format!("network {network}: {e}"))?;
             if before != Some(address) {
                 self.ipam.save().map_err(|e| {
-                    format!("record the address lease in {}: {}", self.state_dir.display(), errors::io_text(&e))
+                    format!(
+                        "record the address lease in {}: {}",
+                        self.state_dir.display(),
+                        errors::io_text(&e)
+                    )
                 })?;
             }
             let interface = format!("eth{i}");
@@ -334,7 +342,11 @@ impl Net {
             .iter()
             .filter(|d| self.ipam.lease(&d.name, name).is_some())
             .map(|d| d.name.clone())
-            .chain(member.iter().flat_map(|m| m.joined.iter().map(|j| j.network.clone())))
+            .chain(
+                member
+                    .iter()
+                    .flat_map(|m| m.joined.iter().map(|j| j.network.clone())),
+            )
             .collect();
         for network in &networks {
             if let Err(e) = delete_link(&host_end(name, network)) {
@@ -424,7 +436,11 @@ impl Net {
             let next = format!("{base}{}", self.hosts_of(name));
             if next != current {
                 if let Err(e) = rewrite_in_place(&file, next.as_bytes()) {
-                    warn!("{name}: rewrite {}: {}", file.display(), errors::io_text(&e));
+                    warn!(
+                        "{name}: rewrite {}: {}",
+                        file.display(),
+                        errors::io_text(&e)
+                    );
                 }
             }
         }
@@ -442,9 +458,8 @@ impl Net {
         if !present && self.applied.is_some() {
             info!("nf_tables table ip berth was missing: recreated");
         }
-        firewall::apply(&rules).map_err(|e| {
-            format!("program nf_tables table ip berth: {}", errors::io_text(&e))
-        })?;
+        firewall::apply(&rules)
+            .map_err(|e| format!("program nf_tables table ip berth: {}", errors::io_text(&e)))?;
         for (key, value) in firewall::localhost_sysctls(&rules) {
             if let Err(e) = link::sysctl(&key, &value) {
                 warn!("set {key} to {value}: {}", errors::io_text(&e));
@@ -493,14 +508,22 @@ impl Net {
     /// Listens for deleted links and changed tables, on fds registered
     /// with `registry` under these tokens; see `changed`.
     pub fn watch(&mut self, registry: &Registry, links: Token, table: Token) -> Result<(), String> {
-        let text = |what: &str| move |e: io::Error| format!("{what}: {}", errors::io_text(&e));
+        let text = says;
         let l = link::LinkWatch::open().map_err(text("watch links"))?;
-        let t = firewall::TableWatch::open().map_err(text("watch nf_tables"))?;
+        let t = firewall::TableWatch::new().map_err(text("watch nf_tables"))?;
         registry
-            .register(&mut SourceFd(&l.fd().as_raw_fd()), links, Interest::READABLE)
+            .register(
+                &mut SourceFd(&l.fd().as_raw_fd()),
+                links,
+                Interest::READABLE,
+            )
             .map_err(text("register the link watch"))?;
         registry
-            .register(&mut SourceFd(&t.fd().as_raw_fd()), table, Interest::READABLE)
+            .register(
+                &mut SourceFd(&t.fd().as_raw_fd()),
+                table,
+                Interest::READABLE,
+            )
             .map_err(text("register the nf_tables watch"))?;
         self.links = Some(l);
         self.table = Some(t);
@@ -602,6 +625,11 @@ pub fn fold(hash: u64, mix: u64) -> u64 {
     }
 }
 
+/// An error's text after what was being done.
+fn says(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
+    move |e| format!("{what}: {}", errors::io_text(&e))
+}
+
 fn rules_file(run_dir: &Path) -> PathBuf {
     run_dir.join("netns").join("rules")
 }
@@ -611,7 +639,9 @@ fn fingerprint(rules: &firewall::Rules) -> u64 {
 }
 
 fn in_subnet(addr: Ipv4Addr, def: &NetworkDef) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(def.prefix)).unwrap_or(0);
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(def.prefix))
+        .unwrap_or(0);
     u32::from(addr) & mask == u32::from(def.subnet)
 }
 
@@ -621,8 +651,7 @@ fn base_hosts(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let addr = line.split_whitespace().next().unwrap_or("");
-        let loopback = addr.starts_with("127.")
-            || addr.contains(':');
+        let loopback = addr.starts_with("127.") || addr.contains(':');
         if !loopback {
             break;
         }
@@ -661,7 +690,8 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
             (index, Some(line))
         }
     };
-    r.add_address(index, def.gateway, def.prefix).map_err(text)?;
+    r.add_address(index, def.gateway, def.prefix)
+        .map_err(text)?;
     r.set_up(index).map_err(text)?;
     Ok(line)
 }
@@ -704,7 +734,7 @@ fn plumb(
     fresh: bool,
     ns: BorrowedFd<'_>,
 ) -> Result<(), String> {
-    let text = |what: &str| move |e: io::Error| format!("{what}: {}", errors::io_text(&e));
+    let text = says;
     let host = host_end(container, &def.name);
     let mut r = Route::open().map_err(text("netlink"))?;
     let bridge = r
@@ -738,14 +768,18 @@ fn plumb(
         .link(interface)
         .map_err(text("find the container's interface"))?
         .ok_or_else(|| format!("{interface} is missing in the container's namespace"))?;
-    let have = inside.addresses(eth.index).map_err(text("read addresses"))?;
+    let have = inside
+        .addresses(eth.index)
+        .map_err(text("read addresses"))?;
     if !have.contains(&(address, def.prefix)) {
         inside
             .add_address(eth.index, address, def.prefix)
             .map_err(text(&format!("give {interface} {address}/{}", def.prefix)))?;
     }
     if !eth.up {
-        inside.set_up(eth.index).map_err(text(&format!("bring {interface} up")))?;
+        inside
+            .set_up(eth.index)
+            .map_err(text(&format!("bring {interface} up")))?;
     }
     if route {
         inside

@@ -80,7 +80,9 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
     // Loopback up, as every container with a namespace of its own has it.
     crate::net::link::Route::open_in(made.as_fd())
         .and_then(|mut r| {
-            let lo = r.link("lo")?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+            let lo = r
+                .link("lo")?
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
             r.set_up(lo.index)
         })
         .inspect_err(|_| {
@@ -129,11 +131,17 @@ mod tests {
             assert!(is_held(&at));
             let ours = fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
             let held = fs::metadata(&at).unwrap().ino();
-            assert_ne!(ours, held, "a new namespace, and this thread is back in its own");
+            assert_ne!(
+                ours, held,
+                "a new namespace, and this thread is back in its own"
+            );
             // Created twice: the same one.
             let again = create(&at).unwrap();
             let ino = |f: &OwnedFd| {
-                let link = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f));
+                let link = format!(
+                    "/proc/thread-self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(f)
+                );
                 fs::metadata(link).unwrap().ino()
             };
             assert_eq!(ino(&fd), ino(&again));

@@ -10,9 +10,6 @@
 //! in network order, the conntrack state and status words and the fib
 //! address type in host order, interface names as 16 NUL-padded bytes.
 
-#![allow(dead_code)]
-
-use std::fmt::Write as _;
 use std::io;
 use std::net::Ipv4Addr;
 
@@ -27,9 +24,11 @@ pub const NFT_MSG_NEWTABLE: u8 = 0;
 pub const NFT_MSG_GETTABLE: u8 = 1;
 pub const NFT_MSG_DELTABLE: u8 = 2;
 pub const NFT_MSG_NEWCHAIN: u8 = 3;
+#[cfg(test)]
 pub const NFT_MSG_GETCHAIN: u8 = 4;
 pub const NFT_MSG_DELCHAIN: u8 = 5;
 pub const NFT_MSG_NEWRULE: u8 = 6;
+#[cfg(test)]
 pub const NFT_MSG_GETRULE: u8 = 7;
 pub const NFT_MSG_DELRULE: u8 = 8;
 /// Ends the notifications of one committed transaction.
@@ -63,7 +62,6 @@ pub const REG_VERDICT: u32 = 0;
 pub const REG_1: u32 = 1;
 pub const REG_2: u32 = 2;
 
-pub const NF_DROP: i32 = 0;
 pub const NF_ACCEPT: i32 = 1;
 
 /// Where a payload expression reads (nft_payload_bases).
@@ -99,7 +97,6 @@ pub const NAT_DNAT: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting = 0,
-    Input = 1,
     Forward = 2,
     Output = 3,
     Postrouting = 4,
@@ -166,6 +163,7 @@ pub enum Expr {
         proto: u32,
     },
     Masq,
+    #[cfg(test)]
     /// An expression berth does not write, by name.
     Other(String),
 }
@@ -208,6 +206,7 @@ impl Expr {
             Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
             Expr::Nat { .. } => "nat",
             Expr::Masq => "masq",
+            #[cfg(test)]
             Expr::Other(name) => name,
         }
     }
@@ -283,12 +282,15 @@ impl Expr {
                     .attr_be32(NAT_REG_ADDR_MIN, *addr)
                     .attr_be32(NAT_REG_PROTO_MIN, *proto);
             }
-            Expr::Masq | Expr::Other(_) => {}
+            Expr::Masq => {}
+            #[cfg(test)]
+            Expr::Other(_) => {}
         }
         m.end(data);
         m.end(elem);
     }
 
+    #[cfg(test)]
     /// Reads one element of a dumped rule's expression list.
     fn decode(elem: &[u8]) -> Expr {
         let name = netlink::find(elem, NFTA_EXPR_NAME)
@@ -544,13 +546,6 @@ impl Rule {
         self.words(&format!("dnat to {addr}:{port}"));
         self
     }
-
-    /// Any expression, for what the builders above do not say.
-    pub fn expr(mut self, expr: Expr, text: &str) -> Rule {
-        self.exprs.push(expr);
-        self.words(text);
-        self
-    }
 }
 
 fn cmp(op: u32, data: &[u8]) -> Expr {
@@ -666,6 +661,7 @@ pub fn replace_table(family: u8, table: &str, chains: &[Chain], rules: &[Rule]) 
     })
 }
 
+#[cfg(test)]
 /// Deletes table `table` of `family` if it exists (created first in the
 /// same transaction, so a missing table is no error).
 pub fn delete_table(family: u8, table: &str) -> io::Result<()> {
@@ -676,6 +672,7 @@ pub fn delete_table(family: u8, table: &str) -> io::Result<()> {
     transaction(msgs, |_| format!("the table {table}"))
 }
 
+#[cfg(test)]
 /// Deletes every rule of table `table` of `family`, leaving its chains.
 pub fn flush_table(family: u8, table: &str) -> io::Result<()> {
     let msgs = vec![table_message(NFT_MSG_DELRULE, 0, family, table)];
@@ -704,6 +701,7 @@ pub fn tables(family: u8) -> io::Result<Vec<String>> {
         .collect())
 }
 
+#[cfg(test)]
 /// The base chains of table `table`.
 pub fn chains(family: u8, table: &str) -> io::Result<Vec<Chain>> {
     let mut out = Vec::new();
@@ -726,6 +724,7 @@ pub fn chains(family: u8, table: &str) -> io::Result<Vec<Chain>> {
     Ok(out)
 }
 
+#[cfg(test)]
 /// The rules of table `table`, in order, each with its chain and its
 /// expressions (the text left empty).
 pub fn rules(family: u8, table: &str) -> io::Result<Vec<Rule>> {
@@ -745,11 +744,12 @@ pub fn rules(family: u8, table: &str) -> io::Result<Vec<Rule>> {
     Ok(out)
 }
 
+#[cfg(test)]
 /// A rule's expressions one per bracket, for a failed comparison.
 pub fn debug(exprs: &[Expr]) -> String {
     let mut out = String::new();
     for e in exprs {
-        let _ = write!(out, "[ {e:?} ] ");
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("[ {e:?} ] "));
     }
     out
 }

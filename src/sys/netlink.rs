@@ -9,8 +9,6 @@
 //! attribute holds attributes. Everything is in host byte order except
 //! what a family says is big-endian.
 
-#![allow(dead_code)]
-
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -99,12 +97,9 @@ impl Message {
         self.bytes(data)
     }
 
+    #[cfg(test)]
     pub fn attr_u8(&mut self, kind: u16, v: u8) -> &mut Message {
         self.attr(kind, &[v])
-    }
-
-    pub fn attr_u16(&mut self, kind: u16, v: u16) -> &mut Message {
-        self.attr(kind, &v.to_ne_bytes())
     }
 
     pub fn attr_u32(&mut self, kind: u16, v: u32) -> &mut Message {
@@ -113,10 +108,6 @@ impl Message {
 
     /// A 32-bit value in network byte order (nf_tables' numbers).
     pub fn attr_be32(&mut self, kind: u16, v: u32) -> &mut Message {
-        self.attr(kind, &v.to_be_bytes())
-    }
-
-    pub fn attr_be64(&mut self, kind: u16, v: u64) -> &mut Message {
         self.attr(kind, &v.to_be_bytes())
     }
 
@@ -141,10 +132,6 @@ impl Message {
         let len = (self.buf.len() - nest.0) as u16;
         self.buf[nest.0..nest.0 + 2].copy_from_slice(&len.to_ne_bytes());
         self
-    }
-
-    pub fn kind(&self) -> u16 {
-        u16::from_ne_bytes([self.buf[4], self.buf[5]])
     }
 
     fn flags(&self) -> u16 {
