@@ -401,9 +401,7 @@ pub fn socket_path(
         return Ok(PathBuf::from(s));
     }
     if let Some(file) = config_file {
-        return config::read_daemon_file(file)
-            .map(|c| c.socket)
-            .map_err(|e| Failure(e.to_string(), 1));
+        return config::read_socket(file).map_err(|e| Failure(e.to_string(), 1));
     }
     Ok(config::default_daemon().socket)
 }

@@ -140,6 +140,35 @@ pub fn read_daemon_file(path: &Path) -> Result<DaemonConfig, ConfigError> {
     parse_daemon(&text, path)
 }
 
+/// Where the daemon that read `path` listens: its socket as a start
+/// would take it, or, when the file has an error in another key (a change
+/// waiting for a reload that will refuse it), from the `socket` and
+/// `run-dir` keys alone, so clients still reach the daemon that runs.
+pub fn read_socket(path: &Path) -> Result<PathBuf, ConfigError> {
+    let text = read_capped(path)?;
+    let whole = parse_daemon(&text, path);
+    let err = match whole {
+        Ok(cfg) => return Ok(cfg.socket),
+        Err(e) => e,
+    };
+    let Ok(root) = parse_top(&text, path) else {
+        return Err(err);
+    };
+    let key = |name: &str| {
+        members(&root)
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, n)| n)
+    };
+    let path_of = |name: &str| key(name).map(|n| get_path(n, path));
+    match (path_of("socket"), path_of("run-dir")) {
+        (Some(Ok(socket)), _) => Ok(socket),
+        (None, Some(Ok(run))) => Ok(run.join("berth.sock")),
+        (None, None) => Ok(default_daemon().socket),
+        _ => Err(err),
+    }
+}
+
 /// A group name, or its number (a JSON number or a string of digits).
 fn get_group(node: &Node) -> Result<SocketGroup, String> {
     match node.value {
@@ -193,6 +222,38 @@ mod tests {
 
     fn daemon(text: &str) -> DaemonConfig {
         parse_daemon(text, Path::new(DAEMON_FILE)).unwrap()
+    }
+
+    #[test]
+    fn clients_find_the_socket_past_an_error_in_another_key() {
+        let tmp = TempDir::new("read-socket");
+        let file = tmp.path().join("daemon.json");
+        let socket = |text: &str| {
+            fs::write(&file, text).unwrap();
+            read_socket(&file)
+        };
+        let bad = r#""networks": {"lan": {"bridge": "b0", "subnet": "10.1.0.1/24"}}"#;
+        assert_eq!(
+            socket(&format!(r#"{{"run-dir": "/r", {bad}}}"#)).unwrap(),
+            Path::new("/r/berth.sock")
+        );
+        assert_eq!(
+            socket(&format!(r#"{{"socket": "s.sock", {bad}}}"#)).unwrap(),
+            tmp.path().join("s.sock")
+        );
+        assert_eq!(
+            socket(&format!("{{{bad}}}")).unwrap(),
+            default_daemon().socket
+        );
+        // The file's own socket when it is whole; its error when the
+        // socket itself is what is wrong, or the file is no JSON.
+        assert_eq!(
+            socket(r#"{"socket": "/x.sock"}"#).unwrap(),
+            Path::new("/x.sock")
+        );
+        let e = socket(&format!(r#"{{"socket": 3, {bad}}}"#)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("socket"), "{e}");
+        assert!(socket(r#"{"socket": "#).is_err());
     }
 
     fn daemon_err(text: &str) -> (Option<String>, String) {

@@ -32,7 +32,7 @@ mod settings;
 mod types;
 
 pub use container_file::{effective, fnv1a64, parse_container, parse_user};
-pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file};
+pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file, read_socket};
 pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};

@@ -451,6 +451,12 @@ impl Net {
     pub fn apply_rules(&mut self) -> Result<(), String> {
         let rules = self.rules();
         let print = fingerprint(&rules);
+        // Per bridge, so set again for a bridge made again.
+        for (key, value) in firewall::localhost_sysctls(&rules) {
+            if let Err(e) = link::sysctl(&key, &value) {
+                warn!("set {key} to {value}: {}", errors::io_text(&e));
+            }
+        }
         let present = firewall::present().unwrap_or(false);
         if present && self.applied == Some(print) {
             return Ok(());
@@ -460,11 +466,6 @@ impl Net {
         }
         firewall::apply(&rules)
             .map_err(|e| format!("program nf_tables table ip berth: {}", errors::io_text(&e)))?;
-        for (key, value) in firewall::localhost_sysctls(&rules) {
-            if let Err(e) = link::sysctl(&key, &value) {
-                warn!("set {key} to {value}: {}", errors::io_text(&e));
-            }
-        }
         self.applied = Some(print);
         self.drain_watches();
         let _ = fs::create_dir_all(self.run_dir.join("netns"));
