@@ -675,7 +675,7 @@ fn bad_networks_in_daemon_json_are_fatal_and_named() {
     // The same daemon.json brought by a reload is refused, naming it.
     w.write_daemon_json(LAN);
     w.add_container("app", POLITE, r#"{"network": "lan"}"#);
-    let mut daemon = lab.start_daemon(&w, &[]);
+    let daemon = lab.start_daemon(&w, &[]);
     let app = w.wait_running("app");
     w.write_daemon_json(&json::merge(overlap, r#"{"live-restore": true}"#));
     let out = w.berth(&["reload"]);
