@@ -95,7 +95,6 @@ impl Route {
         }
     }
 
-    #[cfg(test)]
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
         let mut m = Message::new(libc::RTM_GETLINK, 0);
         m.bytes(&ifinfo(0, 0, 0));

@@ -230,7 +230,7 @@ impl Net {
             }
             Network::Bridge(nets) => {
                 let nets = nets.clone();
-                self.attach_bridges(spec, &nets)?;
+                self.attach_bridges(spec, &nets, true)?;
                 self.apply_rules()?;
                 self.rewrite_peers(name);
                 Ok(Prepared {
@@ -241,9 +241,21 @@ impl Net {
         }
     }
 
-    fn attach_bridges(&mut self, spec: &ContainerSpec, nets: &[String]) -> Result<(), String> {
+    /// `starting`: the container does not run (a start, not a
+    /// re-attach), so a namespace that no longer fits its definition (its
+    /// networks, address or subnet changed) is made again from scratch.
+    fn attach_bridges(
+        &mut self,
+        spec: &ContainerSpec,
+        nets: &[String],
+        starting: bool,
+    ) -> Result<(), String> {
         let name = spec.name.as_str();
         let path = netns::path(&self.run_dir, name);
+        if starting && netns::is_held(&path) && !self.fits(spec, nets, &path) {
+            info!("{name}: its network changed: its namespace is made again");
+            self.detach(name);
+        }
         let fresh = !netns::is_held(&path);
         let ns = netns::create(&path).map_err(|e| {
             format!(
@@ -320,7 +332,7 @@ impl Net {
             if !self.holds(&spec.name) {
                 continue;
             }
-            if let Err(e) = self.attach_bridges(spec, nets) {
+            if let Err(e) = self.attach_bridges(spec, nets, false) {
                 warn!("{}: {e}", spec.name);
             }
         }
@@ -330,6 +342,40 @@ impl Net {
         for name in self.members.keys().cloned().collect::<Vec<_>>() {
             self.rewrite_peers(&name);
         }
+    }
+
+    /// Whether the namespace held at `path` is what `spec` on `nets` would
+    /// make: one interface per network besides `lo`, each with its host
+    /// end, each with exactly its leased address (the fixed one, when the
+    /// definition gives one).
+    fn fits(&self, spec: &ContainerSpec, nets: &[String], path: &Path) -> bool {
+        let name = spec.name.as_str();
+        let Ok(Some(ns)) = netns::open(path) else {
+            return false;
+        };
+        let (Ok(mut host), Ok(mut inside)) = (Route::open(), Route::open_in(ns.as_fd())) else {
+            return false;
+        };
+        let Ok(links) = inside.links() else {
+            return false;
+        };
+        if links.iter().filter(|l| l.name != "lo").count() != nets.len() {
+            return false;
+        }
+        nets.iter().enumerate().all(|(i, network)| {
+            let (Some(def), Some(lease)) = (self.def(network), self.ipam.lease(network, name))
+            else {
+                return false;
+            };
+            if nets.len() == 1 && spec.address.is_some_and(|a| a != lease) {
+                return false;
+            }
+            let Some(eth) = links.iter().find(|l| l.name == format!("eth{i}")) else {
+                return false;
+            };
+            matches!(host.link(&host_end(name, network)), Ok(Some(_)))
+                && inside.addresses(eth.index).ok() == Some(vec![(lease, def.prefix)])
+        })
     }
 
     /// Takes down what `attach` made for `name`: its veths, its namespace,
