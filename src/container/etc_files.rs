@@ -72,8 +72,15 @@ pub struct WriteError {
 }
 
 /// Writes the three files into `dir` (created if missing) for `spec`;
-/// `network` as for `hosts`.
-pub fn write(dir: &Path, spec: &ContainerSpec, network: &str) -> Result<(), WriteError> {
+/// `network` as for `hosts`. With `keep_hosts` a hosts file already there
+/// is left as it is (the daemon keeps it current while the container
+/// runs: a restart by the monitor must not bring back older lines).
+pub fn write(
+    dir: &Path,
+    spec: &ContainerSpec,
+    network: &str,
+    keep_hosts: bool,
+) -> Result<(), WriteError> {
     let error = |path: PathBuf| move |err| WriteError { path, err };
     fs::create_dir_all(dir).map_err(error(dir.to_path_buf()))?;
     let resolv = host_resolv_conf().map_err(error(PathBuf::from(HOST_RESOLV_CONF)))?;
@@ -83,6 +90,9 @@ pub fn write(dir: &Path, spec: &ContainerSpec, network: &str) -> Result<(), Writ
         ("resolv.conf", resolv),
     ] {
         let path = dir.join(name);
+        if keep_hosts && name == "hosts" && path.exists() {
+            continue;
+        }
         // 0644 whatever the daemon's umask: a container's non-root user
         // reads them.
         fs::OpenOptions::new()
@@ -176,7 +186,7 @@ mod tests {
         assert!(hosts.ends_with("127.0.0.1\tweb-1\n"));
         let t = TempDir::new("etc-files");
         let dir = t.path().join("etc");
-        write(&dir, &spec, "").unwrap();
+        write(&dir, &spec, "", false).unwrap();
         assert_eq!(fs::read_to_string(dir.join("hostname")).unwrap(), "web-1\n");
         assert_eq!(fs::read_to_string(dir.join("hosts")).unwrap(), hosts);
         assert_eq!(
@@ -201,5 +211,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("127.0.0.1\tweb"));
+        // Kept as the daemon last wrote it when asked to.
+        let t = TempDir::new("etc-files-kept");
+        let dir = t.path().join("etc");
+        write(&dir, &spec, peers, false).unwrap();
+        fs::write(dir.join("hosts"), "rewritten\n").unwrap();
+        write(&dir, &spec, peers, true).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts")).unwrap(),
+            "rewritten\n"
+        );
+        write(&dir, &spec, peers, false).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("hosts")).unwrap(), text);
     }
 }

@@ -186,6 +186,8 @@ pub enum StartError {
         path: PathBuf,
         err: io::Error,
     },
+    /// A bridge or shared network, and the job names no namespace.
+    NoNetwork,
     /// Opening the berth binary for `"init": true`.
     OpenExe(io::Error),
     Spawn(SpawnError),
@@ -228,6 +230,9 @@ impl fmt::Display for StartError {
             StartError::EtcFiles(e) => {
                 write!(f, "write {}: {}", e.path.display(), errors::io_text(&e.err))
             }
+            StartError::NoNetwork => f.write_str(
+                "its network needs the namespace the daemon holds for it, and the job names none",
+            ),
             StartError::JoinNetwork { path, err } => write!(
                 f,
                 "open the network namespace {}: {}",
@@ -372,9 +377,7 @@ fn parse_spec(job: Job, name: &str) -> Result<(Job, ContainerSpec), JobError> {
         });
     }
     let origin = PathBuf::from(format!("{}.json", job.name));
-    let mut spec =
-        config::parse_container(&job.name, &job.spec, &origin).map_err(JobError::Spec)?;
-    spec.hash = crate::net::fold(spec.hash, job.net_mix);
+    let spec = config::parse_container(&job.name, &job.spec, &origin).map_err(JobError::Spec)?;
     Ok((job, spec))
 }
 
@@ -726,7 +729,9 @@ impl Monitor {
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         if self.spec.etc_files {
             let dir = self.paths.run.join("etc");
-            etc_files::write(&dir, &self.spec, &self.job.hosts).map_err(StartError::EtcFiles)?;
+            let keep_hosts = self.restarts > 0 && !self.job.hosts.is_empty();
+            etc_files::write(&dir, &self.spec, &self.job.hosts, keep_hosts)
+                .map_err(StartError::EtcFiles)?;
             env.etc_dir = Some(dir);
             env.etc_create = !etc_files::is_host_root(&self.spec.rootfs);
             for name in etc_files::left_out(&self.spec.rootfs, &self.spec, env.etc_create) {
@@ -794,6 +799,13 @@ impl Monitor {
         let mut plan = plan;
         // The network namespace the daemon holds for it.
         let netns = match self.job.netns.as_str() {
+            "" if matches!(
+                self.spec.network,
+                Network::Bridge(_) | Network::Container(_)
+            ) =>
+            {
+                return Err(StartError::NoNetwork);
+            }
             "" => None,
             path => {
                 let c = std::ffi::CString::new(path).map_err(|_| StartError::JoinNetwork {
@@ -852,7 +864,12 @@ impl Monitor {
             run_id: &run_id,
             name: &self.job.name,
         };
-        if let Some(mut made) = root::prepare(&self.spec, &places).map_err(StartError::Root)? {
+        // The daemon's hash: the definition's (with the image's identity)
+        // and what its network adds, folded once per start (`relaunch`
+        // starts again from the definition).
+        let made = root::prepare(&self.spec, &places).map_err(StartError::Root)?;
+        self.spec.hash = crate::net::fold(self.spec.hash, self.job.net_mix);
+        if let Some(mut made) = made {
             made.hash = crate::net::fold(made.hash, self.job.net_mix);
             if self.restarts > 0 && made.hash != self.run_hash {
                 // The image file was replaced since the run started: the

@@ -335,6 +335,28 @@ impl Containers {
     /// Makes what `spec`'s start needs of the networks.
     fn attach_network(&mut self, spec: &ContainerSpec) -> Result<Prepared, String> {
         let shared = self.shared(&spec.name);
+        // An owner that started before any container named it runs in a
+        // namespace berth does not hold yet: held now, from its init.
+        if let (Network::Container(owner), Ok(net)) = (&spec.network, &mut self.net) {
+            let running = self
+                .map
+                .get(owner)
+                .and_then(|c| c.phase().run())
+                .filter(|r| r.exec == Exec::Done && r.init_pid > 0)
+                .map(|r| (r.init_pid, r.init_start));
+            if let Some((pid, start)) = running {
+                let own = matches!(
+                    self.map
+                        .get(owner)
+                        .and_then(|c| c.spec.as_ref())
+                        .map(|s| &s.network),
+                    Some(Network::None)
+                );
+                if own {
+                    net.hold_running(owner, pid, start)?;
+                }
+            }
+        }
         let needs = shared || matches!(spec.network, Network::Bridge(_) | Network::Container(_));
         match &mut self.net {
             Ok(net) => net.attach(spec, shared),

@@ -204,7 +204,6 @@ impl Ipam {
             .unwrap_or_default()
     }
 
-    #[cfg(test)]
     /// The networks that have leases, by name (a network no longer
     /// defined may still be among them).
     pub fn networks(&self) -> Vec<String> {

@@ -153,6 +153,15 @@ impl Net {
             }
         }
         self.defs = defs.to_vec();
+        // Leases on networks no longer defined (removed from daemon.json,
+        // maybe while no daemon ran) hold nothing.
+        for network in self.ipam.networks() {
+            if !defs.iter().any(|d| d.name == network) {
+                self.ipam.forget_network(&network);
+            }
+        }
+        // After a reboot (run-dir is new) no bridge is "missing".
+        let booted = self.applied.is_none();
         for def in defs {
             // Leases on a network whose subnet changed no longer hold.
             let stale: Vec<String> = self
@@ -165,7 +174,7 @@ impl Net {
             for c in stale {
                 self.ipam.release(&def.name, &c);
             }
-            match ensure_bridge(def, self.ipam.leases(&def.name).is_empty()) {
+            match ensure_bridge(def, booted || self.ipam.leases(&def.name).is_empty()) {
                 Ok(Some(line)) => report.push(line),
                 Ok(None) => {}
                 Err(e) => report.push(format!("bridge {}: {e}", def.bridge)),
@@ -197,6 +206,13 @@ impl Net {
     /// for it even with network "none").
     pub fn attach(&mut self, spec: &ContainerSpec, shared: bool) -> Result<Prepared, String> {
         let name = spec.name.as_str();
+        if !matches!(spec.network, Network::Bridge(_)) && self.on_bridges(name) {
+            // It left its bridge networks: what they gave it goes.
+            info!(
+                "{name}: no longer on a bridge network: its namespace, veths and addresses are removed"
+            );
+            self.detach(name);
+        }
         match &spec.network {
             Network::Host => Ok(Prepared::default()),
             Network::None if !shared => Ok(Prepared::default()),
@@ -218,7 +234,7 @@ impl Net {
                 let path = netns::path(&self.run_dir, owner);
                 if !netns::is_held(&path) {
                     return Err(format!(
-                        "{owner} has no network namespace of its own to share (it has not started, or its network is \"host\")"
+                        "{owner} has no network namespace berth holds for it to share (it is not running)"
                     ));
                 }
                 // Its own hostname is its own; the addresses are the
@@ -271,27 +287,36 @@ impl Net {
                 .cloned()
                 .ok_or_else(|| format!("no network named {network} in daemon.json"))?;
             let fixed = if nets.len() == 1 { spec.address } else { None };
+            let before = self.ipam.lease(network, name);
+            // Others' fixed addresses are never handed out, but an address
+            // this container holds stays its own: another that names it
+            // fails to start, saying whose it is.
             let reserved: Vec<Ipv4Addr> = self
                 .fixed
                 .get(network)
                 .into_iter()
                 .flatten()
-                .filter(|(c, _)| c != name)
+                .filter(|(c, a)| c != name && Some(*a) != before)
                 .map(|(_, a)| *a)
                 .collect();
-            let before = self.ipam.lease(network, name);
             let address = self
                 .ipam
                 .assign(&def, name, fixed, &reserved)
                 .map_err(|e| format!("network {network}: {e}"))?;
             if before != Some(address) {
-                self.ipam.save().map_err(|e| {
-                    format!(
+                if let Err(e) = self.ipam.save() {
+                    // Not used unless recorded: a later daemon could give
+                    // it to another.
+                    self.ipam.release(network, name);
+                    if let Some(b) = before {
+                        let _ = self.ipam.assign(&def, name, Some(b), &[]);
+                    }
+                    return Err(format!(
                         "record the address lease in {}: {}",
                         self.state_dir.display(),
                         errors::io_text(&e)
-                    )
-                })?;
+                    ));
+                }
             }
             let interface = format!("eth{i}");
             plumb(&def, name, &interface, address, i == 0, fresh, ns.as_fd())
@@ -359,9 +384,8 @@ impl Net {
         let Ok(links) = inside.links() else {
             return false;
         };
-        if links.iter().filter(|l| l.name != "lo").count() != nets.len() {
-            return false;
-        }
+        // Only what berth made is looked at: interfaces and addresses
+        // others add (a tunnel module's, a sidecar's VPN) are theirs.
         nets.iter().enumerate().all(|(i, network)| {
             let (Some(def), Some(lease)) = (self.def(network), self.ipam.lease(network, name))
             else {
@@ -374,7 +398,9 @@ impl Net {
                 return false;
             };
             matches!(host.link(&host_end(name, network)), Ok(Some(_)))
-                && inside.addresses(eth.index).ok() == Some(vec![(lease, def.prefix)])
+                && inside
+                    .addresses(eth.index)
+                    .is_ok_and(|have| have.contains(&(lease, def.prefix)))
         })
     }
 
@@ -384,10 +410,10 @@ impl Net {
         let path = netns::path(&self.run_dir, name);
         let member = self.members.remove(name);
         let networks: BTreeSet<String> = self
-            .defs
-            .iter()
-            .filter(|d| self.ipam.lease(&d.name, name).is_some())
-            .map(|d| d.name.clone())
+            .ipam
+            .networks()
+            .into_iter()
+            .filter(|n| self.ipam.lease(n, name).is_some())
             .chain(
                 member
                     .iter()
@@ -417,9 +443,46 @@ impl Net {
         self.drain_watches();
     }
 
-    /// Whether a namespace is held for `name` (it was attached).
+    /// Whether berth keeps something of `name`'s network: a namespace
+    /// held for it, or an address leased to it.
     pub fn holds(&self, name: &str) -> bool {
-        netns::is_held(&netns::path(&self.run_dir, name))
+        netns::is_held(&netns::path(&self.run_dir, name)) || self.on_bridges(name)
+    }
+
+    /// Whether `name` is on a bridge network: attached, or holding a lease.
+    fn on_bridges(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+            || self
+                .ipam
+                .networks()
+                .iter()
+                .any(|n| self.ipam.lease(n, name).is_some())
+    }
+
+    /// Holds the network namespace of `owner`'s running init (`pid`,
+    /// checked to be the same process before and after) for a container
+    /// that names it in `container:NAME` when `owner` started without one
+    /// held (no sharer was defined then).
+    pub fn hold_running(&mut self, owner: &str, pid: i32, start: u64) -> Result<(), String> {
+        let path = netns::path(&self.run_dir, owner);
+        if netns::is_held(&path) {
+            return Ok(());
+        }
+        if !crate::host::same_process(pid, start) {
+            return Err(format!("{owner} is not running"));
+        }
+        netns::hold_process(&path, pid).map_err(|e| {
+            format!(
+                "hold the network namespace of {owner} (pid {pid}) at {}: {}",
+                path.display(),
+                errors::io_text(&e)
+            )
+        })?;
+        if !crate::host::same_process(pid, start) {
+            let _ = netns::remove(&path);
+            return Err(format!("{owner} ended meanwhile"));
+        }
+        Ok(())
     }
 
     /// inspect's `networks` and `ports` of `spec`'s container.
@@ -514,7 +577,6 @@ impl Net {
             .map_err(|e| format!("program nf_tables table ip berth: {}", errors::io_text(&e)))?;
         self.applied = Some(print);
         self.drain_watches();
-        let _ = fs::create_dir_all(self.run_dir.join("netns"));
         let _ = fs::write(rules_file(&self.run_dir), format!("{print:016x}\n"));
         Ok(())
     }
@@ -532,7 +594,15 @@ impl Net {
             .collect();
         let mut ports = Vec::new();
         for m in self.members.values() {
+            // A member of a network gone or changed is made again by the
+            // reload; until then its ports are not forwarded.
             let Some(first) = m.joined.first() else {
+                continue;
+            };
+            let Some(def) = self
+                .def(&first.network)
+                .filter(|d| d.bridge == first.bridge)
+            else {
                 continue;
             };
             for p in &m.ports {
@@ -545,7 +615,7 @@ impl Net {
                     },
                     address: first.address,
                     port: p.port,
-                    bridge: first.bridge.clone(),
+                    bridge: def.bridge.clone(),
                 });
             }
         }
@@ -678,7 +748,7 @@ fn says(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
 }
 
 fn rules_file(run_dir: &Path) -> PathBuf {
-    run_dir.join("netns").join("rules")
+    run_dir.join("nftables-fingerprint")
 }
 
 fn fingerprint(rules: &firewall::Rules) -> u64 {
@@ -723,6 +793,13 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
     let text = |e: io::Error| errors::io_text(&e);
     let mut r = Route::open().map_err(text)?;
     let (index, line) = match r.link(&def.bridge).map_err(text)? {
+        Some(l) if l.kind.as_deref() != Some("bridge") => {
+            return Err(format!(
+                "a link named {} exists and is not a bridge ({}): berth does not take it over",
+                def.bridge,
+                l.kind.as_deref().unwrap_or("unknown kind")
+            ));
+        }
         Some(l) => (l.index, None),
         None => {
             let index = r.add_bridge(&def.bridge).map_err(text)?;

@@ -67,7 +67,10 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
         .truncate(false)
         .open(path)?;
     let home = fd::open(OWN, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
-    ns::unshare(libc::CLONE_NEWNET)?;
+    if let Err(e) = ns::unshare(libc::CLONE_NEWNET) {
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
     let made = hold(path);
     // Back to the daemon's own namespace whatever happened; staying in
     // the new one would put every later socket there.
@@ -76,7 +79,9 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
         // Nothing sensible can go on in the wrong namespace.
         panic!("cannot return to the daemon's network namespace: {e}");
     }
-    let made = made?;
+    let made = made.inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })?;
     // Loopback up, as every container with a namespace of its own has it.
     crate::net::link::Route::open_in(made.as_fd())
         .and_then(|mut r| {
@@ -89,6 +94,24 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
             let _ = remove(path);
         })?;
     Ok(made)
+}
+
+/// Holds, at `path`, the network namespace process `pid` is in (the
+/// caller checks it is the process it means).
+pub fn hold_process(path: &Path, pid: i32) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let source = CString::new(format!("/proc/{pid}/ns/net"))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    mount::mount(Some(&source), &cpath(path)?, None, libc::MS_BIND, None).inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })
 }
 
 /// Binds this thread's (new) namespace onto `path` and opens it.
