@@ -9,6 +9,9 @@
 //!
 //! ```text
 //! table ip berth {
+//!     chain raw { type filter hook prerouting priority -300
+//!         iifname "berth0" ip daddr 127.0.0.0/8 drop
+//!     }
 //!     chain postrouting { type nat hook postrouting priority 100
 //!         ip saddr 10.88.0.0/24 oifname != "berth0" masquerade
 //!         ip saddr 127.0.0.0/8 oifname "berth0" masquerade
@@ -28,6 +31,14 @@
 //! }
 //! ```
 //!
+//! The raw chain keeps a container from reaching the host's services on
+//! 127.0.0.1: with route_localnet (below) the kernel would take a packet
+//! for 127.0.0.0/8 arriving on a bridge as one for itself. It drops them
+//! before conntrack and NAT see them, on every bridge. Nothing legitimate
+//! comes that way: the answers to the host's own connections to a
+//! published port on 127.0.0.1 are addressed to the bridge's address (the
+//! loopback masquerade), and are translated back only after this hook.
+//!
 //! A port published on one host address matches `ip daddr ADDR` instead
 //! of `fib daddr type local`. The output chain lets the host itself reach
 //! its published ports (on 127.0.0.1 and on its own addresses); the
@@ -46,7 +57,7 @@
 //! firewall's own nftables table) still drops bridge traffic, and such a
 //! host needs its own rule to let it through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
@@ -107,6 +118,7 @@ pub struct Rules {
     pub ports: Vec<Published>,
 }
 
+const RAW: &str = "raw";
 const POSTROUTING: &str = "postrouting";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
@@ -122,6 +134,7 @@ fn chains() -> Vec<Chain> {
         policy: nft::NF_ACCEPT,
     };
     vec![
+        chain(RAW, "filter", Hook::Prerouting, -300),
         chain(POSTROUTING, "nat", Hook::Postrouting, 100),
         chain(PREROUTING, "nat", Hook::Prerouting, -100),
         chain(OUTPUT, "nat", Hook::Output, -100),
@@ -172,6 +185,14 @@ fn check(rules: &Rules) -> io::Result<()> {
 pub fn ruleset(rules: &Rules) -> io::Result<Vec<Rule>> {
     check(rules)?;
     let mut out = Vec::new();
+    for b in &rules.bridges {
+        out.push(
+            Rule::new(RAW)
+                .iifname(&b.name)
+                .daddr_in(Ipv4Addr::LOCALHOST, 8)
+                .drop(),
+        );
+    }
     for b in rules.bridges.iter().filter(|b| b.nat) {
         out.push(
             Rule::new(POSTROUTING)
@@ -231,6 +252,36 @@ pub fn ruleset(rules: &Rules) -> io::Result<Vec<Rule>> {
 pub fn apply(rules: &Rules) -> io::Result<()> {
     let set = ruleset(rules)?;
     nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &set)
+}
+
+/// Whether table ip berth, in the calling thread's network namespace, is
+/// exactly what `rules` says: its chains and, chain by chain, its rules.
+/// A missing table is no match.
+#[allow(dead_code)]
+pub fn matches(rules: &Rules) -> io::Result<bool> {
+    let set = ruleset(rules)?;
+    let mut have = nft::chains(NFPROTO_IPV4, TABLE)?;
+    let mut want = chains();
+    have.sort_by(|a, b| a.name.cmp(&b.name));
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    if have != want {
+        return Ok(false);
+    }
+    let by_chain = |rules: Vec<(String, Vec<nft::Expr>)>| {
+        let mut map: BTreeMap<String, Vec<Vec<nft::Expr>>> = BTreeMap::new();
+        for (chain, exprs) in rules {
+            map.entry(chain).or_default().push(exprs);
+        }
+        map
+    };
+    let have = by_chain(
+        nft::rules(NFPROTO_IPV4, TABLE)?
+            .into_iter()
+            .map(|r| (r.chain, r.exprs))
+            .collect(),
+    );
+    let want = by_chain(set.into_iter().map(|r| (r.chain, r.exprs)).collect());
+    Ok(have == want)
 }
 
 /// Whether table ip berth exists.
@@ -293,10 +344,30 @@ fn thread_name() -> Option<String> {
     Some(name.trim_end_matches('\n').to_string())
 }
 
+/// What a read of a [`TableWatch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that damaged the table.
+    None,
+    /// Someone else deleted or emptied the table, or some of it.
+    Touched,
+    /// Notifications were lost (the socket's buffer overran, as a burst
+    /// of another program's changes can make it): the table may or may
+    /// not have been touched; [`matches`] tells.
+    Lost,
+}
+
+/// The watch's receive buffer: room for the notifications of some
+/// thousands of rules (a burst from iptables-nft or a firewall daemon).
+const WATCH_BUFFER: usize = 1 << 20;
+
 impl TableWatch {
     pub fn new() -> io::Result<TableWatch> {
+        let socket = Socket::listen(libc::NETLINK_NETFILTER, &[nft::NFNLGRP_NFTABLES])?;
+        // Up to net.core.rmem_max where it cannot be forced: fine.
+        let _ = socket.set_receive_buffer(WATCH_BUFFER);
         Ok(TableWatch {
-            socket: Socket::listen(libc::NETLINK_NETFILTER, &[nft::NFNLGRP_NFTABLES])?,
+            socket,
             me: thread_id(),
             my_name: thread_name(),
             damaged: false,
@@ -309,27 +380,46 @@ impl TableWatch {
         self.socket.fd()
     }
 
-    /// Reads every waiting notification: true when a transaction among
-    /// them deleted or emptied the table, or when notifications were lost
-    /// (the socket's buffer overran): the table may be gone.
-    pub fn read(&mut self) -> bool {
+    /// Reads every waiting notification: `Touched` when a transaction
+    /// among them deleted or emptied the table (whether or not some were
+    /// lost too), else `Lost` when notifications were lost.
+    pub fn read_change(&mut self) -> Change {
+        let mut touched = false;
         let mut lost = false;
         loop {
             let replies = match self.socket.receive() {
-                Ok(r) if r.is_empty() => return lost,
+                Ok(r) if r.is_empty() => break,
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // ENOBUFS: some notifications were dropped.
+                Err(e) => {
+                    // ENOBUFS: some notifications were dropped, maybe the
+                    // end of the transaction being read. Reporting it
+                    // clears it: what is queued comes next.
                     self.damaged = false;
+                    self.rebuilt = false;
                     lost = true;
-                    continue;
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        continue;
+                    }
+                    break;
                 }
             };
             for reply in &replies {
-                lost |= self.note(reply);
+                touched |= self.note(reply);
             }
         }
+        if touched {
+            Change::Touched
+        } else if lost {
+            Change::Lost
+        } else {
+            Change::None
+        }
+    }
+
+    /// As [`TableWatch::read_change`]: true unless `Change::None`.
+    pub fn read(&mut self) -> bool {
+        self.read_change() != Change::None
     }
 
     /// Takes one notification; true when it ends a transaction that

@@ -51,8 +51,17 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up (IFF_UP).
     pub up: bool,
-    /// "veth", "bridge", ... (None for lo and physical devices).
+    /// "veth", "bridge", ... (IFLA_INFO_KIND; None for lo and physical
+    /// devices).
     pub kind: Option<String>,
+}
+
+impl Link {
+    /// A Linux bridge (not just a link of a bridge's name).
+    #[allow(dead_code)]
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
 }
 
 /// A NETLINK_ROUTE socket in one network namespace (the one its thread
@@ -71,15 +80,15 @@ impl Route {
 
     /// A socket in the network namespace `netns` is a handle of. The
     /// thread joins it for the time it takes to open the socket and goes
-    /// back to its own namespace, failed or not.
+    /// back to its own namespace, failed or not; if it cannot go back,
+    /// the process aborts (a panic): every later socket of the thread
+    /// would be in the wrong namespace.
     pub fn open_in(netns: BorrowedFd<'_>) -> io::Result<Route> {
         let own = File::open("/proc/thread-self/ns/net")
             .map_err(failed("open /proc/thread-self/ns/net"))?;
         ns::setns(netns, libc::CLONE_NEWNET).map_err(failed("join a network namespace (setns)"))?;
         let opened = Route::open();
-        ns::setns(own.as_fd(), libc::CLONE_NEWNET).map_err(failed(
-            "return to the thread's own network namespace (setns)",
-        ))?;
+        came_back(ns::setns(own.as_fd(), libc::CLONE_NEWNET));
         opened
     }
 
@@ -202,6 +211,29 @@ impl Route {
         }
     }
 
+    /// Removes `addr/prefix` from link `index`; one that is not there is
+    /// fine (a link that is not there is `NotFound`).
+    #[allow(dead_code)]
+    pub fn delete_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let what = format!("delete address {addr}/{prefix} from link {index}");
+        if prefix > 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}: the prefix is longer than 32 bits"),
+            ));
+        }
+        // With IFA_ADDRESS the kernel deletes only an address of this
+        // prefix length.
+        let mut m = Message::new(libc::RTM_DELADDR, 0);
+        m.bytes(&ifaddr(index, prefix))
+            .attr(IFA_LOCAL, &addr.octets())
+            .attr(IFA_ADDRESS, &addr.octets());
+        match self.socket.request(m) {
+            Err(e) if netlink::errno_of(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            other => other.map_err(failed(what)),
+        }
+    }
+
     /// The IPv4 addresses of link `index`, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         let mut m = Message::new(libc::RTM_GETADDR, 0);
@@ -307,15 +339,25 @@ impl LinkWatch {
 
     /// Every event waiting, without blocking (empty when none is). An
     /// error whose `raw_os_error` is ENOBUFS says events were lost (the
-    /// socket's buffer overran): look at every link again; the watch goes
-    /// on working.
+    /// socket's buffer overran): look at every link again. Everything
+    /// waiting is read away with it, so the next read starts afresh; the
+    /// watch goes on working.
     pub fn read(&mut self) -> io::Result<Vec<LinkEvent>> {
         let mut events = Vec::new();
+        let mut lost = None;
         loop {
-            let replies = self.socket.receive()?;
-            if replies.is_empty() {
-                return Ok(events);
-            }
+            let replies = match self.socket.receive() {
+                Ok(replies) if replies.is_empty() => break,
+                Ok(replies) => replies,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Reporting the overrun clears it: the next read returns
+                // what is queued.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    lost.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for reply in &replies {
                 let deleted = match reply.kind {
                     libc::RTM_NEWLINK => false,
@@ -331,6 +373,18 @@ impl LinkWatch {
                 }
             }
         }
+        match lost {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
+    }
+}
+
+/// Aborts (a panic) when the thread could not return to its own network
+/// namespace: nothing sensible can go on in another one.
+fn came_back(setns: io::Result<()>) {
+    if let Err(e) = setns {
+        panic!("cannot return to the thread's own network namespace (setns): {e}");
     }
 }
 
