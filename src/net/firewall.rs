@@ -458,6 +458,7 @@ impl TableWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::link::Route;
     use crate::sys::netlink::{self, Message};
     use crate::sys::ns;
     use std::fs::File;
@@ -529,6 +530,8 @@ mod tests {
         assert_eq!(
             texts(&sample()),
             [
+                "raw: iifname \"berth0\" ip daddr 127.0.0.0/8 drop",
+                "raw: iifname \"berth1\" ip daddr 127.0.0.0/8 drop",
                 "postrouting: ip saddr 10.88.0.0/24 oifname != \"berth0\" masquerade",
                 "postrouting: ip saddr 127.0.0.0/8 oifname \"berth0\" masquerade",
                 "postrouting: ct status dnat ip saddr 10.88.0.0/24 oifname \"berth0\" masquerade",
@@ -556,7 +559,7 @@ mod tests {
         // 0.0.0.0 is every local address.
         let mut any = sample();
         any.ports[1].host_ip = Some(Ipv4Addr::UNSPECIFIED);
-        assert!(texts(&any)[4].starts_with("prerouting: fib daddr type local meta l4proto udp"));
+        assert!(texts(&any)[6].starts_with("prerouting: fib daddr type local meta l4proto udp"));
     }
 
     #[test]
@@ -600,7 +603,7 @@ mod tests {
             .map(|r| (r.chain, r.exprs))
             .collect();
         let set = ruleset(rules).unwrap();
-        for chain in [POSTROUTING, PREROUTING, OUTPUT, FORWARD] {
+        for chain in [RAW, POSTROUTING, PREROUTING, OUTPUT, FORWARD] {
             let got: Vec<_> = have.iter().filter(|r| r.0 == chain).map(|r| &r.1).collect();
             let expected: Vec<_> = set
                 .iter()
@@ -645,7 +648,7 @@ mod tests {
     #[test]
     fn firewall_other_tables_are_left_alone() {
         in_netns(|| {
-            nft::replace_table(NFPROTO_IPV4, "other", &chains()[3..], &[]).unwrap();
+            nft::replace_table(NFPROTO_IPV4, "other", &chains()[4..], &[]).unwrap();
             apply(&sample()).unwrap();
             remove().unwrap();
             assert_eq!(nft::tables(NFPROTO_IPV4).unwrap(), ["other"]);
@@ -716,6 +719,101 @@ mod tests {
                 .unwrap();
             assert!(watch.read(), "replaced by someone else");
             assert!(by_name.read());
+        });
+    }
+
+    #[test]
+    fn firewall_matches_tells_the_table_from_another() {
+        in_netns(|| {
+            let rules = sample();
+            assert!(!matches(&rules).unwrap(), "missing");
+            apply(&rules).unwrap();
+            assert!(matches(&rules).unwrap());
+            assert!(!matches(&Rules::default()).unwrap());
+            let mut fewer = sample();
+            fewer.ports.pop();
+            assert!(!matches(&fewer).unwrap());
+            let mut moved = sample();
+            moved.ports[0].port = 81;
+            assert!(!matches(&moved).unwrap());
+            // A rule added by someone else, or a chain.
+            let mut set = ruleset(&rules).unwrap();
+            set.push(Rule::new(FORWARD).iifname("eth9").accept());
+            nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &set).unwrap();
+            assert!(!matches(&rules).unwrap());
+            let mut more = chains();
+            more[0].name = "extra".to_string();
+            more.extend(chains());
+            nft::replace_table(NFPROTO_IPV4, TABLE, &more, &ruleset(&rules).unwrap()).unwrap();
+            assert!(!matches(&rules).unwrap());
+            apply(&rules).unwrap();
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert!(!matches(&rules).unwrap(), "emptied");
+            assert!(matches(&Rules::default()).is_ok_and(|m| !m));
+            apply(&Rules::default()).unwrap();
+            assert!(matches(&Rules::default()).unwrap());
+        });
+    }
+
+    #[test]
+    fn firewall_watch_tells_lost_notices_from_a_touched_table() {
+        in_netns(|| {
+            let rules = sample();
+            // A watch whose buffer overruns: notices lost, the table as
+            // berth wrote it.
+            let mut small = TableWatch::new().unwrap();
+            small.socket.set_receive_buffer(0).unwrap();
+            let mut watch = TableWatch::new().unwrap();
+            assert!(watch.socket.receive_buffer().unwrap() >= WATCH_BUFFER);
+            for _ in 0..50 {
+                apply(&rules).unwrap();
+            }
+            assert_eq!(small.read_change(), Change::Lost);
+            assert!(matches(&rules).unwrap());
+            assert_eq!(small.read_change(), Change::None, "drained");
+            assert_eq!(watch.read_change(), Change::None, "no loss in 1 MiB");
+            // Touched; a loss that hid it is told by `matches`.
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert_eq!(watch.read_change(), Change::Touched);
+            assert_ne!(small.read_change(), Change::None);
+            assert!(!matches(&rules).unwrap());
+            apply(&rules).unwrap();
+            for _ in 0..50 {
+                apply(&rules).unwrap();
+            }
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert_eq!(watch.read_change(), Change::Touched, "after a burst");
+            assert_eq!(small.read_change(), Change::Lost);
+            assert!(!matches(&rules).unwrap());
+        });
+    }
+
+    /// A rule set larger than a socket's default buffers, in one
+    /// transaction.
+    #[test]
+    fn firewall_applies_a_thousand_published_ports() {
+        in_netns(|| {
+            let ports = (0..1000)
+                .map(|i| {
+                    let proto = if i % 2 == 0 { Proto::Tcp } else { Proto::Udp };
+                    port(None, 10000 + i, proto, (Ipv4Addr::new(10, 88, 0, 2), 80))
+                })
+                .collect();
+            let rules = Rules {
+                bridges: vec![lan("berth0", 0, true)],
+                ports,
+            };
+            apply(&rules).unwrap();
+            assert!(matches(&rules).unwrap());
+            assert_eq!(
+                nft::rules(NFPROTO_IPV4, TABLE).unwrap().len(),
+                ruleset(&rules).unwrap().len()
+            );
+            apply(&rules).unwrap();
+            let mut fewer = rules.clone();
+            fewer.ports.truncate(999);
+            apply(&fewer).unwrap();
+            assert!(matches(&fewer).unwrap());
         });
     }
 
@@ -957,15 +1055,23 @@ mod tests {
     const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
     fn default_route(via: Ipv4Addr) {
+        route(Ipv4Addr::UNSPECIFIED, 0, via);
+    }
+
+    fn route(to: Ipv4Addr, prefix: u8, via: Ipv4Addr) {
+        const RTA_DST: u16 = 1;
         const RTA_GATEWAY: u16 = 5;
         let mut m = Message::new(
             libc::RTM_NEWROUTE,
             netlink::NLM_F_CREATE | netlink::NLM_F_EXCL,
         );
-        // rtmsg: AF_INET, no prefix, main table, boot protocol, universe
+        // rtmsg: AF_INET, the prefix, main table, boot protocol, universe
         // scope, unicast.
-        m.bytes(&[libc::AF_INET as u8, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0])
-            .attr(RTA_GATEWAY, &via.octets());
+        m.bytes(&[libc::AF_INET as u8, prefix, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0]);
+        if prefix > 0 {
+            m.attr(RTA_DST, &to.octets());
+        }
+        m.attr(RTA_GATEWAY, &via.octets());
         rtnl(m);
     }
 
@@ -1072,6 +1178,53 @@ mod tests {
                 TcpStream::connect_timeout(&(UPLINK, 8080).into(), WAIT)
             });
             assert_eq!(answer(hairpin.unwrap()), bridge_side);
+
+            // From the container to the host's loopback: the container
+            // routes 127.0.0.1 to the host (its own loopback address
+            // gone), and the host would take it as its own (route_localnet
+            // on the bridge) but for the raw chain.
+            let local = UdpSocket::bind((loopback, 0)).unwrap();
+            let at = local.local_addr().unwrap();
+            let sender = within(&container, &host, || {
+                let mut r = Route::open().unwrap();
+                let lo = r.link("lo").unwrap().unwrap();
+                r.delete_address(lo.index, loopback, 8).unwrap();
+                route(loopback, 32, HOST);
+                UdpSocket::bind("0.0.0.0:0").unwrap()
+            });
+            // Sends until a datagram arrives or `patience` ran out.
+            let reached = |patience: Duration| {
+                local
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let deadline = std::time::Instant::now() + patience;
+                let mut buf = [0u8; 16];
+                loop {
+                    sender.send_to(b"in", at).unwrap();
+                    match local.recv_from(&mut buf) {
+                        Ok((_, from)) => return Some(from.ip()),
+                        Err(_) if std::time::Instant::now() < deadline => {}
+                        Err(_) => return None,
+                    }
+                }
+            };
+            // The way is open without the raw chain's rules...
+            let unguarded: Vec<Rule> = ruleset(&rules)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.chain != RAW)
+                .collect();
+            nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &unguarded).unwrap();
+            let from = reached(WAIT);
+            assert_eq!(from, Some(std::net::IpAddr::V4(CONTAINER)));
+            // ...and closed with them; the published ports still answer
+            // on 127.0.0.1.
+            apply(&rules).unwrap();
+            let mut buf = [0u8; 16];
+            while local.recv(&mut buf).is_ok() {}
+            assert_eq!(reached(Duration::from_secs(1)), None);
+            assert_eq!(tcp_peer((loopback, 8080).into()).unwrap(), bridge_side);
+            assert_eq!(udp_peer((loopback, 5353).into()).unwrap(), bridge_side);
 
             // Without the ports, nothing answers there.
             apply(&Rules {

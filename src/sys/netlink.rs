@@ -411,7 +411,12 @@ impl Socket {
         self.set_int(libc::SOL_NETLINK, option, value)
     }
 
-    fn set_int(&self, level: libc::c_int, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    fn set_int(
+        &self,
+        level: libc::c_int,
+        option: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // SAFETY: `value` is a valid int for the call.
         cvt(unsafe {
             libc::setsockopt(
