@@ -813,6 +813,93 @@ mod tests {
     }
 
     #[test]
+    fn the_watch_reads_away_what_waits_after_an_overrun() {
+        in_new_netns(|| {
+            let mut watch = LinkWatch::open().unwrap();
+            watch.socket.set_receive_buffer(0).unwrap();
+            let mut r = Route::open().unwrap();
+            for i in 0..40 {
+                r.add_bridge(&format!("br-burst{i}")).unwrap();
+            }
+            let e = watch.read().unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+            assert_eq!(watch.read().unwrap(), vec![], "nothing stale left");
+            // The kernel queues the notice before it answers the change.
+            let index = r.add_bridge("br-after").unwrap();
+            assert_eq!(
+                watch.read().unwrap(),
+                vec![LinkEvent {
+                    name: "br-after".to_owned(),
+                    index,
+                    deleted: false
+                }]
+            );
+        });
+    }
+
+    #[test]
+    fn the_kind_tells_a_bridge_from_a_link_of_its_name() {
+        let other = new_netns();
+        in_new_netns(|| {
+            let mut r = Route::open().unwrap();
+            r.add_bridge("berth0").unwrap();
+            r.add_veth("berth1", "eth0", other.as_fd()).unwrap();
+            let one = |r: &mut Route, name| r.link(name).unwrap().unwrap();
+            assert!(one(&mut r, "berth0").is_bridge());
+            assert!(!one(&mut r, "berth1").is_bridge());
+            assert_eq!(one(&mut r, "berth1").kind.as_deref(), Some("veth"));
+            assert_eq!(one(&mut r, "lo").kind, None);
+            let links = r.links().unwrap();
+            let kinds: Vec<(&str, Option<&str>)> = links
+                .iter()
+                .map(|l| (l.name.as_str(), l.kind.as_deref()))
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    ("lo", None),
+                    ("berth0", Some("bridge")),
+                    ("berth1", Some("veth"))
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn delete_address_removes_that_one_and_minds_no_missing_one() {
+        in_new_netns(|| {
+            let mut r = Route::open().unwrap();
+            let bridge = r.add_bridge("br-addr").unwrap();
+            let gateway = Ipv4Addr::new(10, 88, 0, 1);
+            let other = Ipv4Addr::new(10, 77, 0, 1);
+            r.add_address(bridge, gateway, 24).unwrap();
+            r.add_address(bridge, other, 16).unwrap();
+            // Another prefix length is another address: left alone.
+            r.delete_address(bridge, gateway, 16).unwrap();
+            assert_eq!(r.addresses(bridge).unwrap().len(), 2);
+            r.delete_address(bridge, gateway, 24).unwrap();
+            assert_eq!(r.addresses(bridge).unwrap(), vec![(other, 16)]);
+            r.delete_address(bridge, gateway, 24).unwrap();
+            let e = r.delete_address(bridge, gateway, 33).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            let e = r.delete_address(0x7fff_fff0, gateway, 24).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("delete address 10.88.0.1/24 from link "),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot return to the thread's own network namespace")]
+    fn a_thread_that_cannot_come_back_aborts() {
+        came_back(Ok(()));
+        came_back(Err(io::Error::from_raw_os_error(libc::EPERM)));
+    }
+
+    #[test]
     fn sysctl_says_what_it_changed_in_this_namespace_only() {
         let fresh = || fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
         let before = in_new_netns(fresh);
