@@ -42,7 +42,7 @@ const RECV_BUFFER: usize = 64 * 1024;
 const DEFAULT_ROOM: usize = 64 * 1024;
 /// The room one queued acknowledgement takes in a receive buffer (the
 /// kernel counts the memory of its buffer, not the message's bytes).
-const ACK_ROOM: usize = 1024;
+const ACK_ROOM: usize = 2048;
 /// How long a request waits for the kernel's answer before giving up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
