@@ -9,6 +9,9 @@
 //!
 //! ```text
 //! table ip berth {
+//!     chain raw { type filter hook prerouting priority -300
+//!         iifname "berth0" ip daddr 127.0.0.0/8 drop
+//!     }
 //!     chain postrouting { type nat hook postrouting priority 100
 //!         ip saddr 10.88.0.0/24 oifname != "berth0" masquerade
 //!         ip saddr 127.0.0.0/8 oifname "berth0" masquerade
@@ -28,6 +31,14 @@
 //! }
 //! ```
 //!
+//! The raw chain keeps a container from reaching the host's services on
+//! 127.0.0.1: with route_localnet (below) the kernel would take a packet
+//! for 127.0.0.0/8 arriving on a bridge as one for itself. It drops them
+//! before conntrack and NAT see them, on every bridge. Nothing legitimate
+//! comes that way: the answers to the host's own connections to a
+//! published port on 127.0.0.1 are addressed to the bridge's address (the
+//! loopback masquerade), and are translated back only after this hook.
+//!
 //! A port published on one host address matches `ip daddr ADDR` instead
 //! of `fib daddr type local`. The output chain lets the host itself reach
 //! its published ports (on 127.0.0.1 and on its own addresses); the
@@ -46,7 +57,7 @@
 //! firewall's own nftables table) still drops bridge traffic, and such a
 //! host needs its own rule to let it through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
@@ -107,6 +118,7 @@ pub struct Rules {
     pub ports: Vec<Published>,
 }
 
+const RAW: &str = "raw";
 const POSTROUTING: &str = "postrouting";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
@@ -122,6 +134,7 @@ fn chains() -> Vec<Chain> {
         policy: nft::NF_ACCEPT,
     };
     vec![
+        chain(RAW, "filter", Hook::Prerouting, -300),
         chain(POSTROUTING, "nat", Hook::Postrouting, 100),
         chain(PREROUTING, "nat", Hook::Prerouting, -100),
         chain(OUTPUT, "nat", Hook::Output, -100),
@@ -172,6 +185,14 @@ fn check(rules: &Rules) -> io::Result<()> {
 pub fn ruleset(rules: &Rules) -> io::Result<Vec<Rule>> {
     check(rules)?;
     let mut out = Vec::new();
+    for b in &rules.bridges {
+        out.push(
+            Rule::new(RAW)
+                .iifname(&b.name)
+                .daddr_in(Ipv4Addr::LOCALHOST, 8)
+                .drop(),
+        );
+    }
     for b in rules.bridges.iter().filter(|b| b.nat) {
         out.push(
             Rule::new(POSTROUTING)
@@ -231,6 +252,36 @@ pub fn ruleset(rules: &Rules) -> io::Result<Vec<Rule>> {
 pub fn apply(rules: &Rules) -> io::Result<()> {
     let set = ruleset(rules)?;
     nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &set)
+}
+
+/// Whether table ip berth, in the calling thread's network namespace, is
+/// exactly what `rules` says: its chains and, chain by chain, its rules.
+/// A missing table is no match.
+#[allow(dead_code)]
+pub fn matches(rules: &Rules) -> io::Result<bool> {
+    let set = ruleset(rules)?;
+    let mut have = nft::chains(NFPROTO_IPV4, TABLE)?;
+    let mut want = chains();
+    have.sort_by(|a, b| a.name.cmp(&b.name));
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    if have != want {
+        return Ok(false);
+    }
+    let by_chain = |rules: Vec<(String, Vec<nft::Expr>)>| {
+        let mut map: BTreeMap<String, Vec<Vec<nft::Expr>>> = BTreeMap::new();
+        for (chain, exprs) in rules {
+            map.entry(chain).or_default().push(exprs);
+        }
+        map
+    };
+    let have = by_chain(
+        nft::rules(NFPROTO_IPV4, TABLE)?
+            .into_iter()
+            .map(|r| (r.chain, r.exprs))
+            .collect(),
+    );
+    let want = by_chain(set.into_iter().map(|r| (r.chain, r.exprs)).collect());
+    Ok(have == want)
 }
 
 /// Whether table ip berth exists.
@@ -293,10 +344,30 @@ fn thread_name() -> Option<String> {
     Some(name.trim_end_matches('\n').to_string())
 }
 
+/// What a read of a [`TableWatch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that damaged the table.
+    None,
+    /// Someone else deleted or emptied the table, or some of it.
+    Touched,
+    /// Notifications were lost (the socket's buffer overran, as a burst
+    /// of another program's changes can make it): the table may or may
+    /// not have been touched; [`matches`] tells.
+    Lost,
+}
+
+/// The watch's receive buffer: room for the notifications of some
+/// thousands of rules (a burst from iptables-nft or a firewall daemon).
+const WATCH_BUFFER: usize = 1 << 20;
+
 impl TableWatch {
     pub fn new() -> io::Result<TableWatch> {
+        let socket = Socket::listen(libc::NETLINK_NETFILTER, &[nft::NFNLGRP_NFTABLES])?;
+        // Up to net.core.rmem_max where it cannot be forced: fine.
+        let _ = socket.set_receive_buffer(WATCH_BUFFER);
         Ok(TableWatch {
-            socket: Socket::listen(libc::NETLINK_NETFILTER, &[nft::NFNLGRP_NFTABLES])?,
+            socket,
             me: thread_id(),
             my_name: thread_name(),
             damaged: false,
@@ -309,27 +380,46 @@ impl TableWatch {
         self.socket.fd()
     }
 
-    /// Reads every waiting notification: true when a transaction among
-    /// them deleted or emptied the table, or when notifications were lost
-    /// (the socket's buffer overran): the table may be gone.
-    pub fn read(&mut self) -> bool {
+    /// Reads every waiting notification: `Touched` when a transaction
+    /// among them deleted or emptied the table (whether or not some were
+    /// lost too), else `Lost` when notifications were lost.
+    pub fn read_change(&mut self) -> Change {
+        let mut touched = false;
         let mut lost = false;
         loop {
             let replies = match self.socket.receive() {
-                Ok(r) if r.is_empty() => return lost,
+                Ok(r) if r.is_empty() => break,
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // ENOBUFS: some notifications were dropped.
+                Err(e) => {
+                    // ENOBUFS: some notifications were dropped, maybe the
+                    // end of the transaction being read. Reporting it
+                    // clears it: what is queued comes next.
                     self.damaged = false;
+                    self.rebuilt = false;
                     lost = true;
-                    continue;
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        continue;
+                    }
+                    break;
                 }
             };
             for reply in &replies {
-                lost |= self.note(reply);
+                touched |= self.note(reply);
             }
         }
+        if touched {
+            Change::Touched
+        } else if lost {
+            Change::Lost
+        } else {
+            Change::None
+        }
+    }
+
+    /// As [`TableWatch::read_change`]: true unless `Change::None`.
+    pub fn read(&mut self) -> bool {
+        self.read_change() != Change::None
     }
 
     /// Takes one notification; true when it ends a transaction that
@@ -368,6 +458,7 @@ impl TableWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::link::Route;
     use crate::sys::netlink::{self, Message};
     use crate::sys::ns;
     use std::fs::File;
@@ -439,6 +530,8 @@ mod tests {
         assert_eq!(
             texts(&sample()),
             [
+                "raw: iifname \"berth0\" ip daddr 127.0.0.0/8 drop",
+                "raw: iifname \"berth1\" ip daddr 127.0.0.0/8 drop",
                 "postrouting: ip saddr 10.88.0.0/24 oifname != \"berth0\" masquerade",
                 "postrouting: ip saddr 127.0.0.0/8 oifname \"berth0\" masquerade",
                 "postrouting: ct status dnat ip saddr 10.88.0.0/24 oifname \"berth0\" masquerade",
@@ -466,7 +559,7 @@ mod tests {
         // 0.0.0.0 is every local address.
         let mut any = sample();
         any.ports[1].host_ip = Some(Ipv4Addr::UNSPECIFIED);
-        assert!(texts(&any)[4].starts_with("prerouting: fib daddr type local meta l4proto udp"));
+        assert!(texts(&any)[6].starts_with("prerouting: fib daddr type local meta l4proto udp"));
     }
 
     #[test]
@@ -510,7 +603,7 @@ mod tests {
             .map(|r| (r.chain, r.exprs))
             .collect();
         let set = ruleset(rules).unwrap();
-        for chain in [POSTROUTING, PREROUTING, OUTPUT, FORWARD] {
+        for chain in [RAW, POSTROUTING, PREROUTING, OUTPUT, FORWARD] {
             let got: Vec<_> = have.iter().filter(|r| r.0 == chain).map(|r| &r.1).collect();
             let expected: Vec<_> = set
                 .iter()
@@ -555,7 +648,7 @@ mod tests {
     #[test]
     fn firewall_other_tables_are_left_alone() {
         in_netns(|| {
-            nft::replace_table(NFPROTO_IPV4, "other", &chains()[3..], &[]).unwrap();
+            nft::replace_table(NFPROTO_IPV4, "other", &chains()[4..], &[]).unwrap();
             apply(&sample()).unwrap();
             remove().unwrap();
             assert_eq!(nft::tables(NFPROTO_IPV4).unwrap(), ["other"]);
@@ -626,6 +719,101 @@ mod tests {
                 .unwrap();
             assert!(watch.read(), "replaced by someone else");
             assert!(by_name.read());
+        });
+    }
+
+    #[test]
+    fn firewall_matches_tells_the_table_from_another() {
+        in_netns(|| {
+            let rules = sample();
+            assert!(!matches(&rules).unwrap(), "missing");
+            apply(&rules).unwrap();
+            assert!(matches(&rules).unwrap());
+            assert!(!matches(&Rules::default()).unwrap());
+            let mut fewer = sample();
+            fewer.ports.pop();
+            assert!(!matches(&fewer).unwrap());
+            let mut moved = sample();
+            moved.ports[0].port = 81;
+            assert!(!matches(&moved).unwrap());
+            // A rule added by someone else, or a chain.
+            let mut set = ruleset(&rules).unwrap();
+            set.push(Rule::new(FORWARD).iifname("eth9").accept());
+            nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &set).unwrap();
+            assert!(!matches(&rules).unwrap());
+            let mut more = chains();
+            more[0].name = "extra".to_string();
+            more.extend(chains());
+            nft::replace_table(NFPROTO_IPV4, TABLE, &more, &ruleset(&rules).unwrap()).unwrap();
+            assert!(!matches(&rules).unwrap());
+            apply(&rules).unwrap();
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert!(!matches(&rules).unwrap(), "emptied");
+            assert!(matches(&Rules::default()).is_ok_and(|m| !m));
+            apply(&Rules::default()).unwrap();
+            assert!(matches(&Rules::default()).unwrap());
+        });
+    }
+
+    #[test]
+    fn firewall_watch_tells_lost_notices_from_a_touched_table() {
+        in_netns(|| {
+            let rules = sample();
+            // A watch whose buffer overruns: notices lost, the table as
+            // berth wrote it.
+            let mut small = TableWatch::new().unwrap();
+            small.socket.set_receive_buffer(0).unwrap();
+            let mut watch = TableWatch::new().unwrap();
+            assert!(watch.socket.receive_buffer().unwrap() >= WATCH_BUFFER);
+            for _ in 0..50 {
+                apply(&rules).unwrap();
+            }
+            assert_eq!(small.read_change(), Change::Lost);
+            assert!(matches(&rules).unwrap());
+            assert_eq!(small.read_change(), Change::None, "drained");
+            assert_eq!(watch.read_change(), Change::None, "no loss in 1 MiB");
+            // Touched; a loss that hid it is told by `matches`.
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert_eq!(watch.read_change(), Change::Touched);
+            assert_ne!(small.read_change(), Change::None);
+            assert!(!matches(&rules).unwrap());
+            apply(&rules).unwrap();
+            for _ in 0..50 {
+                apply(&rules).unwrap();
+            }
+            nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
+            assert_eq!(watch.read_change(), Change::Touched, "after a burst");
+            assert_eq!(small.read_change(), Change::Lost);
+            assert!(!matches(&rules).unwrap());
+        });
+    }
+
+    /// A rule set larger than a socket's default buffers, in one
+    /// transaction.
+    #[test]
+    fn firewall_applies_a_thousand_published_ports() {
+        in_netns(|| {
+            let ports = (0..1000)
+                .map(|i| {
+                    let proto = if i % 2 == 0 { Proto::Tcp } else { Proto::Udp };
+                    port(None, 10000 + i, proto, (Ipv4Addr::new(10, 88, 0, 2), 80))
+                })
+                .collect();
+            let rules = Rules {
+                bridges: vec![lan("berth0", 0, true)],
+                ports,
+            };
+            apply(&rules).unwrap();
+            assert!(matches(&rules).unwrap());
+            assert_eq!(
+                nft::rules(NFPROTO_IPV4, TABLE).unwrap().len(),
+                ruleset(&rules).unwrap().len()
+            );
+            apply(&rules).unwrap();
+            let mut fewer = rules.clone();
+            fewer.ports.truncate(999);
+            apply(&fewer).unwrap();
+            assert!(matches(&fewer).unwrap());
         });
     }
 
@@ -867,15 +1055,23 @@ mod tests {
     const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
     fn default_route(via: Ipv4Addr) {
+        route(Ipv4Addr::UNSPECIFIED, 0, via);
+    }
+
+    fn route(to: Ipv4Addr, prefix: u8, via: Ipv4Addr) {
+        const RTA_DST: u16 = 1;
         const RTA_GATEWAY: u16 = 5;
         let mut m = Message::new(
             libc::RTM_NEWROUTE,
             netlink::NLM_F_CREATE | netlink::NLM_F_EXCL,
         );
-        // rtmsg: AF_INET, no prefix, main table, boot protocol, universe
+        // rtmsg: AF_INET, the prefix, main table, boot protocol, universe
         // scope, unicast.
-        m.bytes(&[libc::AF_INET as u8, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0])
-            .attr(RTA_GATEWAY, &via.octets());
+        m.bytes(&[libc::AF_INET as u8, prefix, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0]);
+        if prefix > 0 {
+            m.attr(RTA_DST, &to.octets());
+        }
+        m.attr(RTA_GATEWAY, &via.octets());
         rtnl(m);
     }
 
@@ -982,6 +1178,53 @@ mod tests {
                 TcpStream::connect_timeout(&(UPLINK, 8080).into(), WAIT)
             });
             assert_eq!(answer(hairpin.unwrap()), bridge_side);
+
+            // From the container to the host's loopback: the container
+            // routes 127.0.0.1 to the host (its own loopback address
+            // gone), and the host would take it as its own (route_localnet
+            // on the bridge) but for the raw chain.
+            let local = UdpSocket::bind((loopback, 0)).unwrap();
+            let at = local.local_addr().unwrap();
+            let sender = within(&container, &host, || {
+                let mut r = Route::open().unwrap();
+                let lo = r.link("lo").unwrap().unwrap();
+                r.delete_address(lo.index, loopback, 8).unwrap();
+                route(loopback, 32, HOST);
+                UdpSocket::bind("0.0.0.0:0").unwrap()
+            });
+            // Sends until a datagram arrives or `patience` ran out.
+            let reached = |patience: Duration| {
+                local
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let deadline = std::time::Instant::now() + patience;
+                let mut buf = [0u8; 16];
+                loop {
+                    sender.send_to(b"in", at).unwrap();
+                    match local.recv_from(&mut buf) {
+                        Ok((_, from)) => return Some(from.ip()),
+                        Err(_) if std::time::Instant::now() < deadline => {}
+                        Err(_) => return None,
+                    }
+                }
+            };
+            // The way is open without the raw chain's rules...
+            let unguarded: Vec<Rule> = ruleset(&rules)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.chain != RAW)
+                .collect();
+            nft::replace_table(NFPROTO_IPV4, TABLE, &chains(), &unguarded).unwrap();
+            let from = reached(WAIT);
+            assert_eq!(from, Some(std::net::IpAddr::V4(CONTAINER)));
+            // ...and closed with them; the published ports still answer
+            // on 127.0.0.1.
+            apply(&rules).unwrap();
+            let mut buf = [0u8; 16];
+            while local.recv(&mut buf).is_ok() {}
+            assert_eq!(reached(Duration::from_secs(1)), None);
+            assert_eq!(tcp_peer((loopback, 8080).into()).unwrap(), bridge_side);
+            assert_eq!(udp_peer((loopback, 5353).into()).unwrap(), bridge_side);
 
             // Without the ports, nothing answers there.
             apply(&Rules {

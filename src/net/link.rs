@@ -51,8 +51,17 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up (IFF_UP).
     pub up: bool,
-    /// "veth", "bridge", ... (None for lo and physical devices).
+    /// "veth", "bridge", ... (IFLA_INFO_KIND; None for lo and physical
+    /// devices).
     pub kind: Option<String>,
+}
+
+impl Link {
+    /// A Linux bridge (not just a link of a bridge's name).
+    #[allow(dead_code)]
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
 }
 
 /// A NETLINK_ROUTE socket in one network namespace (the one its thread
@@ -71,15 +80,15 @@ impl Route {
 
     /// A socket in the network namespace `netns` is a handle of. The
     /// thread joins it for the time it takes to open the socket and goes
-    /// back to its own namespace, failed or not.
+    /// back to its own namespace, failed or not; if it cannot go back,
+    /// the process aborts (a panic): every later socket of the thread
+    /// would be in the wrong namespace.
     pub fn open_in(netns: BorrowedFd<'_>) -> io::Result<Route> {
         let own = File::open("/proc/thread-self/ns/net")
             .map_err(failed("open /proc/thread-self/ns/net"))?;
         ns::setns(netns, libc::CLONE_NEWNET).map_err(failed("join a network namespace (setns)"))?;
         let opened = Route::open();
-        ns::setns(own.as_fd(), libc::CLONE_NEWNET).map_err(failed(
-            "return to the thread's own network namespace (setns)",
-        ))?;
+        came_back(ns::setns(own.as_fd(), libc::CLONE_NEWNET));
         opened
     }
 
@@ -202,6 +211,29 @@ impl Route {
         }
     }
 
+    /// Removes `addr/prefix` from link `index`; one that is not there is
+    /// fine (a link that is not there is `NotFound`).
+    #[allow(dead_code)]
+    pub fn delete_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let what = format!("delete address {addr}/{prefix} from link {index}");
+        if prefix > 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}: the prefix is longer than 32 bits"),
+            ));
+        }
+        // With IFA_ADDRESS the kernel deletes only an address of this
+        // prefix length.
+        let mut m = Message::new(libc::RTM_DELADDR, 0);
+        m.bytes(&ifaddr(index, prefix))
+            .attr(IFA_LOCAL, &addr.octets())
+            .attr(IFA_ADDRESS, &addr.octets());
+        match self.socket.request(m) {
+            Err(e) if netlink::errno_of(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            other => other.map_err(failed(what)),
+        }
+    }
+
     /// The IPv4 addresses of link `index`, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         let mut m = Message::new(libc::RTM_GETADDR, 0);
@@ -307,15 +339,25 @@ impl LinkWatch {
 
     /// Every event waiting, without blocking (empty when none is). An
     /// error whose `raw_os_error` is ENOBUFS says events were lost (the
-    /// socket's buffer overran): look at every link again; the watch goes
-    /// on working.
+    /// socket's buffer overran): look at every link again. Everything
+    /// waiting is read away with it, so the next read starts afresh; the
+    /// watch goes on working.
     pub fn read(&mut self) -> io::Result<Vec<LinkEvent>> {
         let mut events = Vec::new();
+        let mut lost = None;
         loop {
-            let replies = self.socket.receive()?;
-            if replies.is_empty() {
-                return Ok(events);
-            }
+            let replies = match self.socket.receive() {
+                Ok(replies) if replies.is_empty() => break,
+                Ok(replies) => replies,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Reporting the overrun clears it: the next read returns
+                // what is queued.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    lost.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for reply in &replies {
                 let deleted = match reply.kind {
                     libc::RTM_NEWLINK => false,
@@ -331,6 +373,18 @@ impl LinkWatch {
                 }
             }
         }
+        match lost {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
+    }
+}
+
+/// Aborts (a panic) when the thread could not return to its own network
+/// namespace: nothing sensible can go on in another one.
+fn came_back(setns: io::Result<()>) {
+    if let Err(e) = setns {
+        panic!("cannot return to the thread's own network namespace (setns): {e}");
     }
 }
 
@@ -756,6 +810,93 @@ mod tests {
             );
             assert_eq!(watch.read().unwrap(), vec![]);
         });
+    }
+
+    #[test]
+    fn the_watch_reads_away_what_waits_after_an_overrun() {
+        in_new_netns(|| {
+            let mut watch = LinkWatch::open().unwrap();
+            watch.socket.set_receive_buffer(0).unwrap();
+            let mut r = Route::open().unwrap();
+            for i in 0..40 {
+                r.add_bridge(&format!("br-burst{i}")).unwrap();
+            }
+            let e = watch.read().unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+            assert_eq!(watch.read().unwrap(), vec![], "nothing stale left");
+            // The kernel queues the notice before it answers the change.
+            let index = r.add_bridge("br-after").unwrap();
+            assert_eq!(
+                watch.read().unwrap(),
+                vec![LinkEvent {
+                    name: "br-after".to_owned(),
+                    index,
+                    deleted: false
+                }]
+            );
+        });
+    }
+
+    #[test]
+    fn the_kind_tells_a_bridge_from_a_link_of_its_name() {
+        let other = new_netns();
+        in_new_netns(|| {
+            let mut r = Route::open().unwrap();
+            r.add_bridge("berth0").unwrap();
+            r.add_veth("berth1", "eth0", other.as_fd()).unwrap();
+            let one = |r: &mut Route, name| r.link(name).unwrap().unwrap();
+            assert!(one(&mut r, "berth0").is_bridge());
+            assert!(!one(&mut r, "berth1").is_bridge());
+            assert_eq!(one(&mut r, "berth1").kind.as_deref(), Some("veth"));
+            assert_eq!(one(&mut r, "lo").kind, None);
+            let links = r.links().unwrap();
+            let kinds: Vec<(&str, Option<&str>)> = links
+                .iter()
+                .map(|l| (l.name.as_str(), l.kind.as_deref()))
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    ("lo", None),
+                    ("berth0", Some("bridge")),
+                    ("berth1", Some("veth"))
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn delete_address_removes_that_one_and_minds_no_missing_one() {
+        in_new_netns(|| {
+            let mut r = Route::open().unwrap();
+            let bridge = r.add_bridge("br-addr").unwrap();
+            let gateway = Ipv4Addr::new(10, 88, 0, 1);
+            let other = Ipv4Addr::new(10, 77, 0, 1);
+            r.add_address(bridge, gateway, 24).unwrap();
+            r.add_address(bridge, other, 16).unwrap();
+            // Another prefix length is another address: left alone.
+            r.delete_address(bridge, gateway, 16).unwrap();
+            assert_eq!(r.addresses(bridge).unwrap().len(), 2);
+            r.delete_address(bridge, gateway, 24).unwrap();
+            assert_eq!(r.addresses(bridge).unwrap(), vec![(other, 16)]);
+            r.delete_address(bridge, gateway, 24).unwrap();
+            let e = r.delete_address(bridge, gateway, 33).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            let e = r.delete_address(0x7fff_fff0, gateway, 24).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("delete address 10.88.0.1/24 from link "),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot return to the thread's own network namespace")]
+    fn a_thread_that_cannot_come_back_aborts() {
+        came_back(Ok(()));
+        came_back(Err(io::Error::from_raw_os_error(libc::EPERM)));
     }
 
     #[test]

@@ -24,11 +24,9 @@ pub const NFT_MSG_NEWTABLE: u8 = 0;
 pub const NFT_MSG_GETTABLE: u8 = 1;
 pub const NFT_MSG_DELTABLE: u8 = 2;
 pub const NFT_MSG_NEWCHAIN: u8 = 3;
-#[cfg(test)]
 pub const NFT_MSG_GETCHAIN: u8 = 4;
 pub const NFT_MSG_DELCHAIN: u8 = 5;
 pub const NFT_MSG_NEWRULE: u8 = 6;
-#[cfg(test)]
 pub const NFT_MSG_GETRULE: u8 = 7;
 pub const NFT_MSG_DELRULE: u8 = 8;
 /// Ends the notifications of one committed transaction.
@@ -62,6 +60,7 @@ pub const REG_VERDICT: u32 = 0;
 pub const REG_1: u32 = 1;
 pub const REG_2: u32 = 2;
 
+pub const NF_DROP: i32 = 0;
 pub const NF_ACCEPT: i32 = 1;
 
 /// Where a payload expression reads (nft_payload_bases).
@@ -163,7 +162,6 @@ pub enum Expr {
         proto: u32,
     },
     Masq,
-    #[cfg(test)]
     /// An expression berth does not write, by name.
     Other(String),
 }
@@ -206,7 +204,6 @@ impl Expr {
             Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
             Expr::Nat { .. } => "nat",
             Expr::Masq => "masq",
-            #[cfg(test)]
             Expr::Other(name) => name,
         }
     }
@@ -283,14 +280,12 @@ impl Expr {
                     .attr_be32(NAT_REG_PROTO_MIN, *proto);
             }
             Expr::Masq => {}
-            #[cfg(test)]
             Expr::Other(_) => {}
         }
         m.end(data);
         m.end(elem);
     }
 
-    #[cfg(test)]
     /// Reads one element of a dumped rule's expression list.
     fn decode(elem: &[u8]) -> Expr {
         let name = netlink::find(elem, NFTA_EXPR_NAME)
@@ -438,6 +433,11 @@ impl Rule {
         self.ip_field(16, "daddr", addr, 32)
     }
 
+    /// `ip daddr ADDR/PREFIX`
+    pub fn daddr_in(self, addr: Ipv4Addr, prefix: u8) -> Rule {
+        self.ip_field(16, "daddr", addr, prefix)
+    }
+
     fn ifname_is(mut self, key: u32, word: &str, name: &str, equal: bool) -> Rule {
         self.exprs.push(Expr::Meta { dreg: REG_1, key });
         self.exprs
@@ -518,6 +518,12 @@ impl Rule {
     pub fn accept(mut self) -> Rule {
         self.exprs.push(Expr::Verdict(NF_ACCEPT));
         self.words("accept");
+        self
+    }
+
+    pub fn drop(mut self) -> Rule {
+        self.exprs.push(Expr::Verdict(NF_DROP));
+        self.words("drop");
         self
     }
 
@@ -701,7 +707,6 @@ pub fn tables(family: u8) -> io::Result<Vec<String>> {
         .collect())
 }
 
-#[cfg(test)]
 /// The base chains of table `table`.
 pub fn chains(family: u8, table: &str) -> io::Result<Vec<Chain>> {
     let mut out = Vec::new();
@@ -724,7 +729,6 @@ pub fn chains(family: u8, table: &str) -> io::Result<Vec<Chain>> {
     Ok(out)
 }
 
-#[cfg(test)]
 /// The rules of table `table`, in order, each with its chain and its
 /// expressions (the text left empty).
 pub fn rules(family: u8, table: &str) -> io::Result<Vec<Rule>> {

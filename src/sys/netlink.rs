@@ -37,6 +37,12 @@ const NLM_F_CAPPED: u16 = 0x100;
 /// Large enough for any one read of a dump (the kernel fills at most
 /// about a page per message, several messages per read).
 const RECV_BUFFER: usize = 64 * 1024;
+/// What the default socket buffers surely hold (net.core.wmem_default
+/// and rmem_default are 208 KiB unless lowered).
+const DEFAULT_ROOM: usize = 64 * 1024;
+/// The room one queued acknowledgement takes in a receive buffer (the
+/// kernel counts the memory of its buffer, not the message's bytes).
+const ACK_ROOM: usize = 2048;
 /// How long a request waits for the kernel's answer before giving up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -363,12 +369,59 @@ impl Socket {
         Ok(())
     }
 
+    /// Sets the socket's receive buffer to `bytes`: beyond the system's
+    /// limit (net.core.rmem_max) where the caller may (CAP_NET_ADMIN),
+    /// else up to it.
+    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
+        self.set_buffer(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, bytes)
+    }
+
+    /// Sets the socket's send buffer to `bytes`, as `set_receive_buffer`:
+    /// one write of a batch must fit in it.
+    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        self.set_buffer(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, bytes)
+    }
+
+    fn set_buffer(&self, force: libc::c_int, plain: libc::c_int, bytes: usize) -> io::Result<()> {
+        // The kernel doubles what it is given (bookkeeping overhead).
+        let value = libc::c_int::try_from(bytes / 2).unwrap_or(libc::c_int::MAX / 2);
+        self.set_int(libc::SOL_SOCKET, force, value)
+            .or_else(|_| self.set_int(libc::SOL_SOCKET, plain, value))
+    }
+
+    /// The socket's receive buffer, as the kernel counts it.
+    #[cfg(test)]
+    pub fn receive_buffer(&self) -> io::Result<usize> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are valid for writes of their sizes.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw mut value).cast(),
+                &raw mut len,
+            )
+        })?;
+        Ok(value as usize)
+    }
+
     fn set_option(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        self.set_int(libc::SOL_NETLINK, option, value)
+    }
+
+    fn set_int(
+        &self,
+        level: libc::c_int,
+        option: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // SAFETY: `value` is a valid int for the call.
         cvt(unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
-                libc::SOL_NETLINK,
+                level,
                 option,
                 (&raw const value).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
@@ -476,6 +529,7 @@ impl Socket {
             }
             bytes.extend_from_slice(msg.finish(seq));
         }
+        self.make_room(bytes.len(), waiting.len());
         self.send(&bytes)?;
         let mut first_error = None;
         while !waiting.is_empty() {
@@ -497,6 +551,21 @@ impl Socket {
         }
         self.drain_stale();
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Makes the socket's buffers large enough for a batch of `len` bytes
+    /// sent in one write (the kernel refuses a write larger than the send
+    /// buffer with EMSGSIZE) and for its `answers` acknowledgements, which
+    /// the kernel queues before the reading starts (and drops, when they
+    /// overrun the receive buffer). Small batches fit the defaults.
+    fn make_room(&self, len: usize, answers: usize) {
+        if len <= DEFAULT_ROOM && answers <= DEFAULT_ROOM / ACK_ROOM {
+            return;
+        }
+        // Best effort: where they cannot be raised, the send or the wait
+        // for the answers says so.
+        let _ = self.set_send_buffer(len + 64 * 1024);
+        let _ = self.set_receive_buffer(DEFAULT_ROOM.max(answers * ACK_ROOM));
     }
 
     /// Reads away answers still queued (those of a failed batch), without
