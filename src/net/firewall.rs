@@ -257,7 +257,6 @@ pub fn apply(rules: &Rules) -> io::Result<()> {
 /// Whether table ip berth, in the calling thread's network namespace, is
 /// exactly what `rules` says: its chains and, chain by chain, its rules.
 /// A missing table is no match.
-#[allow(dead_code)]
 pub fn matches(rules: &Rules) -> io::Result<bool> {
     let set = ruleset(rules)?;
     let mut have = nft::chains(NFPROTO_IPV4, TABLE)?;
@@ -415,11 +414,6 @@ impl TableWatch {
         } else {
             Change::None
         }
-    }
-
-    /// As [`TableWatch::read_change`]: true unless `Change::None`.
-    pub fn read(&mut self) -> bool {
-        self.read_change() != Change::None
     }
 
     /// Takes one notification; true when it ends a transaction that
@@ -680,33 +674,39 @@ mod tests {
         in_netns(|| {
             let rules = sample();
             let mut watch = TableWatch::new().unwrap();
-            assert!(!watch.read());
+            assert!(!(watch.read_change() != Change::None));
             apply(&rules).unwrap();
             apply(&rules).unwrap();
-            assert!(!watch.read(), "berth's own replacement is no loss");
+            assert!(
+                !(watch.read_change() != Change::None),
+                "berth's own replacement is no loss"
+            );
             nft::flush_table(NFPROTO_IPV4, TABLE).unwrap();
             assert!(nft::rules(NFPROTO_IPV4, TABLE).unwrap().is_empty());
-            assert!(watch.read(), "rules flushed");
-            assert!(!watch.read());
+            assert!((watch.read_change() != Change::None), "rules flushed");
+            assert!(!(watch.read_change() != Change::None));
             apply(&rules).unwrap();
-            assert!(!watch.read());
+            assert!(!(watch.read_change() != Change::None));
             nft::delete_table(NFPROTO_IPV4, TABLE).unwrap();
-            assert!(watch.read(), "table deleted");
+            assert!((watch.read_change() != Change::None), "table deleted");
             // Another table's coming and going is not berth's business.
             nft::replace_table(NFPROTO_IPV4, "other", &chains(), &[]).unwrap();
             nft::delete_table(NFPROTO_IPV4, "other").unwrap();
-            assert!(!watch.read());
+            assert!(!(watch.read_change() != Change::None));
             apply(&rules).unwrap();
             remove().unwrap();
-            assert!(watch.read(), "remove deletes it too");
+            assert!(
+                (watch.read_change() != Change::None),
+                "remove deletes it too"
+            );
             // Another task replacing the table with its own is a loss too.
             // A watch that knows this thread by its name only (another pid
             // namespace's /proc) tells the same.
             let mut by_name = TableWatch::new().unwrap();
             by_name.me = Some(u32::MAX);
             apply(&rules).unwrap();
-            assert!(!watch.read());
-            assert!(!by_name.read());
+            assert!(!(watch.read_change() != Change::None));
+            assert!(!(by_name.read_change() != Change::None));
             let here = this_netns();
             let intruder = std::thread::Builder::new().name("intruder".to_string());
             intruder
@@ -717,8 +717,11 @@ mod tests {
                 .unwrap()
                 .join()
                 .unwrap();
-            assert!(watch.read(), "replaced by someone else");
-            assert!(by_name.read());
+            assert!(
+                (watch.read_change() != Change::None),
+                "replaced by someone else"
+            );
+            assert!((by_name.read_change() != Change::None));
         });
     }
 

@@ -58,7 +58,6 @@ pub struct Link {
 
 impl Link {
     /// A Linux bridge (not just a link of a bridge's name).
-    #[allow(dead_code)]
     pub fn is_bridge(&self) -> bool {
         self.kind.as_deref() == Some("bridge")
     }
@@ -213,7 +212,6 @@ impl Route {
 
     /// Removes `addr/prefix` from link `index`; one that is not there is
     /// fine (a link that is not there is `NotFound`).
-    #[allow(dead_code)]
     pub fn delete_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let what = format!("delete address {addr}/{prefix} from link {index}");
         if prefix > 32 {

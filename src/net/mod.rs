@@ -655,7 +655,7 @@ impl Net {
             let _ = w.read();
         }
         if let Some(w) = self.table.as_mut() {
-            w.read();
+            w.read_change();
         }
     }
 
@@ -670,7 +670,17 @@ impl Net {
                 .any(|e| e.deleted && bridges.contains(&e.name)),
             Err(_) => true,
         });
-        let table_touched = self.table.as_mut().is_some_and(|w| w.read());
+        let table = self
+            .table
+            .as_mut()
+            .map_or(firewall::Change::None, |w| w.read_change());
+        // Notices lost in a burst of others' changes: rewritten only if
+        // the table is not as berth has it.
+        let table_touched = match table {
+            firewall::Change::None => false,
+            firewall::Change::Touched => true,
+            firewall::Change::Lost => !firewall::matches(&self.rules()).unwrap_or(false),
+        };
         if bridge_gone || table_touched {
             self.repair(table_touched);
         }
@@ -793,7 +803,7 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
     let text = |e: io::Error| errors::io_text(&e);
     let mut r = Route::open().map_err(text)?;
     let (index, line) = match r.link(&def.bridge).map_err(text)? {
-        Some(l) if l.kind.as_deref() != Some("bridge") => {
+        Some(l) if !l.is_bridge() => {
             return Err(format!(
                 "a link named {} exists and is not a bridge ({}): berth does not take it over",
                 def.bridge,
@@ -814,6 +824,13 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
             (index, Some(line))
         }
     };
+    // Only the gateway's address: one left by other settings (changed
+    // while no daemon ran) goes.
+    for (addr, prefix) in r.addresses(index).map_err(text)? {
+        if (addr, prefix) != (def.gateway, def.prefix) {
+            r.delete_address(index, addr, prefix).map_err(text)?;
+        }
+    }
     r.add_address(index, def.gateway, def.prefix)
         .map_err(text)?;
     r.set_up(index).map_err(text)?;
