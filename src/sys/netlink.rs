@@ -322,7 +322,7 @@ impl Socket {
         let _ = socket.set_option(libc::NETLINK_EXT_ACK, 1);
         let _ = socket.set_option(libc::NETLINK_CAP_ACK, 1);
         let timeout = libc::timeval {
-            tv_sec: ANSWER_TIMEOUT.as_secs() as libc::time_t,
+            tv_sec: ANSWER_TIMEOUT.as_secs() as _,
             tv_usec: 0,
         };
         // SAFETY: `timeout` is a valid timeval for the call.
