@@ -26,8 +26,10 @@ mod common;
 use std::collections::HashMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use nanoserde::DeJson;
 
@@ -93,33 +95,64 @@ fn net(w: &World, name: &str) -> Net {
     Net::deserialize_json(out.trim()).unwrap_or_else(|e| panic!("inspect {name}: {e}: {out}"))
 }
 
-/// NAME's address on lan, checked against lan's contract entry.
-fn lan_address(w: &World, name: &str) -> Ipv4Addr {
+/// lan's and db's gateways.
+const LAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+const DB_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
+
+/// lan as in `LAN` and db on bridge berth1, live restore on.
+const LAN_AND_DB: &str = r#"{"live-restore": true, "networks": {
+    "lan": {"bridge": "berth0", "subnet": "10.88.0.0/24"},
+    "db": {"bridge": "berth1", "subnet": "10.89.0.0/24"}}}"#;
+
+/// NAME's address on NETWORK, its entry checked: in the /24 of `gateway`
+/// (neither its network, gateway nor broadcast address), that gateway,
+/// on `bridge`, seen inside as `interface`.
+fn address_on(
+    w: &World,
+    name: &str,
+    network: &str,
+    gateway: Ipv4Addr,
+    bridge: &str,
+    interface: &str,
+) -> Ipv4Addr {
     let n = net(w, name);
-    let lan = n
+    let entry = n
         .networks
-        .get("lan")
-        .unwrap_or_else(|| panic!("{name} has no lan entry: {n:?}"));
-    let address: Ipv4Addr = lan
+        .get(network)
+        .unwrap_or_else(|| panic!("{name} has no {network} entry: {n:?}"));
+    let address: Ipv4Addr = entry
         .address
         .parse()
-        .unwrap_or_else(|e| panic!("{name}'s address {:?}: {e}", lan.address));
+        .unwrap_or_else(|e| panic!("{name}'s address {:?}: {e}", entry.address));
+    let gw = gateway.to_string();
     assert_eq!(
         (
-            lan.prefix,
-            lan.gateway.as_str(),
-            lan.bridge.as_str(),
-            lan.interface.as_str()
+            entry.prefix,
+            entry.gateway.as_str(),
+            entry.bridge.as_str(),
+            entry.interface.as_str()
         ),
-        (24, "10.88.0.1", "berth0", "eth0"),
-        "{name}: {n:?}"
+        (24, gw.as_str(), bridge, interface),
+        "{name} on {network}: {n:?}"
     );
-    assert_eq!(n.networks.len(), 1, "{name}: {n:?}");
-    assert_eq!(address.octets()[..3], [10, 88, 0], "{name}: {n:?}");
+    assert_eq!(
+        address.octets()[..3],
+        gateway.octets()[..3],
+        "{name} on {network}: {n:?}"
+    );
     assert!(
         ![0, 1, 255].contains(&address.octets()[3]),
         "{name} got the network, gateway or broadcast address: {n:?}"
     );
+    address
+}
+
+/// NAME's address on lan, checked against lan's contract entry; lan is
+/// its only network.
+fn lan_address(w: &World, name: &str) -> Ipv4Addr {
+    let address = address_on(w, name, "lan", LAN_GATEWAY, "berth0", "eth0");
+    let n = net(w, name);
+    assert_eq!(n.networks.len(), 1, "{name}: {n:?}");
     address
 }
 
@@ -342,7 +375,10 @@ fn containers_on_one_network_ping_each_other_by_name_and_hosts_follow_members() 
                 .any(|l| l.starts_with("127.0.0.1") && names_in(l, "localhost")),
             "no loopback line:\n{h}"
         );
-        assert!(lists(&h, a_addr, "a") && lists(&h, b_addr, "b"), "{h}");
+        wait_for(SHORT, &format!("a and b in {pid}'s /etc/hosts"), || {
+            let h = hosts(pid);
+            lists(&h, a_addr, "a") && lists(&h, b_addr, "b")
+        });
     }
     for (from, to, to_addr) in [("a", "b", b_addr), ("b", "a", a_addr)] {
         let ping = exec_ok(&w, from, &["ping", "-c", "1", "-W", "2", to]);
@@ -864,4 +900,530 @@ fn a_sidecar_shares_its_owners_namespace_and_follows_its_recreation() {
         || tcp_ask(lab.outside(), SocketAddr::from((UPLINK, 8080)), "out\n"),
         |a| a == "out\n",
     );
+}
+
+/// What a restart of a container must leave as it was: its namespace (the
+/// file run-dir/netns/NAME holds), eth0 inside it, the host end of its
+/// veth, the addresses on eth0 and inspect's `networks`.
+#[derive(Debug, PartialEq)]
+struct Wiring {
+    namespace: PathBuf,
+    eth0: netlab::Link,
+    host_end: netlab::Link,
+    addresses: Vec<String>,
+    networks: HashMap<String, Attachment>,
+}
+
+fn wiring(lab: &Lab, w: &World, name: &str, pid: u32) -> Wiring {
+    let ns = ns_of(pid);
+    let namespace = fs::read_link(&ns).unwrap();
+    let held = w.run_dir().join("netns").join(name);
+    let inode = fs::metadata(&held)
+        .unwrap_or_else(|e| panic!("{}: {e}", held.display()))
+        .ino();
+    assert_eq!(
+        namespace,
+        PathBuf::from(format!("net:[{inode}]")),
+        "{name}'s init is not in the namespace {} holds",
+        held.display()
+    );
+    let inside = netlab::link_table(&ns);
+    let eth0 = inside
+        .iter()
+        .find(|l| l.name == "eth0")
+        .unwrap_or_else(|| panic!("no eth0 in {name}: {inside:?}"))
+        .clone();
+    let device = netlab::link_table(lab.device());
+    let host_end = device
+        .iter()
+        .find(|l| Some(l.index) == eth0.peer && l.peer == Some(eth0.index))
+        .unwrap_or_else(|| panic!("no host end of {name}'s {eth0:?} among {device:?}"))
+        .clone();
+    assert!(
+        veths(lab).contains(&host_end.name),
+        "{host_end:?} is not a berth veth"
+    );
+    Wiring {
+        namespace,
+        eth0,
+        host_end,
+        addresses: netlab::inet_addresses(&ns, "eth0"),
+        networks: net(w, name).networks,
+    }
+}
+
+/// SIGKILLs the init of the running container NAME, whose pid is `pid`.
+fn kill_init(w: &World, name: &str, pid: u32) {
+    let init = sys::pidfd_open(pid as i32).expect("pidfd of the init");
+    // Opened while inspect still names it: the fd is that init.
+    let now = w.inspect(name);
+    assert!(now.is_running() && now.pid == pid, "{now:?}");
+    sys::pidfd_send_signal(&init, libc::SIGKILL).expect("kill -9 the init");
+}
+
+/// Pings `to` by name from NAME, once; asserts the name resolved to
+/// `address` and the answer came.
+fn pings(w: &World, from: &str, to: &str, address: Ipv4Addr) {
+    let ping = exec_ok(w, from, &["ping", "-c", "1", "-W", "2", to]);
+    assert!(
+        ping.contains(&format!("PING {to} ({address})")) && ping.contains("1 packets received"),
+        "{from} pinging {to}: {ping}"
+    );
+}
+
+#[test]
+fn a_reload_that_changes_one_network_recreates_only_the_containers_on_it() {
+    let lab = Lab::new();
+    let w = world(LAN_AND_DB);
+    w.add_container("a", POLITE, r#"{"network": "lan"}"#);
+    w.add_container("b", POLITE, r#"{"network": "db"}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let a = w.wait_running("a");
+    let b = w.wait_running("b");
+    let a_addr = lan_address(&w, "a");
+    let b_old = address_on(&w, "b", "db", DB_GATEWAY, "berth1", "eth0");
+    assert_eq!(
+        netlab::inet_addresses(lab.device(), "berth1"),
+        ["10.89.0.1/24"]
+    );
+    let a_wiring = wiring(&lab, &w, "a", a.pid);
+
+    w.write_daemon_json(&LAN_AND_DB.replace("10.89.0.0/24", "10.90.0.0/24"));
+    let out = w.berth_ok(&["reload"]);
+    let names = |n: &str| out.lines().any(|l| l.starts_with(&format!("{n}: ")));
+    assert!(names("b") && !names("a"), "{out}");
+    let b2 = w.wait_inspect("b", "to run anew", SHORT, |i| {
+        i.is_running() && i.pid != b.pid
+    });
+    let new_gateway = Ipv4Addr::new(10, 90, 0, 1);
+    let b_new = address_on(&w, "b", "db", new_gateway, "berth1", "eth0");
+    assert_eq!(net(&w, "b").networks.len(), 1);
+    let b_ns = ns_of(b2.pid);
+    assert_eq!(
+        netlab::inet_addresses(&b_ns, "eth0"),
+        [format!("{b_new}/24")]
+    );
+    assert_eq!(
+        netlab::default_routes(&b_ns)
+            .iter()
+            .map(|r| r.starts_with("default via 10.90.0.1 dev eth0"))
+            .collect::<Vec<_>>(),
+        [true],
+        "{:?}",
+        netlab::default_routes(&b_ns)
+    );
+    assert_eq!(
+        netlab::inet_addresses(lab.device(), "berth1"),
+        ["10.90.0.1/24"],
+        "berth1 after the reload"
+    );
+    let ping = exec_ok(&w, "b", &["ping", "-c", "1", "-W", "2", "10.90.0.1"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    wait_for(SHORT, "b's new line in its /etc/hosts", || {
+        lists(&hosts(b2.pid), b_new, "b")
+    });
+    assert!(
+        !hosts(b2.pid).contains(&b_old.to_string()),
+        "{}",
+        hosts(b2.pid)
+    );
+    let leased = leases(&w);
+    assert!(
+        leased.contains(&b_new.to_string()) && !leased.contains(&b_old.to_string()),
+        "{leased}"
+    );
+
+    // a: untouched.
+    assert_eq!(w.inspect("a").pid, a.pid, "a was restarted");
+    assert_eq!(lan_address(&w, "a"), a_addr);
+    assert_eq!(wiring(&lab, &w, "a", a.pid), a_wiring);
+    assert_eq!(
+        netlab::inet_addresses(lab.device(), "berth0"),
+        ["10.88.0.1/24"]
+    );
+}
+
+#[test]
+fn a_container_on_two_networks_has_eth0_and_eth1_and_is_found_by_name_on_each() {
+    let lab = Lab::new();
+    let w = world(LAN_AND_DB);
+    w.add_container("both", POLITE, r#"{"network": ["lan", "db"]}"#);
+    w.add_container("x", POLITE, r#"{"network": "lan"}"#);
+    w.add_container("y", POLITE, r#"{"network": "db"}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let both = w.wait_running("both");
+    let x = w.wait_running("x");
+    let y = w.wait_running("y");
+    let n = net(&w, "both");
+    assert_eq!(n.networks.len(), 2, "{n:?}");
+    let on_lan = address_on(&w, "both", "lan", LAN_GATEWAY, "berth0", "eth0");
+    let on_db = address_on(&w, "both", "db", DB_GATEWAY, "berth1", "eth1");
+    let x_addr = lan_address(&w, "x");
+    let y_addr = address_on(&w, "y", "db", DB_GATEWAY, "berth1", "eth0");
+    assert_ne!(on_lan, x_addr, "one address handed out twice");
+    assert_ne!(on_db, y_addr, "one address handed out twice");
+    assert_eq!(veths(&lab).len(), 4, "{:?}", veths(&lab));
+
+    let ns = ns_of(both.pid);
+    assert_eq!(
+        netlab::inet_addresses(&ns, "eth0"),
+        [format!("{on_lan}/24")]
+    );
+    assert_eq!(netlab::inet_addresses(&ns, "eth1"), [format!("{on_db}/24")]);
+    let routes = netlab::default_routes(&ns);
+    assert!(
+        routes.len() == 1 && routes[0].starts_with("default via 10.88.0.1 dev eth0"),
+        "{routes:?}"
+    );
+
+    // Each side finds `both` under the address of the network it shares.
+    for (from, pid, shared, other) in [("x", x.pid, on_lan, on_db), ("y", y.pid, on_db, on_lan)] {
+        wait_for(SHORT, &format!("both in {from}'s /etc/hosts"), || {
+            lists(&hosts(pid), shared, "both")
+        });
+        let h = hosts(pid);
+        assert!(!h.contains(&other.to_string()), "{from}:\n{h}");
+        pings(&w, from, "both", shared);
+    }
+    // x and y share no network.
+    assert!(!names_in(&hosts(x.pid), "y"), "{}", hosts(x.pid));
+    assert!(!names_in(&hosts(y.pid), "x"), "{}", hosts(y.pid));
+    // `both` finds each of them.
+    let h = hosts(both.pid);
+    assert!(lists(&h, x_addr, "x") && lists(&h, y_addr, "y"), "{h}");
+    pings(&w, "both", "x", x_addr);
+    pings(&w, "both", "y", y_addr);
+}
+
+#[test]
+fn a_network_without_nat_does_not_reach_the_outside_and_one_with_nat_does() {
+    let lab = Lab::new();
+    let w = world(
+        r#"{"live-restore": true, "networks": {
+            "lan": {"bridge": "berth0", "subnet": "10.88.0.0/24"},
+            "iso": {"bridge": "berth1", "subnet": "10.89.0.0/24", "nat": false}}}"#,
+    );
+    w.add_container("open", POLITE, r#"{"network": "lan"}"#);
+    w.add_container("closed", POLITE, r#"{"network": "iso"}"#);
+    let echo = Echo::tcp(lab.outside(), SocketAddr::from((OUTSIDE, 7000)));
+    let _daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("open");
+    let closed = w.wait_running("closed");
+    lan_address(&w, "open");
+    let closed_addr = address_on(&w, "closed", "iso", DB_GATEWAY, "berth1", "eth0");
+
+    reaches_outside(&w, "open", &echo);
+    let seen = echo.peers();
+    // Not masqueraded, closed's packets reach the outside from 10.89.0.x,
+    // to which the outside has no route: no answer ever comes back.
+    let to = echo.addr();
+    let closed_ns = ns_of(closed.pid);
+    let tried = netlab::in_namespace(&closed_ns, || {
+        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1))
+    });
+    assert!(tried.is_err(), "closed reached {to}: {tried:?}");
+    assert_eq!(echo.peers(), seen, "the outside accepted closed");
+    let table = lab.berth_table().expect("berth's table exists");
+    let masquerading: Vec<&str> = table.lines().filter(|l| l.contains("masquerade")).collect();
+    assert!(
+        masquerading.iter().any(|l| l.contains("10.88.0.0/24"))
+            && !masquerading.iter().any(|l| l.contains("10.89.0.")),
+        "{table}"
+    );
+
+    // Given a route back, the outside sees closed's own address.
+    netlab::ip(
+        lab.outside(),
+        &["route", "add", "10.89.0.0/24", "via", &UPLINK.to_string()],
+    );
+    let answer = answered(
+        SHORT,
+        "closed's connection with a route back",
+        || tcp_ask(&closed_ns, to, "from-closed\n"),
+        |a| a.ends_with(" from-closed\n"),
+    );
+    let (peer, _) = peer_and_text(&answer);
+    assert_eq!(peer.ip(), IpAddr::V4(closed_addr), "{answer}");
+}
+
+#[test]
+fn a_port_published_on_one_host_address_answers_only_there() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container(
+        "web",
+        TCP_ECHO,
+        r#"{"network": "lan", "ports": ["192.0.2.2:8081:80"]}"#,
+    );
+    let _daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("web");
+    let web_addr = lan_address(&w, "web");
+    assert_eq!(
+        net(&w, "web").ports,
+        [Published {
+            host_ip: UPLINK.to_string(),
+            host_port: 8081,
+            port: 80,
+            proto: "tcp".to_string(),
+        }]
+    );
+    let there = SocketAddr::from((UPLINK, 8081));
+    for (ns, from) in [(lab.outside(), "the outside"), (lab.device(), "the device")] {
+        let text = format!("to {there} from {from}\n");
+        answered(
+            SHORT,
+            &format!("an answer on {there} from {from}"),
+            || tcp_ask(ns, there, &text),
+            |a| a == text,
+        );
+    }
+    for ip in [Ipv4Addr::LOCALHOST, LAN_GATEWAY] {
+        let elsewhere = SocketAddr::from((ip, 8081));
+        let tried = tcp_ask(lab.device(), elsewhere, "anyone?\n");
+        assert!(tried.is_err(), "{elsewhere} answers: {tried:?}");
+    }
+    // The container's own port itself is there, on its address.
+    let direct = SocketAddr::from((web_addr, 80));
+    assert_eq!(
+        tcp_ask(lab.device(), direct, "direct\n").unwrap(),
+        "direct\n"
+    );
+}
+
+#[test]
+fn a_fixed_address_is_honoured_reserved_and_kept_and_no_address_is_given_twice() {
+    const FIXED: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+    let lab = Lab::new();
+    let w = world(LAN);
+    let dynamic = r#"{"network": "lan"}"#;
+    // Named so that the daemon comes to the dynamic one first; 10.88.0.2
+    // is the first address a dynamic one would get.
+    w.add_container("a-dyn", POLITE, dynamic);
+    w.add_container(
+        "z-fixed",
+        POLITE,
+        r#"{"network": "lan", "address": "10.88.0.2"}"#,
+    );
+    // Every container's address now, each checked against its eth0 and
+    // the leases; no two the same, the fixed one's FIXED and no other's.
+    let all = |names: &[&str]| -> HashMap<String, Ipv4Addr> {
+        let mut seen: HashMap<String, Ipv4Addr> = HashMap::new();
+        let leased = leases(&w);
+        for name in names {
+            let i = w.wait_running(name);
+            let address = lan_address(&w, name);
+            assert_eq!(
+                netlab::inet_addresses(&ns_of(i.pid), "eth0"),
+                [format!("{address}/24")],
+                "{name}"
+            );
+            assert_eq!(
+                leased.matches(&format!("\"{address}\"")).count(),
+                1,
+                "{name}'s {address} in networks.json: {leased}"
+            );
+            assert_eq!(*name == "z-fixed", address == FIXED, "{name}: {address}");
+            if let Some((other, _)) = seen.iter().find(|(_, a)| **a == address) {
+                panic!("{address} given to {other} and {name}");
+            }
+            seen.insert(name.to_string(), address);
+        }
+        seen
+    };
+
+    let mut daemon = lab.start_daemon(&w, &[]);
+    let dyn1 = w.wait_running("a-dyn");
+    let fixed = w.wait_running("z-fixed");
+    assert!(
+        dyn1.started_at < fixed.started_at,
+        "the fixed one started first: {dyn1:?} {fixed:?}"
+    );
+    let first = all(&["a-dyn", "z-fixed"]);
+
+    // kill -9 of the daemon, a second dynamic one added while none runs.
+    daemon.kill_9();
+    w.add_container("b-dyn", POLITE, dynamic);
+    daemon = lab.start_daemon(&w, &[]);
+    let second = all(&["a-dyn", "b-dyn", "z-fixed"]);
+    assert_eq!(
+        (second["a-dyn"], second["z-fixed"]),
+        (first["a-dyn"], first["z-fixed"])
+    );
+    assert_eq!(w.inspect("z-fixed").pid, fixed.pid, "z-fixed was restarted");
+
+    // The fixed one stopped, a-dyn removed and added back: 10.88.0.2 stays
+    // reserved.
+    w.berth_ok(&["stop", "z-fixed"]);
+    w.wait_status("z-fixed", "stopped", SHORT);
+    fs::remove_file(w.containers_dir().join("a-dyn.json")).unwrap();
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("a-dyn: removed"), "{out}");
+    wait_for(SHORT, "a-dyn to be gone", || {
+        w.try_inspect("a-dyn").is_none()
+    });
+    w.add_container("a-dyn", POLITE, dynamic);
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("a-dyn: added and started"), "{out}");
+    let third = all(&["a-dyn", "b-dyn"]);
+    assert_eq!(third["b-dyn"], second["b-dyn"]);
+
+    // Another kill -9 and restart, then the fixed one started again.
+    daemon.kill_9();
+    let _daemon = lab.start_daemon(&w, &[]);
+    assert_eq!(all(&["a-dyn", "b-dyn"]), third);
+    w.berth_ok(&["start", "z-fixed"]);
+    let fourth = all(&["a-dyn", "b-dyn", "z-fixed"]);
+    assert_eq!(fourth["z-fixed"], FIXED);
+    pings(&w, "a-dyn", "z-fixed", FIXED);
+}
+
+#[test]
+fn a_restart_by_policy_or_by_berth_restart_keeps_address_veth_and_namespace() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container(
+        "flaky",
+        POLITE,
+        r#"{"network": "lan", "restart": "always"}"#,
+    );
+    w.add_container("peer", POLITE, r#"{"network": "lan"}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let flaky = w.wait_running("flaky");
+    w.wait_running("peer");
+    let address = lan_address(&w, "flaky");
+    let before = wiring(&lab, &w, "flaky", flaky.pid);
+    assert_eq!(before.addresses, [format!("{address}/24")]);
+    let device = netlab::link_table(lab.device());
+    let table = lab.berth_table().expect("berth's table exists");
+    pings(&w, "peer", "flaky", address);
+
+    // The init dies; `restart: always` starts it again.
+    kill_init(&w, "flaky", flaky.pid);
+    let again = w.wait_inspect("flaky", "to be restarted by its policy", SHORT, |i| {
+        i.is_running() && i.pid != flaky.pid
+    });
+    assert_eq!(again.restart_count, 1, "{again:?}");
+    assert_eq!(wiring(&lab, &w, "flaky", again.pid), before);
+    assert_eq!(netlab::link_table(lab.device()), device);
+    assert_eq!(lab.berth_table().as_deref(), Some(table.as_str()));
+    pings(&w, "peer", "flaky", address);
+    pings(&w, "flaky", "peer", lan_address(&w, "peer"));
+
+    // `berth restart`.
+    w.berth_ok(&["restart", "flaky"]);
+    let third = w.wait_inspect("flaky", "to run after berth restart", SHORT, |i| {
+        i.is_running() && i.pid != again.pid
+    });
+    assert_eq!(wiring(&lab, &w, "flaky", third.pid), before);
+    assert_eq!(netlab::link_table(lab.device()), device);
+    assert_eq!(lab.berth_table().as_deref(), Some(table.as_str()));
+    pings(&w, "peer", "flaky", address);
+}
+
+#[test]
+fn a_sidecar_of_an_owner_without_network_shares_its_namespace_and_lo() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("a-side", POLITE, r#"{"network": "container:owner"}"#);
+    w.add_container("owner", TCP_ECHO, r#"{"network": "none"}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let side = w.wait_running("a-side");
+    let owner = w.wait_running("owner");
+    assert!(
+        owner.started_at < side.started_at,
+        "the sidecar started first: {owner:?} {side:?}"
+    );
+    let namespace = fs::read_link(ns_of(owner.pid)).unwrap();
+    assert_eq!(fs::read_link(ns_of(side.pid)).unwrap(), namespace);
+    assert_ne!(fs::read_link(lab.device()).unwrap(), namespace);
+    let held = w.run_dir().join("netns/owner");
+    let inode = fs::metadata(&held)
+        .unwrap_or_else(|e| panic!("{}: {e}", held.display()))
+        .ino();
+    assert_eq!(namespace, PathBuf::from(format!("net:[{inode}]")));
+    let links: Vec<String> = netlab::link_table(&ns_of(owner.pid))
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(links, ["lo"]);
+    for name in ["owner", "a-side"] {
+        let n = net(&w, name);
+        assert!(n.networks.is_empty() && n.ports.is_empty(), "{name}: {n:?}");
+    }
+    assert_eq!(veths(&lab), Vec::<String>::new());
+
+    let via_lo = answered(
+        SHORT,
+        "owner's echo on 127.0.0.1:80 from the sidecar",
+        || {
+            let out = exec(
+                &w,
+                "a-side",
+                &["/bin/sh", "-c", "echo hi | nc 127.0.0.1 80"],
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+        |a| a == "hi\n",
+    );
+    assert_eq!(via_lo, "hi\n");
+}
+
+#[test]
+fn pairs_started_together_each_find_the_other_in_etc_hosts() {
+    // One pair per network, both started by one daemon start or one
+    // reload: the first is attached, then the second; the first's
+    // /etc/hosts must come to list the second. Each round is a new chance
+    // for the second to be attached before the first's start has written
+    // its file.
+    const PAIRS: u8 = 12;
+    let lab = Lab::new();
+    let networks: Vec<String> = (0..PAIRS)
+        .map(|i| {
+            format!(
+                r#""n{i}": {{"bridge": "berth{i}", "subnet": "10.{}.0.0/24"}}"#,
+                80 + i
+            )
+        })
+        .collect();
+    let w = world(&format!(
+        r#"{{"live-restore": true, "networks": {{{}}}}}"#,
+        networks.join(", ")
+    ));
+    let mut daemon = None;
+    for i in 0..PAIRS {
+        let pair = [format!("p{i}-a"), format!("p{i}-b")];
+        for name in &pair {
+            w.add_container(name, POLITE, &format!(r#"{{"network": "n{i}"}}"#));
+        }
+        if daemon.is_none() {
+            daemon = Some(lab.start_daemon(&w, &[]));
+        } else {
+            let out = w.berth_ok(&["reload"]);
+            for name in &pair {
+                assert!(out.contains(&format!("{name}: added and started")), "{out}");
+            }
+        }
+        let gateway = Ipv4Addr::new(10, 80 + i, 0, 1);
+        let (network, bridge) = (format!("n{i}"), format!("berth{i}"));
+        let [a, b] = pair.map(|name| {
+            let pid = w.wait_running(&name).pid;
+            let address = address_on(&w, &name, &network, gateway, &bridge, "eth0");
+            (name, pid, address)
+        });
+        for (me, other) in [(&a, &b), (&b, &a)] {
+            let end = Instant::now() + SHORT;
+            let listed = || lists(&hosts(me.1), other.2, &other.0);
+            while !listed() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                listed(),
+                "{} lacks {} ({}) after {SHORT:?}:\n{}",
+                me.0,
+                other.0,
+                other.2,
+                hosts(me.1)
+            );
+        }
+    }
 }

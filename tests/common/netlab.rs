@@ -263,6 +263,64 @@ pub fn links(ns: &Path) -> Vec<String> {
         .collect()
 }
 
+/// One interface as `ip -o link show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// A veth's peer's ifindex (in the peer's namespace): the N of `@ifN`.
+    pub peer: Option<u32>,
+}
+
+/// Every interface in `ns` with its ifindex and, for a veth, its peer's.
+pub fn link_table(ns: &Path) -> Vec<Link> {
+    ip(ns, &["-o", "link", "show"])
+        .lines()
+        .map(|line| {
+            // "7: bth1a2b3c4d@if6: <BROADCAST,..."
+            let mut fields = line.split(": ");
+            let (index, full) = (fields.next(), fields.next());
+            let parsed =
+                index
+                    .and_then(|i| i.trim().parse().ok())
+                    .zip(full)
+                    .map(|(index, full)| {
+                        let (name, peer) = match full.split_once('@') {
+                            Some((name, peer)) => (name, peer.strip_prefix("if")),
+                            None => (full, None),
+                        };
+                        Link {
+                            index,
+                            name: name.to_string(),
+                            peer: peer.and_then(|p| p.parse().ok()),
+                        }
+                    });
+            parsed.unwrap_or_else(|| panic!("an `ip -o link` line: {line:?}"))
+        })
+        .collect()
+}
+
+/// The IPv4 addresses on `dev` in `ns`, as "ADDRESS/PREFIX".
+pub fn inet_addresses(ns: &Path, dev: &str) -> Vec<String> {
+    ip(ns, &["-4", "-o", "addr", "show", "dev", dev])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet")?;
+            words.next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// The IPv4 default routes in `ns`, one line each, trimmed.
+pub fn default_routes(ns: &Path) -> Vec<String> {
+    ip(ns, &["-4", "route", "show", "default"])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// Runs `f` on a fresh thread that has joined the network namespace `ns`
 /// (namespaces are per thread: the caller's stays as it is) and returns
 /// what it returns; a panic in `f` is the caller's.
