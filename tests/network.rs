@@ -1427,3 +1427,46 @@ fn pairs_started_together_each_find_the_other_in_etc_hosts() {
         }
     }
 }
+
+/// A container whose root is an image file, and one with a writable layer,
+/// on a bridge network, are re-attached by a daemon that comes back after
+/// kill -9, not recreated: the hash their monitors record is the one the
+/// daemon computes (the network folded in once, after the image's).
+#[test]
+fn image_and_layered_roots_on_a_network_are_reattached_not_recreated() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    use common::images::{LoopGuard, mksquashfs};
+    let dir = w.root.join("images");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("app.sqfs");
+    mksquashfs(&w.rootfs(), &image);
+    let _loops = LoopGuard { dir: dir.clone() };
+    let img = format!(
+        r#"{{"image": {}, "command": {}, "network": "lan"}}"#,
+        json::string(image.to_str().expect("utf-8 path")),
+        json::string_array(POLITE)
+    );
+    w.write_container("img", &img);
+    w.add_container(
+        "layered",
+        POLITE,
+        r#"{"network": "lan", "writable": "tmpfs"}"#,
+    );
+    let mut daemon = lab.start_daemon(&w, &[]);
+    let img_pid = w.wait_running("img").pid;
+    let layered_pid = w.wait_running("layered").pid;
+    let addresses = (lan_address(&w, "img"), lan_address(&w, "layered"));
+    daemon.kill_9();
+    let daemon = lab.start_daemon(&w, &[]);
+    daemon.wait_for_log_line(&["img: re-attached", &img_pid.to_string()]);
+    daemon.wait_for_log_line(&["layered: re-attached", &layered_pid.to_string()]);
+    assert_eq!(w.inspect("img").pid, img_pid);
+    assert_eq!(w.inspect("layered").pid, layered_pid);
+    assert_eq!(
+        (lan_address(&w, "img"), lan_address(&w, "layered")),
+        addresses
+    );
+    let log = daemon.stderr();
+    assert!(!log.contains("recreating"), "{log}");
+}

@@ -729,7 +729,8 @@ impl Monitor {
             environment::gather(&self.spec, &self.spec.rootfs).map_err(StartError::Environment)?;
         if self.spec.etc_files {
             let dir = self.paths.run.join("etc");
-            let keep_hosts = self.restarts > 0 && !self.job.hosts.is_empty();
+            // On a network the daemon wrote the file (and keeps it current).
+            let keep_hosts = !self.job.hosts.is_empty();
             etc_files::write(&dir, &self.spec, &self.job.hosts, keep_hosts)
                 .map_err(StartError::EtcFiles)?;
             env.etc_dir = Some(dir);

@@ -21,6 +21,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
@@ -239,19 +240,23 @@ impl Net {
                 }
                 // Its own hostname is its own; the addresses are the
                 // owner's.
+                let hosts = format!("127.0.0.1\t{}\n{}", spec.hostname, self.hosts_of(owner));
+                self.write_hosts(spec, &hosts);
                 Ok(Prepared {
                     netns: Some(path),
-                    hosts: format!("127.0.0.1\t{}\n{}", spec.hostname, self.hosts_of(owner)),
+                    hosts,
                 })
             }
             Network::Bridge(nets) => {
                 let nets = nets.clone();
                 self.attach_bridges(spec, &nets, true)?;
                 self.apply_rules()?;
+                let hosts = self.hosts_of(name);
+                self.write_hosts(spec, &hosts);
                 self.rewrite_peers(name);
                 Ok(Prepared {
                     netns: Some(netns::path(&self.run_dir, name)),
-                    hosts: self.hosts_of(name),
+                    hosts,
                 })
             }
         }
@@ -529,6 +534,43 @@ impl Net {
             }
         }
         text
+    }
+
+    /// Writes `spec`'s /etc/hosts (unless it has no /etc files from
+    /// berth) before its monitor starts, so the rewrites of peers that
+    /// start meanwhile find it; the monitor keeps it (see
+    /// `etc_files::write`).
+    fn write_hosts(&self, spec: &ContainerSpec, network: &str) {
+        if !spec.etc_files {
+            return;
+        }
+        let dir = Paths::new(&self.run_dir, &self.state_dir, &spec.name)
+            .run
+            .join("etc");
+        let file = dir.join("hosts");
+        let text = crate::container::etc_files::hosts(spec, network);
+        let written = fs::create_dir_all(&dir).and_then(|()| {
+            if !file.exists() {
+                // 0644 whatever the daemon's umask: a container's non-root
+                // user reads it.
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o644)
+                    .open(&file)?;
+                f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            }
+            rewrite_in_place(&file, text.as_bytes())
+        });
+        if let Err(e) = written {
+            warn!(
+                "{}: write {}: {}",
+                spec.name,
+                file.display(),
+                errors::io_text(&e)
+            );
+        }
     }
 
     /// Rewrites, in place (the file is bound into the container), the
