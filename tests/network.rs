@@ -1089,8 +1089,15 @@ fn a_container_on_two_networks_has_eth0_and_eth1_and_is_found_by_name_on_each() 
     assert!(!names_in(&hosts(x.pid), "y"), "{}", hosts(x.pid));
     assert!(!names_in(&hosts(y.pid), "x"), "{}", hosts(y.pid));
     // `both` finds each of them.
-    let h = hosts(both.pid);
-    assert!(lists(&h, x_addr, "x") && lists(&h, y_addr, "y"), "{h}");
+    wait_for(SHORT, "x and y in both's /etc/hosts", || {
+        let h = hosts(both.pid);
+        lists(&h, x_addr, "x") && lists(&h, y_addr, "y")
+    });
+    assert!(
+        lists(&hosts(both.pid), on_lan, "both"),
+        "{}",
+        hosts(both.pid)
+    );
     pings(&w, "both", "x", x_addr);
     pings(&w, "both", "y", y_addr);
 }
