@@ -12,7 +12,14 @@
 //! pid); removal leaves no interface, lease or rule behind; a table
 //! flushed and a bridge deleted by an admin are recreated, and said so;
 //! configuration errors name file and field; `container:NAME` shares a
-//! namespace and follows its owner's recreation.
+//! namespace (also one whose owner has `network: none`) and follows its
+//! owner's recreation. A reload that changes one network recreates only
+//! the containers on it; a container on two networks has eth0 and eth1
+//! and is found under the shared network's address; `nat: false` keeps a
+//! network's traffic unmasqueraded; a port published on one host address
+//! answers only there; fixed addresses are kept and reserved, and no
+//! address is handed out twice; a restart by policy or `berth restart`
+//! keeps the namespace, veth and address.
 //!
 //! The containers' TCP service is busybox `nc -ll -e /bin/cat` (an echo);
 //! Debian's busybox nc has no UDP, so the UDP service is the lab's echo
