@@ -12,7 +12,14 @@
 //! pid); removal leaves no interface, lease or rule behind; a table
 //! flushed and a bridge deleted by an admin are recreated, and said so;
 //! configuration errors name file and field; `container:NAME` shares a
-//! namespace and follows its owner's recreation.
+//! namespace (also one whose owner has `network: none`) and follows its
+//! owner's recreation. A reload that changes one network recreates only
+//! the containers on it; a container on two networks has eth0 and eth1
+//! and is found under the shared network's address; `nat: false` keeps a
+//! network's traffic unmasqueraded; a port published on one host address
+//! answers only there; fixed addresses are kept and reserved, and no
+//! address is handed out twice; a restart by policy or `berth restart`
+//! keeps the namespace, veth and address.
 //!
 //! The containers' TCP service is busybox `nc -ll -e /bin/cat` (an echo);
 //! Debian's busybox nc has no UDP, so the UDP service is the lab's echo
@@ -1089,8 +1096,15 @@ fn a_container_on_two_networks_has_eth0_and_eth1_and_is_found_by_name_on_each() 
     assert!(!names_in(&hosts(x.pid), "y"), "{}", hosts(x.pid));
     assert!(!names_in(&hosts(y.pid), "x"), "{}", hosts(y.pid));
     // `both` finds each of them.
-    let h = hosts(both.pid);
-    assert!(lists(&h, x_addr, "x") && lists(&h, y_addr, "y"), "{h}");
+    wait_for(SHORT, "x and y in both's /etc/hosts", || {
+        let h = hosts(both.pid);
+        lists(&h, x_addr, "x") && lists(&h, y_addr, "y")
+    });
+    assert!(
+        lists(&hosts(both.pid), on_lan, "both"),
+        "{}",
+        hosts(both.pid)
+    );
     pings(&w, "both", "x", x_addr);
     pings(&w, "both", "y", y_addr);
 }
