@@ -14,7 +14,9 @@ use mio::Registry;
 
 use super::containers::{Containers, Env};
 use super::lifecycle::{Answers, Cause, Event, Phase, StopReason, Then};
+use super::tokens::{self, Tag};
 use crate::config::{self, ContainerSpec, DaemonConfig};
+use crate::net::Net;
 use crate::plan::{self, Action, Current, Desired};
 
 /// What the command line set, which wins over daemon.json.
@@ -64,9 +66,32 @@ pub fn reload(
     let mut refs: Vec<&mut ContainerSpec> = specs.iter_mut().collect();
     crate::net::fold_hashes(&new_cfg.networks, &mut refs);
     let mut report = apply_options(cfg, new_cfg, overrides);
+    let retried = ctrs.net.is_err();
+    if retried {
+        // The address leases could not be read at start-up: tried again.
+        ctrs.net = Net::new(&cfg.run_dir, &cfg.state_dir);
+        match &mut ctrs.net {
+            Ok(net) => {
+                report.push("networks: the address leases are read now".to_string());
+                let tokens = (tokens::fixed(Tag::NetLinks), tokens::fixed(Tag::NetTable));
+                if let Err(e) = net.watch(registry, tokens.0, tokens.1) {
+                    warn!(
+                        "networks: {e}: a deleted bridge or table is only made again at the next reload"
+                    );
+                }
+            }
+            Err(e) => report.push(format!(
+                "networks: {e}: containers on bridge networks cannot start"
+            )),
+        }
+    }
     if let Ok(net) = &mut ctrs.net {
         let refs: Vec<&ContainerSpec> = specs.iter().collect();
         report.extend(net.configure(&cfg.networks, &refs));
+        if retried {
+            // What runs from before is taken in as at start-up.
+            net.restore(&refs);
+        }
         net.repair(false);
     }
     let current: Vec<Current> = ctrs
