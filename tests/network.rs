@@ -1484,3 +1484,34 @@ fn image_and_layered_roots_on_a_network_are_reattached_not_recreated() {
     let log = daemon.stderr();
     assert!(!log.contains("recreating"), "{log}");
 }
+
+/// Address leases that cannot be read stop only the containers on bridge
+/// networks, with the file named; once the file is fixed, a reload reads
+/// it and they start.
+#[test]
+fn unreadable_leases_are_named_and_read_again_by_a_reload() {
+    let lab = Lab::new();
+    let w = world(LAN);
+    w.add_container("web", POLITE, r#"{"network": "lan"}"#);
+    w.add_container("plain", POLITE, "{}");
+    let leases = w.state_dir().join("networks.json");
+    fs::create_dir_all(w.state_dir()).unwrap();
+    fs::write(&leases, "{\"leases\": ").unwrap();
+    let daemon = lab.start_daemon(&w, &[]);
+    w.wait_running("plain");
+    let failed = w.wait_status("web", "failed", SHORT);
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains(leases.to_str().unwrap()),
+        "the error names the file: {error}"
+    );
+    fs::remove_file(&leases).unwrap();
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("the address leases are read now"), "{out}");
+    daemon.wait_for_log_line(&["the address leases are read now"]);
+    w.berth_ok(&["start", "web"]);
+    let web = w.wait_running("web");
+    assert!(lan_address(&w, "web").octets()[..3] == [10, 88, 0]);
+    assert!(leases.exists(), "the lease is recorded again");
+    assert_eq!(w.inspect("web").pid, web.pid);
+}
