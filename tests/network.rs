@@ -1515,3 +1515,46 @@ fn unreadable_leases_are_named_and_read_again_by_a_reload() {
     assert!(leases.exists(), "the lease is recorded again");
     assert_eq!(w.inspect("web").pid, web.pid);
 }
+
+/// A container that leaves one of its two networks is made again without
+/// it: no eth1, no veth on that bridge, no lease there; the address on the
+/// network it stays on is kept.
+#[test]
+fn leaving_one_of_two_networks_takes_only_that_one_away() {
+    let lab = Lab::new();
+    let w = world(LAN_AND_DB);
+    w.add_container("both", POLITE, r#"{"network": ["lan", "db"]}"#);
+    let _daemon = lab.start_daemon(&w, &[]);
+    let before = w.wait_running("both");
+    let on_lan = address_on(&w, "both", "lan", LAN_GATEWAY, "berth0", "eth0");
+    let on_db = address_on(&w, "both", "db", DB_GATEWAY, "berth1", "eth1");
+    assert_eq!(veths(&lab).len(), 2, "{:?}", veths(&lab));
+
+    w.add_container("both", POLITE, r#"{"network": "lan"}"#);
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("both"), "{out}");
+    let after = w.wait_inspect("both", "a new run", SHORT, |i| {
+        i.is_running() && i.pid != before.pid
+    });
+    let n = net(&w, "both");
+    assert_eq!(n.networks.len(), 1, "{n:?}");
+    assert_eq!(lan_address(&w, "both"), on_lan, "the lan address changed");
+    let ns = ns_of(after.pid);
+    let names: Vec<String> = netlab::link_table(&ns)
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n != "lo")
+        .collect();
+    assert_eq!(names, ["eth0"], "interfaces left: {names:?}");
+    assert_eq!(
+        netlab::inet_addresses(&ns, "eth0"),
+        [format!("{on_lan}/24")]
+    );
+    assert_eq!(veths(&lab).len(), 1, "{:?}", veths(&lab));
+    let leased = leases(&w);
+    assert!(
+        !leased.contains(&on_db.to_string()),
+        "the db lease is left: {leased}"
+    );
+    assert!(leased.contains(&on_lan.to_string()), "{leased}");
+}

@@ -799,6 +799,16 @@ impl Monitor {
         };
         let mut plan = plan;
         // The network namespace the daemon holds for it.
+        // A namespace the daemon came to hold for this run later (a
+        // container added that shares it) is joined by the next init.
+        let held = crate::net::netns::path(Path::new(&self.job.run_dir), &self.job.name);
+        if self.job.netns.is_empty()
+            && self.restarts > 0
+            && self.spec.network == Network::None
+            && crate::net::netns::is_held(&held)
+        {
+            self.job.netns = held.display().to_string();
+        }
         let netns = match self.job.netns.as_str() {
             "" if matches!(
                 self.spec.network,

@@ -338,21 +338,18 @@ impl Containers {
         // An owner that started before any container named it runs in a
         // namespace berth does not hold yet: held now, from its init.
         if let (Network::Container(owner), Ok(net)) = (&spec.network, &mut self.net) {
+            // Only a run of its current definition: one about to be made
+            // again may be in another namespace (the host's).
+            let owner_spec = self.map.get(owner).and_then(|c| c.spec.as_ref());
             let running = self
                 .map
                 .get(owner)
                 .and_then(|c| c.phase().run())
                 .filter(|r| r.exec == Exec::Done && r.init_pid > 0)
+                .filter(|r| owner_spec.is_some_and(|s| s.hash == r.hash))
                 .map(|r| (r.init_pid, r.init_start));
             if let Some((pid, start)) = running {
-                let own = matches!(
-                    self.map
-                        .get(owner)
-                        .and_then(|c| c.spec.as_ref())
-                        .map(|s| &s.network),
-                    Some(Network::None)
-                );
-                if own {
+                if matches!(owner_spec.map(|s| &s.network), Some(Network::None)) {
                     net.hold_running(owner, pid, start)?;
                 }
             }

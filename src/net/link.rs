@@ -210,6 +210,7 @@ impl Route {
         }
     }
 
+    #[cfg(test)]
     /// Removes `addr/prefix` from link `index`; one that is not there is
     /// fine (a link that is not there is `NotFound`).
     pub fn delete_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {

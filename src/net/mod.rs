@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
@@ -135,7 +135,7 @@ impl Net {
             // same name is made again below, with the new settings); the
             // containers on it are made again by the reload (their hash
             // covers the network, see `fold_hashes`).
-            if let Err(e) = delete_link(&old.bridge) {
+            if let Err(e) = delete_bridge(&old.bridge) {
                 report.push(format!("remove bridge {}: {e}", old.bridge));
             }
             if !defs.iter().any(|d| d.name == old.name) {
@@ -275,7 +275,17 @@ impl Net {
         let path = netns::path(&self.run_dir, name);
         if starting && netns::is_held(&path) && !self.fits(spec, nets, &path) {
             info!("{name}: its network changed: its namespace is made again");
-            self.detach(name);
+            // Its addresses stay where they still fit the definition.
+            let keep: BTreeSet<String> = nets
+                .iter()
+                .filter(|n| {
+                    let lease = self.ipam.lease(n, name);
+                    let fixed = if nets.len() == 1 { spec.address } else { None };
+                    lease.is_some() && (fixed.is_none() || fixed == lease)
+                })
+                .cloned()
+                .collect();
+            self.take_down(name, &keep);
         }
         let fresh = !netns::is_held(&path);
         let ns = netns::create(&path).map_err(|e| {
@@ -293,6 +303,25 @@ impl Net {
                 .ok_or_else(|| format!("no network named {network} in daemon.json"))?;
             let fixed = if nets.len() == 1 { spec.address } else { None };
             let before = self.ipam.lease(network, name);
+            if !starting {
+                // A re-attach takes what is there: a definition changed
+                // meanwhile is applied when the container is made again.
+                let Some(address) = before else {
+                    continue;
+                };
+                let interface = format!("eth{i}");
+                plumb(&def, name, &interface, address, i == 0, fresh, ns.as_fd())
+                    .map_err(|e| format!("network {network}: {e}"))?;
+                joined.push(Joined {
+                    network: network.clone(),
+                    address,
+                    prefix: def.prefix,
+                    gateway: def.gateway,
+                    bridge: def.bridge.clone(),
+                    interface,
+                });
+                continue;
+            }
             // Others' fixed addresses are never handed out, but an address
             // this container holds stays its own: another that names it
             // fails to start, saying whose it is.
@@ -390,7 +419,17 @@ impl Net {
             return false;
         };
         // Only what berth made is looked at: interfaces and addresses
-        // others add (a tunnel module's, a sidecar's VPN) are theirs.
+        // others add (a tunnel module's, a sidecar's VPN) are theirs; but
+        // no lease on a network it left, and no other address of the
+        // network's subnet on its interface.
+        let left = self
+            .ipam
+            .networks()
+            .iter()
+            .any(|n| !nets.contains(n) && self.ipam.lease(n, name).is_some());
+        if left {
+            return false;
+        }
         nets.iter().enumerate().all(|(i, network)| {
             let (Some(def), Some(lease)) = (self.def(network), self.ipam.lease(network, name))
             else {
@@ -403,15 +442,23 @@ impl Net {
                 return false;
             };
             matches!(host.link(&host_end(name, network)), Ok(Some(_)))
-                && inside
-                    .addresses(eth.index)
-                    .is_ok_and(|have| have.contains(&(lease, def.prefix)))
+                && inside.addresses(eth.index).is_ok_and(|have| {
+                    have.contains(&(lease, def.prefix))
+                        && have
+                            .iter()
+                            .all(|&(a, p)| (a, p) == (lease, def.prefix) || !in_subnet(a, def))
+                })
         })
     }
 
     /// Takes down what `attach` made for `name`: its veths, its namespace,
     /// its leases, its rules; the others' /etc/hosts lose it.
     pub fn detach(&mut self, name: &str) {
+        self.take_down(name, &BTreeSet::new());
+    }
+
+    /// As `detach`, but the leases on the networks in `keep` stay.
+    fn take_down(&mut self, name: &str, keep: &BTreeSet<String>) {
         let path = netns::path(&self.run_dir, name);
         let member = self.members.remove(name);
         let networks: BTreeSet<String> = self
@@ -429,7 +476,9 @@ impl Net {
             if let Err(e) = delete_link(&host_end(name, network)) {
                 warn!("{name}: remove its veth on {network}: {e}");
             }
-            self.ipam.release(network, name);
+            if !keep.contains(network) {
+                self.ipam.release(network, name);
+            }
         }
         if !networks.is_empty() {
             if let Err(e) = self.ipam.save() {
@@ -475,6 +524,10 @@ impl Net {
         }
         if !crate::host::same_process(pid, start) {
             return Err(format!("{owner} is not running"));
+        }
+        let ns_of = |p: &str| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        if ns_of(&format!("/proc/{pid}/ns/net")) == ns_of("/proc/thread-self/ns/net") {
+            return Err(format!("{owner} runs in the host's network namespace"));
         }
         netns::hold_process(&path, pid).map_err(|e| {
             format!(
@@ -866,13 +919,6 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
             (index, Some(line))
         }
     };
-    // Only the gateway's address: one left by other settings (changed
-    // while no daemon ran) goes.
-    for (addr, prefix) in r.addresses(index).map_err(text)? {
-        if (addr, prefix) != (def.gateway, def.prefix) {
-            r.delete_address(index, addr, prefix).map_err(text)?;
-        }
-    }
     r.add_address(index, def.gateway, def.prefix)
         .map_err(text)?;
     r.set_up(index).map_err(text)?;
@@ -880,9 +926,19 @@ fn ensure_bridge(def: &NetworkDef, first: bool) -> Result<Option<String>, String
 }
 
 fn delete_link(name: &str) -> Result<(), String> {
+    delete_link_if(name, |_| true)
+}
+
+/// Deletes the bridge `name`: a link of that name of another kind is not
+/// berth's, and stays.
+fn delete_bridge(name: &str) -> Result<(), String> {
+    delete_link_if(name, link::Link::is_bridge)
+}
+
+fn delete_link_if(name: &str, ours: impl Fn(&link::Link) -> bool) -> Result<(), String> {
     let text = |e: io::Error| errors::io_text(&e);
     let mut r = Route::open().map_err(text)?;
-    if let Some(l) = r.link(name).map_err(text)? {
+    if let Some(l) = r.link(name).map_err(text)?.filter(|l| ours(l)) {
         r.delete(l.index).map_err(text)?;
     }
     Ok(())
@@ -894,6 +950,9 @@ fn enslave(host: &str, bridge: &str) -> Result<(), String> {
     let (Some(end), Some(br)) = (r.link(host).map_err(text)?, r.link(bridge).map_err(text)?) else {
         return Ok(());
     };
+    if !br.is_bridge() {
+        return Err(format!("{bridge} is not a bridge"));
+    }
     if end.master != Some(br.index) {
         r.set_master(end.index, br.index).map_err(text)?;
     }
@@ -924,6 +983,9 @@ fn plumb(
         .link(&def.bridge)
         .map_err(text("find the bridge"))?
         .ok_or_else(|| format!("bridge {} is missing", def.bridge))?;
+    if !bridge.is_bridge() {
+        return Err(format!("{} is not a bridge", def.bridge));
+    }
     let mut inside = Route::open_in(ns).map_err(text("netlink in the container's namespace"))?;
     let mut end = r.link(&host).map_err(text("find the veth"))?;
     if end.is_some() && (fresh || inside.link(interface).map_err(text("find eth"))?.is_none()) {
