@@ -66,4 +66,22 @@ mod testing {
         let text = format!(r#"{{"rootfs": "/srv/app", "command": ["/bin/app"]{extra}}}"#);
         super::parse_container("app", &text, std::path::Path::new(APP_FILE))
     }
+
+    /// A network definition, NAT on.
+    pub fn network_def(
+        name: &str,
+        bridge: &str,
+        subnet: [u8; 4],
+        prefix: u8,
+        gateway: [u8; 4],
+    ) -> super::NetworkDef {
+        super::NetworkDef {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet: subnet.into(),
+            prefix,
+            gateway: gateway.into(),
+            nat: true,
+        }
+    }
 }

@@ -623,16 +623,7 @@ mod tests {
         (e.field, e.reason)
     }
 
-    fn def(name: &str, bridge: &str, subnet: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetworkDef {
-        NetworkDef {
-            name: name.into(),
-            bridge: bridge.into(),
-            subnet: subnet.into(),
-            prefix,
-            gateway: gateway.into(),
-            nat: true,
-        }
-    }
+    use crate::config::testing::network_def as def;
 
     #[test]
     fn networks_parse_with_their_defaults() {

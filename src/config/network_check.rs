@@ -142,16 +142,7 @@ mod tests {
     use super::*;
     use crate::config::container_file::parse_container;
 
-    fn def(name: &str, bridge: &str, subnet: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetworkDef {
-        NetworkDef {
-            name: name.into(),
-            bridge: bridge.into(),
-            subnet: subnet.into(),
-            prefix,
-            gateway: gateway.into(),
-            nat: true,
-        }
-    }
+    use crate::config::testing::network_def as def;
 
     /// Definitions as the containers directory /c holds them.
     fn entries(files: &[(&str, &str)]) -> Vec<ContainerEntry> {

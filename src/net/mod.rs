@@ -301,57 +301,14 @@ impl Net {
                 .def(network)
                 .cloned()
                 .ok_or_else(|| format!("no network named {network} in daemon.json"))?;
-            let fixed = if nets.len() == 1 { spec.address } else { None };
             let before = self.ipam.lease(network, name);
-            if !starting {
+            let address = match before {
                 // A re-attach takes what is there: a definition changed
                 // meanwhile is applied when the container is made again.
-                let Some(address) = before else {
-                    continue;
-                };
-                let interface = format!("eth{i}");
-                plumb(&def, name, &interface, address, i == 0, fresh, ns.as_fd())
-                    .map_err(|e| format!("network {network}: {e}"))?;
-                joined.push(Joined {
-                    network: network.clone(),
-                    address,
-                    prefix: def.prefix,
-                    gateway: def.gateway,
-                    bridge: def.bridge.clone(),
-                    interface,
-                });
-                continue;
-            }
-            // Others' fixed addresses are never handed out, but an address
-            // this container holds stays its own: another that names it
-            // fails to start, saying whose it is.
-            let reserved: Vec<Ipv4Addr> = self
-                .fixed
-                .get(network)
-                .into_iter()
-                .flatten()
-                .filter(|(c, a)| c != name && Some(*a) != before)
-                .map(|(_, a)| *a)
-                .collect();
-            let address = self
-                .ipam
-                .assign(&def, name, fixed, &reserved)
-                .map_err(|e| format!("network {network}: {e}"))?;
-            if before != Some(address) {
-                if let Err(e) = self.ipam.save() {
-                    // Not used unless recorded: a later daemon could give
-                    // it to another.
-                    self.ipam.release(network, name);
-                    if let Some(b) = before {
-                        let _ = self.ipam.assign(&def, name, Some(b), &[]);
-                    }
-                    return Err(format!(
-                        "record the address lease in {}: {}",
-                        self.state_dir.display(),
-                        errors::io_text(&e)
-                    ));
-                }
-            }
+                Some(address) if !starting => address,
+                None if !starting => continue,
+                _ => self.lease(spec, nets, &def)?,
+            };
             let interface = format!("eth{i}");
             plumb(&def, name, &interface, address, i == 0, fresh, ns.as_fd())
                 .map_err(|e| format!("network {network}: {e}"))?;
@@ -377,6 +334,50 @@ impl Net {
             },
         );
         Ok(())
+    }
+
+    /// The address of `spec`'s container on network `def` (one of `nets`),
+    /// leased and recorded.
+    fn lease(
+        &mut self,
+        spec: &ContainerSpec,
+        nets: &[String],
+        def: &NetworkDef,
+    ) -> Result<Ipv4Addr, String> {
+        let (name, network) = (spec.name.as_str(), def.name.as_str());
+        let fixed = if nets.len() == 1 { spec.address } else { None };
+        let before = self.ipam.lease(network, name);
+        // Others' fixed addresses are never handed out, but an address
+        // this container holds stays its own: another that names it
+        // fails to start, saying whose it is.
+        let reserved: Vec<Ipv4Addr> = self
+            .fixed
+            .get(network)
+            .into_iter()
+            .flatten()
+            .filter(|(c, a)| c != name && Some(*a) != before)
+            .map(|(_, a)| *a)
+            .collect();
+        let address = self
+            .ipam
+            .assign(def, name, fixed, &reserved)
+            .map_err(|e| format!("network {network}: {e}"))?;
+        if before != Some(address) {
+            if let Err(e) = self.ipam.save() {
+                // Not used unless recorded: a later daemon could give
+                // it to another.
+                self.ipam.release(network, name);
+                if let Some(b) = before {
+                    let _ = self.ipam.assign(def, name, Some(b), &[]);
+                }
+                return Err(format!(
+                    "record the address lease in {}: {}",
+                    self.state_dir.display(),
+                    errors::io_text(&e)
+                ));
+            }
+        }
+        Ok(address)
     }
 
     /// At start-up: takes in what a previous daemon made for the defined

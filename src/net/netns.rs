@@ -56,16 +56,7 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
     if let Some(held) = open(path)? {
         return Ok(held);
     }
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    // The mount point: an empty file (one left by a daemon that died
-    // between creating it and mounting on it is taken as it is).
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    mount_point(path)?;
     let home = fd::open(OWN, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
     if let Err(e) = ns::unshare(libc::CLONE_NEWNET) {
         let _ = fs::remove_file(path);
@@ -99,6 +90,18 @@ pub fn create(path: &Path) -> io::Result<OwnedFd> {
 /// Holds, at `path`, the network namespace process `pid` is in (the
 /// caller checks it is the process it means).
 pub fn hold_process(path: &Path, pid: i32) -> io::Result<()> {
+    mount_point(path)?;
+    let source = CString::new(format!("/proc/{pid}/ns/net"))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    mount::mount(Some(&source), &cpath(path)?, None, libc::MS_BIND, None).inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })
+}
+
+/// The file a namespace is bound onto: an empty file, its directory made
+/// if missing (one left by a daemon that died between creating it and
+/// mounting on it is taken as it is).
+fn mount_point(path: &Path) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
@@ -106,12 +109,8 @@ pub fn hold_process(path: &Path, pid: i32) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
-    let source = CString::new(format!("/proc/{pid}/ns/net"))
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    mount::mount(Some(&source), &cpath(path)?, None, libc::MS_BIND, None).inspect_err(|_| {
-        let _ = fs::remove_file(path);
-    })
+        .open(path)
+        .map(drop)
 }
 
 /// Binds this thread's (new) namespace onto `path` and opens it.
