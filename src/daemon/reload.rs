@@ -71,15 +71,7 @@ pub fn reload(
         // The address leases could not be read at start-up: tried again.
         ctrs.net = Net::new(&cfg.run_dir, &cfg.state_dir);
         match &mut ctrs.net {
-            Ok(net) => {
-                report.push("networks: the address leases are read now".to_string());
-                let tokens = (tokens::fixed(Tag::NetLinks), tokens::fixed(Tag::NetTable));
-                if let Err(e) = net.watch(registry, tokens.0, tokens.1) {
-                    warn!(
-                        "networks: {e}: a deleted bridge or table is only made again at the next reload"
-                    );
-                }
-            }
+            Ok(_) => report.push("networks: the address leases are read now".to_string()),
             Err(e) => report.push(format!(
                 "networks: {e}: containers on bridge networks cannot start"
             )),
@@ -93,6 +85,10 @@ pub fn reload(
             net.restore(&refs);
         }
         net.repair(false);
+        let tokens = (tokens::fixed(Tag::NetLinks), tokens::fixed(Tag::NetTable));
+        if let Err(e) = net.watch(registry, tokens.0, tokens.1) {
+            warn!("networks: {e}: a deleted bridge or table is only made again at the next reload");
+        }
     }
     let current: Vec<Current> = ctrs
         .iter()

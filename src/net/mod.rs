@@ -719,8 +719,12 @@ impl Net {
     }
 
     /// Listens for deleted links and changed tables, on fds registered
-    /// with `registry` under these tokens; see `changed`.
+    /// with `registry` under these tokens; see `changed`. Only once there
+    /// is a network: a daemon without one is woken by no link change.
     pub fn watch(&mut self, registry: &Registry, links: Token, table: Token) -> Result<(), String> {
+        if self.defs.is_empty() || self.links.is_some() {
+            return Ok(());
+        }
         let text = says;
         let l = link::LinkWatch::open().map_err(text("watch links"))?;
         let t = firewall::TableWatch::new().map_err(text("watch nf_tables"))?;
