@@ -255,7 +255,15 @@ impl Clients {
         // that did is not idle, and takes no idle one's place.
         let incoming = self.event(registry, token, true, false, false);
         if self.idle.len() > self.limits.idle {
-            if let Some(&oldest) = self.idle.front() {
+            // One whose request is in its socket already leaves the idle
+            // ones at its readable event, queued: the oldest without one
+            // goes.
+            let oldest = self.idle.iter().copied().find(|&t| {
+                self.slab
+                    .get(t)
+                    .is_some_and(|c| !fd::readable_now(&c.stream).unwrap_or(false))
+            });
+            if let Some(oldest) = oldest {
                 debug!("{} idle clients: closing the oldest", self.idle.len());
                 let why = format!(
                     "closed: {} connections without a request, the oldest goes first",
@@ -690,6 +698,31 @@ mod tests {
                 "idle client {i} was closed too"
             );
         }
+    }
+
+    #[test]
+    fn an_idle_client_whose_request_is_on_its_way_is_not_the_one_closed() {
+        let limits = Limits {
+            idle: 2,
+            changing: 1,
+            exiting: 1,
+        };
+        let mut s = setup(limits);
+        let mut idle: Vec<StdStream> = (0..2).map(|_| s.connect()).collect();
+        assert!(s.accept().is_empty());
+        // The oldest sends its request; the loop has not read it yet.
+        idle[0].write_all(b"{\"verb\":\"ps\"}\n").unwrap();
+        idle.push(s.connect());
+        assert!(s.accept().is_empty());
+        let said = answer_of(&mut idle[1]);
+        assert!(said.contains("the oldest goes first"), "{said}");
+        idle[0].set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let still = idle[0].read(&mut buf);
+        assert!(
+            still.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock),
+            "the client with a request was closed"
+        );
     }
 
     #[test]
