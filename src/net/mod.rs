@@ -78,7 +78,7 @@ pub struct Net {
     /// never handed to another.
     fixed: BTreeMap<String, Vec<(String, Ipv4Addr)>>,
     /// The fingerprint of the table last applied (also kept in
-    /// run-dir/netns/rules, for the next daemon).
+    /// run-dir/nftables-fingerprint, for the next daemon).
     applied: Option<u64>,
     /// What tells of links and tables others delete.
     links: Option<link::LinkWatch>,
