@@ -138,9 +138,6 @@ impl Net {
             if let Err(e) = delete_bridge(&old.bridge) {
                 report.push(format!("remove bridge {}: {e}", old.bridge));
             }
-            if !defs.iter().any(|d| d.name == old.name) {
-                self.ipam.forget_network(&old.name);
-            }
         }
         self.fixed.clear();
         for spec in specs {
@@ -156,9 +153,11 @@ impl Net {
         self.defs = defs.to_vec();
         // Leases on networks no longer defined (removed from daemon.json,
         // maybe while no daemon ran) hold nothing.
+        let mut released = false;
         for network in self.ipam.networks() {
             if !defs.iter().any(|d| d.name == network) {
                 self.ipam.forget_network(&network);
+                released = true;
             }
         }
         // After a reboot (run-dir is new) no bridge is "missing".
@@ -169,11 +168,11 @@ impl Net {
                 .ipam
                 .leases(&def.name)
                 .into_iter()
-                .filter(|(_, a)| !in_subnet(*a, def))
+                .filter(|(_, a)| !def.contains(*a))
                 .map(|(c, _)| c)
                 .collect();
             for c in stale {
-                self.ipam.release(&def.name, &c);
+                released |= self.ipam.release(&def.name, &c);
             }
             match ensure_bridge(def, booted || self.ipam.leases(&def.name).is_empty()) {
                 Ok(Some(line)) => report.push(line),
@@ -181,8 +180,10 @@ impl Net {
                 Err(e) => report.push(format!("bridge {}: {e}", def.bridge)),
             }
         }
-        if let Err(e) = self.ipam.save() {
-            report.push(format!("write the address leases: {}", errors::io_text(&e)));
+        if released {
+            if let Err(e) = self.ipam.save() {
+                report.push(format!("write the address leases: {}", errors::io_text(&e)));
+            }
         }
         self.drain_watches();
         if !defs.is_empty() {
@@ -219,13 +220,7 @@ impl Net {
             Network::None if !shared => Ok(Prepared::default()),
             Network::None => {
                 let path = netns::path(&self.run_dir, name);
-                netns::create(&path).map_err(|e| {
-                    format!(
-                        "create the network namespace {}: {}",
-                        path.display(),
-                        errors::io_text(&e)
-                    )
-                })?;
+                create_netns(&path)?;
                 Ok(Prepared {
                     netns: Some(path),
                     hosts: String::new(),
@@ -253,7 +248,7 @@ impl Net {
                 self.apply_rules()?;
                 let hosts = self.hosts_of(name);
                 self.write_hosts(spec, &hosts);
-                self.rewrite_peers(name);
+                self.rewrite_hosts();
                 Ok(Prepared {
                     netns: Some(netns::path(&self.run_dir, name)),
                     hosts,
@@ -288,13 +283,7 @@ impl Net {
             self.take_down(name, &keep);
         }
         let fresh = !netns::is_held(&path);
-        let ns = netns::create(&path).map_err(|e| {
-            format!(
-                "create the network namespace {}: {}",
-                path.display(),
-                errors::io_text(&e)
-            )
-        })?;
+        let ns = create_netns(&path)?;
         let mut joined = Vec::new();
         for (i, network) in nets.iter().enumerate() {
             let def = self
@@ -399,9 +388,7 @@ impl Net {
         if let Err(e) = self.apply_rules() {
             warn!("{e}");
         }
-        for name in self.members.keys().cloned().collect::<Vec<_>>() {
-            self.rewrite_peers(&name);
-        }
+        self.rewrite_hosts();
     }
 
     /// Whether the namespace held at `path` is what `spec` on `nets` would
@@ -447,7 +434,7 @@ impl Net {
                     have.contains(&(lease, def.prefix))
                         && have
                             .iter()
-                            .all(|&(a, p)| (a, p) == (lease, def.prefix) || !in_subnet(a, def))
+                            .all(|&(a, p)| (a, p) == (lease, def.prefix) || !def.contains(a))
                 })
         })
     }
@@ -493,7 +480,7 @@ impl Net {
             if let Err(e) = self.apply_rules() {
                 warn!("{name}: {e}");
             }
-            self.rewrite_peers(name);
+            self.rewrite_hosts();
         }
         self.drain_watches();
     }
@@ -628,9 +615,8 @@ impl Net {
     }
 
     /// Rewrites, in place (the file is bound into the container), the
-    /// /etc/hosts of every member that shares a network with `changed`.
-    fn rewrite_peers(&self, changed: &str) {
-        let _ = changed;
+    /// /etc/hosts of every member whose peers changed.
+    fn rewrite_hosts(&self) {
         for name in self.members.keys() {
             let paths = Paths::new(&self.run_dir, &self.state_dir, name);
             let file = paths.run.join("etc").join("hosts");
@@ -861,15 +847,19 @@ fn rules_file(run_dir: &Path) -> PathBuf {
     run_dir.join("nftables-fingerprint")
 }
 
-fn fingerprint(rules: &firewall::Rules) -> u64 {
-    crate::config::fnv1a64(format!("{rules:?}").as_bytes())
+/// `netns::create`, its error in words.
+fn create_netns(path: &Path) -> Result<std::os::fd::OwnedFd, String> {
+    netns::create(path).map_err(|e| {
+        format!(
+            "create the network namespace {}: {}",
+            path.display(),
+            errors::io_text(&e)
+        )
+    })
 }
 
-fn in_subnet(addr: Ipv4Addr, def: &NetworkDef) -> bool {
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(def.prefix))
-        .unwrap_or(0);
-    u32::from(addr) & mask == u32::from(def.subnet)
+fn fingerprint(rules: &firewall::Rules) -> u64 {
+    crate::config::fnv1a64(format!("{rules:?}").as_bytes())
 }
 
 /// The part of a hosts file berth writes before the network's lines
