@@ -19,6 +19,7 @@ pub mod cgroups;
 pub mod images;
 pub mod inspect;
 pub mod json;
+pub mod mender;
 pub mod netlab;
 pub mod records;
 pub mod rootfs;
