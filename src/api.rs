@@ -101,8 +101,20 @@ pub struct Info {
     #[nserde(default)]
     pub writable: Option<String>,
     pub command: Vec<String>,
+    /// What the daemon is doing with it: idle, starting, running,
+    /// stopping, backing-off, waiting (for what it depends on),
+    /// untrusted, removed. A `status` such as "stopped" with a phase other
+    /// than idle is on its way somewhere else.
+    #[nserde(default)]
+    pub phase: String,
+    /// The hash of the definition of the run (of the definition, when none
+    /// runs).
     #[nserde(rename = "config-hash")]
     pub config_hash: String,
+    /// The hash of the definition the daemon holds now (null with none):
+    /// differs from `config-hash` while a reload's recreate is pending.
+    #[nserde(default, rename = "definition-hash")]
+    pub definition_hash: Option<String>,
     #[nserde(rename = "log-dir")]
     pub log_dir: String,
     /// Something the user should know, e.g. a record this binary cannot

@@ -23,6 +23,7 @@ use crate::logs_cli;
 use crate::signals;
 use crate::stats;
 use crate::sys::signal;
+use crate::wait_cli;
 use crate::when;
 use crate::wire;
 
@@ -99,9 +100,24 @@ pub const HELP: &[Help] = &[
     Help {
         verb: "wait",
         summary: "wait for containers to exit",
-        synopsis: &["wait NAME..."],
-        about: "Wait for containers to exit; print each exit code.",
-        options: &[],
+        synopsis: &[
+            "wait NAME...",
+            "wait --condition running|healthy [--timeout SECS] NAME...",
+        ],
+        about: "Wait for containers to exit; print each exit code. With --condition, \
+                wait instead until each runs its current definition (not one a reload \
+                is replacing) and, for healthy, passes its healthcheck (one without a \
+                healthcheck only has to run); print `NAME running` or `NAME healthy` \
+                each. Fails at once for a container that is not defined or has ended \
+                with no restart coming.",
+        options: &[
+            ("--condition C", "running or healthy"),
+            (
+                "--timeout SECS",
+                "give up after SECS, naming what is not there yet; a daemon that \
+                 cannot be reached is tried again until then",
+            ),
+        ],
     },
     Help {
         verb: "logs",
@@ -321,7 +337,7 @@ pub fn closed_stdout(e: &io::Error) {
 }
 
 /// Prints one line to stdout.
-fn outln(text: impl AsRef<str>) {
+pub fn outln(text: impl AsRef<str>) {
     out(format!("{}\n", text.as_ref()));
 }
 
@@ -689,6 +705,7 @@ const PS_OPTS: &[Opt] = &[
     switch("json", None),
 ];
 const START_OPTS: &[Opt] = &[switch("wait", None)];
+const WAIT_OPTS: &[Opt] = &[valued("condition", None), valued("timeout", None)];
 const STOP_OPTS: &[Opt] = &[valued("time", Some('t'))];
 const KILL_OPTS: &[Opt] = &[valued("signal", Some('s'))];
 pub const LOGS_OPTS: &[Opt] = &[
@@ -817,8 +834,16 @@ fn dispatch(verb: &str, rest: &[String], g: &Globals) -> Result<i32, Failure> {
             })
         }
         Verb::Wait => {
-            let a = Args::parse(rest, &[])?;
+            let a = Args::parse(rest, WAIT_OPTS)?;
             let names = a.names(verb)?;
+            if let Some(c) = a.value("condition") {
+                let condition = wait_cli::Condition::parse(c).map_err(usage)?;
+                let timeout = a.number("timeout")?.map(std::time::Duration::from_secs);
+                return wait_cli::run(names, condition, timeout, &socket()?);
+            }
+            if a.has("timeout") {
+                return Err(usage("wait: --timeout needs --condition".to_string()));
+            }
             let socket = socket()?;
             each(names, |name| {
                 let resp = checked(call(&socket, &request(Verb::Wait, name))?)?;

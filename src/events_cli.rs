@@ -115,7 +115,7 @@ fn text_line(e: &EventLine) -> String {
     line
 }
 
-fn read_line(r: &mut impl BufRead) -> Result<Option<Vec<u8>>, Failure> {
+pub fn read_line(r: &mut impl BufRead) -> Result<Option<Vec<u8>>, Failure> {
     let mut line = Vec::new();
     let n = io::Read::take(&mut *r, MAX_LINE as u64 + 1)
         .read_until(b'\n', &mut line)

@@ -33,6 +33,7 @@ mod stats;
 mod sys;
 #[cfg(test)]
 mod testing;
+mod wait_cli;
 mod when;
 mod wire;
 

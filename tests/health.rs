@@ -627,3 +627,163 @@ fn an_image_replaced_on_disk_is_not_started_by_an_unhealthy_restart() {
     let last = run_record(&w, "img", "last-run.json").expect("last-run.json");
     assert_eq!(last.init_pid as u32, first.pid, "no other init ran");
 }
+
+/// `berth wait --condition ... --timeout 30 NAMES`, spawned.
+fn spawn_wait(w: &World, condition: &str, names: &[&str]) -> Spawned {
+    let mut args = vec!["wait", "--condition", condition, "--timeout", "30"];
+    args.extend_from_slice(names);
+    w.spawn_berth(&args)
+}
+
+#[test]
+fn wait_for_healthy_returns_once_the_check_passes() {
+    let w = World::new();
+    w.add_container(
+        "web",
+        POLITE,
+        &with_check(
+            &w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 1}}"#),
+            "",
+        ),
+    );
+    w.add_container("plain", POLITE, "{}");
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("web");
+    let mut waiting = spawn_wait(&w, "healthy", &["web", "plain"]);
+    // Not before: the check fails while /data/ok is missing.
+    wait_checked(&w, "web", "to be checked and unhealthy", SHORT, |c| {
+        status_of(c) == "unhealthy"
+    });
+    assert!(waiting.try_status().is_none(), "returned while unhealthy");
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let out = waiting.finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("web healthy\n"), "{stdout}");
+    assert!(stdout.contains("plain running\n"), "{stdout}");
+    assert_eq!(status_of(&checked(&w, "web")), "healthy");
+    // `running` does not wait for the check.
+    let out = spawn_wait(&w, "running", &["web"]).finish(SHORT);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web running\n");
+}
+
+#[test]
+fn wait_for_healthy_waits_for_the_run_a_reload_recreates() {
+    let w = World::new();
+    // Ignores SIGTERM: the old run stays up for its stop-timeout after the
+    // reload, healthy all along.
+    let stubborn = &[
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.05; done",
+    ];
+    let def = |interval: u32| {
+        format!(
+            r#"{{"stop-timeout": 2, "healthcheck": {{"command": ["true"], "interval": {interval}}}}}"#
+        )
+    };
+    w.add_container("app", stubborn, &def(1));
+    let _daemon = w.start_daemon(&[]);
+    let first = w.wait_running("app");
+    wait_healthy(&w, "app");
+    w.add_container("app", stubborn, &def(2));
+    let out = w.berth_ok(&["reload"]);
+    assert!(out.contains("app: changed, recreating"), "{out}");
+    let old = w.inspect("app");
+    assert_eq!(old.pid, first.pid, "the old run is still stopping");
+    let out = spawn_wait(&w, "healthy", &["app"]).finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    let now = checked(&w, "app");
+    assert_ne!(now.pid, first.pid as i32, "returned for the old run");
+    assert_eq!(status_of(&now), "healthy");
+}
+
+#[test]
+fn wait_for_a_condition_fails_at_once_for_an_end_and_names_what_is_missing_at_the_deadline() {
+    let w = World::new();
+    w.add_container(
+        "quits",
+        &["/bin/sh", "-c", "exit 3"],
+        r#"{"restart": "no"}"#,
+    );
+    w.add_container(
+        "sick",
+        POLITE,
+        r#"{"healthcheck": {"command": ["/bin/sh", "-c", "echo not yet; exit 1"], "interval": 1, "retries": 1}}"#,
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_status("quits", "exited", SHORT);
+
+    let began = Instant::now();
+    let out = spawn_wait(&w, "running", &["quits"]).finish(SHORT);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quits: exited with code 3, no restart coming"),
+        "{err}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "did not fail at once"
+    );
+
+    let out = w.berth(&["wait", "--condition", "healthy", "--timeout", "3", "sick"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not there after 3 s"), "{err}");
+    assert!(
+        err.contains("sick: unhealthy (last check: exit code 1: not yet)")
+            || err.contains("sick: starting"),
+        "{err}"
+    );
+
+    let out = w.berth(&["wait", "--condition", "running", "nobody"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nobody"),
+        "{}",
+        describe(&out)
+    );
+    for bad in [
+        &["wait", "--condition", "exited", "sick"][..],
+        &["wait", "--timeout", "3", "sick"][..],
+        &[
+            "wait",
+            "--condition",
+            "running",
+            "--timeout",
+            "soon",
+            "sick",
+        ][..],
+    ] {
+        let out = w.berth(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", describe(&out));
+    }
+}
+
+#[test]
+fn wait_with_a_timeout_reaches_a_daemon_that_starts_later() {
+    let w = World::new();
+    w.add_container(
+        "app",
+        POLITE,
+        r#"{"healthcheck": {"command": ["true"], "interval": 1}}"#,
+    );
+    // No timeout: no daemon is an error at once.
+    let out = w.berth(&["wait", "--condition", "running", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{}",
+        describe(&out)
+    );
+    let mut waiting = spawn_wait(&w, "healthy", &["app"]);
+    holds_for(Duration::from_millis(500), "the wait goes on", || {
+        waiting.try_status().is_none()
+    });
+    let _daemon = w.start_daemon(&[]);
+    let out = waiting.finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "app healthy\n");
+}

@@ -185,6 +185,8 @@ impl Ctr {
                 (None, Some(s)) => format!("{:016x}", s.hash),
                 (None, None) => String::new(),
             },
+            definition_hash: spec.map(|s| format!("{:016x}", s.hash)),
+            phase: phase.kind().as_str().to_string(),
             log_dir: match run {
                 Some(r) if !r.options.log_dir.is_empty() => Path::new(&r.options.log_dir)
                     .join(&self.name)
