@@ -13,7 +13,8 @@
 //! on-unhealthy keys, `depends` the start order, `network` the bridge
 //! networks and a container's network, address and ports, `network_check`
 //! those keys across the containers directory, and
-//! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
+//! `load` the reading of them from disk (the containers directory and its
+//! app directories) and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
