@@ -299,3 +299,44 @@ fn an_app_link_to_nowhere_refuses_the_reload() {
     assert_eq!(w.inspect("web").pid, web);
     w.cleanup().unwrap();
 }
+
+#[test]
+fn a_daemon_starting_with_a_name_defined_twice_runs_the_first_and_rm_names_the_app_file() {
+    let mut w = World::new();
+    let shop = Shop::new(&w);
+    let _loops = LoopGuard {
+        dir: w.root.join("apps"),
+    };
+    shop.build(&w, 1, &["web", "db"], "{}");
+    shop.switch(1);
+    // The top-level web.json comes first; the app's db is the only db.
+    w.add_container("web", POLITE, "{}");
+    let daemon = w.start_daemon(&[]);
+    let top = w.containers_dir().join("web.json");
+    let in_app = shop.real(1).join("web.json");
+    daemon.wait_for_log_line(&[&format!(
+        "{}: container web is already defined in {}",
+        in_app.display(),
+        top.display()
+    )]);
+    w.wait_running("web");
+    w.wait_running("db");
+    assert_eq!(
+        facts(&w, "web").image,
+        None,
+        "the top-level file's web runs"
+    );
+    assert_eq!(facts(&w, "db").image, Some(shop.image(1)));
+    // `berth rm` is refused for a name an app file defines, naming it.
+    let out = w.berth(&["rm", "db"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "db is defined in {}",
+            shop.real(1).join("db.json").display()
+        )),
+        "{err}"
+    );
+    w.cleanup().unwrap();
+}

@@ -144,15 +144,41 @@ pub fn read_definitions(dir: &Path) -> Result<Definitions, ConfigError> {
     })
 }
 
-/// `read_definitions` as one list, for callers that take nothing else: a
+/// `read_definitions` as one list, for the tests that take nothing else: a
 /// name defined twice fails the whole read with the first duplicate's
-/// error (so a reload is refused, naming both files).
+/// error.
+#[cfg(test)]
 pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigError> {
     let found = read_definitions(dir)?;
     match found.duplicates.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(found.entries),
     }
+}
+
+/// The file that names container `name` in `dir` (top level first, then
+/// its app directories), if any, whether or not it is a valid definition:
+/// one that is there is not to be taken for removed.
+pub fn defining_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let file_name = format!("{name}.json");
+    let top = dir.join(&file_name);
+    if fs::symlink_metadata(&top).is_ok() {
+        return Some(top);
+    }
+    let mut apps: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let b = n.as_encoded_bytes();
+            b.ends_with(APP_SUFFIX) && !b.starts_with(b".")
+        })
+        .map(|e| e.path())
+        .collect();
+    apps.sort();
+    apps.into_iter()
+        .map(|app| app.join(&file_name))
+        .find(|file| fs::symlink_metadata(file).is_ok())
 }
 
 /// A `NAME.json` in a listing: its name, its path, and whether it is a

@@ -13,8 +13,7 @@ use super::types::ConfigError;
 
 /// Checks every definition's network keys against daemon.json's
 /// `networks` and against the other definitions. A definition that fails
-/// becomes an error of its own file (the one it was read from: the
-/// containers directory `_dir` is not looked at):
+/// becomes an error of its own file (the one it was read from):
 /// - `network`: a network that is not defined; `container:NAME` where no
 ///   definition of NAME exists or NAME itself shares another's namespace
 ///   or the host's;
@@ -28,7 +27,6 @@ use super::types::ConfigError;
 /// (a container the daemon runs already) keeps it; between equals the
 /// first by name does.
 pub fn check_networks(
-    _dir: &Path,
     networks: &[NetworkDef],
     entries: &mut [ContainerEntry],
     incumbents: &BTreeSet<String>,
@@ -174,7 +172,7 @@ mod tests {
     ) -> Vec<Result<(), String>> {
         let mut list = entries(files);
         let incumbents = incumbents.iter().map(|s| s.to_string()).collect();
-        check_networks(Path::new("/c"), networks, &mut list, &incumbents);
+        check_networks(networks, &mut list, &incumbents);
         list.into_iter()
             .map(|(_, r)| r.map(|_| ()).map_err(|e| e.to_string()))
             .collect()
@@ -310,7 +308,7 @@ mod tests {
             parse_container("broken", "{", Path::new("/c/broken.json")),
         ));
         super::super::depends::check_all(&mut list);
-        check_networks(Path::new("/c"), &lan_and_db(), &mut list, &BTreeSet::new());
+        check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
         let got: Vec<Result<(), String>> = list
             .iter()
             .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
@@ -366,7 +364,7 @@ mod tests {
             let file = format!("/apps/shop/1/{name}.json");
             list.push((name.into(), parse_container(name, &text, Path::new(&file))));
         }
-        check_networks(Path::new("/c"), &lan_and_db(), &mut list, &BTreeSet::new());
+        check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
         let got: Vec<Result<(), String>> = list
             .iter()
             .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
@@ -389,7 +387,7 @@ mod tests {
             .remove(0)
             .1;
         let running_b = ["b".to_string()].into();
-        check_networks(Path::new("/c"), &lan_and_db(), &mut list, &running_b);
+        check_networks(&lan_and_db(), &mut list, &running_b);
         assert_eq!(
             list[0].1.as_ref().unwrap_err().to_string(),
             "/c/a.json: field \"ports\": host port 8080/tcp in /c/a.json is already published by b (/apps/shop/1/b.json)"
