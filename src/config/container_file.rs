@@ -33,6 +33,7 @@ pub fn parse_container(name: &str, text: &str, file: &Path) -> Result<ContainerS
     let mut root = parse_top(text, file)?;
     let mut spec = ContainerSpec {
         name: name.to_string(),
+        file: file.to_path_buf(),
         rootfs: PathBuf::new(),
         image: None,
         writable: None,
@@ -1215,8 +1216,16 @@ mod tests {
             &a,
             &spec(r#"{"rootfs": "rel", "command": ["x"], "stop-signal": 2.0}"#),
         ] {
-            let again = parse_container("app", &s.canonical, Path::new("/elsewhere/app.json"));
-            assert_eq!(again.as_ref(), Ok(s));
+            let elsewhere = Path::new("/elsewhere/app.json");
+            let again = parse_container("app", &s.canonical, elsewhere).unwrap();
+            assert_eq!(again.file, elsewhere);
+            assert_eq!(
+                again,
+                ContainerSpec {
+                    file: elsewhere.into(),
+                    ..s.clone()
+                }
+            );
         }
         // Hash and canonical are over the file, not the filled-in defaults.
         let bare = spec(&with(""));

@@ -129,7 +129,7 @@ pub(super) fn get_depends_on(
 /// an error of its own file, field `depends-on` (or `network` when the
 /// step is to the container whose network namespace it shares); every
 /// member of a cycle fails, each naming the whole cycle.
-pub fn check_all(dir: &Path, entries: &mut [ContainerEntry]) {
+pub fn check_all(entries: &mut [ContainerEntry]) {
     let defined: BTreeSet<String> = entries.iter().map(|(n, _)| n.clone()).collect();
     let graph: BTreeMap<String, Vec<String>> = entries
         .iter()
@@ -175,8 +175,7 @@ pub fn check_all(dir: &Path, entries: &mut [ContainerEntry]) {
             })
         };
         if let Some((field, reason)) = failure {
-            let file = dir.join(format!("{name}.json"));
-            *result = Err(field_error(&file, field, reason));
+            *result = Err(field_error(&spec.file, field, reason));
         }
     }
 }
@@ -350,6 +349,14 @@ mod tests {
             "broken".to_string(),
             parse_container("broken", "{", Path::new("/c/broken.json")),
         );
+        let in_app = (
+            "shop-web".to_string(),
+            parse_container(
+                "shop-web",
+                r#"{"rootfs": "/r", "command": ["x"], "depends-on": ["ghost"]}"#,
+                Path::new("/apps/shop/1/shop-web.json"),
+            ),
+        );
         let mut entries = vec![
             spec("a", r#"["b"]"#),
             spec("b", r#"{"a": "healthy"}"#),
@@ -357,8 +364,9 @@ mod tests {
             spec("db", "[]"),
             spec("web", r#"["db", "broken"]"#),
             bad,
+            in_app,
         ];
-        check_all(Path::new("/c"), &mut entries);
+        check_all(&mut entries);
         let err = |i: usize| entries[i].1.as_ref().unwrap_err().to_string();
         assert_eq!(
             err(0),
@@ -376,5 +384,10 @@ mod tests {
         // A dependency whose file is broken is defined: its own error says
         // what is wrong.
         assert!(entries[4].1.is_ok());
+        // An error names the file the definition came from.
+        assert_eq!(
+            err(6),
+            "/apps/shop/1/shop-web.json: field \"depends-on\": no container named ghost is defined"
+        );
     }
 }

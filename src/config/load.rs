@@ -1,15 +1,16 @@
-//! What looks at the host: every definition in the containers directory,
-//! each file read whole but capped in size, the checks made on the host
-//! before a container starts, and an io::Error turned into the lowercase
-//! reason the messages carry.
+//! What looks at the host: every definition in the containers directory
+//! and its app directories, each file read whole but capped in size, the
+//! checks made on the host before a container starts, and an io::Error
+//! turned into the lowercase reason the messages carry.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::container_file::parse_container;
-use super::fields::{field_error, file_error, parse_top};
+use super::fields::{field_error, file_error, parse_top, validate_name};
 use super::seccomp_profile::parse_profile;
 use super::settings;
 use super::types::{ConfigError, ContainerSpec, MAX_FILE_SIZE, MAX_LIST_LEN, MountKind};
@@ -65,37 +66,154 @@ fn check_rootfs_dir(spec: &ContainerSpec, file: &Path) -> Result<(), ConfigError
     Ok(())
 }
 
-/// One definition found by `read_containers_dir`: the name (the file's stem)
+/// One definition found by `read_definitions`: the name (the file's stem)
 /// and the parsed, host-checked spec or what is wrong with it.
 pub type ContainerEntry = (String, Result<ContainerSpec, ConfigError>);
 
-/// Every definition in `dir`: each regular (or symlinked) `NAME.json`, in
-/// name order, parsed and checked against the host. Hidden files, backups
-/// and anything else are skipped. Only a directory that cannot be listed is
-/// an error of its own; a bad file is an entry with its error.
+/// Everything the containers directory defines.
+#[derive(Debug)]
+pub struct Definitions {
+    /// One entry per container name, in name order: the name is what the
+    /// daemon knows a container by, so it is never listed twice.
+    pub entries: Vec<ContainerEntry>,
+    /// Each file that defines a name an earlier file defines already (see
+    /// `read_definitions` for the order), as an error of that later file
+    /// naming the earlier one. The name's entry is the earlier file's: a
+    /// daemon starting up runs it and logs these; a reload refuses.
+    pub duplicates: Vec<ConfigError>,
+}
+
+/// The suffix of an app directory's name in the containers directory.
+const APP_SUFFIX: &[u8] = b".app";
+
+/// Every definition in `dir`, parsed and checked against the host:
+/// - each regular (or symlinked) `NAME.json` in `dir`;
+/// - each `NAME.json` of the same kinds in each app directory, an entry
+///   `APP.app` of `dir` that is a directory or a symlink to one (one level:
+///   its subdirectories, and any `.app` in it, are not looked into). It is
+///   read through its canonical path, resolved once here, so relative paths
+///   in its definitions (`image`, `rootfs`, `env-file`, ...) are taken from
+///   the directory the link points to now, and the definition (and its
+///   hash) names that real directory: a container keeps the files it was
+///   defined with when the link is switched, until the next reload.
+///
+/// Hidden files, backups and anything else are skipped. Files are taken in
+/// order, `dir`'s by name, then the app directories' (by the directory's
+/// name, then the file's), and a name defined again is a duplicate of the
+/// later file. A directory that cannot be listed is an error of its own,
+/// and so is an `APP.app` whose name is not a valid name or that is not a
+/// readable directory (a dangling link): what it defines is unknown, and a
+/// reload must not take that as its containers being removed. A bad file
+/// is an entry with its error.
+pub fn read_definitions(dir: &Path) -> Result<Definitions, ConfigError> {
+    let (mut files, apps) = list_dir(dir, true).map_err(|reason| file_error(dir, reason))?;
+    for app in apps {
+        let stem = app.file_name().unwrap_or_default().as_encoded_bytes();
+        let stem = String::from_utf8_lossy(&stem[..stem.len() - APP_SUFFIX.len()]);
+        validate_name(&stem).map_err(|reason| file_error(&app, format!("app {reason}")))?;
+        let real = real_app_dir(&app)?;
+        files.extend(
+            list_dir(&real, false)
+                .map_err(|reason| app_error(&app, reason))?
+                .0,
+        );
+    }
+    let mut first_file: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut duplicates = Vec::new();
+    for Found {
+        name,
+        path,
+        checked,
+    } in files
+    {
+        if let Some(first) = first_file.get(&name) {
+            let reason = format!("container {name} is already defined in {}", first.display());
+            duplicates.push(file_error(&path, reason));
+            continue;
+        }
+        first_file.insert(name.clone(), path.clone());
+        let spec = checked.and_then(|()| read_definition(&name, &path));
+        entries.push((name, spec));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    super::depends::check_all(&mut entries);
+    Ok(Definitions {
+        entries,
+        duplicates,
+    })
+}
+
+/// `read_definitions` as one list, for the tests that take nothing else: a
+/// name defined twice fails the whole read with the first duplicate's
+/// error.
+#[cfg(test)]
 pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigError> {
-    let dir_error = |reason: String| ConfigError {
-        file: dir.to_path_buf(),
-        field: None,
-        position: None,
-        reason,
-    };
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let found = read_definitions(dir)?;
+    match found.duplicates.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(found.entries),
+    }
+}
+
+/// The file that names container `name` in `dir` (top level first, then
+/// its app directories), if any, whether or not it is a valid definition:
+/// one that is there is not to be taken for removed.
+pub fn defining_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let file_name = format!("{name}.json");
+    let top = dir.join(&file_name);
+    if fs::symlink_metadata(&top).is_ok() {
+        return Some(top);
+    }
+    let mut apps: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let b = n.as_encoded_bytes();
+            b.ends_with(APP_SUFFIX) && !b.starts_with(b".")
+        })
+        .map(|e| e.path())
+        .collect();
+    apps.sort();
+    apps.into_iter()
+        .map(|app| app.join(&file_name))
+        .find(|file| fs::symlink_metadata(file).is_ok())
+}
+
+/// A `NAME.json` in a listing: its name, its path, and whether it is a
+/// file that can be read (or what it is instead).
+struct Found {
+    name: String,
+    path: PathBuf,
+    checked: Result<(), ConfigError>,
+}
+
+/// The definitions in the directory `dir`, by file name, and (with
+/// `apps`) its app directories `*.app`, by name; or why `dir` cannot be
+/// listed.
+fn list_dir(dir: &Path, apps: bool) -> Result<(Vec<Found>, Vec<PathBuf>), String> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(dir_error("no such directory".to_string()));
+            return Err("no such directory".to_string());
         }
         Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-            return Err(dir_error("not a directory".to_string()));
+            return Err("not a directory".to_string());
         }
-        Err(e) => return Err(dir_error(io_reason(&e))),
+        Err(e) => return Err(io_reason(&e)),
     };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| dir_error(io_reason(&e)))?;
+    let mut files = Vec::new();
+    let mut app_dirs = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| io_reason(&e))?;
         let file_name = entry.file_name();
         let bytes = file_name.as_encoded_bytes();
         if bytes.starts_with(b".") || bytes.ends_with(b"~") {
+            continue;
+        }
+        if apps && bytes.ends_with(APP_SUFFIX) {
+            app_dirs.push((file_name.clone(), entry.path()));
             continue;
         }
         let Some(stem) = bytes.strip_suffix(b".json") else {
@@ -103,7 +221,7 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
         };
         let name = String::from_utf8_lossy(stem).into_owned();
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| dir_error(io_reason(&e)))?;
+        let file_type = entry.file_type().map_err(|e| io_reason(&e))?;
         // A definition may be a symlink to a file; anything else by that
         // name (a directory, a FIFO, a socket) is named, not read.
         let checked = if file_type.is_symlink() {
@@ -119,27 +237,53 @@ pub fn read_containers_dir(dir: &Path) -> Result<Vec<ContainerEntry>, ConfigErro
         } else {
             Err(file_error(&path, not_a_file(file_type)))
         };
-        found.push((file_name, name, path, checked));
+        files.push((
+            file_name,
+            Found {
+                name,
+                path,
+                checked,
+            },
+        ));
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut entries: Vec<ContainerEntry> = found
-        .into_iter()
-        .map(|(_, name, path, checked)| {
-            let spec = checked
-                .and_then(|()| read_capped(&path))
-                .and_then(|text| parse_container(&name, &text, &path))
-                .and_then(|spec| load_seccomp_profile(spec, &path))
-                .and_then(|spec| load_env_files(spec, &path))
-                .and_then(|mut spec| {
-                    spec.hash = check_root_host(&spec, &path)?;
-                    check_bind_sources(&spec, &path)?;
-                    Ok(spec)
-                });
-            (name, spec)
-        })
-        .collect();
-    super::depends::check_all(dir, &mut entries);
-    Ok(entries)
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    app_dirs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((
+        files.into_iter().map(|(_, found)| found).collect(),
+        app_dirs.into_iter().map(|(_, path)| path).collect(),
+    ))
+}
+
+/// The canonical path of the app directory `app` (an entry of the
+/// containers directory): every symlink resolved, once. An error when it
+/// does not lead to a directory.
+fn real_app_dir(app: &Path) -> Result<PathBuf, ConfigError> {
+    let real = fs::canonicalize(app).map_err(|e| app_error(app, io_reason(&e)))?;
+    match fs::metadata(&real) {
+        Ok(meta) if meta.is_dir() => Ok(real),
+        Ok(_) => Err(app_error(app, "not a directory".to_string())),
+        Err(e) => Err(app_error(app, io_reason(&e))),
+    }
+}
+
+/// An error of the app directory `app`; a link's names its target.
+fn app_error(app: &Path, reason: String) -> ConfigError {
+    match fs::read_link(app) {
+        Ok(target) => file_error(app, format!("link to {}: {reason}", target.display())),
+        Err(_) => file_error(app, reason),
+    }
+}
+
+/// One definition file read whole, parsed, its seccomp profile and env
+/// files read in, and checked against the host.
+fn read_definition(name: &str, path: &Path) -> Result<ContainerSpec, ConfigError> {
+    let text = read_capped(path)?;
+    let spec = parse_container(name, &text, path)?;
+    let spec = load_seccomp_profile(spec, path)?;
+    let mut spec = load_env_files(spec, path)?;
+    spec.hash = check_root_host(&spec, path)?;
+    check_bind_sources(&spec, path)?;
+    Ok(spec)
 }
 
 /// Reads the seccomp profile file `spec` names, if any, and returns the
@@ -273,6 +417,7 @@ pub(super) fn io_reason(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::effective;
     use crate::config::testing::TempDir;
 
     #[test]
@@ -486,5 +631,226 @@ mod tests {
                 app_file.display()
             )
         );
+    }
+    /// A containers directory `containers` beside `apps/shop/1` and
+    /// `apps/shop/2`, each generation with `app.sqfs` (a squashfs magic
+    /// is all the host check reads) and `web.json` using it by its
+    /// relative name; and a rootfs directory for other definitions.
+    struct AppTree {
+        tmp: TempDir,
+        dir: PathBuf,
+        rootfs: PathBuf,
+    }
+
+    impl AppTree {
+        fn new(tag: &str) -> AppTree {
+            let tmp = TempDir::new(tag);
+            let dir = tmp.0.join("containers");
+            let rootfs = tmp.0.join("rootfs");
+            fs::create_dir_all(&dir).unwrap();
+            fs::create_dir_all(&rootfs).unwrap();
+            let tree = AppTree { tmp, dir, rootfs };
+            for n in [1, 2] {
+                let generation = tree.generation(n);
+                fs::create_dir_all(&generation).unwrap();
+                fs::write(generation.join("app.sqfs"), b"hsqs....").unwrap();
+                fs::write(
+                    generation.join("web.json"),
+                    r#"{"image": "app.sqfs", "command": ["/bin/web"]}"#,
+                )
+                .unwrap();
+            }
+            tree
+        }
+
+        fn generation(&self, n: u32) -> PathBuf {
+            self.tmp.0.join("apps/shop").join(n.to_string())
+        }
+
+        /// The generation's canonical path, as definitions name it.
+        fn real(&self, n: u32) -> PathBuf {
+            fs::canonicalize(self.generation(n)).unwrap()
+        }
+
+        /// A definition with the rootfs directory as its root.
+        fn rootfs_json(&self, extra: &str) -> String {
+            let r = self.rootfs.display();
+            format!(r#"{{"rootfs": "{r}", "command": ["/bin/sh"]{extra}}}"#)
+        }
+
+        /// Points `containers/shop.app` at generation `n` (by a relative
+        /// link), as an update does: a new link renamed over the old.
+        fn switch(&self, n: u32) {
+            let new = self.dir.join(".shop.app.new");
+            std::os::unix::fs::symlink(format!("../apps/shop/{n}"), &new).unwrap();
+            fs::rename(&new, self.dir.join("shop.app")).unwrap();
+        }
+    }
+
+    fn get<'a>(found: &'a Definitions, name: &str) -> &'a Result<ContainerSpec, ConfigError> {
+        &found.entries.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn an_app_directory_is_read_through_its_real_path() {
+        let t = AppTree::new("apps");
+        t.switch(1);
+        fs::write(t.dir.join("top.json"), t.rootfs_json("")).unwrap();
+        // An app directory that is a directory, with what is not read.
+        let tools = t.dir.join("tools.app");
+        fs::create_dir_all(tools.join("sub")).unwrap();
+        fs::create_dir_all(tools.join("nested.app")).unwrap();
+        fs::write(tools.join("tool.json"), t.rootfs_json("")).unwrap();
+        for skipped in [
+            "sub/deep.json",
+            "nested.app/deeper.json",
+            ".hidden.json",
+            "backup.json~",
+            "notes.txt",
+        ] {
+            fs::write(tools.join(skipped), t.rootfs_json("")).unwrap();
+        }
+        // A definition in an app may be a symlink to a file.
+        fs::write(t.tmp.0.join("kept.json"), t.rootfs_json("")).unwrap();
+        std::os::unix::fs::symlink(t.tmp.0.join("kept.json"), tools.join("linked.json")).unwrap();
+        // An update's hidden or backup links are not apps.
+        for skipped in [".shop.app.tmp", "old.app~"] {
+            std::os::unix::fs::symlink(t.generation(2), t.dir.join(skipped)).unwrap();
+        }
+        fs::write(
+            t.generation(1).join("broken.json"),
+            t.rootfs_json(r#", "depends-on": ["nope"]"#),
+        )
+        .unwrap();
+
+        let found = read_definitions(&t.dir).unwrap();
+        let names: Vec<&str> = found.entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["broken", "linked", "tool", "top", "web"]);
+        assert!(found.duplicates.is_empty());
+        let real1 = t.real(1);
+        let web = get(&found, "web").as_ref().unwrap();
+        assert_eq!(web.file, real1.join("web.json"));
+        assert_eq!(web.image.as_deref(), Some(real1.join("app.sqfs").as_path()));
+        let named = format!(r#""image":"{}""#, real1.join("app.sqfs").display());
+        assert!(web.canonical.contains(&named), "{}", web.canonical);
+        assert!(effective(web).contains(&named));
+        assert_eq!(
+            get(&found, "tool").as_ref().unwrap().file,
+            tools.join("tool.json")
+        );
+        assert_eq!(
+            get(&found, "linked").as_ref().unwrap().file,
+            tools.join("linked.json")
+        );
+        // A check across files names the file in the app.
+        let e = get(&found, "broken").as_ref().unwrap_err();
+        assert_eq!(e.file, real1.join("broken.json"));
+        assert_eq!(e.reason, "no container named nope is defined");
+
+        // Switched: the definitions name the other generation, and the
+        // same text is another definition.
+        t.switch(2);
+        let again = read_definitions(&t.dir).unwrap();
+        let web2 = get(&again, "web").as_ref().unwrap();
+        assert_eq!(web2.image, Some(t.real(2).join("app.sqfs")));
+        assert_eq!(web2.file, t.real(2).join("web.json"));
+        assert_ne!(web2.hash, web.hash);
+        assert!(!again.entries.iter().any(|(n, _)| n == "broken"));
+    }
+
+    #[test]
+    fn a_name_defined_twice_is_an_error_of_the_later_file() {
+        let t = AppTree::new("twice");
+        t.switch(1);
+        fs::write(t.dir.join("web.json"), t.rootfs_json("")).unwrap();
+        let other = t.dir.join("other.app");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("db.json"), t.rootfs_json("")).unwrap();
+        fs::write(t.generation(1).join("db.json"), "{").unwrap();
+
+        let found = read_definitions(&t.dir).unwrap();
+        let names: Vec<&str> = found.entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["db", "web"]);
+        // The first file keeps the name, broken or not: top-level files
+        // first, then the apps by name (other.app before shop.app).
+        let web = get(&found, "web").as_ref().unwrap();
+        assert_eq!(web.file, t.dir.join("web.json"));
+        assert_eq!(web.rootfs, t.rootfs);
+        assert_eq!(
+            get(&found, "db").as_ref().unwrap().file,
+            other.join("db.json")
+        );
+        let real1 = t.real(1);
+        let shown: Vec<String> = found.duplicates.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "{}: container db is already defined in {}",
+                    real1.join("db.json").display(),
+                    other.join("db.json").display()
+                ),
+                format!(
+                    "{}: container web is already defined in {}",
+                    real1.join("web.json").display(),
+                    t.dir.join("web.json").display()
+                ),
+            ]
+        );
+        assert!(found.duplicates.iter().all(|e| e.field.is_none()));
+        // As one list: the read fails with the first.
+        assert_eq!(
+            read_containers_dir(&t.dir).unwrap_err(),
+            found.duplicates[0]
+        );
+        fs::remove_file(t.generation(1).join("db.json")).unwrap();
+        fs::remove_file(t.dir.join("web.json")).unwrap();
+        let found = read_containers_dir(&t.dir).unwrap();
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn an_app_directory_that_cannot_be_read_fails_the_whole_read() {
+        let t = AppTree::new("badapp");
+        fs::write(t.dir.join("top.json"), t.rootfs_json("")).unwrap();
+        let app = t.dir.join("shop.app");
+        let error = || {
+            let e = read_definitions(&t.dir).unwrap_err();
+            assert_eq!(e.field, None);
+            (e.file, e.reason)
+        };
+        std::os::unix::fs::symlink("../apps/shop/9", &app).unwrap();
+        assert_eq!(
+            error(),
+            (
+                app.clone(),
+                "link to ../apps/shop/9: no such file or directory".into()
+            )
+        );
+        fs::remove_file(&app).unwrap();
+        std::os::unix::fs::symlink("../apps/shop/1/web.json", &app).unwrap();
+        assert_eq!(
+            error(),
+            (
+                app.clone(),
+                "link to ../apps/shop/1/web.json: not a directory".into()
+            )
+        );
+        fs::remove_file(&app).unwrap();
+        fs::write(&app, "").unwrap();
+        assert_eq!(error(), (app.clone(), "not a directory".into()));
+        fs::remove_file(&app).unwrap();
+        let odd = t.dir.join("my shop.app");
+        fs::create_dir(&odd).unwrap();
+        assert_eq!(
+            error(),
+            (
+                odd.clone(),
+                r#"app name "my shop" may only contain A-Z a-z 0-9 _ . -"#.into()
+            )
+        );
+        fs::remove_dir(&odd).unwrap();
+        t.switch(1);
+        assert_eq!(read_containers_dir(&t.dir).unwrap().len(), 2);
     }
 }

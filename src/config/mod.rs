@@ -13,7 +13,8 @@
 //! on-unhealthy keys, `depends` the start order, `network` the bridge
 //! networks and a container's network, address and ports, `network_check`
 //! those keys across the containers directory, and
-//! `load` the reading of them from disk and the checks on the host. Callers use the names re-exported
+//! `load` the reading of them from disk (the containers directory and its
+//! app directories) and the checks on the host. Callers use the names re-exported
 //! here, the ones the rest of berth needs.
 
 mod container_file;
@@ -36,7 +37,7 @@ pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file, read_so
 pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
-pub use load::{check_container_host, read_containers_dir};
+pub use load::{check_container_host, defining_file, read_definitions};
 pub use network::{Network, NetworkDef, PortMap, Proto};
 pub use network_check::check_networks;
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};

@@ -13,10 +13,10 @@ use super::types::ConfigError;
 
 /// Checks every definition's network keys against daemon.json's
 /// `networks` and against the other definitions. A definition that fails
-/// becomes an error of its own file:
+/// becomes an error of its own file (the one it was read from):
 /// - `network`: a network that is not defined; `container:NAME` where no
-///   file NAME.json exists or NAME itself shares another's namespace or
-///   the host's;
+///   definition of NAME exists or NAME itself shares another's namespace
+///   or the host's;
 /// - `address`: outside its network's subnet, or its network, broadcast
 ///   or gateway address; the fixed address of another definition on the
 ///   same network;
@@ -27,12 +27,10 @@ use super::types::ConfigError;
 /// (a container the daemon runs already) keeps it; between equals the
 /// first by name does.
 pub fn check_networks(
-    dir: &Path,
     networks: &[NetworkDef],
     entries: &mut [ContainerEntry],
     incumbents: &BTreeSet<String>,
 ) {
-    let file_of = |name: &str| dir.join(format!("{name}.json"));
     let defined: BTreeSet<String> = entries.iter().map(|(n, _)| n.clone()).collect();
     let network_of: Vec<(String, Option<Network>)> = entries
         .iter()
@@ -45,11 +43,10 @@ pub fn check_networks(
         format!("defined: {}", names.join(", "))
     };
     // Each file alone against the networks and the names.
-    for (name, result) in entries.iter_mut() {
+    for (_, result) in entries.iter_mut() {
         let Ok(spec) = result.as_ref() else {
             continue;
         };
-        let file = file_of(name);
         let failure = match &spec.network {
             Network::Bridge(names) => names
                 .iter()
@@ -84,35 +81,37 @@ pub fn check_networks(
             Network::None | Network::Host => None,
         };
         if let Some((field, reason)) = failure {
-            *result = Err(field_error(&file, field, reason));
+            *result = Err(field_error(&spec.file, field, reason));
         }
     }
     // Then the claims on shared things, incumbents first, then by name.
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| (!incumbents.contains(&entries[i].0), entries[i].0.clone()));
-    let mut addresses: Vec<(&str, Ipv4Addr, String)> = Vec::new();
-    let mut published: Vec<(PortMap, String)> = Vec::new();
+    // Who holds a claim: (name, file).
+    let mut addresses: Vec<(&str, Ipv4Addr, (&str, &Path))> = Vec::new();
+    let mut published: Vec<(PortMap, (&str, &Path))> = Vec::new();
     let mut failures: Vec<(usize, ConfigError)> = Vec::new();
     for &i in &order {
         let (name, result) = &entries[i];
         let Ok(spec) = result.as_ref() else {
             continue;
         };
-        let file = file_of(name);
+        let file = spec.file.as_path();
         if let (Some(addr), Network::Bridge(names)) = (spec.address, &spec.network) {
             let net = names[0].as_str();
-            if let Some((_, _, holder)) = addresses.iter().find(|(n, a, _)| *n == net && *a == addr)
+            if let Some((_, _, (holder, holder_file))) =
+                addresses.iter().find(|(n, a, _)| *n == net && *a == addr)
             {
                 let reason = format!(
                     "{addr} on network {net} in {} is already the address of {holder} ({})",
                     file.display(),
-                    file_of(holder).display()
+                    holder_file.display()
                 );
-                failures.push((i, field_error(&file, "address", reason)));
+                failures.push((i, field_error(file, "address", reason)));
                 continue;
             }
         }
-        if let Some((port, holder)) = spec.ports.iter().find_map(|p| {
+        if let Some((port, (holder, holder_file))) = spec.ports.iter().find_map(|p| {
             published
                 .iter()
                 .find(|(q, _)| q.clashes_with(p))
@@ -122,15 +121,15 @@ pub fn check_networks(
                 "host port {} in {} is already published by {holder} ({})",
                 port.host_side(),
                 file.display(),
-                file_of(holder).display()
+                holder_file.display()
             );
-            failures.push((i, field_error(&file, "ports", reason)));
+            failures.push((i, field_error(file, "ports", reason)));
             continue;
         }
         if let (Some(addr), Network::Bridge(names)) = (spec.address, &spec.network) {
-            addresses.push((names[0].as_str(), addr, name.clone()));
+            addresses.push((names[0].as_str(), addr, (name.as_str(), file)));
         }
-        published.extend(spec.ports.iter().map(|p| (*p, name.clone())));
+        published.extend(spec.ports.iter().map(|p| (*p, (name.as_str(), file))));
     }
     for (i, e) in failures {
         entries[i].1 = Err(e);
@@ -173,7 +172,7 @@ mod tests {
     ) -> Vec<Result<(), String>> {
         let mut list = entries(files);
         let incumbents = incumbents.iter().map(|s| s.to_string()).collect();
-        check_networks(Path::new("/c"), networks, &mut list, &incumbents);
+        check_networks(networks, &mut list, &incumbents);
         list.into_iter()
             .map(|(_, r)| r.map(|_| ()).map_err(|e| e.to_string()))
             .collect()
@@ -308,8 +307,8 @@ mod tests {
             "broken".into(),
             parse_container("broken", "{", Path::new("/c/broken.json")),
         ));
-        super::super::depends::check_all(Path::new("/c"), &mut list);
-        check_networks(Path::new("/c"), &lan_and_db(), &mut list, &BTreeSet::new());
+        super::super::depends::check_all(&mut list);
+        check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
         let got: Vec<Result<(), String>> = list
             .iter()
             .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
@@ -338,7 +337,7 @@ mod tests {
             ("d", r#","network": "lan""#),
             ("e", ""),
         ]);
-        super::super::depends::check_all(Path::new("/c"), &mut list);
+        super::super::depends::check_all(&mut list);
         let err = |i: usize| list[i].1.as_ref().map(|_| ()).map_err(|e| e.to_string());
         assert_eq!(
             err(0),
@@ -352,5 +351,46 @@ mod tests {
         let spec = list[2].1.as_ref().unwrap();
         let names: Vec<&str> = spec.depends_on.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["e", "d"]);
+    }
+    #[test]
+    fn errors_name_the_file_a_definition_came_from() {
+        // b and c come from an app directory, not from /c.
+        let mut list = entries(&[("a", r#","network": "lan", "ports": ["8080:80"]"#)]);
+        for (name, extra) in [
+            ("b", r#","network": "lan", "ports": ["8080:80"]"#),
+            ("c", r#","network": "container:ghost""#),
+        ] {
+            let text = format!(r#"{{"rootfs": "/r", "command": ["x"]{extra}}}"#);
+            let file = format!("/apps/shop/1/{name}.json");
+            list.push((name.into(), parse_container(name, &text, Path::new(&file))));
+        }
+        check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
+        let got: Vec<Result<(), String>> = list
+            .iter()
+            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Ok(()),
+                Err("/apps/shop/1/b.json: field \"ports\": host port 8080/tcp in /apps/shop/1/b.json is already published by a (/c/a.json)".into()),
+                Err("/apps/shop/1/c.json: field \"network\": no container named ghost is defined".into()),
+            ]
+        );
+        // The holder named is in the app when it holds the claim.
+        list[1].1 = parse_container(
+            "b",
+            r#"{"rootfs": "/r", "command": ["x"], "network": "lan", "ports": ["8080:80"]}"#,
+            Path::new("/apps/shop/1/b.json"),
+        );
+        list[0].1 = entries(&[("a", r#","network": "lan", "ports": ["8080:80"]"#)])
+            .remove(0)
+            .1;
+        let running_b = ["b".to_string()].into();
+        check_networks(&lan_and_db(), &mut list, &running_b);
+        assert_eq!(
+            list[0].1.as_ref().unwrap_err().to_string(),
+            "/c/a.json: field \"ports\": host port 8080/tcp in /c/a.json is already published by b (/apps/shop/1/b.json)"
+        );
     }
 }

@@ -269,6 +269,12 @@ pub enum OnUnhealthy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
+    /// The file the definition was read from, as the reader named it: in
+    /// an app directory, under the directory's canonical path. Errors
+    /// found across files (`depends-on`, the network keys) name it. Not
+    /// part of `canonical` or `hash`: the same text read from elsewhere
+    /// is the same definition.
+    pub file: PathBuf,
     /// Absolute host path; must exist and be a directory. Empty when the
     /// root is an `image`.
     pub rootfs: PathBuf,

@@ -609,12 +609,14 @@ impl Daemon {
     /// daemon still manages it (it runs, or is being stopped). Returns
     /// what was deleted, one line each.
     fn remove_leftovers(&mut self, name: &str) -> Result<Vec<String>, String> {
-        let file = self.cfg.containers_dir.join(format!("{name}.json"));
-        let defined = self
+        let spec_file = self
             .containers
             .get(name)
-            .is_some_and(|c| c.spec().is_some());
-        if defined || fs::symlink_metadata(&file).is_ok() {
+            .and_then(|c| c.spec())
+            .map(|s| s.file.clone());
+        if let Some(file) =
+            spec_file.or_else(|| config::defining_file(&self.cfg.containers_dir, name))
+        {
             return Err(format!(
                 "{name} is defined in {}; remove the file and reload first",
                 file.display()

@@ -37,22 +37,18 @@ pub fn reload(
     overrides: Overrides,
 ) -> Result<(Vec<String>, Answers), String> {
     let new_cfg = config::read_daemon_file(config_file).map_err(|e| e.to_string())?;
-    let mut entries = config::read_containers_dir(&new_cfg.containers_dir)
+    let found = config::read_definitions(&new_cfg.containers_dir)
         .map_err(|e| format!("{e} (containers-dir in {})", config_file.display()))?;
+    let mut entries = found.entries;
     // What the daemon runs keeps the addresses and ports it holds.
     let incumbents = ctrs
         .iter()
         .filter(|c| c.spec().is_some())
         .map(|c| c.name().to_string())
         .collect();
-    config::check_networks(
-        &new_cfg.containers_dir,
-        &new_cfg.networks,
-        &mut entries,
-        &incumbents,
-    );
+    config::check_networks(&new_cfg.networks, &mut entries, &incumbents);
     let mut specs = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors: Vec<String> = found.duplicates.iter().map(|e| e.to_string()).collect();
     for (_, result) in entries {
         match result {
             Ok(spec) => specs.push(spec),

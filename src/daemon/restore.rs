@@ -27,8 +27,14 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let mut specs = match config::read_containers_dir(&cfg.containers_dir) {
-        Ok(list) => list,
+    let mut specs = match config::read_definitions(&cfg.containers_dir) {
+        Ok(found) => {
+            // The name's first file is run; the later ones are named.
+            for e in &found.duplicates {
+                error!("{e}");
+            }
+            found.entries
+        }
         Err(e) => {
             error!(
                 "{} (containers-dir in {}); starting with no containers",
@@ -42,7 +48,7 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
     let incumbents = state::list_names(&cfg.run_dir.join("containers"))
         .into_iter()
         .collect();
-    config::check_networks(&cfg.containers_dir, &cfg.networks, &mut specs, &incumbents);
+    config::check_networks(&cfg.networks, &mut specs, &incumbents);
     let mut defined: Vec<&mut config::ContainerSpec> = specs
         .iter_mut()
         .filter_map(|(_, r)| r.as_mut().ok())
