@@ -2,7 +2,19 @@
 //! standalone mode (its config, modules and data on tmpfs in a private
 //! mount namespace, see tests/common/mender.rs) installs artifacts made by
 //! config/mender/berth-app-gen through the berth-app module into the real
-//! berth daemon.
+//! berth daemon. Checked: the client never touches the machine's own
+//! Mender files; the generator's artifact (type, provides, clears, device
+//! types, meta-data); a good artifact recreates the container from the new
+//! image before the install returns, and the commit keeps only that
+//! generation, in the client's provides and the inventory; an artifact that
+//! never gets healthy is rolled back by the client to the old image (and a
+//! first install to no app at all); an app of two containers updates
+//! together or not at all; a kill -9 of berth during the health wait, with
+//! berth started again, ends on one whole generation that the provides
+//! name; a kill -9 of the client during the download changes nothing, and
+//! during the health wait has the module roll back by itself, with no
+//! module process left; another device type's artifact is refused; `mender
+//! rollback` before the commit brings the old app back.
 
 mod common;
 
@@ -26,6 +38,7 @@ esac
 fn the_client_runs_in_a_mount_namespace_of_its_own() {
     let machine_modules = listing(Path::new(MODULES_DIR));
     let machine_config = listing(Path::new(CONFIG_DIR));
+    let machine_data = listing(Path::new("/var/lib/mender"));
     let w = World::new();
     let module = w.root.join("recording-module");
     fs::write(&module, RECORDING_MODULE).unwrap();
@@ -84,6 +97,7 @@ fn the_client_runs_in_a_mount_namespace_of_its_own() {
     );
     assert_eq!(listing(Path::new(MODULES_DIR)), machine_modules);
     assert_eq!(listing(Path::new(CONFIG_DIR)), machine_config);
+    assert_eq!(listing(Path::new("/var/lib/mender")), machine_data);
     assert!(!Path::new(MODULES_DIR).join("berth-test-recording").exists());
 }
 
@@ -351,6 +365,30 @@ fn assert_consistent(w: &World, m: &Mender, containers: &[&str]) -> String {
     version
 }
 
+/// Asserts that no berth-app module process is left (one whose client was
+/// killed ends by itself).
+fn assert_no_module_left(w: &World) {
+    let end = std::time::Instant::now() + SHORT;
+    loop {
+        let left = modules_in(w);
+        if left.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() > end {
+            let described: Vec<String> = left
+                .iter()
+                .map(|(pid, argv)| {
+                    let wchan =
+                        fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                    format!("{pid} {argv:?} (in {wchan})")
+                })
+                .collect();
+            panic!("module processes left after {SHORT:?}: {described:#?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_kill_9_of_berth_during_the_health_wait_ends_on_one_app() {
     let (w, mut d, m) = device_on_v1(&[(WEB, HEALTHY), (DB, HEALTHY)]);
@@ -424,6 +462,7 @@ fn a_kill_9_of_the_client_during_download_changes_nothing() {
     m.install_and_commit(&w, &v2);
     assert_consistent(&w, &m, &[WEB]);
     assert_eq!(provided(&w, &m).as_deref(), Some("v2"));
+    assert_no_module_left(&w);
 }
 
 #[test]
@@ -447,6 +486,7 @@ fn a_kill_9_of_the_client_during_the_health_wait_is_rolled_back_by_the_module() 
     m.install_and_commit(&w, &v2);
     assert_consistent(&w, &m, &[WEB]);
     assert_eq!(provided(&w, &m).as_deref(), Some("v2"));
+    assert_no_module_left(&w);
 }
 
 #[test]

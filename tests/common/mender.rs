@@ -414,6 +414,27 @@ pub fn health_wait_below(client: u32) -> bool {
     })
 }
 
+/// The berth-app module processes in the world's cgroups, and the `berth
+/// wait` they start (what a killed client left behind among them), with
+/// their command lines.
+pub fn modules_in(w: &World) -> Vec<(u32, Vec<String>)> {
+    w.procs()
+        .into_iter()
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let module = argv.iter().any(|a| a.ends_with("/berth-app"));
+            let health_wait =
+                argv.first().is_some_and(|a| a == BERTH) && argv.iter().any(|a| a == "wait");
+            (module || health_wait).then_some((pid as u32, argv))
+        })
+        .collect()
+}
+
 /// Whether the client `client` runs its module in `state` right now.
 pub fn module_in_state(client: u32, state: &str) -> bool {
     children_of(client).iter().any(|(_, argv)| {
