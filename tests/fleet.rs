@@ -14,7 +14,11 @@
 //! name; a kill -9 of the client during the download changes nothing, and
 //! during the health wait has the module roll back by itself, with no
 //! module process left; another device type's artifact is refused; `mender
-//! rollback` before the commit brings the old app back.
+//! rollback` before the commit brings the old app back; the module killed
+//! at points spread over ArtifactInstall's steps is rolled back by the
+//! client to the old app; a power cut (client, module and daemon killed at
+//! once) at such points leaves the link on one whole generation that berth
+//! runs after its restart, and the next install goes through.
 
 mod common;
 
@@ -514,4 +518,136 @@ fn a_rollback_after_an_install_brings_the_old_app_back() {
     assert_settled(&w, &m, 1, "v1", &[WEB]);
     let (rc, out) = m.commit(&w);
     assert_eq!(rc, 2, "nothing to commit: {out}");
+}
+
+/// Stops, then kills with SIGKILL, the processes below `root` (and `root`
+/// itself when `with_root`): stopped first, so none of them acts on
+/// another's death; the state the kill leaves is that of one instant, as
+/// a power cut's would be.
+fn kill_tree(root: u32, with_root: bool) {
+    if with_root {
+        let _ = sys::kill_child(root, libc::SIGSTOP);
+    }
+    let mut stopped = Vec::new();
+    // Children may be forked while the tree is walked: walk until none is
+    // new.
+    loop {
+        let fresh: Vec<u32> = descendants_of(root)
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .filter(|pid| !stopped.contains(pid))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            let _ = sys::kill_child(pid, libc::SIGSTOP);
+            stopped.push(pid);
+        }
+    }
+    for pid in &stopped {
+        let _ = sys::kill_child(*pid, libc::SIGKILL);
+    }
+    if with_root {
+        let _ = sys::kill_child(root, libc::SIGKILL);
+    }
+}
+
+/// The module the client `client` runs in `state`, if any.
+fn module_pid(client: u32, state: &str) -> Option<u32> {
+    children_of(client)
+        .into_iter()
+        .find(|(_, argv)| {
+            argv.iter().any(|a| a.ends_with("/berth-app")) && argv.iter().any(|a| a == state)
+        })
+        .map(|(pid, _)| pid)
+}
+
+/// Delays after the module enters ArtifactInstall at which a test kills
+/// it: spread over its steps (checks, the generation's rename and fsync,
+/// `previous`, the link's switch, the reload, the health wait), which take
+/// from a few to a few tens of milliseconds each here.
+const KILL_POINTS_MS: &[u64] = &[0, 3, 8, 15, 30, 60, 120, 400];
+
+#[test]
+fn a_module_killed_at_any_step_of_the_install_is_rolled_back_by_the_client() {
+    let (w, _d, m) = device_on_v1(&[(WEB, HEALTHY), (DB, HEALTHY)]);
+    let app = m.app(APP);
+    let v2 = artifact(
+        &w,
+        "v2",
+        &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
+        DEVICE_TYPE,
+        AMPLE,
+    );
+    for &ms in KILL_POINTS_MS {
+        let install = m.spawn_install(&w, &v2);
+        let client = install.child.id();
+        let mut module = None;
+        wait_for(SETTLE, "the module's ArtifactInstall", || {
+            module = module_pid(client, "ArtifactInstall");
+            module.is_some()
+        });
+        // A fixed delay picks the point of the kill; nothing waits on it.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let seen = app.describe();
+        kill_tree(module.unwrap(), true);
+        let out = install.finish(CLIENT);
+        assert!(
+            !out.status.success(),
+            "killed at {ms} ms: {}",
+            describe(&out)
+        );
+        let version = assert_consistent(&w, &m, &[WEB, DB]);
+        eprintln!("module killed {ms} ms into ArtifactInstall ({seen}): back on {version}");
+        assert_eq!(version, "v1", "killed at {ms} ms");
+    }
+    assert_no_module_left(&w);
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_the_install_leaves_one_whole_app() {
+    let (w, mut d, m) = device_on_v1(&[(WEB, HEALTHY), (DB, HEALTHY)]);
+    let app = m.app(APP);
+    for (i, &ms) in [0u64, 8, 30, 120].iter().enumerate() {
+        let version = format!("v{}", i + 2);
+        let before = app.current().expect("an app");
+        let next = artifact(
+            &w,
+            &version,
+            &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
+            DEVICE_TYPE,
+            AMPLE,
+        );
+        let mut install = m.spawn_install(&w, &next);
+        let client = install.child.id();
+        wait_for(SETTLE, "the module's ArtifactInstall", || {
+            module_pid(client, "ArtifactInstall").is_some()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        // The client, its module and what the module runs die at once;
+        // then the daemon, as the device goes down.
+        kill_tree(client, true);
+        let _ = install.child.wait();
+        d.kill_9();
+        // "Boot": berth starts again and runs what the link names, a
+        // whole generation: every container from it, healthy.
+        d = w.start_daemon(&[]);
+        let on = app.current().expect("the link names a generation");
+        assert!(
+            on == before || app.generation_dir(on).join(".artifact-name").exists(),
+            "cut at {ms} ms: the link names {on}, not a whole generation: {}",
+            app.describe()
+        );
+        let running = app.artifact_name(on).expect("its artifact name");
+        for name in [WEB, DB] {
+            wait_settled(&w, &app, on, name, &running);
+        }
+        eprintln!("cut {ms} ms into ArtifactInstall: berth runs generation {on} ({running})");
+        // The next install of the artifact first rolls back what no
+        // client remembers, then goes through.
+        m.install_and_commit(&w, &next);
+        assert_eq!(assert_consistent(&w, &m, &[WEB, DB]), version);
+    }
+    assert_no_module_left(&w);
 }
