@@ -445,7 +445,23 @@ pub fn connect(socket: &Path) -> Result<UnixStream, Failure> {
 
 /// Sends one request and reads the one response line.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, Failure> {
+    call_within(socket, req, None)
+}
+
+/// `call`, giving up on a daemon that does not answer within `limit`.
+pub fn call_within(
+    socket: &Path,
+    req: &Request,
+    limit: Option<std::time::Duration>,
+) -> Result<Response, Failure> {
     let mut stream = connect(socket)?;
+    if let Some(limit) = limit {
+        let limit = Some(limit.max(std::time::Duration::from_millis(1)));
+        stream
+            .set_read_timeout(limit)
+            .and_then(|()| stream.set_write_timeout(limit))
+            .map_err(|e| Failure(format!("set a socket timeout: {e}"), 1))?;
+    }
     if let Err(failure) = send(&mut stream, req) {
         // The daemon may have answered (say, "too many clients") and
         // closed before reading: its answer says more than EPIPE.

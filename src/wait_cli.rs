@@ -49,10 +49,24 @@ pub enum Standing {
 
 /// Judges one container by its inspect object. Pure.
 pub fn standing(info: &Info, condition: Condition) -> Standing {
-    let Some(definition) = info.definition_hash.as_deref() else {
-        return Standing::Failed("is no longer defined".to_string());
+    // A daemon older than this client says neither (a binary upgraded
+    // before the daemon's restart): its runs are taken as current.
+    let old_daemon = info.phase.is_empty();
+    let current = match info.definition_hash.as_deref() {
+        Some(definition) => info.config_hash == definition,
+        None if old_daemon => true,
+        None => return Standing::Failed("is no longer defined".to_string()),
     };
-    let current = info.config_hash == definition;
+    if info.phase == "untrusted" {
+        // Its records could not be trusted: what runs is not known to be
+        // any definition's.
+        let why = info
+            .warning
+            .as_deref()
+            .unwrap_or("its records cannot be trusted");
+        return Standing::Failed(format!("is left alone by the daemon: {why}"));
+    }
+    let at_rest = info.phase == "idle" || old_daemon;
     match info.status.as_str() {
         "running" if !current => {
             Standing::Waiting("runs a definition a reload is replacing".to_string())
@@ -66,10 +80,10 @@ pub fn standing(info: &Info, condition: Condition) -> Standing {
         },
         // At rest, with nothing to come: not a start under way, a
         // dependency waited for, or a back-off before a restart.
-        "exited" | "failed" | "stopped" if current && info.phase == "idle" => {
-            Standing::Failed(ended_text(info))
-        }
-        "created" => Standing::Waiting("is not started".to_string()),
+        "exited" | "failed" | "stopped" if current && at_rest => Standing::Failed(ended_text(info)),
+        "created" if at_rest => Standing::Failed(
+            "is not started, and nothing will start it (autostart is false)".to_string(),
+        ),
         other if info.phase == "idle" || info.phase.is_empty() => {
             Standing::Waiting(other.to_string())
         }
@@ -107,6 +121,7 @@ fn ended_text(info: &Info) -> String {
 
 /// Longest time between two looks at the containers.
 const RECHECK: Duration = Duration::from_secs(1);
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Time between tries to reach a daemon that cannot be reached.
 const RECONNECT: Duration = Duration::from_millis(200);
 
@@ -118,7 +133,13 @@ pub fn run(
     socket: &Path,
 ) -> Result<i32, Failure> {
     let started = Instant::now();
-    let deadline = timeout.map(|t| started + t);
+    // A timeout past what an Instant holds is a century.
+    let deadline = timeout.map(|t| {
+        started
+            .checked_add(t)
+            .or_else(|| started.checked_add(CENTURY))
+            .unwrap_or(started)
+    });
     let mut pending: Vec<String> = Vec::new();
     for name in names {
         if !pending.contains(name) {
@@ -140,37 +161,43 @@ pub fn run(
             },
         };
         // Looked at after subscribing, so no change falls between the two.
+        // Every container is looked at each time: all must be there at
+        // once (one healthy a moment ago may have crashed since).
         loop {
             why.clear();
-            let mut still = Vec::new();
-            for name in pending {
-                let resp = cli::call(socket, &request(Verb::Inspect, &name));
-                let info = match resp.and_then(cli::checked) {
+            let mut ready = Vec::new();
+            for name in &pending {
+                let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let resp = match cli::call_within(socket, &request(Verb::Inspect, name), limit) {
+                    Ok(resp) => resp,
+                    // Not reached, or gone mid-answer (killed, restarting):
+                    // tried again until the deadline.
+                    Err(Failure(m, _)) if deadline.is_some() => {
+                        why.push((String::new(), m));
+                        continue;
+                    }
+                    Err(f) => return Err(f),
+                };
+                let info = match cli::checked(resp) {
                     Ok(Response {
                         container: Some(info),
                         ..
                     }) => info,
                     Ok(_) => return Err(Failure("the daemon sent no container".into(), 1)),
-                    Err(Failure(m, _)) if m.starts_with(cli::CANNOT_CONNECT) => {
-                        why.push((String::new(), m));
-                        still.push(name);
-                        continue;
-                    }
                     Err(Failure(m, _)) => return Err(Failure(format!("{name}: {m}"), 1)),
                 };
                 match standing(&info, condition) {
-                    Standing::Ready(what) => cli::outln(format!("{name} {what}")),
-                    Standing::Waiting(reason) => {
-                        why.push((name.clone(), reason));
-                        still.push(name);
-                    }
+                    Standing::Ready(what) => ready.push(format!("{name} {what}")),
+                    Standing::Waiting(reason) => why.push((name.clone(), reason)),
                     Standing::Failed(reason) => {
                         return Err(Failure(format!("{name}: {reason}"), 1));
                     }
                 }
             }
-            pending = still;
-            if pending.is_empty() {
+            if ready.len() == pending.len() {
+                for line in ready {
+                    cli::outln(line);
+                }
                 return Ok(0);
             }
             let now = Instant::now();
@@ -370,6 +397,43 @@ mod tests {
             standing(&gone, Condition::Running),
             Standing::Failed("is no longer defined".into())
         );
+    }
+
+    #[test]
+    fn untrusted_and_never_started_fail_and_an_older_daemon_is_believed() {
+        let untrusted = Info {
+            phase: "untrusted".into(),
+            warning: Some("its runtime record names another process".into()),
+            ..info("running", "aa", Some("aa"), Some("healthy"))
+        };
+        assert_eq!(
+            standing(&untrusted, Condition::Healthy),
+            Standing::Failed(
+                "is left alone by the daemon: its runtime record names another process".into()
+            )
+        );
+        let created = info("created", "aa", Some("aa"), None);
+        assert!(matches!(
+            standing(&created, Condition::Running),
+            Standing::Failed(_)
+        ));
+        // Without phase and definition-hash (a daemon from before them).
+        let old = Info {
+            phase: String::new(),
+            ..info("running", "aa", None, Some("healthy"))
+        };
+        assert_eq!(
+            standing(&old, Condition::Healthy),
+            Standing::Ready("healthy")
+        );
+        let old_ended = Info {
+            phase: String::new(),
+            ..info("exited", "aa", None, None)
+        };
+        assert!(matches!(
+            standing(&old_ended, Condition::Running),
+            Standing::Failed(_)
+        ));
     }
 
     #[test]

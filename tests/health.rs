@@ -787,3 +787,43 @@ fn wait_with_a_timeout_reaches_a_daemon_that_starts_later() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "app healthy\n");
 }
+
+#[test]
+fn wait_with_a_timeout_outlasts_a_daemon_killed_and_started_again() {
+    let w = World::new();
+    w.write_daemon_json(r#"{"live-restore": true}"#);
+    w.add_container(
+        "web",
+        POLITE,
+        &with_check(
+            &w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 1}}"#),
+            "",
+        ),
+    );
+    let mut daemon = w.start_daemon(&[]);
+    w.wait_running("web");
+    // A timeout past what a clock holds is no deadline, not a crash.
+    let mut waiting = w.spawn_berth(&[
+        "wait",
+        "--condition",
+        "healthy",
+        "--timeout",
+        "18446744073709551615",
+        "web",
+    ]);
+    wait_checked(&w, "web", "to be checked and unhealthy", SHORT, |c| {
+        status_of(c) == "unhealthy"
+    });
+    daemon.kill_9();
+    holds_for(
+        Duration::from_millis(300),
+        "the wait goes on without a daemon",
+        || waiting.try_status().is_none(),
+    );
+    let _daemon = w.start_daemon(&[]);
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    let out = waiting.finish(SHORT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web healthy\n");
+}
