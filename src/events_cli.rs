@@ -66,15 +66,7 @@ pub fn run(args: &[String], socket: &Path) -> Result<i32, Failure> {
     };
     cli::send(&mut stream, &req)?;
     let mut reader = io::BufReader::new(stream);
-    let first = read_line(&mut reader)?.ok_or_else(|| {
-        Failure(
-            "the daemon closed the connection without answering".into(),
-            1,
-        )
-    })?;
-    let resp: Response = wire::decode(&first)
-        .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))?;
-    cli::checked(resp)?;
+    first_answer(&mut reader)?;
     let stdout = io::stdout();
     loop {
         let Some(line) = read_line(&mut reader)? else {
@@ -101,6 +93,20 @@ pub fn run(args: &[String], socket: &Path) -> Result<i32, Failure> {
             return Ok(0); // the reader is gone: `berth events | head`
         }
     }
+}
+
+/// Reads the daemon's answer to an events request, the line before the
+/// events: an error it names is the client's error.
+pub fn first_answer(reader: &mut impl BufRead) -> Result<(), Failure> {
+    let first = read_line(reader)?.ok_or_else(|| {
+        Failure(
+            "the daemon closed the connection without answering".into(),
+            1,
+        )
+    })?;
+    let resp: Response = wire::decode(&first)
+        .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))?;
+    cli::checked(resp).map(drop)
 }
 
 /// `2026-11-29T17:40:00.123456789Z web exit exit-code 1`; the daemon's own

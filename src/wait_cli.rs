@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::{Info, Request, Response, Verb};
 use crate::cli::{self, Failure};
-use crate::{events_cli, wire};
+use crate::events_cli;
 
 /// What the containers must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,15 +228,7 @@ fn subscribe(socket: &Path, deadline: Option<Instant>) -> Result<BufReader<UnixS
         first_wait.filter(|d| !d.is_zero()).or(Some(RECHECK * 10)),
     )?;
     let mut reader = BufReader::new(stream);
-    let first = events_cli::read_line(&mut reader)?.ok_or_else(|| {
-        Failure(
-            "the daemon closed the connection without answering".into(),
-            1,
-        )
-    })?;
-    let resp: Response = wire::decode(&first)
-        .map_err(|e| Failure(format!("malformed response from the daemon: {e}"), 1))?;
-    cli::checked(resp)?;
+    events_cli::first_answer(&mut reader)?;
     Ok(reader)
 }
 

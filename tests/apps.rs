@@ -139,46 +139,35 @@ fn a_switched_link_and_a_reload_move_the_app_to_the_other_generation_and_back() 
         assert_eq!(facts(&w, name).image, Some(shop.image(1)), "{name}");
     }
 
-    shop.switch(2);
-    let out = w.berth_ok(&["reload"]);
-    assert_lines(
-        &out,
-        &[
-            "web: changed, recreating",
-            "db: changed, recreating",
-            "old: removed",
-            "new: added and started",
-        ],
-    );
-    for (name, old) in [("web", pids[0]), ("db", pids[1])] {
-        wait_recreated(&w, name, old);
-        assert_eq!(generation_of(&w, name), "2", "{name}");
-        assert_eq!(facts(&w, name).image, Some(shop.image(2)), "{name}");
-    }
-    assert_eq!(generation_of(&w, "new"), "2");
-    wait_gone(&w, "old");
-
+    switch_and_reload(&w, &shop, 2, &pids, ("old", "new"));
     // And back, as a rollback does.
     let pids: Vec<u32> = ["web", "db"].iter().map(|n| w.inspect(n).pid).collect();
-    shop.switch(1);
+    switch_and_reload(&w, &shop, 1, &pids, ("new", "old"));
+    w.cleanup().unwrap();
+}
+
+/// Switches the shop to generation `n` and reloads: web and db (at
+/// `pids`) are recreated from it, `gone` is removed and `added` runs
+/// from it.
+fn switch_and_reload(w: &World, shop: &Shop, n: u32, pids: &[u32], (gone, added): (&str, &str)) {
+    shop.switch(n);
     let out = w.berth_ok(&["reload"]);
     assert_lines(
         &out,
         &[
             "web: changed, recreating",
             "db: changed, recreating",
-            "new: removed",
-            "old: added and started",
+            &format!("{gone}: removed"),
+            &format!("{added}: added and started"),
         ],
     );
     for (name, old) in [("web", pids[0]), ("db", pids[1])] {
-        wait_recreated(&w, name, old);
-        assert_eq!(generation_of(&w, name), "1", "{name}");
-        assert_eq!(facts(&w, name).image, Some(shop.image(1)), "{name}");
+        wait_recreated(w, name, old);
+        assert_eq!(generation_of(w, name), n.to_string(), "{name}");
+        assert_eq!(facts(w, name).image, Some(shop.image(n)), "{name}");
     }
-    assert_eq!(generation_of(&w, "old"), "1");
-    wait_gone(&w, "new");
-    w.cleanup().unwrap();
+    assert_eq!(generation_of(w, added), n.to_string());
+    wait_gone(w, gone);
 }
 
 #[test]
