@@ -32,10 +32,12 @@ mod facts {
 }
 
 /// The app `shop` of one world: its generations under `apps/shop`, and
-/// its link in the containers directory.
+/// its link in the containers directory. Dropped, it detaches the loop
+/// devices its images left.
 struct Shop {
     generations: PathBuf,
     link: PathBuf,
+    _loops: LoopGuard,
 }
 
 impl Shop {
@@ -43,6 +45,9 @@ impl Shop {
         Shop {
             generations: w.root.join("apps").join("shop"),
             link: w.containers_dir().join("shop.app"),
+            _loops: LoopGuard {
+                dir: w.root.join("apps"),
+            },
         }
     }
 
@@ -125,9 +130,6 @@ fn assert_lines(out: &str, expected: &[&str]) {
 fn a_switched_link_and_a_reload_move_the_app_to_the_other_generation_and_back() {
     let mut w = World::new();
     let shop = Shop::new(&w);
-    let _loops = LoopGuard {
-        dir: w.root.join("apps"),
-    };
     shop.build(&w, 1, &["web", "db", "old"], "{}");
     shop.build(&w, 2, &["web", "db", "new"], "{}");
     shop.switch(1);
@@ -174,9 +176,6 @@ fn switch_and_reload(w: &World, shop: &Shop, n: u32, pids: &[u32], (gone, added)
 fn a_restart_after_the_switch_runs_the_old_generation_until_the_reload() {
     let mut w = World::new();
     let shop = Shop::new(&w);
-    let _loops = LoopGuard {
-        dir: w.root.join("apps"),
-    };
     let always = r#"{"restart": "always"}"#;
     shop.build(&w, 1, &["web"], always);
     shop.build(&w, 2, &["web"], always);
@@ -217,9 +216,6 @@ fn a_restart_after_the_switch_runs_the_old_generation_until_the_reload() {
 fn a_name_defined_twice_refuses_the_reload_naming_both_files() {
     let mut w = World::new();
     let shop = Shop::new(&w);
-    let _loops = LoopGuard {
-        dir: w.root.join("apps"),
-    };
     shop.build(&w, 1, &["web", "db"], "{}");
     shop.switch(1);
     let mut daemon = w.start_daemon(&[]);
@@ -269,9 +265,6 @@ fn a_name_defined_twice_refuses_the_reload_naming_both_files() {
 fn an_app_link_to_nowhere_refuses_the_reload() {
     let mut w = World::new();
     let shop = Shop::new(&w);
-    let _loops = LoopGuard {
-        dir: w.root.join("apps"),
-    };
     shop.build(&w, 1, &["web"], "{}");
     shop.switch(1);
     let _daemon = w.start_daemon(&[]);
@@ -293,9 +286,6 @@ fn an_app_link_to_nowhere_refuses_the_reload() {
 fn a_daemon_starting_with_a_name_defined_twice_runs_the_first_and_rm_names_the_app_file() {
     let mut w = World::new();
     let shop = Shop::new(&w);
-    let _loops = LoopGuard {
-        dir: w.root.join("apps"),
-    };
     shop.build(&w, 1, &["web", "db"], "{}");
     shop.switch(1);
     // The top-level web.json comes first; the app's db is the only db.
