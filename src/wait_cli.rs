@@ -121,6 +121,7 @@ fn ended_text(info: &Info) -> String {
 
 /// Longest time between two looks at the containers.
 const RECHECK: Duration = Duration::from_secs(1);
+/// The deadline of a timeout too long for the clock.
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Time between tries to reach a daemon that cannot be reached.
 const RECONNECT: Duration = Duration::from_millis(200);
@@ -140,10 +141,10 @@ pub fn run(
             .or_else(|| started.checked_add(CENTURY))
             .unwrap_or(started)
     });
-    let mut pending: Vec<String> = Vec::new();
+    let mut wanted: Vec<&String> = Vec::new();
     for name in names {
-        if !pending.contains(name) {
-            pending.push(name.clone());
+        if !wanted.contains(&name) {
+            wanted.push(name);
         }
     }
     let mut why: Vec<(String, String)> = Vec::new();
@@ -166,7 +167,7 @@ pub fn run(
         loop {
             why.clear();
             let mut ready = Vec::new();
-            for name in &pending {
+            for name in &wanted {
                 let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 let resp = match cli::call_within(socket, &request(Verb::Inspect, name), limit) {
                     Ok(resp) => resp,
@@ -188,13 +189,13 @@ pub fn run(
                 };
                 match standing(&info, condition) {
                     Standing::Ready(what) => ready.push(format!("{name} {what}")),
-                    Standing::Waiting(reason) => why.push((name.clone(), reason)),
+                    Standing::Waiting(reason) => why.push((name.to_string(), reason)),
                     Standing::Failed(reason) => {
                         return Err(Failure(format!("{name}: {reason}"), 1));
                     }
                 }
             }
-            if ready.len() == pending.len() {
+            if ready.len() == wanted.len() {
                 for line in ready {
                     cli::outln(line);
                 }
