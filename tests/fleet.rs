@@ -179,6 +179,18 @@ fn assert_settled(w: &World, m: &Mender, n: u32, version: &str, containers: &[&s
     assert_eq!(m.artifact_name(w), version);
 }
 
+/// The artifact VERSION of the two-container app whose checks pass only
+/// after a while (so an install has a health wait to interrupt).
+fn slow_two(w: &World, version: &str) -> std::path::PathBuf {
+    artifact(
+        w,
+        version,
+        &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
+        DEVICE_TYPE,
+        AMPLE,
+    )
+}
+
 /// A device with the good v1 installed and committed.
 fn device_on_v1(containers: &[(&str, &str)]) -> (World, Daemon, Mender) {
     let (w, d, m) = device();
@@ -398,13 +410,7 @@ fn assert_no_module_left(w: &World) {
 #[test]
 fn a_kill_9_of_berth_during_the_health_wait_ends_on_one_app() {
     let (w, mut d, m) = device_on_v1(&[(WEB, HEALTHY), (DB, HEALTHY)]);
-    let v2 = artifact(
-        &w,
-        "v2",
-        &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
-        DEVICE_TYPE,
-        AMPLE,
-    );
+    let v2 = slow_two(&w, "v2");
     let install = m.spawn_install(&w, &v2);
     wait_health_wait(&m, &install, 2);
     d.kill_9();
@@ -578,13 +584,7 @@ const KILL_POINTS_MS: &[u64] = &[0, 3, 8, 15, 30, 60, 120, 400];
 fn a_module_killed_at_any_step_of_the_install_is_rolled_back_by_the_client() {
     let (w, _d, m) = device_on_v1(&[(WEB, HEALTHY), (DB, HEALTHY)]);
     let app = m.app(APP);
-    let v2 = artifact(
-        &w,
-        "v2",
-        &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
-        DEVICE_TYPE,
-        AMPLE,
-    );
+    let v2 = slow_two(&w, "v2");
     for &ms in KILL_POINTS_MS {
         let install = m.spawn_install(&w, &v2);
         let client = install.child.id();
@@ -617,13 +617,7 @@ fn a_crash_of_client_module_and_daemon_at_any_step_of_the_install_leaves_one_who
     for (i, &ms) in [0u64, 8, 30, 120].iter().enumerate() {
         let version = format!("v{}", i + 2);
         let before = app.current().expect("an app");
-        let next = artifact(
-            &w,
-            &version,
-            &[(WEB, SLOW_HEALTHY), (DB, SLOW_HEALTHY)],
-            DEVICE_TYPE,
-            AMPLE,
-        );
+        let next = slow_two(&w, &version);
         let mut install = m.spawn_install(&w, &next);
         let client = install.child.id();
         wait_for(SETTLE, "the module's ArtifactInstall", || {

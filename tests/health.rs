@@ -628,6 +628,20 @@ fn an_image_replaced_on_disk_is_not_started_by_an_unhealthy_restart() {
     assert_eq!(last.init_pid as u32, first.pid, "no other init ran");
 }
 
+/// `web`: POLITE, checked every second for /data/ok, unhealthy at the
+/// first failure.
+fn add_web_checked_once(w: &World) {
+    w.add_container(
+        "web",
+        POLITE,
+        &with_check(
+            w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 1}}"#),
+            "",
+        ),
+    );
+}
+
 /// `berth wait --condition ... --timeout 30 NAMES`, spawned.
 fn spawn_wait(w: &World, condition: &str, names: &[&str]) -> Spawned {
     let mut args = vec!["wait", "--condition", condition, "--timeout", "30"];
@@ -638,15 +652,7 @@ fn spawn_wait(w: &World, condition: &str, names: &[&str]) -> Spawned {
 #[test]
 fn wait_for_healthy_returns_once_the_check_passes() {
     let w = World::new();
-    w.add_container(
-        "web",
-        POLITE,
-        &with_check(
-            &w,
-            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 1}}"#),
-            "",
-        ),
-    );
+    add_web_checked_once(&w);
     w.add_container("plain", POLITE, "{}");
     let _daemon = w.start_daemon(&[]);
     w.wait_running("web");
@@ -792,15 +798,7 @@ fn wait_with_a_timeout_reaches_a_daemon_that_starts_later() {
 fn wait_with_a_timeout_outlasts_a_daemon_killed_and_started_again() {
     let w = World::new();
     w.write_daemon_json(r#"{"live-restore": true}"#);
-    w.add_container(
-        "web",
-        POLITE,
-        &with_check(
-            &w,
-            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 1}}"#),
-            "",
-        ),
-    );
+    add_web_checked_once(&w);
     let mut daemon = w.start_daemon(&[]);
     w.wait_running("web");
     // A timeout past what a clock holds is no deadline, not a crash.

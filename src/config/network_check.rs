@@ -158,6 +158,13 @@ mod tests {
             .collect()
     }
 
+    /// Each entry's outcome: Ok, or its error as text.
+    fn outcomes(list: &[ContainerEntry]) -> Vec<Result<(), String>> {
+        list.iter()
+            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+            .collect()
+    }
+
     fn lan_and_db() -> Vec<NetworkDef> {
         vec![
             def("lan", "berth0", [10, 88, 0, 0], 24, [10, 88, 0, 1]),
@@ -309,10 +316,7 @@ mod tests {
         ));
         super::super::depends::check_all(&mut list);
         check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
-        let got: Vec<Result<(), String>> = list
-            .iter()
-            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
-            .collect();
+        let got = outcomes(&list);
         assert_eq!(
             got[..7],
             [
@@ -365,10 +369,7 @@ mod tests {
             list.push((name.into(), parse_container(name, &text, Path::new(&file))));
         }
         check_networks(&lan_and_db(), &mut list, &BTreeSet::new());
-        let got: Vec<Result<(), String>> = list
-            .iter()
-            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
-            .collect();
+        let got = outcomes(&list);
         assert_eq!(
             got,
             [
