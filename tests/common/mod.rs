@@ -20,6 +20,7 @@ pub mod images;
 pub mod inspect;
 pub mod json;
 pub mod netlab;
+pub mod openrc;
 pub mod records;
 pub mod rootfs;
 pub mod sys;
