@@ -186,13 +186,16 @@ impl Installed {
     }
 
     /// `/etc/init.d/NAME ARGS` in a mount namespace of its own that shows
-    /// the installed view (not yet spawned).
+    /// the installed view, with no environment but a PATH, as an init
+    /// system runs it (not yet spawned).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "/bin/sh"])
             .arg(&self.setup)
             .arg(format!("/etc/init.d/{}", self.name))
             .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .current_dir("/");
         cmd
     }
