@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod json;
 pub mod mender;
 pub mod netlab;
+pub mod openrc;
 pub mod records;
 pub mod rootfs;
 pub mod sys;
