@@ -27,7 +27,11 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let mut specs = match config::read_definitions(&cfg.containers_dir) {
+    // What ran before this daemon keeps the addresses and ports it holds.
+    let incumbents = state::list_names(&cfg.run_dir.join("containers"))
+        .into_iter()
+        .collect();
+    let mut specs = match config::read_checked_definitions(cfg, config_file, &incumbents) {
         Ok(found) => {
             // The name's first file is run; the later ones are named.
             for e in &found.duplicates {
@@ -36,19 +40,10 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             found.entries
         }
         Err(e) => {
-            error!(
-                "{} (containers-dir in {}); starting with no containers",
-                e,
-                config_file.display()
-            );
+            error!("{e}; starting with no containers");
             Vec::new()
         }
     };
-    // What ran before this daemon keeps the addresses and ports it holds.
-    let incumbents = state::list_names(&cfg.run_dir.join("containers"))
-        .into_iter()
-        .collect();
-    config::check_networks(&cfg.networks, &mut specs, &incumbents);
     let mut defined: Vec<&mut config::ContainerSpec> = specs
         .iter_mut()
         .filter_map(|(_, r)| r.as_mut().ok())
