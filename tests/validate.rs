@@ -150,7 +150,10 @@ fn every_bad_file_is_a_line_with_file_field_and_reason() {
         POLITE,
         r#"{"mounts": [{"source": "/nonexistent/data", "target": "/data"}]}"#,
     );
-    w.write_container("broken", "{\n  \"rootfs\": \"/\",\n  \"command\": [\"/bin/true\"],\n}");
+    w.write_container(
+        "broken",
+        "{\n  \"rootfs\": \"/\",\n  \"command\": [\"/bin/true\"],\n}",
+    );
 
     let lines = problems(&w, &validate(&w, &[]));
     assert_eq!(
@@ -160,7 +163,9 @@ fn every_bad_file_is_a_line_with_file_field_and_reason() {
                 r#"{d}/bound.json: field "mounts[0].source": /nonexistent/data: no such file or directory"#
             ),
             format!("{d}/broken.json: line 4 column 1: expected a key string, found '}}'"),
-            format!(r#"{d}/envy.json: field "env-file": {d}/missing.env: no such file or directory"#),
+            format!(
+                r#"{d}/envy.json: field "env-file": {d}/missing.env: no such file or directory"#
+            ),
             format!(
                 r#"{d}/lost.json: field "rootfs": /nonexistent/berth: no such file or directory"#
             ),
@@ -187,7 +192,10 @@ fn a_bad_daemon_file_is_named_and_nothing_else_is_read() {
 
     w.write_daemon_json(r#"{"log-levle": "debug"}"#);
     let lines = problems(&w, &validate(&w, &[]));
-    assert_eq!(lines, [format!(r#"{config}: field "log-levle": unknown key"#)]);
+    assert_eq!(
+        lines,
+        [format!(r#"{config}: field "log-levle": unknown key"#)]
+    );
 
     w.write_daemon_json(r#"{"shutdown-timeout": -1}"#);
     let lines = problems(&w, &validate(&w, &[]));
@@ -200,7 +208,10 @@ fn a_bad_daemon_file_is_named_and_nothing_else_is_read() {
     w.write_file(&w.config_path(), "{\"live-restore\": tru}");
     let lines = problems(&w, &validate(&w, &[]));
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with(&format!("{config}: line 1 column ")), "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{config}: line 1 column ")),
+        "{lines:?}"
+    );
 
     let nowhere = w.root.join("nowhere");
     w.write_daemon_json(&format!(
@@ -220,9 +231,10 @@ fn a_bad_daemon_file_is_named_and_nothing_else_is_read() {
     let out = validate_config(&w, &missing, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
-        text(&out)
-            .1
-            .starts_with(&format!("{}: no such file or directory\n", missing.display())),
+        text(&out).1.starts_with(&format!(
+            "{}: no such file or directory\n",
+            missing.display()
+        )),
         "{}",
         describe(&out)
     );
@@ -242,7 +254,9 @@ fn the_start_s_own_checks_of_daemon_json_are_made() {
     assert_eq!(
         lines,
         [
-            format!(r#"{config}: field "socket-group": no group "no-such-group-berth" in /etc/group"#),
+            format!(
+                r#"{config}: field "socket-group": no group "no-such-group-berth" in /etc/group"#
+            ),
             format!(
                 r#"{config}: field "socket": {}: exists and is not a socket"#,
                 victim.display()
@@ -297,10 +311,20 @@ fn depends_on_cycles_and_unknown_names_are_named() {
 fn unknown_networks_and_clashing_claims_are_named() {
     let w = World::new();
     let d = at(&w.containers_dir());
-    w.write_daemon_json(r#"{"networks": {"lan": {"bridge": "br-vt0", "subnet": "10.231.7.0/24"}}}"#);
-    w.add_container("on-lan", POLITE, r#"{"network": "lan", "ports": ["8080:80"]}"#);
+    w.write_daemon_json(
+        r#"{"networks": {"lan": {"bridge": "br-vt0", "subnet": "10.231.7.0/24"}}}"#,
+    );
+    w.add_container(
+        "on-lan",
+        POLITE,
+        r#"{"network": "lan", "ports": ["8080:80"]}"#,
+    );
     w.add_container("on-wan", POLITE, r#"{"network": "wan"}"#);
-    w.add_container("twin", POLITE, r#"{"network": "lan", "ports": ["8080:8080"]}"#);
+    w.add_container(
+        "twin",
+        POLITE,
+        r#"{"network": "lan", "ports": ["8080:8080"]}"#,
+    );
     w.add_container("guest", POLITE, r#"{"network": "container:nobody"}"#);
     let lines = problems(&w, &validate(&w, &[]));
     assert_eq!(
@@ -330,7 +354,11 @@ fn beside_a_running_daemon_nothing_is_disturbed() {
 
     let out = validate(&w, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(text(&out).0.starts_with("config OK: "), "{}", describe(&out));
+    assert!(
+        text(&out).0.starts_with("config OK: "),
+        "{}",
+        describe(&out)
+    );
     w.add_container("bad", POLITE, r#"{"memory": "lots"}"#);
     let lines = problems(&w, &validate(&w, &[]));
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -356,7 +384,9 @@ fn beside_a_running_daemon_nothing_is_disturbed() {
     let mut second = w.spawn_daemon(&[]);
     assert!(!second.wait_exit(SHORT).success());
     assert!(
-        second.stderr().contains("another berth daemon is using run-dir"),
+        second
+            .stderr()
+            .contains("another berth daemon is using run-dir"),
         "{}",
         second.stderr()
     );
