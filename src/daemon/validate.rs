@@ -10,7 +10,7 @@
 //! two checks of daemon.json that only a start makes (`Access::new` for
 //! `socket-group`, `socket_in_place` for `socket`). Addresses and ports
 //! claimed twice are given to the containers run-dir has records of, as a
-//! start gives them. What only happens when a container starts (its
+//! start gives them (`restore::incumbents`). What only happens when a container starts (its
 //! devices, its user in the rootfs's /etc/passwd, the command, the image
 //! mounted and verified, the cgroup limits, the bridges) is not checked.
 //!
@@ -21,7 +21,6 @@ use std::path::Path;
 
 use super::access::{self, Access};
 use crate::config::{self, DaemonConfig};
-use crate::state;
 
 /// Checks `config` and what it points to; prints each problem on stderr
 /// and a summary (on stdout when all is well). Returns the exit code: 0
@@ -56,11 +55,7 @@ pub fn validate(config: &Path) -> i32 {
 /// daemon.json and how many containers it defines, or every problem:
 /// the start's own checks of daemon.json first, then a reload's.
 fn problems(config: &Path) -> Result<(DaemonConfig, usize), Vec<String>> {
-    let checked = config::check_config(config, |cfg| {
-        state::list_names(&cfg.run_dir.join("containers"))
-            .into_iter()
-            .collect()
-    });
+    let checked = config::check_config(config, super::restore::incumbents);
     let mut problems = Vec::new();
     if let Some(cfg) = &checked.daemon {
         let group_file = Path::new(access::GROUP_FILE);
