@@ -236,9 +236,36 @@ pub const HELP: &[Help] = &[
     Help {
         verb: "daemon",
         summary: "run the daemon",
-        synopsis: &["daemon [--config FILE] [--live-restore] [--pidfile FILE] [--log-level LEVEL]"],
-        about: "Run the daemon.",
-        options: &[],
+        synopsis: &[
+            "daemon [--config FILE] [--live-restore] [--pidfile FILE] [--log-level LEVEL]",
+            "daemon --validate [--config FILE]",
+        ],
+        about: "Run the daemon. With --validate, check daemon.json and every container \
+                file as a start or a reload would, print each problem (file, field, \
+                reason) on a line of its own and exit 1 if there is any, else print a \
+                summary and exit 0; nothing is started, created or locked, so a daemon \
+                running on the same configuration is not disturbed. Checks made only \
+                when a container starts (its devices, its user in the rootfs, the \
+                command, mounting the image) are not made.",
+        options: &[
+            (
+                "--config FILE",
+                "daemon.json (default /etc/berth/daemon.json)",
+            ),
+            (
+                "--live-restore",
+                "leave containers running when the daemon stops",
+            ),
+            (
+                "--pidfile FILE",
+                "write the daemon's pid there (not with --validate)",
+            ),
+            (
+                "--log-level LEVEL",
+                "off, error, warn, info, debug or trace (over daemon.json's)",
+            ),
+            ("--validate", "check the configuration, start nothing"),
+        ],
     },
 ];
 

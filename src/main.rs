@@ -76,6 +76,12 @@ fn run_daemon(args: &[String]) -> i32 {
         config: PathBuf::from(DEFAULT_CONFIG),
         ..Default::default()
     };
+    // Checks the configuration instead of running; the other options are
+    // taken as a run takes them (an init script may add --validate to its
+    // usual command line): --config says what is checked, a bad
+    // --log-level is a usage error, --pidfile and --live-restore change
+    // nothing that is checked (no pidfile is written).
+    let mut validate = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -95,6 +101,13 @@ fn run_daemon(args: &[String]) -> i32 {
                 opts.live_restore = true;
                 Ok(())
             }
+            "--validate" => match inline {
+                None => {
+                    validate = true;
+                    Ok(())
+                }
+                Some(_) => Err("--validate takes no value".to_string()),
+            },
             "--log-level" => value("--log-level").and_then(|v| {
                 config::parse_log_level(&v)
                     .map(|l| opts.log_level = Some(l))
@@ -107,6 +120,9 @@ fn run_daemon(args: &[String]) -> i32 {
         if let Err(e) = result {
             return fail(2, &format!("{e}\n{}", cli::short_usage("daemon")));
         }
+    }
+    if validate {
+        return daemon::validate(&opts.config);
     }
     daemon::main(opts)
 }

@@ -12,11 +12,13 @@
 //! `settings` the sysctl and env-file keys, `health` the healthcheck and
 //! on-unhealthy keys, `depends` the start order, `network` the bridge
 //! networks and a container's network, address and ports, `network_check`
-//! those keys across the containers directory, and
+//! those keys across the containers directory,
 //! `load` the reading of them from disk (the containers directory and its
-//! app directories) and the checks on the host. Callers use the names re-exported
-//! here, the ones the rest of berth needs.
+//! app directories) and the checks on the host, and `check` all of it as
+//! start-up, reload and `berth daemon --validate` take it. Callers use the
+//! names re-exported here, the ones the rest of berth needs.
 
+mod check;
 mod container_file;
 mod daemon_file;
 mod depends;
@@ -32,14 +34,14 @@ mod seccomp_profile;
 mod settings;
 mod types;
 
+pub use check::{check_config, read_checked_definitions};
 pub use container_file::{effective, fnv1a64, parse_container, parse_user};
 pub use daemon_file::{default_daemon, parse_log_level, read_daemon_file, read_socket};
 pub use depends::Condition;
 pub use fields::validate_name;
 pub use image::{image_identity_hash, read_image_fs};
-pub use load::{check_container_host, defining_file, read_definitions};
+pub use load::{check_container_host, defining_file};
 pub use network::{Network, NetworkDef, PortMap, Proto};
-pub use network_check::check_networks;
 pub use privileges::{RLIMITS, UNLIMITED, cap_name, capabilities, limit_text};
 pub use settings::merge_env;
 pub use types::{

@@ -27,7 +27,8 @@
 //! event for a closed fd is dropped. Components do not know each other:
 //! the loop turns a client's request into a lifecycle event and the
 //! lifecycle's answers into replies. `restore` (start-up) and `reload`
-//! (SIGHUP) are functions over the components.
+//! (SIGHUP) are functions over the components; `validate` (`berth daemon
+//! --validate`) runs their checks and nothing else.
 //!
 //! The daemon holds no container alive. It can die at any instruction:
 //! monitors own the containers, and the next daemon finds them from the
@@ -44,8 +45,11 @@ mod reload;
 mod restore;
 mod signals;
 mod tokens;
+mod validate;
 mod watch;
 mod window;
+
+pub use validate::validate;
 
 use std::fs;
 use std::io;
@@ -169,6 +173,21 @@ pub fn main(opts: Options) -> i32 {
     daemon.run()
 }
 
+/// Whether a socket is at `socket` already; an error when something else
+/// is there: only ever a socket is removed, never a file a wrong path
+/// names. `config` names daemon.json in the error.
+fn socket_in_place(socket: &Path, config: &Path) -> Result<bool, String> {
+    match fs::symlink_metadata(socket) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => Ok(true),
+        Ok(_) => Err(format!(
+            "{}: field \"socket\": {}: exists and is not a socket",
+            config.display(),
+            socket.display()
+        )),
+        Err(_) => Ok(false),
+    }
+}
+
 impl Daemon {
     fn new(opts: Options, mut cfg: DaemonConfig, open_files: u64) -> Result<Daemon, String> {
         if opts.live_restore {
@@ -223,19 +242,9 @@ impl Daemon {
             Path::new(access::GROUP_FILE),
             &opts.config,
         )?;
-        // We hold the lock, so a socket left here is a dead daemon's; but
-        // only ever remove a socket, never a file a wrong path names.
-        match fs::symlink_metadata(&cfg.socket) {
-            Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-                let _ = fs::remove_file(&cfg.socket);
-            }
-            Ok(_) => {
-                return Err(format!(
-                    "socket {}: exists and is not a socket",
-                    cfg.socket.display()
-                ));
-            }
-            Err(_) => {}
+        // We hold the lock, so a socket left here is a dead daemon's.
+        if socket_in_place(&cfg.socket, &opts.config)? {
+            let _ = fs::remove_file(&cfg.socket);
         }
         let mut listener = access.bind(&cfg.socket)?;
         poll.registry()

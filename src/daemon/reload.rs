@@ -1,6 +1,7 @@
 //! Reload (SIGHUP or `berth reload`): parse, validate, plan, apply.
 //!
-//! daemon.json and every container file are read and validated first; any
+//! daemon.json and every container file are read and validated first
+//! (`config::check_config`, which `berth daemon --validate` runs too); any
 //! error refuses the whole reload and changes nothing. Then `plan` says
 //! what differs and the actions go through the same paths as start-up.
 //! Unchanged containers are not touched. Reload is a function of the
@@ -36,28 +37,17 @@ pub fn reload(
     config_file: &Path,
     overrides: Overrides,
 ) -> Result<(Vec<String>, Answers), String> {
-    let new_cfg = config::read_daemon_file(config_file).map_err(|e| e.to_string())?;
-    let found = config::read_definitions(&new_cfg.containers_dir)
-        .map_err(|e| format!("{e} (containers-dir in {})", config_file.display()))?;
-    let mut entries = found.entries;
     // What the daemon runs keeps the addresses and ports it holds.
-    let incumbents = ctrs
-        .iter()
-        .filter(|c| c.spec().is_some())
-        .map(|c| c.name().to_string())
-        .collect();
-    config::check_networks(&new_cfg.networks, &mut entries, &incumbents);
-    let mut specs = Vec::new();
-    let mut errors: Vec<String> = found.duplicates.iter().map(|e| e.to_string()).collect();
-    for (_, result) in entries {
-        match result {
-            Ok(spec) => specs.push(spec),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
+    let incumbents = |_: &DaemonConfig| {
+        ctrs.iter()
+            .filter(|c| c.spec().is_some())
+            .map(|c| c.name().to_string())
+            .collect()
+    };
+    // The same reading and checks as `berth daemon --validate`.
+    let (new_cfg, mut specs) = config::check_config(config_file, incumbents)
+        .into_result()
+        .map_err(|problems| problems.join("; "))?;
 
     let mut refs: Vec<&mut ContainerSpec> = specs.iter_mut().collect();
     crate::net::fold_hashes(&new_cfg.networks, &mut refs);

@@ -10,6 +10,7 @@
 //! time). Anything else is named in the log and in `ps`, and never acted
 //! on blindly.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use log::{debug, error, info, warn};
@@ -27,7 +28,8 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let mut specs = match config::read_definitions(&cfg.containers_dir) {
+    let incumbents = incumbents(cfg);
+    let mut specs = match config::read_checked_definitions(cfg, config_file, &incumbents) {
         Ok(found) => {
             // The name's first file is run; the later ones are named.
             for e in &found.duplicates {
@@ -36,19 +38,10 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
             found.entries
         }
         Err(e) => {
-            error!(
-                "{} (containers-dir in {}); starting with no containers",
-                e,
-                config_file.display()
-            );
+            error!("{e}; starting with no containers");
             Vec::new()
         }
     };
-    // What ran before this daemon keeps the addresses and ports it holds.
-    let incumbents = state::list_names(&cfg.run_dir.join("containers"))
-        .into_iter()
-        .collect();
-    config::check_networks(&cfg.networks, &mut specs, &incumbents);
     let mut defined: Vec<&mut config::ContainerSpec> = specs
         .iter_mut()
         .filter_map(|(_, r)| r.as_mut().ok())
@@ -79,6 +72,15 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
     for name in &names {
         drop_answers(ctrs.feed(env, name, Event::Boot));
     }
+}
+
+/// The containers a start lets keep the addresses and ports they hold when
+/// another definition claims them too: those that ran before this daemon
+/// (a runtime record's directory in run-dir).
+pub(super) fn incumbents(cfg: &DaemonConfig) -> BTreeSet<String> {
+    state::list_names(&cfg.run_dir.join("containers"))
+        .into_iter()
+        .collect()
 }
 
 /// The bridge networks: daemon.json's bridges made or checked, and what a
