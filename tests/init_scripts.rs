@@ -196,6 +196,37 @@ fn lifecycle(s: &Service) {
     let mut running = s.containers(&["one", "two"]);
     s.assert_kept(&one, "after a reload");
 
+    // A configuration with a problem: the script names it and sends no
+    // SIGHUP (the daemon's log shows no reload); fixed, it reloads again.
+    w.add_container("bad", POLITE, r#"{"memory": "12Q"}"#);
+    let out = s.expect("checkconfig", 1);
+    assert!(
+        out.contains("bad.json") && out.contains("memory"),
+        "checkconfig does not name the problem: {out}"
+    );
+    let reloads = || {
+        fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .matches("reload")
+            .count()
+    };
+    let before = reloads();
+    let out = s.verb("reload");
+    assert_ne!(
+        out.0, 0,
+        "reload of a bad configuration succeeded: {}",
+        out.1
+    );
+    assert!(
+        out.1.contains("bad.json") && out.1.contains("memory"),
+        "reload does not name the problem: {}",
+        out.1
+    );
+    assert_eq!(reloads(), before, "the daemon was sent SIGHUP: {}", out.1);
+    fs::remove_file(w.containers_dir().join("bad.json")).expect("remove bad.json");
+    s.expect("checkconfig", 0);
+    s.assert_kept(&running, "after a refused reload");
+
     // The upgrade: the running daemon's binary is now a deleted file.
     install_binary(&s.binary);
     assert!(
