@@ -259,7 +259,9 @@ pub fn read_capped(path: &Path) -> io::Result<String> {
     if !meta.is_file() {
         return Err(io::Error::other("record is not a regular file"));
     }
-    let mut bytes = Vec::new();
+    // Room for the whole file and the one byte that shows its end: two
+    // reads, not a doubling series of them.
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_RECORD) as usize + 1);
     io::Read::take(file, MAX_RECORD + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_RECORD {
         return Err(io::Error::other(format!(

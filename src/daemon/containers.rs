@@ -125,8 +125,9 @@ impl Ctr {
         self.machine.last().error.as_deref()
     }
 
-    /// What `inspect` shows.
-    pub fn info(&self, cfg_log_dir: &Path) -> Info {
+    /// What `inspect` shows. `mounts`: the daemon's mount table, read
+    /// once for all the containers of a request.
+    pub fn info(&self, cfg_log_dir: &Path, mounts: &Mounts) -> Info {
         let phase = self.phase();
         let last = self.machine.last();
         let run = phase.run();
@@ -216,7 +217,7 @@ impl Ctr {
                     (None, _) => None,
                 }),
             execs: match run {
-                Some(r) if running && r.exec == Exec::Done => execs_of(r),
+                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts),
                 _ => Vec::new(),
             },
             config: spec.map(|s| crate::api::RawJson(config::effective(s))),
@@ -286,6 +287,30 @@ impl Ctr {
             Loaded::Ok(s) if s.run_id == run_id => s.log_dropped,
             _ => 0,
         }
+    }
+}
+
+/// The daemon's mount table, read when a request's first running
+/// container needs it (to find its init's cgroups), then kept for the
+/// rest of that request.
+#[derive(Default)]
+pub struct Mounts {
+    mountinfo: std::cell::OnceCell<Option<String>>,
+}
+
+impl Mounts {
+    fn mountinfo(&self) -> Option<&str> {
+        self.mountinfo
+            .get_or_init(|| fs::read_to_string("/proc/self/mountinfo").ok())
+            .as_deref()
+    }
+
+    /// The cgroup directory of `pid` in the first hierarchy it is in (see
+    /// `exec::init_cgroups`).
+    fn first_cgroup(&self, pid: i32) -> Option<PathBuf> {
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let hierarchies = cgroup::discover(self.mountinfo()?, &own);
+        hierarchies.first().map(cgroup::own_dir)
     }
 }
 
@@ -1271,7 +1296,7 @@ impl Containers {
     /// What `inspect` shows of `name`.
     pub fn info(&self, name: &str, cfg_log_dir: &Path) -> Option<Info> {
         let c = self.map.get(name)?;
-        let mut info = c.info(cfg_log_dir);
+        let mut info = c.info(cfg_log_dir, &Mounts::default());
         if let (Ok(net), Some(spec)) = (&self.net, c.spec()) {
             let (joined, ports) = net.info(spec);
             info.networks = joined
@@ -1471,11 +1496,8 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
-fn execs_of(run: &RunFacts) -> Vec<ExecInfo> {
-    let Some(dir) = exec::init_cgroups(run.init_pid)
-        .ok()
-        .and_then(|dirs| dirs.into_iter().next())
-    else {
+fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
+    let Some(dir) = mounts.first_cgroup(run.init_pid) else {
         return Vec::new();
     };
     let found = exec::joined(&dir, run.init_pid);

@@ -520,10 +520,11 @@ impl Daemon {
         let event = match &call {
             Call::Version => return Some(Reply::Version(api::version())),
             Call::Ps => {
+                let mounts = containers::Mounts::default();
                 let list = self
                     .containers
                     .iter()
-                    .map(|c| c.info(&self.cfg.log_dir))
+                    .map(|c| c.info(&self.cfg.log_dir, &mounts))
                     .collect();
                 return Some(Reply::Containers(list));
             }

@@ -2,16 +2,26 @@
 //! to them after a crash, and how much memory it holds.
 //!
 //! `cargo bench --bench restore [-- N...]` (as root). For each N (default
-//! 1, 10, 50): start N containers, kill -9 the daemon, start a new one and
+//! 1, 10, 50): start N containers, then ROUNDS times (env
+//! `BERTH_BENCH_ROUNDS`, default 5) kill -9 the daemon, start a new one and
 //! time from its exec to the first `ps` that shows all N running with
-//! their old pids. Also prints the start latency per container, the RSS of
-//! the daemon and of one monitor, and the binary's size.
+//! their old pids (median and range). Also prints the start latency per
+//! container, the memory of the daemon (RSS, PSS, private dirty, and the
+//! mappings that hold it) and of one monitor, and the binary's size.
+//!
+//! `BERTH_BENCH_HOLD=FILE` stops after the starts until FILE exists, for
+//! a look from outside.
+//!
+//! The binary measured is `BERTH_BIN` if set, else the static musl build
+//! (`cross/build x86_64-unknown-linux-musl`) if there is one, else the
+//! binary cargo built for this bench.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 use std::fs;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -30,7 +40,63 @@ fn mem(pid: u32) -> String {
     )
 }
 
-fn run(n: usize) {
+/// The daemon's mappings that hold 8 KiB or more: name, RSS, private
+/// dirty (KiB), largest RSS first.
+fn mappings(pid: u32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(String, u64, u64)> = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let name = words.nth(4).unwrap_or("[anon]");
+            let perms = line.split_whitespace().nth(1).unwrap_or("");
+            let short = Path::new(name)
+                .file_name()
+                .map_or(name.to_string(), |f| f.to_string_lossy().into_owned());
+            maps.push((format!("{short} {perms}"), 0, 0));
+        } else if let Some(m) = maps.last_mut() {
+            let mut kib = || {
+                words
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            match first {
+                "Rss:" => m.1 = kib(),
+                "Private_Dirty:" => m.2 = kib(),
+                _ => {}
+            }
+        }
+    }
+    maps.retain(|m| m.1 >= 8);
+    maps.sort_by(|a, b| b.1.cmp(&a.1));
+    maps.iter()
+        .map(|(name, rss, dirty)| format!("{name} {rss}/{dirty}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `berth ps --json`, waited for without polling.
+fn ps(w: &World) -> Option<Vec<Inspect>> {
+    let out = w
+        .client_command()
+        .arg("--config")
+        .arg(w.config_path())
+        .args(["ps", "--json"])
+        .output()
+        .expect("run berth ps");
+    if !out.status.success() {
+        return None;
+    }
+    nanoserde::DeJson::deserialize_json(String::from_utf8_lossy(&out.stdout).trim()).ok()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run(n: usize, rounds: usize) {
     let w = World::new();
     w.write_daemon_json(r#"{"live-restore": true, "log-level": "info"}"#);
     for i in 0..n {
@@ -65,44 +131,85 @@ fn run(n: usize) {
     };
     let monitor_mem = mem(monitor_pid);
 
-    daemon.kill_9();
-    let t0 = Instant::now();
-    let daemon_after = w.spawn_daemon(&[]);
+    let daemon_maps = mappings(daemon.pid());
+    // For a look from outside (strace, perf): the world stays as it is
+    // until the file `BERTH_BENCH_HOLD` names exists.
+    if let Some(hold) = std::env::var_os("BERTH_BENCH_HOLD") {
+        println!(
+            "holding: config {}, daemon pid {}; create {} to go on",
+            w.config_path().display(),
+            daemon.pid(),
+            Path::new(&hold).display()
+        );
+        while !Path::new(&hold).exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let mut restores = Vec::new();
+    let mut insides = Vec::new();
     let mut polls = 0;
-    loop {
-        polls += 1;
-        let out = w.berth(&["ps", "--json"]);
-        if out.status.success() {
-            let list: Vec<Inspect> =
-                nanoserde::DeJson::deserialize_json(String::from_utf8_lossy(&out.stdout).trim())
-                    .unwrap();
-            let same = list.len() == n
-                && list.iter().all(|c| {
-                    c.is_running() && before.iter().any(|b| b.name == c.name && b.pid == c.pid)
-                });
+    for _ in 0..rounds {
+        daemon.kill_9();
+        let t0 = Instant::now();
+        daemon = w.spawn_daemon(&[]);
+        loop {
+            polls += 1;
+            let same = ps(&w).is_some_and(|list| {
+                list.len() == n
+                    && list.iter().all(|c| {
+                        c.is_running() && before.iter().any(|b| b.name == c.name && b.pid == c.pid)
+                    })
+            });
             if same {
                 break;
             }
+            assert!(
+                t0.elapsed() < LONG,
+                "restore of {n} containers did not finish"
+            );
         }
-        assert!(
-            t0.elapsed() < LONG,
-            "restore of {n} containers did not finish"
-        );
+        restores.push(t0.elapsed());
+        let ready = daemon.wait_for_log_line(&["ready on", "restore took"]);
+        let inside: f64 = ready
+            .rsplit("restore took ")
+            .next()
+            .and_then(|t| t.trim_end_matches(" ms)").parse().ok())
+            .unwrap_or(f64::NAN);
+        insides.push(Duration::from_secs_f64(inside / 1000.0));
     }
-    let restore = t0.elapsed();
-    let ready = daemon_after.wait_for_log_line(&["ready on", "restore took"]);
-    let inside = ready
-        .rsplit("restore took ")
-        .next()
-        .unwrap_or("?")
-        .trim_end_matches(')');
+    // What a `ps` costs once the daemon runs (client exec included).
+    let mut pss = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert!(ps(&w).is_some_and(|l| l.len() == n), "ps after restore");
+        pss.push(t.elapsed());
+    }
+    let range = |v: &[Duration]| {
+        let min = v.iter().min().copied().unwrap_or_default();
+        let max = v.iter().max().copied().unwrap_or_default();
+        format!("{:.1}-{:.1}", ms(min), ms(max))
+    };
     println!(
-        "{n:>3} containers: start (API request to answer, exec done) median {:.1} ms; kill -9, restart, first `berth ps` showing all {n} running with their pids: {:.1} ms ({polls} ps calls)",
-        median(starts).as_secs_f64() * 1000.0,
-        restore.as_secs_f64() * 1000.0,
+        "{n:>3} containers: start (API request to answer, exec done) median {:.1} ms",
+        ms(median(starts)),
     );
-    println!("    of which inside the daemon, reading and checking {n} records: {inside}");
+    println!(
+        "    kill -9, restart, first `berth ps` showing all {n} running with their pids: median {:.1} ms, range {} ms ({rounds} rounds, {polls} ps calls)",
+        ms(median(restores.clone())),
+        range(&restores),
+    );
+    println!(
+        "    of which inside the daemon, reading and checking {n} records: median {:.1} ms, range {} ms",
+        ms(median(insides.clone())),
+        range(&insides),
+    );
+    println!(
+        "    then `berth ps --json` (client exec to exit): median {:.1} ms, range {} ms",
+        ms(median(pss.clone())),
+        range(&pss),
+    );
     println!("    daemon with {n} containers: {daemon_mem}");
+    println!("      mappings (RSS/private dirty KiB): {daemon_maps}");
     println!("    one monitor: {monitor_mem}");
 }
 
@@ -112,9 +219,20 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let ns = if ns.is_empty() { vec![1, 10, 50] } else { ns };
-    let size = fs::metadata(BERTH).map(|m| m.len()).unwrap_or(0);
-    println!("berth binary {BERTH}: {} KiB", size / 1024);
+    let rounds = std::env::var("BERTH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let musl = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/berth");
+    if std::env::var_os("BERTH_BIN").is_none() && musl.exists() {
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("BERTH_BIN", &musl) };
+    }
+    let bin = berth_bin();
+    let size = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    println!("berth binary {}: {} KiB", bin.display(), size / 1024);
     for n in ns {
-        run(n);
+        run(n, rounds);
     }
 }

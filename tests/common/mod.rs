@@ -41,6 +41,12 @@ pub use inspect::{Inspect, is_rfc3339};
 
 /// The binary under test.
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// The binary the worlds' daemons and clients run: `BERTH_BIN` if set
+/// (e.g. the static musl build, for a benchmark), else `BERTH`.
+pub fn berth_bin() -> PathBuf {
+    std::env::var_os("BERTH_BIN").map_or_else(|| PathBuf::from(BERTH), PathBuf::from)
+}
 /// The package version `berth version` must print.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Deadline for things that should be quick (a daemon answering, a start).
@@ -481,7 +487,7 @@ impl World {
         args: &[&str],
         setup: impl FnOnce(&mut Command),
     ) -> Daemon {
-        let mut cmd = Command::new(BERTH);
+        let mut cmd = Command::new(berth_bin());
         cmd.env_remove("BERTH_SOCKET")
             .arg("daemon")
             .arg("--config")
@@ -503,7 +509,7 @@ impl World {
         cmd.env_remove("BERTH_SOCKET")
             .arg("-c")
             .arg(format!("umask {umask:03o} && exec \"$0\" \"$@\""))
-            .arg(BERTH)
+            .arg(berth_bin())
             .arg("daemon")
             .arg("--config")
             .arg(self.config_path())
@@ -550,7 +556,7 @@ impl World {
     /// A `berth` command with no arguments yet, BERTH_SOCKET removed and
     /// "/" as working directory.
     pub fn client_command(&self) -> Command {
-        let mut cmd = Command::new(BERTH);
+        let mut cmd = Command::new(berth_bin());
         cmd.env_remove("BERTH_SOCKET").current_dir("/");
         cmd
     }
