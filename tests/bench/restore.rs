@@ -70,7 +70,7 @@ fn mappings(pid: u32) -> String {
         }
     }
     maps.retain(|m| m.1 >= 8);
-    maps.sort_by(|a, b| b.1.cmp(&a.1));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.1));
     maps.iter()
         .map(|(name, rss, dirty)| format!("{name} {rss}/{dirty}"))
         .collect::<Vec<_>>()
