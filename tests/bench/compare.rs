@@ -46,6 +46,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -212,7 +213,10 @@ impl Bench {
         bench
     }
 
+    /// Shuffles `v` for the next round; first, after SIGINT or SIGTERM,
+    /// panics, so that everything is cleaned up on the way out.
     fn shuffle<T>(&self, v: &mut [T]) {
+        assert!(!STOP.load(Ordering::Relaxed), "interrupted");
         let mut rng = self.rng.borrow_mut();
         for i in (1..v.len()).rev() {
             v.swap(i, rng(i as u64 + 1) as usize);
@@ -705,11 +709,14 @@ fn boot_crun(b: &Bench, rootfs: &Path, n: usize) -> Duration {
         .iter()
         .zip(&bundles)
         .map(|(id, bundle)| {
-            b.oci(
+            let mut cmd = b.oci(
                 "crun",
                 id,
                 &["run", "--detach", "--bundle", bundle.to_str().unwrap(), id],
-            )
+            );
+            // The container keeps crun's stdio: a pipe would not end.
+            cmd.stderr(fs::File::create(bundle.join("stderr")).unwrap());
+            cmd
         })
         .collect();
     let t = Instant::now();
@@ -717,10 +724,15 @@ fn boot_crun(b: &Bench, rootfs: &Path, n: usize) -> Duration {
         .iter_mut()
         .map(|c| c.spawn().expect("spawn crun"))
         .collect();
-    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output()).collect();
+    let statuses: Vec<_> = children.into_iter().map(|mut c| c.wait()).collect();
     let took = t.elapsed();
-    for out in outs {
-        check("crun run --detach", out);
+    for (status, bundle) in statuses.into_iter().zip(&bundles) {
+        let status = status.expect("wait for crun");
+        assert!(
+            status.success(),
+            "crun run --detach: {status}: {}",
+            fs::read_to_string(bundle.join("stderr")).unwrap_or_default()
+        );
     }
     for id in &ids {
         b.oci_delete("crun", id);
@@ -1044,6 +1056,23 @@ fn reattach_bench(b: &Bench, rounds: usize) {
 
 // ---- set-up ----
 
+/// Set by SIGINT and SIGTERM; the next round panics (see `Bench::shuffle`).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM end the run at the next round, after cleanup.
+fn stop_gently() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(signal, on_stop as *const () as libc::sighandler_t);
+        }
+    }
+}
+
 /// Moves this process into a private mount namespace and, on a hybrid
 /// cgroup host, hides the cgroup2 root's controllers from crun.
 fn private_mounts(empty: &Path) {
@@ -1122,6 +1151,7 @@ fn main() {
         .len();
     let scratch = std::env::temp_dir().join(format!("berth-bench-empty-{}", std::process::id()));
     private_mounts(&scratch);
+    stop_gently();
     println!("berth {} ({} KiB)", binary.display(), size / 1024);
     println!("{}", first_line("crun"));
     println!("{}", first_line("runc"));
