@@ -891,7 +891,7 @@ fn logs_bench(b: &Bench, rounds: usize, quick: bool) {
     let cases: [(&str, usize, u64); 2] = if quick {
         [("l77", 77, 16 * MIB), ("l2", 2, 2 * MIB)]
     } else {
-        [("l77", 77, 64 * MIB), ("l2", 2, 8 * MIB)]
+        [("l77", 77, 64 * MIB), ("l2", 2, 4 * MIB)]
     };
     let line_text =
         |len: usize| -> String { "abcdefghijklmnopqrstuvwxyz".chars().cycle().take(len - 1).collect() };
