@@ -145,7 +145,10 @@ fn header(title: &str, base: &str) {
     println!("\n{title}");
     println!(
         "  {:<40} {:>12}  {:>25}  {:>7}",
-        "", "median", "min .. max", format!("/{base}")
+        "",
+        "median",
+        "min .. max",
+        format!("/{base}")
     );
 }
 
@@ -353,14 +356,19 @@ impl Berthd {
                 }
             }
             if let Some(status) = self.0.try_status() {
-                panic!("daemon exited ({status}) waiting for {what}:\n{}", self.stderr());
+                panic!(
+                    "daemon exited ({status}) waiting for {what}:\n{}",
+                    self.stderr()
+                );
             }
             assert!(
                 Instant::now() < end,
                 "timed out waiting for {what}; daemon stderr:\n{}",
                 self.stderr()
             );
-            std::thread::sleep(Duration::from_micros(500));
+            // Often enough for a fine figure, seldom enough not to keep
+            // the daemon busy answering.
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -472,7 +480,12 @@ fn oci_config(rootfs: &Path, args: &[&str], cgroup: &str) -> String {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
     ];
     let masked = json_strings(&[
         "/proc/acpi",
@@ -664,7 +677,9 @@ fn start_bench(b: &Bench, rounds: usize) {
     }
     drop(contenders);
     header(
-        &format!("start to exit of /bin/true, {rounds} rounds, each contender once per round in random order"),
+        &format!(
+            "start to exit of /bin/true, {rounds} rounds, each contender once per round in random order"
+        ),
         "crun",
     );
     let crun = samples[2].clone();
@@ -759,17 +774,28 @@ fn boot_bench(b: &Bench, rounds: usize) {
             } else {
                 boot_berth(b, n)
             };
-            samples.iter_mut().find(|(k, _)| *k == (n, crun)).unwrap().1.push(took);
+            samples
+                .iter_mut()
+                .find(|(k, _)| *k == (n, crun))
+                .unwrap()
+                .1
+                .push(took);
         }
     }
     header(
-        &format!("cold boot of N idle containers, {rounds} rounds, shuffled: berth daemon exec to the first `ps` showing all N running; crun: N `crun run --detach` at once to the last one's exit"),
+        &format!(
+            "cold boot of N idle containers, {rounds} rounds, shuffled: berth daemon exec to the first `ps` showing all N running; crun: N `crun run --detach` at once to the last one's exit"
+        ),
         "crun",
     );
     let get = |k: (usize, bool)| samples.iter().find(|(s, _)| *s == k).unwrap().1.clone();
     for n in sizes {
         let crun = get((n, true));
-        row(&format!("berth daemon, {n} containers"), &get((n, false)), Some(&crun));
+        row(
+            &format!("berth daemon, {n} containers"),
+            &get((n, false)),
+            Some(&crun),
+        );
         row(&format!("crun run --detach x {n}"), &crun, Some(&crun));
     }
 }
@@ -893,8 +919,13 @@ fn logs_bench(b: &Bench, rounds: usize, quick: bool) {
     } else {
         [("l77", 77, 64 * MIB), ("l2", 2, 4 * MIB)]
     };
-    let line_text =
-        |len: usize| -> String { "abcdefghijklmnopqrstuvwxyz".chars().cycle().take(len - 1).collect() };
+    let line_text = |len: usize| -> String {
+        "abcdefghijklmnopqrstuvwxyz"
+            .chars()
+            .cycle()
+            .take(len - 1)
+            .collect()
+    };
     let script = |len: usize, bytes: u64| format!("yes {} | head -c {bytes}", line_text(len));
     for &(name, len, bytes) in &cases {
         w.add_container(
@@ -923,7 +954,10 @@ fn logs_bench(b: &Bench, rounds: usize, quick: bool) {
         let mut child = logs.stdout(Stdio::piped()).spawn().unwrap();
         let read = drain_count(&mut child);
         check("berth logs", child.wait_with_output());
-        assert_eq!(read, bytes, "berth logs {name} gives back every byte written");
+        assert_eq!(
+            read, bytes,
+            "berth logs {name} gives back every byte written"
+        );
         (took, on_disk)
     };
     let pipe_run = |len: usize, bytes: u64| -> Duration {
@@ -959,7 +993,12 @@ fn logs_bench(b: &Bench, rounds: usize, quick: bool) {
             } else {
                 pipe_run(len, bytes)
             };
-            times.iter_mut().find(|(k, _)| *k == (c, to_berth)).unwrap().1.push(took);
+            times
+                .iter_mut()
+                .find(|(k, _)| *k == (c, to_berth))
+                .unwrap()
+                .1
+                .push(took);
         }
     }
     daemon.kill_9();
@@ -1038,14 +1077,19 @@ fn reattach_bench(b: &Bench, rounds: usize) {
         }
     }
     header(
-        &format!("re-attach after kill -9 of the daemon, {rounds} rounds, shuffled: new daemon's exec to the first `ps` showing all running with the same pids"),
+        &format!(
+            "re-attach after kill -9 of the daemon, {rounds} rounds, shuffled: new daemon's exec to the first `ps` showing all running with the same pids"
+        ),
         "1",
     );
     let one = sites[0].3.clone();
     for (n, _, _, times, inside) in &sites {
         row(&format!("{n} containers"), times, Some(&one));
         if !inside.is_empty() {
-            println!("    the daemon's own log: restore took {}", inside.join(", "));
+            println!(
+                "    the daemon's own log: restore took {}",
+                inside.join(", ")
+            );
         }
     }
     for (_, w, daemon, _, _) in sites {
@@ -1098,7 +1142,12 @@ fn private_mounts(empty: &Path) {
     };
     let controllers = v2.mount.join("cgroup.controllers");
     let hybrid = hierarchies.iter().any(|h| !h.v2);
-    if !hybrid || fs::read_to_string(&controllers).unwrap_or_default().trim().is_empty() {
+    if !hybrid
+        || fs::read_to_string(&controllers)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    {
         return;
     }
     fs::write(empty, "").unwrap();
