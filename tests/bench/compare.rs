@@ -605,6 +605,9 @@ fn floor_once(rootfs: &CString, cgroup: &fs::File) -> Duration {
 
 // ---- sections ----
 
+/// One contender's run: how long it took.
+type Run<'a> = Box<dyn FnMut() -> Duration + 'a>;
+
 fn start_bench(b: &Bench, rounds: usize) {
     let w = world(r#"{"log-level": "warn"}"#);
     w.add_container("t", &["/bin/true"], r#"{"autostart": false}"#);
@@ -629,7 +632,7 @@ fn start_bench(b: &Bench, rounds: usize) {
         check(what, out);
         took
     };
-    let mut contenders: Vec<(&str, Box<dyn FnMut() -> Duration>)> = vec![
+    let mut contenders: Vec<(&str, Run)> = vec![
         (
             "berth start --wait",
             Box::new(|| timed(b.client(&w, &["start", "--wait", "t"]), "berth start")),
@@ -675,6 +678,7 @@ fn start_bench(b: &Bench, rounds: usize) {
             samples[i].push((contenders[i].1)());
         }
     }
+    let labels: Vec<&str> = contenders.iter().map(|(label, _)| *label).collect();
     drop(contenders);
     header(
         &format!(
@@ -682,18 +686,9 @@ fn start_bench(b: &Bench, rounds: usize) {
         ),
         "crun",
     );
-    let crun = samples[2].clone();
-    for (i, label) in [
-        "berth start --wait",
-        "berth start --wait (seccomp unconfined)",
-        "crun run",
-        "runc run",
-        "floor: clone3 + chroot + exec + wait",
-    ]
-    .iter()
-    .enumerate()
-    {
-        row(label, &samples[i], Some(&crun));
+    let crun = samples[labels.iter().position(|l| *l == "crun run").unwrap()].clone();
+    for (label, v) in labels.iter().zip(&samples) {
+        row(label, v, Some(&crun));
     }
     daemon.kill_9();
     drop(daemon);
