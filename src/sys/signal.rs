@@ -142,6 +142,12 @@ struct KernelSigaction {
     mask: [u32; 2],
 }
 
+// No padding anywhere: the kernel reads three C longs, then the mask.
+const _: () = assert!(
+    std::mem::offset_of!(KernelSigaction, mask) == 3 * std::mem::size_of::<libc::c_ulong>()
+        && std::mem::size_of::<KernelSigaction>() == 3 * std::mem::size_of::<libc::c_ulong>() + 8
+);
+
 /// Unblocks every signal and resets every disposition, 1 to 64, to its
 /// default, so the exec'd program starts as if from a clean init: a
 /// container that inherited the daemon's mask would ignore SIGTERM. Raw
