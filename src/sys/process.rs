@@ -87,9 +87,9 @@ pub(super) unsafe fn clone_raw(
     };
     if ret == -1 && super::errno() == libc::ENOSYS && cgroup.is_none() {
         // SAFETY: raw clone with a null stack behaves like fork. x86_64
-        // takes (flags, stack, parent_tid, child_tid, tls) and aarch64
-        // (flags, stack, parent_tid, tls, child_tid); the last two are zero
-        // here, so one call fits both. CLONE_PIDFD stores the fd at
+        // takes (flags, stack, parent_tid, child_tid, tls), aarch64 and
+        // arm (flags, stack, parent_tid, tls, child_tid); the last two are
+        // zero here, so one call fits all. CLONE_PIDFD stores the fd at
         // parent_tid.
         ret = unsafe {
             libc::syscall(

@@ -131,15 +131,22 @@ pub fn wait_any() -> io::Result<i32> {
 
 // ---- for the cloned child (see `child`): no allocation, raw errno ----
 
-/// The kernel's `struct sigaction` (x86_64 and aarch64 alike: handler,
-/// flags, restorer, mask).
+/// The kernel's `struct sigaction` (x86_64, aarch64 and 32-bit arm alike:
+/// handler, flags, restorer, mask): the flags are a C long and the 64-bit
+/// mask is two words, so 32-bit arm gets its 20 bytes without padding.
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,
-    flags: u64,
+    flags: libc::c_ulong,
     restorer: usize,
-    mask: u64,
+    mask: [u32; 2],
 }
+
+// No padding anywhere: the kernel reads three C longs, then the mask.
+const _: () = assert!(
+    std::mem::offset_of!(KernelSigaction, mask) == 3 * std::mem::size_of::<libc::c_ulong>()
+        && std::mem::size_of::<KernelSigaction>() == 3 * std::mem::size_of::<libc::c_ulong>() + 8
+);
 
 /// Unblocks every signal and resets every disposition, 1 to 64, to its
 /// default, so the exec'd program starts as if from a clean init: a
@@ -170,7 +177,7 @@ pub(super) fn reset_all_raw() -> Result<(), i32> {
         handler: 0, // SIG_DFL
         flags: 0,
         restorer: 0,
-        mask: 0,
+        mask: [0; 2],
     };
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
