@@ -271,6 +271,40 @@ fn the_start_s_own_checks_of_daemon_json_are_made() {
 }
 
 #[test]
+fn directories_a_start_cannot_make_are_named() {
+    let w = World::new();
+    let file = w.root.join("a-file");
+    fs::write(&file, "x").unwrap();
+    w.write_daemon_json(&format!(
+        r#"{{"run-dir": {}, "state-dir": {}, "log-dir": {}}}"#,
+        json::string(&at(&file)),
+        json::string(&at(&file.join("state"))),
+        json::string(&at(&w.root.join("new/logs"))),
+    ));
+    let config = at(&w.config_path());
+    let lines = problems(&w, &validate(&w, &[]));
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"{config}: field "run-dir": {}: exists and is not a directory"#,
+                file.display()
+            ),
+            format!(
+                r#"{config}: field "state-dir": {}: {} is not a directory"#,
+                file.join("state").display(),
+                file.display()
+            ),
+        ]
+    );
+    assert!(!w.root.join("new").exists(), "validate made a directory");
+    // A start fails on it too.
+    let mut daemon = w.spawn_daemon(&[]);
+    assert!(!daemon.wait_exit(SHORT).success());
+    assert!(daemon.stderr().contains(&at(&file)), "{}", daemon.stderr());
+}
+
+#[test]
 fn a_name_defined_again_in_an_app_directory_is_named_with_both_files() {
     let w = World::new();
     w.add_container("web", POLITE, "{}");
