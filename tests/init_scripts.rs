@@ -222,7 +222,21 @@ fn lifecycle(s: &Service) {
         "reload does not name the problem: {}",
         out.1
     );
+    // One round trip through the event loop, which takes a pending SIGHUP
+    // first, before the log is read again.
+    assert!(w.berth(&["ps"]).status.success());
     assert_eq!(reloads(), before, "the daemon was sent SIGHUP: {}", out.1);
+    let (code, out) = s.verb("restart");
+    assert_ne!(code, 0, "restart with a bad configuration succeeded: {out}");
+    assert!(
+        out.contains("bad.json"),
+        "restart does not name the problem: {out}"
+    );
+    assert_eq!(
+        s.daemon(),
+        first,
+        "a refused restart stopped the daemon: {out}"
+    );
     fs::remove_file(w.containers_dir().join("bad.json")).expect("remove bad.json");
     s.expect("checkconfig", 0);
     s.assert_kept(&running, "after a refused reload");
