@@ -312,6 +312,9 @@ pub struct Containers {
     /// The bridge networks (see `net`); Err says why there are none (the
     /// address leases could not be read), for the starts that need them.
     pub net: Result<Net, String>,
+    /// The cgroup hierarchies, found at the first start and handed to
+    /// every monitor in its job (it starts in the daemon's cgroups).
+    hierarchies: Option<Vec<cgroup::Found>>,
 }
 
 impl Containers {
@@ -324,6 +327,7 @@ impl Containers {
             watch: None,
             told: BTreeMap::new(),
             net: Err("the daemon has not read its networks yet".to_string()),
+            hierarchies: None,
         }
     }
 
@@ -825,6 +829,16 @@ impl Containers {
         })
     }
 
+    /// The cgroup hierarchies, as found once (none if they cannot be
+    /// read: each monitor then looks for itself, and says why it failed).
+    fn hierarchies(&mut self) -> &[cgroup::Found] {
+        self.hierarchies.get_or_insert_with(|| {
+            cgroup::discover_live()
+                .map(|all| all.iter().map(cgroup::Found::from).collect())
+                .unwrap_or_default()
+        })
+    }
+
     /// Starts the container's monitor and sends it the job; the exec is
     /// reported on the channel (`channel_readable`).
     fn spawn(&mut self, env: &Env, name: &str) -> Event {
@@ -870,6 +884,7 @@ impl Containers {
                 .unwrap_or_default(),
             hosts: prepared.hosts,
             net_mix: spec.net_mix,
+            hierarchies: self.hierarchies().to_vec(),
         };
         let options = StartOptions {
             log_dir: job.log_dir.clone(),
@@ -1472,9 +1487,12 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
 fn execs_of(run: &RunFacts) -> Vec<ExecInfo> {
+    // One of the container's own cgroups: a hierarchy where the init is
+    // left in the daemon's (see `cgroup::used_by`) holds the daemon too.
+    let mine = exec::init_cgroups(process::getpid()).unwrap_or_default();
     let Some(dir) = exec::init_cgroups(run.init_pid)
         .ok()
-        .and_then(|dirs| dirs.into_iter().next())
+        .and_then(|dirs| dirs.into_iter().find(|d| !mine.contains(d)))
     else {
         return Vec::new();
     };
