@@ -7,9 +7,12 @@
 //! and field, a path that is no device fails the start naming it; and the
 //! container's cgroups are gone after it stops.
 //!
-//! On this kind of host (hybrid cgroups) both the v1 controller and the
-//! cgroup2 device program enforce the rules; the unit tests in
-//! src/container/devices.rs show each layer on its own.
+//! On this kind of host (hybrid cgroups) a container without limits is in
+//! cgroup2 alone, where the device program enforces the rules ("plain");
+//! one with a limit v1 carries joins the v1 hierarchies too, and then both
+//! the v1 controller and the program enforce them ("listed", with a pids
+//! limit); the unit tests in src/container/devices.rs show each layer on
+//! its own.
 
 mod common;
 
@@ -147,7 +150,7 @@ fn a_listed_device_is_usable_with_its_permissions_and_an_unlisted_node_is_not() 
         &["/bin/sh", "-c", &script],
         &json::merge(
             ON_DEMAND,
-            r#"{"stop-signal": "SIGKILL",
+            r#"{"stop-signal": "SIGKILL", "pids": 64,
                 "devices": [{"path": "/dev/net/tun", "permissions": "r"},
                             {"path": "/dev/loop-control", "target": "/dev/a/b/ctl", "permissions": "w"}]}"#,
         ),

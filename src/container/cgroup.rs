@@ -8,21 +8,33 @@
 //! itself (it writes "0" to each cgroup.procs) before it unshares its cgroup
 //! namespace, so it sees its own cgroup as "/".
 //!
-//! The monitor's work for the container (reading its output, writing its
-//! log) is charged to the container's CPU: the monitor moves itself into a
-//! leaf, `<name>/monitor`, of the container's cgroup in the hierarchy that
-//! carries the cpu controller, and into no other (never the memory or pids
-//! one, so an out-of-memory kill in the container cannot pick it). On
-//! cgroup2 a cgroup with children cannot hold processes itself once
-//! controllers are enabled for them, so there the init goes into a leaf of
-//! its own, `<name>/container`, which also carries the memory and pids
-//! limits; the cpu limit stays on `<name>`, above both leaves. See
-//! [`Placement`].
+//! Which hierarchies a container uses ([`used_by`]): every write to a
+//! cgroup.procs after a quiet moment waits for an RCU grace period (about
+//! 10 ms), while a child created in its cgroup2 directory
+//! (CLONE_INTO_CGROUP) writes nothing. So where cgroup2 is mounted, a
+//! container that needs no v1 hierarchy (no limit on a controller only v1
+//! carries) lives in cgroup2 alone, its devices guarded there by a BPF
+//! program; once one v1 hierarchy must be joined, the grace period is paid
+//! and it joins every v1 one berth uses, so that its memory and pids are
+//! counted as well.
+//!
+//! A container with a CPU limit has its monitor's work for it (reading its
+//! output, writing its log) charged to that limit: the monitor moves
+//! itself into a leaf, `<name>/monitor`, of the container's cgroup in the
+//! hierarchy that carries the cpu controller, and into no other (never the
+//! memory or pids one, so an out-of-memory kill in the container cannot
+//! pick it). On cgroup2 a cgroup with children cannot hold processes
+//! itself once controllers are enabled for them, so there the init then
+//! goes into a leaf of its own, `<name>/container`, which also carries the
+//! memory and pids limits; the cpu limit stays on `<name>`, above both
+//! leaves. See [`Placement`].
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nanoserde::{DeJson, SerJson};
 
 /// v1 controllers berth uses: limits, and the device cgroup (see
 /// `devices`).
@@ -41,6 +53,35 @@ pub struct Hierarchy {
 impl Hierarchy {
     pub fn is_v2(&self) -> bool {
         self.controllers.is_empty()
+    }
+}
+
+/// A hierarchy as the daemon, which found it, hands it to a monitor in
+/// its job (the monitor starts in the daemon's cgroups).
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerJson, DeJson)]
+pub struct Found {
+    pub mount: String,
+    pub own: String,
+    pub controllers: Vec<String>,
+}
+
+impl From<&Hierarchy> for Found {
+    fn from(h: &Hierarchy) -> Found {
+        Found {
+            mount: h.mount.display().to_string(),
+            own: h.own.clone(),
+            controllers: h.controllers.clone(),
+        }
+    }
+}
+
+impl From<Found> for Hierarchy {
+    fn from(f: Found) -> Hierarchy {
+        Hierarchy {
+            mount: PathBuf::from(f.mount),
+            own: f.own,
+            controllers: f.controllers,
+        }
     }
 }
 
@@ -194,15 +235,23 @@ pub struct Placement {
     /// Where the init goes: the container's cgroup, or on cgroup2 when the
     /// monitor shares the hierarchy, its `container` leaf.
     pub init: Vec<PathBuf>,
-    /// The hierarchy carrying the cpu controller, if one is mounted.
+    /// The hierarchy carrying the cpu controller, if one is mounted and
+    /// the monitor joins the container's cgroup there (a CPU limit).
     pub cpu: Option<usize>,
 }
 
 impl Placement {
-    /// The directories of container `name` under `parent`.
-    pub fn new(hierarchies: &[Hierarchy], parent: &str, name: &str) -> Placement {
+    /// The directories of container `name` under `parent`; with
+    /// `monitor_leaf` (the container has a CPU limit), the monitor's leaf
+    /// in the hierarchy carrying the cpu controller.
+    pub fn new(
+        hierarchies: &[Hierarchy],
+        parent: &str,
+        name: &str,
+        monitor_leaf: bool,
+    ) -> Placement {
         let dirs = container_dirs(hierarchies, parent, name);
-        let cpu = controller_hierarchy(hierarchies, "cpu");
+        let cpu = controller_hierarchy(hierarchies, "cpu").filter(|_| monitor_leaf);
         let init = dirs
             .iter()
             .enumerate()
@@ -217,7 +266,7 @@ impl Placement {
         Placement { dirs, init, cpu }
     }
 
-    /// The monitor's leaf, if a hierarchy carries the cpu controller.
+    /// The monitor's leaf, if it joins the container's cpu cgroup.
     pub fn monitor(&self) -> Option<PathBuf> {
         self.cpu.map(|i| self.dirs[i].join(MONITOR_LEAF))
     }
@@ -239,6 +288,25 @@ fn controller_hierarchy(hierarchies: &[Hierarchy], controller: &str) -> Option<u
         .iter()
         .position(|h| h.controllers.iter().any(|c| c == controller))
         .or_else(|| hierarchies.iter().position(Hierarchy::is_v2))
+}
+
+/// The hierarchies of `all` a container with `limits` is placed in: with
+/// cgroup2 mounted, cgroup2 alone unless a limit's controller is carried
+/// by a v1 hierarchy only; then (and without cgroup2) every one of them,
+/// the v1 devices one included. See the module's documentation.
+pub fn used_by(all: &[Hierarchy], limits: Limits) -> Vec<Hierarchy> {
+    let has_v2 = all.iter().any(Hierarchy::is_v2);
+    let on_v1 = |controller: &str, wanted: bool| {
+        wanted && controller_hierarchy(all, controller).is_some_and(|i| !all[i].is_v2())
+    };
+    let needs_v1 = !has_v2
+        || on_v1("memory", limits.memory.is_some())
+        || on_v1("pids", limits.pids.is_some())
+        || on_v1("cpu", limits.cpus_milli.is_some());
+    all.iter()
+        .filter(|h| needs_v1 || h.is_v2())
+        .cloned()
+        .collect()
 }
 
 /// Whether `dir` lies below the mount point of one of `hierarchies`: a
@@ -298,7 +366,13 @@ pub fn create(
     limits: Limits,
 ) -> Result<(), CgroupError> {
     let monitor = placement.monitor();
-    let all = placement.dirs.iter().chain(&placement.init).chain(&monitor);
+    let mut all: Vec<&PathBuf> = Vec::new();
+    for dir in placement.dirs.iter().chain(&placement.init).chain(&monitor) {
+        // On v1 the init's cgroup is the container's: made once.
+        if !all.contains(&dir) {
+            all.push(dir);
+        }
+    }
     for dir in all {
         // A directory left by an earlier run (the daemon could not remove
         // it while its last tasks exited, or a monitor died before it
@@ -692,7 +766,7 @@ not a mountinfo line
     fn v2_limits_go_to_the_init_leaf_and_cpu_above_both_leaves() {
         let tmp = TempDir::new("v2");
         let h = fake(&tmp.0, &[("unified", &[])]);
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         let web = tmp.0.join("unified/berth/web");
         assert_eq!(p.dirs, std::slice::from_ref(&web));
         assert_eq!(p.init, [web.join("container")]);
@@ -723,7 +797,7 @@ not a mountinfo line
     fn v2_init_leaf_counts_apart_from_the_monitor_without_limits() {
         let tmp = TempDir::new("v2-counters");
         let h = fake(&tmp.0, &[("unified", &[])]);
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         let web = tmp.0.join("unified/berth/web");
         fs::create_dir_all(&web).unwrap();
         fs::write(web.join("cgroup.controllers"), "cpu memory\n").unwrap();
@@ -742,7 +816,7 @@ not a mountinfo line
     fn v2_without_the_controller_names_the_file() {
         let tmp = TempDir::new("v2-missing");
         let h = fake(&tmp.0, &[("unified", &[])]);
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         let parent = tmp.0.join("unified/berth");
         fs::create_dir_all(&parent).unwrap();
         fs::write(parent.join("cgroup.controllers"), "cpu\n").unwrap();
@@ -771,7 +845,7 @@ not a mountinfo line
                 ("unified", &[]),
             ],
         );
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         let dirs = p.dirs.clone();
         // On v1 the init stays in the container's cgroups; on this
         // cgroup2, which carries no cpu, too.
@@ -792,10 +866,69 @@ not a mountinfo line
     }
 
     #[test]
+    fn without_a_cpu_limit_the_monitor_has_no_leaf_and_the_init_none_on_v2() {
+        let tmp = TempDir::new("no-leaf");
+        let h = fake(&tmp.0, &[("unified", &[])]);
+        let p = Placement::new(&h, "berth", "web", false);
+        let web = tmp.0.join("unified/berth/web");
+        assert_eq!(p.monitor(), None);
+        assert_eq!(p.init, std::slice::from_ref(&web));
+        assert_eq!(p.v2_init(&h), Some(web.clone()));
+        create(&h, &p, Limits::default()).unwrap();
+        assert!(web.is_dir());
+        assert!(!web.join("monitor").exists());
+        assert!(!web.join("container").exists());
+    }
+
+    #[test]
+    fn cgroup2_alone_unless_a_limit_needs_a_v1_hierarchy() {
+        let h = discover(HYBRID_MOUNTINFO, HYBRID_SELF);
+        let mounts = |limits: Limits| -> Vec<String> {
+            used_by(&h, limits)
+                .iter()
+                .map(|h| h.mount.display().to_string())
+                .collect()
+        };
+        assert_eq!(mounts(Limits::default()), ["/sys/fs/cgroup/unified"]);
+        let every = [
+            "/sys/fs/cgroup/cpu",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/unified",
+        ];
+        for limits in [
+            Limits {
+                memory: Some(1 << 20),
+                ..Limits::default()
+            },
+            Limits {
+                pids: Some(5),
+                ..Limits::default()
+            },
+            Limits {
+                cpus_milli: Some(500),
+                ..Limits::default()
+            },
+        ] {
+            assert_eq!(mounts(limits), every, "{limits:?}");
+        }
+        // cgroup2 carrying the controllers: never v1.
+        let v2 = discover(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/a\n",
+        );
+        assert_eq!(used_by(&v2, LIMITS), v2);
+        // v1 alone: every one, devices included, limits or not.
+        let mi = "20 1 0:20 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n";
+        let v1 = discover(mi, "5:devices:/\n");
+        assert_eq!(used_by(&v1, Limits::default()), v1);
+    }
+
+    #[test]
     fn a_limit_without_a_hierarchy_is_an_error() {
         let tmp = TempDir::new("none");
         let h = fake(&tmp.0, &[("memory", &["memory"])]);
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         assert_eq!(p.monitor(), None);
         let pids = Limits {
             pids: Some(5),
@@ -823,7 +956,7 @@ not a mountinfo line
                 ("unified", &[]),
             ],
         );
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         assert_eq!(Counters::read(&h, &p), Counters::default(), "no files: 0");
         for d in &p.dirs {
             fs::create_dir_all(d).unwrap();
@@ -843,7 +976,7 @@ not a mountinfo line
         );
         // cgroup2 alone: memory.events of the init's leaf.
         let h = fake(&tmp.0.join("v2"), &[("unified", &[])]);
-        let p = Placement::new(&h, "berth", "web");
+        let p = Placement::new(&h, "berth", "web", true);
         fs::create_dir_all(&p.init[0]).unwrap();
         fs::write(
             p.init[0].join("memory.events"),

@@ -100,6 +100,10 @@ pub struct Job {
     /// (see `net::fold_hashes`), folded in here too.
     #[nserde(default)]
     pub net_mix: u64,
+    /// The cgroup hierarchies the daemon found (the monitor starts in its
+    /// cgroups); empty: the monitor finds them itself.
+    #[nserde(default)]
+    pub hierarchies: Vec<cgroup::Found>,
 }
 
 /// The monitor's one answer.
@@ -742,17 +746,38 @@ impl Monitor {
             }
         }
         let device_rules = devices::rules(&self.spec.devices).map_err(StartError::Device)?;
-        self.hierarchies = cgroup::discover_live().map_err(StartError::FindCgroups)?;
-        let placement = Placement::new(&self.hierarchies, &self.job.cgroup_parent, &self.job.name);
         let limits = Limits {
             memory: self.spec.memory,
             pids: self.spec.pids,
             cpus_milli: self.spec.cpus_milli,
         };
-        self.placement = Some(placement.clone());
-        cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
-        devices::restrict(&self.hierarchies, &placement, &device_rules)
-            .map_err(StartError::Cgroup)?;
+        let found = if self.job.hierarchies.is_empty() {
+            cgroup::discover_live().map_err(StartError::FindCgroups)?
+        } else {
+            self.job
+                .hierarchies
+                .iter()
+                .cloned()
+                .map(Hierarchy::from)
+                .collect()
+        };
+        self.hierarchies = cgroup::used_by(&found, limits);
+        let mut placement = self.place(limits)?;
+        if let Err(e) = devices::restrict(&self.hierarchies, &placement, &device_rules) {
+            if self.hierarchies.len() == found.len() {
+                return Err(StartError::Cgroup(e));
+            }
+            // cgroup2 alone could not take the devices program: the v1
+            // hierarchies (devices among them) guard instead.
+            self.warnings.push(format!(
+                "{e}; the container joins the v1 cgroup hierarchies instead"
+            ));
+            let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
+            self.hierarchies = found;
+            placement = self.place(limits)?;
+            devices::restrict(&self.hierarchies, &placement, &device_rules)
+                .map_err(StartError::Cgroup)?;
+        }
         // The cgroups stay for the whole run: what its limits did is
         // counted from the first init's start, so the exit record covers
         // every init of the run.
@@ -855,6 +880,19 @@ impl Monitor {
         }
         let (pid, pidfd) = spawned.map_err(StartError::Spawn)?;
         Ok((pid, pidfd, out_r, err_r))
+    }
+
+    /// Makes the container's cgroups in its hierarchies, with its limits.
+    fn place(&mut self, limits: Limits) -> Result<Placement, StartError> {
+        let placement = Placement::new(
+            &self.hierarchies,
+            &self.job.cgroup_parent,
+            &self.job.name,
+            limits.cpus_milli.is_some(),
+        );
+        self.placement = Some(placement.clone());
+        cgroup::create(&self.hierarchies, &placement, limits).map_err(StartError::Cgroup)?;
+        Ok(placement)
     }
 
     /// Mounts the root from an image or with a writable layer, if the

@@ -296,6 +296,8 @@ impl Ctr {
 #[derive(Default)]
 pub struct Mounts {
     mountinfo: std::cell::OnceCell<Option<String>>,
+    /// The daemon's own cgroup directories.
+    mine: std::cell::OnceCell<Vec<PathBuf>>,
 }
 
 impl Mounts {
@@ -305,12 +307,25 @@ impl Mounts {
             .as_deref()
     }
 
-    /// The cgroup directory of `pid` in the first hierarchy it is in (see
-    /// `exec::init_cgroups`).
-    fn first_cgroup(&self, pid: i32) -> Option<PathBuf> {
+    /// The cgroup directories of process `pid` ("self" for the daemon), one
+    /// per hierarchy it is in (see `exec::init_cgroups`).
+    fn cgroups(&self, pid: &str) -> Option<Vec<PathBuf>> {
         let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let hierarchies = cgroup::discover(self.mountinfo()?, &own);
-        hierarchies.first().map(cgroup::own_dir)
+        Some(hierarchies.iter().map(cgroup::own_dir).collect())
+    }
+
+    /// One of a container's own cgroups: that of `init_pid` in the first
+    /// hierarchy where it is not in the daemon's (a hierarchy where the
+    /// init is left in the daemon's cgroup, see `cgroup::used_by`, holds
+    /// the daemon too).
+    fn container_cgroup(&self, init_pid: i32) -> Option<PathBuf> {
+        let mine = self
+            .mine
+            .get_or_init(|| self.cgroups("self").unwrap_or_default());
+        self.cgroups(&init_pid.to_string())?
+            .into_iter()
+            .find(|d| !mine.contains(d))
     }
 }
 
@@ -337,6 +352,9 @@ pub struct Containers {
     /// The bridge networks (see `net`); Err says why there are none (the
     /// address leases could not be read), for the starts that need them.
     pub net: Result<Net, String>,
+    /// The cgroup hierarchies, found at the first start and handed to
+    /// every monitor in its job (it starts in the daemon's cgroups).
+    hierarchies: Option<Vec<cgroup::Found>>,
 }
 
 impl Containers {
@@ -349,6 +367,7 @@ impl Containers {
             watch: None,
             told: BTreeMap::new(),
             net: Err("the daemon has not read its networks yet".to_string()),
+            hierarchies: None,
         }
     }
 
@@ -850,6 +869,16 @@ impl Containers {
         })
     }
 
+    /// The cgroup hierarchies, as found once (none if they cannot be
+    /// read: each monitor then looks for itself, and says why it failed).
+    fn hierarchies(&mut self) -> &[cgroup::Found] {
+        self.hierarchies.get_or_insert_with(|| {
+            cgroup::discover_live()
+                .map(|all| all.iter().map(cgroup::Found::from).collect())
+                .unwrap_or_default()
+        })
+    }
+
     /// Starts the container's monitor and sends it the job; the exec is
     /// reported on the channel (`channel_readable`).
     fn spawn(&mut self, env: &Env, name: &str) -> Event {
@@ -895,6 +924,7 @@ impl Containers {
                 .unwrap_or_default(),
             hosts: prepared.hosts,
             net_mix: spec.net_mix,
+            hierarchies: self.hierarchies().to_vec(),
         };
         let options = StartOptions {
             log_dir: job.log_dir.clone(),
@@ -1497,7 +1527,7 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
 fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
-    let Some(dir) = mounts.first_cgroup(run.init_pid) else {
+    let Some(dir) = mounts.container_cgroup(run.init_pid) else {
         return Vec::new();
     };
     let found = exec::joined(&dir, run.init_pid);

@@ -74,35 +74,45 @@ fn container_init_is_pid_1_in_new_namespaces_and_inspect_shows_its_host_pid() {
 #[test]
 fn container_cgroups_are_below_the_daemons_own_cgroups_and_cgroup_parent() {
     let world = World::new();
-    world.add_container("cg", POLITE, "{}");
+    // With a limit a v1 hierarchy carries on this hybrid host: every
+    // hierarchy berth uses. Without: cgroup2 alone (the init is created
+    // in it), the v1 ones left as the daemon's.
+    world.add_container("cg", POLITE, r#"{"pids": 1000}"#);
+    world.add_container("bare", POLITE, "{}");
     let daemon = world.start_daemon(&[]);
-    let pid = world.wait_running("cg").pid;
     let daemon_cgroups = cgroup_lines(daemon.pid() as i32);
-    let mut checked = Vec::new();
-    for (controllers, path) in cgroup_lines(pid as i32) {
-        if !uses(&controllers) {
-            continue;
+    for (name, all) in [("cg", true), ("bare", false)] {
+        let pid = world.wait_running(name).pid;
+        let mut checked = Vec::new();
+        for (controllers, path) in cgroup_lines(pid as i32) {
+            if !uses(&controllers) {
+                continue;
+            }
+            let own = &daemon_cgroups
+                .iter()
+                .find(|(c, _)| *c == controllers)
+                .expect("same hierarchy")
+                .1;
+            let parent = format!("{}/{}/", own.trim_end_matches('/'), world.cgroup_parent);
+            if all || controllers.is_empty() {
+                assert!(
+                    path.starts_with(&parent),
+                    "{name}, hierarchy {controllers:?}: container in {path}, want below {parent}"
+                );
+            } else {
+                assert_eq!(&path, own, "{name}, hierarchy {controllers:?}");
+            }
+            checked.push(controllers);
         }
-        let own = &daemon_cgroups
-            .iter()
-            .find(|(c, _)| *c == controllers)
-            .expect("same hierarchy")
-            .1;
-        let parent = format!("{}/{}/", own.trim_end_matches('/'), world.cgroup_parent);
         assert!(
-            path.starts_with(&parent),
-            "hierarchy {controllers:?}: container in {path}, want below {parent}"
+            checked.contains(&String::new()),
+            "{name}: the cgroup2 hierarchy was not checked: {checked:?}"
         );
-        checked.push(controllers);
+        assert!(
+            world.procs().contains(&(pid as i32)),
+            "{name}: container not in the world's cgroups"
+        );
     }
-    assert!(
-        checked.contains(&String::new()),
-        "the cgroup2 hierarchy was not checked: {checked:?}"
-    );
-    assert!(
-        world.procs().contains(&(pid as i32)),
-        "container not in the world's cgroups"
-    );
 }
 
 /// Whether berth must place containers in the hierarchy with these
