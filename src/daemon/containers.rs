@@ -292,10 +292,12 @@ impl Ctr {
 
 /// The daemon's mount table, read when a request's first running
 /// container needs it (to find its init's cgroups), then kept for the
-/// rest of that request.
+/// rest of that request; so is the boot time (for exec'd processes).
 #[derive(Default)]
 pub struct Mounts {
     mountinfo: std::cell::OnceCell<Option<String>>,
+    /// The boot time, read at the first exec'd process found.
+    boot: exec::BootTime,
 }
 
 impl Mounts {
@@ -1500,7 +1502,7 @@ fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
     let Some(dir) = mounts.first_cgroup(run.init_pid) else {
         return Vec::new();
     };
-    let found = exec::joined(&dir, run.init_pid);
+    let found = exec::joined(&dir, run.init_pid, &mounts.boot);
     // Read through /proc/PID: the init's only if it still runs after.
     if !host::same_process(run.init_pid, run.init_start) {
         return Vec::new();
