@@ -16,7 +16,17 @@ pub fn boot_id() -> io::Result<String> {
 /// Field 22 of /proc/PID/stat: the start time in clock ticks after boot.
 /// `None` when the process does not exist.
 pub fn start_time(pid: i32) -> Option<u64> {
-    parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?).map(|(_, start)| start)
+    parse_stat(&read_stat(pid).ok()?).map(|(_, start)| start)
+}
+
+/// /proc/PID/stat, read in one call: the file reports no size, and a
+/// buffer with room for any line needs no growing series of reads.
+fn read_stat(pid: i32) -> io::Result<Vec<u8>> {
+    let mut stat = Vec::with_capacity(1024);
+    // Through `take`: a File's own read_to_end asks its size first.
+    let file = fs::File::open(format!("/proc/{pid}/stat"))?;
+    io::Read::read_to_end(&mut io::Read::take(file, u64::MAX), &mut stat)?;
+    Ok(stat)
 }
 
 /// (state, start time) from a /proc/PID/stat line. The command name (field
@@ -40,11 +50,7 @@ pub fn same_process(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    match fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .as_deref()
-        .and_then(parse_stat)
-    {
+    match read_stat(pid).ok().as_deref().and_then(parse_stat) {
         Some((state, started)) => state != 'Z' && state != 'X' && started == start,
         None => false,
     }

@@ -404,51 +404,66 @@ pub struct Found {
 /// those in the cgroup whose parent is not, the init itself aside. The
 /// kernel's view, so it holds whoever started them and across daemon
 /// restarts. At most [`JOINED_LOOKS_AT`] processes are looked at.
-pub fn joined(dir: &Path, init_pid: i32) -> Found {
-    joined_within(dir, init_pid, JOINED_LOOKS_AT)
+/// `boot`: the boot time, read once for all the containers of a request.
+pub fn joined(dir: &Path, init_pid: i32, boot: &BootTime) -> Found {
+    joined_within(dir, init_pid, JOINED_LOOKS_AT, boot)
 }
 
 /// As [`joined`], looking at `limit` processes at most.
-fn joined_within(dir: &Path, init_pid: i32, limit: usize) -> Found {
-    let procs: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
+fn joined_within(dir: &Path, init_pid: i32, limit: usize, boot: &BootTime) -> Found {
+    // One buffer for every file read here: /proc files report no size,
+    // and a buffer with room reads each in one call.
+    let mut buf = Vec::with_capacity(4096);
+    let _ = read_into(&dir.join("cgroup.procs"), &mut buf);
+    let procs: Vec<i32> = String::from_utf8_lossy(&buf)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
     let inside: std::collections::HashSet<i32> = procs.iter().copied().collect();
-    let boot = boot_time_ns();
-    let tick = process::clock_tick_ns();
     let others = procs.iter().filter(|&&pid| pid != init_pid);
-    let joined = others
-        .clone()
-        .take(limit)
-        .filter_map(|&pid| {
-            let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-            let (parent, start) = parent_and_start(&stat)?;
-            if inside.contains(&parent) {
-                return None;
-            }
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let command = cmdline
-                .split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let started_at = match boot {
-                Some(boot) if tick > 0 => boot + start.saturating_mul(tick),
-                _ => 0,
-            };
-            Some(Joined {
-                pid,
-                command,
-                started_at,
-            })
-        })
-        .collect();
+    let mut joined = Vec::new();
+    for &pid in others.clone().take(limit) {
+        if read_into(Path::new(&format!("/proc/{pid}/stat")), &mut buf).is_err() {
+            continue;
+        }
+        let Some((parent, start)) = parent_and_start(&buf) else {
+            continue;
+        };
+        if inside.contains(&parent) {
+            continue;
+        }
+        let _ = read_into(Path::new(&format!("/proc/{pid}/cmdline")), &mut buf);
+        let command = buf
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let tick = process::clock_tick_ns();
+        let started_at = match boot.ns() {
+            Some(boot) if tick > 0 => boot + start.saturating_mul(tick),
+            _ => 0,
+        };
+        joined.push(Joined {
+            pid,
+            command,
+            started_at,
+        });
+    }
     Found {
         joined,
         cut_short: others.count() > limit,
     }
+}
+
+/// Reads `path` into `buf` (emptied first), keeping its capacity.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    // Through `take`: a File's own read_to_end asks its size first.
+    fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_end(buf)
+        .map(|_| ())
 }
 
 /// (parent pid, start time in clock ticks) from a /proc/PID/stat line:
@@ -456,21 +471,34 @@ fn joined_within(dir: &Path, init_pid: i32, limit: usize) -> Found {
 fn parent_and_start(stat: &[u8]) -> Option<(i32, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state).
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+    // The first field is field 3 (state).
+    let mut fields = rest.split_whitespace();
+    let parent = fields.nth(1)?.parse().ok()?;
+    let start = fields.nth(17)?.parse().ok()?;
+    Some((parent, start))
 }
 
-/// The boot time, nanoseconds since the epoch (btime in /proc/stat).
-fn boot_time_ns() -> Option<u64> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    let secs: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(secs * 1_000_000_000)
+/// The boot time, nanoseconds since the epoch (btime in /proc/stat), read
+/// at the first process that needs it and then kept, by whoever lists the
+/// processes of several containers at once (a `ps`): /proc/stat sums every
+/// CPU's counters, too costly to read for each container. Not kept for
+/// longer, as it moves when the clock is set.
+#[derive(Debug, Default)]
+pub struct BootTime(std::cell::OnceCell<Option<u64>>);
+
+impl BootTime {
+    fn ns(&self) -> Option<u64> {
+        *self.0.get_or_init(|| {
+            let stat = fs::read_to_string("/proc/stat").ok()?;
+            let secs: u64 = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("btime "))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(secs * 1_000_000_000)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -499,7 +527,7 @@ mod tests {
             .spawn()
             .unwrap();
         let mut child = scopeguard(child);
-        let found = joined(&dirs[0], me);
+        let found = joined(&dirs[0], me, &BootTime::default());
         assert!(!found.cut_short);
         let found = found.joined;
         assert!(
@@ -524,8 +552,8 @@ mod tests {
             )
         };
         let _children = [spawn(), spawn()];
-        assert!(joined_within(&dirs[0], me, 1).cut_short);
-        assert!(!joined_within(&dirs[0], me, usize::MAX).cut_short);
+        assert!(joined_within(&dirs[0], me, 1, &BootTime::default()).cut_short);
+        assert!(!joined_within(&dirs[0], me, usize::MAX, &BootTime::default()).cut_short);
     }
 
     struct Guard(std::process::Child);

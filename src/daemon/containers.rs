@@ -292,12 +292,14 @@ impl Ctr {
 
 /// The daemon's mount table, read when a request's first running
 /// container needs it (to find its init's cgroups), then kept for the
-/// rest of that request.
+/// rest of that request; so is the boot time (for exec'd processes).
 #[derive(Default)]
 pub struct Mounts {
     mountinfo: std::cell::OnceCell<Option<String>>,
     /// The daemon's own cgroup directories.
     mine: std::cell::OnceCell<Vec<PathBuf>>,
+    /// The boot time, read at the first exec'd process found.
+    boot: exec::BootTime,
 }
 
 impl Mounts {
@@ -1008,7 +1010,8 @@ impl Containers {
         Ok(run)
     }
 
-    /// Re-attaches to a live monitor found at start-up.
+    /// Re-attaches to a live monitor found at start-up (its run directory
+    /// watched before `rec` was read, see `watch_records`).
     pub fn attach(
         &mut self,
         env: &Env,
@@ -1043,8 +1046,6 @@ impl Containers {
             });
         }
         let run = run_of(rec);
-        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
-        self.watch_dir(env, name, &paths.run);
         // What the monitor recorded while no daemon ran: news where it
         // differs from what the kept events told (after the re-attach).
         let recorded = match self
@@ -1061,14 +1062,27 @@ impl Containers {
                 .map(|r| (r.run_id.clone(), r.status.clone()));
         }
         let told = self.told.remove(name).unwrap_or_default();
-        let mut answers = self.feed(env, name, Event::Attached(run));
+        let answers = self.feed(env, name, Event::Attached(run));
         if let Some(h) = &recorded {
             self.tell_missed(name, &told, h);
         }
-        // A new init its monitor recorded between the read of `rec` and
-        // the watch.
-        answers.extend(self.runtime_changed(env, name));
+        // A new init its monitor recorded after `rec` was read is an event
+        // of the watch, put in place before (see `watch_records`).
         answers
+    }
+
+    /// Watches the run directory of `name` (at start-up, before its
+    /// runtime record is read and re-attached to).
+    pub fn watch_records(&mut self, env: &Env, name: &str) {
+        let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
+        self.watch_dir(env, name, &paths.run);
+    }
+
+    /// No more watch on the run directory of `name`: nothing of it runs.
+    pub fn unwatch_records(&mut self, name: &str) {
+        if let Some(w) = self.watch.as_mut() {
+            w.remove(name);
+        }
     }
 
     /// Tells what the monitor did while no daemon ran, where it differs
@@ -1530,7 +1544,7 @@ fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
     let Some(dir) = mounts.container_cgroup(run.init_pid) else {
         return Vec::new();
     };
-    let found = exec::joined(&dir, run.init_pid);
+    let found = exec::joined(&dir, run.init_pid, &mounts.boot);
     // Read through /proc/PID: the init's only if it still runs after.
     if !host::same_process(run.init_pid, run.init_start) {
         return Vec::new();

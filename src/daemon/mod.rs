@@ -307,19 +307,29 @@ impl Daemon {
             access::SOCKET_MODE
         );
         let mut events = Events::with_capacity(64);
+        // Tidying up after the previous daemon waits until nothing else
+        // does: the first clients are answered first.
+        let mut tidy = true;
         loop {
             if self.exit_now {
                 break;
             }
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if tidy {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 error!("poll: {err}", err = errors::io_text(&e));
                 return 1;
+            }
+            if tidy && events.is_empty() {
+                restore::remove_stale_temps(&self.cfg);
+                tidy = false;
             }
             for ev in events.iter() {
                 self.route(ev);

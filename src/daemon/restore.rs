@@ -28,7 +28,10 @@ use crate::sys::process;
 /// accounting for each, then starts what should run.
 pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &str) {
     let cfg = env.cfg;
-    let incumbents = incumbents(cfg);
+    // The containers with records in run-dir, listed once (see
+    // `incumbents`).
+    let recorded = state::list_names(&cfg.run_dir.join("containers"));
+    let incumbents: BTreeSet<String> = recorded.iter().cloned().collect();
     let mut specs = match config::read_checked_definitions(cfg, config_file, &incumbents) {
         Ok(found) => {
             // The name's first file is run; the later ones are named.
@@ -59,15 +62,15 @@ pub fn restore(ctrs: &mut Containers, env: &Env, config_file: &Path, boot_id: &s
         }
     }
     // Containers known only from records: their definition is gone.
-    for name in state::list_names(&cfg.run_dir.join("containers")) {
-        if config::validate_name(&name).is_ok() && ctrs.get(&name).is_none() {
-            ctrs.add(&name, None, None, cfg);
+    for name in &recorded {
+        if config::validate_name(name).is_ok() && ctrs.get(name).is_none() {
+            ctrs.add(name, None, None, cfg);
         }
     }
-    remove_stale_temps(cfg);
     let names = ctrs.names();
     for name in &names {
-        restore_one(ctrs, env, name, boot_id);
+        let has_records = incumbents.contains(name);
+        restore_one(ctrs, env, name, boot_id, has_records);
     }
     for name in &names {
         drop_answers(ctrs.feed(env, name, Event::Boot));
@@ -102,8 +105,10 @@ fn start_networks(env: &Env, specs: &[&config::ContainerSpec]) -> Result<Net, St
     Ok(net)
 }
 
-/// Temp files of record writes cut short by a crash: nobody finishes them.
-fn remove_stale_temps(cfg: &DaemonConfig) {
+/// Temp files of record writes cut short by a crash: nobody finishes them,
+/// nothing reads them, so they go once the daemon has answered (its loop
+/// first idle), not before.
+pub(super) fn remove_stale_temps(cfg: &DaemonConfig) {
     let mut dirs = vec![cfg.run_dir.clone()];
     for root in [
         cfg.run_dir.join("containers"),
@@ -124,33 +129,50 @@ fn drop_answers(answers: Answers) {
 }
 
 /// One container's runtime record: attach, account for an exit, or
-/// refuse to touch it.
-fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
+/// refuse to touch it. `has_records`: its directory is in run-dir.
+fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str, has_records: bool) {
+    // The watch on its directory comes before the one read of the record:
+    // what its monitor writes after the read (a new init) is then an
+    // event for the loop. Kept only for a monitor re-attached to.
+    if has_records {
+        ctrs.watch_records(env, name);
+    }
+    if !restore_record(ctrs, env, name, boot_id) && has_records {
+        ctrs.unwatch_records(name);
+    }
+}
+
+/// As [`restore_one`], once the watch is in place; whether it re-attached
+/// to a live monitor.
+fn restore_record(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) -> bool {
     let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
     let path = paths.runtime();
     let rec = match state::load::<RuntimeRecord>(&path) {
         Loaded::Missing => {
             if let Loaded::Ok(rec) = state::load::<RuntimeRecord>(&paths.last_run()) {
                 if rec.boot_id == boot_id {
-                    return ended_while_away(ctrs, env, name, rec, true);
+                    ended_while_away(ctrs, env, name, rec, true);
+                    return false;
                 }
             }
             drop_answers(ctrs.feed(env, name, Event::Undefined));
-            return;
+            return false;
         }
         Loaded::Newer(v) => {
             let why = format!(
                 "runtime record {} is in format {v}, newer than this berth (format {FORMAT_VERSION}): left untouched",
                 path.display()
             );
-            return distrust(ctrs, env, name, &path, why);
+            distrust(ctrs, env, name, &path, why);
+            return false;
         }
         Loaded::Corrupt(why) => {
             let why = format!(
                 "runtime record {} cannot be trusted ({why}): left untouched",
                 path.display()
             );
-            return distrust(ctrs, env, name, &path, why);
+            distrust(ctrs, env, name, &path, why);
+            return false;
         }
         Loaded::Ok(rec) => rec,
     };
@@ -158,7 +180,7 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
         info!("{name}: runtime record is from an earlier boot; ignoring it");
         let _ = std::fs::remove_file(&path);
         drop_answers(ctrs.feed(env, name, Event::Undefined));
-        return;
+        return false;
     }
     // Identity: open a pidfd first, then check the start time, so the
     // process behind the fd is the recorded one.
@@ -176,9 +198,16 @@ fn restore_one(ctrs: &mut Containers, env: &Env, name: &str, boot_id: &str) {
                 );
                 ctrs.set_warning(name, msg);
             }
+            true
         }
-        None if rec.init_pid == 0 => start_cut_short(ctrs, env, name, rec),
-        None => ended_while_away(ctrs, env, name, rec, false),
+        None if rec.init_pid == 0 => {
+            start_cut_short(ctrs, env, name, rec);
+            false
+        }
+        None => {
+            ended_while_away(ctrs, env, name, rec, false);
+            false
+        }
     }
 }
 

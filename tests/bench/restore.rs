@@ -12,6 +12,12 @@
 //! `BERTH_BENCH_HOLD=FILE` stops after the starts until FILE exists, for
 //! a look from outside.
 //!
+//! `BERTH_BENCH_STRACE=DIR` adds one round with the new daemon under
+//! `strace -c -f` (a figure the machine's load does not change): from its
+//! exec through restore and one `ps` that shows all N running, the
+//! system calls it made, written to DIR/strace-N.txt and summed up
+//! (`BERTH_BENCH_STRACE_ARGS` replaces `-c -f`, e.g. `-f` for every call).
+//!
 //! The binary measured is `BERTH_BIN` if set, else the static musl build
 //! (`cross/build x86_64-unknown-linux-musl`) if there is one, else the
 //! binary cargo built for this bench.
@@ -92,6 +98,18 @@ fn ps(w: &World) -> Option<Vec<Inspect>> {
     nanoserde::DeJson::deserialize_json(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }
 
+/// The CPU time `pid` has had (/proc/PID/schedstat, nanoseconds on a
+/// CPU): less bent by a busy machine than the time on the clock.
+fn cpu_time(pid: u32) -> Duration {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -147,6 +165,7 @@ fn run(n: usize, rounds: usize) {
     }
     let mut restores = Vec::new();
     let mut insides = Vec::new();
+    let mut cpus = Vec::new();
     let mut polls = 0;
     for _ in 0..rounds {
         daemon.kill_9();
@@ -169,6 +188,7 @@ fn run(n: usize, rounds: usize) {
             );
         }
         restores.push(t0.elapsed());
+        cpus.push(cpu_time(daemon.pid()));
         let ready = daemon.wait_for_log_line(&["ready on", "restore took"]);
         let inside: f64 = ready
             .rsplit("restore took ")
@@ -204,13 +224,107 @@ fn run(n: usize, rounds: usize) {
         range(&insides),
     );
     println!(
+        "    the new daemon's CPU time from exec to that `ps` answered: median {:.1} ms, range {} ms",
+        ms(median(cpus.clone())),
+        range(&cpus),
+    );
+    println!(
         "    then `berth ps --json` (client exec to exit): median {:.1} ms, range {} ms",
         ms(median(pss.clone())),
         range(&pss),
     );
+    if let Some(dir) = std::env::var_os("BERTH_BENCH_STRACE") {
+        daemon = traced_round(&w, daemon, &before, Path::new(&dir));
+    }
+    drop(daemon);
     println!("    daemon with {n} containers: {daemon_mem}");
     println!("      mappings (RSS/private dirty KiB): {daemon_maps}");
     println!("    one monitor: {monitor_mem}");
+}
+
+/// One more kill -9 and restart, the new daemon under `strace -c -f`:
+/// restore, then one `ps` (sent once the daemon says it is ready) that
+/// must show all of `before` running with the same pids; then the daemon
+/// is killed so that strace writes its table. Prints the total and the
+/// busiest calls; leaves a daemon running as before.
+fn traced_round(w: &World, mut daemon: Daemon, before: &[Inspect], dir: &Path) -> Daemon {
+    let n = before.len();
+    let out = dir.join(format!("strace-{n}.txt"));
+    let wrapper = dir.join("berth-traced");
+    let real = berth_bin();
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = daemon ] && exec strace {} -o '{}' '{}' \"$@\"\nexec '{}' \"$@\"\n",
+            std::env::var("BERTH_BENCH_STRACE_ARGS").unwrap_or_else(|_| "-c -f".to_string()),
+            out.display(),
+            real.display(),
+            real.display()
+        ),
+    )
+    .expect("write the strace wrapper");
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    daemon.kill_9();
+    // SAFETY: the bench runs no other thread.
+    unsafe { std::env::set_var("BERTH_BIN", &wrapper) };
+    let mut traced = w.spawn_daemon(&[]);
+    // SAFETY: as above.
+    unsafe { std::env::set_var("BERTH_BIN", &real) };
+    traced.wait_for_log_line(&["ready on"]);
+    let list = ps(w).expect("ps of the traced daemon");
+    assert!(
+        list.len() == n
+            && list.iter().all(|c| {
+                c.is_running() && before.iter().any(|b| b.name == c.name && b.pid == c.pid)
+            }),
+        "the traced daemon re-attached to all {n}"
+    );
+    // strace's child is the daemon.
+    let strace = traced.pid();
+    let children = fs::read_to_string(format!("/proc/{strace}/task/{strace}/children"))
+        .expect("strace's children");
+    let pid: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the traced daemon's pid");
+    // SAFETY: kill(2) on the traced daemon, strace's unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    traced.wait_exit(SHORT);
+    let table = fs::read_to_string(&out).unwrap_or_default();
+    let total = table
+        .lines()
+        .find(|l| l.trim_end().ends_with("total"))
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or("?")
+        .to_string();
+    let mut rows: Vec<(u64, String)> = table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let calls = f.get(3)?.parse().ok()?;
+            let name = f.last()?.to_string();
+            (name != "total").then_some((calls, name))
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let top: Vec<String> = rows
+        .iter()
+        .take(8)
+        .map(|(c, s)| format!("{s} {c}"))
+        .collect();
+    println!(
+        "    under strace -c -f, restore and one `ps`: {total} system calls ({}); table in {}",
+        top.join(", "),
+        out.display()
+    );
+    w.start_daemon(&[])
 }
 
 fn main() {
