@@ -369,8 +369,11 @@ fn a_flooded_stdout_does_not_starve_stderr() {
     // stopped only after that, so what follows cannot rotate the stderr
     // lines out of the logs. `wait` after the kill: a `yes` blocked on the
     // full pipe when the signal comes may still finish that write once
-    // the pipe has room, after anything the shell writes meanwhile.
+    // the pipe has room, after anything the shell writes meanwhile. The
+    // stderr writes begin once `yes` has written (it may not have run yet
+    // on a busy machine).
     let script = "yes & y=$!; \
+                  until grep -q '^wchar: [1-9]' /proc/$y/io; do :; done; \
                   head -c 524288 /dev/zero | tr '\\0' e >&2; echo >&2; echo done-stderr >&2; \
                   kill $y; wait $y 2>/dev/null; echo flood-stopped; while :; do sleep 1; done";
     w.add_container("flood", &["/bin/sh", "-c", script], "{}");
