@@ -28,7 +28,6 @@ use crate::errors;
 use crate::host;
 use crate::state::{self, Loaded, Paths, RuntimeRecord};
 use crate::sys::{fd, process};
-use crate::when;
 
 /// What `berth logs` was asked for.
 #[derive(Debug, Default, Clone)]
@@ -49,10 +48,9 @@ impl Options {
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Some(t) = when::parse_rfc3339(&line.time) else {
-            return true;
-        };
-        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+        // A line whose time no record gave is kept.
+        let t = line.time;
+        t == 0 || self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 }
 
@@ -212,6 +210,8 @@ fn print_logs(name: &str, source: Source, opts: &Options, socket: &Path) -> Resu
         asm.feed(&buf, &mut lines);
         if *path == live {
             live_file = Some(f);
+        } else {
+            asm.end_file(&mut lines);
         }
     }
     if end.is_none() {
@@ -236,6 +236,8 @@ fn emit(lines: &[Line], timestamps: bool) {
     let mut o = stdout.lock();
     let mut e = stderr.lock();
     let mut result = Ok(());
+    // Lines read at once share a time: formatted once.
+    let mut stamp = (u64::MAX, String::new());
     for l in lines {
         let w: &mut dyn Write = if l.stream == Stream::Stdout {
             &mut o
@@ -244,7 +246,10 @@ fn emit(lines: &[Line], timestamps: bool) {
         };
         result = (|| {
             if timestamps {
-                write!(w, "{} ", l.time)?;
+                if stamp.0 != l.time {
+                    stamp = (l.time, host::rfc3339(l.time));
+                }
+                write!(w, "{} ", stamp.1)?;
             }
             w.write_all(&l.text)?;
             if l.newline {
@@ -309,6 +314,10 @@ fn follow_logs(
                 .map(|m| m.ino());
             let live_ino = std::fs::metadata(&live).ok().map(|m| m.ino());
             if live_ino.is_some() && live_ino != current_ino {
+                // The file read so far was rotated away: it is complete.
+                if file.is_some() {
+                    asm.end_file(&mut lines);
+                }
                 file = File::open(&live).ok();
                 if let Some(f) = file.as_mut() {
                     let _ = f.seek(SeekFrom::Start(0));
@@ -346,10 +355,11 @@ fn follow_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::when;
 
     fn line(time: &str) -> Line {
         Line {
-            time: time.into(),
+            time: when::parse_rfc3339(time).unwrap_or(0),
             stream: Stream::Stdout,
             text: b"x".to_vec(),
             newline: true,
@@ -369,5 +379,7 @@ mod tests {
         assert!(opts.keeps(&line("2026-11-29T11:00:00.000000000Z")));
         assert!(!opts.keeps(&line("2026-11-29T11:00:00.000000001Z")));
         assert!(Options::default().keeps(&line("garbage")));
+        // A line of unknown time is kept.
+        assert!(opts.keeps(&line("garbage")));
     }
 }

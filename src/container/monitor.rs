@@ -1469,7 +1469,7 @@ fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::logs::{self, Record};
+    use crate::container::logs;
 
     use crate::testing::TempDir;
 
@@ -1686,19 +1686,14 @@ mod tests {
         assert_eq!(f.due(10), None);
     }
 
-    /// Every record in the live log file: (stream, full, content).
+    /// Every text record in the live log file: (stream, full, content).
     fn records(dir: &Path) -> Vec<(Stream, bool, String)> {
         let text = fs::read(logs::file_path(dir, 0)).unwrap();
-        text.split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let Record {
-                    stream,
-                    full,
-                    content,
-                    ..
-                } = logs::parse_record(l).unwrap();
-                (stream, full, String::from_utf8_lossy(content).into_owned())
+        logs::texts(&text)
+            .into_iter()
+            .map(|t| {
+                let content = String::from_utf8_lossy(t.content).into_owned();
+                (t.stream, t.full, content)
             })
             .collect()
     }
