@@ -171,6 +171,14 @@ impl Live {
     }
 }
 
+/// The buffer reads go into and records are built in: the time record's
+/// room, the records, and at its end the room reads go to, which starts
+/// far enough on that the records of a read (one byte more per line, and
+/// an unfinished line's start) are built in place ahead of what is still
+/// to be read (a read of very short lines is written in two or more
+/// parts).
+const BUF: usize = 64 * 1024;
+
 pub struct LogWriter {
     live: Live,
     /// The unfinished line of each stream, shorter than `max_line`.
@@ -179,12 +187,16 @@ pub struct LogWriter {
     open_line: [bool; 2],
     /// Longest piece of a line kept before it is written as a partial.
     max_line: usize,
-    /// `HEAD` bytes of room, then the text records of the read being
-    /// logged.
-    batch: Vec<u8>,
-    /// The container's output in `batch`: what is lost if it fails.
+    /// See [`BUF`].
+    buf: Vec<u8>,
+    /// The end of the records built in `buf` (`HEAD` when none are).
+    out: usize,
+    /// Where the room for reads starts in `buf`.
+    input_at: usize,
+    /// The container's output in the records built: what is lost if
+    /// their write fails.
     batch_output: usize,
-    /// Whether the last record of each stream in `batch` is a partial one.
+    /// Whether the last record built of each stream is a partial one.
     batch_open: [Option<bool>; 2],
     /// When the read being logged was made.
     now: u64,
@@ -255,10 +267,14 @@ impl LogWriter {
         live.reopen()?;
         Ok(LogWriter {
             live,
-            pending: [Vec::with_capacity(max_line), Vec::with_capacity(max_line)],
+            pending: [Vec::new(), Vec::new()],
             open_line: [false, false],
             max_line,
-            batch: vec![0; HEAD],
+            buf: vec![0; BUF],
+            out: HEAD,
+            // A record built at the start takes at most an unfinished
+            // line, a marker and a newline more than it reads.
+            input_at: HEAD + max_line + 2,
             batch_output: 0,
             batch_open: [None, None],
             now: 0,
@@ -269,16 +285,33 @@ impl LogWriter {
         })
     }
 
-    /// Takes what one read of a stream gave: its complete lines are
-    /// written at once, with one time record, in one write.
-    pub fn write(&mut self, stream: Stream, mut data: &[u8]) {
+    /// Where the next read of a stream goes: then [`LogWriter::take`].
+    pub fn input(&mut self) -> &mut [u8] {
+        &mut self.buf[self.input_at..]
+    }
+
+    /// Logs the `n` bytes a read of `stream` put at the start of
+    /// [`LogWriter::input`]: its complete lines are written at once, with
+    /// one time record, in one write.
+    pub fn take(&mut self, stream: Stream, n: usize) {
         self.begin();
-        while let Some(nl) = find_newline(data) {
-            self.pieces(stream, &data[..nl], true);
-            data = &data[nl + 1..];
+        let end = self.input_at + n.min(self.buf.len() - self.input_at);
+        let mut at = self.input_at;
+        while let Some(nl) = find_newline(&self.buf[at..end]) {
+            self.line(stream, at, nl, true);
+            at += nl + 1;
         }
-        self.pieces(stream, data, false);
+        self.line(stream, at, end - at, false);
         self.flush();
+    }
+
+    /// Logs `data` as if a read of `stream` had given it.
+    #[cfg(test)]
+    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+        for chunk in data.chunks(self.buf.len() - self.input_at) {
+            self.input()[..chunk.len()].copy_from_slice(chunk);
+            self.take(stream, chunk.len());
+        }
     }
 
     /// Writes what is left of unfinished lines, as partial records, and
@@ -286,9 +319,8 @@ impl LogWriter {
     pub fn finish(&mut self) {
         self.begin();
         for stream in [Stream::Stdout, Stream::Stderr] {
-            let rest = std::mem::take(&mut self.pending[stream as usize]);
-            if !rest.is_empty() {
-                self.record(stream, &rest, &[], false);
+            if !self.pending[stream as usize].is_empty() {
+                self.place(stream, self.input_at, 0, false, self.buf.len());
             }
         }
         self.flush();
@@ -312,57 +344,71 @@ impl LogWriter {
         };
     }
 
-    /// Adds the records of `text`, which follows the stream's unfinished
-    /// line: whole pieces of `max_line` as partials, and the rest as the
-    /// end of the line when `ends`, else kept as the unfinished line.
-    fn pieces(&mut self, stream: Stream, mut text: &[u8], ends: bool) {
+    /// Builds the records of the `len` bytes of input at `at`, which
+    /// follow the stream's unfinished line: whole pieces of `max_line` as
+    /// partials, and the rest as the end of the line when `ends` (the
+    /// input's newline follows it), else kept as the unfinished line.
+    fn line(&mut self, stream: Stream, mut at: usize, mut len: usize, ends: bool) {
         let idx = stream as usize;
-        let mut pending = std::mem::take(&mut self.pending[idx]);
-        while pending.len() + text.len() > self.max_line
-            || (!ends && pending.len() + text.len() == self.max_line)
-        {
-            let n = self.max_line - pending.len();
-            self.record(stream, &pending, &text[..n], false);
-            pending.clear();
-            text = &text[n..];
+        loop {
+            let total = self.pending[idx].len() + len;
+            if total < self.max_line || (ends && total == self.max_line) {
+                break;
+            }
+            let n = self.max_line - self.pending[idx].len();
+            self.place(stream, at, n, false, at + n);
+            at += n;
+            len -= n;
         }
         if ends {
-            self.record(stream, &pending, text, true);
-            pending.clear();
+            self.place(stream, at, len, true, at + len + 1);
         } else {
-            pending.extend_from_slice(text);
+            let (pending, buf) = (&mut self.pending[idx], &self.buf);
+            pending.extend_from_slice(&buf[at..at + len]);
         }
-        self.pending[idx] = pending;
     }
 
-    /// Adds one text record, `head` then `tail`, to the batch; first
-    /// writes the batch and rotates if the record would not fit.
-    fn record(&mut self, stream: Stream, head: &[u8], tail: &[u8], ends_line: bool) {
+    /// Builds one text record: the marker, the stream's unfinished line,
+    /// the `n` bytes of input at `at` and a newline. What is in `buf` from
+    /// `free_until` on is still to be read. First writes what was built
+    /// and rotates if the record would not fit.
+    fn place(&mut self, stream: Stream, at: usize, n: usize, ends_line: bool, free_until: usize) {
+        let idx = stream as usize;
+        let p = self.pending[idx].len();
         // The container wrote the newline that ends a line too.
-        let output = head.len() + tail.len() + usize::from(ends_line);
-        let len = head.len() + tail.len() + 2;
-        if !self.dropping && !self.live.fits(self.batch.len() + len) {
+        let output = p + n + usize::from(ends_line);
+        let len = p + n + 2;
+        if !self.dropping && (!self.live.fits(self.out + len) || self.out + len > free_until) {
             self.flush();
-            if !self.dropping && !self.live.fits(self.batch.len() + len) {
+            if !self.dropping && !self.live.fits(self.out + len) {
                 self.live.rotate();
             }
         }
         if self.dropping {
             self.drop_bytes(output);
+            self.pending[idx].clear();
             return;
         }
-        self.batch.push(stream.marker(ends_line));
-        self.batch.extend_from_slice(head);
-        self.batch.extend_from_slice(tail);
-        self.batch.push(b'\n');
+        // `input_at` leaves room for any record built from the start.
+        debug_assert!(self.out + len <= free_until);
+        let o = self.out;
+        // The input first: the marker and the unfinished line may go
+        // where it is now.
+        self.buf.copy_within(at..at + n, o + 1 + p);
+        self.buf[o] = stream.marker(ends_line);
+        self.buf[o + 1..o + 1 + p].copy_from_slice(&self.pending[idx]);
+        self.buf[o + len - 1] = b'\n';
+        self.out = o + len;
+        self.pending[idx].clear();
         self.batch_output += output;
-        self.batch_open[stream as usize] = Some(!ends_line);
+        self.batch_open[idx] = Some(!ends_line);
     }
 
-    /// Writes the batch; if that fails, drops it and the rest of the read.
+    /// Writes the records built; if that fails, drops them and the rest
+    /// of the read.
     fn flush(&mut self) {
-        if self.batch.len() > HEAD {
-            match self.live.write_batch(&mut self.batch, self.now) {
+        if self.out > HEAD {
+            match self.live.write_batch(&mut self.buf[..self.out], self.now) {
                 Ok(()) => {
                     for (open, last) in self.open_line.iter_mut().zip(self.batch_open) {
                         *open = last.unwrap_or(*open);
@@ -375,7 +421,7 @@ impl LogWriter {
                 }
             }
         }
-        self.batch.truncate(HEAD);
+        self.out = HEAD;
         self.batch_output = 0;
         self.batch_open = [None, None];
     }
@@ -828,6 +874,62 @@ mod tests {
         // Fed in small pieces that cut records and files anywhere, the
         // same lines come back.
         assert_eq!(read_back(&tmp.0, 7), lines);
+    }
+
+    #[test]
+    fn reads_of_tiny_lines_and_long_unfinished_lines_come_back_whole() {
+        use Stream::{Stderr, Stdout};
+        let tmp = TempDir::new("in-place");
+        let mut w = LogWriter::open(&tmp.0, 1 << 20, 1).unwrap();
+        let (room, max_line) = (w.input().len(), w.max_line);
+        let mut expected: Vec<(Stream, Vec<u8>)> = Vec::new();
+        // A read of nothing but newlines: records twice its size.
+        w.write(Stdout, &vec![b'\n'; room]);
+        expected.extend((0..room).map(|_| (Stdout, Vec::new())));
+        // A read of 2-byte lines.
+        let letter = |i: usize| b'a' + (i % 26) as u8;
+        let two: Vec<u8> = (0..room / 2).flat_map(|i| [letter(i), b'\n']).collect();
+        w.write(Stdout, &two);
+        expected.extend((0..room / 2).map(|i| (Stdout, vec![letter(i)])));
+        // An unfinished line one byte short of a record, ended by a read
+        // that goes on with short lines, and one that goes to a record.
+        w.write(Stderr, &vec![b'y'; max_line - 1]);
+        let mut read = b"z\n".to_vec();
+        while read.len() + 4 <= room {
+            read.extend_from_slice(b"ab\n");
+        }
+        w.write(Stderr, &read);
+        let mut first = vec![b'y'; max_line - 1];
+        first.push(b'z');
+        expected.push((Stderr, first));
+        expected.extend((0..(read.len() - 2) / 3).map(|_| (Stderr, b"ab".to_vec())));
+        w.write(Stdout, &vec![b'q'; max_line - 1]);
+        w.write(Stdout, &vec![b'r'; room]);
+        w.write(Stdout, b"\n");
+        let mut long = vec![b'q'; max_line - 1];
+        long.extend(vec![b'r'; room]);
+        expected.push((Stdout, long));
+        w.finish();
+        assert_eq!(w.dropped, 0);
+
+        let got: Vec<(Stream, Vec<u8>)> = read_back(&tmp.0, usize::MAX)
+            .into_iter()
+            .map(|l| {
+                assert!(l.newline);
+                (l.stream, l.text)
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g, e, "line {i}");
+        }
+        // One time record per read, or per part of one.
+        let bytes = fs::read(file_path(&tmp.0, 0)).unwrap();
+        let times = bytes
+            .split(|&b| b == b'\n')
+            .filter(|r| r.first().is_some_and(|b| b"@+".contains(b)))
+            .count();
+        assert!(times < 16, "{times} time records");
     }
 
     /// The live file's records: (stream, full, content).
