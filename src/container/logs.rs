@@ -107,10 +107,10 @@ impl Live {
         Ok(())
     }
 
-    /// Whether `len` more bytes keep the file within its cap (a file
-    /// takes one record however big).
-    fn fits(&self, len: usize) -> bool {
-        self.size == 0 || self.size + len as u64 <= self.max_size
+    /// Whether `len` more bytes keep the file within its cap; `alone`:
+    /// they are one record, which an empty file takes however big.
+    fn fits(&self, len: usize, alone: bool) -> bool {
+        (alone && self.size == 0) || self.size + len as u64 <= self.max_size
     }
 
     fn rotate(&mut self) {
@@ -378,9 +378,10 @@ impl LogWriter {
         // The container wrote the newline that ends a line too.
         let output = p + n + usize::from(ends_line);
         let len = p + n + 2;
-        if !self.dropping && (!self.live.fits(self.out + len) || self.out + len > free_until) {
+        let fits = |w: &LogWriter| w.live.fits(w.out + len, w.out == HEAD);
+        if !self.dropping && (!fits(self) || self.out + len > free_until) {
             self.flush();
-            if !self.dropping && !self.live.fits(self.out + len) {
+            if !self.dropping && !fits(self) {
                 self.live.rotate();
             }
         }
@@ -472,7 +473,7 @@ impl LogWriter {
         batch.push(Stream::Stderr.marker(true));
         batch.extend_from_slice(notice.as_bytes());
         batch.push(b'\n');
-        if !self.live.fits(batch.len()) {
+        if !self.live.fits(batch.len(), true) {
             self.live.rotate();
         }
         let result = self.live.write_batch(&mut batch, now);
@@ -529,7 +530,10 @@ impl Clock {
                 None
             }
             b'+' => {
-                if let Some(n) = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u64>().ok()) {
+                if let Some(n) = std::str::from_utf8(rest)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
                     self.time = self.time.saturating_add(n);
                 }
                 None
@@ -743,9 +747,12 @@ mod tests {
     fn rotation_keeps_newest_within_caps() {
         let d = tmpdir("rot");
         let mut w = LogWriter::open(&d, 4096, 3).unwrap();
-        for i in 0..2000 {
+        for i in 0..1000 {
             w.write(Stream::Stdout, format!("line {i}\n").as_bytes());
         }
+        // And reads far bigger than a file.
+        let many: String = (1000..2000).map(|i| format!("line {i}\n")).collect();
+        w.write(Stream::Stdout, many.as_bytes());
         let files = files_oldest_first(&d);
         assert_eq!(files.len(), 3);
         for f in &files {
@@ -1042,7 +1049,15 @@ mod tests {
         }
         let old = format!("{t} stderr P x y");
         let r = clock.read(old.as_bytes()).unwrap();
-        assert_eq!((r.time, r.stream, r.full, r.content), (1_795_946_400_000_000_001, Stream::Stderr, false, &b"x y"[..]));
+        assert_eq!(
+            (r.time, r.stream, r.full, r.content),
+            (
+                1_795_946_400_000_000_001,
+                Stream::Stderr,
+                false,
+                &b"x y"[..]
+            )
+        );
         // Bad time records leave the time as it was.
         assert_eq!(clock.read(b"@yesterday"), None);
         assert_eq!(clock.read(b"+-5"), None);
