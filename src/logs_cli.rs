@@ -314,8 +314,12 @@ fn follow_logs(
                 .map(|m| m.ino());
             let live_ino = std::fs::metadata(&live).ok().map(|m| m.ino());
             if live_ino.is_some() && live_ino != current_ino {
-                // The file read so far was rotated away: it is complete.
-                if file.is_some() {
+                // The file read so far was rotated away: what was written
+                // to it since the read above is read, and it is complete.
+                if let Some(f) = file.as_mut() {
+                    let mut buf = Vec::new();
+                    let _ = f.read_to_end(&mut buf);
+                    asm.feed(&buf, &mut lines);
                     asm.end_file(&mut lines);
                 }
                 file = File::open(&live).ok();

@@ -138,7 +138,7 @@ impl Live {
             Some(t) if t <= now => {
                 let mut w = &mut head[..];
                 // 22 bytes at most: cannot fail.
-                let _ = write!(w, "+{}\n", now - t);
+                let _ = writeln!(w, "+{}", now - t);
                 HEAD - w.len()
             }
             _ => {
