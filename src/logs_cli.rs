@@ -6,7 +6,9 @@
 //! log-dir defaults to state-dir/logs), as the daemon would. The files of
 //! a removed container stay until `berth rm NAME` deletes them.
 //!
-//! `--follow` follows the live file through rotations until the
+//! Files are read oldest first, each next one found by the inode of the
+//! one before, so that rotations while they are read skip none and read
+//! none twice. `--follow` follows the live file through rotations until the
 //! container's monitor exits (a pidfd on it: no daemon needed), or while
 //! it waits to restart, until the daemon's `wait` answers.
 
@@ -198,22 +200,27 @@ fn print_logs(name: &str, source: Source, opts: &Options, socket: &Path) -> Resu
     };
     let mut asm = Assembler::default();
     let mut lines = Vec::new();
-    let files = logs::files_oldest_first(&dir);
+    // File by file, oldest first, each next one found by the inode of
+    // the one before, so that rotations meanwhile skip none and read none
+    // twice.
     let live = logs::file_path(&dir, 0);
-    let mut live_file: Option<File> = None;
-    for path in &files {
-        let Ok(mut f) = File::open(path) else {
-            continue;
-        };
+    let mut file = file_after(&dir, None);
+    while let Some(f) = file.as_mut() {
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);
         asm.feed(&buf, &mut lines);
-        if *path == live {
-            live_file = Some(f);
-        } else {
-            asm.end_file(&mut lines);
+        let ino = f.metadata().ok().map(|m| m.ino());
+        if ino.is_none() || std::fs::metadata(&live).ok().map(|m| m.ino()) == ino {
+            break;
         }
+        // Rotated: complete once read to its end.
+        buf.clear();
+        let _ = f.read_to_end(&mut buf);
+        asm.feed(&buf, &mut lines);
+        asm.end_file(&mut lines);
+        file = file_after(&dir, ino);
     }
+    let live_file = file;
     if end.is_none() {
         asm.finish(&mut lines);
     }
@@ -322,7 +329,12 @@ fn follow_logs(
                     asm.feed(&buf, &mut lines);
                     asm.end_file(&mut lines);
                 }
-                file = File::open(&live).ok();
+                // Next, the file written after it: rotated too, if the
+                // rotations were quicker than this.
+                file = match current_ino {
+                    Some(_) => file_after(dir, current_ino),
+                    None => File::open(&live).ok(),
+                };
                 if let Some(f) = file.as_mut() {
                     let _ = f.seek(SeekFrom::Start(0));
                 }
@@ -354,6 +366,44 @@ fn follow_logs(
             }
         }
     }
+}
+
+/// The log file written after the one whose inode is `ino`, opened (with
+/// none, the oldest); the oldest there is if that one was rotated away;
+/// none if it is the newest.
+fn file_after(dir: &Path, ino: Option<u64>) -> Option<File> {
+    let inodes = |files: &[PathBuf]| -> Vec<Option<u64>> {
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).ok().map(|m| m.ino()))
+            .collect()
+    };
+    // A rotation while the files are listed renames them all: the list
+    // is taken until two in a row agree, and the inode opened must be the
+    // one listed.
+    let mut listed = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let files = logs::files_oldest_first(dir);
+        let now = inodes(&files);
+        if (&files, &now) != (&listed.0, &listed.1) {
+            listed = (files, now);
+            continue;
+        }
+        let next = match ino {
+            Some(ino) => now
+                .iter()
+                .position(|i| *i == Some(ino))
+                .map_or(0, |k| k + 1),
+            None => 0,
+        };
+        let path = files.get(next)?;
+        let Ok(f) = File::open(path) else { continue };
+        if f.metadata().ok().map(|m| m.ino()) == now[next] {
+            return Some(f);
+        }
+        listed = (Vec::new(), Vec::new());
+    }
+    None
 }
 
 #[cfg(test)]

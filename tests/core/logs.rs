@@ -398,3 +398,44 @@ fn short_lines_cost_little_on_disk() {
     let lines = world.logs("flood77", &[]).0;
     assert_eq!(lines, format!("{line76}\n").repeat(10_000));
 }
+
+#[test]
+fn logs_follow_reads_every_line_across_rotations() {
+    let world = World::new();
+    // Room for all the output: nothing is rotated away, only renamed.
+    world.write_daemon_json(r#"{"log-max-size": "4k", "log-max-files": 100}"#);
+    let script = "while [ ! -e /data/go ]; do sleep 0.02; done; seq 1 30000";
+    world.add_container(
+        "counter",
+        &["/bin/sh", "-c", script],
+        &with_data(&world, r#"{"restart": "no", "autostart": false}"#),
+    );
+    let _daemon = world.start_daemon(&[]);
+    world.berth_ok(&["start", "counter"]);
+    world.wait_running("counter");
+    let follower = world.spawn_berth(&["logs", "counter", "--follow"]);
+    fs::write(world.host_dir().join("go"), "").unwrap();
+    let out = follower.finish(LONG);
+    assert!(out.status.success(), "{}", describe(&out));
+    let files = log_files(&world, "counter").len();
+    assert!(files > 20, "{files} files: too few rotations");
+    let numbers: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.parse().expect("a number per line"))
+        .collect();
+    let gap = numbers
+        .iter()
+        .enumerate()
+        .find(|(i, n)| **n as usize != i + 1);
+    assert_eq!(
+        numbers.len(),
+        30000,
+        "lines lost or doubled, first at {gap:?}"
+    );
+    assert!(
+        numbers
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n as usize == i + 1)
+    );
+}
