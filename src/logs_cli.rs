@@ -6,7 +6,9 @@
 //! log-dir defaults to state-dir/logs), as the daemon would. The files of
 //! a removed container stay until `berth rm NAME` deletes them.
 //!
-//! `--follow` follows the live file through rotations until the
+//! Files are read oldest first, each next one found by the inode of the
+//! one before, so that rotations while they are read skip none and read
+//! none twice. `--follow` follows the live file through rotations until the
 //! container's monitor exits (a pidfd on it: no daemon needed), or while
 //! it waits to restart, until the daemon's `wait` answers.
 
@@ -28,7 +30,6 @@ use crate::errors;
 use crate::host;
 use crate::state::{self, Loaded, Paths, RuntimeRecord};
 use crate::sys::{fd, process};
-use crate::when;
 
 /// What `berth logs` was asked for.
 #[derive(Debug, Default, Clone)]
@@ -49,10 +50,9 @@ impl Options {
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Some(t) = when::parse_rfc3339(&line.time) else {
-            return true;
-        };
-        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+        // A line whose time no record gave is kept.
+        let t = line.time;
+        t == 0 || self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 }
 
@@ -200,20 +200,27 @@ fn print_logs(name: &str, source: Source, opts: &Options, socket: &Path) -> Resu
     };
     let mut asm = Assembler::default();
     let mut lines = Vec::new();
-    let files = logs::files_oldest_first(&dir);
+    // File by file, oldest first, each next one found by the inode of
+    // the one before, so that rotations meanwhile skip none and read none
+    // twice.
     let live = logs::file_path(&dir, 0);
-    let mut live_file: Option<File> = None;
-    for path in &files {
-        let Ok(mut f) = File::open(path) else {
-            continue;
-        };
+    let mut file = file_after(&dir, None);
+    while let Some(f) = file.as_mut() {
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);
         asm.feed(&buf, &mut lines);
-        if *path == live {
-            live_file = Some(f);
+        let ino = f.metadata().ok().map(|m| m.ino());
+        if ino.is_none() || std::fs::metadata(&live).ok().map(|m| m.ino()) == ino {
+            break;
         }
+        // Rotated: complete once read to its end.
+        buf.clear();
+        let _ = f.read_to_end(&mut buf);
+        asm.feed(&buf, &mut lines);
+        asm.end_file(&mut lines);
+        file = file_after(&dir, ino);
     }
+    let live_file = file;
     if end.is_none() {
         asm.finish(&mut lines);
     }
@@ -236,6 +243,8 @@ fn emit(lines: &[Line], timestamps: bool) {
     let mut o = stdout.lock();
     let mut e = stderr.lock();
     let mut result = Ok(());
+    // Lines read at once share a time: formatted once.
+    let mut stamp = (u64::MAX, String::new());
     for l in lines {
         let w: &mut dyn Write = if l.stream == Stream::Stdout {
             &mut o
@@ -244,7 +253,10 @@ fn emit(lines: &[Line], timestamps: bool) {
         };
         result = (|| {
             if timestamps {
-                write!(w, "{} ", l.time)?;
+                if stamp.0 != l.time {
+                    stamp = (l.time, host::rfc3339(l.time));
+                }
+                write!(w, "{} ", stamp.1)?;
             }
             w.write_all(&l.text)?;
             if l.newline {
@@ -309,7 +321,20 @@ fn follow_logs(
                 .map(|m| m.ino());
             let live_ino = std::fs::metadata(&live).ok().map(|m| m.ino());
             if live_ino.is_some() && live_ino != current_ino {
-                file = File::open(&live).ok();
+                // The file read so far was rotated away: what was written
+                // to it since the read above is read, and it is complete.
+                if let Some(f) = file.as_mut() {
+                    let mut buf = Vec::new();
+                    let _ = f.read_to_end(&mut buf);
+                    asm.feed(&buf, &mut lines);
+                    asm.end_file(&mut lines);
+                }
+                // Next, the file written after it: rotated too, if the
+                // rotations were quicker than this.
+                file = match current_ino {
+                    Some(_) => file_after(dir, current_ino),
+                    None => File::open(&live).ok(),
+                };
                 if let Some(f) = file.as_mut() {
                     let _ = f.seek(SeekFrom::Start(0));
                 }
@@ -343,13 +368,52 @@ fn follow_logs(
     }
 }
 
+/// The log file written after the one whose inode is `ino`, opened (with
+/// none, the oldest); the oldest there is if that one was rotated away;
+/// none if it is the newest.
+fn file_after(dir: &Path, ino: Option<u64>) -> Option<File> {
+    let inodes = |files: &[PathBuf]| -> Vec<Option<u64>> {
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).ok().map(|m| m.ino()))
+            .collect()
+    };
+    // A rotation while the files are listed renames them all: the list
+    // is taken until two in a row agree, and the inode opened must be the
+    // one listed.
+    let mut listed = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let files = logs::files_oldest_first(dir);
+        let now = inodes(&files);
+        if (&files, &now) != (&listed.0, &listed.1) {
+            listed = (files, now);
+            continue;
+        }
+        let next = match ino {
+            Some(ino) => now
+                .iter()
+                .position(|i| *i == Some(ino))
+                .map_or(0, |k| k + 1),
+            None => 0,
+        };
+        let path = files.get(next)?;
+        let Ok(f) = File::open(path) else { continue };
+        if f.metadata().ok().map(|m| m.ino()) == now[next] {
+            return Some(f);
+        }
+        listed = (Vec::new(), Vec::new());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::when;
 
     fn line(time: &str) -> Line {
         Line {
-            time: time.into(),
+            time: when::parse_rfc3339(time).unwrap_or(0),
             stream: Stream::Stdout,
             text: b"x".to_vec(),
             newline: true,
@@ -369,5 +433,7 @@ mod tests {
         assert!(opts.keeps(&line("2026-11-29T11:00:00.000000000Z")));
         assert!(!opts.keeps(&line("2026-11-29T11:00:00.000000001Z")));
         assert!(Options::default().keeps(&line("garbage")));
+        // A line of unknown time is kept.
+        assert!(opts.keeps(&line("garbage")));
     }
 }

@@ -1387,7 +1387,6 @@ fn pump(
     let mut pending = [true, true];
     let mut status = None;
     let mut drain_until: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
@@ -1451,7 +1450,7 @@ fn pump(
             if !(open[i] && pending[i]) {
                 continue;
             }
-            match drain(fd, *stream, logs, &mut buf, TURN) {
+            match drain(fd, *stream, logs, TURN) {
                 Drained::More => {}
                 Drained::Empty => pending[i] = false,
                 Drained::Eof => {
@@ -1481,20 +1480,16 @@ fn pump(
     }
 }
 
-/// Reads until the pipe is empty, at its end, or `limit` bytes were read.
-fn drain(
-    fd: &OwnedFd,
-    stream: Stream,
-    logs: &mut LogWriter,
-    buf: &mut [u8],
-    limit: usize,
-) -> Drained {
+/// Reads until the pipe is empty, at its end, or `limit` bytes were read;
+/// each read goes straight into the logs' buffer and is logged with one
+/// write.
+fn drain(fd: &OwnedFd, stream: Stream, logs: &mut LogWriter, limit: usize) -> Drained {
     let mut total = 0;
     while total < limit {
-        match fd::read(fd, buf) {
+        match fd::read(fd, logs.input()) {
             Ok(0) => return Drained::Eof,
             Ok(n) => {
-                logs.write(stream, &buf[..n]);
+                logs.take(stream, n);
                 total += n;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
@@ -1507,7 +1502,7 @@ fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::logs::{self, Record};
+    use crate::container::logs;
 
     use crate::testing::TempDir;
 
@@ -1724,19 +1719,14 @@ mod tests {
         assert_eq!(f.due(10), None);
     }
 
-    /// Every record in the live log file: (stream, full, content).
+    /// Every text record in the live log file: (stream, full, content).
     fn records(dir: &Path) -> Vec<(Stream, bool, String)> {
         let text = fs::read(logs::file_path(dir, 0)).unwrap();
-        text.split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let Record {
-                    stream,
-                    full,
-                    content,
-                    ..
-                } = logs::parse_record(l).unwrap();
-                (stream, full, String::from_utf8_lossy(content).into_owned())
+        logs::texts(&text)
+            .into_iter()
+            .map(|t| {
+                let content = String::from_utf8_lossy(t.content).into_owned();
+                (t.stream, t.full, content)
             })
             .collect()
     }
@@ -1749,12 +1739,11 @@ mod tests {
         fd::set_nonblocking(&r, true).unwrap();
         let mut out = fs::File::from(w);
         out.write_all(b"one\ntwo\n").unwrap();
-        let mut buf = [0u8; 4];
-        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 4) == Drained::More);
-        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 64) == Drained::Empty);
+        assert!(drain(&r, Stream::Stdout, &mut logs, 4) == Drained::More);
+        assert!(drain(&r, Stream::Stdout, &mut logs, 64) == Drained::Empty);
         out.write_all(b"three").unwrap();
         drop(out);
-        assert!(drain(&r, Stream::Stdout, &mut logs, &mut buf, 64) == Drained::Eof);
+        assert!(drain(&r, Stream::Stdout, &mut logs, 64) == Drained::Eof);
         logs.finish();
         assert_eq!(
             records(&tmp.0),
