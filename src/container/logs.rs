@@ -177,7 +177,7 @@ impl Live {
 /// an unfinished line's start) are built in place ahead of what is still
 /// to be read (a read of very short lines is written in two or more
 /// parts).
-const BUF: usize = 64 * 1024;
+const BUF: usize = 32 * 1024;
 
 pub struct LogWriter {
     live: Live,
