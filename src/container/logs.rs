@@ -178,6 +178,11 @@ impl Live {
 /// to be read (a read of very short lines is written in two or more
 /// parts).
 const BUF: usize = 32 * 1024;
+/// The longest piece of a line kept before it is written as a partial.
+const MAX_LINE: usize = 16 * 1024;
+// Reads need room after the longest unfinished line's records (an empty
+// room would read 0 bytes, which is taken for the end of the stream).
+const _: () = assert!(HEAD + MAX_LINE + 2 + 4096 <= BUF);
 
 pub struct LogWriter {
     live: Live,
@@ -255,7 +260,7 @@ fn find_newline(s: &[u8]) -> Option<usize> {
 impl LogWriter {
     pub fn open(dir: &Path, max_size: u64, max_files: u32) -> io::Result<LogWriter> {
         fs::create_dir_all(dir)?;
-        let max_line = (max_size / 4).clamp(256, 16 * 1024) as usize;
+        let max_line = (max_size / 4).clamp(256, MAX_LINE as u64) as usize;
         let mut live = Live {
             dir: dir.to_path_buf(),
             file: None,

@@ -310,17 +310,20 @@ impl Mounts {
     }
 
     /// The cgroup directories of process `pid` ("self" for the daemon), one
-    /// per hierarchy it is in (see `exec::init_cgroups`).
+    /// per hierarchy it is in (see `exec::init_cgroups`), cgroup2's first.
     fn cgroups(&self, pid: &str) -> Option<Vec<PathBuf>> {
         let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let hierarchies = cgroup::discover(self.mountinfo()?, &own);
+        let mut hierarchies = cgroup::discover(self.mountinfo()?, &own);
+        hierarchies.sort_by_key(|h| !h.is_v2());
         Some(hierarchies.iter().map(cgroup::own_dir).collect())
     }
 
-    /// One of a container's own cgroups: that of `init_pid` in the first
-    /// hierarchy where it is not in the daemon's (a hierarchy where the
-    /// init is left in the daemon's cgroup, see `cgroup::used_by`, holds
-    /// the daemon too).
+    /// One of a container's own cgroups: that of `init_pid` in cgroup2,
+    /// where an init is born in its own cgroup, else in the first v1
+    /// hierarchy where it is not in the daemon's cgroup. A hierarchy where
+    /// the init is left in the cgroup of the daemon that spawned it (see
+    /// `cgroup::used_by`) holds other processes too, and that daemon may
+    /// not be this one.
     fn container_cgroup(&self, init_pid: i32) -> Option<PathBuf> {
         let mine = self
             .mine
@@ -354,8 +357,9 @@ pub struct Containers {
     /// The bridge networks (see `net`); Err says why there are none (the
     /// address leases could not be read), for the starts that need them.
     pub net: Result<Net, String>,
-    /// The cgroup hierarchies, found at the first start and handed to
-    /// every monitor in its job (it starts in the daemon's cgroups).
+    /// The cgroup hierarchies, found at the first start (after each
+    /// reload) and handed to every monitor in its job (it starts in the
+    /// daemon's cgroups).
     hierarchies: Option<Vec<cgroup::Found>>,
 }
 
@@ -871,6 +875,12 @@ impl Containers {
         })
     }
 
+    /// Makes the next start find the cgroup hierarchies again (mounted
+    /// after the daemon started, or the daemon moved to another cgroup).
+    pub fn forget_hierarchies(&mut self) {
+        self.hierarchies = None;
+    }
+
     /// The cgroup hierarchies, as found once (none if they cannot be
     /// read: each monitor then looks for itself, and says why it failed).
     fn hierarchies(&mut self) -> &[cgroup::Found] {
@@ -1079,7 +1089,13 @@ impl Containers {
     }
 
     /// No more watch on the run directory of `name`: nothing of it runs.
+    /// Drops the watch on a container's run directory, unless a monitor
+    /// runs for it now (one spawned meanwhile, e.g. by a restart policy
+    /// while restoring, shares the watch).
     pub fn unwatch_records(&mut self, name: &str) {
+        if self.map.get(name).is_some_and(|c| c.handles.is_some()) {
+            return;
+        }
         if let Some(w) = self.watch.as_mut() {
             w.remove(name);
         }

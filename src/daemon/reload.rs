@@ -52,6 +52,7 @@ pub fn reload(
     let mut refs: Vec<&mut ContainerSpec> = specs.iter_mut().collect();
     crate::net::fold_hashes(&new_cfg.networks, &mut refs);
     let mut report = apply_options(cfg, new_cfg, overrides);
+    ctrs.forget_hierarchies();
     let retried = ctrs.net.is_err();
     if retried {
         // The address leases could not be read at start-up: tried again.
