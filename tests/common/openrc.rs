@@ -21,6 +21,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::vm::run;
+
 /// The packages unpacked into one tree.
 const PACKAGES: &[&str] = &["openrc", "librc1", "libeinfo1", "insserv"];
 
@@ -40,18 +42,6 @@ const STATE_DIRS: &[&str] = &[
     "scheduled",
     "tmp",
 ];
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The unpacked packages, downloaded and unpacked under target/openrc on
 /// the first call and reused after.

@@ -29,7 +29,9 @@ pub struct Kernel {
     pub modules: PathBuf,
 }
 
-fn run(cmd: &mut Command, what: &str) -> String {
+/// Runs `cmd` to its end and returns its stdout; a failure panics naming
+/// `what`, with everything it printed.
+pub(super) fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
     assert!(
         out.status.success(),
