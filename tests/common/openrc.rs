@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::vm::run;
+use super::vm::unpack_deb;
 
 /// The packages unpacked into one tree.
 const PACKAGES: &[&str] = &["openrc", "librc1", "libeinfo1", "insserv"];
@@ -56,29 +56,7 @@ pub fn debian_openrc() -> PathBuf {
     let _ = fs::remove_dir_all(&partial);
     let _ = fs::remove_dir_all(&tree);
     for package in PACKAGES {
-        let deb = match find_deb(&cache, package) {
-            Some(deb) => deb,
-            None => {
-                // The sandbox user cannot write here; download as root.
-                run(
-                    Command::new("apt-get")
-                        .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-                        .arg(package)
-                        .current_dir(&cache),
-                    &format!("apt-get download {package} (run apt-get update if it is unknown)"),
-                );
-                find_deb(&cache, package).unwrap_or_else(|| {
-                    panic!(
-                        "apt-get download {package} left no .deb in {}",
-                        cache.display()
-                    )
-                })
-            }
-        };
-        run(
-            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial),
-            &format!("dpkg-deb -x {}", deb.display()),
-        );
+        unpack_deb(&cache, package, &partial);
     }
     for path in ["sbin/openrc-run", "lib/rc/sh/openrc-run.sh", "etc/rc.conf"] {
         assert!(
@@ -89,17 +67,6 @@ pub fn debian_openrc() -> PathBuf {
     fs::write(partial.join("UNPACKED"), PACKAGES.join("\n")).unwrap();
     fs::rename(&partial, &tree).expect("move the unpacked openrc in place");
     tree
-}
-
-fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(&format!("{package}_")) && name.ends_with(".deb")
-        })
 }
 
 /// One OpenRC service installed in a private view of the machine, under

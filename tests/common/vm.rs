@@ -65,32 +65,10 @@ pub fn debian_cloud_kernel() -> Kernel {
                 panic!("no kernel image among the dependencies of {KERNEL_META_PACKAGE}: {depends}")
             })
             .to_string();
-        let deb = match find_deb(&cache, &package) {
-            Some(deb) => deb,
-            None => {
-                // The sandbox user cannot write here; download as root.
-                run(
-                    Command::new("apt-get")
-                        .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-                        .arg(&package)
-                        .current_dir(&cache),
-                    &format!("apt-get download {package}"),
-                );
-                find_deb(&cache, &package).unwrap_or_else(|| {
-                    panic!(
-                        "apt-get download {package} left no .deb in {}",
-                        cache.display()
-                    )
-                })
-            }
-        };
         let partial = cache.join("tree.partial");
         let _ = fs::remove_dir_all(&partial);
         let _ = fs::remove_dir_all(&tree);
-        run(
-            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial),
-            &format!("dpkg-deb -x {}", deb.display()),
-        );
+        unpack_deb(&cache, &package, &partial);
         let release = fs::read_dir(partial.join("lib/modules"))
             .expect("the kernel package has lib/modules")
             .flatten()
@@ -112,6 +90,34 @@ pub fn debian_cloud_kernel() -> Kernel {
         kernel.vmlinuz.display()
     );
     kernel
+}
+
+/// Unpacks Debian package `package` into `into`: its .deb from `cache`,
+/// downloaded there first when it is not (the package lists must know it).
+pub(super) fn unpack_deb(cache: &Path, package: &str, into: &Path) {
+    let deb = match find_deb(cache, package) {
+        Some(deb) => deb,
+        None => {
+            // The sandbox user cannot write here; download as root.
+            run(
+                Command::new("apt-get")
+                    .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+                    .arg(package)
+                    .current_dir(cache),
+                &format!("apt-get download {package} (run apt-get update if it is unknown)"),
+            );
+            find_deb(cache, package).unwrap_or_else(|| {
+                panic!(
+                    "apt-get download {package} left no .deb in {}",
+                    cache.display()
+                )
+            })
+        }
+    };
+    run(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into),
+        &format!("dpkg-deb -x {}", deb.display()),
+    );
 }
 
 fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
