@@ -415,3 +415,74 @@ fn bad_device_entries_are_refused_by_file_and_field() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "character special file 1:3\n");
 }
+
+/// The ids of the device programs attached to the cgroup2 directory `dir`
+/// (BPF_PROG_QUERY for BPF_CGROUP_DEVICE).
+fn device_programs(dir: &Path) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    let cgroup = fs::File::open(dir).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
+    let mut ids = [0u32; 16];
+    // union bpf_attr, query: target_fd, attach_type, query_flags,
+    // attach_flags (u32 each), prog_ids (u64), prog_cnt (u32); the rest 0.
+    let mut attr = [0u8; 64];
+    attr[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    attr[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
+    // SAFETY: `attr` is a zeroed bpf_attr prefix of the size passed; the
+    // kernel writes at most prog_cnt ids into `ids`, which outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            attr.as_mut_ptr(),
+            attr.len() as u32,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "BPF_PROG_QUERY {}: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+    let count = u32::from_ne_bytes(attr[24..28].try_into().unwrap()) as usize;
+    ids[..count].to_vec()
+}
+
+#[test]
+fn containers_with_the_same_devices_share_one_device_program_loaded_once() {
+    let w = World::new();
+    let idle = ["/bin/sh", "-c", "exec sleep 1000"];
+    let members = json::merge(ON_DEMAND, r#"{"stop-signal": "SIGKILL"}"#);
+    w.add_container("one", &idle, &members);
+    w.add_container("two", &idle, &members);
+    w.add_container(
+        "tun",
+        &idle,
+        &json::merge(
+            &members,
+            r#"{"devices": [{"path": "/dev/net/tun", "permissions": "r"}]}"#,
+        ),
+    );
+    let daemon = w.start_daemon(&[]);
+    let programs = |name: &str| {
+        let pid = w.wait_running(name).pid as i32;
+        let (_, v2) = cgroup_dirs(pid, "devices");
+        let ids = device_programs(&v2);
+        assert_eq!(ids.len(), 1, "{name}: {ids:?} in {}", v2.display());
+        ids[0]
+    };
+    for name in ["one", "two", "tun"] {
+        w.berth_ok(&["start", name]);
+    }
+    let one = programs("one");
+    assert_eq!(programs("two"), one, "the same rules, one program");
+    assert_ne!(programs("tun"), one, "other rules, another program");
+    // Started again: still the program loaded for the first start.
+    w.berth_ok(&["stop", "one"]);
+    w.berth_ok(&["start", "one"]);
+    assert_eq!(programs("one"), one, "{}", daemon.stderr());
+}

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -235,33 +235,68 @@ pub fn restrict_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Loads the device program for `rules` and attaches it to the cgroup2
-/// directory `dir`, which holds it until the cgroup is removed.
-pub fn restrict_v2(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
+/// The rules as one text, a line each in the v1 controller's words: what
+/// a device program loaded ahead (see [`Loaded`]) is known by.
+pub fn rules_text(rules: &[Rule]) -> String {
+    rules.iter().map(|r| format!("{r}\n")).collect()
+}
+
+/// A device program loaded ahead of a start, for the rules it was built
+/// from. The daemon loads one per set of rules and hands it to every
+/// monitor whose container has those rules, so that a start pays for the
+/// kernel's check of the program once, not each time.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: String,
+    pub prog: OwnedFd,
+}
+
+/// Loads the device program for `rules`.
+pub fn load(rules: &[Rule]) -> Result<Loaded, io::Error> {
+    let prog = bpf::load_device_program(&program(rules), "berth_devices").map_err(|e| {
+        if e.verifier.is_empty() {
+            e.err
+        } else {
+            io::Error::other(format!("{} ({})", errors::io_text(&e.err), e.verifier))
+        }
+    })?;
+    Ok(Loaded {
+        rules: rules_text(rules),
+        prog,
+    })
+}
+
+/// Attaches the device program for `rules` to the cgroup2 directory
+/// `dir`, which holds it until the cgroup is removed: `ahead` if it was
+/// loaded for these very rules, else one loaded now.
+pub fn restrict_v2(dir: &Path, rules: &[Rule], ahead: Option<&Loaded>) -> Result<(), CgroupError> {
     let step = "attach the device program to cgroup";
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|_| cgroup_error(dir, step, io::Error::from_raw_os_error(libc::EINVAL)))?;
     let cgroup = fd::open(&path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .map_err(|e| cgroup_error(dir, step, e))?;
-    let prog = bpf::load_device_program(&program(rules), "berth_devices").map_err(|e| {
-        let err = if e.verifier.is_empty() {
-            e.err
-        } else {
-            io::Error::other(format!("{} ({})", errors::io_text(&e.err), e.verifier))
-        };
-        cgroup_error(dir, "load the device program for cgroup", err)
-    })?;
-    bpf::attach_device_program(cgroup.as_fd(), prog.as_fd()).map_err(|e| cgroup_error(dir, step, e))
+    let own;
+    let prog = match ahead.filter(|l| l.rules == rules_text(rules)) {
+        Some(loaded) => loaded.prog.as_fd(),
+        None => {
+            own = load(rules)
+                .map_err(|e| cgroup_error(dir, "load the device program for cgroup", e))?;
+            own.prog.as_fd()
+        }
+    };
+    bpf::attach_device_program(cgroup.as_fd(), prog).map_err(|e| cgroup_error(dir, step, e))
 }
 
 /// Restricts the container's devices in every layer the host has: the
-/// init's v1 devices cgroup and its cgroup2 directory. Without a v1
+/// init's v1 devices cgroup and its cgroup2 directory (with the program
+/// loaded `ahead` where it fits, see [`restrict_v2`]). Without a v1
 /// devices hierarchy the cgroup2 program is the only guard, so it must
 /// attach; with one, a kernel that cannot run it is only warned about.
 pub fn restrict(
     hierarchies: &[Hierarchy],
     placement: &Placement,
     rules: &[Rule],
+    ahead: Option<&Loaded>,
 ) -> Result<(), CgroupError> {
     let v1 = hierarchies
         .iter()
@@ -270,7 +305,7 @@ pub fn restrict(
         restrict_v1(&placement.init[i], rules)?;
     }
     if let Some(dir) = placement.v2_init(hierarchies) {
-        match restrict_v2(&dir, rules) {
+        match restrict_v2(&dir, rules, ahead) {
             Err(e) if v1.is_some() => {
                 log::warn!("{e}; the v1 devices cgroup alone restricts devices")
             }
@@ -514,7 +549,9 @@ mod tests {
         let cg = TestCgroup::new(Hierarchy::is_v2);
         let mut rules = DEFAULT_RULES.to_vec();
         rules.push(tun_rule(R));
-        restrict_v2(&cg.0, &rules).unwrap();
+        // Loaded ahead, as the daemon does, for these very rules.
+        let ahead = load(&rules).unwrap();
+        restrict_v2(&cg.0, &rules, Some(&ahead)).unwrap();
         let t = crate::testing::TempDir::new("devices-bpf");
         let nodes = t.path().display();
         let script = format!(
@@ -547,10 +584,12 @@ mod tests {
         assert_denied(&out, "/dev/kmsg");
 
         // Without a mknod rule, mknod is refused; the listed access of a
-        // rule without "r" refuses a read.
+        // rule without "r" refuses a read. A program loaded ahead for other
+        // rules (the defaults, which allow both) is not the one attached.
         let cg = TestCgroup::new(Hierarchy::is_v2);
         let rw_null = host_rule(Path::new("/dev/null"), access(false, true, false)).unwrap();
-        restrict_v2(&cg.0, &[rw_null]).unwrap();
+        let other = load(DEFAULT_RULES).unwrap();
+        restrict_v2(&cg.0, &[rw_null], Some(&other)).unwrap();
         let script = format!(
             "{} mknod {nodes}/chr2 c 1 3 && echo 'mknod ok'; exit 0",
             probe(&[("<", "/dev/null"), (">", "/dev/null")])

@@ -33,7 +33,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,6 +64,8 @@ use crate::wire::{self, Got, LineReader};
 
 /// The fd on which a monitor finds its socket to the daemon.
 pub const CHANNEL_FD: i32 = 3;
+/// Where a monitor finds the device program the daemon loaded for it.
+pub const DEVICE_PROGRAM_FD: i32 = 4;
 /// Largest job line accepted.
 const MAX_JOB: usize = 256 * 1024;
 /// After the init exits, how long to keep draining output still in pipes.
@@ -104,6 +106,11 @@ pub struct Job {
     /// cgroups); empty: the monitor finds them itself.
     #[nserde(default)]
     pub hierarchies: Vec<cgroup::Found>,
+    /// The rules (see `devices::rules_text`) of the device program the
+    /// daemon loaded for this container and passed on fd
+    /// [`DEVICE_PROGRAM_FD`]; empty: none was passed.
+    #[nserde(default)]
+    pub device_program: String,
 }
 
 /// The monitor's one answer.
@@ -263,9 +270,14 @@ impl fmt::Display for StartError {
 
 /// Starts `berth monitor NAME` from this very binary (/proc/self/exe, so a
 /// binary replaced on disk meanwhile changes nothing), in a new session,
-/// with a clean environment and signal state and `channel` as fd 3.
-/// Returns its pid and a pidfd.
-pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
+/// with a clean environment and signal state, `channel` as fd 3 and the
+/// device program loaded for it, if any, as fd 4. Returns its pid and a
+/// pidfd.
+pub fn spawn(
+    name: &str,
+    channel: &OwnedFd,
+    device_program: Option<BorrowedFd<'_>>,
+) -> io::Result<(i32, OwnedFd)> {
     let exe = CString::from(c"/proc/self/exe");
     let argv = Argv::new(vec![
         CString::from(c"berth"),
@@ -275,7 +287,7 @@ pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
     let devnull = fd::open(c"/dev/null", libc::O_RDWR, 0)?;
     // Any failure ends the child, and the daemon sees the monitor gone
     // before it replied.
-    let steps = [
+    let mut steps = vec![
         Step::Setsid,
         Step::ResetSignals,
         // Blocked from the first instruction of the monitor on: a stop
@@ -297,13 +309,21 @@ pub fn spawn(name: &str, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
             from: devnull.as_fd(),
             to: 2,
         },
-        Step::CloseFrom(CHANNEL_FD as u32 + 1),
-        Step::Exec {
-            candidates: vec![exe],
-            argv,
-            envp: Envp::new(Vec::new()),
-        },
     ];
+    let mut last = CHANNEL_FD;
+    if let Some(prog) = device_program {
+        steps.push(Step::Dup2 {
+            from: prog,
+            to: DEVICE_PROGRAM_FD,
+        });
+        last = DEVICE_PROGRAM_FD;
+    }
+    steps.push(Step::CloseFrom(last as u32 + 1));
+    steps.push(Step::Exec {
+        candidates: vec![exe],
+        argv,
+        envp: Envp::new(Vec::new()),
+    });
     child::start_unwatched(&steps).map_err(child::LaunchError::into_io)
 }
 
@@ -323,12 +343,22 @@ pub fn main(name: &str) -> i32 {
             return 2;
         }
     };
+    // Claimed at once, so that it is never mistaken for another fd.
+    let program = fd::take_inherited(DEVICE_PROGRAM_FD).ok();
     let mut channel = channel;
     let (job, spec) = match read_job(&mut channel).and_then(|job| parse_spec(job, name)) {
         Ok(v) => v,
         Err(e) => return fail_early(&mut channel, &e.to_string()),
     };
-    Monitor::new(job, spec, stop).run(channel)
+    let device_program = program
+        .filter(|_| !job.device_program.is_empty())
+        .map(|prog| devices::Loaded {
+            rules: job.device_program.clone(),
+            prog,
+        });
+    let mut monitor = Monitor::new(job, spec, stop);
+    monitor.device_program = device_program;
+    monitor.run(channel)
 }
 
 /// The signal by which the daemon says it is stopping the container on
@@ -437,6 +467,8 @@ struct Monitor {
     run_hash: u64,
     /// Where the daemon's stop requests arrive (see `STOP_REQUEST`).
     stop: Option<OwnedFd>,
+    /// The device program the daemon loaded for this container, if any.
+    device_program: Option<devices::Loaded>,
 }
 
 const STDOUT: Token = Token(0);
@@ -469,6 +501,7 @@ impl Monitor {
             host_mounts: None,
             events_at_start: Counters::default(),
             exit_slot: None,
+            device_program: None,
             in_leaf: false,
             warnings: Vec::new(),
         }
@@ -763,7 +796,9 @@ impl Monitor {
         };
         self.hierarchies = cgroup::used_by(&found, limits);
         let mut placement = self.place(limits)?;
-        if let Err(e) = devices::restrict(&self.hierarchies, &placement, &device_rules) {
+        let ahead = self.device_program.as_ref();
+        let restricted = devices::restrict(&self.hierarchies, &placement, &device_rules, ahead);
+        if let Err(e) = restricted {
             if self.hierarchies.len() == found.len() {
                 return Err(StartError::Cgroup(e));
             }
@@ -775,7 +810,8 @@ impl Monitor {
             let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
             self.hierarchies = found;
             placement = self.place(limits)?;
-            devices::restrict(&self.hierarchies, &placement, &device_rules)
+            let ahead = self.device_program.as_ref();
+            devices::restrict(&self.hierarchies, &placement, &device_rules, ahead)
                 .map_err(StartError::Cgroup)?;
         }
         // The cgroups stay for the whole run: what its limits did is

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use super::window::{self, Told};
 use crate::api::{self, ExecInfo, ExecTarget, Info};
 use crate::config::{self, ContainerSpec, DaemonConfig, Network};
 use crate::container::monitor::{self, Job, Reply};
-use crate::container::{cgroup, exec};
+use crate::container::{cgroup, devices, exec};
 use crate::errors;
 use crate::host;
 use crate::net::{Net, Prepared};
@@ -361,6 +361,9 @@ pub struct Containers {
     /// reload) and handed to every monitor in its job (it starts in the
     /// daemon's cgroups).
     hierarchies: Option<Vec<cgroup::Found>>,
+    /// Device programs loaded for the starts so far, one per set of rules
+    /// (dropped at each reload): a start only attaches its program.
+    device_programs: Vec<devices::Loaded>,
 }
 
 impl Containers {
@@ -374,6 +377,7 @@ impl Containers {
             told: BTreeMap::new(),
             net: Err("the daemon has not read its networks yet".to_string()),
             hierarchies: None,
+            device_programs: Vec::new(),
         }
     }
 
@@ -879,6 +883,7 @@ impl Containers {
     /// after the daemon started, or the daemon moved to another cgroup).
     pub fn forget_hierarchies(&mut self) {
         self.hierarchies = None;
+        self.device_programs.clear();
     }
 
     /// The cgroup hierarchies, as found once (none if they cannot be
@@ -889,6 +894,32 @@ impl Containers {
                 .map(|all| all.iter().map(cgroup::Found::from).collect())
                 .unwrap_or_default()
         })
+    }
+
+    /// The device program for a container with `spec`'s devices, loaded
+    /// at the first start that needs it. None where no cgroup2 hierarchy
+    /// would take it, or it cannot be made here: the monitor then makes
+    /// its own, and says why that failed if it does.
+    fn device_program(&mut self, spec: &ContainerSpec) -> Option<&devices::Loaded> {
+        if !self.hierarchies().iter().any(|h| h.controllers.is_empty()) {
+            return None;
+        }
+        let rules = devices::rules(&spec.devices).ok()?;
+        let text = devices::rules_text(&rules);
+        let at = match self.device_programs.iter().position(|l| l.rules == text) {
+            Some(i) => i,
+            None => match devices::load(&rules) {
+                Ok(loaded) => {
+                    self.device_programs.push(loaded);
+                    self.device_programs.len() - 1
+                }
+                Err(e) => {
+                    log::debug!("device program not loaded ahead: {}", errors::io_text(&e));
+                    return None;
+                }
+            },
+        };
+        self.device_programs.get(at)
     }
 
     /// Starts the container's monitor and sends it the job; the exec is
@@ -937,7 +968,9 @@ impl Containers {
             hosts: prepared.hosts,
             net_mix: spec.net_mix,
             hierarchies: self.hierarchies().to_vec(),
+            device_program: String::new(),
         };
+        let mut job = job;
         let options = StartOptions {
             log_dir: job.log_dir.clone(),
             log_max_size: job.log_max_size,
@@ -949,7 +982,13 @@ impl Containers {
         fs::create_dir_all(&paths.run).map_err(|e| StartError::CreateDir(paths.run.clone(), e))?;
         self.watch_dir(env, name, &paths.run);
         let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
-        let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
+        let program = self.device_program(&spec);
+        if let Some(loaded) = program {
+            job.device_program = loaded.rules.clone();
+        }
+        let program = program.map(|l| l.prog.as_fd());
+        let (pid, pidfd) =
+            monitor::spawn(name, &theirs, program).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
         // Without its start time no later daemon could tell the monitor
         // from a reused pid, and would take the run for gone.
