@@ -377,18 +377,36 @@ impl Reserved {
         })
     }
 
-    /// Writes `data` over the reservation (padded to its size), fsyncs it,
-    /// renames it over the record and fsyncs the directory. Data longer
-    /// than the reservation is refused (the reservation stays for a
-    /// shorter try).
-    pub fn commit(&self, data: &[u8]) -> io::Result<()> {
+    /// Writes `data` over the reservation (padded to its size), fsyncs it
+    /// and renames it over the record: the record is in place for every
+    /// reader and its data is durable; the new name is durable once the
+    /// returned [`Renamed::sync`] ran (until then a power cut may leave the
+    /// old record, never a torn one). Data longer than the reservation is
+    /// refused (the reservation stays for a shorter try).
+    pub fn commit_visible(&self, data: &[u8]) -> io::Result<Renamed> {
         use std::os::unix::fs::FileExt;
         let data = padded(data, self.size)?;
         self.file.write_all_at(&data, 0)?;
         self.file.sync_all()?;
         fs::rename(&self.tmp, &self.path)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::File::open(dir)?.sync_all()
+        Ok(Renamed {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// A record renamed into place whose directory is not synced yet.
+#[derive(Debug)]
+#[must_use = "the rename is only durable once synced"]
+pub struct Renamed {
+    dir: PathBuf,
+}
+
+impl Renamed {
+    /// Fsyncs the record's directory: the rename survives a power cut.
+    pub fn sync(self) -> io::Result<()> {
+        fs::File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -590,7 +608,7 @@ mod tests {
             "a placeholder parses, padding and all, and says it is one"
         );
         let big = vec![b'x'; 5000];
-        assert!(r.commit(&big).is_err());
+        assert!(r.commit_visible(&big).is_err());
         let new = ExitRecord {
             version: FORMAT_VERSION,
             run_id: "new".into(),
@@ -599,7 +617,10 @@ mod tests {
             cause: Some("out of memory (memory limit 8 MiB)".into()),
             ..Default::default()
         };
-        r.commit(new.serialize_json().as_bytes()).unwrap();
+        r.commit_visible(new.serialize_json().as_bytes())
+            .unwrap()
+            .sync()
+            .unwrap();
         let text = fs::read_to_string(&p).unwrap();
         assert_eq!(text.len(), 4096);
         assert!(text.ends_with("  \n"), "padded: {text:?}");

@@ -64,6 +64,12 @@ use crate::wire::{self, Got, LineReader};
 
 /// The fd on which a monitor finds its socket to the daemon.
 pub const CHANNEL_FD: i32 = 3;
+/// The monitor's second line on its channel, after its reply: the run is
+/// over, its exit record is in place (its data synced) and its cgroups
+/// are gone. What is left (syncing the record's directory, exiting) no
+/// daemon needs to wait for.
+pub const END_REPORT: &[u8] = b"{\"ended\":true}\n";
+
 /// Where a monitor finds the device program the daemon loaded for it.
 pub const DEVICE_PROGRAM_FD: i32 = 4;
 /// Largest job line accepted.
@@ -549,7 +555,8 @@ impl Monitor {
                 warning: (!self.warnings.is_empty()).then(|| self.warnings.join("; ")),
             },
         );
-        drop(channel);
+        // Kept for the end report (see `END_REPORT`).
+        let mut channel = channel;
         // Told to the daemon. An init started again meets the same ones
         // (the same definition on the same host) and nobody to tell:
         // they are not kept.
@@ -620,7 +627,7 @@ impl Monitor {
         };
         logs.finish();
         let (oom_killed, cause) = self.limits_cause();
-        self.record_exit(Ending {
+        let recorded = self.record_exit(Ending {
             status,
             started_at,
             error,
@@ -632,6 +639,16 @@ impl Monitor {
         let _ = fs::remove_file(self.paths.log_status());
         self.leave_cpu_leaf();
         let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
+        // Nothing of the run is left but the record's directory entry to
+        // sync: the daemon may act on the end now (answer, start the next
+        // run) instead of when this process is gone.
+        match recorded {
+            Some(renamed) => {
+                let _ = channel.write_all(END_REPORT);
+                let _ = renamed.map(state::Renamed::sync);
+            }
+            None => drop(channel),
+        }
         0
     }
 
@@ -656,7 +673,7 @@ impl Monitor {
             Some(c) => format!("{e} ({c})"),
             None => e.to_string(),
         };
-        self.record_exit(Ending {
+        let recorded = self.record_exit(Ending {
             status: None,
             started_at,
             error: Some(error.clone()),
@@ -665,6 +682,9 @@ impl Monitor {
             cause,
             health_restarts: 0,
         });
+        if let Some(Some(renamed)) = recorded {
+            let _ = renamed.sync();
+        }
         self.leave_cpu_leaf();
         let _ = cgroup::remove(self.cgroups(), Duration::from_secs(2));
         fail_early(channel, &error)
@@ -1027,8 +1047,9 @@ impl Monitor {
     }
 
     /// Writes the exit record: over its reservation if there is one (no
-    /// free block needed), else as any record.
-    fn record_exit(&self, end: Ending) {
+    /// free block needed), else as any record. None if it could not be
+    /// written; a rename over the reservation is returned to be synced.
+    fn record_exit(&self, end: Ending) -> Option<Option<state::Renamed>> {
         let record = ExitRecord {
             version: FORMAT_VERSION,
             run_id: self.job.run_id.clone(),
@@ -1051,12 +1072,15 @@ impl Monitor {
         let committed = self
             .exit_slot
             .as_ref()
-            .is_some_and(|slot| slot.commit(text.as_bytes()).is_ok());
-        if !committed {
-            // Nobody to tell if this fails: the daemon then reports the
-            // monitor gone without a record, which is the truth.
-            let _ = state::write_atomic(&self.paths.exit(), text.as_bytes());
+            .and_then(|slot| slot.commit_visible(text.as_bytes()).ok());
+        if committed.is_some() {
+            return Some(committed);
         }
+        // Nobody to tell if this fails: the daemon then reports the
+        // monitor gone without a record, which is the truth.
+        state::write_atomic(&self.paths.exit(), text.as_bytes())
+            .ok()
+            .map(|()| None)
     }
 }
 

@@ -58,8 +58,11 @@ const MAX_REPLY: usize = 64 * 1024;
 struct Handles {
     monitor_pidfd: OwnedFd,
     monitor_token: Token,
-    /// Until the monitor reported the exec.
+    /// Until the monitor reported the exec's failure, or the end of a run
+    /// it started (see `monitor::END_REPORT`).
     channel: Option<(UnixStream, Token, LineReader)>,
+    /// The monitor reported the exec on its channel.
+    execed: bool,
     init_pidfd: Option<OwnedFd>,
     /// A start a previous daemon left under way (re-attached with no
     /// channel): the exec is read from the runtime record until then.
@@ -1053,6 +1056,7 @@ impl Containers {
             monitor_pidfd: pidfd,
             monitor_token,
             channel: Some((stream, channel_token, LineReader::new(MAX_REPLY))),
+            execed: false,
             init_pidfd: None,
             adopted_until: None,
         });
@@ -1090,6 +1094,7 @@ impl Containers {
                 monitor_pidfd,
                 monitor_token,
                 channel: None,
+                execed: false,
                 init_pidfd,
                 adopted_until: (rec.init_pid == 0).then(|| Instant::now() + ADOPT_TIMEOUT),
             });
@@ -1302,54 +1307,92 @@ impl Containers {
         Vec::new() // stale: the fd behind it is gone
     }
 
-    /// The monitor's report: exec'd (with the init's pid) or the error.
+    /// The monitor's reports: exec'd (with the init's pid) or the error;
+    /// then, for a run it started, the run's end.
     fn channel_readable(&mut self, env: &Env, name: &str, token: Token) -> Answers {
-        let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) else {
-            return Vec::new();
-        };
-        let Some((stream, chan_token, reader)) = h.channel.as_mut() else {
-            return Vec::new();
-        };
-        if *chan_token != token {
-            return Vec::new();
+        let mut answers = Vec::new();
+        // Edge-triggered: read until it would block (both reports of a
+        // short run can come in one read).
+        while let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) {
+            let execed = h.execed;
+            let Some((stream, chan_token, reader)) = h.channel.as_mut() else {
+                break;
+            };
+            if *chan_token != token {
+                break;
+            }
+            let line = match reader.read_from(stream) {
+                Ok(Got::Partial) => break, // more to come
+                Ok(Got::Line(line)) => Some(line),
+                Ok(Got::Eof | Got::TooLong) | Err(_) => None,
+            };
+            let reply = match line {
+                Some(line) if !execed => wire::decode::<Reply>(&line).ok(),
+                Some(line) => {
+                    // The end report: the run is over, however long its
+                    // monitor takes to exit (it is reaped on SIGCHLD).
+                    self.close_channel(env, name);
+                    if line == monitor::END_REPORT.strip_suffix(b"\n").unwrap_or_default() {
+                        log::debug!("{name}: the monitor reported the run's end");
+                        answers.extend(self.run_over(env, name));
+                    }
+                    break;
+                }
+                // No report: the monitor died; its exit is handled when
+                // its pidfd fires.
+                None => {
+                    self.close_channel(env, name);
+                    break;
+                }
+            };
+            match reply {
+                Some(r) if r.ok => {
+                    if let Some(warning) = &r.warning {
+                        self.note(name, log::Level::Warn, warning);
+                    }
+                    // A pidfd for the init, checked against its start time so
+                    // that a pid reused in between is never signalled.
+                    let init = process::pidfd_open(r.pid)
+                        .ok()
+                        .filter(|_| host::same_process(r.pid, r.init_start));
+                    let alive = init.is_some();
+                    if let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) {
+                        h.init_pidfd = init;
+                        h.execed = true;
+                    }
+                    let event = Event::Execed {
+                        init_pid: r.pid,
+                        init_start: r.init_start,
+                        started_at: r.started_at,
+                        alive,
+                    };
+                    answers.extend(self.feed(env, name, event));
+                }
+                Some(r) => {
+                    self.close_channel(env, name);
+                    let why = r.error.unwrap_or_else(|| "monitor failed".to_string());
+                    answers.extend(self.feed(env, name, Event::ExecFailed(why)));
+                    break;
+                }
+                None => {
+                    self.close_channel(env, name);
+                    break;
+                }
+            }
         }
-        let line = match reader.read_from(stream) {
-            Ok(Got::Partial) => return Vec::new(), // more to come
-            Ok(Got::Line(line)) => Some(line),
-            Ok(Got::Eof | Got::TooLong) | Err(_) => None,
-        };
-        let (mut stream, tok, _) = h.channel.take().expect("present above");
-        let _ = env.registry.deregister(&mut stream);
-        self.channels.remove(tok);
-        match line.and_then(|l| wire::decode::<Reply>(&l).ok()) {
-            Some(r) if r.ok => {
-                if let Some(warning) = &r.warning {
-                    self.note(name, log::Level::Warn, warning);
-                }
-                // A pidfd for the init, checked against its start time so
-                // that a pid reused in between is never signalled.
-                let init = process::pidfd_open(r.pid)
-                    .ok()
-                    .filter(|_| host::same_process(r.pid, r.init_start));
-                let alive = init.is_some();
-                if let Some(h) = self.map.get_mut(name).and_then(|c| c.handles.as_mut()) {
-                    h.init_pidfd = init;
-                }
-                let event = Event::Execed {
-                    init_pid: r.pid,
-                    init_start: r.init_start,
-                    started_at: r.started_at,
-                    alive,
-                };
-                self.feed(env, name, event)
-            }
-            Some(r) => {
-                let why = r.error.unwrap_or_else(|| "monitor failed".to_string());
-                self.feed(env, name, Event::ExecFailed(why))
-            }
-            // No report: the monitor died; its exit is handled when its
-            // pidfd fires.
-            None => Vec::new(),
+        answers
+    }
+
+    /// Deregisters and closes the monitor's channel.
+    fn close_channel(&mut self, env: &Env, name: &str) {
+        let taken = self
+            .map
+            .get_mut(name)
+            .and_then(|c| c.handles.as_mut())
+            .and_then(|h| h.channel.take());
+        if let Some((mut stream, token, _)) = taken {
+            let _ = env.registry.deregister(&mut stream);
+            self.channels.remove(token);
         }
     }
 
@@ -1363,11 +1406,22 @@ impl Containers {
         };
         // It is our child unless a previous daemon started it: reap if so.
         let _ = process::waitid_pidfd(&h.monitor_pidfd, false);
+        self.run_over(env, name)
+    }
+
+    /// The run is over (its monitor is gone, or said so): how it ended,
+    /// from its exit record.
+    fn run_over(&mut self, env: &Env, name: &str) -> Answers {
+        let Some(c) = self.map.get(name) else {
+            return Vec::new();
+        };
         let Some(run) = c.phase().run().cloned() else {
             self.release(env.registry, name);
             return Vec::new();
         };
-        let handles = self.release(env.registry, name).expect("present above");
+        let Some(handles) = self.release(env.registry, name) else {
+            return Vec::new();
+        };
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         let adopted_start = handles.channel.is_none() && run.exec == Exec::Pending;
         let outcome = read_ending(&paths, &run, None).map_err(|e| match e {

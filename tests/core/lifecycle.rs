@@ -72,6 +72,37 @@ fn exit_codes_and_times_are_reported() {
 }
 
 #[test]
+fn an_end_is_answered_with_its_record_in_place_and_the_next_run_starts_at_once() {
+    let world = World::new();
+    // Each run exits with its own number: 1, 2, 3, ...
+    let count = "n=$(cat /data/n 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /data/n; exit $n";
+    world.add_container(
+        "counter",
+        &["/bin/sh", "-c", count],
+        &with_data(&world, ON_DEMAND),
+    );
+    let daemon = world.start_daemon(&[]);
+    let record = world.state_dir().join("containers/counter/exit.json");
+    for n in 1..=10 {
+        // Asked again the moment the last run was answered: a new run.
+        assert_eq!(world.start_wait("counter"), n, "{}", daemon.stderr());
+        // The monitor tells the daemon once the record is in place.
+        let text = fs::read_to_string(&record).unwrap();
+        assert!(
+            text.contains(&format!("\"exit-code\":{n},")),
+            "run {n}: {text}"
+        );
+    }
+    // Told on the monitor's channel, not learnt from its exit.
+    let told = daemon
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("counter: the monitor reported the run's end"))
+        .count();
+    assert_eq!(told, 10, "{}", daemon.stderr());
+}
+
+#[test]
 fn wait_prints_the_exit_code_once_the_container_exits() {
     let world = World::new();
     let script = "while [ ! -e /data/go ]; do sleep 0.05; done; exit 5";
