@@ -53,8 +53,9 @@ fn main() -> ExitCode {
         Some("daemon") if wants_help(&args[1..]) => cli::main(&args),
         Some("daemon") => run_daemon(&args[1..]),
         Some("monitor") => match args.get(1) {
-            Some(name) if args.len() == 2 => container::monitor::main(name),
-            _ => fail(2, "monitor is started by the daemon: berth monitor NAME"),
+            Some(name) if args.len() == 2 => container::monitor::main(Some(name)),
+            None => container::monitor::main(None),
+            _ => fail(2, "monitor is started by the daemon: berth monitor [NAME]"),
         },
         None => fail(2, &format!("a command is needed\n{}", cli::main_help())),
         Some(_) => cli::main(&args),

@@ -33,7 +33,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -70,8 +70,6 @@ pub const CHANNEL_FD: i32 = 3;
 /// daemon needs to wait for.
 pub const END_REPORT: &[u8] = b"{\"ended\":true}\n";
 
-/// Where a monitor finds the device program the daemon loaded for it.
-pub const DEVICE_PROGRAM_FD: i32 = 4;
 /// Largest job line accepted.
 const MAX_JOB: usize = 256 * 1024;
 /// After the init exits, how long to keep draining output still in pipes.
@@ -113,8 +111,8 @@ pub struct Job {
     #[nserde(default)]
     pub hierarchies: Vec<cgroup::Found>,
     /// The rules (see `devices::rules_text`) of the device program the
-    /// daemon loaded for this container and passed on fd
-    /// [`DEVICE_PROGRAM_FD`]; empty: none was passed.
+    /// daemon loaded for this container and passed with the job's first
+    /// byte (SCM_RIGHTS); empty: none was passed.
     #[nserde(default)]
     pub device_program: String,
 }
@@ -276,24 +274,21 @@ impl fmt::Display for StartError {
 
 /// Starts `berth monitor NAME` from this very binary (/proc/self/exe, so a
 /// binary replaced on disk meanwhile changes nothing), in a new session,
-/// with a clean environment and signal state, `channel` as fd 3 and the
-/// device program loaded for it, if any, as fd 4. Returns its pid and a
-/// pidfd.
-pub fn spawn(
-    name: &str,
-    channel: &OwnedFd,
-    device_program: Option<BorrowedFd<'_>>,
-) -> io::Result<(i32, OwnedFd)> {
+/// with a clean environment and signal state and `channel` as fd 3.
+/// Without a name it is a spare: `berth monitor`, for whichever container
+/// its job names (it then names itself `berth monitor NAME`). Returns its
+/// pid and a pidfd.
+pub fn spawn(name: Option<&str>, channel: &OwnedFd) -> io::Result<(i32, OwnedFd)> {
     let exe = CString::from(c"/proc/self/exe");
-    let argv = Argv::new(vec![
-        CString::from(c"berth"),
-        CString::from(c"monitor"),
-        CString::new(name).map_err(io::Error::other)?,
-    ]);
+    let mut argv = vec![CString::from(c"berth"), CString::from(c"monitor")];
+    if let Some(name) = name {
+        argv.push(CString::new(name).map_err(io::Error::other)?);
+    }
+    let argv = Argv::new(argv);
     let devnull = fd::open(c"/dev/null", libc::O_RDWR, 0)?;
     // Any failure ends the child, and the daemon sees the monitor gone
     // before it replied.
-    let mut steps = vec![
+    let steps = [
         Step::Setsid,
         Step::ResetSignals,
         // Blocked from the first instruction of the monitor on: a stop
@@ -315,26 +310,19 @@ pub fn spawn(
             from: devnull.as_fd(),
             to: 2,
         },
+        Step::CloseFrom(CHANNEL_FD as u32 + 1),
+        Step::Exec {
+            candidates: vec![exe],
+            argv,
+            envp: Envp::new(Vec::new()),
+        },
     ];
-    let mut last = CHANNEL_FD;
-    if let Some(prog) = device_program {
-        steps.push(Step::Dup2 {
-            from: prog,
-            to: DEVICE_PROGRAM_FD,
-        });
-        last = DEVICE_PROGRAM_FD;
-    }
-    steps.push(Step::CloseFrom(last as u32 + 1));
-    steps.push(Step::Exec {
-        candidates: vec![exe],
-        argv,
-        envp: Envp::new(Vec::new()),
-    });
     child::start_unwatched(&steps).map_err(child::LaunchError::into_io)
 }
 
-/// Entry point of `berth monitor NAME`. Returns the process exit code.
-pub fn main(name: &str) -> i32 {
+/// Entry point of `berth monitor [NAME]` (without NAME: a spare, see
+/// [`spawn`]). Returns the process exit code.
+pub fn main(name: Option<&str>) -> i32 {
     let _ = signal::ignore(libc::SIGPIPE);
     let _ = signal::ignore(libc::SIGHUP);
     let _ = signal::ignore(libc::SIGINT);
@@ -349,13 +337,32 @@ pub fn main(name: &str) -> i32 {
             return 2;
         }
     };
-    // Claimed at once, so that it is never mistaken for another fd.
-    let program = fd::take_inherited(DEVICE_PROGRAM_FD).ok();
     let mut channel = channel;
-    let (job, spec) = match read_job(&mut channel).and_then(|job| parse_spec(job, name)) {
+    // A spare waits here until a start hands it a job.
+    let mut reader = FdCatcher {
+        sock: &channel,
+        fd: None,
+    };
+    let job = read_job(&mut reader);
+    let program = reader.fd.take();
+    let (job, spec) = match job.and_then(|job| {
+        let name = name.unwrap_or(&job.name).to_string();
+        parse_spec(job, &name)
+    }) {
         Ok(v) => v,
         Err(e) => return fail_early(&mut channel, &e.to_string()),
     };
+    let mut named = None;
+    if name.is_none() {
+        // As a monitor started for it is shown.
+        if let Err(e) = process::set_cmdline(&["berth", "monitor", &job.name]) {
+            named = Some(format!(
+                "the monitor could not name itself \"berth monitor {}\": {}",
+                job.name,
+                errors::io_text(&e)
+            ));
+        }
+    }
     let device_program = program
         .filter(|_| !job.device_program.is_empty())
         .map(|prog| devices::Loaded {
@@ -364,6 +371,7 @@ pub fn main(name: &str) -> i32 {
         });
     let mut monitor = Monitor::new(job, spec, stop);
     monitor.device_program = device_program;
+    monitor.warnings.extend(named);
     monitor.run(channel)
 }
 
@@ -383,6 +391,23 @@ fn stop_requests() -> Option<OwnedFd> {
         let _ = signal::ignore(STOP_REQUEST);
     }
     fd.ok()
+}
+
+/// The channel as `read_job` reads it, keeping an fd passed along with
+/// the job (the device program).
+struct FdCatcher<'a> {
+    sock: &'a UnixStream,
+    fd: Option<OwnedFd>,
+}
+
+impl Read for FdCatcher<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (n, fd) = crate::sys::socket::recv_with_fd(self.sock, buf)?;
+        if self.fd.is_none() {
+            self.fd = fd;
+        }
+        Ok(n)
+    }
 }
 
 /// Reads the one job line from the daemon.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use crate::state::{
     self, ContainerState, ExitRecord, FORMAT_VERSION, HealthRecord, Loaded, LogStatus, Paths,
     RuntimeRecord, StartOptions,
 };
-use crate::sys::{fd, process};
+use crate::sys::{fd, process, socket};
 use crate::wire::{self, Got, LineReader};
 
 /// Why a start that a dead daemon left under way has no outcome: its
@@ -51,6 +51,9 @@ const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPT_POLL: Duration = Duration::from_millis(10);
 /// How often a state.json that could not be written is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(1);
+/// How long an exiting daemon waits for monitors that reported their
+/// run's end to be gone (they only sync a directory).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest report a monitor sends.
 const MAX_REPLY: usize = 64 * 1024;
 
@@ -67,6 +70,40 @@ struct Handles {
     /// A start a previous daemon left under way (re-attached with no
     /// channel): the exec is read from the runtime record until then.
     adopted_until: Option<Instant>,
+}
+
+/// A monitor started ahead of any start, waiting for its job: a start
+/// hands its job to this one instead of starting a monitor then (the
+/// exec of the binary and its start-up are off the start's path).
+struct Spare {
+    pid: i32,
+    /// Its start time (see `host::same_process`).
+    start: u64,
+    pidfd: OwnedFd,
+    /// The daemon's end of its channel.
+    channel: OwnedFd,
+}
+
+impl Spare {
+    /// `berth monitor NAME` (or, without a name, a spare) on a new
+    /// channel.
+    fn spawn(name: Option<&str>) -> Result<Spare, StartError> {
+        let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
+        let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
+        drop(theirs);
+        // Without its start time no later daemon could tell the monitor
+        // from a reused pid, and would take the run for gone.
+        let Some(start) = host::start_time(pid) else {
+            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err(StartError::MonitorStart(pid));
+        };
+        Ok(Spare {
+            pid,
+            start,
+            pidfd,
+            channel: ours,
+        })
+    }
 }
 
 /// One container.
@@ -367,6 +404,14 @@ pub struct Containers {
     /// Device programs loaded for the starts so far, one per set of rules
     /// (dropped at each reload): a start only attaches its program.
     device_programs: Vec<devices::Loaded>,
+    /// The monitor started ahead for the next start, if one is ready.
+    spare: Option<Spare>,
+    /// A spare should be started once no start is under way.
+    spare_wanted: bool,
+    /// Monitors that reported their run's end and have yet to exit (they
+    /// sync the exit record's directory): waited for when the daemon
+    /// exits.
+    finishing: Vec<OwnedFd>,
 }
 
 impl Containers {
@@ -381,6 +426,9 @@ impl Containers {
             net: Err("the daemon has not read its networks yet".to_string()),
             hierarchies: None,
             device_programs: Vec::new(),
+            spare: None,
+            spare_wanted: true,
+            finishing: Vec::new(),
         }
     }
 
@@ -925,6 +973,58 @@ impl Containers {
         self.device_programs.get(at)
     }
 
+    /// The spare monitor, if one is ready and still alive.
+    fn take_spare(&mut self) -> Option<Spare> {
+        let spare = self.spare.take()?;
+        self.spare_wanted = true;
+        // Readable: it is gone (it is reaped on SIGCHLD).
+        let alive = !fd::readable_now(&spare.pidfd).unwrap_or(true)
+            && host::same_process(spare.pid, spare.start);
+        alive.then_some(spare)
+    }
+
+    /// Starts a spare monitor if one is wanted and no start is under way
+    /// (a start is not made to share the CPU with it). Called once the
+    /// loop has answered its clients.
+    pub fn prepare_spare(&mut self) {
+        if !self.spare_wanted || self.spare.is_some() {
+            return;
+        }
+        let starting = self.map.values().any(|c| {
+            c.handles
+                .as_ref()
+                .is_some_and(|h| !h.execed && h.channel.is_some())
+        });
+        if starting {
+            return;
+        }
+        self.spare_wanted = false;
+        match Spare::spawn(None) {
+            Ok(spare) => {
+                log::debug!("spare monitor {} started", spare.pid);
+                self.spare = Some(spare);
+            }
+            Err(e) => log::debug!("no spare monitor: {e}"),
+        }
+    }
+
+    /// Ends the spare monitor, if there is one, and waits (a while) for
+    /// the monitors that are finishing: a daemon that exits leaves no
+    /// process of its own but those of running containers.
+    pub fn end_helpers(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = process::pidfd_send_signal(&spare.pidfd, libc::SIGKILL);
+            let _ = process::waitid_pidfd(&spare.pidfd, true);
+        }
+        let until = Instant::now() + FINISH_TIMEOUT;
+        for pidfd in self.finishing.drain(..) {
+            let left = until.saturating_duration_since(Instant::now());
+            if fd::wait_readable(&pidfd, left).unwrap_or(false) {
+                let _ = process::waitid_pidfd(&pidfd, false);
+            }
+        }
+    }
+
     /// Starts the container's monitor and sends it the job; the exec is
     /// reported on the channel (`channel_readable`).
     fn spawn(&mut self, env: &Env, name: &str) -> Event {
@@ -984,20 +1084,14 @@ impl Containers {
         let paths = Paths::new(&cfg.run_dir, &cfg.state_dir, name);
         fs::create_dir_all(&paths.run).map_err(|e| StartError::CreateDir(paths.run.clone(), e))?;
         self.watch_dir(env, name, &paths.run);
-        let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
-        let program = self.device_program(&spec);
-        if let Some(loaded) = program {
-            job.device_program = loaded.rules.clone();
-        }
-        let program = program.map(|l| l.prog.as_fd());
-        let (pid, pidfd) =
-            monitor::spawn(name, &theirs, program).map_err(StartError::SpawnMonitor)?;
-        drop(theirs);
-        // Without its start time no later daemon could tell the monitor
-        // from a reused pid, and would take the run for gone.
-        let Some(monitor_start) = host::start_time(pid) else {
-            let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            return Err(StartError::MonitorStart(pid));
+        let Spare {
+            pid,
+            start: monitor_start,
+            pidfd,
+            channel: ours,
+        } = match self.take_spare() {
+            Some(spare) => spare,
+            None => Spare::spawn(Some(name))?,
         };
         let run = RunFacts {
             run_id,
@@ -1020,9 +1114,18 @@ impl Containers {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
             return Err(StartError::Record(paths.runtime(), e));
         }
+        let program = self.device_program(&spec);
+        if let Some(loaded) = program {
+            job.device_program = loaded.rules.clone();
+        }
+        let program = program.map(|l| l.prog.as_fd());
         let mut stream = std::os::unix::net::UnixStream::from(ours);
         // The job fits in the socket buffer; the monitor reads it at once.
-        if let Err(e) = wire::send(&mut stream, &job) {
+        // The device program goes along with its first byte.
+        let line = wire::encode(&job);
+        let sent = socket::send_with_fd(&stream, &line, program)
+            .and_then(|n| stream.write_all(&line[n..]));
+        if let Err(e) = sent {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
             return Err(StartError::SendJob(e));
         }
@@ -1333,8 +1436,12 @@ impl Containers {
                     // monitor takes to exit (it is reaped on SIGCHLD).
                     self.close_channel(env, name);
                     if line == monitor::END_REPORT.strip_suffix(b"\n").unwrap_or_default() {
-                        log::debug!("{name}: the monitor reported the run's end");
-                        answers.extend(self.run_over(env, name));
+                        self.note(
+                            name,
+                            log::Level::Debug,
+                            "the monitor reported the run's end",
+                        );
+                        answers.extend(self.run_over(env, name, true));
                     }
                     break;
                 }
@@ -1406,12 +1513,12 @@ impl Containers {
         };
         // It is our child unless a previous daemon started it: reap if so.
         let _ = process::waitid_pidfd(&h.monitor_pidfd, false);
-        self.run_over(env, name)
+        self.run_over(env, name, false)
     }
 
-    /// The run is over (its monitor is gone, or said so): how it ended,
-    /// from its exit record.
-    fn run_over(&mut self, env: &Env, name: &str) -> Answers {
+    /// The run is over (its monitor is gone, or `reported` so): how it
+    /// ended, from its exit record.
+    fn run_over(&mut self, env: &Env, name: &str, reported: bool) -> Answers {
         let Some(c) = self.map.get(name) else {
             return Vec::new();
         };
@@ -1424,6 +1531,17 @@ impl Containers {
         };
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         let adopted_start = handles.channel.is_none() && run.exec == Exec::Pending;
+        let Handles {
+            monitor_pidfd,
+            init_pidfd,
+            ..
+        } = handles;
+        if reported {
+            // Still there for a moment; gone ones need no waiting for.
+            self.finishing
+                .retain(|pidfd| !fd::readable_now(pidfd).unwrap_or(true));
+            self.finishing.push(monitor_pidfd);
+        }
         let outcome = read_ending(&paths, &run, None).map_err(|e| match e {
             ExitUnknown::NoRecord { .. } if adopted_start => CUT_SHORT.to_string(),
             e => e.to_string(),
@@ -1434,7 +1552,7 @@ impl Containers {
                 Loaded::Ok(rec) => rec.options.cgroups,
                 _ => run.options.cgroups.clone(),
             };
-            bury(&run, handles.init_pidfd.as_ref(), &cgroups);
+            bury(&run, init_pidfd.as_ref(), &cgroups);
         }
         self.feed(
             env,

@@ -339,6 +339,9 @@ impl Daemon {
             if self.shutdown.is_some() && self.containers.active() == 0 {
                 break;
             }
+            if self.shutdown.is_none() {
+                self.containers.prepare_spare();
+            }
         }
         self.finish()
     }
@@ -831,6 +834,7 @@ impl Daemon {
     }
 
     fn finish(&mut self) -> i32 {
+        self.containers.end_helpers();
         let _ = fs::remove_file(&self.cfg.socket);
         if let Some(pidfile) = &self.opts.pidfile {
             let _ = fs::remove_file(pidfile);

@@ -105,6 +105,20 @@ pub fn readable_now(fd: &impl AsFd) -> io::Result<bool> {
     Ok(n > 0 && p.revents != 0)
 }
 
+/// Waits up to `timeout` for `fd` to become readable (see
+/// [`readable_now`]); whether it did.
+pub fn wait_readable(fd: &impl AsFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the count passed.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, ms) })?;
+    Ok(n > 0 && p.revents != 0)
+}
+
 /// Writes what it can of `buf`; how much.
 pub fn write(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of its length.

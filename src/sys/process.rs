@@ -406,9 +406,120 @@ pub(super) fn chdir_raw(path: &CStr) -> Result<(), i32> {
     Ok(())
 }
 
+/// Makes `args` this process's command line as /proc/PID/cmdline (and so
+/// ps) shows it: a process started before it knew what it would be for
+/// (a spare monitor) names its purpose once it knows. The words are
+/// copied into memory kept for the life of the process, and the kernel
+/// is given the process's memory map with only the command line's bounds
+/// changed (PR_SET_MM_MAP, which needs no privilege when the executable
+/// stays the same).
+pub fn set_cmdline(args: &[&str]) -> io::Result<()> {
+    let mut text = Vec::new();
+    for a in args {
+        if a.as_bytes().contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        text.extend_from_slice(a.as_bytes());
+        text.push(0);
+    }
+    // The map as it is: /proc/self/stat fields 26 to 28 and 45 to 51
+    // (counted from 1; the fields after the command's ")" start at 3).
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("no ')' in /proc/self/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| -> io::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no field {n} in /proc/self/stat")))
+    };
+    // SAFETY: brk(0) only reads the current program break.
+    let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+    let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+    let map = MmMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk,
+        start_stack: field(28)?,
+        arg_start: text.as_ptr() as u64,
+        arg_end: text.as_ptr() as u64 + text.len() as u64,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: std::ptr::null(),
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: `map` is a prctl_mm_map of the size passed, read by the
+    // kernel during the call; the command line it points at is leaked
+    // above, so it stays for the life of the process.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP as libc::c_ulong,
+            &map as *const MmMap as libc::c_ulong,
+            std::mem::size_of::<MmMap>() as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
+}
+
+/// struct prctl_mm_map (linux/prctl.h).
+#[repr(C)]
+struct MmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *const u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+// The kernel takes the struct only at exactly its own size.
+const _: () = assert!(std::mem::size_of::<MmMap>() == 104);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_can_rename_its_command_line() {
+        // In a child, so that this test process keeps its own.
+        // SAFETY: the child only calls set_cmdline and reads a file, then
+        // _exits; this test binary runs tests on threads, but fork copies
+        // only this one, and nothing it uses here takes a lock another
+        // thread could hold (a fresh read of a proc file, a leak, prctl).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = set_cmdline(&["berth", "monitor", "web"]).is_ok()
+                && std::fs::read("/proc/self/cmdline").is_ok_and(|c| c == b"berth\0monitor\0web\0");
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status:#x}"
+        );
+        assert!(set_cmdline(&["a\0b"]).is_err());
+    }
 
     #[test]
     fn argv_is_null_terminated_and_points_at_its_strings() {

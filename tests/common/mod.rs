@@ -762,6 +762,16 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// The daemon's spare monitors: its children whose command line is
+/// exactly `berth monitor` (started ahead, not yet any container's).
+pub fn spare_monitors(daemon_pid: u32) -> Vec<u32> {
+    mender::children_of(daemon_pid)
+        .into_iter()
+        .filter(|(_, argv)| argv == &["berth", "monitor"])
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Whether the process `pid` that started at `start_time` (field 22 of
 /// /proc/PID/stat) is gone: no such pid, another process, or a zombie.
 pub fn is_gone(pid: i32, start_time: u64) -> bool {

@@ -8,7 +8,9 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use super::{ON_DEMAND, POLITE, SLEEPER, one_error_line, start_time, with_data};
-use crate::common::{LONG, SHORT, World, describe, is_gone, is_rfc3339, proc_stat, wait_for};
+use crate::common::{
+    LONG, SHORT, World, describe, is_gone, is_rfc3339, proc_stat, spare_monitors, wait_for,
+};
 
 #[test]
 fn running_always_comes_with_a_pid_and_a_start_time() {
@@ -83,7 +85,7 @@ fn an_end_is_answered_with_its_record_in_place_and_the_next_run_starts_at_once()
     );
     let daemon = world.start_daemon(&[]);
     let record = world.state_dir().join("containers/counter/exit.json");
-    for n in 1..=10 {
+    for n in 1..=5 {
         // Asked again the moment the last run was answered: a new run.
         assert_eq!(world.start_wait("counter"), n, "{}", daemon.stderr());
         // The monitor tells the daemon once the record is in place.
@@ -93,13 +95,52 @@ fn an_end_is_answered_with_its_record_in_place_and_the_next_run_starts_at_once()
             "run {n}: {text}"
         );
     }
-    // Told on the monitor's channel, not learnt from its exit.
+    // Each end told on the monitor's channel, before the monitor is gone
+    // (its debug line; an operator's starts are never rate limited).
     let told = daemon
         .stderr()
         .lines()
         .filter(|l| l.contains("counter: the monitor reported the run's end"))
         .count();
-    assert_eq!(told, 10, "{}", daemon.stderr());
+    assert_eq!(told, 5, "{}", daemon.stderr());
+}
+
+#[test]
+fn a_spare_monitor_takes_the_next_start_and_its_name_and_another_follows() {
+    let world = World::new();
+    world.add_container("web", SLEEPER, ON_DEMAND);
+    let mut daemon = world.start_daemon(&[]);
+    let mut spare = Vec::new();
+    wait_for(SHORT, "a spare monitor", || {
+        spare = spare_monitors(daemon.pid());
+        spare.len() == 1
+    });
+    let spare = spare[0];
+    let spare_start = proc_stat(spare as i32).unwrap().1;
+    world.berth_ok(&["start", "web"]);
+    let web = world.wait_running("web");
+    assert_eq!(web.monitor_pid, spare, "the start took the spare: {web:?}");
+    let cmdline = fs::read(format!("/proc/{spare}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"berth\0monitor\0web\0", "named for its container");
+    let mut next = Vec::new();
+    wait_for(SHORT, "another spare monitor", || {
+        next = spare_monitors(daemon.pid());
+        next.len() == 1
+    });
+    assert_ne!(next[0], spare);
+    let next_start = proc_stat(next[0] as i32).unwrap().1;
+    // A spare ends with its daemon, however it ends; the container and
+    // its monitor stay.
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(SHORT);
+    wait_for(SHORT, "the spare to end with the daemon", || {
+        is_gone(next[0] as i32, next_start)
+    });
+    assert!(!is_gone(web.pid as i32, start_time(web.pid)));
+    assert!(
+        !is_gone(spare as i32, spare_start),
+        "the container's monitor stays"
+    );
 }
 
 #[test]
