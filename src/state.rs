@@ -216,12 +216,11 @@ pub enum Loaded<T> {
     Corrupt(String),
 }
 
-/// Reads and parses a record, checking its format version first. The
-/// text is checked by the strict parser once, and its version read from
-/// that same parse; records of the usual size are read into a buffer on
-/// the stack (the daemon loads several per container at start-up and for
-/// each `ps`).
-pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
+/// Reads and parses a record and checks its format version: the text
+/// passes the strict parser (see `json::decode`) once, then nanoserde;
+/// records of the usual size are read into a buffer on the stack (the
+/// daemon loads several per container at start-up and for each `ps`).
+pub fn load<T: Record>(path: &Path) -> Loaded<T> {
     let mut buf = [0u8; SMALL_RECORD];
     let owned;
     let text = match read_small(path, &mut buf) {
@@ -240,12 +239,19 @@ pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => return Loaded::Corrupt(e.to_string()),
     };
-    let version = match crate::json::parse(text) {
-        Ok(node) => match version_of(&node) {
-            Ok(v) => v,
+    if let Err(e) = crate::json::check(text) {
+        return Loaded::Corrupt(format!("unreadable record: {e}"));
+    }
+    // One pass of nanoserde in the usual case: the record, whose version
+    // is then checked; only a record this berth cannot read is read again
+    // for its version alone (a newer format, or a torn or foreign one).
+    let read = T::deserialize_json(text);
+    let version = match &read {
+        Ok(r) => r.version(),
+        Err(_) => match VersionOnly::deserialize_json(text) {
+            Ok(v) => v.version,
             Err(e) => return Loaded::Corrupt(format!("unreadable record: {e}")),
         },
-        Err(e) => return Loaded::Corrupt(format!("unreadable record: {e}")),
     };
     if version > FORMAT_VERSION {
         return Loaded::Newer(version);
@@ -253,30 +259,39 @@ pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
     if version == 0 {
         return Loaded::Corrupt("record has no format version".to_string());
     }
-    match T::deserialize_json(text) {
+    match read {
         Ok(r) => Loaded::Ok(r),
         Err(e) => Loaded::Corrupt(format!("unreadable record: {e}")),
     }
 }
 
-/// The record's "version": a whole number that fits a u32.
-fn version_of(node: &crate::json::Node) -> Result<u32, String> {
-    use crate::json::Value;
-    if !matches!(node.value, Value::Object(_)) {
-        return Err(format!("expected an object, found {}", node.value.kind()));
-    }
-    match node.get("version").map(|n| &n.value) {
-        None => Err("no field \"version\"".to_string()),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| "field \"version\" is not a format number".to_string()),
-        Some(v) => Err(format!(
-            "field \"version\" is {}, expected a number",
-            v.kind()
-        )),
-    }
+#[derive(DeJson)]
+struct VersionOnly {
+    version: u32,
 }
+
+/// A record [`load`] reads: it carries its format version.
+pub trait Record: DeJson {
+    fn version(&self) -> u32;
+}
+
+macro_rules! records {
+    ($($t:ty),*) => {
+        $(impl Record for $t {
+            fn version(&self) -> u32 {
+                self.version
+            }
+        })*
+    };
+}
+
+records!(
+    RuntimeRecord,
+    ExitRecord,
+    LogStatus,
+    HealthRecord,
+    ContainerState
+);
 
 /// Records up to this size are read on the stack (runtime records are
 /// under 1 KiB).
@@ -751,10 +766,15 @@ mod tests {
         );
         assert!(refused("{\"version\":01}").contains("unreadable"));
         assert!(refused("{\"version\":1} // note").contains("unreadable"));
-        assert!(refused("{\"version\":\"1\"}").contains("version"));
-        assert!(refused("{\"version\":-1}").contains("version"));
-        assert!(refused("{\"version\":4294967296}").contains("version"));
-        assert!(refused("[1]").contains("object"));
+        for text in [
+            "{\"version\":\"1\"}",
+            "{\"version\":-1}",
+            "{\"version\":4294967296}",
+            "{\"run-id\":\"a\"}",
+            "[1]",
+        ] {
+            assert!(refused(text).contains("unreadable"), "{text}");
+        }
         assert_eq!(refused("{\"version\":0}"), "record has no format version");
         let mut big = format!("{{\"version\":1,\"error\":\"{}", "y".repeat(70 * 1024));
         big.push_str("\"}");
