@@ -16,17 +16,32 @@ pub fn boot_id() -> io::Result<String> {
 /// Field 22 of /proc/PID/stat: the start time in clock ticks after boot.
 /// `None` when the process does not exist.
 pub fn start_time(pid: i32) -> Option<u64> {
-    parse_stat(&read_stat(pid).ok()?).map(|(_, start)| start)
+    with_stat(pid, parse_stat).ok()?.map(|(_, start)| start)
 }
 
-/// /proc/PID/stat, read in one call: the file reports no size, and a
-/// buffer with room for any line needs no growing series of reads.
-fn read_stat(pid: i32) -> io::Result<Vec<u8>> {
-    let mut stat = Vec::with_capacity(1024);
-    // Through `take`: a File's own read_to_end asks its size first.
-    let file = fs::File::open(format!("/proc/{pid}/stat"))?;
-    io::Read::read_to_end(&mut io::Read::take(file, u64::MAX), &mut stat)?;
-    Ok(stat)
+/// Room for any /proc/PID/stat line: 52 fields of at most 20 digits, and
+/// a command name of at most 64 bytes.
+const STAT_MAX: usize = 2048;
+
+/// `f` over /proc/PID/stat, read into a buffer on the stack: the file
+/// reports no size, and one read of a buffer with room for any line
+/// returns all of it (the daemon reads two of these per container at
+/// start-up and for each `ps`, so no heap memory is taken for them).
+fn with_stat<R>(pid: i32, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+    let mut buf = [0u8; STAT_MAX];
+    let mut file = fs::File::open(format!("/proc/{pid}/stat"))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match io::Read::read(&mut file, &mut buf[n..]) {
+            Ok(0) => return Ok(f(&buf[..n])),
+            Ok(got) => n += got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "/proc/{pid}/stat is longer than {STAT_MAX} bytes"
+    )))
 }
 
 /// (state, start time) from a /proc/PID/stat line. The command name (field
@@ -50,7 +65,7 @@ pub fn same_process(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    match read_stat(pid).ok().as_deref().and_then(parse_stat) {
+    match with_stat(pid, parse_stat).ok().flatten() {
         Some((state, started)) => state != 'Z' && state != 'X' && started == start,
         None => false,
     }

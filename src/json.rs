@@ -9,6 +9,7 @@
 //! byte as the end of the input. `to_canonical` writes the compact form with
 //! sorted keys that definitions are hashed over.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 
@@ -134,6 +135,31 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
     Ok(node)
 }
 
+/// Whether `text` is one JSON value that [`parse`] accepts (with the
+/// same error when not), without building its tree.
+pub fn check(text: &str) -> Result<(), ParseError> {
+    let mut p = Parser {
+        src: text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        line: 1,
+        col: 1,
+    };
+    if text.starts_with('\u{feff}') {
+        p.pos = '\u{feff}'.len_utf8();
+    }
+    p.skip_value(0)?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(p.error("trailing characters after the value"));
+    }
+    Ok(())
+}
+
+/// Objects with more keys than this check them for duplicates in a hash
+/// set; smaller ones (nearly all) compare them in turn.
+const FEW_KEYS: usize = 16;
+
 /// Compact JSON of `node`: object keys sorted by their bytes, no white space,
 /// integral numbers without a fraction. Parsing the result and writing it
 /// again gives the same text.
@@ -221,7 +247,7 @@ struct Parser<'a> {
     col: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -272,7 +298,7 @@ impl Parser<'_> {
         let value = match self.peek() {
             Some(b'{') => self.object(depth + 1)?,
             Some(b'[') => self.array(depth + 1)?,
-            Some(b'"') => Value::String(self.string()?),
+            Some(b'"') => Value::String(self.string()?.into_owned()),
             Some(b'-' | b'0'..=b'9') => Value::Number(self.number()?),
             Some(b) if b.is_ascii_alphabetic() => self.literal()?,
             _ => return Err(self.error(format!("expected a value, found {}", self.found()))),
@@ -303,7 +329,7 @@ impl Parser<'_> {
                 return Err(self.error(format!("expected a key string, found {}", self.found())));
             }
             let (line, col) = (self.line, self.col);
-            let key = self.string()?;
+            let key = self.string()?.into_owned();
             if !seen.insert(key.clone()) {
                 let mut quoted = String::new();
                 escape_into(&mut quoted, &key);
@@ -480,20 +506,120 @@ impl Parser<'_> {
         char::from_u32(code).ok_or_else(|| unpaired(self))
     }
 
-    fn string(&mut self) -> Result<String, ParseError> {
+    /// As [`Parser::value`], checking the text without building the
+    /// tree: the same grammar, depth cap and duplicate keys refused, with
+    /// the same errors. Object keys are borrowed from the text when they
+    /// have no escapes.
+    fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'{') => self.skip_object(depth + 1),
+            Some(b'[') => self.skip_array(depth + 1),
+            Some(b'"') => self.string().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(b) if b.is_ascii_alphabetic() => self.literal().map(drop),
+            _ => Err(self.error(format!("expected a value, found {}", self.found()))),
+        }
+    }
+
+    fn skip_object(&mut self, depth: usize) -> Result<(), ParseError> {
+        self.enter(depth)?;
+        self.bump();
+        // Few keys: compared in turn; many: hashed.
+        let mut seen: Vec<Cow<'a, str>> = Vec::new();
+        let mut many: HashSet<Cow<'a, str>> = HashSet::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.bump();
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error(format!("expected a key string, found {}", self.found())));
+            }
+            let (line, col) = (self.line, self.col);
+            let key = self.string()?;
+            if seen.len() == FEW_KEYS {
+                many.extend(seen.drain(..));
+            }
+            let again = if many.is_empty() {
+                seen.contains(&key)
+            } else {
+                many.contains(&key)
+            };
+            if again {
+                let mut quoted = String::new();
+                escape_into(&mut quoted, &key);
+                return Err(self.error_at(line, col, format!("duplicate key {quoted}")));
+            }
+            if many.is_empty() {
+                seen.push(key);
+            } else {
+                many.insert(key);
+            }
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.error("expected ':' after the key"));
+            }
+            self.bump();
+            self.skip_value(depth)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.bump(),
+                Some(b'}') => {
+                    self.bump();
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn skip_array(&mut self, depth: usize) -> Result<(), ParseError> {
+        self.enter(depth)?;
+        self.bump();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.bump();
+            return Ok(());
+        }
+        loop {
+            self.skip_value(depth)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.bump(),
+                Some(b']') => {
+                    self.bump();
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// A string's value: borrowed from the text when it has no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
         let (line, col) = (self.line, self.col);
         self.bump();
         let mut out = String::new();
+        let start = self.pos;
         let mut run = self.pos;
+        let mut escaped = false;
         loop {
             match self.peek() {
                 None => return Err(self.error_at(line, col, "unterminated string")),
                 Some(b'"') => {
-                    out.push_str(&self.src[run..self.pos]);
+                    let end = self.pos;
                     self.bump();
-                    return Ok(out);
+                    if !escaped {
+                        return Ok(Cow::Borrowed(&self.src[start..end]));
+                    }
+                    out.push_str(&self.src[run..end]);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
+                    escaped = true;
                     out.push_str(&self.src[run..self.pos]);
                     let (eline, ecol) = (self.line, self.col);
                     self.bump();
@@ -540,7 +666,7 @@ impl Parser<'_> {
 /// truncated input (a torn record, a hostile request) and never returns on
 /// other, which must be an error instead (the tests below pin both).
 pub fn decode<T: nanoserde::DeJson>(text: &str) -> Result<T, String> {
-    parse(text).map_err(|e| e.to_string())?;
+    check(text).map_err(|e| e.to_string())?;
     T::deserialize_json(text).map_err(|e| format!("{e}"))
 }
 
@@ -560,6 +686,48 @@ mod tests {
 
     fn canon(text: &str) -> String {
         to_canonical(&parse(text).unwrap())
+    }
+
+    /// `check` accepts what `parse` accepts and refuses the rest with the
+    /// same error, without building the tree.
+    #[test]
+    fn check_agrees_with_parse() {
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let many_ok = format!("{{{}}}", many.join(","));
+        let many_dup = format!("{{{},\"k39\":0}}", many.join(","));
+        let many_dup_escaped = format!("{{{},\"k\\u00339\":0}}", many.join(","));
+        let deep_ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let too_deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let cases: Vec<&str> = vec![
+            "null",
+            " {\"a\":[1,-2,3.5e2,true,false,null,\"x\\n\\u00e9\\ud83d\\ude00\"],\"b\":{}} ",
+            "\u{feff}{\"a\":1}",
+            "{\"a\":1,\"a\":2}",
+            "{\"a\":1,\"\\u0061\":2}",
+            "{\"a\":{\"b\":1,\"b\":1}}",
+            &many_ok,
+            &many_dup,
+            &many_dup_escaped,
+            &deep_ok,
+            &too_deep,
+            "{\"a\":01}",
+            "{\"a\":1,}",
+            "[1,]",
+            "{a:1}",
+            "{\"a\" 1}",
+            "{\"a\":1} x",
+            "\"unterminated",
+            "\"bad \\x escape\"",
+            "\"\\ud800\"",
+            "\"tab\there\"",
+            "nul",
+            "1e999",
+            "",
+            "{\"version\":3,\"name\":\"c00\",\"run-id\":\"",
+        ];
+        for text in cases {
+            assert_eq!(check(text), parse(text).map(drop), "{text:?}");
+        }
     }
 
     #[test]

@@ -205,11 +205,6 @@ pub struct ContainerState {
     pub after_stop: String,
 }
 
-#[derive(DeJson)]
-struct VersionOnly {
-    version: u32,
-}
-
 /// What reading a record found.
 #[derive(Debug, PartialEq)]
 pub enum Loaded<T> {
@@ -221,16 +216,42 @@ pub enum Loaded<T> {
     Corrupt(String),
 }
 
-/// Reads and parses a record, checking its format version first.
-pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
-    let text = match read_capped(path) {
-        Ok(t) => t,
+/// Reads and parses a record and checks its format version: the text
+/// passes the strict parser (see `json::decode`) once, then nanoserde;
+/// records of the usual size are read into a buffer on the stack (the
+/// daemon loads several per container at start-up and for each `ps`).
+pub fn load<T: Record>(path: &Path) -> Loaded<T> {
+    let mut buf = [0u8; SMALL_RECORD];
+    let owned;
+    let text = match read_small(path, &mut buf) {
+        Ok(Some(n)) => match std::str::from_utf8(&buf[..n]) {
+            Ok(t) => t,
+            Err(_) => return Loaded::Corrupt("record is not UTF-8".to_string()),
+        },
+        Ok(None) => match read_capped(path) {
+            Ok(t) => {
+                owned = t;
+                &owned
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
+            Err(e) => return Loaded::Corrupt(e.to_string()),
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => return Loaded::Corrupt(e.to_string()),
     };
-    let version = match crate::json::decode::<VersionOnly>(&text) {
-        Ok(v) => v.version,
-        Err(e) => return Loaded::Corrupt(format!("unreadable record: {e}")),
+    if let Err(e) = crate::json::check(text) {
+        return Loaded::Corrupt(format!("unreadable record: {e}"));
+    }
+    // One pass of nanoserde in the usual case: the record, whose version
+    // is then checked; only a record this berth cannot read is read again
+    // for its version alone (a newer format, or a torn or foreign one).
+    let read = T::deserialize_json(text);
+    let version = match &read {
+        Ok(r) => r.version(),
+        Err(_) => match VersionOnly::deserialize_json(text) {
+            Ok(v) => v.version,
+            Err(e) => return Loaded::Corrupt(format!("unreadable record: {e}")),
+        },
     };
     if version > FORMAT_VERSION {
         return Loaded::Newer(version);
@@ -238,15 +259,70 @@ pub fn load<T: DeJson>(path: &Path) -> Loaded<T> {
     if version == 0 {
         return Loaded::Corrupt("record has no format version".to_string());
     }
-    match crate::json::decode::<T>(&text) {
+    match read {
         Ok(r) => Loaded::Ok(r),
         Err(e) => Loaded::Corrupt(format!("unreadable record: {e}")),
     }
 }
 
-/// Reads a record: never through a symlink, never blocking (a FIFO put in
-/// its place), only a regular file, at most `MAX_RECORD` bytes.
-pub fn read_capped(path: &Path) -> io::Result<String> {
+#[derive(DeJson)]
+struct VersionOnly {
+    version: u32,
+}
+
+/// A record [`load`] reads: it carries its format version.
+pub trait Record: DeJson {
+    fn version(&self) -> u32;
+}
+
+macro_rules! records {
+    ($($t:ty),*) => {
+        $(impl Record for $t {
+            fn version(&self) -> u32 {
+                self.version
+            }
+        })*
+    };
+}
+
+records!(
+    RuntimeRecord,
+    ExitRecord,
+    LogStatus,
+    HealthRecord,
+    ContainerState
+);
+
+/// Records up to this size are read on the stack (runtime records are
+/// under 1 KiB).
+const SMALL_RECORD: usize = 4096;
+
+/// Reads the record at `path` into `buf` as [`read_capped`] would (no
+/// symlink, no FIFO, a regular file only): `Some(length)`, or `None` when
+/// it does not fit (read it with [`read_capped`] then).
+fn read_small(path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let (mut file, len) = open_record(path)?;
+    if len >= buf.len() as u64 {
+        return Ok(None);
+    }
+    let mut n = 0;
+    // Until the end (a read of 0) or a full buffer: a file that fills it
+    // is one for `read_capped`.
+    while n < buf.len() {
+        match io::Read::read(&mut file, &mut buf[n..]) {
+            Ok(0) => return Ok(Some(n)),
+            Ok(got) => n += got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Opens a record for reading: never through a symlink, never blocking
+/// (a FIFO put in its place), only a regular file.
+/// Also returns its size.
+fn open_record(path: &Path) -> io::Result<(fs::File, u64)> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -259,9 +335,16 @@ pub fn read_capped(path: &Path) -> io::Result<String> {
     if !meta.is_file() {
         return Err(io::Error::other("record is not a regular file"));
     }
+    Ok((file, meta.len()))
+}
+
+/// Reads a record: never through a symlink, never blocking (a FIFO put in
+/// its place), only a regular file, at most `MAX_RECORD` bytes.
+pub fn read_capped(path: &Path) -> io::Result<String> {
+    let (file, len) = open_record(path)?;
     // Room for the whole file and the one byte that shows its end: two
     // reads, not a doubling series of them.
-    let mut bytes = Vec::with_capacity(meta.len().min(MAX_RECORD) as usize + 1);
+    let mut bytes = Vec::with_capacity(len.min(MAX_RECORD) as usize + 1);
     io::Read::take(file, MAX_RECORD + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_RECORD {
         return Err(io::Error::other(format!(
@@ -658,6 +741,80 @@ mod tests {
         assert_eq!(load::<RuntimeRecord>(&p), Loaded::Newer(99));
         fs::write(&p, "{}").unwrap();
         assert!(matches!(load::<RuntimeRecord>(&p), Loaded::Corrupt(_)));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A record read on the stack and one too large for it load alike;
+    /// what the strict parser refuses, a version that is no format
+    /// number, a symlink, a FIFO and a file over the cap are refused on
+    /// both paths.
+    #[test]
+    fn small_and_large_records_load_alike_and_bad_ones_are_refused() {
+        let d = tmpdir("sizes");
+        let p = d.join("runtime.json");
+        let small = ExitRecord {
+            version: FORMAT_VERSION,
+            run_id: "r1".into(),
+            exit_code: Some(3),
+            ..ExitRecord::default()
+        };
+        write_atomic(&p, small.serialize_json().as_bytes()).unwrap();
+        assert!(fs::metadata(&p).unwrap().len() < SMALL_RECORD as u64);
+        assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(small.clone()));
+        // Past the stack buffer (and exactly at its size): read whole.
+        for len in [SMALL_RECORD + 500, SMALL_RECORD] {
+            let with_error = |error: String| ExitRecord {
+                error: Some(error),
+                ..small.clone()
+            };
+            let base = with_error(String::new()).serialize_json().len();
+            let large = with_error("x".repeat(len - base));
+            let text = large.serialize_json();
+            fs::write(&p, &text).unwrap();
+            assert_eq!(text.len(), len);
+            assert_eq!(load::<ExitRecord>(&p), Loaded::Ok(large));
+        }
+        let refused = |text: &str| {
+            fs::write(&p, text).unwrap();
+            match load::<ExitRecord>(&p) {
+                Loaded::Corrupt(why) => why,
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        // nanoserde would take these; the strict parser does not.
+        assert!(
+            refused("{\"version\":1,\"run-id\":\"a\",\"run-id\":\"b\"}").contains("unreadable")
+        );
+        assert!(refused("{\"version\":01}").contains("unreadable"));
+        assert!(refused("{\"version\":1} // note").contains("unreadable"));
+        for text in [
+            "{\"version\":\"1\"}",
+            "{\"version\":-1}",
+            "{\"version\":4294967296}",
+            "{\"run-id\":\"a\"}",
+            "[1]",
+        ] {
+            assert!(refused(text).contains("unreadable"), "{text}");
+        }
+        assert_eq!(refused("{\"version\":0}"), "record has no format version");
+        let mut big = format!("{{\"version\":1,\"error\":\"{}", "y".repeat(70 * 1024));
+        big.push_str("\"}");
+        assert!(refused(&big).contains("larger than"));
+        fs::write(&p, b"{\"version\":1,\"error\":\"\xff\"}").unwrap();
+        assert!(matches!(load::<ExitRecord>(&p), Loaded::Corrupt(w) if w.contains("UTF-8")));
+        // Never through a symlink, never from a FIFO.
+        fs::remove_file(&p).unwrap();
+        let target = d.join("elsewhere.json");
+        write_atomic(&target, small.serialize_json().as_bytes()).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(matches!(load::<ExitRecord>(&p), Loaded::Corrupt(w) if w.contains("symlink")));
+        fs::remove_file(&p).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(matches!(load::<ExitRecord>(&p), Loaded::Corrupt(w) if w.contains("regular")));
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -25,7 +25,8 @@
 //!   disk per byte written.
 //! - `reattach`: with 1, 10, 50, 200 containers under live restore, kill -9
 //!   of the daemon, then a new daemon's exec to the first `ps` answer showing
-//!   all of them running with the same pids.
+//!   all of them running with the same pids; and the new daemon's CPU time
+//!   until then.
 //!
 //! The whole run happens in a private mount namespace (its tmpfs mounts go
 //! with it). On a hybrid cgroup host an empty file is bound there over the
@@ -1063,13 +1064,13 @@ fn reattach_bench(b: &Bench, rounds: usize) {
         }
         let mut daemon = b.daemon(&w);
         daemon.wait_ps(&w, &format!("all {n} running"), LONG, |l| all_running(l, n));
-        sites.push((n, w, Some(daemon), Vec::new(), Vec::new()));
+        sites.push((n, w, Some(daemon), Vec::new(), Vec::new(), Vec::new()));
     }
     let mut order: Vec<usize> = (0..sizes.len()).collect();
     for _ in 0..rounds {
         b.shuffle(&mut order);
         for &i in &order {
-            let (n, w, daemon, times, inside) = &mut sites[i];
+            let (n, w, daemon, times, inside, cpu) = &mut sites[i];
             let n = *n;
             let mut old = daemon.take().unwrap();
             let before = api_ps(&w.socket()).expect("ps before the kill");
@@ -1084,6 +1085,7 @@ fn reattach_bench(b: &Bench, rounds: usize) {
                         .all(|c| before.iter().any(|o| o.name == c.name && o.pid == c.pid))
             });
             times.push(t.elapsed());
+            cpu.push(cpu_time(new.pid()));
             let log = new.stderr();
             if let Some(said) = log
                 .lines()
@@ -1101,7 +1103,7 @@ fn reattach_bench(b: &Bench, rounds: usize) {
         "1",
     );
     let one = sites[0].3.clone();
-    for (n, _, _, times, inside) in &sites {
+    for (n, _, _, times, inside, cpu) in &sites {
         row(&format!("{n} containers"), times, Some(&one));
         if !inside.is_empty() {
             println!(
@@ -1109,11 +1111,30 @@ fn reattach_bench(b: &Bench, rounds: usize) {
                 inside.join(", ")
             );
         }
+        let (med, min, max) = spread(cpu);
+        println!(
+            "    the new daemon's CPU time until that answer: median {:.1} ms, {:.1} .. {:.1} ms",
+            ms(med),
+            ms(min),
+            ms(max)
+        );
     }
-    for (_, w, daemon, _, _) in sites {
+    for (_, w, daemon, _, _, _) in sites {
         drop(daemon);
         drop(w);
     }
+}
+
+/// The CPU time `pid` has had (/proc/PID/schedstat, nanoseconds on a
+/// CPU): less bent by the machine's other work than the time on the clock.
+fn cpu_time(pid: u32) -> Duration {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
 // ---- set-up ----
