@@ -51,6 +51,8 @@ const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPT_POLL: Duration = Duration::from_millis(10);
 /// How often a state.json that could not be written is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(1);
+/// How long after a start or an end a spare monitor is started.
+const SPARE_DELAY: Duration = Duration::from_millis(10);
 /// How long an exiting daemon waits for monitors that reported their
 /// run's end to be gone (they only sync a directory).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -406,8 +408,9 @@ pub struct Containers {
     device_programs: Vec<devices::Loaded>,
     /// The monitor started ahead for the next start, if one is ready.
     spare: Option<Spare>,
-    /// A spare should be started once no start is under way.
-    spare_wanted: bool,
+    /// When to start a spare: a while after the last start or end, so
+    /// that its exec never competes with either.
+    spare_due: Option<Instant>,
     /// Monitors that reported their run's end and have yet to exit (they
     /// sync the exit record's directory): waited for when the daemon
     /// exits.
@@ -427,7 +430,7 @@ impl Containers {
             hierarchies: None,
             device_programs: Vec::new(),
             spare: None,
-            spare_wanted: true,
+            spare_due: Some(Instant::now()),
             finishing: Vec::new(),
         }
     }
@@ -550,6 +553,7 @@ impl Containers {
             .flat_map(|c| [c.phase().deadline(), c.save_retry])
             .flatten()
             .chain(adopting)
+            .chain(self.spare_due)
             .min()
     }
 
@@ -976,20 +980,35 @@ impl Containers {
     /// The spare monitor, if one is ready and still alive.
     fn take_spare(&mut self) -> Option<Spare> {
         let spare = self.spare.take()?;
-        self.spare_wanted = true;
+        self.want_spare();
         // Readable: it is gone (it is reaped on SIGCHLD).
         let alive = !fd::readable_now(&spare.pidfd).unwrap_or(true)
             && host::same_process(spare.pid, spare.start);
         alive.then_some(spare)
     }
 
-    /// Starts a spare monitor if one is wanted and no start is under way
-    /// (a start is not made to share the CPU with it). Called once the
-    /// loop has answered its clients.
-    pub fn prepare_spare(&mut self) {
-        if !self.spare_wanted || self.spare.is_some() {
+    /// A spare is wanted, `SPARE_DELAY` from now (from the latest start
+    /// or end, so that its exec does not compete with a start or with the
+    /// end of a short run).
+    fn want_spare(&mut self) {
+        if self.spare.is_none() {
+            self.spare_due = Some(Instant::now() + SPARE_DELAY);
+        }
+    }
+
+    /// Starts a spare monitor once one is due and no start is under way
+    /// (the start that ends then asks for one again). Called once the loop
+    /// has answered its clients.
+    /// While the daemon shuts down (`!allowed`) none is started.
+    pub fn prepare_spare(&mut self, allowed: bool) {
+        if !allowed {
+            self.spare_due = None;
             return;
         }
+        if self.spare.is_some() || self.spare_due.is_none_or(|due| due > Instant::now()) {
+            return;
+        }
+        self.spare_due = None;
         let starting = self.map.values().any(|c| {
             c.handles
                 .as_ref()
@@ -998,7 +1017,6 @@ impl Containers {
         if starting {
             return;
         }
-        self.spare_wanted = false;
         match Spare::spawn(None) {
             Ok(spare) => {
                 log::debug!("spare monitor {} started", spare.pid);
@@ -1467,6 +1485,7 @@ impl Containers {
                         h.init_pidfd = init;
                         h.execed = true;
                     }
+                    self.want_spare();
                     let event = Event::Execed {
                         init_pid: r.pid,
                         init_start: r.init_start,
@@ -1477,6 +1496,7 @@ impl Containers {
                 }
                 Some(r) => {
                     self.close_channel(env, name);
+                    self.want_spare();
                     let why = r.error.unwrap_or_else(|| "monitor failed".to_string());
                     answers.extend(self.feed(env, name, Event::ExecFailed(why)));
                     break;
@@ -1529,6 +1549,7 @@ impl Containers {
         let Some(handles) = self.release(env.registry, name) else {
             return Vec::new();
         };
+        self.want_spare();
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         let adopted_start = handles.channel.is_none() && run.exec == Exec::Pending;
         let Handles {

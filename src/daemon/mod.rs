@@ -339,9 +339,7 @@ impl Daemon {
             if self.shutdown.is_some() && self.containers.active() == 0 {
                 break;
             }
-            if self.shutdown.is_none() {
-                self.containers.prepare_spare();
-            }
+            self.containers.prepare_spare(self.shutdown.is_none());
         }
         self.finish()
     }
