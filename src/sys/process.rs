@@ -451,9 +451,7 @@ pub fn set_cmdline(args: &[&str]) -> io::Result<()> {
         arg_end: text.as_ptr() as u64 + text.len() as u64,
         env_start: field(50)?,
         env_end: field(51)?,
-        auxv: std::ptr::null(),
-        auxv_size: 0,
-        exe_fd: u32::MAX,
+        tail: MM_MAP_TAIL,
     };
     // SAFETY: `map` is a prctl_mm_map of the size passed, read by the
     // kernel during the call; the command line it points at is leaked
@@ -470,7 +468,9 @@ pub fn set_cmdline(args: &[&str]) -> io::Result<()> {
     .map(drop)
 }
 
-/// struct prctl_mm_map (linux/prctl.h).
+/// struct prctl_mm_map (linux/prctl.h), its last fields (`auxv`, a
+/// pointer, `auxv_size` and `exe_fd`) as four u32s: no auxiliary vector,
+/// and exe_fd -1 (the executable stays).
 #[repr(C)]
 struct MmMap {
     start_code: u64,
@@ -484,10 +484,17 @@ struct MmMap {
     arg_end: u64,
     env_start: u64,
     env_end: u64,
-    auxv: *const u64,
-    auxv_size: u32,
-    exe_fd: u32,
+    tail: [u32; 4],
 }
+
+/// A null 8-byte `auxv`, `auxv_size` 0, `exe_fd` -1.
+#[cfg(target_pointer_width = "64")]
+const MM_MAP_TAIL: [u32; 4] = [0, 0, 0, u32::MAX];
+/// A null 4-byte `auxv`, `auxv_size` 0, `exe_fd` -1, then the padding to
+/// 8 bytes. (A 64-bit kernel running this 32-bit process reads its own
+/// layout here: an `auxv_size` with no `auxv`, which it refuses.)
+#[cfg(target_pointer_width = "32")]
+const MM_MAP_TAIL: [u32; 4] = [0, 0, u32::MAX, u32::MAX];
 
 // The kernel takes the struct only at exactly its own size.
 const _: () = assert!(std::mem::size_of::<MmMap>() == 104);
