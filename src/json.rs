@@ -117,42 +117,18 @@ impl std::error::Error for ParseError {}
 /// Parses one JSON value that makes up the whole of `text` (white space
 /// around it allowed, and a leading byte order mark).
 pub fn parse(text: &str) -> Result<Node, ParseError> {
-    let mut p = Parser {
-        src: text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        line: 1,
-        col: 1,
-    };
-    if text.starts_with('\u{feff}') {
-        p.pos = '\u{feff}'.len_utf8();
-    }
+    let mut p = Parser::over(text);
     let node = p.value(0)?;
-    p.skip_ws();
-    if p.pos < p.bytes.len() {
-        return Err(p.error("trailing characters after the value"));
-    }
+    p.end()?;
     Ok(node)
 }
 
 /// Whether `text` is one JSON value that [`parse`] accepts (with the
 /// same error when not), without building its tree.
 pub fn check(text: &str) -> Result<(), ParseError> {
-    let mut p = Parser {
-        src: text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        line: 1,
-        col: 1,
-    };
-    if text.starts_with('\u{feff}') {
-        p.pos = '\u{feff}'.len_utf8();
-    }
+    let mut p = Parser::over(text);
     p.skip_value(0)?;
-    p.skip_ws();
-    if p.pos < p.bytes.len() {
-        return Err(p.error("trailing characters after the value"));
-    }
+    p.end()?;
     Ok(())
 }
 
@@ -248,6 +224,30 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// A parser at the start of `text`, past a leading byte order mark.
+    fn over(text: &'a str) -> Parser<'a> {
+        let mut p = Parser {
+            src: text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            line: 1,
+            col: 1,
+        };
+        if text.starts_with('\u{feff}') {
+            p.pos = '\u{feff}'.len_utf8();
+        }
+        p
+    }
+
+    /// After the value: only white space may follow.
+    fn end(&mut self) -> Result<(), ParseError> {
+        self.skip_ws();
+        if self.pos < self.bytes.len() {
+            return Err(self.error("trailing characters after the value"));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
