@@ -64,6 +64,9 @@ use crate::wire::{self, Got, LineReader};
 
 /// The fd on which a monitor finds its socket to the daemon.
 pub const CHANNEL_FD: i32 = 3;
+/// A spare's exit code when it cannot rename its command line.
+pub const SPARE_UNNAMED: i32 = 3;
+
 /// The monitor's second line on its channel, after its reply: the run is
 /// over, its exit record is in place (its data synced) and its cgroups
 /// are gone. What is left (syncing the record's directory, exiting) no
@@ -331,13 +334,19 @@ pub fn main(name: Option<&str>) -> i32 {
         Ok(fd) => UnixStream::from(fd),
         Err(e) => {
             eprintln!(
-                "berth monitor: no channel on fd {CHANNEL_FD}: {err}",
+                "berth monitor: no channel on fd {CHANNEL_FD} ({err}): a monitor is started by the daemon, as berth monitor [NAME]",
                 err = errors::io_text(&e)
             );
             return 2;
         }
     };
     let mut channel = channel;
+    // A spare must be able to take its container's name (below): where
+    // this kernel lets no process rename its command line, it ends now
+    // and the daemon starts no more spares.
+    if name.is_none() && process::set_cmdline(&["berth", "monitor"]).is_err() {
+        return SPARE_UNNAMED;
+    }
     // A spare waits here until a start hands it a job.
     let mut reader = FdCatcher {
         sock: &channel,

@@ -51,6 +51,8 @@ const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPT_POLL: Duration = Duration::from_millis(10);
 /// How often a state.json that could not be written is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(1);
+/// After this many spares in a row found ended, none is started again.
+const SPARES_LOST_MAX: u32 = 3;
 /// How long after a start or an end a spare monitor is started.
 const SPARE_DELAY: Duration = Duration::from_millis(10);
 /// How long an exiting daemon waits for monitors that reported their
@@ -411,6 +413,11 @@ pub struct Containers {
     /// When to start a spare: a while after the last start or end, so
     /// that its exec never competes with either.
     spare_due: Option<Instant>,
+    /// Spares are not used: one could not take its container's name, or
+    /// several in a row ended before they were needed.
+    spares_off: bool,
+    /// Spares in a row found ended when a start came for them.
+    spares_lost: u32,
     /// Monitors that reported their run's end and have yet to exit (they
     /// sync the exit record's directory): waited for when the daemon
     /// exits.
@@ -430,7 +437,9 @@ impl Containers {
             hierarchies: None,
             device_programs: Vec::new(),
             spare: None,
-            spare_due: Some(Instant::now()),
+            spare_due: None,
+            spares_off: false,
+            spares_lost: 0,
             finishing: Vec::new(),
         }
     }
@@ -981,17 +990,38 @@ impl Containers {
     fn take_spare(&mut self) -> Option<Spare> {
         let spare = self.spare.take()?;
         self.want_spare();
-        // Readable: it is gone (it is reaped on SIGCHLD).
+        // Readable: it is gone.
         let alive = !fd::readable_now(&spare.pidfd).unwrap_or(true)
             && host::same_process(spare.pid, spare.start);
-        alive.then_some(spare)
+        if alive {
+            self.spares_lost = 0;
+            return Some(spare);
+        }
+        // Its status, unless SIGCHLD's reaping took it first.
+        let ended = process::waitid_pidfd(&spare.pidfd, false);
+        self.spares_lost += 1;
+        let why = match ended {
+            Ok(Some(process::ExitStatus::Exited(monitor::SPARE_UNNAMED))) => Some(
+                "a spare monitor could not rename its command line (neither PR_SET_MM_MAP nor, without CAP_SYS_RESOURCE, PR_SET_MM_ARG_START works here)".to_string(),
+            ),
+            _ if self.spares_lost >= SPARES_LOST_MAX => Some(format!(
+                "{SPARES_LOST_MAX} spare monitors in a row ended before a start needed them"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            self.spares_off = true;
+            self.spare_due = None;
+            log::info!("no spare monitors from now on: {why}; each start starts its own monitor");
+        }
+        None
     }
 
     /// A spare is wanted, `SPARE_DELAY` from now (from the latest start
     /// or end, so that its exec does not compete with a start or with the
     /// end of a short run).
-    fn want_spare(&mut self) {
-        if self.spare.is_none() {
+    pub fn want_spare(&mut self) {
+        if self.spare.is_none() && !self.spares_off {
             self.spare_due = Some(Instant::now() + SPARE_DELAY);
         }
     }
@@ -1405,6 +1435,7 @@ impl Containers {
     /// Deregisters and closes the fds of the container's run.
     fn release(&mut self, registry: &Registry, name: &str) -> Option<Handles> {
         let mut h = self.map.get_mut(name)?.handles.take()?;
+        self.want_spare();
         let _ = registry.deregister(&mut SourceFd(&h.monitor_pidfd.as_raw_fd()));
         self.monitors.remove(h.monitor_token);
         if let Some((mut stream, token, _)) = h.channel.take() {
@@ -1549,7 +1580,6 @@ impl Containers {
         let Some(handles) = self.release(env.registry, name) else {
             return Vec::new();
         };
-        self.want_spare();
         let paths = Paths::new(&env.cfg.run_dir, &env.cfg.state_dir, name);
         let adopted_start = handles.channel.is_none() && run.exec == Exec::Pending;
         let Handles {

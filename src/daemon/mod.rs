@@ -330,6 +330,8 @@ impl Daemon {
             if tidy && events.is_empty() {
                 restore::remove_stale_temps(&self.cfg);
                 tidy = false;
+                // The first spare monitor once the first answers are out.
+                self.containers.want_spare();
             }
             for ev in events.iter() {
                 self.route(ev);

@@ -456,7 +456,7 @@ pub fn set_cmdline(args: &[&str]) -> io::Result<()> {
     // SAFETY: `map` is a prctl_mm_map of the size passed, read by the
     // kernel during the call; the command line it points at is leaked
     // above, so it stays for the life of the process.
-    cvt(unsafe {
+    let whole = cvt(unsafe {
         libc::prctl(
             libc::PR_SET_MM,
             libc::PR_SET_MM_MAP as libc::c_ulong,
@@ -464,8 +464,29 @@ pub fn set_cmdline(args: &[&str]) -> io::Result<()> {
             std::mem::size_of::<MmMap>() as libc::c_ulong,
             0 as libc::c_ulong,
         )
-    })
-    .map(drop)
+    });
+    if whole.is_ok() {
+        return Ok(());
+    }
+    // Kernels without CONFIG_CHECKPOINT_RESTORE (and a 32-bit process on
+    // a 64-bit kernel) take the bounds one by one instead, with
+    // CAP_SYS_RESOURCE: the start first (the words lie below the stack's).
+    let set = |what: libc::c_int, addr: u64| {
+        // SAFETY: as above; PR_SET_MM only records the address.
+        cvt(unsafe {
+            libc::prctl(
+                libc::PR_SET_MM,
+                what as libc::c_ulong,
+                addr as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        })
+    };
+    set(libc::PR_SET_MM_ARG_START, map.arg_start)
+        .and_then(|_| set(libc::PR_SET_MM_ARG_END, map.arg_end))
+        .map(drop)
+        .or(whole.map(drop))
 }
 
 /// struct prctl_mm_map (linux/prctl.h), its last fields (`auxv`, a

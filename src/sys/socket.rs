@@ -80,7 +80,7 @@ pub fn peer_groups(sock: &impl AsFd) -> io::Result<Vec<u32>> {
 #[repr(C)]
 union OneFd {
     header: libc::cmsghdr,
-    // CMSG_SPACE(sizeof(int)) is 24 on every Linux ABI berth builds for.
+    // CMSG_SPACE(sizeof(int)): 24 on 64-bit Linux, 16 on 32-bit.
     bytes: [u8; 24],
 }
 

@@ -144,6 +144,33 @@ fn a_spare_monitor_takes_the_next_start_and_its_name_and_another_follows() {
 }
 
 #[test]
+fn a_start_whose_spare_monitor_died_starts_its_own() {
+    let world = World::new();
+    world.add_container("web", SLEEPER, ON_DEMAND);
+    let daemon = world.start_daemon(&[]);
+    let mut spare = Vec::new();
+    wait_for(SHORT, "a spare monitor", || {
+        spare = spare_monitors(daemon.pid());
+        spare.len() == 1
+    });
+    let start = proc_stat(spare[0] as i32).unwrap().1;
+    // SAFETY: kill only sends a signal, to a process this test's daemon
+    // started (checked by its start time above and below).
+    assert_eq!(unsafe { libc::kill(spare[0] as i32, libc::SIGKILL) }, 0);
+    wait_for(SHORT, "the spare to die", || {
+        is_gone(spare[0] as i32, start)
+    });
+    world.berth_ok(&["start", "web"]);
+    let web = world.wait_running("web");
+    assert_ne!(web.monitor_pid, spare[0], "{web:?}");
+    let cmdline = fs::read(format!("/proc/{}/cmdline", web.monitor_pid)).unwrap();
+    assert_eq!(cmdline, b"berth\0monitor\0web\0");
+    wait_for(SHORT, "another spare monitor", || {
+        spare_monitors(daemon.pid()).len() == 1
+    });
+}
+
+#[test]
 fn wait_prints_the_exit_code_once_the_container_exits() {
     let world = World::new();
     let script = "while [ ! -e /data/go ]; do sleep 0.05; done; exit 5";
