@@ -101,6 +101,16 @@ pub struct Mounted {
     controllers: Vec<String>,
 }
 
+impl Mounted {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+}
+
 /// The cgroup2 and the v1 mounts carrying memory, pids, cpu or devices, in
 /// mountinfo's order: what [`place`] looks a process's cgroups up in, so
 /// that the mount table is read once for many processes.

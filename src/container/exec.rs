@@ -399,24 +399,15 @@ pub struct Found {
     pub cut_short: bool,
 }
 
-/// The processes started into the container whose init is `init_pid`
-/// (and whose cgroup is `dir`, one of its init cgroups) from outside it:
-/// those in the cgroup whose parent is not, the init itself aside. The
-/// kernel's view, so it holds whoever started them and across daemon
-/// restarts. At most [`JOINED_LOOKS_AT`] processes are looked at.
-/// `boot`: the boot time, read once for all the containers of a request.
-pub fn joined(dir: &Path, init_pid: i32, boot: &BootTime) -> Found {
-    joined_within(dir, init_pid, JOINED_LOOKS_AT, boot)
-}
-
-/// As [`joined`], looking at `limit` processes at most.
-fn joined_within(dir: &Path, init_pid: i32, limit: usize, boot: &BootTime) -> Found {
-    // On the stack where it fits (a few hundred processes; /proc/PID/stat
-    // always): a heap buffer of a page or more is a fresh mapping for
-    // musl's allocator, made and dropped for each container of a `ps`.
+/// The processes in the cgroup `dir` (its cgroup.procs; none if it
+/// cannot be read).
+pub fn cgroup_procs(dir: &Path) -> Vec<i32> {
+    // On the stack where it fits (a few hundred processes): a heap buffer
+    // of a page or more is a fresh mapping for musl's allocator, made and
+    // dropped for each container of a `ps`.
     let mut small = [0u8; PROCS_ON_STACK];
     let mut large = Vec::new();
-    let procs = match read_small(&dir.join("cgroup.procs"), &mut small) {
+    let text = match read_small(&dir.join("cgroup.procs"), &mut small) {
         Ok(Some(n)) => &small[..n],
         Ok(None) => match read_into(&dir.join("cgroup.procs"), &mut large) {
             Ok(()) => &large[..],
@@ -424,13 +415,29 @@ fn joined_within(dir: &Path, init_pid: i32, limit: usize, boot: &BootTime) -> Fo
         },
         Err(_) => &[][..],
     };
-    let procs: Vec<i32> = String::from_utf8_lossy(procs)
+    String::from_utf8_lossy(text)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .collect();
+        .collect()
+}
+
+/// The processes started into the container whose init is `init_pid`
+/// (and `procs` those of its cgroup, one of its init's cgroups, see
+/// [`cgroup_procs`]) from outside it: those in the cgroup whose parent is
+/// not, the init itself aside. The kernel's view, so it holds whoever
+/// started them and across daemon restarts. At most [`JOINED_LOOKS_AT`]
+/// processes are looked at. `boot`: the boot time, read once for all the
+/// containers of a request.
+pub fn joined(procs: &[i32], init_pid: i32, boot: &BootTime) -> Found {
+    joined_within(procs, init_pid, JOINED_LOOKS_AT, boot)
+}
+
+/// As [`joined`], looking at `limit` processes at most.
+fn joined_within(procs: &[i32], init_pid: i32, limit: usize, boot: &BootTime) -> Found {
     let inside: std::collections::HashSet<i32> = procs.iter().copied().collect();
     let others = procs.iter().filter(|&&pid| pid != init_pid);
     let mut joined = Vec::new();
+    // /proc/PID/stat on the stack too.
     let mut stat = [0u8; STAT_ON_STACK];
     for &pid in others.clone().take(limit) {
         let Ok(Some(n)) = read_small(Path::new(&format!("/proc/{pid}/stat")), &mut stat) else {
@@ -561,7 +568,7 @@ mod tests {
             .spawn()
             .unwrap();
         let mut child = scopeguard(child);
-        let found = joined(&dirs[0], me, &BootTime::default());
+        let found = joined(&cgroup_procs(&dirs[0]), me, &BootTime::default());
         assert!(!found.cut_short);
         let found = found.joined;
         assert!(
@@ -586,8 +593,9 @@ mod tests {
             )
         };
         let _children = [spawn(), spawn()];
-        assert!(joined_within(&dirs[0], me, 1, &BootTime::default()).cut_short);
-        assert!(!joined_within(&dirs[0], me, usize::MAX, &BootTime::default()).cut_short);
+        let procs = cgroup_procs(&dirs[0]);
+        assert!(joined_within(&procs, me, 1, &BootTime::default()).cut_short);
+        assert!(!joined_within(&procs, me, usize::MAX, &BootTime::default()).cut_short);
     }
 
     #[test]
@@ -603,7 +611,9 @@ mod tests {
         let mut procs = "4194305\n".repeat(PROCS_ON_STACK / 8 + 10);
         procs.push_str(&format!("{pid}\n"));
         fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
-        let found = joined(dir.path(), 1, &BootTime::default());
+        let procs = cgroup_procs(dir.path());
+        assert_eq!(procs.len(), PROCS_ON_STACK / 8 + 11);
+        let found = joined(&procs, 1, &BootTime::default());
         let pids: Vec<i32> = found.joined.iter().map(|j| j.pid).collect();
         assert_eq!(pids, [pid]);
         assert_eq!(found.joined[0].command, ["/bin/sleep", "5"]);

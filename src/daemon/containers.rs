@@ -219,6 +219,10 @@ impl Ctr {
         };
         let running = status == "running";
         let spec = self.spec.as_ref();
+        let cgroups = match run {
+            Some(r) if running => self.cgroups_now(r),
+            _ => Vec::new(),
+        };
         let health = self.health_record(running.then_some(run).flatten());
         Info {
             name: self.name.clone(),
@@ -292,17 +296,14 @@ impl Ctr {
                     (None, _) => None,
                 }),
             execs: match run {
-                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts),
+                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts, &cgroups),
                 _ => Vec::new(),
             },
             config: spec.map(|s| {
                 let text = self.effective.get_or_init(|| config::effective(s));
                 crate::api::RawJson(text.clone())
             }),
-            cgroups: match run {
-                Some(r) if running => self.cgroups_now(r),
-                _ => Vec::new(),
-            },
+            cgroups,
             // Filled by `Containers::info`, which has the networks.
             networks: BTreeMap::new(),
             ports: Vec::new(),
@@ -424,12 +425,38 @@ impl Mounts {
     /// `cgroup::used_by`) holds other processes too, and that daemon may
     /// not be this one.
     fn container_cgroup(&self, init_pid: i32) -> Option<PathBuf> {
-        let mine = self
-            .mine
-            .get_or_init(|| self.cgroups("self").unwrap_or_default());
         self.cgroups(&init_pid.to_string())?
             .into_iter()
-            .find(|d| !mine.contains(d))
+            .find(|d| !self.mine().contains(d))
+    }
+
+    fn mine(&self) -> &[PathBuf] {
+        self.mine
+            .get_or_init(|| self.cgroups("self").unwrap_or_default())
+    }
+
+    /// The cgroup [`container_cgroup`](Self::container_cgroup) finds and
+    /// the processes in it. The cgroup2 one of `recorded` (those its
+    /// monitor made, see `cgroups_now`) is it when the init is among its
+    /// processes (it is born there unless it has a leaf of its own): then
+    /// /proc/INIT/cgroup, costly to make for the kernel, is not read.
+    fn init_cgroup(&self, init_pid: i32, recorded: &[String]) -> Option<(PathBuf, Vec<i32>)> {
+        let v2 = self.cgroup_mounts()?.iter().find(|m| m.is_v2());
+        let candidate = v2.and_then(|m| {
+            recorded
+                .iter()
+                .map(Path::new)
+                .find(|d| d.starts_with(m.mount()))
+        });
+        if let Some(dir) = candidate.filter(|d| !self.mine().iter().any(|m| m == d)) {
+            let procs = exec::cgroup_procs(dir);
+            if procs.contains(&init_pid) {
+                return Some((dir.to_path_buf(), procs));
+            }
+        }
+        let dir = self.container_cgroup(init_pid)?;
+        let procs = exec::cgroup_procs(&dir);
+        Some((dir, procs))
     }
 }
 
@@ -1833,11 +1860,12 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
-fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
-    let Some(dir) = mounts.container_cgroup(run.init_pid) else {
+/// `cgroups`: those its monitor made.
+fn execs_of(run: &RunFacts, mounts: &Mounts, cgroups: &[String]) -> Vec<ExecInfo> {
+    let Some((dir, procs)) = mounts.init_cgroup(run.init_pid, cgroups) else {
         return Vec::new();
     };
-    let found = exec::joined(&dir, run.init_pid, &mounts.boot);
+    let found = exec::joined(&procs, run.init_pid, &mounts.boot);
     // Read through /proc/PID: the init's only if it still runs after.
     if !host::same_process(run.init_pid, run.init_start) {
         return Vec::new();
