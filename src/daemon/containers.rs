@@ -223,7 +223,6 @@ impl Ctr {
             Some(r) if running => self.cgroups_now(r),
             _ => Vec::new(),
         };
-        let health = self.health_record(running.then_some(run).flatten());
         Info {
             name: self.name.clone(),
             status: status.to_string(),
@@ -280,9 +279,9 @@ impl Ctr {
                 Some(r) if running => self.log_dropped_now(&r.run_id),
                 _ => last.limits.log_dropped,
             },
-            health: spec
-                .filter(|s| s.healthcheck.is_some())
-                .and_then(|_| match (&health, run) {
+            // The record is read only for a definition with a check.
+            health: spec.filter(|s| s.healthcheck.is_some()).and_then(|_| {
+                match (self.health_record(running.then_some(run).flatten()), run) {
                     (Some(r), _) => Some(api::Health {
                         status: r.status.clone(),
                         failing_streak: r.failing_streak,
@@ -294,7 +293,8 @@ impl Ctr {
                         ..api::Health::default()
                     }),
                     (None, _) => None,
-                }),
+                }
+            }),
             execs: match run {
                 Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts, &cgroups),
                 _ => Vec::new(),
