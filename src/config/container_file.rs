@@ -222,7 +222,8 @@ const DEFAULTS: &str = r#"{"address": null, "autostart": true, "cap-add": [],
 /// shows it for every container), which is what parsing that text and
 /// writing it again gives.
 pub fn effective(spec: &ContainerSpec) -> String {
-    let Some(own) = top_members(&spec.canonical) else {
+    let Some(own) = top_members(&spec.canonical).filter(|m| m.is_sorted_by(|a, b| a.0 <= b.0))
+    else {
         return effective_parsed(spec);
     };
     let defaults = DEFAULT_MEMBERS.get_or_init(|| {
@@ -248,20 +249,24 @@ pub fn effective(spec: &ContainerSpec) -> String {
         json::escape_into(&mut env, v);
     }
     env.push(']');
-    // In the order `effective_parsed` puts them, then sorted alike.
+    // Sorted by key as the canonical text is, each added one after those
+    // with the same key (as `effective_parsed` sorts them).
     let mut members: Vec<(&str, &str)> = own
         .iter()
         .copied()
         .filter(|(k, _)| *k != "hostname" && *k != "env")
         .collect();
+    let mut add = |key: &'static str, value| {
+        let at = members.partition_point(|(k, _)| *k <= key);
+        members.insert(at, (key, value));
+    };
     for (key, value) in defaults {
         if key != "hostname" && key != "env" && !own.iter().any(|(k, _)| k == key) {
-            members.push((key, value));
+            add(key, value);
         }
     }
-    members.push(("hostname", &hostname));
-    members.push(("env", &env));
-    members.sort_by(|a, b| a.0.cmp(b.0));
+    add("hostname", &hostname);
+    add("env", &env);
     let mut out = String::with_capacity(spec.canonical.len() + 512);
     out.push('{');
     for (i, (key, value)) in members.iter().enumerate() {
