@@ -1117,7 +1117,7 @@ mod tests {
                 "unknown resource limit: expected one of cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as, locks, sigpending, msgqueue, nice, rtprio, rttime",
             ),
             (
-                r#","rlimits": {"nofile": [1024, 1024]}"#,
+                r#","rlimits": {"nofile": 1024}"#,
                 "rlimits.nofile",
                 "expected [soft, hard], found a number",
             ),
