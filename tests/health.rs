@@ -265,6 +265,123 @@ fn an_unhealthy_container_is_restarted_by_its_monitor_with_and_without_a_daemon(
     drop(daemon);
 }
 
+/// What `inspect` shows of where a container's init is: its pid, its
+/// cgroups and the processes started into it.
+#[derive(DeJson, Debug)]
+struct Placed {
+    pid: i32,
+    cgroups: Vec<String>,
+    execs: Vec<Execd>,
+}
+
+#[derive(DeJson, Debug)]
+struct Execd {
+    pid: i32,
+    command: Vec<String>,
+}
+
+/// The cgroups the runtime record of NAME names.
+#[derive(DeJson)]
+struct Recorded {
+    options: RecordedOptions,
+}
+
+#[derive(DeJson)]
+struct RecordedOptions {
+    cgroups: Vec<String>,
+}
+
+fn recorded_cgroups(w: &World, name: &str) -> Vec<String> {
+    let (text, _) = runtime(w, name);
+    Recorded::deserialize_json(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+        .options
+        .cgroups
+}
+
+/// Waits until NAME's inspect satisfies `cond` (and `ps` shows the same
+/// cgroups and processes); returns it.
+fn wait_placed(w: &World, name: &str, what: &str, mut cond: impl FnMut(&Placed) -> bool) -> Placed {
+    let mut last = None;
+    wait_for(SHORT, &format!("{name} {what}"), || {
+        let out = w.berth_ok(&["inspect", name]);
+        let p = Placed::deserialize_json(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let ok = cond(&p);
+        last = Some(p);
+        ok
+    });
+    let p = last.expect("read above");
+    let out = w.berth_ok(&["ps", "--json"]);
+    let all = Vec::<Placed>::deserialize_json(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        all.iter()
+            .any(|q| q.pid == p.pid && q.cgroups == p.cgroups && sleeps(q) == sleeps(&p)),
+        "ps shows another {name}: {out}; inspect: {p:?}"
+    );
+    p
+}
+
+/// The exec'd processes of `p` but its health checks (which come and go).
+fn sleeps(p: &Placed) -> Vec<(i32, &[String])> {
+    p.execs
+        .iter()
+        .filter(|e| e.command.first().is_some_and(|c| c == "/bin/sleep"))
+        .map(|e| (e.pid, e.command.as_slice()))
+        .collect()
+}
+
+#[test]
+fn inspect_follows_the_init_its_monitor_started_again() {
+    let w = World::new();
+    fs::write(w.host_dir().join("ok"), "").unwrap();
+    // A memory limit: cgroups in v1 hierarchies too, where there are.
+    w.add_container(
+        "app",
+        POLITE,
+        &with_check(
+            &w,
+            &format!(r#"{{"command": {CHECK_OK_FILE}, "interval": 1, "retries": 2}}"#),
+            r#", "on-unhealthy": "restart", "stop-timeout": 5, "memory": "64m""#,
+        ),
+    );
+    let _daemon = w.start_daemon(&[]);
+    w.wait_running("app");
+    wait_healthy(&w, "app");
+    let (_, before) = runtime(&w, "app");
+    let first_exec = w.spawn_berth(&["exec", "app", "/bin/sleep", "300"]);
+    let first = wait_placed(&w, "app", "to list the exec'd sleep", |p| {
+        p.execs.iter().any(|e| e.command == ["/bin/sleep", "300"])
+    });
+    assert_eq!(first.pid, before.init_pid);
+    assert!(!first.cgroups.is_empty());
+    assert_eq!(first.cgroups, recorded_cgroups(&w, "app"));
+
+    // The monitor starts a new init (and writes a new runtime record):
+    // what inspect and ps show follows it, the process started into the
+    // old one gone with it, one started into the new one listed.
+    let after = fail_until_new_init(&w, "app", &before, "");
+    let out = first_exec.finish(SHORT);
+    assert!(!out.status.success(), "the exec'd sleep went with its init");
+    let second_exec = w.spawn_berth(&["exec", "app", "/bin/sleep", "301"]);
+    let second = wait_placed(
+        &w,
+        "app",
+        "to list the sleep exec'd into the new init",
+        |p| p.pid == after.init_pid && p.execs.iter().any(|e| e.command == ["/bin/sleep", "301"]),
+    );
+    let sleeping = sleeps(&second);
+    assert_eq!(sleeping.len(), 1, "{second:?}");
+    assert!(!sleeps(&first).iter().any(|(pid, _)| *pid == sleeping[0].0));
+    assert_eq!(second.cgroups, recorded_cgroups(&w, "app"));
+    w.berth_ok(&["stop", "app"]);
+    let out = second_exec.finish(SHORT);
+    assert!(!out.status.success());
+    let stopped = wait_placed(&w, "app", "to show no cgroups once stopped", |p| {
+        p.cgroups.is_empty()
+    });
+    assert!(stopped.execs.is_empty() && stopped.pid == 0, "{stopped:?}");
+}
+
 #[test]
 fn a_check_that_hangs_is_killed_at_its_timeout() {
     let w = World::new();

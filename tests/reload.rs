@@ -78,6 +78,45 @@ fn reload_reconciles_added_removed_changed_and_unchanged() {
 }
 
 #[test]
+fn inspect_and_ps_show_the_definition_a_reload_put_in_place() {
+    let w = World::new();
+    w.add_container("runs", POLITE, r#"{"stop-timeout": 7}"#);
+    w.add_container("idle", POLITE, r#"{"autostart": false, "env": ["X=1"]}"#);
+    let _daemon = w.start_daemon(&[]);
+    let runs = w.wait_running("runs");
+    // Both shown once before the reload.
+    let ps = w.berth_ok(&["ps", "--json"]);
+    for (name, shown) in [
+        ("runs", r#""stop-timeout":7"#),
+        ("idle", r#""env":["X=1"]"#),
+    ] {
+        let inspect = w.berth_ok(&["inspect", name]);
+        assert!(inspect.contains(shown), "{name}: {inspect}");
+        assert!(ps.contains(shown), "{name}: {ps}");
+    }
+
+    w.add_container("runs", POLITE, r#"{"stop-timeout": 3}"#);
+    w.add_container("idle", POLITE, r#"{"autostart": false, "env": ["X=2"]}"#);
+    w.berth_ok(&["reload"]);
+    wait_for(SHORT, "runs to run its new definition", || {
+        w.try_inspect("runs")
+            .is_some_and(|i| i.is_running() && i.pid != runs.pid)
+    });
+    let ps = w.berth_ok(&["ps", "--json"]);
+    for (name, shown, gone) in [
+        ("runs", r#""stop-timeout":3"#, r#""stop-timeout":7"#),
+        ("idle", r#""env":["X=2"]"#, r#""env":["X=1"]"#),
+    ] {
+        let inspect = w.berth_ok(&["inspect", name]);
+        assert!(
+            inspect.contains(shown) && !inspect.contains(gone),
+            "{name}: {inspect}"
+        );
+        assert!(ps.contains(shown) && !ps.contains(gone), "{name}: {ps}");
+    }
+}
+
+#[test]
 fn sighup_reloads_like_berth_reload() {
     let w = World::new();
     w.add_container("a", POLITE, "{}");

@@ -218,7 +218,132 @@ const DEFAULTS: &str = r#"{"address": null, "autostart": true, "cap-add": [],
 /// The definition as it runs: its canonical text with every key it
 /// leaves out at its default, `hostname` as chosen, and `env` with the
 /// env files' variables merged in (what `inspect` shows as `config`).
+/// Made from the canonical text's members as they are written (a `ps`
+/// shows it for every container), which is what parsing that text and
+/// writing it again gives.
 pub fn effective(spec: &ContainerSpec) -> String {
+    let Some(own) = top_members(&spec.canonical).filter(|m| m.is_sorted_by(|a, b| a.0 <= b.0))
+    else {
+        return effective_parsed(spec);
+    };
+    let defaults = DEFAULT_MEMBERS.get_or_init(|| {
+        let Ok(Node {
+            value: Value::Object(members),
+            ..
+        }) = json::parse(DEFAULTS)
+        else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .map(|(k, v)| (k.clone(), json::to_canonical(v)))
+            .collect()
+    });
+    let mut hostname = String::new();
+    json::escape_into(&mut hostname, &spec.hostname);
+    let mut env = String::from("[");
+    for (i, v) in spec.env.iter().enumerate() {
+        if i > 0 {
+            env.push(',');
+        }
+        json::escape_into(&mut env, v);
+    }
+    env.push(']');
+    // Sorted by key as the canonical text is, each added one after those
+    // with the same key (as `effective_parsed` sorts them).
+    let mut members: Vec<(&str, &str)> = own
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "hostname" && *k != "env")
+        .collect();
+    let mut add = |key: &'static str, value| {
+        let at = members.partition_point(|(k, _)| *k <= key);
+        members.insert(at, (key, value));
+    };
+    for (key, value) in defaults {
+        if key != "hostname" && key != "env" && !own.iter().any(|(k, _)| k == key) {
+            add(key, value);
+        }
+    }
+    add("hostname", &hostname);
+    add("env", &env);
+    let mut out = String::with_capacity(spec.canonical.len() + 512);
+    out.push('{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(value);
+    }
+    out.push('}');
+    out
+}
+
+/// [`DEFAULTS`]' members, each value as canonical text.
+static DEFAULT_MEMBERS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// The members of canonical JSON text `text`, an object: each key (none
+/// with an escape in it, else `None`) and its value as written.
+fn top_members(text: &str) -> Option<Vec<(&str, &str)>> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'{') || b.last() != Some(&b'}') {
+        return None;
+    }
+    let mut members = Vec::new();
+    let mut pos = 1;
+    if b.get(pos) == Some(&b'}') {
+        return (pos + 1 == b.len()).then_some(members);
+    }
+    loop {
+        if b.get(pos) != Some(&b'"') {
+            return None;
+        }
+        let key_end = pos + 1 + b[pos + 1..].iter().position(|&c| c == b'"')?;
+        let key = &text[pos + 1..key_end];
+        if key.contains('\\') || b.get(key_end + 1) != Some(&b':') {
+            return None;
+        }
+        let start = key_end + 2;
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut end = None;
+        for (i, &c) in b.iter().enumerate().skip(start) {
+            if in_string {
+                match c {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => depth -= 1,
+                b'}' | b',' if depth == 0 => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end?;
+        if end == start {
+            return None;
+        }
+        members.push((key, &text[start..end]));
+        if b[end] == b'}' {
+            return (end + 1 == b.len()).then_some(members);
+        }
+        pos = end + 1;
+    }
+}
+
+/// [`effective`] through the parser.
+fn effective_parsed(spec: &ContainerSpec) -> String {
     let (Ok(mut root), Ok(defaults)) = (json::parse(&spec.canonical), json::parse(DEFAULTS)) else {
         return spec.canonical.clone();
     };
@@ -1169,6 +1294,38 @@ mod tests {
         assert!(shown.contains(r#""memory":"64m""#), "{shown}");
         assert!(shown.contains(r#""hostname":"app""#), "{shown}");
         assert!(shown.contains(r#""env":["FROM_FILE=1"]"#), "{shown}");
+    }
+
+    #[test]
+    fn the_effective_definition_is_what_parsing_and_writing_again_gives() {
+        let file = Path::new(CONTAINER_FILE);
+        let texts = [
+            r#"{"rootfs": "/srv/app", "command": ["/bin/app"]}"#,
+            r#"{"rootfs": "/srv/a,b}", "command": ["/bin/sh", "-c", "echo \"}],{\" \\"],
+                "env": ["A=1", "B=\u0001"], "cpus": 0.5, "memory": "64m", "hostname": "h",
+                "mounts": [{"source": "/d", "target": "/d", "readonly": true}],
+                "healthcheck": {"command": ["/bin/true"], "interval": 1},
+                "rlimits": {"nofile": [1024, 1024]}, "sysctl": {"net.ipv4.ip_forward": "1"},
+                "restart": "on-failure:3", "user": "1000:1000", "workdir": "/w"}"#,
+            r#"{"rootfs": "/srv/app", "command": ["/bin/app"], "env": [], "autostart": false}"#,
+        ];
+        for text in texts {
+            let mut spec = parse_container("app", text, file).unwrap();
+            assert_eq!(effective(&spec), effective_parsed(&spec), "{text}");
+            spec.env.push("FROM_FILE=\"x\"".into());
+            spec.hostname = "ünïcode".into();
+            assert_eq!(effective(&spec), effective_parsed(&spec), "{text}");
+        }
+        // Text it does not take apart goes through the parser.
+        let mut spec = spec(r#"{"rootfs": "/srv/app", "command": ["/bin/app"]}"#);
+        assert_eq!(top_members("{\"a\\u0062\":1}"), None);
+        assert_eq!(top_members("{}"), Some(Vec::new()));
+        assert_eq!(
+            top_members(r#"{"a":[1,{"b":"}"}],"c":null}"#),
+            Some(vec![("a", r#"[1,{"b":"}"}]"#), ("c", "null")])
+        );
+        spec.canonical = "{\"z\\u0062\":1}".into();
+        assert_eq!(effective(&spec), effective_parsed(&spec));
     }
 
     fn string_node(s: &str) -> Node {

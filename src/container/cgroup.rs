@@ -88,6 +88,33 @@ impl From<Found> for Hierarchy {
 /// The hierarchies berth places containers in: the cgroup2 one if mounted,
 /// and the v1 ones carrying memory, pids, cpu or devices.
 pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
+    place(&mounted(mountinfo), self_cgroup)
+}
+
+/// A cgroup hierarchy mount of the kind berth uses, as mountinfo shows it
+/// (before any process's own cgroup is looked up in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounted {
+    /// The cgroup the mount shows, e.g. "/".
+    root: String,
+    mount: PathBuf,
+    controllers: Vec<String>,
+}
+
+impl Mounted {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+}
+
+/// The cgroup2 and the v1 mounts carrying memory, pids, cpu or devices, in
+/// mountinfo's order: what [`place`] looks a process's cgroups up in, so
+/// that the mount table is read once for many processes.
+pub fn mounted(mountinfo: &str) -> Vec<Mounted> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -98,7 +125,6 @@ pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
         if left.len() < 5 || right.len() < 3 {
             continue;
         }
-        let (root, mount) = (left[3], unescape(left[4]));
         let controllers: Vec<String> = match right[0] {
             "cgroup2" => Vec::new(),
             "cgroup" => right[2]
@@ -115,21 +141,38 @@ pub fn discover(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
         {
             continue;
         }
-        let Some(own) = own_path(self_cgroup, &controllers) else {
+        out.push(Mounted {
+            root: left[3].to_string(),
+            mount: PathBuf::from(unescape(left[4])),
+            controllers,
+        });
+    }
+    out
+}
+
+/// The hierarchies of `mounts` a process whose /proc/PID/cgroup reads
+/// `cgroup` is in, each with its cgroup there (see [`discover`]).
+pub fn place(mounts: &[Mounted], cgroup: &str) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for m in mounts {
+        let Some(own) = own_path(cgroup, &m.controllers) else {
             continue;
         };
         // The mount shows the cgroup `root`; our path is relative to it.
-        let own = match Path::new(&own).strip_prefix(root) {
-            Ok(rest) if root != "/" => format!("/{}", rest.display()),
+        let own = match Path::new(&own).strip_prefix(&m.root) {
+            Ok(rest) if m.root != "/" => format!("/{}", rest.display()),
             _ => own,
         };
-        if out.iter().any(|h: &Hierarchy| h.controllers == controllers) {
+        if out
+            .iter()
+            .any(|h: &Hierarchy| h.controllers == m.controllers)
+        {
             continue; // the same hierarchy mounted twice
         }
         out.push(Hierarchy {
-            mount: PathBuf::from(mount),
+            mount: m.mount.clone(),
             own,
-            controllers,
+            controllers: m.controllers.clone(),
         });
     }
     out
@@ -690,6 +733,22 @@ not a mountinfo line
         assert_eq!(h[0].mount, PathBuf::from("/sys/fs/cgroup/memory"));
         assert_eq!(h[0].own, "/m");
         assert!(!h[0].is_v2());
+    }
+
+    #[test]
+    fn one_mount_table_places_several_processes() {
+        let mounts = mounted(HYBRID_MOUNTINFO);
+        // cpuacct alone and name=systemd are not used.
+        assert_eq!(mounts.len(), 4);
+        assert_eq!(
+            place(&mounts, HYBRID_SELF),
+            discover(HYBRID_MOUNTINFO, HYBRID_SELF)
+        );
+        let other = "8:pids:/c\n4:memory:/process_api/b535/berth/c\n1:cpu:/\n0::/t1/berth/c\n";
+        let h = place(&mounts, other);
+        assert_eq!(h, discover(HYBRID_MOUNTINFO, other));
+        let own: Vec<&str> = h.iter().map(|h| h.own.as_str()).collect();
+        assert_eq!(own, ["/", "/process_api/b535/berth/c", "/c", "/t1/berth/c"]);
     }
 
     #[test]

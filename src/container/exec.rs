@@ -399,41 +399,59 @@ pub struct Found {
     pub cut_short: bool,
 }
 
+/// The processes in the cgroup `dir` (its cgroup.procs; none if it
+/// cannot be read).
+pub fn cgroup_procs(dir: &Path) -> Vec<i32> {
+    // On the stack where it fits (a few hundred processes): a heap buffer
+    // of a page or more is a fresh mapping for musl's allocator, made and
+    // dropped for each container of a `ps`.
+    let mut small = [0u8; PROCS_ON_STACK];
+    let mut large = Vec::new();
+    let text = match read_small(&dir.join("cgroup.procs"), &mut small) {
+        Ok(Some(n)) => &small[..n],
+        Ok(None) => match read_into(&dir.join("cgroup.procs"), &mut large) {
+            Ok(()) => &large[..],
+            Err(_) => &[][..],
+        },
+        Err(_) => &[][..],
+    };
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// The processes started into the container whose init is `init_pid`
-/// (and whose cgroup is `dir`, one of its init cgroups) from outside it:
-/// those in the cgroup whose parent is not, the init itself aside. The
-/// kernel's view, so it holds whoever started them and across daemon
-/// restarts. At most [`JOINED_LOOKS_AT`] processes are looked at.
-/// `boot`: the boot time, read once for all the containers of a request.
-pub fn joined(dir: &Path, init_pid: i32, boot: &BootTime) -> Found {
-    joined_within(dir, init_pid, JOINED_LOOKS_AT, boot)
+/// (and `procs` those of its cgroup, one of its init's cgroups, see
+/// [`cgroup_procs`]) from outside it: those in the cgroup whose parent is
+/// not, the init itself aside. The kernel's view, so it holds whoever
+/// started them and across daemon restarts. At most [`JOINED_LOOKS_AT`]
+/// processes are looked at. `boot`: the boot time, read once for all the
+/// containers of a request.
+pub fn joined(procs: &[i32], init_pid: i32, boot: &BootTime) -> Found {
+    joined_within(procs, init_pid, JOINED_LOOKS_AT, boot)
 }
 
 /// As [`joined`], looking at `limit` processes at most.
-fn joined_within(dir: &Path, init_pid: i32, limit: usize, boot: &BootTime) -> Found {
-    // One buffer for every file read here: /proc files report no size,
-    // and a buffer with room reads each in one call.
-    let mut buf = Vec::with_capacity(4096);
-    let _ = read_into(&dir.join("cgroup.procs"), &mut buf);
-    let procs: Vec<i32> = String::from_utf8_lossy(&buf)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+fn joined_within(procs: &[i32], init_pid: i32, limit: usize, boot: &BootTime) -> Found {
     let inside: std::collections::HashSet<i32> = procs.iter().copied().collect();
     let others = procs.iter().filter(|&&pid| pid != init_pid);
     let mut joined = Vec::new();
+    // /proc/PID/stat on the stack too.
+    let mut stat = [0u8; STAT_ON_STACK];
     for &pid in others.clone().take(limit) {
-        if read_into(Path::new(&format!("/proc/{pid}/stat")), &mut buf).is_err() {
+        let Ok(Some(n)) = read_small(Path::new(&format!("/proc/{pid}/stat")), &mut stat) else {
             continue;
-        }
-        let Some((parent, start)) = parent_and_start(&buf) else {
+        };
+        let Some((parent, start)) = parent_and_start(&stat[..n]) else {
             continue;
         };
         if inside.contains(&parent) {
             continue;
         }
-        let _ = read_into(Path::new(&format!("/proc/{pid}/cmdline")), &mut buf);
-        let command = buf
+        let mut cmdline = Vec::new();
+        let _ = read_into(Path::new(&format!("/proc/{pid}/cmdline")), &mut cmdline);
+        let command = cmdline
             .split(|&b| b == 0)
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -453,6 +471,29 @@ fn joined_within(dir: &Path, init_pid: i32, limit: usize, boot: &BootTime) -> Fo
         joined,
         cut_short: others.count() > limit,
     }
+}
+
+/// cgroup.procs up to this size is read on the stack.
+const PROCS_ON_STACK: usize = 4096;
+
+/// Room for any /proc/PID/stat line (see `host::with_stat`).
+const STAT_ON_STACK: usize = 2048;
+
+/// Reads `path` into `buf`: `Some(length)`, or `None` when it does not
+/// fit (read it with [`read_into`] then).
+fn read_small(path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => return Ok(Some(n)),
+            Ok(got) => n += got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Reads `path` into `buf` (emptied first), keeping its capacity.
@@ -527,7 +568,7 @@ mod tests {
             .spawn()
             .unwrap();
         let mut child = scopeguard(child);
-        let found = joined(&dirs[0], me, &BootTime::default());
+        let found = joined(&cgroup_procs(&dirs[0]), me, &BootTime::default());
         assert!(!found.cut_short);
         let found = found.joined;
         assert!(
@@ -552,8 +593,31 @@ mod tests {
             )
         };
         let _children = [spawn(), spawn()];
-        assert!(joined_within(&dirs[0], me, 1, &BootTime::default()).cut_short);
-        assert!(!joined_within(&dirs[0], me, usize::MAX, &BootTime::default()).cut_short);
+        let procs = cgroup_procs(&dirs[0]);
+        assert!(joined_within(&procs, me, 1, &BootTime::default()).cut_short);
+        assert!(!joined_within(&procs, me, usize::MAX, &BootTime::default()).cut_short);
+    }
+
+    #[test]
+    fn a_long_process_list_is_read_whole() {
+        // More pids than the stack buffer holds, the one joined last.
+        let dir = crate::testing::TempDir::new("joined");
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let child = scopeguard(child);
+        let pid = child.0.id() as i32;
+        let mut procs = "4194305\n".repeat(PROCS_ON_STACK / 8 + 10);
+        procs.push_str(&format!("{pid}\n"));
+        fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
+        let procs = cgroup_procs(dir.path());
+        assert_eq!(procs.len(), PROCS_ON_STACK / 8 + 11);
+        let found = joined(&procs, 1, &BootTime::default());
+        let pids: Vec<i32> = found.joined.iter().map(|j| j.pid).collect();
+        assert_eq!(pids, [pid]);
+        assert_eq!(found.joined[0].command, ["/bin/sleep", "5"]);
+        assert!(found.joined[0].started_at > 0);
     }
 
     struct Guard(std::process::Child);

@@ -138,6 +138,41 @@ pub struct Ctr {
     /// The health status last heard of (run id, status), so that each
     /// change is told once.
     health_seen: Option<(String, String)>,
+    /// The cgroups of the last runtime record read that names an init
+    /// (at the re-attach, when its monitor renames a new one into place,
+    /// or at a `ps` that found none kept for the running init).
+    recorded_cgroups: std::cell::RefCell<Option<RecordedCgroups>>,
+    /// What `inspect` shows as `config` (see `config::effective`), made at
+    /// the first request that shows it after the definition was set.
+    effective: std::cell::OnceCell<String>,
+}
+
+/// The cgroups a runtime record names, and the init it was written for:
+/// a monitor writes one record per init it starts, so they stay true for
+/// as long as the run's init is that one.
+struct RecordedCgroups {
+    run_id: String,
+    init_pid: i32,
+    init_start: u64,
+    cgroups: Vec<String>,
+}
+
+impl RecordedCgroups {
+    /// Those of `rec`, if it names an init.
+    fn of(rec: &RuntimeRecord) -> Option<RecordedCgroups> {
+        (rec.init_pid != 0).then(|| RecordedCgroups {
+            run_id: rec.run_id.clone(),
+            init_pid: rec.init_pid,
+            init_start: rec.init_start,
+            cgroups: rec.options.cgroups.clone(),
+        })
+    }
+
+    /// Whether they are those of `run`'s init now.
+    fn of_init(&self, run: &RunFacts) -> bool {
+        self.run_id == run.run_id
+            && (self.init_pid, self.init_start) == (run.init_pid, run.init_start)
+    }
 }
 
 impl Ctr {
@@ -188,7 +223,10 @@ impl Ctr {
         };
         let running = status == "running";
         let spec = self.spec.as_ref();
-        let health = self.health_record(running.then_some(run).flatten());
+        let cgroups = match run {
+            Some(r) if running => self.cgroups_now(r),
+            _ => Vec::new(),
+        };
         Info {
             name: self.name.clone(),
             status: status.to_string(),
@@ -245,9 +283,9 @@ impl Ctr {
                 Some(r) if running => self.log_dropped_now(&r.run_id),
                 _ => last.limits.log_dropped,
             },
-            health: spec
-                .filter(|s| s.healthcheck.is_some())
-                .and_then(|_| match (&health, run) {
+            // The record is read only for a definition with a check.
+            health: spec.filter(|s| s.healthcheck.is_some()).and_then(|_| {
+                match (self.health_record(running.then_some(run).flatten()), run) {
                     (Some(r), _) => Some(api::Health {
                         status: r.status.clone(),
                         failing_streak: r.failing_streak,
@@ -259,16 +297,17 @@ impl Ctr {
                         ..api::Health::default()
                     }),
                     (None, _) => None,
-                }),
+                }
+            }),
             execs: match run {
-                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts),
+                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts, &cgroups),
                 _ => Vec::new(),
             },
-            config: spec.map(|s| crate::api::RawJson(config::effective(s))),
-            cgroups: match run {
-                Some(r) if running => self.cgroups_now(r),
-                _ => Vec::new(),
-            },
+            config: spec.map(|s| {
+                let text = self.effective.get_or_init(|| config::effective(s));
+                crate::api::RawJson(text.clone())
+            }),
+            cgroups,
             // Filled by `Containers::info`, which has the networks.
             networks: BTreeMap::new(),
             ports: Vec::new(),
@@ -278,9 +317,25 @@ impl Ctr {
     /// The cgroups the monitor of the running run made, as its runtime
     /// record says.
     fn cgroups_now(&self, run: &RunFacts) -> Vec<String> {
+        let mut kept = self.recorded_cgroups.borrow_mut();
+        if let Some(k) = kept.as_ref().filter(|k| k.of_init(run)) {
+            return k.cgroups.clone();
+        }
         match state::load::<RuntimeRecord>(&self.runtime) {
-            Loaded::Ok(rec) if rec.run_id == run.run_id => rec.options.cgroups,
+            Loaded::Ok(rec) if rec.run_id == run.run_id => {
+                if let Some(k) = RecordedCgroups::of(&rec).filter(|k| k.of_init(run)) {
+                    *kept = Some(k);
+                }
+                rec.options.cgroups
+            }
             _ => run.options.cgroups.clone(),
+        }
+    }
+
+    /// Keeps the cgroups of a runtime record just read.
+    fn recorded(&self, rec: &RuntimeRecord) {
+        if let Some(k) = RecordedCgroups::of(rec) {
+            *self.recorded_cgroups.borrow_mut() = Some(k);
         }
     }
 
@@ -334,12 +389,14 @@ impl Ctr {
     }
 }
 
-/// The daemon's mount table, read when a request's first running
-/// container needs it (to find its init's cgroups), then kept for the
-/// rest of that request; so is the boot time (for exec'd processes).
+/// The daemon's cgroup mounts, read from its mount table when a request's
+/// first running container needs them (to find its init's cgroups), then
+/// kept for the rest of that request; so is the boot time (for exec'd
+/// processes).
 #[derive(Default)]
 pub struct Mounts {
-    mountinfo: std::cell::OnceCell<Option<String>>,
+    /// `None`: the mount table could not be read.
+    cgroup_mounts: std::cell::OnceCell<Option<Vec<cgroup::Mounted>>>,
     /// The daemon's own cgroup directories.
     mine: std::cell::OnceCell<Vec<PathBuf>>,
     /// The boot time, read at the first exec'd process found.
@@ -347,9 +404,12 @@ pub struct Mounts {
 }
 
 impl Mounts {
-    fn mountinfo(&self) -> Option<&str> {
-        self.mountinfo
-            .get_or_init(|| fs::read_to_string("/proc/self/mountinfo").ok())
+    fn cgroup_mounts(&self) -> Option<&[cgroup::Mounted]> {
+        self.cgroup_mounts
+            .get_or_init(|| {
+                let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+                Some(cgroup::mounted(&mountinfo))
+            })
             .as_deref()
     }
 
@@ -357,7 +417,7 @@ impl Mounts {
     /// per hierarchy it is in (see `exec::init_cgroups`), cgroup2's first.
     fn cgroups(&self, pid: &str) -> Option<Vec<PathBuf>> {
         let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let mut hierarchies = cgroup::discover(self.mountinfo()?, &own);
+        let mut hierarchies = cgroup::place(self.cgroup_mounts()?, &own);
         hierarchies.sort_by_key(|h| !h.is_v2());
         Some(hierarchies.iter().map(cgroup::own_dir).collect())
     }
@@ -369,12 +429,38 @@ impl Mounts {
     /// `cgroup::used_by`) holds other processes too, and that daemon may
     /// not be this one.
     fn container_cgroup(&self, init_pid: i32) -> Option<PathBuf> {
-        let mine = self
-            .mine
-            .get_or_init(|| self.cgroups("self").unwrap_or_default());
         self.cgroups(&init_pid.to_string())?
             .into_iter()
-            .find(|d| !mine.contains(d))
+            .find(|d| !self.mine().contains(d))
+    }
+
+    fn mine(&self) -> &[PathBuf] {
+        self.mine
+            .get_or_init(|| self.cgroups("self").unwrap_or_default())
+    }
+
+    /// The cgroup [`container_cgroup`](Self::container_cgroup) finds and
+    /// the processes in it. The cgroup2 one of `recorded` (those its
+    /// monitor made, see `cgroups_now`) is it when the init is among its
+    /// processes (it is born there unless it has a leaf of its own): then
+    /// /proc/INIT/cgroup, costly to make for the kernel, is not read.
+    fn init_cgroup(&self, init_pid: i32, recorded: &[String]) -> Option<(PathBuf, Vec<i32>)> {
+        let v2 = self.cgroup_mounts()?.iter().find(|m| m.is_v2());
+        let candidate = v2.and_then(|m| {
+            recorded
+                .iter()
+                .map(Path::new)
+                .find(|d| d.starts_with(m.mount()))
+        });
+        if let Some(dir) = candidate.filter(|d| !self.mine().iter().any(|m| m == d)) {
+            let procs = exec::cgroup_procs(dir);
+            if procs.contains(&init_pid) {
+                return Some((dir.to_path_buf(), procs));
+            }
+        }
+        let dir = self.container_cgroup(init_pid)?;
+        let procs = exec::cgroup_procs(&dir);
+        Some((dir, procs))
     }
 }
 
@@ -525,6 +611,8 @@ impl Containers {
             log_status: Paths::new(&cfg.run_dir, &cfg.state_dir, name).log_status(),
             health: Paths::new(&cfg.run_dir, &cfg.state_dir, name).health(),
             health_seen: None,
+            recorded_cgroups: std::cell::RefCell::new(None),
+            effective: std::cell::OnceCell::new(),
         };
         self.map.insert(name.to_string(), ctr);
     }
@@ -534,6 +622,7 @@ impl Containers {
     pub fn redefine(&mut self, name: &str, spec: Option<ContainerSpec>) {
         if let Some(c) = self.map.get_mut(name) {
             c.spec = spec;
+            c.effective = std::cell::OnceCell::new();
             c.invalid = None;
             c.warning = None;
         }
@@ -1241,6 +1330,7 @@ impl Containers {
             );
         }
         if let Some(c) = self.map.get_mut(name) {
+            c.recorded(rec);
             c.handles = Some(Handles {
                 monitor_pidfd,
                 monitor_token,
@@ -1384,6 +1474,9 @@ impl Containers {
         let Loaded::Ok(rec) = state::load::<RuntimeRecord>(&paths.runtime()) else {
             return Vec::new();
         };
+        if let Some(c) = self.map.get(name) {
+            c.recorded(&rec);
+        }
         let same = (rec.init_pid, rec.init_start) == (run.init_pid, run.init_start);
         if rec.run_id != run.run_id || rec.init_pid == 0 || same {
             return Vec::new();
@@ -1818,11 +1911,12 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
-fn execs_of(run: &RunFacts, mounts: &Mounts) -> Vec<ExecInfo> {
-    let Some(dir) = mounts.container_cgroup(run.init_pid) else {
+/// `cgroups`: those its monitor made.
+fn execs_of(run: &RunFacts, mounts: &Mounts, cgroups: &[String]) -> Vec<ExecInfo> {
+    let Some((dir, procs)) = mounts.init_cgroup(run.init_pid, cgroups) else {
         return Vec::new();
     };
-    let found = exec::joined(&dir, run.init_pid, &mounts.boot);
+    let found = exec::joined(&procs, run.init_pid, &mounts.boot);
     // Read through /proc/PID: the init's only if it still runs after.
     if !host::same_process(run.init_pid, run.init_start) {
         return Vec::new();
