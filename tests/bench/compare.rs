@@ -1085,7 +1085,7 @@ fn reattach_bench(b: &Bench, rounds: usize) {
                         .all(|c| before.iter().any(|o| o.name == c.name && o.pid == c.pid))
             });
             times.push(t.elapsed());
-            cpu.push(cpu_time(new.pid()));
+            cpu.push(sys::cpu_time(new.pid()));
             let log = new.stderr();
             if let Some(said) = log
                 .lines()
@@ -1123,18 +1123,6 @@ fn reattach_bench(b: &Bench, rounds: usize) {
         drop(daemon);
         drop(w);
     }
-}
-
-/// The CPU time `pid` has had (/proc/PID/schedstat, nanoseconds on a
-/// CPU): less bent by the machine's other work than the time on the clock.
-fn cpu_time(pid: u32) -> Duration {
-    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
-    let ns = text
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(ns)
 }
 
 // ---- set-up ----

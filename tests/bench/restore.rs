@@ -98,18 +98,6 @@ fn ps(w: &World) -> Option<Vec<Inspect>> {
     nanoserde::DeJson::deserialize_json(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }
 
-/// The CPU time `pid` has had (/proc/PID/schedstat, nanoseconds on a
-/// CPU): less bent by a busy machine than the time on the clock.
-fn cpu_time(pid: u32) -> Duration {
-    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
-    let ns = text
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(ns)
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -188,7 +176,7 @@ fn run(n: usize, rounds: usize) {
             );
         }
         restores.push(t0.elapsed());
-        cpus.push(cpu_time(daemon.pid()));
+        cpus.push(sys::cpu_time(daemon.pid()));
         let ready = daemon.wait_for_log_line(&["ready on", "restore took"]);
         let inside: f64 = ready
             .rsplit("restore took ")
