@@ -65,6 +65,13 @@ pub struct Found {
     pub controllers: Vec<String>,
 }
 
+impl Found {
+    /// The cgroup2 hierarchy (it lists no controllers of its own).
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+}
+
 impl From<&Hierarchy> for Found {
     fn from(h: &Hierarchy) -> Found {
         Found {

@@ -76,10 +76,11 @@ struct Handles {
     adopted_until: Option<Instant>,
 }
 
-/// A monitor started ahead of any start, waiting for its job: a start
-/// hands its job to this one instead of starting a monitor then (the
-/// exec of the binary and its start-up are off the start's path).
-struct Spare {
+/// A monitor just started, waiting for its job: one started for a start
+/// (with its container's name), or a spare started ahead of any start,
+/// which the next start hands its job to (the exec of the binary and its
+/// start-up are then off the start's path).
+struct NewMonitor {
     pid: i32,
     /// Its start time (see `host::same_process`).
     start: u64,
@@ -88,10 +89,10 @@ struct Spare {
     channel: OwnedFd,
 }
 
-impl Spare {
+impl NewMonitor {
     /// `berth monitor NAME` (or, without a name, a spare) on a new
     /// channel.
-    fn spawn(name: Option<&str>) -> Result<Spare, StartError> {
+    fn spawn(name: Option<&str>) -> Result<NewMonitor, StartError> {
         let (ours, theirs) = fd::socketpair().map_err(StartError::Socketpair)?;
         let (pid, pidfd) = monitor::spawn(name, &theirs).map_err(StartError::SpawnMonitor)?;
         drop(theirs);
@@ -101,7 +102,7 @@ impl Spare {
             let _ = process::pidfd_send_signal(&pidfd, libc::SIGKILL);
             return Err(StartError::MonitorStart(pid));
         };
-        Ok(Spare {
+        Ok(NewMonitor {
             pid,
             start,
             pidfd,
@@ -495,7 +496,7 @@ pub struct Containers {
     /// (dropped at each reload): a start only attaches its program.
     device_programs: Vec<devices::Loaded>,
     /// The monitor started ahead for the next start, if one is ready.
-    spare: Option<Spare>,
+    spare: Option<NewMonitor>,
     /// When to start a spare: a while after the last start or end, so
     /// that its exec never competes with either.
     spare_due: Option<Instant>,
@@ -1054,7 +1055,7 @@ impl Containers {
     /// would take it, or it cannot be made here: the monitor then makes
     /// its own, and says why that failed if it does.
     fn device_program(&mut self, spec: &ContainerSpec) -> Option<&devices::Loaded> {
-        if !self.hierarchies().iter().any(|h| h.controllers.is_empty()) {
+        if !self.hierarchies().iter().any(cgroup::Found::is_v2) {
             return None;
         }
         let rules = devices::rules(&spec.devices).ok()?;
@@ -1076,7 +1077,7 @@ impl Containers {
     }
 
     /// The spare monitor, if one is ready and still alive.
-    fn take_spare(&mut self) -> Option<Spare> {
+    fn take_spare(&mut self) -> Option<NewMonitor> {
         let spare = self.spare.take()?;
         self.want_spare();
         // Readable: it is gone.
@@ -1136,7 +1137,7 @@ impl Containers {
         if starting {
             return;
         }
-        match Spare::spawn(None) {
+        match NewMonitor::spawn(None) {
             Ok(spare) => {
                 log::debug!("spare monitor {} started", spare.pid);
                 self.spare = Some(spare);
@@ -1221,14 +1222,14 @@ impl Containers {
         let paths = Paths::new(&cfg.run_dir, &cfg.state_dir, name);
         fs::create_dir_all(&paths.run).map_err(|e| StartError::CreateDir(paths.run.clone(), e))?;
         self.watch_dir(env, name, &paths.run);
-        let Spare {
+        let NewMonitor {
             pid,
             start: monitor_start,
             pidfd,
             channel: ours,
         } = match self.take_spare() {
             Some(spare) => spare,
-            None => Spare::spawn(Some(name))?,
+            None => NewMonitor::spawn(Some(name))?,
         };
         let run = RunFacts {
             run_id,
