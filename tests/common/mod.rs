@@ -440,7 +440,19 @@ impl World {
 
     /// `spawn_in_world`, in `cgroup2_dir`: a cgroup2 directory at or below
     /// the world's own, so cleanup still finds what it holds.
-    pub fn spawn_in_cgroup(&self, mut cmd: Command, what: &str, cgroup2_dir: &Path) -> Spawned {
+    pub fn spawn_in_cgroup(&self, cmd: Command, what: &str, cgroup2_dir: &Path) -> Spawned {
+        self.spawn_in_cgroup_then(cmd, what, cgroup2_dir, |_| {})
+    }
+
+    /// `spawn_in_cgroup`, with `last` adding the last pre-exec steps (after
+    /// the cgroup is joined).
+    pub fn spawn_in_cgroup_then(
+        &self,
+        mut cmd: Command,
+        what: &str,
+        cgroup2_dir: &Path,
+        last: impl FnOnce(&mut Command),
+    ) -> Spawned {
         assert!(
             cgroup2_dir.starts_with(&self.cgroup2_dir),
             "{} is outside the world's cgroup2 dir",
@@ -456,6 +468,7 @@ impl World {
             .stdout(file(&stdout_path))
             .stderr(file(&stderr_path));
         sys::join_cgroup_before_exec(&mut cmd, &cgroup2_dir.join("cgroup.procs"));
+        last(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         Spawned {
             child,

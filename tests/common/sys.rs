@@ -359,6 +359,72 @@ pub fn join_net_namespace(ns: &impl AsRawFd) -> io::Result<()> {
     check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }.into()).map(drop)
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds.
+#[allow(dead_code)]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The time a spawned process was about to exec, which it writes into a
+/// pipe as its last pre-exec step (see [`note_exec_time`]).
+#[allow(dead_code)]
+pub struct ExecClock {
+    read: std::fs::File,
+    write: OwnedFd,
+}
+
+#[allow(dead_code)]
+impl ExecClock {
+    /// CLOCK_MONOTONIC (ns) at the exec; call it once the spawn returned.
+    pub fn time(self) -> u64 {
+        let ExecClock { mut read, write } = self;
+        // The child holds the only other copy: EOF, not a hang, if it
+        // never wrote.
+        drop(write);
+        let mut bytes = [0u8; 8];
+        io::Read::read_exact(&mut read, &mut bytes).expect("the spawned process's exec time");
+        u64::from_ne_bytes(bytes)
+    }
+}
+
+/// Makes the spawned process write CLOCK_MONOTONIC (8 bytes) into a pipe
+/// just before its exec. Register it after every other pre-exec step, so
+/// that the time is the exec's.
+#[allow(dead_code)]
+pub fn note_exec_time(cmd: &mut Command) -> ExecClock {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two fds it is given.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+    // SAFETY: both fds were just made and are owned here.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let fd = write.as_raw_fd();
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // async-signal-safe calls clock_gettime and write, on an fd that
+    // `ExecClock` keeps open until the spawn returned.
+    unsafe {
+        cmd.pre_exec(move || {
+            let bytes = monotonic_ns().to_ne_bytes();
+            if libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    ExecClock { read, write }
+}
+
 /// The CPU time `pid` has had (/proc/PID/schedstat, nanoseconds on a
 /// CPU): less bent by a busy machine than the time on the clock.
 pub fn cpu_time(pid: u32) -> std::time::Duration {
