@@ -29,7 +29,16 @@ const STAT_MAX: usize = 2048;
 /// start-up and for each `ps`, so no heap memory is taken for them).
 fn with_stat<R>(pid: i32, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
     let mut buf = [0u8; STAT_MAX];
-    let mut file = fs::File::open(format!("/proc/{pid}/stat"))?;
+    // "/proc/PID/stat" and its NUL, on the stack.
+    let mut name = [0u8; 32];
+    let len = {
+        let mut w = &mut name[..];
+        io::Write::write_fmt(&mut w, format_args!("/proc/{pid}/stat\0"))?;
+        32 - w.len()
+    };
+    let path = std::ffi::CStr::from_bytes_with_nul(&name[..len])
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut file = fs::File::from(crate::sys::fd::open(path, libc::O_RDONLY, 0)?);
     let mut n = 0;
     while n < buf.len() {
         match io::Read::read(&mut file, &mut buf[n..]) {

@@ -141,8 +141,11 @@ impl log::Log for Logger {
         };
         match &mut *sink {
             Sink::Stderr => {
-                let line = stderr_line(ns, record.level(), &msg);
-                let _ = writeln!(io::stderr().lock(), "{line}");
+                // One write per line (stderr is unbuffered: `writeln!`
+                // would make two).
+                let mut line = stderr_line(ns, record.level(), &msg);
+                line.push('\n');
+                let _ = io::stderr().lock().write_all(line.as_bytes());
             }
             Sink::Syslog(s) => s.send(ns, record.level(), &msg),
         }

@@ -323,14 +323,12 @@ fn read_small(path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
 /// (a FIFO put in its place), only a regular file.
 /// Also returns its size.
 fn open_record(path: &Path) -> io::Result<(fs::File, u64)> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
+    let file = crate::sys::fd::open_read(path, libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(
+        |e| match e.raw_os_error() {
             Some(libc::ELOOP) => io::Error::other("record is a symlink"),
             _ => e,
-        })?;
+        },
+    )?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other("record is not a regular file"));

@@ -219,31 +219,65 @@ const DEFAULTS: &str = r#"{"address": null, "autostart": true, "cap-add": [],
 /// leaves out at its default, `hostname` as chosen, and `env` with the
 /// env files' variables merged in (what `inspect` shows as `config`).
 pub fn effective(spec: &ContainerSpec) -> String {
-    let (Ok(mut root), Ok(defaults)) = (json::parse(&spec.canonical), json::parse(DEFAULTS)) else {
-        return spec.canonical.clone();
-    };
-    let (Value::Object(members), Value::Object(defaults)) = (&mut root.value, defaults.value)
+    let Ok(Node {
+        value: Value::Object(members),
+        ..
+    }) = json::parse(&spec.canonical)
     else {
         return spec.canonical.clone();
     };
-    for (key, value) in defaults {
-        if !members.iter().any(|(k, _)| *k == key) {
-            members.push((key, value));
+    // (key, canonical text of the value), then sorted by key as
+    // `json::to_canonical` sorts.
+    let mut shown: Vec<(&str, String)> = members
+        .iter()
+        .filter(|(k, _)| k != "hostname" && k != "env")
+        .map(|(k, n)| (k.as_str(), json::to_canonical(n)))
+        .collect();
+    for (key, text) in default_members() {
+        if key != "env" && !members.iter().any(|(k, _)| k == key) {
+            shown.push((key, text.clone()));
         }
     }
-    let node = |value| Node {
-        value,
-        line: 0,
-        col: 0,
-    };
-    let string = |s: &str| node(Value::String(s.to_string()));
-    members.retain(|(k, _)| k != "hostname" && k != "env");
-    members.push(("hostname".into(), string(&spec.hostname)));
-    members.push((
-        "env".into(),
-        node(Value::Array(spec.env.iter().map(|v| string(v)).collect())),
-    ));
-    json::to_canonical(&root)
+    let mut hostname = String::new();
+    json::escape_into(&mut hostname, &spec.hostname);
+    shown.push(("hostname", hostname));
+    let mut env = String::from("[");
+    for (i, v) in spec.env.iter().enumerate() {
+        if i > 0 {
+            env.push(',');
+        }
+        json::escape_into(&mut env, v);
+    }
+    env.push(']');
+    shown.push(("env", env));
+    shown.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::with_capacity(shown.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    out.push('{');
+    for (i, (key, text)) in shown.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::escape_into(&mut out, key);
+        out.push(':');
+        out.push_str(text);
+    }
+    out.push('}');
+    out
+}
+
+/// DEFAULTS' members with the canonical text of each value, parsed once.
+fn default_members() -> &'static [(String, String)] {
+    static MEMBERS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    MEMBERS.get_or_init(|| match json::parse(DEFAULTS) {
+        Ok(Node {
+            value: Value::Object(members),
+            ..
+        }) => members
+            .into_iter()
+            .map(|(k, n)| (k, json::to_canonical(&n)))
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// FNV-1a, 64 bits: the hash of a definition's canonical text.
@@ -1169,6 +1203,51 @@ mod tests {
         assert!(shown.contains(r#""memory":"64m""#), "{shown}");
         assert!(shown.contains(r#""hostname":"app""#), "{shown}");
         assert!(shown.contains(r#""env":["FROM_FILE=1"]"#), "{shown}");
+    }
+
+    #[test]
+    fn the_effective_definition_is_the_canonical_text_of_the_merged_tree() {
+        let file = Path::new(CONTAINER_FILE);
+        // The whole definition and its defaults merged as a tree, then
+        // written canonically: what `effective` must give.
+        let merged = |spec: &ContainerSpec| {
+            let mut root = json::parse(&spec.canonical).unwrap();
+            let Value::Object(defaults) = json::parse(DEFAULTS).unwrap().value else {
+                panic!("DEFAULTS is not an object");
+            };
+            let Value::Object(members) = &mut root.value else {
+                panic!("not an object");
+            };
+            for (key, value) in defaults {
+                if !members.iter().any(|(k, _)| *k == key) {
+                    members.push((key, value));
+                }
+            }
+            members.retain(|(k, _)| k != "hostname" && k != "env");
+            members.push(("hostname".into(), string_node(&spec.hostname)));
+            let env = spec.env.iter().map(|v| string_node(v)).collect();
+            members.push((
+                "env".into(),
+                Node {
+                    value: Value::Array(env),
+                    line: 0,
+                    col: 0,
+                },
+            ));
+            json::to_canonical(&root)
+        };
+        for text in [
+            r#"{"rootfs": "/srv/app", "command": ["/bin/app"]}"#,
+            r#"{"rootfs": "/srv/app", "command": ["/bin/app", "a \"b\"\n\u00e9"], "hostname": "web-1",
+                "env": ["A=1", "B=\t"], "restart": "always", "memory": "64m", "cpus": 1.5,
+                "mounts": [{"type": "tmpfs", "target": "/tmp"}], "sysctl": {"net.core.somaxconn": "512"},
+                "healthcheck": {"command": ["/bin/true"], "interval": 5}, "stop-timeout": 3}"#,
+        ] {
+            let mut spec = parse_container("app", text, file).unwrap();
+            assert_eq!(effective(&spec), merged(&spec), "{text}");
+            spec.env.push("FROM_FILE=\u{1}x".into());
+            assert_eq!(effective(&spec), merged(&spec), "{text}");
+        }
     }
 
     fn string_node(s: &str) -> Node {

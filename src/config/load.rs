@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::container_file::parse_container;
@@ -363,11 +362,8 @@ fn load_env_files(spec: ContainerSpec, file: &Path) -> Result<ContainerSpec, Con
 /// Opened non-blocking so a FIFO in its place cannot hang the caller.
 pub(super) fn read_capped(path: &Path) -> Result<String, ConfigError> {
     let error = |reason: String| file_error(path, reason);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| error(io_reason(&e)))?;
+    let file =
+        crate::sys::fd::open_read(path, libc::O_NONBLOCK).map_err(|e| error(io_reason(&e)))?;
     let meta = file.metadata().map_err(|e| error(io_reason(&e)))?;
     if !meta.is_file() {
         return Err(error("not a regular file".to_string()));
@@ -376,7 +372,9 @@ pub(super) fn read_capped(path: &Path) -> Result<String, ConfigError> {
     if meta.len() > MAX_FILE_SIZE {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    // Room for the whole file and the one byte that shows its end: two
+    // reads, not a doubling series of them.
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| error(io_reason(&e)))?;

@@ -483,7 +483,7 @@ const STAT_ON_STACK: usize = 2048;
 /// fit (read it with [`read_into`] then).
 fn read_small(path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
+    let mut file = crate::sys::fd::open_read(path, 0)?;
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
@@ -501,7 +501,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
     use std::io::Read;
     buf.clear();
     // Through `take`: a File's own read_to_end asks its size first.
-    fs::File::open(path)?
+    crate::sys::fd::open_read(path, 0)?
         .take(u64::MAX)
         .read_to_end(buf)
         .map(|_| ())

@@ -301,7 +301,9 @@ impl Ctr {
                 }
             }),
             execs: match run {
-                Some(r) if running && r.exec == Exec::Done => execs_of(r, mounts, &cgroups),
+                Some(r) if running && r.exec == Exec::Done => {
+                    execs_of(r, mounts, &cgroups, || self.init_runs(r))
+                }
                 _ => Vec::new(),
             },
             config: spec.map(|s| {
@@ -330,6 +332,16 @@ impl Ctr {
                 rec.options.cgroups
             }
             _ => run.options.cgroups.clone(),
+        }
+    }
+
+    /// Whether the init of `run` still runs: its pidfd tells without a
+    /// read of /proc (it turns readable when the init ends); without one,
+    /// its /proc/PID/stat.
+    fn init_runs(&self, run: &RunFacts) -> bool {
+        match self.handles.as_ref().and_then(|h| h.init_pidfd.as_ref()) {
+            Some(pidfd) => !fd::readable_now(pidfd).unwrap_or(true),
+            None => host::same_process(run.init_pid, run.init_start),
         }
     }
 
@@ -1913,13 +1925,18 @@ pub fn run_of(rec: &RuntimeRecord) -> RunFacts {
 /// The processes started into a running container from outside (`berth
 /// exec`, health checks), as the kernel shows them.
 /// `cgroups`: those its monitor made.
-fn execs_of(run: &RunFacts, mounts: &Mounts, cgroups: &[String]) -> Vec<ExecInfo> {
+fn execs_of(
+    run: &RunFacts,
+    mounts: &Mounts,
+    cgroups: &[String],
+    init_runs: impl Fn() -> bool,
+) -> Vec<ExecInfo> {
     let Some((dir, procs)) = mounts.init_cgroup(run.init_pid, cgroups) else {
         return Vec::new();
     };
     let found = exec::joined(&procs, run.init_pid, &mounts.boot);
     // Read through /proc/PID: the init's only if it still runs after.
-    if !host::same_process(run.init_pid, run.init_start) {
+    if !init_runs() {
         return Vec::new();
     }
     if found.cut_short {

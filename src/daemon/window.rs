@@ -6,9 +6,10 @@
 //! Times are made strictly increasing, across daemon restarts too: a
 //! client that passes the time of the last event it saw gets each later
 //! event once. The file is written unsynced (run-dir is tmpfs): each batch
-//! is appended, one JSON line per event, and once the file holds twice
-//! the window it is rewritten whole (temp + rename), so it stays bounded
-//! and is never torn but at its last line, which loading cuts off (so that
+//! is appended, one JSON line per event, and once the file holds a
+//! quarter more than the window it is rewritten whole (temp + rename).
+//! So it stays bounded, a starting daemon has few lines to read, and it
+//! is never torn but at its last line, which loading cuts off (so that
 //! the next batch starts a line of its own).
 //!
 //! The window also keeps, per container, what it last told of its health
@@ -35,6 +36,10 @@ use crate::{errors, host, state, wire};
 pub const KEEP: usize = 1000;
 /// How long an event is kept.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// Lines the file holds at most before it is rewritten whole: each is
+/// read at the daemon's start, so a quarter more than the window, not
+/// twice (a rewrite every `KEEP / 4` events, of some 100 KiB on tmpfs).
+const FILE_LINES_MAX: usize = KEEP + KEEP / 4;
 /// The longest detail kept of an event.
 const MAX_DETAIL: usize = 512;
 /// How the detail of a restart by the monitor for failing health checks
@@ -115,12 +120,12 @@ pub fn line_of(e: &Event) -> EventLine {
     }
 }
 
-fn event_of(line: &EventLine) -> Option<Event> {
+fn event_of(line: EventLine) -> Option<Event> {
     Some(Event {
         time: line.time_ns,
-        name: line.name.clone(),
         kind: Kind::parse(&line.event)?,
-        detail: line.detail.clone(),
+        name: line.name,
+        detail: line.detail,
         code: line.exit_code,
     })
 }
@@ -163,7 +168,7 @@ impl Window {
                 }
                 continue;
             };
-            let Some(e) = event_of(&l) else {
+            let Some(e) = event_of(l) else {
                 continue;
             };
             if e.time > w.last_time {
@@ -236,7 +241,7 @@ impl Window {
             }
             out
         };
-        let result = if self.rewrite || self.lines_in_file + batch.len() > 2 * KEEP {
+        let result = if self.rewrite || self.lines_in_file + batch.len() > FILE_LINES_MAX {
             let told = ToldLine {
                 as_of: self.last_time,
                 told: self.told.clone(),
@@ -409,7 +414,7 @@ mod tests {
         assert_eq!(w.since(0).count(), KEEP);
         assert!(w.since(0).all(|e| e.detail.len() == MAX_DETAIL));
         let lines = fs::read_to_string(&path).unwrap().lines().count();
-        assert!(lines <= 2 * KEEP, "{lines} lines");
+        assert!(lines <= FILE_LINES_MAX, "{lines} lines");
         let again = Window::load(path.clone(), NOW + 3 * KEEP as u64);
         assert_eq!(again.since(0).count(), KEEP);
         // Old ones go after MAX_AGE.
