@@ -89,10 +89,6 @@ const EVENTS_FILE: &str = "events.jsonl";
 /// wake-ups may make more (a spawn that fails at once).
 const EVENT_ROUNDS: usize = 16;
 
-/// How long the loop waits with nothing to do before it frees the blocks
-/// kept from its last burst of work.
-const TRIM_AFTER: Duration = Duration::from_millis(100);
-
 /// A shutdown in progress (live restore off).
 struct Shutdown {
     /// When every container still running gets SIGKILL.
@@ -139,10 +135,6 @@ pub fn main(opts: Options) -> i32 {
         return 1;
     }
     let _ = signal::ignore(libc::SIGPIPE);
-    // The daemon works in bursts (start-up, a `ps` of every container):
-    // blocks freed during one are kept for the next allocations and
-    // freed when the loop is idle (see `sys::alloc`).
-    crate::sys::alloc::keep_freed();
     // Whatever fds the daemon inherited stay out of everything it starts.
     let _ = fd::cloexec_from_raw(3);
     // Nothing the daemon creates is writable by others, whatever umask it
@@ -322,25 +314,18 @@ impl Daemon {
             if self.exit_now {
                 break;
             }
-            let mut timeout = if tidy {
+            let timeout = if tidy {
                 Some(Duration::ZERO)
             } else {
                 self.next_deadline()
                     .map(|d| d.saturating_duration_since(Instant::now()))
             };
-            let holding = crate::sys::alloc::holding();
-            if holding {
-                timeout = Some(timeout.map_or(TRIM_AFTER, |t| t.min(TRIM_AFTER)));
-            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 error!("poll: {err}", err = errors::io_text(&e));
                 return 1;
-            }
-            if holding && !tidy && events.is_empty() {
-                crate::sys::alloc::trim();
             }
             if tidy && events.is_empty() {
                 restore::remove_stale_temps(&self.cfg);

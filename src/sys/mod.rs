@@ -6,7 +6,6 @@
 
 #![allow(unsafe_code)]
 
-pub mod alloc;
 pub mod bpf;
 pub mod cap;
 pub mod child;
