@@ -31,12 +31,12 @@ fn with_stat<R>(pid: i32, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
     let mut buf = [0u8; STAT_MAX];
     // "/proc/PID/stat" and its NUL, on the stack.
     let mut name = [0u8; 32];
-    let len = {
+    let unused = {
         let mut w = &mut name[..];
         io::Write::write_fmt(&mut w, format_args!("/proc/{pid}/stat\0"))?;
-        32 - w.len()
+        w.len()
     };
-    let path = std::ffi::CStr::from_bytes_with_nul(&name[..len])
+    let path = std::ffi::CStr::from_bytes_with_nul(&name[..name.len() - unused])
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut file = fs::File::from(crate::sys::fd::open(path, libc::O_RDONLY, 0)?);
     let mut n = 0;
