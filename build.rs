@@ -59,11 +59,14 @@ fn main() {
 fn link_order() -> Result<(), String> {
     println!("cargo:rerun-if-changed={ORDER}");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    // cross/record-order's build lays the text out its own way.
+    println!("cargo:rerun-if-env-changed=BERTH_LINK_ORDER");
     let linker = env::var("RUSTC_LINKER").unwrap_or_default();
     let is_lld = Path::new(&linker)
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains("lld"));
-    if !is_lld || !Path::new(ORDER).exists() {
+    let off = env::var("BERTH_LINK_ORDER").is_ok_and(|v| v == "off");
+    if !is_lld || off || !Path::new(ORDER).exists() {
         return Ok(());
     }
     let text = read(ORDER)?;
