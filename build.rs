@@ -82,12 +82,16 @@ fn link_order() -> Result<(), String> {
     // The sections named just `.text`: the C start-up code and the C
     // library's assembly (memcpy, memset, the signal return), which every
     // process runs.
-    script.push_str("    *(.text)\n  }\n");
-    // Then `.init` and `.fini` (musl's start calls `_init`), as lld would
-    // place them, but here rather than before the rarely run `.text`.
-    script.push_str("  .init : { KEEP(*(SORT_NONE(.init))) }\n");
-    script.push_str("  .fini : { KEEP(*(SORT_NONE(.fini))) }\n");
-    script.push_str("}\nINSERT AFTER .text;\n");
+    script.push_str("    *(.text)\n");
+    // And `_init` and `_fini`, which musl's start-up calls: the pieces of
+    // crti.o and crtn.o in the order of the command line, as an `.init`
+    // of their own would hold them, but here rather than next to the
+    // rarely run `.text`.
+    script.push_str("    KEEP(*(SORT_NONE(.init)))\n    KEEP(*(SORT_NONE(.fini)))\n");
+    // An aligned end: the thread-local `.tbss` that lld places next
+    // would otherwise pad the file to the next segment by up to a page
+    // (64 KiB on arm).
+    script.push_str("    . = ALIGN(64);\n  }\n}\nINSERT AFTER .text;\n");
     let dir = env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
     let path = Path::new(&dir).join("link-order.ld");
     fs::write(&path, script).map_err(|e| format!("write {}: {e}", path.display()))?;
