@@ -3,6 +3,8 @@
 //! the system call numbers (src/sys/seccomp/syscalls.txt), the default
 //! filter's lists (src/sys/seccomp/default.txt) and that filter compiled
 //! to BPF, as Rust source in OUT_DIR that src/sys/seccomp.rs includes.
+//! Linked with rust-lld, the binary's functions are ordered by
+//! cross/daemon-order.txt (see `link_order`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -18,6 +20,7 @@ use compile::{Action, Arch};
 
 const SYSCALLS: &str = "src/sys/seccomp/syscalls.txt";
 const DEFAULT: &str = "src/sys/seccomp/default.txt";
+const ORDER: &str = "cross/daemon-order.txt";
 
 fn main() {
     let rev = Command::new("git")
@@ -39,6 +42,61 @@ fn main() {
     if let Err(e) = seccomp() {
         panic!("{e}");
     }
+    if let Err(e) = link_order() {
+        panic!("{e}");
+    }
+}
+
+/// When the linker is rust-lld (cross/build), places the functions named
+/// in ORDER together at the end of the text, in its order: the kernel maps
+/// a binary's text 64 KiB around each page fault, so the daemon's code
+/// packed together keeps few pages resident. A name there is a section of
+/// one function (`.text.NAME`, or `.text.unlikely.NAME` for a cold one:
+/// rustc and musl put each function in its own), `*` for any hash; a name
+/// matching no function costs memory, never the build (cross/record-order
+/// rewrites the list). A linker script of one output section inserted
+/// after `.text`: the rest of the layout is lld's default.
+fn link_order() -> Result<(), String> {
+    println!("cargo:rerun-if-changed={ORDER}");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    // cross/record-order's build lays the text out its own way.
+    println!("cargo:rerun-if-env-changed=BERTH_LINK_ORDER");
+    let linker = env::var("RUSTC_LINKER").unwrap_or_default();
+    let is_lld = Path::new(&linker)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("lld"));
+    let off = env::var("BERTH_LINK_ORDER").is_ok_and(|v| v == "off");
+    if !is_lld || off || !Path::new(ORDER).exists() {
+        return Ok(());
+    }
+    let text = read(ORDER)?;
+    let mut script = String::from("SECTIONS {\n  .text.daemon : {\n");
+    // Only characters an unquoted pattern of an lld linker script may
+    // hold, and no bracket (a glob class): mangled names have no others.
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_.$*?".contains(c);
+    for (_, name) in lines(&text) {
+        if name.chars().all(plain) {
+            let _ = writeln!(script, "    *(.text.{name} .text.unlikely.{name})");
+        }
+    }
+    // The sections named just `.text`: the C start-up code and the C
+    // library's assembly (memcpy, memset, the signal return), which every
+    // process runs.
+    script.push_str("    *(.text)\n");
+    // And `_init` and `_fini`, which musl's start-up calls: the pieces of
+    // crti.o and crtn.o in the order of the command line, as an `.init`
+    // of their own would hold them, but here rather than next to the
+    // rarely run `.text`.
+    script.push_str("    KEEP(*(SORT_NONE(.init)))\n    KEEP(*(SORT_NONE(.fini)))\n");
+    // An aligned end: the thread-local `.tbss` that lld places next
+    // would otherwise pad the file to the next segment by up to a page
+    // (64 KiB on arm).
+    script.push_str("    . = ALIGN(64);\n  }\n}\nINSERT AFTER .text;\n");
+    let dir = env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
+    let path = Path::new(&dir).join("link-order.ld");
+    fs::write(&path, script).map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!("cargo:rustc-link-arg-bins=-T{}", path.display());
+    Ok(())
 }
 
 /// One line of syscalls.txt: a name and its number on each of `Arch::ALL`.
