@@ -58,7 +58,13 @@ fn main() {
 /// after `.text`: the rest of the layout is lld's default.
 fn link_order() -> Result<(), String> {
     println!("cargo:rerun-if-changed={ORDER}");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    // RUSTC_LINKER comes from cargo's own setting, which is what a rerun
+    // must follow (cross/build and a plain build share target/).
+    let target = env::var("TARGET").unwrap_or_default();
+    println!(
+        "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
     // cross/record-order's build lays the text out its own way.
     println!("cargo:rerun-if-env-changed=BERTH_LINK_ORDER");
     let linker = env::var("RUSTC_LINKER").unwrap_or_default();
